@@ -1,0 +1,1 @@
+"""Distributed training: ``kfjupyter.train`` and its backends."""
