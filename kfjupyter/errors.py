@@ -10,6 +10,10 @@ from __future__ import annotations
 class KFJupyterError(Exception):
     """Base class of every error kfjupyter raises on purpose."""
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows this instead of a traceback: the message is the whole story
+        return [f"{type(self).__name__}: {self}"]
+
 
 class InvalidOptionError(KFJupyterError, ValueError):
     """An option given to ``train`` (or a magic) is malformed; nothing was submitted."""

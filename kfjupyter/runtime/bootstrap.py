@@ -68,7 +68,8 @@ def main():
         values = {}
         if (bundle / "values.pkl").exists():
             with open(bundle / "values.pkl", "rb") as fh:
-                values = pickle.load(fh)
+                # one pickle per variable, so the capture side could name a culprit
+                values = {name: pickle.loads(blob) for name, blob in pickle.load(fh).items()}
         runpy.run_path(str(bundle / "program.py"), init_globals=values, run_name="__main__")
     except SystemExit:
         raise

@@ -1,0 +1,63 @@
+"""kfjupyter: from a Jupyter notebook to Kubeflow without leaving the notebook.
+
+The public API::
+
+    kfjupyter.train(fn_or_source, workers=2, …)  -> Job     distributed training
+    kfjupyter.report(step=…, **metrics)                      metrics from any rank
+    kfjupyter.output_dir()                      -> Path      where a rank saves outputs
+    kfjupyter.jobs.get(id) / kfjupyter.jobs.list()           re-attach to jobs
+
+In a notebook, ``%load_ext kfjupyter`` adds ``%%kf_train`` and ``%kf_jobs``.
+
+Heavy modules (SQLAlchemy, IPython, kubernetes) load on first use, so a rank that only
+calls ``report`` starts fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .runtime.bootstrap import output_dir, report
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Job",
+    "jobs",
+    "load_ipython_extension",
+    "output_dir",
+    "report",
+    "train",
+    "unload_ipython_extension",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import jobs
+    from .jobs import Job
+    from .training.api import train
+
+
+def __getattr__(name: str) -> Any:
+    if name == "train":
+        from .training.api import train
+
+        return train
+    if name == "Job":
+        from .jobs import Job
+
+        return Job
+    if name == "jobs":
+        import importlib
+
+        return importlib.import_module(".jobs", __name__)
+    raise AttributeError(f"module 'kfjupyter' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython) -> None:
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython) -> None:
+    pass

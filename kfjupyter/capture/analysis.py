@@ -1,0 +1,196 @@
+"""Static analysis of cell source: which names it reads, which modules it imports.
+
+``free_names`` answers "which names must come from the notebook?": a name is free when
+the code reads it before binding it. Module-level statements are walked in execution
+order (a ``for`` target is bound before its body runs, an assignment's value is read
+before its targets are bound). Reads inside functions, classes, lambdas and
+comprehensions happen later or in their own scope; for those the compiler's symbol
+table says which names are globals, and such a name is free unless the module level
+binds it somewhere.
+"""
+
+from __future__ import annotations
+
+import ast
+import symtable
+from dataclasses import dataclass
+
+_SCOPES = (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+class _Flow:
+    def __init__(self) -> None:
+        self.bound: set[str] = set()
+        self.free: dict[str, None] = {}  # ordered set
+
+    # -- primitives -------------------------------------------------------------
+    def load(self, name: str) -> None:
+        if name not in self.bound:
+            self.free.setdefault(name)
+
+    def expr(self, node: ast.AST | None) -> None:
+        """Reads of an expression, in evaluation order (nested scopes excluded)."""
+        if node is None:
+            return
+        if isinstance(node, _SCOPES):
+            return
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Load):
+                self.load(node.id)
+            else:
+                self.bound.add(node.id)
+            return
+        if isinstance(node, ast.NamedExpr):
+            self.expr(node.value)
+            self.bound.add(node.target.id)
+            return
+        for child in ast.iter_child_nodes(node):
+            self.expr(child)
+
+    def target(self, node: ast.AST) -> None:
+        if isinstance(node, ast.Name):
+            self.bound.add(node.id)
+        elif isinstance(node, (ast.Tuple, ast.List)):
+            for elt in node.elts:
+                self.target(elt)
+        elif isinstance(node, ast.Starred):
+            self.target(node.value)
+        else:  # attribute or subscript: reads its object and index
+            self.expr(node)
+
+    # -- statements ---------------------------------------------------------------
+    def block(self, body: list[ast.stmt]) -> None:
+        for stmt in body:
+            self.stmt(stmt)
+
+    def stmt(self, s: ast.stmt) -> None:
+        if isinstance(s, ast.Assign):
+            self.expr(s.value)
+            for t in s.targets:
+                self.target(t)
+        elif isinstance(s, ast.AugAssign):
+            self.expr(s.target if not isinstance(s.target, ast.Name) else ast.Name(s.target.id, ast.Load()))
+            self.expr(s.value)
+            self.target(s.target)
+        elif isinstance(s, ast.AnnAssign):
+            self.expr(s.annotation)
+            if s.value is not None:
+                self.expr(s.value)
+                self.target(s.target)
+        elif isinstance(s, (ast.For, ast.AsyncFor)):
+            self.expr(s.iter)
+            self.target(s.target)
+            self.block(s.body)
+            self.block(s.orelse)
+        elif isinstance(s, (ast.While, ast.If)):
+            self.expr(s.test)
+            self.block(s.body)
+            self.block(s.orelse)
+        elif isinstance(s, (ast.With, ast.AsyncWith)):
+            for item in s.items:
+                self.expr(item.context_expr)
+                if item.optional_vars is not None:
+                    self.target(item.optional_vars)
+            self.block(s.body)
+        elif isinstance(s, ast.Try) or type(s).__name__ == "TryStar":
+            self.block(s.body)
+            for handler in s.handlers:
+                self.expr(handler.type)
+                if handler.name:
+                    self.bound.add(handler.name)
+                self.block(handler.body)
+            self.block(s.orelse)
+            self.block(s.finalbody)
+        elif isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for d in s.decorator_list:
+                self.expr(d)
+            for default in s.args.defaults + [d for d in s.args.kw_defaults if d is not None]:
+                self.expr(default)
+            self.bound.add(s.name)
+        elif isinstance(s, ast.ClassDef):
+            for d in s.decorator_list + s.bases + [k.value for k in s.keywords]:
+                self.expr(d)
+            self.bound.add(s.name)
+        elif isinstance(s, (ast.Import, ast.ImportFrom)):
+            for alias in s.names:
+                if alias.name != "*":
+                    self.bound.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(s, (ast.Global, ast.Nonlocal, ast.Pass, ast.Break, ast.Continue)):
+            pass
+        elif isinstance(s, ast.Delete):
+            for t in s.targets:
+                if not isinstance(t, ast.Name):
+                    self.expr(t)
+        else:
+            self.expr(s)
+
+
+def _nested_global_reads(table: symtable.SymbolTable) -> list[str]:
+    """Globals read inside functions, classes, lambdas and comprehensions."""
+    names: list[str] = []
+    for child in table.get_children():
+        for sym in child.get_symbols():
+            if sym.is_referenced() and sym.is_global() and not (
+                sym.is_declared_global() and sym.is_assigned()
+            ):
+                names.append(sym.get_name())
+        names.extend(_nested_global_reads(child))
+    return names
+
+
+def free_names(source: str) -> list[str]:
+    """Names ``source`` reads that it does not bind first, in order of first use."""
+    tree = ast.parse(source)
+    flow = _Flow()
+    flow.block(tree.body)
+    module_bound = set(flow.bound)
+    free = dict(flow.free)
+    for name in _nested_global_reads(symtable.symtable(source, "<cell>", "exec")):
+        if name not in module_bound:
+            free.setdefault(name)
+    return list(free)
+
+
+@dataclass(frozen=True)
+class ImportStmt:
+    source: str  # the statement as code, one line
+    binds: tuple[str, ...]  # names it binds
+    module: str  # the top-level module it imports from ("" for relative imports)
+
+
+def import_statements(source: str, top_level_only: bool = True) -> list[ImportStmt]:
+    """The absolute import statements of ``source`` (top-level ones by default)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    out: list[ImportStmt] = []
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                out.append(
+                    ImportStmt(
+                        ast.unparse(ast.Import(names=[alias])),
+                        (alias.asname or alias.name.split(".")[0],),
+                        alias.name.split(".")[0],
+                    )
+                )
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = tuple(a.asname or a.name for a in node.names if a.name != "*")
+            out.append(ImportStmt(ast.unparse(node), names, node.module.split(".")[0]))
+    return out
+
+
+def uses_ipython(source: str) -> int | None:
+    """Line of the first ``get_ipython()`` call (what magics and ``!cmd`` become), if any."""
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Call)
+            and isinstance(node.func.value.func, ast.Name)
+            and node.func.value.func.id == "get_ipython"
+        ):
+            return node.lineno
+    return None

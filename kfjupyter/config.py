@@ -1,0 +1,32 @@
+"""Where the workspace lives, found the same way by every process.
+
+The kernel runs in the notebook's folder and the server in its root, so nothing here
+depends on the working directory: ``KFJUPYTER_HOME`` if set, else a ``kfjupyter`` folder
+in Jupyter's user data directory. The workspace store's database is
+``KFJUPYTER_DB_URL`` if set, else a SQLite file in the workspace.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def workspace_home() -> Path:
+    env = os.environ.get("KFJUPYTER_HOME")
+    if env:
+        home = Path(env).expanduser()
+    else:
+        from jupyter_core.paths import jupyter_data_dir
+
+        home = Path(jupyter_data_dir()) / "kfjupyter"
+    home.mkdir(parents=True, exist_ok=True)
+    return home.resolve()
+
+
+def database_url(home: Path | None = None) -> str:
+    return os.environ.get("KFJUPYTER_DB_URL") or f"sqlite:///{(home or workspace_home()) / 'kfjupyter.db'}"
+
+
+def default_backend() -> str:
+    return os.environ.get("KFJUPYTER_BACKEND", "local")

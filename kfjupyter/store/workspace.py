@@ -1,0 +1,128 @@
+"""The workspace: one folder of job files and one store that every process shares."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from .. import status as st
+from ..config import database_url, workspace_home
+from ..errors import JobNotFoundError
+from .models import Base, JobRecord, utcnow
+
+
+@dataclass
+class Workspace:
+    home: Path
+    engine: Engine
+
+    def __post_init__(self) -> None:
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    # -- files ---------------------------------------------------------------
+    def job_dir(self, job_id: str) -> Path:
+        return self.home / "jobs" / job_id
+
+    # -- records -------------------------------------------------------------
+    def session(self) -> Session:
+        return self._sessions()
+
+    def add_job(self, record: JobRecord) -> JobRecord:
+        with self.session() as s, s.begin():
+            s.add(record)
+        return record
+
+    def get_job(self, job_id: str) -> JobRecord:
+        with self.session() as s:
+            record = s.get(JobRecord, job_id)
+        if record is None:
+            raise JobNotFoundError(f"no job {job_id!r} in the workspace at {self.home}")
+        return record
+
+    def list_jobs(
+        self,
+        kind: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[JobRecord]:
+        query = select(JobRecord).order_by(JobRecord.created_at.desc())
+        if kind:
+            query = query.where(JobRecord.kind == kind)
+        if status:
+            query = query.where(JobRecord.status == status)
+        query = query.offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.session() as s:
+            return list(s.scalars(query))
+
+    def update_job(self, job_id: str, only_if_active: bool = False, **fields: Any) -> JobRecord:
+        """Change a job's fields; with ``only_if_active`` a finished job is left as it is.
+
+        Moving to a terminal status stamps ``finished_at``, moving to Running stamps
+        ``started_at``.
+        """
+        with self.session() as s, s.begin():
+            record = s.get(JobRecord, job_id, with_for_update=True)
+            if record is None:
+                raise JobNotFoundError(f"no job {job_id!r} in the workspace at {self.home}")
+            if only_if_active and record.status in st.TERMINAL:
+                return record
+            new_status = fields.get("status")
+            if new_status == st.RUNNING and record.started_at is None:
+                record.started_at = utcnow()
+            if new_status in st.TERMINAL and record.finished_at is None:
+                record.finished_at = utcnow()
+            for key, value in fields.items():
+                setattr(record, key, value)
+        return record
+
+
+_lock = threading.Lock()
+_cache: dict[tuple[str, str], Workspace] = {}
+
+
+def _sqlite_connect(dbapi_connection, _record) -> None:
+    # Several processes (kernel, supervisor, CLI, server) write the same file: WAL, a
+    # generous busy timeout, and transactions that take the write lock up front
+    # (BEGIN IMMEDIATE), so a read-then-write never fails with a stale snapshot.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin(connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def get_workspace() -> Workspace:
+    """The workspace of this process's environment (cached per home and database URL)."""
+    home = workspace_home()
+    url = database_url(home)
+    with _lock:
+        ws = _cache.get((str(home), url))
+        if ws is None:
+            engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+            if url.startswith("sqlite"):
+                event.listen(engine, "connect", _sqlite_connect)
+                event.listen(engine, "begin", _sqlite_begin)
+            Base.metadata.create_all(engine)
+            ws = _cache[(str(home), url)] = Workspace(home, engine)
+        return ws
+
+
+def as_aware(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; every stored time is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value

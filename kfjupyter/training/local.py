@@ -1,0 +1,158 @@
+"""The local backend: ranks as processes on this machine, under a detached supervisor."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import psutil
+
+from .. import status as st
+from ..capture.bundle import Bundle
+from ..errors import BackendError, InvalidOptionError
+from ..runtime import supervisor as sup
+from ..runtime.processes import alive, kill_group
+from ..status import Observation
+from ..store.workspace import get_workspace
+from .spec import TrainSpec
+
+
+def local_gpu_count() -> int:
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+def _threads(cpu: str | None) -> int | None:
+    if cpu is None:
+        return None
+    value = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    return max(1, int(value))
+
+
+def read_lines(path: Path, tail: int | None = None) -> list[str]:
+    if not path.exists():
+        return []
+    lines = path.read_text(errors="replace").splitlines()
+    return lines[-tail:] if tail else lines
+
+
+def follow_file(path: Path, done, tail: int | None = None, poll: float = 0.1) -> Iterator[str]:
+    """Yield the lines of a growing file until ``done()`` is true and it is read to the end."""
+    for line in read_lines(path, tail) if tail else []:
+        yield line
+    offset = path.stat().st_size if (tail and path.exists()) else 0
+    pending = b""
+    while True:
+        finished = done()
+        if path.exists():
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+            offset += len(chunk)
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield line.decode(errors="replace")
+        if finished:
+            if pending:
+                yield pending.decode(errors="replace")
+            return
+        time.sleep(poll)
+
+
+class LocalTrainBackend:
+    name = "local"
+
+    def submit(self, job_id: str, spec: TrainSpec, bundle: Bundle, job_dir: Path) -> dict:
+        if spec.gpus:
+            have = local_gpu_count()
+            if have < spec.gpus * spec.workers:
+                raise InvalidOptionError(
+                    f"{spec.workers} workers × {spec.gpus} GPUs asked for, this machine has {have} GPU(s)"
+                )
+        launch = {
+            "job_id": job_id,
+            "workers": spec.workers,
+            "env": spec.env,
+            "gpus": spec.gpus,
+            "threads": _threads(spec.cpu),
+            "workdir": bundle.manifest.get("workdir"),
+        }
+        (job_dir / sup.LAUNCH).write_text(json.dumps(launch, indent=1))
+        with open(job_dir / "supervisor.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "kfjupyter.runtime.supervisor", str(job_dir)],
+                start_new_session=True,  # survives kernel and server restarts
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                close_fds=True,
+                env={**os.environ, "KFJUPYTER_HOME": str(get_workspace().home)},
+            )
+        try:
+            created = psutil.Process(proc.pid).create_time()
+        except psutil.NoSuchProcess:  # it died already; observe() will say why
+            created = None
+        _children.append(proc)
+        return {"pid": proc.pid, "create_time": created, "job_dir": str(job_dir)}
+
+    def observe(self, job_id: str, info: dict) -> Observation:
+        for child in list(_children):  # reap our own finished supervisors
+            if child.poll() is not None:
+                _children.remove(child)
+        record = get_workspace().get_job(job_id)
+        if record.status in st.TERMINAL or alive(info.get("pid"), info.get("create_time")):
+            return Observation(record.status, record.error, record.message)
+        record = get_workspace().get_job(job_id)  # it may have finished while we looked
+        if record.status in st.TERMINAL:
+            return Observation(record.status, record.error, record.message)
+        log = Path(info["job_dir"]) / "supervisor.log"
+        detail = "\n".join(read_lines(log, 30))
+        return Observation(st.FAILED, "the job's supervisor process ended unexpectedly\n" + detail)
+
+    def _rank_file(self, info: dict, rank: int, kind: str) -> Path:
+        return sup.rank_paths(Path(info["job_dir"]), rank)[kind]
+
+    def logs(self, job_id: str, info: dict, rank: int = 0, follow: bool = False, tail: int | None = None):
+        path = self._rank_file(info, rank, "log")
+        if not follow:
+            return iter(read_lines(path, tail))
+        return follow_file(path, lambda: self.observe(job_id, info).status in st.TERMINAL, tail)
+
+    def metrics(self, job_id: str, info: dict) -> list[dict]:
+        out: list[dict] = []
+        for path in sorted((Path(info["job_dir"]) / "metrics").glob("rank-*.jsonl")):
+            rank = int(path.stem.split("-")[1])
+            for line in read_lines(path):
+                try:
+                    out.append({"rank": rank, **json.loads(line)})
+                except json.JSONDecodeError:
+                    pass  # a line being written right now
+        return out
+
+    def cancel(self, job_id: str, info: dict, timeout: float = 5.0) -> None:
+        pid, created = info.get("pid"), info.get("create_time")
+        ws = get_workspace()
+        if alive(pid, created):
+            os.kill(pid, 15)
+            deadline = time.monotonic() + timeout - 1.0
+            while time.monotonic() < deadline and alive(pid, created):
+                time.sleep(0.05)
+            if alive(pid, created):  # unresponsive: take the whole session down
+                kill_group(pid)
+        ws.update_job(job_id, only_if_active=True, status=st.CANCELLED, message="cancelled by the user")
+        if pid and not alive(pid, created):
+            return
+        raise BackendError(f"job {job_id}: the supervisor (pid {pid}) could not be stopped")
+
+
+#: supervisors started by this process, polled so they don't linger as zombies
+_children: list[subprocess.Popen] = []

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Creates .venv (once) and installs kfjupyter with its test dependencies into it.
+# Sourced by scripts/quickstart.sh and scripts/test.sh; safe to run again.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
+# torch pinned: 2.13.0 is a CPU wheel that installs from local disk; an unpinned torch
+# would pull a multi-GB CUDA build.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
