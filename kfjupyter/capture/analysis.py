@@ -32,7 +32,13 @@ class _Flow:
         """Reads of an expression, in evaluation order (nested scopes excluded)."""
         if node is None:
             return
+        if isinstance(node, ast.Lambda):
+            for default in node.args.defaults + [d for d in node.args.kw_defaults if d]:
+                self.expr(default)
+            return
         if isinstance(node, _SCOPES):
+            # a comprehension's first iterable is evaluated here, the rest in its own scope
+            self.expr(node.generators[0].iter)
             return
         if isinstance(node, ast.Name):
             if isinstance(node.ctx, ast.Load):

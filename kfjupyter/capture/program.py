@@ -18,6 +18,7 @@ before anything is written or started.
 
 from __future__ import annotations
 
+import ast
 import builtins
 import importlib.util
 import inspect
@@ -88,10 +89,32 @@ def _importable_name(obj: Any) -> tuple[str, str] | None:
     return (module, qualname) if target is obj else None
 
 
-def _definition_source(obj: Any, name: str) -> str | None:
+def _source_in_history(obj: Any, history: list[str]) -> str | None:
+    """The last top-level ``def``/``class`` of ``obj``'s name in the notebook's history.
+
+    ``inspect`` finds a function's cell through its code object, but a class defined
+    in a notebook has no file to be found in, so classes are looked up here.
+    """
+    kinds = (ast.ClassDef,) if isinstance(obj, type) else (ast.FunctionDef, ast.AsyncFunctionDef)
+    for cell in reversed(history):
+        try:
+            tree = ast.parse(cell)
+        except SyntaxError:
+            continue
+        for node in reversed(tree.body):
+            if isinstance(node, kinds) and node.name == obj.__name__:
+                lines = cell.splitlines()
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                return "\n".join(lines[first - 1 : node.end_lineno]) + "\n"
+    return None
+
+
+def _definition_source(obj: Any, name: str, history: list[str]) -> str | None:
     try:
         source = textwrap.dedent(inspect.getsource(obj))
     except (OSError, TypeError):
+        source = _source_in_history(obj, history)
+    if source is None:
         return None
     if obj.__name__ != name:
         source += f"\n{name} = {obj.__name__}\n"
@@ -197,7 +220,7 @@ def capture(
             imports.setdefault(stmt)
             return
         if _is_notebook_defined(obj) and obj.__name__ != "<lambda>":
-            source = _definition_source(obj, name)
+            source = _definition_source(obj, name, history or [])
             if source is not None:
                 for dependency in analysis.free_names(source):
                     if dependency != obj.__name__:

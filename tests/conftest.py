@@ -1,0 +1,86 @@
+"""Shared fixtures: every test gets its own workspace, and leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from kfjupyter import status as st
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def processes_of(home: Path) -> list[psutil.Process]:
+    """Supervisors and ranks working for jobs under ``home``."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            if str(home) in cmdline and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
+
+
+@pytest.fixture(autouse=True)
+def workspace(tmp_path, monkeypatch):
+    """A fresh workspace (KFJUPYTER_HOME) per test; fails the test if a process outlives it."""
+    home = tmp_path / "kfhome"
+    monkeypatch.setenv("KFJUPYTER_HOME", str(home))
+    monkeypatch.delenv("KFJUPYTER_DB_URL", raising=False)
+    monkeypatch.delenv("KFJUPYTER_BACKEND", raising=False)
+    yield home
+    deadline = time.monotonic() + 10
+    while processes_of(home) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    leftovers = processes_of(home)
+    for proc in leftovers:
+        proc.kill()
+    assert not leftovers, f"processes left running: {[p.info['cmdline'] for p in leftovers]}"
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A notebook folder as the working directory."""
+    path = tmp_path / "notebook"
+    path.mkdir()
+    monkeypatch.chdir(path)
+    monkeypatch.syspath_prepend(str(path))
+    return path
+
+
+@pytest.fixture
+def shell(workdir):
+    """A real IPython shell with the extension loaded, as a notebook has it."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    ip = InteractiveShell.instance()
+    ip.reset()
+    ip.run_line_magic("load_ext", "kfjupyter")
+    yield ip
+    ip.reset()
+
+
+def run_cell(ip, source: str):
+    """Run a cell; return its result (with ``error_in_exec`` / ``error_before_exec``)."""
+    return ip.run_cell(source, store_history=True)
+
+
+def wait_for(predicate, timeout: float = 60.0, poll: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+TERMINAL = st.TERMINAL
+PYTHON = sys.executable
