@@ -80,8 +80,8 @@ class ConfigMapTooLargeError(PreflightError, ManifestError):
             self,
             "ConfigMap",
             name,
-            [("data", f"{_human(size)} of files, over the 1 MiB a ConfigMap can hold "
-                      f"(largest: {biggest})")],
+            [("data", f"the bundle's files take {size} bytes ({_human(size)}), over the "
+                      f"{MAX_CONFIGMAP_BYTES} bytes (1 MiB) a ConfigMap can hold; largest: {biggest}")],
         )  # fmt: skip
         self.culprit = largest[0][0] if largest else None
         self.size = size
@@ -201,6 +201,8 @@ class _Validator:
         preserve = schema.get("x-kubernetes-preserve-unknown-fields")
         for key, item in value.items():
             sub = _join(path, key)
+            if not path and key == "metadata":
+                continue  # ObjectMeta: checked by _check_metadata, as the API server does
             if key in props:
                 self.validate(item, props[key], sub)
             elif isinstance(extra, dict):
@@ -248,7 +250,18 @@ class _Validator:
         except (KeyError, TypeError):
             ok = False
         if not ok:
-            self.error(path, rule.get("message") or f"failed rule {rule['rule']}")
+            message = rule.get("message") or f"failed rule {rule['rule']}"
+            m = re.search(r"\bself((?:\.[A-Za-z_]\w*)+)", rule["rule"])
+            field = m.group(1)[1:] if m else ""
+            if m and rule["rule"][m.end():].startswith("("):  # a method call, not a field
+                field = field.rpartition(".")[0]
+            if field:  # name the field the rule is about
+                try:
+                    message += f" (got {_cel_get(value, 'self.' + field)!r:.80})"
+                except (KeyError, TypeError):
+                    pass
+                path = _join(path, field)
+            self.error(path, message)
 
 
 def _typename(value: Any) -> str:
