@@ -1,0 +1,920 @@
+"""A small, honest fake of a Kubernetes cluster with Kubeflow Trainer v2, for tests.
+
+`FakeKubernetes` serves real Kubernetes REST paths on 127.0.0.1 (threaded HTTP/1.1),
+so the official ``kubernetes`` client works against it unchanged, through a kubeconfig
+file it writes. It keeps its own copy of nothing the product computes: TrainJobs are
+validated here with ``jsonschema`` on the project's copied CRD (independently of
+``kfjupyter/k8s/schema.py``), plus the server-side rules of
+``../shared/kubeflow-schemas/README.md``.
+
+API server: create/get/list/watch/patch/delete of ``configmaps``, ``pods`` (read-only),
+``trainjobs`` (and read-only ``jobsets``, ``jobs``); ``pods/{name}/log`` with
+``follow``, ``tailLines``, ``timestamps``; ``Status`` error bodies (400, 401, 404, 405,
+409, 422); resourceVersion, uid, creationTimestamp, defaults from the schema,
+``fieldValidation=Strict`` (400 on unknown fields; otherwise they are pruned with a
+``Warning`` header); garbage collection through ``metadata.ownerReferences``.
+
+Controllers (Trainer + JobSet + Job + kubelet): a created TrainJob becomes a JobSet, an
+indexed Job ``<name>-node-0`` and ``numNodes`` pods labelled as Trainer/JobSet label
+them. Each pod really runs: its ConfigMap/emptyDir volumes are materialised in a temp
+dir (honouring ``items``), mount paths in command/args/env are rewritten to it, and the
+container command runs as a local process with the env the torch runtime gives
+(``PET_NNODES``, ``PET_NPROC_PER_NODE``, ``PET_NODE_RANK``, ``PET_MASTER_ADDR``,
+``PET_MASTER_PORT``). Its stdout+stderr is the pod log. When a pod fails, the Job fails
+(backoffLimit 0: the fake does not retry), its other pods are deleted, and the TrainJob
+gets ``Failed``; when all succeed, ``Complete``. Pods asking for GPUs stay Pending
+(Unschedulable: the fake node has none). The "image" is this venv's Python without the
+kfjupyter package (as in ``pytorch/pytorch``), unless ``image_has_kfjupyter``.
+
+With ``run_pods=False`` nothing runs; tests drive state with :meth:`add_pod` and
+:meth:`set_condition`.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import jsonschema
+import pytest
+import yaml
+
+CRD_FILE = Path(__file__).resolve().parents[1] / "kfjupyter/k8s/schemas/trainer-v2.3.0/trainer.kubeflow.org_trainjobs.yaml"
+# plural -> (group, version, kind, clients may create it)
+RESOURCES = {
+    "configmaps": ("", "v1", "ConfigMap", True),
+    "pods": ("", "v1", "Pod", False),
+    "trainjobs": ("trainer.kubeflow.org", "v1alpha1", "TrainJob", True),
+    "jobsets": ("jobset.x-k8s.io", "v1alpha2", "JobSet", False),
+    "jobs": ("batch", "v1", "Job", False),
+}
+# The default ClusterTrainingRuntime of Trainer v2.3.0 (shared/kubeflow-schemas/trainer-v2.3.0).
+RUNTIMES = {"torch-distributed": {"numNodes": 1, "job": "node", "container": "node",
+                                  "image": "pytorch/pytorch:2.13.0-cuda13.0-cudnn9-runtime"}}  # fmt: skip
+PET_VARS = ("PET_NNODES", "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT")
+# The CEL rules of the CRD, written out by hand; an unknown rule stops the fake.
+CEL = {
+    "self == oldSelf": None,  # transition rule: not checked on create
+    "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')":
+        lambda s: re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", s["metadata"]["name"]) is not None,
+    "size(self.metadata.name) <= 63": lambda s: len(s["metadata"]["name"]) <= 63,
+    "self == '' || self.matches('^[A-Za-z][A-Za-z0-9+.-]*://.+$')":
+        lambda s: s == "" or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://.+$", s) is not None,
+    "self in ['trainer.kubeflow.org/trainjob-controller', 'kueue.x-k8s.io/multikueue']":
+        lambda s: s in ("trainer.kubeflow.org/trainjob-controller", "kueue.x-k8s.io/multikueue"),
+    "has(self.lastUpdatedTime)": lambda s: "lastUpdatedTime" in s,
+}  # fmt: skip
+SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+LABEL_PART = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+
+
+def now(nano: bool = False) -> str:
+    t = datetime.now(timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + (f".{t.microsecond:06d}000Z" if nano else "Z")
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, reason: str, message: str, causes: list | None = None):
+        super().__init__(message)
+        self.code, self.reason, self.causes = code, reason, causes or []
+
+
+def _to_json_schema(s: dict) -> dict:
+    """Kubernetes structural schema → JSON Schema (draft 4, as OpenAPI v3.0 is)."""
+    out: dict = {}
+    for key, value in s.items():
+        if key == "properties":
+            out[key] = {k: _to_json_schema(v) for k, v in value.items()}
+        elif key in ("items", "not"):
+            out[key] = _to_json_schema(value)
+        elif key == "additionalProperties":
+            out[key] = _to_json_schema(value) if isinstance(value, dict) else value
+        elif key in ("allOf", "anyOf", "oneOf"):
+            out[key] = [_to_json_schema(v) for v in value]
+        elif not key.startswith("x-kubernetes-") and key not in ("nullable", "description", "default"):
+            out[key] = value
+    if s.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out.setdefault("anyOf", [{"type": "integer"}, {"type": "string"}])
+    elif s.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    return out
+
+
+def _prune_and_default(obj, schema: dict, path: str, unknown: list, problems: list, rules: list) -> None:
+    """What the API server does before validation: prune unknown fields (noting them),
+    apply defaults; also collect duplicate list-map keys and the CEL rules to check."""
+    for rule in schema.get("x-kubernetes-validations") or []:
+        rules.append((path, obj, rule))
+    if isinstance(obj, dict) and schema.get("type") == "object":
+        props, extra = schema.get("properties") or {}, schema.get("additionalProperties")
+        keep = schema.get("x-kubernetes-preserve-unknown-fields") or extra is True
+        for key in list(obj):
+            if not path and key == "metadata":
+                continue
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                _prune_and_default(obj[key], sub, f"{path}.{key}" if path else key, unknown, problems, rules)
+            elif not keep:
+                unknown.append(f"{path}.{key}" if path else key)
+                del obj[key]
+        for key, sub in props.items():
+            if key not in obj and "default" in sub:
+                obj[key] = copy.deepcopy(sub["default"])
+    elif isinstance(obj, list) and isinstance(schema.get("items"), dict):
+        keys, seen = schema.get("x-kubernetes-list-map-keys"), set()
+        for i, item in enumerate(obj):
+            _prune_and_default(item, schema["items"], f"{path}[{i}]", unknown, problems, rules)
+            if schema.get("x-kubernetes-list-type") == "map" and isinstance(item, dict):
+                k = tuple(json.dumps(item.get(n)) for n in keys)
+                if k in seen:
+                    problems.append((f"{path}[{i}]", f"Duplicate value: {', '.join(k)}"))
+                seen.add(k)
+
+
+class TrainJobValidator:
+    """The API server's view of a TrainJob: CRD schema (jsonschema) + webhook rules."""
+
+    def __init__(self, crd_file: Path = CRD_FILE):
+        with open(crd_file, "rb") as fh:
+            crd = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        self.schema = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")["schema"]["openAPIV3Schema"]
+        formats = jsonschema.FormatChecker(formats=())
+        formats.checks("int32")(lambda v: not isinstance(v, int) or -(2**31) <= v < 2**31)
+        formats.checks("int64")(lambda v: not isinstance(v, int) or -(2**63) <= v < 2**63)
+        self.validator = jsonschema.Draft4Validator(_to_json_schema(self.schema), format_checker=formats)
+        self._check_rules_known(self.schema)
+
+    def _check_rules_known(self, node) -> None:
+        if isinstance(node, dict):
+            for rule in node.get("x-kubernetes-validations") or []:
+                if rule["rule"] not in CEL:
+                    raise RuntimeError(f"fake_k8s: unknown CEL rule in the CRD, teach it: {rule['rule']}")
+            for v in node.values():
+                self._check_rules_known(v)
+        elif isinstance(node, list):
+            for v in node:
+                self._check_rules_known(v)
+
+    def admit(self, obj: dict, strict: bool) -> tuple[dict, list[str]]:
+        """The object as stored (pruned, defaulted) and warnings; raises ApiError."""
+        obj, unknown, problems, rules = copy.deepcopy(obj), [], [], []
+        _prune_and_default(obj, self.schema, "", unknown, problems, rules)
+        if unknown and strict:
+            raise ApiError(400, "BadRequest", "strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
+        for error in self.validator.iter_errors(obj):
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+            problems.append((where, error.message))
+        for path, value, rule in rules:
+            check = CEL[rule["rule"]]
+            if check is not None and value is not None and not check(value):
+                problems.append((path or "<root>", rule.get("message", rule["rule"])))
+        spec = obj.get("spec") or {}
+        for i, env in enumerate((spec.get("trainer") or {}).get("env") or []):
+            if env.get("name") in PET_VARS:
+                problems.append((f"spec.trainer.env[{i}].name", f"{env['name']} is reserved by the torch runtime"))
+        ref = spec.get("runtimeRef") or {}
+        if ref.get("name") not in RUNTIMES or ref.get("kind", "ClusterTrainingRuntime") != "ClusterTrainingRuntime":
+            problems.append(("spec.runtimeRef", f"Not found: ClusterTrainingRuntime {ref.get('name')!r}"))
+        if problems:
+            name = (obj.get("metadata") or {}).get("name")
+            raise ApiError(422, "Invalid", f'TrainJob.trainer.kubeflow.org "{name}" is invalid: '
+                           + "; ".join(f"{p}: {m}" for p, m in problems),
+                           [{"reason": "FieldValueInvalid", "field": p, "message": m} for p, m in problems])  # fmt: skip
+        return obj, [f'unknown field "{u}"' for u in unknown]
+
+
+def validate_configmap(obj: dict, strict: bool) -> dict:
+    obj = copy.deepcopy(obj)
+    unknown = [k for k in obj if k not in ("apiVersion", "kind", "metadata", "data", "binaryData", "immutable")]
+    if unknown and strict:
+        raise ApiError(400, "BadRequest", "strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
+    for k in unknown:
+        del obj[k]
+    problems, size = [], 0
+    for field in ("data", "binaryData"):
+        for key, value in (obj.get(field) or {}).items():
+            if not re.fullmatch(r"[-._a-zA-Z0-9]+", key) or len(key) > 253:
+                problems.append((f"{field}[{key}]", "a valid config key must consist of alphanumeric characters, '-', '_' or '.'"))
+            try:
+                size += len(value.encode()) if field == "data" else len(base64.b64decode(value, validate=True))
+            except (ValueError, AttributeError):
+                problems.append((f"{field}[{key}]", "illegal base64 data"))
+    if size > 1024 * 1024:
+        problems.append(("", f"Too long: may not be more than 1048576 bytes (got {size})"))
+    if problems:
+        name = obj["metadata"].get("name")
+        raise ApiError(422, "Invalid", f'ConfigMap "{name}" is invalid: ' + "; ".join(f"{p}: {m}" for p, m in problems),
+                       [{"reason": "FieldValueInvalid", "field": p, "message": m} for p, m in problems])  # fmt: skip
+    return obj
+
+
+def _match_labels(labels: dict, selector: str | None) -> bool:
+    for term in re.findall(r"(?:[^,(]|\([^)]*\))+", selector or ""):
+        term = term.strip()
+        if m := re.fullmatch(r"([^\s!=]+)\s+(in|notin)\s+\((.*)\)", term):
+            values = {v.strip() for v in m.group(3).split(",")}
+            if (labels.get(m.group(1)) in values) != (m.group(2) == "in"):
+                return False
+        elif m := re.fullmatch(r"([^\s!=]+)\s*(==|=|!=)\s*(.*)", term):
+            if (labels.get(m.group(1)) == m.group(3)) != (m.group(2) != "!="):
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+def _match_fields(obj: dict, selector: str | None) -> bool:
+    for term in filter(None, (selector or "").split(",")):
+        key, op, value = re.fullmatch(r"([\w.]+)\s*(==|=|!=)\s*(.*)", term.strip()).groups()
+        actual = obj
+        for part in key.split("."):
+            actual = (actual or {}).get(part)
+        if (actual == value) != (op != "!="):
+            return False
+    return True
+
+
+class _PodRun:
+    """The kubelet's record of one pod's container: its process and its log."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, bytes]] = []
+        self.cond = threading.Condition()
+        self.proc: subprocess.Popen | None = None
+        self.started = self.done = False
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.server.fake._handle(self, "GET")
+
+    def do_POST(self) -> None:
+        self.server.fake._handle(self, "POST")
+
+    def do_PATCH(self) -> None:
+        self.server.fake._handle(self, "PATCH")
+
+    def do_PUT(self) -> None:
+        self.server.fake._handle(self, "PUT")
+
+    def do_DELETE(self) -> None:
+        self.server.fake._handle(self, "DELETE")
+
+
+class FakeKubernetes:
+    def __init__(self, workdir: Path, run_pods: bool = True, image_has_kfjupyter: bool = False, node_gpus: int = 0):
+        self.workdir = Path(workdir)
+        self.run_pods, self.node_gpus = run_pods, node_gpus
+        self.validator = TrainJobValidator()
+        self.token = uuid.uuid4().hex
+        self.requests: list[dict] = []
+        self.objects: dict[tuple[str, str, str], dict] = {}
+        self.events: list[tuple[int, str, str, dict]] = []  # (rv, plural, type, object)
+        self.runs: dict[str, _PodRun] = {}  # pod uid -> run
+        self.rv = 0
+        self.cond = threading.Condition()
+        self.stopping = False
+        self.shim = self.workdir / "image-shim"
+        if not image_has_kfjupyter:  # like pytorch/pytorch: no kfjupyter package in the image
+            (self.shim / "kfjupyter").mkdir(parents=True, exist_ok=True)
+            (self.shim / "kfjupyter" / "__init__.py").write_text('raise ImportError("kfjupyter is not installed in this image")\n')
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.fake = self
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+
+    # -- lifecycle
+
+    def start(self) -> "FakeKubernetes":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()
+            procs = [r.proc for r in self.runs.values() if r.proc]
+        for run in list(self.runs.values()):
+            with run.cond:
+                run.cond.notify_all()
+        for proc in procs:
+            _kill(proc)
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        shutil.rmtree(self.workdir, onerror=_force_remove)
+
+    def write_kubeconfig(self, path: Path, namespace: str = "default") -> Path:
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "users": [{"name": "tester", "user": {"token": self.token}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "tester", "namespace": namespace}}],
+        }))  # fmt: skip
+        return path
+
+    # -- state, for tests and controllers
+
+    def get(self, plural: str, ns: str, name: str) -> dict | None:
+        with self.cond:
+            obj = self.objects.get((plural, ns, name))
+            return copy.deepcopy(obj) if obj else None
+
+    def list(self, plural: str, ns: str | None = None, selector: str | None = None) -> list[dict]:
+        with self.cond:
+            return [copy.deepcopy(o) for (p, n, _), o in sorted(self.objects.items())
+                    if p == plural and ns in (None, n) and _match_labels(o["metadata"].get("labels") or {}, selector)]  # fmt: skip
+
+    def processes(self) -> list[subprocess.Popen]:
+        """Pod processes still running."""
+        return [r.proc for r in list(self.runs.values()) if r.proc and r.proc.poll() is None]
+
+    def _store(self, plural: str, obj: dict, event: str) -> dict:
+        with self.cond:
+            self.rv += 1
+            obj["metadata"]["resourceVersion"] = str(self.rv)
+            meta = obj["metadata"]
+            self.objects[(plural, meta.get("namespace", ""), meta["name"])] = obj
+            self.events.append((self.rv, plural, event, copy.deepcopy(obj)))
+            self.cond.notify_all()
+            return copy.deepcopy(obj)
+
+    def _new(self, plural: str, ns: str, obj: dict) -> dict:
+        group, version, kind, _ = RESOURCES[plural]
+        obj.update(apiVersion=f"{group}/{version}" if group else version, kind=kind)
+        obj["metadata"].update(namespace=ns, uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1)
+        return self._store(plural, obj, "ADDED")
+
+    def _remove(self, plural: str, ns: str, name: str, policy: str = "Background") -> dict | None:
+        with self.cond:
+            obj = self.objects.pop((plural, ns, name), None)
+            if obj is None:
+                return None
+            self.rv += 1
+            self.events.append((self.rv, plural, "DELETED", copy.deepcopy(obj)))
+            if policy == "Orphan":
+                for dep in self.objects.values():
+                    refs = dep["metadata"].get("ownerReferences") or []
+                    dep["metadata"]["ownerReferences"] = [r for r in refs if r.get("uid") != obj["metadata"]["uid"]]
+            self.cond.notify_all()
+        if plural == "pods" and (run := self.runs.get(obj["metadata"]["uid"])) and run.proc:
+            threading.Thread(target=_kill, args=(run.proc,), daemon=True).start()
+        self._collect_garbage()
+        return obj
+
+    def _collect_garbage(self) -> None:
+        """Delete every object whose owners (by uid) are all gone, as the GC controller does."""
+        while True:
+            with self.cond:
+                uids = {o["metadata"]["uid"] for o in self.objects.values()}
+                orphans = [(p, n, name) for (p, n, name), o in self.objects.items()
+                           if (refs := o["metadata"].get("ownerReferences")) and not any(r.get("uid") in uids for r in refs)]  # fmt: skip
+            if not orphans:
+                return
+            for key in orphans:
+                self._remove(*key)
+
+    # -- HTTP
+
+    def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        url = urlsplit(h.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw
+        self.requests.append({"method": method, "path": url.path, "query": query, "body": body})
+        try:
+            if h.headers.get("Authorization") != f"Bearer {self.token}":
+                raise ApiError(401, "Unauthorized", "Unauthorized")
+            if url.path == "/version":
+                return self._send(h, 200, {"major": "1", "minor": "33", "gitVersion": "v1.33.0-fake"})
+            m = re.fullmatch(r"/(?:api/(v1)|apis/([^/]+)/([^/]+))/namespaces/([^/]+)/([^/]+)(?:/([^/]+))?(?:/([^/]+))?", url.path)
+            if not m or m.group(5) not in RESOURCES or RESOURCES[m.group(5)][:2] != (m.group(2) or "", m.group(1) or m.group(3)):
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            _, _, _, ns, plural, name, sub = m.groups()
+            if name is None and method == "GET":
+                return self._watch(h, plural, ns, query) if query.get("watch") in ("true", "1") else self._list(h, plural, ns, query)
+            if name is None and method == "POST":
+                return self._create(h, plural, ns, body, query)
+            if sub == "log" and plural == "pods" and method == "GET":
+                return self._log(h, ns, name, query)
+            if sub is None and method == "GET":
+                return self._send(h, 200, self._existing(plural, ns, name))
+            if sub is None and method == "DELETE":
+                self._existing(plural, ns, name)
+                policy = query.get("propagationPolicy") or (body or {}).get("propagationPolicy") or "Background"
+                obj = self._remove(plural, ns, name, policy)
+                return self._send(h, 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                           "details": {"name": name, "kind": plural, "uid": obj["metadata"]["uid"]}})  # fmt: skip
+            if sub is None and method == "PATCH":
+                return self._patch(h, plural, ns, name, body, h.headers.get("Content-Type", ""))
+            raise ApiError(405, "MethodNotAllowed", f"the fake does not support {method} on this resource")
+        except ApiError as e:
+            self._send(h, e.code, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                   "message": str(e), "reason": e.reason, "code": e.code,
+                                   "details": {"causes": e.causes} if e.causes else {}})  # fmt: skip
+
+    def _send(self, h, code: int, obj, headers: dict | None = None) -> None:
+        data = json.dumps(obj).encode() if not isinstance(obj, bytes) else obj
+        h.send_response(code)
+        h.send_header("Content-Type", "application/json" if not isinstance(obj, bytes) else "text/plain")
+        h.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(data)
+
+    def _existing(self, plural: str, ns: str, name: str) -> dict:
+        obj = self.get(plural, ns, name)
+        if obj is None:
+            group = RESOURCES[plural][0]
+            raise ApiError(404, "NotFound", f'{plural}{"." + group if group else ""} "{name}" not found')
+        return obj
+
+    def _list(self, h, plural: str, ns: str, query: dict) -> None:
+        items = [o for o in self.list(plural, ns, query.get("labelSelector")) if _match_fields(o, query.get("fieldSelector"))]
+        group, version, kind, _ = RESOURCES[plural]
+        self._send(h, 200, {"kind": f"{kind}List", "apiVersion": f"{group}/{version}" if group else version,
+                            "metadata": {"resourceVersion": str(self.rv)}, "items": items})  # fmt: skip
+
+    def _create(self, h, plural: str, ns: str, body, query: dict) -> None:
+        if not RESOURCES[plural][3]:
+            raise ApiError(405, "MethodNotAllowed", f"the fake does not let clients create {plural}")
+        if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
+            raise ApiError(400, "BadRequest", "the body must be an object with metadata")
+        meta = body["metadata"]
+        if meta.get("namespace", ns) != ns:
+            raise ApiError(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request")
+        name = meta.get("name")
+        if not name or len(name) > 253 or not SUBDOMAIN.match(name):
+            raise ApiError(422, "Invalid", f"metadata.name: Invalid value: {name!r}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'")
+        for key, value in (meta.get("labels") or {}).items():
+            prefix, _, part = key.rpartition("/")
+            if not LABEL_PART.match(part) or len(part) > 63 or (prefix and not SUBDOMAIN.match(prefix)) or (value and (len(value) > 63 or not LABEL_PART.match(value))):
+                raise ApiError(422, "Invalid", f"metadata.labels: Invalid value: {key}={value}")
+        strict = query.get("fieldValidation") == "Strict"
+        if plural == "trainjobs":
+            obj, warnings = self.validator.admit(body, strict)
+        else:
+            obj, warnings = validate_configmap(body, strict), []
+        obj["metadata"].pop("resourceVersion", None)
+        obj["metadata"].pop("uid", None)
+        obj.pop("status", None)
+        with self.cond:
+            if (plural, ns, name) in self.objects:
+                raise ApiError(409, "AlreadyExists", f'{plural} "{name}" already exists')
+            created = self._new(plural, ns, obj)
+        self._collect_garbage()
+        self._send(h, 201, created, {"Warning": f'299 - "{w}"' for w in warnings[:1]})
+        if plural == "trainjobs" and self.run_pods:
+            threading.Thread(target=self._start_trainjob, args=(ns, name), daemon=True).start()
+
+    def _patch(self, h, plural: str, ns: str, name: str, body, content_type: str) -> None:
+        if plural != "configmaps":
+            raise ApiError(405, "MethodNotAllowed", f"the fake does not patch {plural}")
+        if "merge-patch" not in content_type:  # strategic merge patch is treated as a merge patch
+            raise ApiError(415, "UnsupportedMediaType", f"the fake does not support {content_type}")
+        with self.cond:
+            old = self._existing(plural, ns, name)
+            new = _merge_patch(old, body)
+            for field in ("data", "binaryData"):
+                if old.get("immutable") and new.get(field) != old.get(field):
+                    raise ApiError(422, "Invalid", f"{field}: Forbidden: field is immutable when `immutable` is set")
+            for i, ref in enumerate(new["metadata"].get("ownerReferences") or []):
+                for key in ("apiVersion", "kind", "name", "uid"):
+                    if not ref.get(key):
+                        raise ApiError(422, "Invalid", f"metadata.ownerReferences[{i}].{key}: Required value")
+            new["metadata"]["uid"] = old["metadata"]["uid"]
+            patched = self._store(plural, validate_configmap(new, False), "MODIFIED")
+        self._collect_garbage()  # an owner reference to a uid that does not exist: collected
+        self._send(h, 200, patched)
+
+    def _watch(self, h, plural: str, ns: str, query: dict) -> None:
+        deadline = time.monotonic() + float(query.get("timeoutSeconds") or 1800)
+        labels, fields = query.get("labelSelector"), query.get("fieldSelector")
+
+        def wanted(obj: dict) -> bool:
+            return (obj["metadata"].get("namespace") == ns and _match_fields(obj, fields)
+                    and _match_labels(obj["metadata"].get("labels") or {}, labels))  # fmt: skip
+
+        with self.cond:
+            since = int(query.get("resourceVersion") or 0)
+            pending = [("ADDED", o) for o in self.list(plural, ns) if wanted(o)] if not since else []
+            since = since or self.rv
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        try:
+            while True:
+                for kind, obj in pending:
+                    _chunk(h, json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+                with self.cond:
+                    while not self.stopping and self.rv <= since and time.monotonic() < deadline:
+                        self.cond.wait(max(0.0, min(1.0, deadline - time.monotonic())))
+                    if self.stopping or time.monotonic() >= deadline:
+                        break
+                    pending = [(t, o) for rv, p, t, o in self.events if rv > since and p == plural and wanted(o)]
+                    since = self.rv
+            _chunk(h, b"")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _log(self, h, ns: str, name: str, query: dict) -> None:
+        pod = self._existing("pods", ns, name)
+        names = [c["name"] for c in pod["spec"]["containers"]]
+        container = query.get("container") or names[0]
+        if container not in names:
+            raise ApiError(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        run = self.runs.get(pod["metadata"]["uid"])
+        if run is None or not run.started:
+            raise ApiError(400, "BadRequest", f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating')
+        stamps = query.get("timestamps") == "true"
+        line = lambda ts, text: (ts.encode() + b" " if stamps else b"") + text + b"\n"  # noqa: E731
+        with run.cond:
+            start = max(0, len(run.lines) - int(query["tailLines"])) if "tailLines" in query else 0
+            if query.get("follow") != "true":
+                return self._send(h, 200, b"".join(line(*entry) for entry in run.lines[start:]))
+        h.send_response(200)
+        h.send_header("Content-Type", "text/plain")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        try:
+            while True:
+                with run.cond:
+                    while len(run.lines) <= start and not run.done and not self.stopping:
+                        run.cond.wait(0.5)
+                    batch, start = run.lines[start:], len(run.lines)
+                    finished = (run.done or self.stopping) and not batch
+                if finished:
+                    break
+                _chunk(h, b"".join(line(*entry) for entry in batch))
+            _chunk(h, b"")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    # -- controllers: Trainer (TrainJob → JobSet → Job → pods) and the kubelet
+
+    def _start_trainjob(self, ns: str, name: str) -> None:
+        tj = self.get("trainjobs", ns, name)
+        if tj is None:
+            return
+        if tj["spec"].get("suspend"):
+            return self.set_condition(ns, name, "Suspended", "True", "Suspended", "TrainJob is suspended")
+        runtime = RUNTIMES[tj["spec"]["runtimeRef"]["name"]]
+        nodes = (tj["spec"].get("trainer") or {}).get("numNodes") or runtime["numNodes"]
+        template = _pod_template(tj, runtime, nodes, master_port=_free_port())
+        jobset = self._new("jobsets", ns, {"metadata": {"name": name, "ownerReferences": _owned_by(tj)}, "spec": {}})
+        job = self._new("jobs", ns, {
+            "metadata": {"name": f"{name}-node-0", "ownerReferences": _owned_by(jobset)},
+            "spec": {"completions": nodes, "parallelism": nodes, "completionMode": "Indexed", "backoffLimit": 0},
+        })  # fmt: skip
+        for index in range(nodes):
+            labels = {
+                **template["labels"],
+                "jobset.sigs.k8s.io/jobset-name": name,
+                "jobset.sigs.k8s.io/replicatedjob-name": runtime["job"],
+                "jobset.sigs.k8s.io/job-index": "0",
+                "batch.kubernetes.io/job-name": f"{name}-node-0",
+                "batch.kubernetes.io/job-completion-index": str(index),
+                "trainer.kubeflow.org/trainjob-ancestor-step": "trainer",
+            }
+            pod = self._new("pods", ns, {
+                "metadata": {
+                    "name": f"{name}-node-0-{index}-{uuid.uuid4().hex[:5]}",
+                    "labels": labels,
+                    "annotations": {"batch.kubernetes.io/job-completion-index": str(index)},
+                    "ownerReferences": _owned_by(job),
+                },
+                "spec": copy.deepcopy(template["spec"]),
+                "status": {
+                    "phase": "Pending",
+                    "conditions": [{"type": "PodScheduled", "status": "True"}],
+                    "containerStatuses": [_container_status(runtime["container"], {"waiting": {"reason": "ContainerCreating"}})],
+                },
+            })  # fmt: skip
+            self.runs[pod["metadata"]["uid"]] = _PodRun()
+            threading.Thread(target=self._kubelet, args=(ns, pod), daemon=True).start()
+        self._reconcile(ns, name)
+
+    def _kubelet(self, ns: str, pod: dict) -> None:
+        """Schedule, mount, run and watch one pod's container."""
+        name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
+        run, container = self.runs[uid], pod["spec"]["containers"][0]
+        if int((container["resources"].get("limits") or {}).get("nvidia.com/gpu", 0)) > self.node_gpus:
+            unschedulable = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                             "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."}  # fmt: skip
+            return self._update_pod(ns, name, lambda s: s.update(conditions=[unschedulable]))
+        root = self.workdir / "pods" / name
+        paths, missing = {}, "not tried"
+        while missing and not self.stopping and self.get("pods", ns, name):  # the kubelet retries mounts
+            paths, missing = self._mount(ns, pod, root)
+            time.sleep(0 if missing is None else 0.1)
+        if missing:
+            return
+        home = root / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+               "HOME": str(home), "HOSTNAME": name, "LANG": "C.UTF-8"}  # fmt: skip
+        if self.shim.exists():
+            env["PYTHONPATH"] = str(self.shim)
+        for var in container["env"]:
+            field = ((var.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+            env[var["name"]] = _field(pod, field) if field else _rewrite(var.get("value", ""), paths)
+        argv = [_rewrite(a, paths) for a in container["command"] + container["args"]]
+        if not argv or not shutil.which(argv[0], path=env["PATH"]):
+            run.started = run.done = True
+            missing_exe = f'exec: "{argv[0] if argv else ""}": executable file not found in $PATH'
+            return self._finish(ns, name, 128, "StartError", missing_exe)
+        with self.cond:
+            if self.stopping or not self.get("pods", ns, name):
+                return
+            run.proc = subprocess.Popen(argv, env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        start_new_session=True)  # fmt: skip
+            run.started = True
+        started = now()
+        self._update_pod(ns, name, lambda s: s.update(
+            phase="Running", podIP="127.0.0.1", startTime=started,
+            conditions=[{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}],
+            containerStatuses=[_container_status(container["name"], {"running": {"startedAt": started}}, ready=True)],
+        ))  # fmt: skip
+        for raw in iter(run.proc.stdout.readline, b""):
+            with run.cond:
+                run.lines.append((now(nano=True), raw.rstrip(b"\n")))
+                run.cond.notify_all()
+        code = run.proc.wait()
+        with run.cond:
+            run.done = True
+            run.cond.notify_all()
+        self._finish(ns, name, code if code >= 0 else 128 - code, "Completed" if code == 0 else "Error", None, started)
+
+    def _mount(self, ns: str, pod: dict, root: Path) -> tuple[dict, str | None]:
+        """Materialise the volumes under root; (mountPath → host path, what is missing)."""
+        hosts = {}
+        for volume in pod["spec"]["volumes"]:
+            target = root / "volumes" / volume["name"]
+            if "emptyDir" in volume:
+                target.mkdir(parents=True, exist_ok=True)
+            elif "configMap" in volume:
+                source = volume["configMap"]
+                cm = self.get("configmaps", ns, source.get("name", ""))
+                if cm is None:
+                    return {}, f"configmap {source.get('name')!r} not found"
+                files = {k: v.encode() for k, v in (cm.get("data") or {}).items()}
+                files.update({k: base64.b64decode(v) for k, v in (cm.get("binaryData") or {}).items()})
+                items = source.get("items") or [{"key": k, "path": k} for k in files]
+                if bad := [i["key"] for i in items if i["key"] not in files]:
+                    return {}, f"configmap references non-existent config key: {bad[0]}"
+                shutil.rmtree(target, ignore_errors=True)
+                for item in items:
+                    if item["path"].startswith("/") or ".." in item["path"].split("/"):
+                        return {}, f"invalid item path {item['path']!r}"
+                    (target / item["path"]).parent.mkdir(parents=True, exist_ok=True)
+                    (target / item["path"]).write_bytes(files[item["key"]])
+            else:
+                return {}, f"the fake kubelet cannot mount volume {volume['name']!r}"
+            hosts[volume["name"]] = target
+        paths = {}
+        for mount in pod["spec"]["containers"][0]["volumeMounts"]:
+            if mount["name"] not in hosts or mount.get("subPath"):
+                return {}, f"volume mount {mount['name']!r} cannot be set up"
+            paths[mount["mountPath"]] = hosts[mount["name"]]
+            if mount.get("readOnly"):
+                for p in [*sorted(hosts[mount["name"]].rglob("*"), reverse=True), hosts[mount["name"]]]:
+                    p.chmod(0o555 if p.is_dir() else 0o444)
+        return paths, None
+
+    def _update_pod(self, ns: str, name: str, change) -> None:
+        with self.cond:
+            pod = self.get("pods", ns, name)
+            if pod is None:
+                return
+            change(pod["status"])
+            self._store("pods", pod, "MODIFIED")
+
+    def _finish(self, ns: str, name: str, code: int, reason: str, message: str | None, started: str | None = None) -> None:
+        state = {"exitCode": code, "reason": reason, "startedAt": started or now(), "finishedAt": now()}
+        if message:
+            state["message"] = message
+        self._update_pod(ns, name, lambda s: s.update(
+            phase="Succeeded" if code == 0 else "Failed", conditions=[{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}],
+            containerStatuses=[_container_status("node", {"terminated": state})]))  # fmt: skip
+        pod = self.get("pods", ns, name)
+        if pod:
+            self._reconcile(ns, pod["metadata"]["labels"]["jobset.sigs.k8s.io/jobset-name"])
+
+    def _reconcile(self, ns: str, name: str) -> None:
+        """Job/JobSet/Trainer status: fail on the first failed pod, complete when all succeed."""
+        with self.cond:
+            tj = self.get("trainjobs", ns, name)
+            if tj is None or any(c["type"] in ("Complete", "Failed") for c in (tj.get("status") or {}).get("conditions") or []):
+                return
+            pods = self.list("pods", ns, f"jobset.sigs.k8s.io/jobset-name={name}")
+            phases = [p["status"]["phase"] for p in pods]
+            nodes = tj["spec"].get("trainer", {}).get("numNodes") or 1
+            tj.setdefault("status", {})["jobsStatus"] = [{
+                "name": "node", "active": sum(ph in ("Pending", "Running") for ph in phases), "ready": phases.count("Running"),
+                "succeeded": phases.count("Succeeded"), "failed": phases.count("Failed"), "suspended": 0}]  # fmt: skip
+            if "Failed" in phases:
+                tj["status"]["conditions"] = [{"type": "Failed", "status": "True", "reason": "FailedJobs",
+                                               "message": "jobset failed due to one or more job failures",
+                                               "lastTransitionTime": now()}]  # fmt: skip
+            elif phases.count("Succeeded") == nodes:
+                tj["status"]["conditions"] = [{"type": "Complete", "status": "True", "reason": "AllJobsCompleted",
+                                               "message": "jobset completed successfully", "lastTransitionTime": now()}]  # fmt: skip
+            self._store("trainjobs", tj, "MODIFIED")
+        if "Failed" in phases:  # the failed Job deletes its active pods
+            for pod in pods:
+                if pod["status"]["phase"] in ("Pending", "Running"):
+                    self._remove("pods", ns, pod["metadata"]["name"])
+
+    # -- manual mode helpers
+
+    def set_condition(self, ns: str, name: str, kind: str, status: str, reason: str, message: str) -> None:
+        with self.cond:
+            tj = self._existing("trainjobs", ns, name)
+            conditions = [c for c in (tj.setdefault("status", {}).get("conditions") or []) if c["type"] != kind]
+            tj["status"]["conditions"] = conditions + [{"type": kind, "status": status, "reason": reason,
+                                                        "message": message, "lastTransitionTime": now()}]  # fmt: skip
+            self._store("trainjobs", tj, "MODIFIED")
+
+    def add_pod(self, ns: str, trainjob: str, index: int, phase: str, log: list[str] = (), exit_code: int | None = None) -> dict:
+        """A pod of ``trainjob``'s rank ``index`` in ``phase``, with ``log`` as its log."""
+        state = {"running": {"startedAt": now()}} if exit_code is None else {
+            "terminated": {"exitCode": exit_code, "reason": "Error" if exit_code else "Completed", "startedAt": now(), "finishedAt": now()}}  # fmt: skip
+        tj = self._existing("trainjobs", ns, trainjob)
+        pod = self._new("pods", ns, {
+            "metadata": {"name": f"{trainjob}-node-0-{index}-{uuid.uuid4().hex[:5]}",
+                         "labels": {"jobset.sigs.k8s.io/jobset-name": trainjob, "jobset.sigs.k8s.io/replicatedjob-name": "node",
+                                    "batch.kubernetes.io/job-completion-index": str(index)},
+                         "ownerReferences": [{"apiVersion": tj["apiVersion"], "kind": "TrainJob", "name": trainjob, "uid": tj["metadata"]["uid"]}]},
+            "spec": {"containers": [{"name": "node", "image": "fake"}]},
+            "status": {"phase": phase, "containerStatuses": [_container_status("node", state)]}})  # fmt: skip
+        run = self.runs[pod["metadata"]["uid"]] = _PodRun()
+        run.started, run.done = phase != "Pending", True
+        run.lines = [(now(nano=True), line.encode()) for line in log]
+        return pod
+
+
+def _dig(obj, *keys):
+    for key in keys:
+        obj = (obj or {}).get(key)
+    return obj
+
+
+def _owned_by(owner: dict) -> list[dict]:
+    meta = owner["metadata"]
+    return [{"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"], "uid": meta["uid"],
+             "controller": True, "blockOwnerDeletion": True}]  # fmt: skip
+
+
+def _pod_template(tj: dict, runtime: dict, nodes: int, master_port: int) -> dict:
+    """The runtime's pod template, with the TrainJob's trainer fields and runtimePatches applied."""
+    trainer = tj["spec"].get("trainer") or {}
+    labels, volumes, mounts, env = {}, [], [], list(trainer.get("env") or [])
+    for patch in tj["spec"].get("runtimePatches") or []:
+        for job in _dig(patch, "trainingRuntimeSpec", "template", "spec", "replicatedJobs") or []:
+            if job["name"] != runtime["job"]:
+                continue
+            template = _dig(job, "template", "spec", "template") or {}
+            labels.update(_dig(template, "metadata", "labels") or {})
+            volumes += _dig(template, "spec", "volumes") or []
+            for c in _dig(template, "spec", "containers") or []:
+                if c["name"] == runtime["container"]:
+                    mounts += c.get("volumeMounts") or []
+                    env += c.get("env") or []
+    index = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    env += [  # what the torch plugin of Trainer adds (the master is node 0; here on localhost)
+        {"name": "PET_NNODES", "value": str(nodes)},
+        {"name": "PET_NPROC_PER_NODE", "value": str(trainer.get("numProcPerNode") or "auto")},
+        {"name": "PET_NODE_RANK", "valueFrom": {"fieldRef": {"fieldPath": index}}},
+        {"name": "PET_MASTER_ADDR", "value": "127.0.0.1"},
+        {"name": "PET_MASTER_PORT", "value": str(master_port)},
+    ]
+    container = {
+        "name": runtime["container"],
+        "image": trainer.get("image") or runtime["image"],
+        "command": trainer.get("command") or [],
+        "args": trainer.get("args") or [],
+        "env": env,
+        "resources": trainer.get("resourcesPerNode") or {},
+        "volumeMounts": mounts,
+    }
+    return {"labels": labels, "spec": {"restartPolicy": "Never", "volumes": volumes, "containers": [container]}}
+
+
+def _field(pod: dict, path: str) -> str:
+    """The value of a downward-API ``fieldRef``."""
+    if m := re.fullmatch(r"metadata\.(annotations|labels)\['(.*)'\]", path):
+        return (pod["metadata"].get(m.group(1)) or {}).get(m.group(2), "")
+    return str(_dig(pod, *path.split(".")) or "")
+
+
+def _container_status(name: str, state: dict, ready: bool = False) -> dict:
+    return {"name": name, "image": "fake", "imageID": "", "ready": ready, "restartCount": 0, "state": state}
+
+
+def _merge_patch(target, patch):
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merge_patch(out.get(key), value)
+    return out
+
+
+def _rewrite(text: str, paths: dict) -> str:
+    for mount in sorted(paths, key=len, reverse=True):
+        text = re.sub(re.escape(mount.rstrip("/")) + r"(?=/|$|[^\w.-])", lambda _: str(paths[mount]), text)
+    return text
+
+
+def _chunk(h, data: bytes) -> None:
+    h.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+    h.wfile.flush()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 3), (signal.SIGKILL, 3)):
+        if proc.poll() is not None:
+            break
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            continue
+    try:  # grandchildren left in the group
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _force_remove(func, path, _exc) -> None:
+    os.chmod(os.path.dirname(path), 0o755)
+    if os.path.isdir(path):
+        os.chmod(path, 0o755)
+    func(path)
+
+
+def _running(tmp_path, monkeypatch, **options):
+    fake = FakeKubernetes(Path(tempfile.mkdtemp(prefix="fake-k8s-")), **options).start()
+    monkeypatch.setenv("KUBECONFIG", str(fake.write_kubeconfig(tmp_path / "kubeconfig", namespace="team-a")))
+    monkeypatch.delenv("KFJUPYTER_NAMESPACE", raising=False)
+    return fake
+
+
+@pytest.fixture
+def fake_k8s(tmp_path, monkeypatch):
+    """A running FakeKubernetes whose controllers run pods; KUBECONFIG points at it (namespace ``team-a``)."""
+    fake = _running(tmp_path, monkeypatch)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_k8s_manual(tmp_path, monkeypatch):
+    """A FakeKubernetes that runs nothing: the test sets conditions and pods by hand."""
+    fake = _running(tmp_path, monkeypatch, run_pods=False)
+    yield fake
+    fake.stop()
