@@ -172,9 +172,10 @@ def test_cancel_deletes_the_trainjob_its_configmap_and_processes(fake_k8s, tmp_p
         if line == "ready":
             break  # closing the stream early is fine
     deadline = time.monotonic() + 20
-    while backend.observe("slow-a1b2c", info).status != status.RUNNING and time.monotonic() < deadline:
+    while len(fake_k8s.processes()) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
-    groups = [p.pid for p in fake_k8s.processes()]
+    assert backend.observe("slow-a1b2c", info).status == status.RUNNING
+    groups = [p.pid for p in fake_k8s.processes()]  # torchrun leads a process group with its worker
     assert len(groups) == 2
 
     backend.cancel("slow-a1b2c", info)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import operator
 import re
 from datetime import datetime
 from pathlib import Path
@@ -88,7 +89,9 @@ class ConfigMapTooLargeError(PreflightError, ManifestError):
 
 
 def _human(n: int) -> str:
-    return f"{n} bytes" if n < 1024 else f"{n / 1024:.1f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.2f} MiB"
+    if n < 1024:
+        return f"{n} bytes"
+    return f"{n / 1024:.1f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.2f} MiB"
 
 
 # --------------------------------------------------------------------------- schema
@@ -301,8 +304,9 @@ def _cel_atom(expr: str) -> Callable[[Any], bool] | None:
         return lambda v: re.search(regex, _cel_get(v, target)) is not None
     if m := re.fullmatch(rf"size\(({_CEL_PATH})\)\s*(<=|<|>=|>|==|!=)\s*(\d+)", expr):
         target, op, n = m.group(1), m.group(2), int(m.group(3))
-        ops = {"<=": int.__le__, "<": int.__lt__, ">=": int.__ge__, ">": int.__gt__, "==": int.__eq__, "!=": int.__ne__}
-        return lambda v: ops[op](len(_cel_get(v, target)), n)
+        compare = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt,
+                   "==": operator.eq, "!=": operator.ne}[op]  # fmt: skip
+        return lambda v: compare(len(_cel_get(v, target)), n)
     if m := re.fullmatch(rf"({_CEL_PATH})\s+in\s+\[(.*)\]", expr):
         target = m.group(1)
         allowed = [_cel_unquote(s) for s in re.findall(_CEL_STRING, m.group(2))]
@@ -418,11 +422,11 @@ def validate_trainjob(manifest: dict) -> dict:
     trainer = spec.get("trainer") if isinstance(spec.get("trainer"), dict) else {}
     for i, env in enumerate(trainer.get("env") or []):
         if isinstance(env, dict) and env.get("name") in TORCH_RESERVED_ENV:
-            v.error(f"spec.trainer.env[{i}].name", f"{env['name']!r} is reserved by the torch runtime, which sets it")
+            v.error(f"spec.trainer.env[{i}].name", f"{env['name']!r} is reserved by the torch runtime (it sets it)")
     for p, patch in enumerate(spec.get("runtimePatches") or []):
         for path, env in _patched_envs(patch, f"spec.runtimePatches[{p}]"):
             if isinstance(env, dict) and env.get("name") in TORCH_RESERVED_ENV:
-                v.error(path, f"{env['name']!r} is reserved by the torch runtime, which sets it")
+                v.error(path, f"{env['name']!r} is reserved by the torch runtime (it sets it)")
     if v.problems:
         raise ManifestError("TrainJob", name, v.problems)
     return manifest

@@ -65,7 +65,9 @@ def configmap_name(job_id: str) -> str:
     return f"{job_id}-bundle"
 
 
-def bundle_configmap(job_id: str, namespace: str, files: dict[str, bytes], sha256: str | None = None) -> tuple[dict, list[dict]]:
+def bundle_configmap(
+    job_id: str, namespace: str, files: dict[str, bytes], sha256: str | None = None
+) -> tuple[dict, list[dict]]:
     """The ConfigMap carrying ``files``, and the volume ``items`` that restore their paths."""
     data: dict[str, str] = {}
     binary: dict[str, str] = {}
@@ -101,7 +103,9 @@ def bundle_configmap(job_id: str, namespace: str, files: dict[str, bytes], sha25
     return manifest, items
 
 
-def trainjob_manifest(job_id: str, namespace: str, spec: TrainSpec, items: list[dict], sha256: str | None = None) -> dict:
+def trainjob_manifest(
+    job_id: str, namespace: str, spec: TrainSpec, items: list[dict], sha256: str | None = None
+) -> dict:
     """The TrainJob running the bundle mounted from ConfigMap ``<job_id>-bundle``."""
     env = dict(spec.env)
     env.setdefault("PYTHONUNBUFFERED", "1")  # log lines reach `kubectl logs` as printed
@@ -312,7 +316,8 @@ class KubernetesTrainBackend:
             )
         except Exception as exc:
             if self._status_of(exc) == 404:
-                return Observation(st.CANCELLED, message=f"TrainJob {job_id} no longer exists (cancelled or deleted)")
+                gone = f"TrainJob {job_id} no longer exists (cancelled or deleted)"
+                return Observation(st.CANCELLED, message=gone)
             raise self._api_error(exc, f"read TrainJob {job_id}") from exc
         if info.get("uid") and obj["metadata"].get("uid") != info["uid"]:
             return Observation(st.CANCELLED, message=f"TrainJob {job_id} was deleted and replaced by another")
@@ -470,7 +475,9 @@ class KubernetesTrainBackend:
         pods.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")
         return pods[-1] if pods else None
 
-    def _read_log(self, clients: K8sClients, pod: str, tail: int | None = None, timestamps: bool = False) -> list[str]:
+    def _read_log(
+        self, clients: K8sClients, pod: str, tail: int | None = None, timestamps: bool = False
+    ) -> list[str]:
         try:
             resp = clients.core.read_namespaced_pod_log(
                 pod, clients.namespace, container=NODE, tail_lines=tail,
@@ -501,8 +508,9 @@ class KubernetesTrainBackend:
                 term = (cs.get("state") or {}).get("terminated") or {}
                 if cs.get("name") == NODE and term.get("exitCode"):
                     stamped = self._read_log(clients, pod["metadata"]["name"], timestamps=True)
-                    texts = [line.partition(" ")[2] for line in stamped]
-                    first = next((line.partition(" ")[0] for line in stamped if line.partition(" ")[2].startswith(_TRACEBACK)), None)
+                    pairs = [line.partition(" ")[::2] for line in stamped]  # (timestamp, text)
+                    texts = [text for _, text in pairs]
+                    first = next((stamp for stamp, text in pairs if text.startswith(_TRACEBACK)), None)
                     failed.append((first or "~", term.get("finishedAt") or "", pod, texts))
         if not failed:
             return ""
