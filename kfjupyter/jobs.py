@@ -16,7 +16,8 @@ from . import status as st
 from .errors import KFJupyterError
 from .store.models import JobRecord
 from .store.workspace import as_aware, get_workspace
-from .training.backends import TrainBackend, get_backend
+from .backends import get_backend
+from .training.backends import TrainBackend
 
 
 class JobFailedError(KFJupyterError):
@@ -35,7 +36,7 @@ class Job:
     @property
     def backend(self) -> TrainBackend:
         if self._backend is None:
-            self._backend = get_backend(self._record.backend)
+            self._backend = get_backend(self._record.kind, self._record.backend)
         return self._backend
 
     def refresh(self) -> JobRecord:
@@ -161,6 +162,11 @@ class Job:
 def get(job_id: str) -> Job:
     """Re-attach to a job of the workspace by id."""
     return Job(job_id)
+
+
+def count(kind: str | None = None, status: str | None = None) -> int:
+    """How many jobs of the workspace match the filters."""
+    return get_workspace().count_jobs(kind=kind, status=status)
 
 
 def list(kind: str | None = None, status: str | None = None, limit: int | None = 50, offset: int = 0) -> builtins.list[Job]:  # noqa: A001

@@ -155,6 +155,7 @@ class TestBadOptions:
             ("--memory 4GB", "invalid memory '4GB'"),
             ("--cpu fast", "invalid cpu 'fast'"),
             ("--name My_Job", "invalid job name 'My_Job'"),
+            ("--name 7up", "it must start with a letter"),
             ("--name " + "a" * 60, "at most 57 characters"),
             ("--env NOEQUALS", "invalid --env 'NOEQUALS'"),
             ("--env MASTER_PORT=1", "MASTER_PORT is reserved"),

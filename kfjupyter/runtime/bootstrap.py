@@ -24,6 +24,11 @@ import types
 from pathlib import Path
 
 
+#: Functions called with every reported record (e.g. a tuning trial's pruning check).
+#: A hook may raise to stop the program (Optuna's TrialPruned, say).
+report_hooks = []
+
+
 def report(step=None, **metrics):
     """Record metrics of the running rank (same contract as ``kfjupyter.report``)."""
     record = {"time": time.time(), "step": step}
@@ -38,6 +43,8 @@ def report(step=None, **metrics):
             f"{k}={float(v)!r}" for k, v in metrics.items()
         ]
         print(" ".join(pairs), flush=True)
+    for hook in list(report_hooks):
+        hook(record)
     return record
 
 

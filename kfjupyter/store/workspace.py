@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -46,6 +46,18 @@ class Workspace:
             raise JobNotFoundError(f"no job {job_id!r} in the workspace at {self.home}")
         return record
 
+    @staticmethod
+    def _filtered(query, kind: str | None, status: str | None):
+        if kind:
+            query = query.where(JobRecord.kind == kind)
+        if status:
+            query = query.where(JobRecord.status == status)
+        return query
+
+    def count_jobs(self, kind: str | None = None, status: str | None = None) -> int:
+        with self.session() as s:
+            return s.scalar(self._filtered(select(func.count()).select_from(JobRecord), kind, status))
+
     def list_jobs(
         self,
         kind: str | None = None,
@@ -53,12 +65,8 @@ class Workspace:
         limit: int | None = None,
         offset: int = 0,
     ) -> list[JobRecord]:
-        query = select(JobRecord).order_by(JobRecord.created_at.desc())
-        if kind:
-            query = query.where(JobRecord.kind == kind)
-        if status:
-            query = query.where(JobRecord.status == status)
-        query = query.offset(offset)
+        query = self._filtered(select(JobRecord), kind, status)
+        query = query.order_by(JobRecord.created_at.desc()).offset(offset)
         if limit is not None:
             query = query.limit(limit)
         with self.session() as s:

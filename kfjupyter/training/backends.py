@@ -39,14 +39,7 @@ class TrainBackend(Protocol):
 
 
 def get_backend(name: str) -> TrainBackend:
-    if name == "local":
-        from .local import LocalTrainBackend
+    """The training engine called ``name`` (see :mod:`kfjupyter.backends`)."""
+    from ..backends import get_backend as engine
 
-        return LocalTrainBackend()
-    if name == "kubernetes":
-        from .kubernetes import KubernetesTrainBackend
-
-        return KubernetesTrainBackend()
-    from ..errors import InvalidOptionError
-
-    raise InvalidOptionError(f"unknown backend {name!r}")
+    return engine("train", name)

@@ -36,6 +36,8 @@ class TrainSpec:
 
     def __post_init__(self) -> None:
         check_dns1123_label(self.name, "job name", MAX_NAME_LENGTH)
+        if not self.name[0].isalpha():  # Trainer's CEL rule: a TrainJob name starts with a letter
+            raise InvalidOptionError(f"invalid job name {self.name!r}: it must start with a letter")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
             raise InvalidOptionError(f"invalid workers {self.workers!r}: expected an integer >= 1")
         if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 0:
