@@ -33,7 +33,7 @@ def watch(job: jobs.Job, wait: bool, poll: float = 0.5) -> jobs.Job:
     """Show a live view of ``job``; with ``wait``, block until it ends (Ctrl-C cancels)."""
     from IPython.display import display
 
-    view = view_for(job)
+    view = view_for(job, blocking=wait)
     display(view)
     if not wait:
         follow_in_background(view)

@@ -27,7 +27,7 @@ dist.destroy_process_group()
 """
 
 
-def execute(client, code: str, timeout: float = 120) -> str:
+def execute(client, code: str, timeout: float = 120, messages: list | None = None) -> str:
     """Run ``code`` in the kernel; return its stdout; fail on an error."""
     msg_id = client.execute(code)
     out = []
@@ -36,12 +36,47 @@ def execute(client, code: str, timeout: float = 120) -> str:
         if msg["parent_header"].get("msg_id") != msg_id:
             continue
         kind, content = msg["msg_type"], msg["content"]
+        if messages is not None:
+            messages.append(msg)
         if kind == "stream" and content["name"] == "stdout":
             out.append(content["text"])
         elif kind == "error":
             raise AssertionError("\n".join(content["traceback"]))
         elif kind == "status" and content["execution_state"] == "idle":
             return "".join(out)
+
+
+LIVE_CELL = """%%kf_train --workers 2 --name widget
+import time
+for step in range(4):
+    print("tick", step, flush=True)
+    kfjupyter.report(step=step, loss=1.0 / (step + 1))
+    time.sleep(0.4)
+"""
+
+
+def test_the_notebook_shows_a_live_widget(workspace, workdir):
+    env = {**os.environ, "KFJUPYTER_HOME": str(workspace)}
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(workdir), env=env)
+    try:
+        execute(kc, "%load_ext kfjupyter")
+        messages: list = []
+        execute(kc, LIVE_CELL, messages=messages)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    shown = [m for m in messages if m["msg_type"] == "display_data"]
+    assert any("application/vnd.jupyter.widget-view+json" in m["content"]["data"] for m in shown)
+    updates = [
+        m["content"]["data"].get("state", {}).get("value", "")
+        for m in messages
+        if m["msg_type"] == "comm_msg"
+    ]
+    headlines = [u for u in updates if "widget-" in u and "worker(s)" in u]
+    # the status went live: Running while the cell waited, Succeeded at the end
+    assert any("Running" in h for h in headlines) and "Succeeded" in headlines[-1]
+    assert any("tick 3" in u for u in updates)  # a rank's log tail
+    assert any("<polyline" in u and "loss 0.25" in u for u in updates)  # the metrics chart
 
 
 def test_kernel_restart_keeps_the_job_running_and_it_is_reattached(workspace, workdir):

@@ -60,10 +60,13 @@ def _headline(job: Job) -> str:
 class TextJobView:
     """For terminals and plain IPython: prints status changes and new log lines."""
 
-    def __init__(self, job: Job):
+    def __init__(self, job: Job, blocking: bool = False):
         self.job = job
         self._status = None
         self._seen = [0] * job.workers
+
+    def _ipython_display_(self) -> None:
+        pass  # it prints as it goes
 
     def refresh(self) -> None:
         status = self.job.status
@@ -82,20 +85,27 @@ class TextJobView:
 class WidgetJobView:
     """The notebook panel: status, elapsed time, per-rank log tabs, metrics chart, Cancel."""
 
-    def __init__(self, job: Job):
+    def __init__(self, job: Job, blocking: bool = False):
         import ipywidgets as w
 
         self.job = job
         self.header = w.HTML()
         self.cancel_button = w.Button(description="Cancel", icon="stop", button_style="warning")
         self.cancel_button.on_click(lambda _b: self._cancel())
+        # While a cell blocks on the job the kernel reads no widget messages, so a button
+        # click would wait for the cell: interrupting the kernel is what cancels then.
+        self.blocking_hint = w.HTML(
+            "<i>interrupt the kernel (■) to cancel</i>" if blocking else "",
+        )
         self.logs = [w.HTML() for _ in range(job.workers)]
         self.tabs = w.Tab(children=self.logs)
         for rank in range(job.workers):
             self.tabs.set_title(rank, f"rank {rank}")
         self.chart = w.HTML()
         self.error = w.HTML()
-        self.widget = w.VBox([w.HBox([self.header, self.cancel_button]), self.tabs, self.chart, self.error])
+        self.widget = w.VBox(
+            [w.HBox([self.header, self.cancel_button, self.blocking_hint]), self.tabs, self.chart, self.error]
+        )
         self._last: dict[str, str] = {}
 
     def _cancel(self) -> None:
@@ -122,6 +132,7 @@ class WidgetJobView:
         self._set("chart", self.chart, metrics_svg(self.job.metrics(rank=0)))
         if status in st.TERMINAL:
             self.cancel_button.disabled = True
+            self.blocking_hint.value = ""
             if status == st.FAILED:
                 self._set("error", self.error, f"<pre style='color:var(--jp-error-color1,red)'>{html.escape(self.job.error or '')}</pre>")
 
@@ -140,8 +151,8 @@ def in_kernel() -> bool:
     return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
-def view_for(job: Job):
-    return WidgetJobView(job) if in_kernel() else TextJobView(job)
+def view_for(job: Job, blocking: bool = False):
+    return (WidgetJobView if in_kernel() else TextJobView)(job, blocking=blocking)
 
 
 def follow_in_background(view, interval: float = 1.0):

@@ -1,0 +1,79 @@
+"""Writes notebooks/quickstart.ipynb (kept as code so its cells are reviewed as code)."""
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+CELLS = [
+    new_markdown_cell(
+        "# kfjupyter quickstart\n\n"
+        "Train a small model as **two real `torch.distributed` ranks** from one cell, on the "
+        "local backend (this machine). The same cell runs on Kubeflow with `--backend kubernetes`."
+    ),
+    new_code_cell("%load_ext kfjupyter"),
+    new_markdown_cell("Data, a model factory and settings live in the notebook as usual."),
+    new_code_cell(
+        "import torch\n"
+        "\n"
+        "torch.manual_seed(0)\n"
+        "X = torch.randn(512, 8)\n"
+        "true_w = torch.randn(8, 1)\n"
+        "y = X @ true_w + 0.05 * torch.randn(512, 1)\n"
+        "epochs = 60\n"
+        "\n"
+        "\n"
+        "def make_model():\n"
+        "    torch.manual_seed(0)\n"
+        "    return torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))"
+    ),
+    new_markdown_cell(
+        "`%%kf_train` sends the cell, with what it uses from the notebook (`make_model`, `X`, `y`, "
+        "`epochs`), to two ranks. Each rank trains on its own half of the data; "
+        "DistributedDataParallel averages the gradients."
+    ),
+    new_code_cell(
+        "%%kf_train --workers 2 --name quickstart --out job\n"
+        "import torch, torch.distributed as dist\n"
+        "dist.init_process_group()                      # gloo on CPU; RANK, WORLD_SIZE … are set\n"
+        "rank, world = dist.get_rank(), dist.get_world_size()\n"
+        "model = torch.nn.parallel.DistributedDataParallel(make_model())\n"
+        "opt = torch.optim.Adam(model.parameters(), lr=0.02)\n"
+        "Xs, ys = X[rank::world], y[rank::world]         # this rank's shard\n"
+        "for step in range(epochs):\n"
+        "    loss = torch.nn.functional.mse_loss(model(Xs), ys)\n"
+        "    opt.zero_grad()\n"
+        "    loss.backward()\n"
+        "    opt.step()\n"
+        "    kfjupyter.report(step=step, loss=loss.item())\n"
+        "    if step % 20 == 0:\n"
+        "        print(f'rank {rank} step {step} loss {loss.item():.4f}')\n"
+        "if rank == 0:\n"
+        "    torch.save(model.module.state_dict(), kfjupyter.output_dir() / 'model.pt')\n"
+        "dist.destroy_process_group()"
+    ),
+    new_markdown_cell("The job handle gives the status, metrics, logs and outputs — also after a kernel restart (`kfjupyter.jobs.get(id)`)."),
+    new_code_cell(
+        "model = make_model()\n"
+        "model.load_state_dict(torch.load(job.outputs['model.pt']))\n"
+        "mse = torch.nn.functional.mse_loss(model(X), y).item()\n"
+        "first, last = job.metrics(rank=0)[0]['loss'], job.metrics(rank=0)[-1]['loss']\n"
+        "print(f'job {job.id}: {job.status} in {job.duration():.1f} s on {job.workers} ranks')\n"
+        "print(f'loss {first:.4f} -> {last:.4f}; MSE of the trained model on all data: {mse:.4f}')\n"
+        "print('model file:', job.outputs['model.pt'])\n"
+        "print('rank logs: ', job.job_dir / 'logs')\n"
+        "assert job.status == 'Succeeded' and last < first"
+    ),
+]
+
+
+def main() -> None:
+    nb = new_notebook(cells=CELLS)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = Path(__file__).resolve().parent.parent / "notebooks" / "quickstart.ipynb"
+    nbformat.write(nb, path)
+    print(path)
+
+
+if __name__ == "__main__":
+    main()
