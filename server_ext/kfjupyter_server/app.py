@@ -1,0 +1,173 @@
+"""The extension application: configuration, routes, and the job watcher's lifetime."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Float, Instance, Int, TraitError, Unicode, default, validate
+from traitlets.config import Configurable
+
+from kfjupyter.errors import InvalidOptionError
+from kfjupyter.training.spec import BACKENDS
+from kfjupyter.validation import check_dns1123_label
+
+from . import handlers
+from .watcher import JOB_EVENT_SCHEMA_ID, JobWatcher
+
+#: Every route, relative to the server's base URL. server_ext/openapi.yaml describes
+#: each one (a test checks both ways).
+API_PREFIX = "kfjupyter/api/v1"
+JOB = r"(?P<job_id>[^/]+)"
+ROUTES = [
+    (rf"/{API_PREFIX}/jobs", handlers.JobsHandler),
+    (rf"/{API_PREFIX}/jobs/{JOB}", handlers.JobHandler),
+    (rf"/{API_PREFIX}/jobs/{JOB}/cancel", handlers.CancelHandler),
+    (rf"/{API_PREFIX}/jobs/{JOB}/logs", handlers.LogsHandler),
+    (rf"/{API_PREFIX}/jobs/{JOB}/logs/stream", handlers.LogStreamHandler),
+    (rf"/{API_PREFIX}/jobs/{JOB}/metrics", handlers.MetricsHandler),
+    (rf"/{API_PREFIX}/events", handlers.EventsHandler),
+    (rf"/{API_PREFIX}/settings", handlers.SettingsHandler),
+]
+
+EVENT_SCHEMA_FILE = Path(__file__).parent / "events" / "job.yaml"
+
+
+class KFJupyter(Configurable):
+    """The server's kfjupyter settings: ``c.KFJupyter.<name>`` in a jupyter_server config.
+
+    Each falls back to an environment variable, then to a built-in default. The frontend
+    reads them through ``GET /kfjupyter/api/v1/settings``.
+    """
+
+    default_backend = Unicode(
+        help="Backend new jobs use unless told otherwise: 'local' or 'kubernetes' "
+        "(default: $KFJUPYTER_BACKEND, else 'local')."
+    ).tag(config=True)
+
+    namespace = Unicode(
+        None,
+        allow_none=True,
+        help="Kubernetes namespace for jobs (default: $KFJUPYTER_NAMESPACE, else the "
+        "kubeconfig context's namespace, shown as null).",
+    ).tag(config=True)
+
+    image = Unicode(
+        None,
+        allow_none=True,
+        help="Container image of training jobs on Kubernetes (default: $KFJUPYTER_IMAGE, "
+        "else the training runtime's own image, shown as null).",
+    ).tag(config=True)
+
+    poll_interval = Float(
+        1.0, help="Seconds between two looks of the job watcher at the workspace store."
+    ).tag(config=True)
+
+    keepalive_interval = Float(
+        15.0, help="Seconds of silence after which an event stream sends a ': keepalive' comment."
+    ).tag(config=True)
+
+    watch_limit = Int(
+        200, help="How many of the newest jobs the watcher compares at each look (active jobs always)."
+    ).tag(config=True)
+
+    @default("default_backend")
+    def _default_backend_default(self) -> str:
+        return os.environ.get("KFJUPYTER_BACKEND") or "local"
+
+    @default("namespace")
+    def _namespace_default(self) -> str | None:
+        return os.environ.get("KFJUPYTER_NAMESPACE") or None
+
+    @default("image")
+    def _image_default(self) -> str | None:
+        return os.environ.get("KFJUPYTER_IMAGE") or None
+
+    @validate("default_backend")
+    def _check_backend(self, proposal) -> str:
+        if proposal.value not in BACKENDS:
+            raise TraitError(f"KFJupyter.default_backend must be one of {', '.join(BACKENDS)}, not {proposal.value!r}")
+        return proposal.value
+
+    @validate("namespace")
+    def _check_namespace(self, proposal) -> str | None:
+        if proposal.value:
+            try:
+                check_dns1123_label(proposal.value, "namespace")
+            except InvalidOptionError as exc:
+                raise TraitError(f"KFJupyter.namespace: {exc}") from exc
+        return proposal.value or None
+
+    @validate("image")
+    def _check_image(self, proposal) -> str | None:
+        value = proposal.value
+        if value is not None and (not value.strip() or any(c.isspace() for c in value)):
+            raise TraitError(f"KFJupyter.image: invalid image {value!r}")
+        return value or None
+
+    @validate("poll_interval", "keepalive_interval")
+    def _check_positive(self, proposal) -> float:
+        if proposal.value <= 0:
+            raise TraitError(f"KFJupyter.{proposal.trait.name} must be > 0")
+        return proposal.value
+
+    @validate("watch_limit")
+    def _check_limit(self, proposal) -> int:
+        if proposal.value < 1:
+            raise TraitError("KFJupyter.watch_limit must be >= 1")
+        return proposal.value
+
+    def to_dict(self) -> dict:
+        return {
+            "default_backend": self.default_backend,
+            "namespace": self.namespace,
+            "image": self.image,
+            "backends": list(BACKENDS),
+        }
+
+
+class KFJupyterApp(ExtensionApp):
+    """kfjupyter's REST API and push updates inside jupyter_server."""
+
+    name = "kfjupyter_server"
+    load_other_extensions = True
+    classes = [KFJupyter]
+
+    kfconfig = Instance(KFJupyter, allow_none=True)
+    watcher = Instance(JobWatcher, allow_none=True)
+
+    def initialize_settings(self) -> None:
+        self.kfconfig = KFJupyter(parent=self)
+        bus = self._register_event_schema()
+        self.watcher = JobWatcher(
+            interval=self.kfconfig.poll_interval,
+            limit=self.kfconfig.watch_limit,
+            event_logger=bus,
+            log=self.log,
+        )
+        self.settings.update({"kfjupyter": self.kfconfig, "kfjupyter_watcher": self.watcher})
+
+    def _register_event_schema(self):
+        """Register the job event's schema on the server's event bus; None if that fails."""
+        logger = getattr(self.serverapp, "event_logger", None)
+        if logger is None:
+            return None
+        try:
+            if JOB_EVENT_SCHEMA_ID not in logger.schemas.schema_ids:
+                logger.register_event_schema(EVENT_SCHEMA_FILE)
+        except Exception:  # an older jupyter_events: the SSE stream still works
+            self.log.warning("kfjupyter: job events are not published on the event bus", exc_info=True)
+            return None
+        return logger
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(ROUTES)
+
+    async def _start_jupyter_server_extension(self, serverapp) -> None:
+        # The server's event loop runs now: watch the store for the event bus's listeners.
+        self.watcher.start()
+
+    async def stop_extension(self) -> None:
+        if self.watcher is not None:
+            await self.watcher.stop()

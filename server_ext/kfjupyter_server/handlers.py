@@ -1,0 +1,424 @@
+"""REST handlers: parse the request, call :mod:`kfjupyter.jobs`, serialise the answer.
+
+Every verb is ``@web.authenticated`` + ``@authorized`` (resource ``kfjupyter``); POSTs
+from cookie-authenticated browsers must carry the XSRF token (jupyter_server checks it).
+Calls into kfjupyter that touch the store or a backend run in the default executor, so
+the server's event loop never waits on SQLite, a process or the Kubernetes API.
+Errors are JSON ``{"message", "reason"}``: kfjupyter's ``JobNotFoundError`` → 404,
+``InvalidOptionError`` → 400, ``BackendError`` → 502.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+import threading
+from http.client import responses
+from typing import Any, Callable
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import web
+from tornado.ioloop import IOLoop
+from tornado.iostream import StreamClosedError
+
+from kfjupyter import jobs
+from kfjupyter import status as st
+from kfjupyter.errors import BackendError, InvalidOptionError, JobNotFoundError, KFJupyterError
+
+from .serialize import dumps, job_json
+from .watcher import STOPPED
+
+AUTH_RESOURCE = "kfjupyter"
+
+#: A job kind as the store spells it ("train", "tune", …): checked for shape only, so
+#: kinds added by later capabilities need no change here.
+KIND_RE = re.compile(r"^[a-z][a-z0-9_-]{0,19}$")
+MAX_PAGE = 1000
+#: Lines a log stream reads ahead of a slow client before its reader thread waits.
+LOG_BUFFER = 5000
+#: Lines written to a log stream in one flush.
+LOG_BATCH = 500
+#: Seconds between two looks at a job's state while a stream waits for it.
+STATE_POLL = 0.5
+
+#: Put on a stream's queue when its client goes away.
+GONE = object()
+
+
+def api_error(code: int, message: str, reason: str | None = None) -> web.HTTPError:
+    # "%s" keeps a '%' in the message from breaking tornado's log formatting
+    return web.HTTPError(code, "%s", message, reason=reason or responses.get(code, "Error"))
+
+
+def bad_request(message: str) -> web.HTTPError:
+    return api_error(400, message, "BadRequest")
+
+
+class KFJupyterHandler(ExtensionHandlerMixin, APIHandler):
+    """Base of every kfjupyter route."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def kfconfig(self):
+        return self.settings["kfjupyter"]
+
+    @property
+    def watcher(self):
+        return self.settings["kfjupyter_watcher"]
+
+    # -- errors --------------------------------------------------------------------
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        reason = responses.get(status_code, "Error")
+        message = reason
+        exc = (kwargs.get("exc_info") or (None, None, None))[1]
+        if isinstance(exc, web.HTTPError):
+            if exc.log_message:
+                message = exc.log_message % exc.args if exc.args else exc.log_message
+            reason = exc.reason or reason
+        elif exc is not None:
+            message, reason = "Unhandled error", "InternalError"
+        self.log.warning("kfjupyter: %s %s -> %d %s", self.request.method, self.request.path, status_code, message)
+        self.finish(dumps({"message": message, "reason": reason}))
+
+    async def call(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        """Run a blocking kfjupyter call in the executor; kfjupyter's errors become HTTP errors."""
+        try:
+            return await IOLoop.current().run_in_executor(None, functools.partial(fn, *args, **kwargs))
+        except JobNotFoundError as exc:
+            raise api_error(404, str(exc), "JobNotFound") from exc
+        except InvalidOptionError as exc:
+            raise api_error(400, str(exc), "InvalidOption") from exc
+        except BackendError as exc:
+            raise api_error(502, str(exc), "BackendError") from exc
+        except KFJupyterError as exc:
+            raise api_error(500, str(exc), type(exc).__name__) from exc
+
+    # -- arguments -------------------------------------------------------------------
+    def int_arg(self, name: str, default: int | None, minimum: int = 0, maximum: int | None = None) -> int | None:
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise bad_request(f"{name} must be an integer, got {raw!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+            raise bad_request(f"{name} must be {bounds}, got {value}")
+        return value
+
+    @staticmethod
+    def check_rank(job: jobs.Job, rank: int | None) -> None:
+        if rank is not None and not 0 <= rank < job.workers:
+            raise bad_request(f"invalid rank {rank}: job {job.id} has ranks 0..{job.workers - 1}")
+
+    async def load_job(self, job_id: str) -> jobs.Job:
+        return await self.call(load_job, job_id, self.log)
+
+
+def load_job(job_id: str, log=None) -> jobs.Job:
+    """The job, refreshed from its backend when active; an unreachable backend leaves the stored state."""
+    job = jobs.get(job_id)
+    refresh_quietly(job, log)
+    return job
+
+
+def refresh_quietly(job: jobs.Job, log=None) -> None:
+    if job.record.status in st.TERMINAL:
+        return
+    try:
+        job.refresh()
+    except BackendError as exc:
+        if log is not None:
+            log.debug("kfjupyter: could not refresh job %s: %s", job.id, exc)
+
+
+def submitted(job: jobs.Job) -> bool:
+    """Whether the backend has the job yet (a job is recorded a moment before it is submitted)."""
+    return bool(job.record.backend_info)
+
+
+# -- jobs ------------------------------------------------------------------------------
+class JobsHandler(KFJupyterHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        kind = self.get_query_argument("kind", None) or None
+        status = self.get_query_argument("status", None) or None
+        if kind is not None and not KIND_RE.match(kind):
+            raise bad_request(f"invalid kind {kind!r}")
+        if status is not None and status not in st.ALL:
+            raise bad_request(f"unknown status {status!r}: use one of {', '.join(st.ALL)}")
+        limit = self.int_arg("limit", 50, 0, MAX_PAGE)
+        offset = self.int_arg("offset", 0, 0)
+
+        def page() -> dict:
+            found = jobs.list(kind=kind, status=status, limit=limit, offset=offset)
+            for job in found:
+                refresh_quietly(job, self.log)
+            total = jobs.count(kind=kind, status=status)
+            return {"jobs": [job_json(j) for j in found], "total": total, "limit": limit, "offset": offset}
+
+        self.finish(dumps(await self.call(page)))
+
+
+class JobHandler(KFJupyterHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        job = await self.load_job(job_id)
+        self.finish(dumps(job_json(job)))
+
+
+class CancelHandler(KFJupyterHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, job_id: str) -> None:
+        job = await self.call(jobs.get, job_id)
+        await self.call(job.cancel)
+        self.finish(dumps(job_json(job)))
+
+
+class LogsHandler(KFJupyterHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        rank = self.int_arg("rank", 0)
+        tail = self.int_arg("tail", 200)
+        job = await self.call(jobs.get, job_id)
+        self.check_rank(job, rank)
+        lines: list[str] = []
+        if submitted(job):
+            text = await self.call(job.logs, rank=rank, tail=tail or None)
+            lines = text.split("\n") if text else []
+        self.finish(dumps({"job_id": job.id, "rank": rank, "lines": lines}))
+
+
+class MetricsHandler(KFJupyterHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        rank = self.int_arg("rank", None)
+        job = await self.call(jobs.get, job_id)
+        self.check_rank(job, rank)
+        rows = await self.call(job.metrics, rank) if submitted(job) else []
+        self.finish(dumps({"job_id": job.id, "metrics": rows}))
+
+
+class SettingsHandler(KFJupyterHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.finish(dumps(self.kfconfig.to_dict()))
+
+
+# -- server-sent events ------------------------------------------------------------------
+def sse(data: Any, event: str | None = None) -> str:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {dumps(data)}\n\n"
+
+
+class EventStreamHandler(KFJupyterHandler):
+    """A ``text/event-stream`` response that notices its client leaving."""
+
+    def initialize(self, *args: Any, **kwargs: Any) -> None:
+        super().initialize(*args, **kwargs)
+        self._gone = asyncio.Event()
+        self._queue: asyncio.Queue | None = None
+
+    @property
+    def keepalive(self) -> float:
+        return self.kfconfig.keepalive_interval
+
+    def on_connection_close(self) -> None:
+        self._gone.set()
+        if self._queue is not None:
+            self._queue.put_nowait(GONE)
+        super().on_connection_close()
+
+    def start_stream(self) -> None:
+        self.set_status(200)
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache, no-transform")
+        self.set_header("X-Accel-Buffering", "no")  # no buffering in nginx-like proxies
+
+    async def send(self, text: str) -> bool:
+        """Write and flush; False when the client is gone."""
+        if self._gone.is_set():
+            return False
+        try:
+            self.write(text)
+            await self.flush()
+        except StreamClosedError:
+            self._gone.set()
+            return False
+        return True
+
+    async def pause(self, seconds: float) -> bool:
+        """Sleep; False when the client left meanwhile."""
+        try:
+            await asyncio.wait_for(self._gone.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            return True
+        return False
+
+    def end(self) -> None:
+        if not self._gone.is_set() and not self._finished:
+            self.finish(set_content_type="text/event-stream; charset=utf-8")
+
+
+class LogStreamHandler(EventStreamHandler):
+    """One rank's log: the last ``tail`` lines, then new lines as they come, then an ``end`` event."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        rank = self.int_arg("rank", 0)
+        tail = self.int_arg("tail", 200)
+        job = await self.call(jobs.get, job_id)
+        self.check_rank(job, rank)
+        self.start_stream()
+        if not await self.send(": connected\n\n"):
+            return
+        try:
+            # a job is recorded a moment before its backend has it: wait for that
+            job = await self._wait(job_id, lambda j: submitted(j) or j.record.status in st.TERMINAL)
+            if job is None:
+                return
+            if submitted(job) and not await self._follow(job, rank, tail):
+                return
+            # the log is drained: wait for the job's final state
+            job = await self._wait(job_id, lambda j: j.record.status in st.TERMINAL)
+            if job is None:
+                return
+            await self.send(sse({"status": job.record.status}, "end"))
+        except web.HTTPError as exc:  # the job vanished, or its backend failed, mid-stream
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+            await self.send(sse({"message": message, "reason": exc.reason}, "error"))
+        self.end()
+
+    async def _wait(self, job_id: str, ready: Callable[[jobs.Job], bool]) -> jobs.Job | None:
+        """Look at the job every STATE_POLL s until ``ready(job)``; None if the client left."""
+        quiet = 0.0
+        while True:
+            job = await self.load_job(job_id)
+            if ready(job):
+                return job
+            if not await self.pause(STATE_POLL):
+                return None
+            quiet += STATE_POLL
+            if quiet >= self.keepalive:
+                quiet = 0.0
+                if not await self.send(": keepalive\n\n"):
+                    return None
+
+    async def _follow(self, job: jobs.Job, rank: int, tail: int) -> bool:
+        """Stream lines until the backend's follow iterator ends; False if the client left or it failed.
+
+        ``Job.logs(follow=True)`` blocks, so a reader thread runs it and hands lines to
+        the event loop. A slow client holds the reader back (LOG_BUFFER lines ahead at
+        most). When the client leaves, the reader stops at its next line or at the
+        job's end, whichever comes first.
+        """
+        loop = asyncio.get_running_loop()
+        queue = self._queue = asyncio.Queue()
+        stop = threading.Event()
+        credits = threading.Semaphore(LOG_BUFFER)
+
+        def put(item: tuple) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: the server is gone
+                stop.set()
+
+        def read() -> None:
+            try:
+                for line in job.logs(rank=rank, follow=True, tail=tail or None):
+                    while not credits.acquire(timeout=0.5):
+                        if stop.is_set():
+                            return
+                    if stop.is_set():
+                        return
+                    put(("line", line))
+            except Exception as exc:
+                if not stop.is_set():
+                    put(("error", exc))
+            finally:
+                put(("done", None))
+
+        reader = threading.Thread(target=read, name=f"kfjupyter-log-{job.id}-{rank}", daemon=True)
+        reader.start()
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), timeout=self.keepalive)
+                except asyncio.TimeoutError:
+                    if not await self.send(": keepalive\n\n"):
+                        return False
+                    continue
+                chunks: list[str] = []
+                while True:
+                    if item is GONE:
+                        return False
+                    what, value = item
+                    if what == "line":
+                        credits.release()
+                        chunks.append(sse(value))
+                    elif what == "error":
+                        await self.send("".join(chunks))
+                        message, reason = str(value), type(value).__name__
+                        if not isinstance(value, KFJupyterError):
+                            message = "Unhandled error while reading the log"
+                        self.log.warning("kfjupyter: log stream of %s rank %d failed", job.id, rank, exc_info=value)
+                        await self.send(sse({"message": message, "reason": reason}, "error"))
+                        return False
+                    else:  # done
+                        return await self.send("".join(chunks))
+                    if len(chunks) >= LOG_BATCH or queue.empty():
+                        break
+                    item = queue.get_nowait()
+                if not await self.send("".join(chunks)):
+                    return False
+        finally:
+            stop.set()
+            self._queue = None
+
+
+class EventsHandler(EventStreamHandler):
+    """Every job that appears or changes, as ``event: job`` with the Job's JSON."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        watcher = self.watcher
+        queue = self._queue = watcher.subscribe()
+        try:
+            await watcher.wait_ready()
+            self.start_stream()
+            if not await self.send(": connected\n\n"):
+                return
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), timeout=self.keepalive)
+                except asyncio.TimeoutError:
+                    text = ": keepalive\n\n"
+                else:
+                    chunks = []
+                    while item is not None:
+                        if item is GONE:
+                            return
+                        if item is STOPPED:
+                            self.end()
+                            return
+                        chunks.append(sse(item, "job"))
+                        item = None if queue.empty() else queue.get_nowait()
+                    text = "".join(chunks)
+                if not await self.send(text):
+                    return
+        finally:
+            watcher.unsubscribe(queue)
+            self._queue = None
