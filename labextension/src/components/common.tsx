@@ -1,0 +1,79 @@
+import * as React from 'react';
+
+import { ISignal } from '@lumino/signaling';
+
+import { formatDuration, jobDuration } from '../format';
+import { IJob, isTerminal } from '../types';
+
+/** Re-render on a Lumino signal; returns the latest value of `read()`. */
+export function useSignal<S, A, T>(signal: ISignal<S, A>, read: () => T): T {
+  const [, setTick] = React.useState(0);
+  React.useEffect(() => {
+    const onChange = () => setTick(t => t + 1);
+    signal.connect(onChange);
+    return () => {
+      signal.disconnect(onChange);
+    };
+  }, [signal]);
+  return read();
+}
+
+/** The current time, updated every `ms` while `active` (no timer otherwise). */
+export function useNow(active: boolean, ms = 1000): number {
+  const [now, setNow] = React.useState(() => Date.now());
+  React.useEffect(() => {
+    if (!active) {
+      return;
+    }
+    setNow(Date.now());
+    const timer = window.setInterval(() => setNow(Date.now()), ms);
+    return () => window.clearInterval(timer);
+  }, [active, ms]);
+  return active ? now : Date.now();
+}
+
+export function StatusBadge(props: { status: string }): JSX.Element {
+  const { status } = props;
+  return (
+    <span
+      className={`kf-StatusBadge kf-status-${status.toLowerCase()}`}
+      data-status={status}
+      title={status}
+    >
+      <span className="kf-StatusBadge-dot" aria-hidden="true" />
+      {status}
+    </span>
+  );
+}
+
+export function Duration(props: {
+  job: IJob;
+  receivedAt?: number;
+  now: number;
+}): JSX.Element {
+  const { job, receivedAt, now } = props;
+  const seconds = jobDuration(job, now, receivedAt);
+  return (
+    <span
+      className={`kf-Duration${isTerminal(job.status) ? '' : ' kf-mod-ticking'}`}
+      title="Duration"
+    >
+      {formatDuration(seconds)}
+    </span>
+  );
+}
+
+export function Button(
+  props: React.ButtonHTMLAttributes<HTMLButtonElement> & { accent?: 'warn' }
+): JSX.Element {
+  const { accent, className, ...rest } = props;
+  return (
+    <button
+      type="button"
+      className={`jp-Button kf-Button${accent ? ` kf-mod-${accent}` : ''}${
+        className ? ` ${className}` : ''
+      }`}
+      {...rest}
+    />
+  );
+}

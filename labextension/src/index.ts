@@ -1,0 +1,263 @@
+/**
+ * kfjupyter's JupyterLab extension: the Kubeflow sidebar.
+ *
+ * The sidebar is a `SidePanel` (an accordion): Jobs is its first section, and
+ * later capabilities (Tuning, Pipeline, Models, Endpoints) add theirs through
+ * the `IKubeflowSidebar` token.
+ */
+
+import {
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import {
+  ICommandPalette,
+  showErrorMessage,
+  WidgetTracker
+} from '@jupyterlab/apputils';
+import { PageConfig } from '@jupyterlab/coreutils';
+import { IDocumentManager } from '@jupyterlab/docmanager';
+import { NotebookPanel } from '@jupyterlab/notebook';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { refreshIcon, SidePanel, ToolbarButton } from '@jupyterlab/ui-components';
+import { Token } from '@lumino/coreutils';
+import { Widget } from '@lumino/widgets';
+
+import { KFApi } from './api';
+import { findCellIndex } from './cells';
+import { JobDetailWidget } from './components/detail';
+import { IJobActions, JobsPanelWidget } from './components/jobs';
+import { notebookApiPath } from './format';
+import { kubeflowIcon } from './icons';
+import { JobsModel } from './model';
+import { IUserSettings } from './types';
+
+export { KFApi } from './api';
+export { JobsModel } from './model';
+export * from './types';
+
+const PLUGIN_ID = 'kfjupyter:plugin';
+
+export namespace CommandIDs {
+  export const showJobs = 'kfjupyter:show-jobs';
+  export const refresh = 'kfjupyter:refresh-jobs';
+  export const openJob = 'kfjupyter:open-job';
+  export const cancelJob = 'kfjupyter:cancel-job';
+  export const openSource = 'kfjupyter:open-job-source';
+}
+
+/** The Kubeflow sidebar, for plugins that add a panel to it. */
+export interface IKubeflowSidebar {
+  /** The jobs of the workspace, kept live. */
+  readonly jobs: JobsModel;
+  /** Add a section (its `title.label` names it) below the ones there. */
+  addPanel(widget: Widget): void;
+}
+
+export const IKubeflowSidebar = new Token<IKubeflowSidebar>(
+  'kfjupyter:IKubeflowSidebar',
+  'The Kubeflow sidebar: the jobs model and a place for more panels.'
+);
+
+function readSettings(settings: ISettingRegistry.ISettings): IUserSettings {
+  const c = settings.composite as Partial<IUserSettings>;
+  return {
+    defaultBackend: typeof c.defaultBackend === 'string' ? c.defaultBackend : 'local',
+    namespace: typeof c.namespace === 'string' ? c.namespace : '',
+    defaultImage: typeof c.defaultImage === 'string' ? c.defaultImage : ''
+  };
+}
+
+/** Open a notebook and bring the cell whose source is `cell` into view. */
+async function revealCell(
+  app: JupyterFrontEnd,
+  docManager: IDocumentManager,
+  path: string,
+  cell: string | null | undefined
+): Promise<boolean> {
+  const widget = docManager.openOrReveal(path);
+  if (!widget) {
+    throw new Error(`Cannot open ${path}.`);
+  }
+  app.shell.activateById(widget.id);
+  await widget.context.ready;
+  if (!(widget instanceof NotebookPanel)) {
+    return false;
+  }
+  await widget.revealed;
+  const notebook = widget.content;
+  const model = notebook.model;
+  if (!model) {
+    return false;
+  }
+  const sources: string[] = [];
+  for (const c of model.cells) {
+    sources.push(c.sharedModel.getSource());
+  }
+  const index = findCellIndex(sources, cell);
+  if (index < 0) {
+    return false;
+  }
+  notebook.deselectAll();
+  notebook.activeCellIndex = index;
+  await notebook.scrollToItem(index, 'center');
+  return true;
+}
+
+const plugin: JupyterFrontEndPlugin<IKubeflowSidebar> = {
+  id: PLUGIN_ID,
+  description: 'The Kubeflow sidebar: jobs of the kfjupyter workspace, live.',
+  autoStart: true,
+  provides: IKubeflowSidebar,
+  requires: [IDocumentManager],
+  optional: [ISettingRegistry, ILayoutRestorer, ICommandPalette],
+  activate: (
+    app: JupyterFrontEnd,
+    docManager: IDocumentManager,
+    settingRegistry: ISettingRegistry | null,
+    restorer: ILayoutRestorer | null,
+    palette: ICommandPalette | null
+  ): IKubeflowSidebar => {
+    const { commands, shell } = app;
+    const api = new KFApi(app.serviceManager.serverSettings);
+    const model = new JobsModel(api);
+    const serverRoot = PageConfig.getOption('serverRoot');
+
+    const tracker = new WidgetTracker<JobDetailWidget>({ namespace: 'kfjupyter-job' });
+
+    const actions: IJobActions = {
+      open: id => void commands.execute(CommandIDs.openJob, { id }),
+      cancel: async id => {
+        await commands.execute(CommandIDs.cancelJob, { id });
+      },
+      openSource: id => void commands.execute(CommandIDs.openSource, { id })
+    };
+
+    // The sidebar: a header, a toolbar, and an accordion of panels.
+    const sidebar = new SidePanel();
+    sidebar.id = 'kfjupyter-sidebar';
+    sidebar.addClass('kf-Sidebar');
+    sidebar.title.icon = kubeflowIcon;
+    sidebar.title.caption = 'Kubeflow';
+    const heading = document.createElement('h2');
+    heading.className = 'kf-Sidebar-title jp-text-truncated';
+    heading.textContent = 'Kubeflow';
+    sidebar.header.addWidget(new Widget({ node: heading }));
+    sidebar.toolbar.addItem(
+      'refresh',
+      new ToolbarButton({
+        icon: refreshIcon,
+        tooltip: 'Reload the jobs',
+        onClick: () => void commands.execute(CommandIDs.refresh)
+      })
+    );
+    const jobsPanel = new JobsPanelWidget({ model, actions, serverRoot });
+    sidebar.addWidget(jobsPanel);
+    shell.add(sidebar, 'left', { rank: 850, type: 'Kubeflow' });
+    if (restorer) {
+      restorer.add(sidebar, sidebar.id);
+    }
+
+    commands.addCommand(CommandIDs.showJobs, {
+      label: 'Kubeflow: Show Jobs',
+      caption: 'Open the Kubeflow sidebar at its Jobs panel',
+      execute: () => {
+        shell.activateById(sidebar.id);
+      }
+    });
+
+    commands.addCommand(CommandIDs.refresh, {
+      label: 'Kubeflow: Reload Jobs',
+      icon: refreshIcon,
+      execute: () => model.refresh()
+    });
+
+    commands.addCommand(CommandIDs.openJob, {
+      label: args => (args.id ? `Open Job ${args.id}` : 'Open Job'),
+      execute: async args => {
+        const id = String(args.id ?? '');
+        if (!id) {
+          return;
+        }
+        let widget = tracker.find(w => w.jobId === id);
+        if (!widget) {
+          widget = new JobDetailWidget({ model, id, actions, serverRoot });
+          await tracker.add(widget);
+          shell.add(widget, 'main');
+        }
+        shell.activateById(widget.id);
+        return widget;
+      }
+    });
+
+    commands.addCommand(CommandIDs.cancelJob, {
+      label: 'Cancel Job',
+      execute: async args => {
+        const id = String(args.id ?? '');
+        try {
+          return await model.cancel(id);
+        } catch (error) {
+          await showErrorMessage('Cannot cancel the job', error as Error);
+        }
+      }
+    });
+
+    commands.addCommand(CommandIDs.openSource, {
+      label: 'Open the Cell That Started the Job',
+      execute: async args => {
+        const id = String(args.id ?? '');
+        try {
+          const job = model.job(id) ?? (await model.fetchJob(id));
+          const path = notebookApiPath(job.notebook, serverRoot);
+          if (!path) {
+            throw new Error(
+              job.notebook
+                ? `${job.notebook} is outside the server's root folder.`
+                : 'The job was not started from a notebook.'
+            );
+          }
+          return await revealCell(app, docManager, path, job.cell);
+        } catch (error) {
+          await showErrorMessage('Cannot open the cell', error as Error);
+          return false;
+        }
+      }
+    });
+
+    if (palette) {
+      for (const command of [CommandIDs.showJobs, CommandIDs.refresh]) {
+        palette.addItem({ command, category: 'Kubeflow' });
+      }
+    }
+
+    if (restorer) {
+      void restorer.restore(tracker, {
+        command: CommandIDs.openJob,
+        args: w => ({ id: w.jobId }),
+        name: w => w.jobId
+      });
+    }
+
+    if (settingRegistry) {
+      settingRegistry
+        .load(PLUGIN_ID)
+        .then(settings => {
+          model.userSettings = readSettings(settings);
+          settings.changed.connect(() => {
+            model.userSettings = readSettings(settings);
+          });
+        })
+        .catch(reason => console.error('kfjupyter: cannot load the settings', reason));
+    }
+
+    model.start();
+
+    return {
+      jobs: model,
+      addPanel: (widget: Widget) => sidebar.addWidget(widget)
+    };
+  }
+};
+
+export default plugin;
