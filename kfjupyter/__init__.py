@@ -3,11 +3,13 @@
 The public API::
 
     kfjupyter.train(fn_or_source, workers=2, …)  -> Job     distributed training
+    kfjupyter.tune(fn_or_source, "val_loss", …) -> Study    hyperparameter search
+    kfjupyter.param("lr", low=…, high=…, log=True)           a hyperparameter of the cell
     kfjupyter.report(step=…, **metrics)                      metrics from any rank
     kfjupyter.output_dir()                      -> Path      where a rank saves outputs
     kfjupyter.jobs.get(id) / kfjupyter.jobs.list()           re-attach to jobs
 
-In a notebook, ``%load_ext kfjupyter`` adds ``%%kf_train`` and ``%kf_jobs``.
+In a notebook, ``%load_ext kfjupyter`` adds ``%%kf_train``, ``%%kf_tune`` and ``%kf_jobs``.
 
 Heavy modules (SQLAlchemy, IPython, kubernetes) load on first use, so a rank that only
 calls ``report`` starts fast.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .runtime.bootstrap import output_dir, report
+from .runtime.bootstrap import output_dir, param, report
 
 __version__ = "0.1.0"
 
@@ -26,8 +28,11 @@ __all__ = [
     "jobs",
     "load_ipython_extension",
     "output_dir",
+    "param",
     "report",
+    "Study",
     "train",
+    "tune",
     "unload_ipython_extension",
 ]
 
@@ -35,6 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from . import jobs
     from .jobs import Job
     from .training.api import train
+    from .tuning.api import tune
+    from .tuning.study import Study
 
 
 def __getattr__(name: str) -> Any:
@@ -42,6 +49,14 @@ def __getattr__(name: str) -> Any:
         from .training.api import train
 
         return train
+    if name == "tune":
+        from .tuning.api import tune
+
+        return tune
+    if name == "Study":
+        from .tuning.study import Study
+
+        return Study
     if name == "Job":
         from .jobs import Job
 

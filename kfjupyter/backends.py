@@ -15,6 +15,8 @@ from .errors import InvalidOptionError
 _REGISTRY: dict[tuple[str, str], str] = {
     ("train", "local"): "kfjupyter.training.local:LocalTrainBackend",
     ("train", "kubernetes"): "kfjupyter.training.kubernetes:KubernetesTrainBackend",
+    ("tune", "local"): "kfjupyter.tuning.local:LocalTuneBackend",
+    ("tune", "kubernetes"): "kfjupyter.tuning.kubernetes:KubernetesTuneBackend",
 }
 
 

@@ -1,6 +1,7 @@
 """IPython magics: thin sugar over the Python API.
 
-``%%kf_train`` → :func:`kfjupyter.train`; ``%kf_jobs`` → :mod:`kfjupyter.jobs`.
+``%%kf_train`` → :func:`kfjupyter.train`; ``%%kf_tune`` → :func:`kfjupyter.tune`;
+``%kf_jobs`` → :mod:`kfjupyter.jobs`.
 Parsing options and showing results is all they do.
 """
 
@@ -94,6 +95,88 @@ class KFMagics(Magics):
         if args.out:
             self.shell.user_ns[args.out] = job
         watch(job, wait=not args.no_wait)
+        return None
+
+    @magic_arguments()
+    @argument("--objective", required=True, help="the metric to optimise, as given to kfjupyter.report")
+    @argument("--direction", default="minimize", help="minimize (default) or maximize")
+    @argument("--trials", type=int, default=None, help="the study's budget of trials (default 10)")
+    @argument("--parallel", type=int, default=1, help="trials running at once")
+    @argument("--algorithm", default="tpe", help="random, grid, tpe (default), multivariate-tpe, cmaes, sobol")
+    @argument("--early-stopping", default=None, help="median or hyperband (local only)")
+    @argument("--workers-per-trial", type=int, default=1, help="run each trial as N distributed ranks")
+    @argument("--max-failed", type=int, default=3, help="failed trials tolerated before the study fails")
+    @argument("--resume", default=None, metavar="NAME", help="continue the study NAME (id or name)")
+    @argument("--param", "-p", action="append", default=[], metavar="NAME=SPEC",
+              help="a parameter: NAME=LOW:HIGH[:STEP][:log] or NAME=A,B,C")
+    @argument("--out", "-o", default=None, metavar="VAR",
+              help="bind the best parameters (a dict) to VAR when the study ends; with --no-wait, the Study")
+    @argument("--name", "-n", default=None, help="study name (DNS-1123 label, at most 34 characters)")
+    @argument("--backend", "-b", default=None, help="local (default) or kubernetes")
+    @argument("--seed", type=int, default=None, help="seed of the sampler")
+    @argument("--gpus", type=int, default=0, help="GPUs per trial worker")
+    @argument("--cpu", default=None, help="CPUs per trial worker, e.g. 2 or 500m")
+    @argument("--memory", default=None, help="memory per trial worker, e.g. 4Gi")
+    @argument("--image", default=None, help="container image (kubernetes backend)")
+    @argument("--namespace", default=None, help="Kubernetes namespace")
+    @argument("--env", "-e", action="append", default=[], metavar="K=V", help="environment variable")
+    @argument("--no-wait", action="store_true", help="return at once; the study runs on")
+    @cell_magic
+    def kf_tune(self, line: str, cell: str):
+        """Search the hyperparameters the cell declares with kfjupyter.param (see kfjupyter.tune)."""
+        from .tuning.api import tune
+        from .widgets.study_view import view_for as study_view
+
+        args = _parse(self.kf_tune, line)
+        try:
+            env = parse_env_pairs(args.env)
+            study = tune(
+                self.shell.transform_cell(cell),
+                args.objective,
+                direction=args.direction,
+                trials=args.trials,
+                parallel=args.parallel,
+                algorithm=args.algorithm,
+                early_stopping=args.early_stopping,
+                workers_per_trial=args.workers_per_trial,
+                max_failed=args.max_failed,
+                params=args.param,
+                name=args.name,
+                backend=args.backend,
+                resume=args.resume,
+                gpus=args.gpus,
+                cpu=args.cpu,
+                memory=args.memory,
+                image=args.image,
+                env=env,
+                namespace=args.namespace,
+                seed=args.seed,
+                user_ns=self.shell.user_ns,
+                history=[c for c in self.shell.user_ns.get("In", []) if isinstance(c, str)],
+            )
+        except InvalidOptionError as exc:
+            raise UsageError(str(exc)) from None
+        from IPython.display import display
+
+        view = study_view(study, blocking=not args.no_wait)
+        display(view)
+        if args.no_wait:
+            if args.out:
+                self.shell.user_ns[args.out] = study
+            follow_in_background(view)
+            return None
+        try:
+            while study.job.status not in st.TERMINAL:
+                view.refresh()
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            study.cancel()
+            view.refresh()
+            print(f"study {study.id} cancelled")
+            raise
+        view.refresh()
+        if args.out and study.best_params is not None:
+            self.shell.user_ns[args.out] = study.best_params
         return None
 
     @magic_arguments()

@@ -11,6 +11,10 @@ Environment it reads:
     KFJUPYTER_METRICS_FILE  JSON-lines file that ``report`` appends to (optional)
     KFJUPYTER_ERROR_FILE    where the traceback of a failure is written (optional)
     KFJUPYTER_PRINT_METRICS "1": ``report`` also prints ``name=value`` lines (Katib's format)
+    KFJUPYTER_METRICS_TIMESTAMPS "1": those lines start with an RFC 3339 time (Katib's early
+                            stopping orders metrics by it)
+    KFJUPYTER_TUNE_SPACE    a tuning trial's search space (JSON); ``param`` then reads the
+                            trial's value of NAME from KFJUPYTER_PARAM_<NAME>
 """
 
 import json
@@ -42,10 +46,60 @@ def report(step=None, **metrics):
         pairs = ([f"step={step}"] if step is not None else []) + [
             f"{k}={float(v)!r}" for k, v in metrics.items()
         ]
+        if os.environ.get("KFJUPYTER_METRICS_TIMESTAMPS") == "1":
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record["time"]))
+            pairs.insert(0, f"{stamp}.{int(record['time'] % 1 * 1e6):06d}Z")
         print(" ".join(pairs), flush=True)
     for hook in list(report_hooks):
         hook(record)
     return record
+
+
+#: The running tuning trial's parameter values (set by a local trial worker), or None.
+trial_params = None
+
+
+def param(name, low=None, high=None, *, step=None, log=False, choices=None, default=None):
+    """A hyperparameter: the trial's value when tuning, else ``default`` (see ``kfjupyter.param``).
+
+    Outside a tuning trial the value is ``default`` if given, else the first choice, else
+    the middle of the range (geometric middle with ``log``; an integer for int ranges).
+    """
+    if trial_params is not None:
+        if name not in trial_params:
+            raise KeyError(f"parameter {name!r} is not in this tuning job's search space")
+        return trial_params[name]
+    space = os.environ.get("KFJUPYTER_TUNE_SPACE")
+    if space:
+        spec = json.loads(space).get(name)
+        raw = os.environ.get("KFJUPYTER_PARAM_" + name)
+        if spec is None or raw is None:
+            raise KeyError(f"parameter {name!r} is not in this tuning job's search space")
+        return _typed_param(spec, raw)
+    if default is not None:
+        return default
+    if choices is not None:
+        return list(choices)[0]
+    if low is None or high is None:
+        raise TypeError(f"kfjupyter.param({name!r}) needs low and high, or choices")
+    middle = (low * high) ** 0.5 if log else (low + high) / 2
+    if step:
+        middle = low + round((middle - low) / step) * step
+    is_int = all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high, step or 1))
+    return int(round(middle)) if is_int else float(middle)
+
+
+def _typed_param(spec, raw):
+    """A trial value as Katib passes it (text) → the Python value of the parameter."""
+    kind = spec["type"]
+    if kind == "double":
+        return float(raw)
+    if kind == "int":
+        return int(float(raw))
+    for choice in spec["choices"]:
+        if (kind == "discrete" and float(raw) == float(choice)) or str(choice) == raw:
+            return choice
+    raise ValueError(f"value {raw!r} is not one of the choices of parameter {spec.get('name')!r}")
 
 
 def output_dir():
@@ -58,6 +112,7 @@ def _install_standin():
     module = types.ModuleType("kfjupyter")
     module.report = report
     module.output_dir = output_dir
+    module.param = param
     module.__doc__ = "kfjupyter stand-in for images without the kfjupyter package"
     sys.modules["kfjupyter"] = module
 

@@ -1,0 +1,185 @@
+"""The :class:`Study` handle: one view of a tuning job, whichever backend runs it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import status as st
+from ..errors import InvalidOptionError, KFJupyterError
+from ..jobs import Job
+from .spec import TuneSpec
+
+#: Trial states, the same words for both backends (Katib's in brackets):
+#: COMPLETE (Succeeded), PRUNED (EarlyStopped), FAIL (Failed, MetricsUnavailable),
+#: CANCELLED (Killed; a trial stopped by cancel), RUNNING (Running), WAITING (Created).
+TRIAL_STATES = ("COMPLETE", "PRUNED", "FAIL", "CANCELLED", "RUNNING", "WAITING")
+
+
+class Study:
+    """A hyperparameter search: its trials, its best trial, and the :class:`~kfjupyter.Job` it is.
+
+    ``Study(job_or_id)`` re-attaches to any tune job of the workspace (from another kernel,
+    after a restart, from the CLI); :func:`kfjupyter.tune` returns one.
+    """
+
+    def __init__(self, job: Job | str):
+        self.job = job if isinstance(job, Job) else Job(job)
+        if self.job.kind != "tune":
+            raise InvalidOptionError(f"job {self.job.id} is a {self.job.kind} job, not a tuning study")
+        self.spec = TuneSpec.from_dict(self.job.record.spec)
+
+    # -- identity and state
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+    @property
+    def name(self) -> str:
+        return self.job.name
+
+    @property
+    def objective(self) -> str:
+        return self.spec.objective
+
+    @property
+    def direction(self) -> str:
+        return self.spec.direction
+
+    @property
+    def space(self):
+        return self.spec.space
+
+    @property
+    def status(self) -> str:
+        return self.job.status
+
+    @property
+    def done(self) -> bool:
+        return self.job.done
+
+    @property
+    def message(self) -> str | None:
+        return self.job.refresh().message
+
+    @property
+    def error(self) -> str | None:
+        return self.job.error
+
+    # -- trials
+
+    @property
+    def trials(self) -> list[dict]:
+        """Every trial: number, state, value, params, intermediate values, times, error."""
+        return self.job.backend.trials(self.job.id, self.job.record.backend_info)
+
+    @property
+    def best_trial(self) -> dict | None:
+        """The best COMPLETE trial so far (None before the first completes)."""
+        backend = self.job.backend
+        if hasattr(backend, "best"):
+            return backend.best(self.job.id, self.job.record.backend_info, self.spec)
+        return best_of(self.trials, self.spec.direction)
+
+    @property
+    def best_params(self) -> dict[str, Any] | None:
+        best = self.best_trial
+        return dict(best["params"]) if best else None
+
+    @property
+    def best_value(self) -> float | None:
+        best = self.best_trial
+        return best["value"] if best else None
+
+    def trials_dataframe(self):
+        """The trials as a pandas DataFrame (columns as Optuna's: number, value, state,
+        datetime_start, datetime_complete, duration, params_<name>, plus error)."""
+        import pandas as pd
+
+        rows = []
+        for t in self.trials:
+            row = {
+                "number": t["number"],
+                "value": t["value"],
+                "state": t["state"],
+                "datetime_start": pd.to_datetime(t["datetime_start"]),
+                "datetime_complete": pd.to_datetime(t["datetime_complete"]),
+                "duration": pd.to_timedelta(t["duration_s"], unit="s") if t["duration_s"] is not None else pd.NaT,
+            }
+            for name in self.spec.space:
+                row[f"params_{name}"] = t["params"].get(name)
+            row["error"] = t.get("error")
+            rows.append(row)
+        columns = ["number", "value", "state", "datetime_start", "datetime_complete", "duration"]
+        columns += [f"params_{n}" for n in self.spec.space] + ["error"]
+        return pd.DataFrame(rows, columns=columns)
+
+    def trial_log(self, number: int) -> str:
+        """What trial ``number`` printed."""
+        return self.job.backend.trial_log(self.job.id, self.job.record.backend_info, number)
+
+    # -- control
+
+    def wait(self, timeout: float | None = None, poll: float = 0.2, cancel_on_interrupt: bool = True) -> "Study":
+        """Block until the study ends (Ctrl-C cancels it, unless ``cancel_on_interrupt=False``)."""
+        self.job.wait(timeout=timeout, poll=poll, cancel_on_interrupt=cancel_on_interrupt)
+        return self
+
+    def cancel(self) -> "Study":
+        """Stop every running trial (each is marked cancelled) and mark the study Cancelled."""
+        self.job.cancel()
+        return self
+
+    def to_dict(self) -> dict:
+        """Everything a client shows (the sidebar's Tuning panel reads this)."""
+        record = self.job.refresh()
+        trials = self.trials
+        best = best_of(trials, self.spec.direction) if not hasattr(self.job.backend, "best") else self.best_trial
+        return {
+            "id": self.id,
+            "name": self.name,
+            "status": record.status,
+            "backend": record.backend,
+            "message": record.message,
+            "error": record.error,
+            "objective": self.spec.objective,
+            "direction": self.spec.direction,
+            "algorithm": self.spec.algorithm,
+            "early_stopping": self.spec.early_stopping,
+            "trials_budget": self.spec.trials,
+            "parallel": self.spec.parallel,
+            "workers_per_trial": self.spec.workers_per_trial,
+            "space": self.spec.space.to_dict(),
+            "created_at": record.created_at.isoformat() if record.created_at else None,
+            "duration_s": self.job.duration(),
+            "best": best,
+            "trials": trials,
+        }
+
+    def __repr__(self) -> str:
+        best = self.best_value if self.job.record.status in st.TERMINAL else None
+        tail = f" best {self.objective}={best:.6g}" if best is not None else ""
+        return f"<Study {self.id} {self.job.record.status} {self.direction} {self.objective}{tail}>"
+
+
+def best_of(trials: list[dict], direction: str) -> dict | None:
+    complete = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
+    if not complete:
+        return None
+    pick = min if direction == "minimize" else max
+    return pick(complete, key=lambda t: (t["value"], -t["number"]) if direction == "maximize" else (t["value"], t["number"]))
+
+
+def get(job_id: str) -> Study:
+    """Re-attach to a tuning study by job id."""
+    try:
+        return Study(job_id)
+    except KFJupyterError:
+        raise
+
+
+def list_studies(status: str | None = None, limit: int | None = 50, offset: int = 0) -> list[Study]:
+    """The workspace's tuning studies, newest first."""
+    from .. import jobs
+
+    return [Study(j) for j in jobs.list(kind="tune", status=status, limit=limit, offset=offset)]

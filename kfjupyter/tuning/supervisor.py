@@ -1,0 +1,259 @@
+"""The tuning supervisor: one detached process per study that runs and watches its workers.
+
+Started like the training supervisor (its own session, so a kernel or server restart does
+not touch it). It starts ``parallel`` long-lived trial workers
+(:mod:`kfjupyter.tuning.worker`), each logging to ``logs/worker-<i>.log``, and writes the
+job's status and progress to the workspace store:
+
+* the budget is spent → Succeeded (Failed if no trial completed);
+* more than ``max_failed`` trials failed → the running trials are stopped and the study
+  is Failed, its error the last failure's traceback;
+* a worker process dies (a crash in native code, ``os._exit``) → its trial is marked
+  FAIL and a fresh worker takes its place;
+* SIGTERM (cancel) → every worker is stopped (SIGTERM, SIGKILL after a grace period),
+  every running trial is marked FAIL/cancelled, and the job is Cancelled.
+
+No trial is left RUNNING and no process behind, whichever way it ends.
+
+Usage: ``python -m kfjupyter.tuning.supervisor JOB_DIR`` (reads JOB_DIR/launch.json).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import psutil
+
+from .. import status as st
+from ..runtime.processes import die_with_parent, kill_tree
+LAUNCH = "launch.json"
+#: Why the workers are being stopped; a worker records it on the trial it ends.
+STOP_REASON = "stop_reason"
+POLL_S = 0.05
+CHECK_S = 0.25
+GRACE_S = 3.0
+
+
+def worker_log(job_dir: Path, index: int) -> Path:
+    return job_dir / "logs" / f"worker-{index}.log"
+
+
+class TuneSupervisor:
+    def __init__(self, job_dir: Path):
+        self.job_dir = job_dir
+        self.launch = json.loads((job_dir / LAUNCH).read_text())
+        self.job_id = self.launch["job_id"]
+        self.study_name = self.launch["study_name"]
+        self.cancelled = False
+        self.workers: dict[int, subprocess.Popen] = {}
+        self.restarts = 0
+        self._store = None
+        self._storage = None
+        self._message = None
+
+    @property
+    def store(self):
+        if self._store is None:
+            from ..store.workspace import get_workspace
+
+            self._store = get_workspace()
+        return self._store
+
+    @property
+    def storage(self):
+        if self._storage is None:
+            from .engine import open_storage
+
+            self._storage = open_storage(self.job_dir)
+        return self._storage
+
+    def _on_sigterm(self, *_args) -> None:
+        self.cancelled = True
+
+    # -- workers
+
+    def start_worker(self, index: int) -> None:
+        (self.job_dir / "logs").mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.update(self.launch.get("env") or {})
+        env["PYTHONUNBUFFERED"] = "1"
+        env["KFJUPYTER_JOB_ID"] = self.job_id
+        env["KFJUPYTER_BUNDLE"] = str(self.job_dir / "bundle")
+        if self.launch.get("threads") and "OMP_NUM_THREADS" not in (self.launch.get("env") or {}):
+            env["OMP_NUM_THREADS"] = str(self.launch["threads"])
+        with open(worker_log(self.job_dir, index), "ab", buffering=0) as log:
+            self.workers[index] = subprocess.Popen(
+                [sys.executable, "-u", "-m", "kfjupyter.tuning.worker", str(self.job_dir), str(index)],
+                cwd=self.launch.get("workdir") or None,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+            )
+
+    def stop_workers(self, reason: str) -> None:
+        """Stop every worker (its running trial is marked with ``reason``), then sweep."""
+        (self.job_dir / STOP_REASON).write_text(reason)
+        procs: list[psutil.Process] = []
+        for proc in self.workers.values():
+            if proc.poll() is None:
+                try:
+                    procs.append(psutil.Process(proc.pid))
+                    proc.send_signal(signal.SIGTERM)
+                except (psutil.NoSuchProcess, ProcessLookupError):
+                    pass
+        deadline = time.monotonic() + GRACE_S
+        while time.monotonic() < deadline and any(p.poll() is None for p in self.workers.values()):
+            time.sleep(POLL_S)
+        leftovers: list[psutil.Process] = []
+        for proc in procs:  # the stubborn ones, and whatever they started (distributed ranks)
+            try:
+                leftovers += [proc] + proc.children(recursive=True)
+            except psutil.NoSuchProcess:
+                pass
+        kill_tree(leftovers, grace=1.0)
+        for proc in self.workers.values():
+            proc.poll()
+        from .engine import end_running_trials
+
+        end_running_trials(self.storage, self.study_name, reason)
+
+    # -- the study
+
+    def _trials(self):
+        study_id = self.storage.get_study_id_from_name(self.study_name)
+        return self.storage.get_all_trials(study_id, deepcopy=False)
+
+    def _progress(self, trials) -> str:
+        from optuna.trial import TrialState
+
+        from .engine import counted
+
+        spec = self.launch["spec"]
+        done = [t for t in counted(trials) if t.state.is_finished()]
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        text = f"{len(done)}/{spec['trials']} trials done, {running} running"
+        if complete:
+            pick = min if spec["direction"] == "minimize" else max
+            best = pick(complete, key=lambda t: t.value)
+            text += f"; best {spec['objective']}={best.value:.6g} (trial {best.number})"
+        return text
+
+    def _set_message(self, text: str) -> None:
+        if text != self._message:
+            self._message = text
+            self.store.update_job(self.job_id, only_if_active=True, message=text)
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        signal.signal(signal.SIGINT, self._on_sigterm)
+        try:
+            (self.job_dir / STOP_REASON).unlink()
+        except FileNotFoundError:
+            pass
+        for index in range(self.launch["spec"]["parallel"]):
+            self.start_worker(index)
+        self.store.update_job(self.job_id, only_if_active=True, status=st.RUNNING)
+        from .engine import end_running_trials, failed
+
+        spec = self.launch["spec"]
+        next_check = 0.0
+        while True:
+            if self.cancelled:
+                self.stop_workers("cancelled by the user")
+                self._set_message(self._progress(self._trials()))
+                self.store.update_job(self.job_id, only_if_active=True, status=st.CANCELLED)
+                return
+            for index, proc in list(self.workers.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                del self.workers[index]
+                if code != 0:  # crashed: its trial failed; a fresh worker goes on with the budget
+                    how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+                    end_running_trials(
+                        self.storage, self.study_name, f"the trial's worker process {how}",
+                        cancelled=False, only_pids={proc.pid},
+                    )  # fmt: skip
+                    if self.restarts < spec["trials"]:
+                        self.restarts += 1
+                        self.start_worker(index)
+            now = time.monotonic()
+            if now >= next_check or not self.workers:
+                next_check = now + CHECK_S
+                trials = self._trials()
+                fails = failed(trials)
+                if len(fails) > spec["max_failed"]:
+                    reason = f"stopped: the study failed ({len(fails)} trials failed, --max-failed {spec['max_failed']})"
+                    self.stop_workers(reason)
+                    self._set_message(self._progress(self._trials()))
+                    self.store.update_job(
+                        self.job_id, only_if_active=True, status=st.FAILED,
+                        error=_failure_summary(fails, spec["max_failed"]),
+                    )  # fmt: skip
+                    return
+                self._set_message(self._progress(trials))
+                if not self.workers:
+                    self._finish(trials)
+                    return
+            time.sleep(POLL_S)
+
+    def _finish(self, trials) -> None:
+        from optuna.trial import TrialState
+
+        from .engine import end_running_trials, failed
+
+        end_running_trials(self.storage, self.study_name, "its worker ended without finishing it", cancelled=False)
+        trials = self._trials()
+        if any(t.state == TrialState.COMPLETE for t in trials):
+            self.store.update_job(self.job_id, only_if_active=True, status=st.SUCCEEDED)
+            return
+        fails = failed(trials)
+        error = "no trial completed"
+        if fails:
+            error += f"; the last of {len(fails)} failed trial(s), trial {fails[-1].number}:\n{_error_of(fails[-1])}"
+        self.store.update_job(self.job_id, only_if_active=True, status=st.FAILED, error=error)
+
+
+def _error_of(trial) -> str:
+    from .engine import ATTR_ERROR
+
+    return str(trial.user_attrs.get(ATTR_ERROR) or "(no traceback recorded)")
+
+
+def _failure_summary(fails, max_failed: int) -> str:
+    last = fails[-1]
+    return (
+        f"{len(fails)} trials failed, more than --max-failed {max_failed}; "
+        f"the last one, trial {last.number}:\n{_error_of(last)}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    job_dir = Path((argv or sys.argv[1:])[0])
+    supervisor = TuneSupervisor(job_dir)
+    try:
+        supervisor.run()
+    except BaseException:
+        text = traceback.format_exc()
+        try:
+            supervisor.stop_workers("the tuning supervisor failed")
+        finally:
+            supervisor.store.update_job(
+                supervisor.job_id, only_if_active=True, status=st.FAILED,
+                error="the kfjupyter tuning supervisor failed:\n" + text,
+            )  # fmt: skip
+        raise
+
+
+if __name__ == "__main__":
+    main()
