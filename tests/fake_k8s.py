@@ -28,6 +28,19 @@ kfjupyter package (as in ``pytorch/pytorch``), unless ``image_has_kfjupyter``.
 
 With ``run_pods=False`` nothing runs; tests drive state with :meth:`add_pod` and
 :meth:`set_condition`.
+
+Katib (kubeflow.org/v1beta1): ``experiments`` are created by clients and validated with
+``jsonschema`` against ``#/components/schemas/v1beta1.Experiment`` of the project's copy
+of ``katib-swagger.json`` (``$ref`` resolved by jsonschema itself, independently of
+``kfjupyter/tuning/katib.py``), plus the README's rules and those of Katib's validating
+webhook (trial template placeholders, batch Job templates that survive conversion to the
+Go type, TrainJob templates admitted as TrainJobs). ``trials`` are read-only to clients.
+No Katib controller runs: a test plays it — it picks the assignments (the suggestion
+service) with :meth:`run_trial`, which renders the trial template, runs the Job (or
+TrainJob) through the fake kubelet, reads the primary container's log with Katib's StdOut
+collector regex and sets the Trial's observation and condition; or it sets trials by hand
+with :meth:`add_trial`. :meth:`update_experiment` then computes the Experiment's status
+as Katib's experiment controller does (counts, ``currentOptimalTrial``, Succeeded/Failed).
 """
 
 from __future__ import annotations
@@ -56,6 +69,7 @@ import pytest
 import yaml
 
 CRD_FILE = Path(__file__).resolve().parents[1] / "kfjupyter/k8s/schemas/trainer-v2.3.0/trainer.kubeflow.org_trainjobs.yaml"
+KATIB_SWAGGER = Path(__file__).resolve().parents[1] / "kfjupyter/k8s/schemas/katib-v0.19.0/katib-swagger.json"
 # plural -> (group, version, kind, clients may create it)
 RESOURCES = {
     "configmaps": ("", "v1", "ConfigMap", True),
@@ -63,6 +77,8 @@ RESOURCES = {
     "trainjobs": ("trainer.kubeflow.org", "v1alpha1", "TrainJob", True),
     "jobsets": ("jobset.x-k8s.io", "v1alpha2", "JobSet", False),
     "jobs": ("batch", "v1", "Job", False),
+    "experiments": ("kubeflow.org", "v1beta1", "Experiment", True),
+    "trials": ("kubeflow.org", "v1beta1", "Trial", False),
 }
 # The default ClusterTrainingRuntime of Trainer v2.3.0 (shared/kubeflow-schemas/trainer-v2.3.0).
 RUNTIMES = {"torch-distributed": {"numNodes": 1, "job": "node", "container": "node",
@@ -225,6 +241,134 @@ def validate_configmap(obj: dict, strict: bool) -> dict:
     return obj
 
 
+KATIB_ALGORITHMS = ("random", "grid", "tpe", "multivariate-tpe", "cmaes", "sobol", "hyperband",
+                    "bayesianoptimization", "enas", "darts", "pbt")  # the katib-config of v0.19.0
+KATIB_DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
+PLACEHOLDER = re.compile(r"\$\{trialParameters\.([^}]*)\}")
+
+
+def _undeclared_fields(obj, schema: dict, components: dict, path: str, out: list) -> None:
+    """Fields of ``obj`` that the (swagger) schema does not declare: what conversion to the
+    Go type drops, and Katib's batch Job check rejects."""
+    while True:
+        if "$ref" in schema:
+            schema = components[schema["$ref"].rsplit("/", 1)[-1]]
+        elif len(schema.get("allOf") or []) == 1 and "properties" not in schema:
+            schema = schema["allOf"][0]
+        else:
+            break
+    if isinstance(obj, dict) and "properties" in schema:
+        for key, value in obj.items():
+            if key in schema["properties"]:
+                _undeclared_fields(value, schema["properties"][key], components, f"{path}.{key}", out)
+            elif not schema.get("additionalProperties"):
+                out.append(f"{path}.{key}")
+    elif isinstance(obj, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(obj):
+            _undeclared_fields(item, schema["items"], components, f"{path}[{i}]", out)
+
+
+class ExperimentValidator:
+    """Katib's view of an Experiment: the swagger schema (jsonschema) + its webhook's rules."""
+
+    def __init__(self, trainjobs: TrainJobValidator, swagger: Path = KATIB_SWAGGER):
+        doc = json.loads(swagger.read_text())
+        self.components = doc["components"]["schemas"]
+        formats = jsonschema.FormatChecker(formats=())
+        formats.checks("int32")(lambda v: not isinstance(v, int) or -(2**31) <= v < 2**31)
+        self.experiment = jsonschema.Draft4Validator(
+            {"$ref": "#/components/schemas/v1beta1.Experiment", "components": doc["components"]}, format_checker=formats)
+        self.pod_template = jsonschema.Draft4Validator(
+            {"$ref": "#/components/schemas/io.k8s.api.core.v1.PodTemplateSpec", "components": doc["components"]})
+        self.trainjobs = trainjobs
+
+    def admit(self, obj: dict) -> dict:
+        obj = copy.deepcopy(obj)
+        problems = []
+        for error in self.experiment.iter_errors(obj):
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+            problems.append((where, error.message))
+        name = obj["metadata"].get("name", "")
+        if len(name) > 40:
+            problems.append(("metadata.name", f"must be no more than 40 characters (got {len(name)})"))
+        if not re.match(r"^[a-z]([-a-z0-9]*[a-z0-9])?", name):
+            problems.append(("metadata.name", "name must start with an alphabetic character"))
+        if not problems:
+            problems += self._webhook(obj.get("spec") or {})
+        if problems:
+            raise ApiError(422, "Invalid", f'Experiment.kubeflow.org "{name}" is invalid: '
+                           + "; ".join(f"{p}: {m}" for p, m in problems),
+                           [{"reason": "FieldValueInvalid", "field": p, "message": m} for p, m in problems])  # fmt: skip
+        return obj
+
+    def _webhook(self, spec: dict) -> list:
+        out = []
+        count, parallel, failed = spec.get("maxTrialCount"), spec.get("parallelTrialCount"), spec.get("maxFailedTrialCount")
+        if count is not None and count <= 0:
+            out.append(("spec.maxTrialCount", "must be greater than 0"))
+        if parallel is not None and parallel <= 0:
+            out.append(("spec.parallelTrialCount", "must be greater than 0"))
+        if failed is not None and failed < 0:
+            out.append(("spec.maxFailedTrialCount", "should not be less than 0"))
+        if count is not None and parallel is not None and parallel > count:
+            out.append(("spec.parallelTrialCount", "should be less than or equal to spec.maxTrialCount"))
+        if count is not None and failed is not None and failed > count:
+            out.append(("spec.maxFailedTrialCount", "should be less than or equal to spec.maxTrialCount"))
+        objective = spec.get("objective") or {}
+        if objective.get("type") not in ("minimize", "maximize"):
+            out.append(("spec.objective.type", "must be minimize or maximize"))
+        if not objective.get("objectiveMetricName"):
+            out.append(("spec.objective.objectiveMetricName", "must be specified"))
+        if (spec.get("algorithm") or {}).get("algorithmName") not in KATIB_ALGORITHMS:
+            out.append(("spec.algorithm.algorithmName", "unable to get Suggestion config data"))
+        if "earlyStopping" in spec and (spec["earlyStopping"] or {}).get("algorithmName") != "medianstop":
+            out.append(("spec.earlyStopping.algorithmName", "unable to get EarlyStopping config data"))
+        names = set()
+        for i, param in enumerate(spec.get("parameters") or []):
+            names.add(param.get("name"))
+            kind, fs = param.get("parameterType"), param.get("feasibleSpace") or {}
+            if kind not in ("int", "double", "categorical", "discrete"):
+                out.append((f"spec.parameters[{i}].parameterType", f"parameterType: {kind} is not supported"))
+            if kind in ("int", "double") and (fs.get("list") or not fs.get("min") or not fs.get("max")):
+                out.append((f"spec.parameters[{i}].feasibleSpace", "min and max (and no list) for int and double"))
+            if kind in ("categorical", "discrete") and (fs.get("min") or fs.get("max") or fs.get("step")):
+                out.append((f"spec.parameters[{i}].feasibleSpace", "no min, max or step for categorical and discrete"))
+        if not spec.get("parameters"):
+            out.append(("spec", "spec.parameters or spec.nasConfig must be specified"))
+        template = spec.get("trialTemplate") or {}
+        if not template.get("primaryContainerName"):
+            out.append(("spec.trialTemplate.primaryContainerName", "must be specified"))
+        if not template.get("successCondition") or not template.get("failureCondition"):
+            out.append(("spec.trialTemplate", "successCondition and failureCondition must be specified"))
+        text = json.dumps(template.get("trialSpec") or {})
+        listed = [t.get("name") for t in template.get("trialParameters") or []]
+        for t in template.get("trialParameters") or []:
+            ref = t.get("reference") or ""
+            if ref not in names and not ref.startswith("${trialSpec."):
+                out.append(("spec.trialTemplate.trialParameters", f"parameter reference {ref} does not exist in spec.parameters"))
+            if "${trialParameters.%s}" % t.get("name") not in text:
+                out.append(("spec.trialTemplate.trialParameters", f"parameter name: {t.get('name')} not found in spec.trialTemplate"))
+        if set(PLACEHOLDER.findall(text)) - set(listed):
+            out.append(("spec.trialTemplate", "parameters in spec.trialTemplate not found in spec.trialParameters"))
+        run = json.loads(PLACEHOLDER.sub("test-value", text))
+        if (run.get("metadata") or {}).get("name") or (run.get("metadata") or {}).get("namespace"):
+            out.append(("spec.trialTemplate", "metadata.name and metadata.namespace in spec.trialTemplate must be omitted"))
+        if (run.get("apiVersion"), run.get("kind")) == ("batch/v1", "Job"):
+            template_spec = (run.get("spec") or {}).get("template") or {}
+            for error in self.pod_template.iter_errors(template_spec):
+                out.append(("spec.trialTemplate.trialSpec.spec.template", error.message))
+            undeclared: list = []
+            _undeclared_fields(template_spec, {"$ref": "#/io.k8s.api.core.v1.PodTemplateSpec"}, self.components, "spec.template", undeclared)
+            out += [("spec.trialTemplate", f"invalid spec.trialTemplate: unable to convert: {u}") for u in undeclared]
+        elif run.get("kind") == "TrainJob":
+            run.setdefault("metadata", {})["name"] = "trial-test-value"
+            try:
+                self.trainjobs.admit(run, strict=True)
+            except ApiError as exc:
+                out.append(("spec.trialTemplate", str(exc)))
+        return out
+
+
 def _match_labels(labels: dict, selector: str | None) -> bool:
     for term in re.findall(r"(?:[^,(]|\([^)]*\))+", selector or ""):
         term = term.strip()
@@ -291,6 +435,7 @@ class FakeKubernetes:
         self.workdir = Path(workdir)
         self.run_pods, self.node_gpus = run_pods, node_gpus
         self.validator = TrainJobValidator()
+        self.katib = ExperimentValidator(self.validator)
         self.token = uuid.uuid4().hex
         self.requests: list[dict] = []
         self.objects: dict[tuple[str, str, str], dict] = {}
@@ -483,6 +628,8 @@ class FakeKubernetes:
         strict = query.get("fieldValidation") == "Strict"
         if plural == "trainjobs":
             obj, warnings = self.validator.admit(body, strict)
+        elif plural == "experiments":
+            obj, warnings = self.katib.admit(body), []
         else:
             obj, warnings = validate_configmap(body, strict), []
         obj["metadata"].pop("resourceVersion", None)
@@ -726,10 +873,12 @@ class FakeKubernetes:
             state["message"] = message
         self._update_pod(ns, name, lambda s: s.update(
             phase="Succeeded" if code == 0 else "Failed", conditions=[{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}],
-            containerStatuses=[_container_status("node", {"terminated": state})]))  # fmt: skip
+            containerStatuses=[_container_status((s.get("containerStatuses") or [{}])[0].get("name", "node"), {"terminated": state})]))  # fmt: skip
         pod = self.get("pods", ns, name)
-        if pod:
+        if pod and "jobset.sigs.k8s.io/jobset-name" in pod["metadata"]["labels"]:
             self._reconcile(ns, pod["metadata"]["labels"]["jobset.sigs.k8s.io/jobset-name"])
+        elif pod and "batch.kubernetes.io/job-name" in pod["metadata"]["labels"]:
+            self._reconcile_job(ns, pod["metadata"]["labels"]["batch.kubernetes.io/job-name"], code)
 
     def _reconcile(self, ns: str, name: str) -> None:
         """Job/JobSet/Trainer status: fail on the first failed pod, complete when all succeed."""
@@ -755,6 +904,175 @@ class FakeKubernetes:
             for pod in pods:
                 if pod["status"]["phase"] in ("Pending", "Running"):
                     self._remove("pods", ns, pod["metadata"]["name"])
+
+
+    # -- Katib, played by the test: trials and the experiment's status
+
+    def add_trial(self, ns: str, experiment: str, assignments: dict, condition: str = "Succeeded",
+                  metrics: dict | None = None, message: str = "", name: str | None = None) -> dict:
+        """A Trial of ``experiment`` in state ``condition`` (Created, Running, Succeeded, Failed,
+        EarlyStopped, MetricsUnavailable, Killed), with ``metrics``: name → (min, max, latest)."""
+        exp = self._existing("experiments", ns, experiment)
+        name = name or f"{experiment}-{uuid.uuid4().hex[:8]}"
+        trial = self._new("trials", ns, {
+            "metadata": {"name": name, "labels": {"katib.kubeflow.org/experiment": experiment},
+                         "ownerReferences": _owned_by(exp)},
+            "spec": {"objective": exp["spec"]["objective"],
+                     "parameterAssignments": [{"name": k, "value": str(v)} for k, v in assignments.items()],
+                     "primaryContainerName": exp["spec"]["trialTemplate"]["primaryContainerName"]},
+            "status": {}})  # fmt: skip
+        self.set_trial(ns, name, condition, metrics, message)
+        return self.get("trials", ns, name)
+
+    def set_trial(self, ns: str, name: str, condition: str, metrics: dict | None = None, message: str = "") -> None:
+        with self.cond:
+            trial = self._existing("trials", ns, name)
+            status = trial.setdefault("status", {})
+            status.setdefault("startTime", now())
+            conds = [{"type": "Created", "status": "True", "reason": "TrialCreated", "lastTransitionTime": now()}]
+            if condition != "Created":
+                conds.append({"type": "Running", "status": "True" if condition == "Running" else "False",
+                              "reason": "TrialRunning", "lastTransitionTime": now()})  # fmt: skip
+            if condition not in ("Created", "Running"):
+                conds.append({"type": condition, "status": "True", "reason": f"Trial{condition}",
+                              "message": message, "lastTransitionTime": now()})  # fmt: skip
+                status["completionTime"] = now()
+            status["conditions"] = conds
+            if metrics is not None:
+                status["observation"] = {"metrics": [
+                    {"name": k, "min": str(v[0]), "max": str(v[1]), "latest": str(v[2])} for k, v in metrics.items()]}  # fmt: skip
+            self._store("trials", trial, "MODIFIED")
+
+    def update_experiment(self, ns: str, name: str) -> dict:
+        """The Experiment's status as Katib's experiment controller computes it from its trials."""
+        with self.cond:
+            exp = self._existing("experiments", ns, name)
+            spec, trials = exp["spec"], self.list("trials", ns, f"katib.kubeflow.org/experiment={name}")
+            by_state: dict[str, list] = {}
+            for t in trials:
+                true = [c["type"] for c in t["status"].get("conditions") or [] if c["status"] == "True"]
+                by_state.setdefault(true[-1] if true else "Pending", []).append(t)
+            goal = spec["objective"]["objectiveMetricName"]
+            strategy = next((m["value"] for m in spec["objective"].get("metricStrategies") or [] if m["name"] == goal),
+                            "min" if spec["objective"]["type"] == "minimize" else "max")  # fmt: skip
+            best = None
+            for t in by_state.get("Succeeded", []):
+                metric = next((m for m in t["status"].get("observation", {}).get("metrics", []) if m["name"] == goal), None)
+                if metric is None or metric[strategy] == "unavailable":
+                    continue
+                value = float(metric[strategy])
+                if best is None or (value < best[0] if spec["objective"]["type"] == "minimize" else value > best[0]):
+                    best = (value, t)
+            status = exp.setdefault("status", {})
+            status.update({
+                "trials": len(trials),
+                "trialsSucceeded": len(by_state.get("Succeeded", [])),
+                "trialsFailed": len(by_state.get("Failed", [])),
+                "trialsEarlyStopped": len(by_state.get("EarlyStopped", [])),
+                "trialsKilled": len(by_state.get("Killed", [])),
+                "trialMetricsUnavailable": len(by_state.get("MetricsUnavailable", [])),
+                "trialsRunning": len(by_state.get("Running", [])),
+                "trialsPending": len(by_state.get("Created", [])),
+                "succeededTrialList": [t["metadata"]["name"] for t in by_state.get("Succeeded", [])],
+                "failedTrialList": [t["metadata"]["name"] for t in by_state.get("Failed", [])],
+            })  # fmt: skip
+            if best:
+                status["currentOptimalTrial"] = {
+                    "bestTrialName": best[1]["metadata"]["name"],
+                    "parameterAssignments": best[1]["spec"]["parameterAssignments"],
+                    "observation": best[1]["status"]["observation"]}  # fmt: skip
+            ended = sum(len(by_state.get(k, [])) for k in ("Succeeded", "Failed", "EarlyStopped", "MetricsUnavailable", "Killed"))
+            conds = [{"type": "Created", "status": "True", "reason": "ExperimentCreated", "lastTransitionTime": now()},
+                     {"type": "Running", "status": "True", "reason": "ExperimentRunning", "lastTransitionTime": now()}]  # fmt: skip
+            failed = len(by_state.get("Failed", [])) + len(by_state.get("MetricsUnavailable", []))
+            if spec.get("maxFailedTrialCount") is not None and failed > spec["maxFailedTrialCount"]:
+                conds[1]["status"] = "False"
+                conds.append({"type": "Failed", "status": "True", "reason": "ExperimentMaxFailedTrialsReached",
+                              "message": "Experiment has failed because max failed count has reached",
+                              "lastTransitionTime": now()})  # fmt: skip
+            elif ended >= spec["maxTrialCount"]:
+                conds[1]["status"] = "False"
+                conds.append({"type": "Succeeded", "status": "True", "reason": "ExperimentMaxTrialsReached",
+                              "message": "Experiment has succeeded because max trial count has reached",
+                              "lastTransitionTime": now()})  # fmt: skip
+            status["conditions"] = conds
+            return self._store("experiments", exp, "MODIFIED")
+
+    def run_trial(self, ns: str, experiment: str, assignments: dict, timeout: float = 60) -> dict:
+        """Katib's trial controller for one suggestion: render the template, run the workload
+        through the fake kubelet, collect the metrics from the primary container's log."""
+        exp = self._existing("experiments", ns, experiment)
+        template = exp["spec"]["trialTemplate"]
+        trial = self.add_trial(ns, experiment, assignments, condition="Running")
+        name = trial["metadata"]["name"]
+        values = {t["name"]: (str(assignments[t["reference"]]) if t["reference"] in assignments else
+                              name if t["reference"] == "${trialSpec.Name}" else "") for t in template["trialParameters"]}  # fmt: skip
+        run = json.loads(PLACEHOLDER.sub(lambda m: values[m.group(1)], json.dumps(template["trialSpec"])))
+        run.setdefault("metadata", {}).update(name=name, ownerReferences=_owned_by(trial))
+        if run["kind"] == "TrainJob":
+            obj, _ = self.validator.admit(run, strict=True)
+            self._new("trainjobs", ns, obj)
+            self._start_trainjob(ns, name)
+            workload = "trainjobs"
+        else:
+            self._new("jobs", ns, {"metadata": run["metadata"], "spec": run["spec"]})
+            self._start_job(ns, name)
+            workload = "jobs"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = [c["type"] for c in (self.get(workload, ns, name) or {}).get("status", {}).get("conditions") or []
+                    if c["type"] in ("Complete", "Failed") and c["status"] == "True"]  # fmt: skip
+            if done:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"trial {name} did not finish within {timeout} s")
+        labels = template.get("primaryPodLabels") or {}
+        pods = [p for p in self.list("pods", ns) if (p["metadata"].get("labels") or {}).get("kfjupyter.io/trial") == name
+                and all((p["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())]  # fmt: skip
+        log = b"\n".join(line for pod in pods for _, line in self.runs[pod["metadata"]["uid"]].lines).decode()
+        objective = exp["spec"]["objective"]["objectiveMetricName"]
+        filters = [re.compile(f) for f in ((exp["spec"].get("metricsCollectorSpec") or {}).get("source") or {})
+                   .get("filter", {}).get("metricsFormat") or [KATIB_DEFAULT_FILTER]]  # fmt: skip
+        values_seen = [float(m.group(2)) for line in log.splitlines() if objective in line
+                       for f in filters for m in f.finditer(line) if m.group(1).strip() == objective]  # fmt: skip
+        if done[0] == "Failed":
+            self.set_trial(ns, name, "Failed", message="the trial's job failed")
+        elif not values_seen:
+            self.set_trial(ns, name, "MetricsUnavailable", {objective: ("unavailable",) * 3}, "metrics unavailable")
+        else:
+            self.set_trial(ns, name, "Succeeded", {objective: (min(values_seen), max(values_seen), values_seen[-1])})
+        self.update_experiment(ns, experiment)
+        return self.get("trials", ns, name)
+
+    def _start_job(self, ns: str, name: str) -> None:
+        """The Job controller: one pod from the template (backoffLimit 0)."""
+        job = self.get("jobs", ns, name)
+        template = job["spec"]["template"]
+        container = dict(template["spec"]["containers"][0])
+        container.setdefault("args", [])
+        container.setdefault("env", [])
+        container.setdefault("resources", {})
+        container.setdefault("volumeMounts", [])
+        pod = self._new("pods", ns, {
+            "metadata": {"name": f"{name}-{uuid.uuid4().hex[:5]}",
+                         "labels": {**(template.get("metadata") or {}).get("labels", {}), "batch.kubernetes.io/job-name": name},
+                         "ownerReferences": _owned_by(job)},
+            "spec": {**template["spec"], "containers": [container]},
+            "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}],
+                       "containerStatuses": [_container_status(container["name"], {"waiting": {"reason": "ContainerCreating"}})]},
+        })  # fmt: skip
+        self.runs[pod["metadata"]["uid"]] = _PodRun()
+        threading.Thread(target=self._kubelet, args=(ns, pod), daemon=True).start()
+
+    def _reconcile_job(self, ns: str, name: str, code: int) -> None:
+        with self.cond:
+            job = self.get("jobs", ns, name)
+            if job is None:
+                return
+            kind = "Complete" if code == 0 else "Failed"
+            job.setdefault("status", {})["conditions"] = [{"type": kind, "status": "True", "lastTransitionTime": now()}]
+            self._store("jobs", job, "MODIFIED")
 
     # -- manual mode helpers
 

@@ -1,0 +1,319 @@
+"""The Kubernetes tuning backend: a Katib ``Experiment`` per study (see :mod:`.katib`).
+
+A study becomes a ConfigMap ``<job-id>-bundle`` (the program, as for training; owned by
+the Experiment so deleting it collects the ConfigMap) and an Experiment ``<job-id>``.
+Katib's controllers create a ``Trial`` per suggestion (labelled
+``katib.kubeflow.org/experiment=<job-id>``), run its Job or TrainJob, and collect the
+objective from the trial's output. The Study view reads the Trials (parameter
+assignments, observation, conditions) and the Experiment's ``currentOptimalTrial``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from .. import status as st
+from ..capture.bundle import BOOTSTRAP, Bundle
+from ..errors import BackendError, InvalidOptionError
+from ..k8s.client import K8sClients, connect
+from ..k8s.schema import parse_rfc3339, validate_configmap
+from ..status import Observation
+from ..store.workspace import get_workspace
+from ..training.kubernetes import bundle_configmap, configmap_name
+from ..validation import check_dns1123_label
+from . import katib
+from .spec import TuneSpec
+
+#: Katib's Trial conditions → the Study view's trial states.
+TRIAL_STATES = {
+    "Succeeded": "COMPLETE",
+    "EarlyStopped": "PRUNED",
+    "Failed": "FAIL",
+    "MetricsUnavailable": "FAIL",
+    "Killed": "CANCELLED",
+    "Running": "RUNNING",
+    "Created": "WAITING",
+}
+_STRATEGY_FIELD = {"min": "min", "max": "max", "latest": "latest"}
+
+
+def _seconds(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    try:
+        return parse_rfc3339(stamp)
+    except ValueError:
+        return None
+
+
+def _iso(stamp: str | None) -> str | None:
+    seconds = _seconds(stamp)
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat() if seconds is not None else None
+
+
+class KubernetesTuneBackend:
+    name = "kubernetes"
+
+    def __init__(self, clients: K8sClients | None = None):
+        self._clients = clients
+
+    def _connect(self, info: dict | None = None, namespace: str | None = None) -> K8sClients:
+        if self._clients is not None:
+            return self._clients
+        if info:
+            return connect(namespace=info.get("namespace"), context=info.get("context"))
+        return connect(namespace=namespace)
+
+    @staticmethod
+    def _api_error(exc: Exception, doing: str) -> BackendError:
+        body = getattr(exc, "body", None)
+        try:
+            message = json.loads(body).get("message") if body else None
+        except (ValueError, AttributeError):
+            message = None
+        return BackendError(f"cannot {doing}: {message or exc}")
+
+    # -- submit
+
+    def submit(self, job_id: str, spec: TuneSpec, bundle: Bundle, job_dir: Path) -> dict:
+        check_dns1123_label(job_id, "tuning job id", katib.MAX_NAME_LENGTH)
+        files = bundle.files()
+        if BOOTSTRAP not in files:
+            raise InvalidOptionError(f"bundle {bundle.root} has no {BOOTSTRAP}")
+        clients = self._connect(namespace=spec.namespace)
+        configmap, items = bundle_configmap(job_id, clients.namespace, files, bundle.sha256)
+        experiment = katib.experiment_manifest(job_id, clients.namespace, spec, items)
+        katib.validate_experiment(experiment)  # both are checked before anything is sent
+        validate_configmap(configmap)
+        core, custom, ns = clients.core, clients.custom, clients.namespace
+        try:
+            core.create_namespaced_config_map(ns, configmap, field_validation="Strict")
+        except Exception as exc:
+            raise self._api_error(exc, f"create ConfigMap {configmap_name(job_id)}") from exc
+        try:
+            created = custom.create_namespaced_custom_object(
+                katib.KATIB_GROUP, katib.KATIB_VERSION, ns, katib.EXPERIMENTS, experiment, field_validation="Strict"
+            )
+        except Exception as exc:
+            try:
+                core.delete_namespaced_config_map(configmap_name(job_id), ns)
+            except Exception:
+                pass
+            raise self._api_error(exc, f"create Experiment {job_id}") from exc
+        uid = created["metadata"]["uid"]
+        try:
+            core.patch_namespaced_config_map(
+                configmap_name(job_id), ns,
+                {"metadata": {"ownerReferences": [
+                    {"apiVersion": katib.API_VERSION, "kind": "Experiment", "name": job_id, "uid": uid}]}},
+                _content_type="application/merge-patch+json",
+            )  # fmt: skip
+        except Exception:
+            pass  # cancel() deletes it explicitly
+        try:
+            job_dir.mkdir(parents=True, exist_ok=True)
+            (job_dir / "experiment.json").write_text(json.dumps(experiment, indent=2))
+        except OSError:
+            pass
+        return {
+            "namespace": ns,
+            "context": clients.context,
+            "server": clients.server,
+            "experiment": job_id,
+            "uid": uid,
+            "configmap": configmap_name(job_id),
+            "workers": spec.parallel,
+        }
+
+    # -- state
+
+    def _experiment(self, info: dict) -> dict | None:
+        clients = self._connect(info)
+        try:
+            obj = clients.custom.get_namespaced_custom_object(
+                katib.KATIB_GROUP, katib.KATIB_VERSION, clients.namespace, katib.EXPERIMENTS, info["experiment"]
+            )
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                return None
+            raise self._api_error(exc, f"read Experiment {info['experiment']}") from exc
+        if info.get("uid") and obj["metadata"].get("uid") != info["uid"]:
+            return None
+        return obj
+
+    def observe(self, job_id: str, info: dict) -> Observation:
+        obj = self._experiment(info)
+        if obj is None:
+            return Observation(st.CANCELLED, message=f"Experiment {job_id} no longer exists (cancelled or deleted)")
+        conditions = {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
+
+        def true(kind: str) -> dict | None:
+            c = conditions.get(kind)
+            return c if c and c.get("status") == "True" else None
+
+        status = obj.get("status") or {}
+        progress = (
+            f"{status.get('trialsSucceeded', 0)} succeeded, {status.get('trialsEarlyStopped', 0)} early stopped, "
+            f"{status.get('trialsFailed', 0)} failed, {status.get('trialsRunning', 0)} running "
+            f"of {(obj.get('spec') or {}).get('maxTrialCount')}"
+        )
+        if failed := true("Failed"):
+            message = failed.get("message") or failed.get("reason") or "Experiment failed"
+            return Observation(st.FAILED, error=message, message=progress)
+        if true("Succeeded"):
+            return Observation(st.SUCCEEDED, message=progress)
+        if true("Running"):
+            return Observation(st.RUNNING, message=progress)
+        return Observation(st.PENDING, message=progress)
+
+    def cancel(self, job_id: str, info: dict) -> None:
+        clients = self._connect(info)
+        try:
+            clients.custom.delete_namespaced_custom_object(
+                katib.KATIB_GROUP, katib.KATIB_VERSION, clients.namespace, katib.EXPERIMENTS, info["experiment"],
+                propagation_policy="Foreground",
+            )  # fmt: skip
+        except Exception as exc:
+            if getattr(exc, "status", None) != 404:
+                raise self._api_error(exc, f"delete Experiment {job_id}") from exc
+        try:
+            clients.core.delete_namespaced_config_map(info.get("configmap", configmap_name(job_id)), clients.namespace)
+        except Exception as exc:
+            if getattr(exc, "status", None) != 404:
+                raise self._api_error(exc, f"delete ConfigMap {configmap_name(job_id)}") from exc
+
+    # -- the Study view
+
+    def _trial_objects(self, info: dict) -> list[dict]:
+        clients = self._connect(info)
+        try:
+            resp = clients.custom.list_namespaced_custom_object(
+                katib.KATIB_GROUP, katib.KATIB_VERSION, clients.namespace, katib.TRIALS,
+                label_selector=f"{katib.EXPERIMENT_LABEL}={info['experiment']}",
+            )  # fmt: skip
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                return []
+            raise self._api_error(exc, f"list the trials of {info['experiment']}") from exc
+        items = resp.get("items") or []
+        return sorted(items, key=lambda t: (t["metadata"].get("creationTimestamp") or "", t["metadata"]["name"]))
+
+    def _spec(self, job_id: str) -> TuneSpec:
+        return TuneSpec.from_dict(get_workspace().get_job(job_id).spec)
+
+    def _row(self, number: int, trial: dict, spec: TuneSpec) -> dict:
+        status = trial.get("status") or {}
+        state, error = "WAITING", None
+        for cond in status.get("conditions") or []:
+            if cond.get("status") == "True" and cond.get("type") in TRIAL_STATES:
+                state = TRIAL_STATES[cond["type"]]  # the last true condition wins
+                if cond["type"] in ("Failed", "MetricsUnavailable", "Killed"):
+                    error = cond.get("message") or cond.get("reason")
+                    if cond["type"] == "MetricsUnavailable":
+                        error = f"the objective {spec.objective!r} was never reported ({error})"
+        params = {}
+        for a in (trial.get("spec") or {}).get("parameterAssignments") or []:
+            p = spec.space.get(a.get("name"))
+            params[a.get("name")] = p.parse(str(a.get("value"))) if p else a.get("value")
+        value = self._value(status.get("observation"), spec) if state == "COMPLETE" else None
+        start, end = _seconds(status.get("startTime")), _seconds(status.get("completionTime"))
+        now = datetime.now(timezone.utc).timestamp()
+        return {
+            "number": number,
+            "name": trial["metadata"]["name"],
+            "state": state,
+            "value": value,
+            "params": params,
+            "intermediate": {},
+            "datetime_start": _iso(status.get("startTime")),
+            "datetime_complete": _iso(status.get("completionTime")),
+            "duration_s": (end or now) - start if start else None,
+            "error": error,
+            "worker": None,
+        }
+
+    @staticmethod
+    def _value(observation: dict | None, spec: TuneSpec) -> float | None:
+        field = _STRATEGY_FIELD[katib.STRATEGY[(spec.strategy, spec.direction)]]
+        for metric in (observation or {}).get("metrics") or []:
+            if metric.get("name") == spec.objective:
+                try:
+                    return float(metric.get(field))
+                except (TypeError, ValueError):
+                    return None  # "unavailable"
+        return None
+
+    def trials(self, job_id: str, info: dict) -> list[dict]:
+        spec = self._spec(job_id)
+        return [self._row(i, t, spec) for i, t in enumerate(self._trial_objects(info))]
+
+    def best(self, job_id: str, info: dict, spec: TuneSpec) -> dict | None:
+        """Katib's ``currentOptimalTrial``, as a trial row."""
+        obj = self._experiment(info)
+        optimal = ((obj or {}).get("status") or {}).get("currentOptimalTrial") or {}
+        name = optimal.get("bestTrialName")
+        if not name:
+            return None
+        value = self._value(optimal.get("observation"), spec)
+        if value is None:
+            return None
+        rows = {r["name"]: r for r in self.trials(job_id, info)}
+        params = {}
+        for a in optimal.get("parameterAssignments") or []:
+            p = spec.space.get(a.get("name"))
+            params[a.get("name")] = p.parse(str(a.get("value"))) if p else a.get("value")
+        row = dict(rows.get(name) or {"number": None, "name": name, "state": "COMPLETE", "intermediate": {},
+                                       "datetime_start": None, "datetime_complete": None, "duration_s": None,
+                                       "error": None, "worker": None})  # fmt: skip
+        row.update(value=value, params=params)
+        return row
+
+    def metrics(self, job_id: str, info: dict) -> list[dict]:
+        spec = self._spec(job_id)
+        return [
+            {"rank": 0, "step": t["number"], "time": None, spec.objective: t["value"]}
+            for t in self.trials(job_id, info)
+            if t["value"] is not None
+        ]
+
+    def logs(self, job_id: str, info: dict, rank: int = 0, follow: bool = False, tail: int | None = None) -> Iterator[str]:
+        """One line per trial (a study has no single log; see :meth:`trial_log`)."""
+        lines = []
+        for t in self.trials(job_id, info):
+            value = f" value={t['value']:.6g}" if t["value"] is not None else ""
+            lines.append(f"trial {t['number']} {t['name']} {t['state']}{value} {t['params']}")
+        return iter(lines[-tail:] if tail else lines)
+
+    def trial_log(self, job_id: str, info: dict, number: int) -> str:
+        """The log of the trial's primary pod (rank 0 of a distributed trial)."""
+        objects = self._trial_objects(info)
+        if not 0 <= number < len(objects):
+            raise KeyError(f"no trial {number} in study {job_id}")
+        clients = self._connect(info)
+        name = objects[number]["metadata"]["name"]
+        resp = clients.core.list_namespaced_pod(
+            clients.namespace, label_selector=f"{katib.LABEL_TRIAL}={name}", _preload_content=False
+        )
+        try:
+            pods = json.loads(resp.data)["items"]
+        finally:
+            resp.release_conn()
+        texts = []
+        for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+            labels = pod["metadata"].get("labels") or {}
+            if labels.get("batch.kubernetes.io/job-completion-index", "0") != "0":
+                continue
+            container = katib.CONTAINER if "jobset.sigs.k8s.io/jobset-name" not in labels else "node"
+            try:
+                log = clients.core.read_namespaced_pod_log(
+                    pod["metadata"]["name"], clients.namespace, container=container, _preload_content=False
+                )
+                texts.append(log.data.decode("utf-8", errors="replace"))
+                log.release_conn()
+            except Exception as exc:
+                if getattr(exc, "status", None) not in (400, 404):
+                    raise self._api_error(exc, f"read the log of {pod['metadata']['name']}") from exc
+        return "\n".join(texts)
