@@ -69,7 +69,7 @@ class KFJupyter(Configurable):
     ).tag(config=True)
 
     watch_limit = Int(
-        200, help="How many of the newest jobs the watcher compares at each look (active jobs always)."
+        50, help="How many of the newest jobs the watcher looks at for new ones (it looks at every active job too)."
     ).tag(config=True)
 
     @default("default_backend")

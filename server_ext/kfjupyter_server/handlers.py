@@ -81,7 +81,6 @@ class KFJupyterHandler(ExtensionHandlerMixin, APIHandler):
             reason = exc.reason or reason
         elif exc is not None:
             message, reason = "Unhandled error", "InternalError"
-        self.log.warning("kfjupyter: %s %s -> %d %s", self.request.method, self.request.path, status_code, message)
         self.finish(dumps({"message": message, "reason": reason}))
 
     async def call(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:

@@ -1,7 +1,7 @@
 """One background watcher of the workspace store, fanned out to every push channel.
 
-Every ``interval`` seconds the watcher lists the newest jobs (plus the active jobs it
-saw before that have since dropped off that page), refreshes the active ones through
+Every ``interval`` seconds the watcher lists the newest jobs (where new jobs show up),
+every active job, and the jobs it saw active last time; it refreshes the active ones through
 their backend (so a local job whose supervisor died, or a TrainJob that finished, is
 seen even when no kernel asks), and compares each job with what it saw last time. A
 job that is new, or whose record changed, is published:
@@ -36,7 +36,7 @@ STOPPED = object()
 
 
 class JobWatcher:
-    def __init__(self, interval: float = 1.0, limit: int = 200, event_logger: Any = None, log: logging.Logger | None = None):
+    def __init__(self, interval: float = 1.0, limit: int = 50, event_logger: Any = None, log: logging.Logger | None = None):
         self.interval = interval
         self.limit = limit
         self.event_logger = event_logger
@@ -150,8 +150,10 @@ class JobWatcher:
         The first look only records what is there.
         """
         found: dict[str, jobs.Job] = {job.id: job for job in jobs.list(limit=self.limit)}
+        for status in (st.PENDING, st.RUNNING):  # active jobs, however old
+            found.update((job.id, job) for job in jobs.list(status=status, limit=None) if job.id not in found)
         previous = self._snapshot or {}
-        for job_id, seen in previous.items():
+        for job_id, seen in previous.items():  # seen active last time, finished since, and old
             if job_id not in found and seen["status"] not in st.TERMINAL:
                 try:
                     found[job_id] = jobs.get(job_id)

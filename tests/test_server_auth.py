@@ -1,0 +1,238 @@
+"""Every route of the server extension is authenticated, authorised and in the OpenAPI file."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import urllib.parse
+import warnings
+
+import pytest
+from jupyter_server.auth import Authorizer
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import JupyterServerAuthWarning
+from tornado.routing import PathMatches
+from tornado.web import RequestHandler
+
+from server_support import *  # noqa: F403
+from server_support import (
+    API,
+    AUTH_WARNINGS_ARE_ERRORS,
+    async_test,
+    openapi,
+    openapi_operations,
+    train,
+)
+
+pytestmark = AUTH_WARNINGS_ARE_ERRORS
+
+STREAMS = {"/events"}  # never end on their own: no with-token control request
+
+
+def extension_routes(web_app) -> dict[str, type[RequestHandler]]:
+    """URL regex → handler class of every route the extension registered."""
+    found: dict[str, type[RequestHandler]] = {}
+
+    def walk(rules) -> None:
+        for rule in rules:
+            target = rule.target
+            if hasattr(target, "rules"):
+                walk(target.rules)
+            elif isinstance(rule.matcher, PathMatches) and inspect.isclass(target):
+                if target.__module__.startswith("kfjupyter_server") or "kfjupyter/" in rule.matcher.regex.pattern:
+                    found[rule.matcher.regex.pattern] = target
+
+    walk(web_app.default_router.rules)
+    walk(web_app.wildcard_router.rules)
+    return found
+
+
+def implemented_verbs(handler: type[RequestHandler]) -> set[str]:
+    verbs = set()
+    for verb in handler.SUPPORTED_METHODS:
+        method = getattr(handler, verb.lower())
+        if method is RequestHandler._unimplemented_method:
+            continue
+        if verb == "OPTIONS" and method is APIHandler.options:  # jupyter_server's CORS pre-flight
+            continue
+        verbs.add(verb)
+    return verbs
+
+
+def as_openapi_path(pattern: str, base_url: str) -> str:
+    prefix = f"{base_url}{API}"
+    assert pattern.startswith(prefix) and pattern.endswith("$"), pattern
+    return re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern[len(prefix) : -1])
+
+
+def test_routes_match_the_openapi_file(jp_serverapp, jp_base_url):
+    routes = extension_routes(jp_serverapp.web_app)
+    served = {
+        (as_openapi_path(pattern, jp_base_url), verb)
+        for pattern, handler in routes.items()
+        for verb in implemented_verbs(handler)
+    }
+    described = set(openapi_operations())
+    assert served == described, f"only served: {served - described}; only described: {described - served}"
+    assert len(described) >= 8
+    spec = openapi()
+    assert spec["openapi"].startswith("3.")
+    for path, item in spec["paths"].items():
+        for verb, op in item.items():
+            assert "403" in op["responses"], (path, verb)
+            params = set(re.findall(r"{(\w+)}", path))
+            declared = {p["name"] for p in op.get("parameters", []) if "$ref" not in p} | {
+                spec["components"]["parameters"][p["$ref"].rsplit("/", 1)[1]]["name"]
+                for p in op.get("parameters", [])
+                if "$ref" in p
+            }
+            assert params <= declared, (path, verb)
+
+
+def test_every_verb_is_authenticated_and_authorized(jp_serverapp):
+    for pattern, handler in extension_routes(jp_serverapp.web_app).items():
+        assert handler.auth_resource == "kfjupyter", handler
+        assert jp_serverapp.web_app._check_handler_auth(pattern, handler) == []
+        for verb in implemented_verbs(handler):
+            outer = getattr(handler, verb.lower())
+            assert outer.__code__.co_qualname.startswith("authenticated"), (handler, verb)
+            inner = outer.__wrapped__
+            assert inner.__code__.co_filename.replace("\\", "/").endswith("jupyter_server/auth/decorator.py"), (
+                handler,
+                verb,
+                "not @authorized",
+            )
+
+
+def test_auth_warnings_fail_these_tests():
+    with pytest.raises(JupyterServerAuthWarning):
+        warnings.warn("undecorated", JupyterServerAuthWarning, stacklevel=1)
+
+
+def operation_url(base_url: str, path: str, job_id: str) -> str:
+    return f"{base_url}{API}{path.replace('{job_id}', job_id)}"
+
+
+@async_test
+async def test_every_operation_refuses_requests_without_the_token(jp_fetch, http_server_client, jp_base_url, jp_auth_header):
+    job = await train("print('hi')", name="authz", wait=True)  # a real job: a refusal is not a 404
+    operations = openapi_operations()
+    assert operations
+    for path, verb in operations:
+        url = operation_url(jp_base_url, path, job.id)
+        body = b"" if verb == "POST" else None
+        for headers in ({}, {"Authorization": "token wrong-token"}, {"Authorization": "Bearer nope"}):
+            response = await http_server_client.fetch(
+                url, method=verb, headers=headers, body=body, raise_error=False, follow_redirects=False, request_timeout=10
+            )
+            assert response.code in (401, 403), (verb, path, headers, response.code)
+            assert response.headers["Content-Type"].startswith("application/json"), (verb, path)
+            assert "message" in json.loads(response.body), (verb, path)
+        if path not in STREAMS:  # the same request with the token gets through
+            response = await http_server_client.fetch(
+                url, method=verb, headers=dict(jp_auth_header), body=body, raise_error=False, request_timeout=20
+            )
+            assert response.code == 200, (verb, path, response.code, response.body[:200])
+
+
+# -- authorisation: the authorizer is asked about resource "kfjupyter" -------------------------
+class RecordingAuthorizer(Authorizer):
+    asked: list[tuple[str, str, str]] = []
+    deny: set[str] = set()
+
+    def is_authorized(self, handler, user, action, resource):
+        if resource == "kfjupyter":
+            RecordingAuthorizer.asked.append((handler.request.method, action, handler.request.path))
+        return resource not in RecordingAuthorizer.deny
+
+
+@pytest.fixture
+def recording_authorizer(jp_server_config):
+    RecordingAuthorizer.asked = []
+    RecordingAuthorizer.deny = set()
+    jp_server_config["ServerApp"]["authorizer_class"] = RecordingAuthorizer
+    return RecordingAuthorizer
+
+
+@async_test
+async def test_the_authorizer_decides_every_operation(recording_authorizer, jp_fetch, http_server_client, jp_base_url, jp_auth_header):
+    job = await train("print('hi')", name="authz", wait=True)
+    operations = [(p, v) for p, v in openapi_operations() if p not in STREAMS]
+    for path, verb in operations:
+        response = await http_server_client.fetch(
+            operation_url(jp_base_url, path, job.id),
+            method=verb,
+            headers=dict(jp_auth_header),
+            body=b"" if verb == "POST" else None,
+            raise_error=False,
+        )
+        assert response.code == 200, (verb, path)
+    expected_actions = {"GET": "read", "POST": "write"}
+    asked = {(method, urllib.parse.unquote(url)) for method, _, url in recording_authorizer.asked}
+    for path, verb in operations:
+        assert (verb, urllib.parse.unquote(operation_url(jp_base_url, path, job.id))) in asked, (verb, path)
+    assert all(action == expected_actions[method] for method, action, _ in recording_authorizer.asked)
+
+    recording_authorizer.deny = {"kfjupyter"}  # a user without the right to kfjupyter
+    for path, verb in openapi_operations():
+        response = await http_server_client.fetch(
+            operation_url(jp_base_url, path, job.id),
+            method=verb,
+            headers=dict(jp_auth_header),
+            body=b"" if verb == "POST" else None,
+            raise_error=False,
+            request_timeout=10,
+        )
+        assert response.code == 403, (verb, path)
+        assert json.loads(response.body)["reason"] == "Forbidden"
+
+
+# -- XSRF: a browser's cookie alone can't cancel a job --------------------------------------------
+def cookies_of(response) -> dict[str, str]:
+    jar = {}
+    for header in response.headers.get_list("Set-Cookie"):
+        name, _, rest = header.partition("=")
+        jar[name.strip()] = rest.split(";", 1)[0].strip().strip('"')
+    return jar
+
+
+def cookie_header(jar: dict[str, str]) -> str:
+    return "; ".join(f'{k}="{v}"' if "|" in v else f"{k}={v}" for k, v in jar.items())
+
+
+@async_test
+async def test_post_with_the_login_cookie_needs_the_xsrf_token(jp_fetch, http_server_client, jp_base_url, jp_serverapp):
+    job = await train("print('hi')", name="xsrf", wait=True)
+    login = f"{jp_base_url}login"
+    page = await http_server_client.fetch(login, raise_error=False, follow_redirects=False)
+    jar = cookies_of(page)
+    assert "_xsrf" in jar
+    token = jp_serverapp.identity_provider.token
+    response = await http_server_client.fetch(
+        login,
+        method="POST",
+        body=urllib.parse.urlencode({"password": token, "_xsrf": jar["_xsrf"]}),
+        headers={"Cookie": cookie_header(jar)},
+        raise_error=False,
+        follow_redirects=False,
+    )
+    assert response.code == 302, response.body
+    jar.update(cookies_of(response))
+    assert any(name.startswith("username-") for name in jar)
+    cancel = f"{jp_base_url}{API}/jobs/{job.id}/cancel"
+
+    # the cookie authenticates a GET …
+    ok = await http_server_client.fetch(f"{jp_base_url}{API}/jobs/{job.id}", headers={"Cookie": cookie_header(jar)})
+    assert json.loads(ok.body)["id"] == job.id
+    # … but a POST without the XSRF token is refused
+    refused = await http_server_client.fetch(
+        cancel, method="POST", body=b"", headers={"Cookie": cookie_header(jar)}, raise_error=False
+    )
+    assert refused.code == 403
+    # with it, the POST goes through
+    accepted = await http_server_client.fetch(
+        cancel, method="POST", body=b"", headers={"Cookie": cookie_header(jar), "X-XSRFToken": jar["_xsrf"]}, raise_error=False
+    )
+    assert accepted.code == 200, accepted.body
+    assert json.loads(accepted.body)["id"] == job.id
