@@ -419,3 +419,46 @@ async def test_a_job_recorded_but_not_yet_submitted(jp_fetch, event_stream):
     ws.update_job("early-00001", status=st.FAILED, error="submission failed")
     await stream.finished(10)
     assert stream.events == [("end", {"status": st.FAILED})]
+
+
+@async_test
+async def test_watcher_idles_while_nobody_listens():
+    from kfjupyter_server.watcher import JobWatcher
+
+    watcher = JobWatcher(interval=0.05)
+    scans = 0
+    real_scan = watcher.scan
+
+    def counting_scan():
+        nonlocal scans
+        scans += 1
+        return real_scan()
+
+    watcher.scan = counting_scan
+    await watcher.wait_ready()  # the baseline look
+    await asyncio.sleep(0.5)
+    assert scans == 1
+    queue = watcher.subscribe()
+    await asyncio.sleep(0.5)
+    assert scans > 3
+    watcher.unsubscribe(queue)
+    await watcher.stop()
+    assert not watcher.running
+
+
+@async_test
+async def test_log_stream_reports_a_failure_midway(jp_fetch, event_stream, monkeypatch):
+    from kfjupyter.errors import BackendError
+    from kfjupyter.jobs import Job
+
+    job = await train("print('hi')", name="one", wait=True)
+
+    def broken_logs(self, rank=0, follow=False, tail=None):
+        yield "a line"
+        raise BackendError("lost the pod's log")
+
+    monkeypatch.setattr(Job, "logs", broken_logs)
+    stream = event_stream("jobs", job.id, "logs", "stream")
+    response = await stream.finished(10)
+    assert response.code == 200
+    assert stream.events == [("message", "a line"), ("error", {"message": "lost the pod's log", "reason": "BackendError"})]

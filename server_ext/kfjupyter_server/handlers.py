@@ -289,6 +289,7 @@ class LogStreamHandler(EventStreamHandler):
             if job is None:
                 return
             if submitted(job) and not await self._follow(job, rank, tail):
+                self.end()  # the client left, or reading failed (an error event says why)
                 return
             # the log is drained: wait for the job's final state
             job = await self._wait(job_id, lambda j: j.record.status in st.TERMINAL)

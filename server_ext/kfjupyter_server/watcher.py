@@ -122,10 +122,10 @@ class JobWatcher:
         assert self._ready is not None and self._wake is not None
         while True:
             if self._snapshot is not None and not self._subscribers and not self._bus_listening():
-                # nobody listens: wait for a subscriber, or look again later for the bus
+                # nobody listens: wait for a subscriber; checking for bus listeners costs nothing
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=max(self.interval, 5.0))
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
                 except asyncio.TimeoutError:
                     pass
                 continue
