@@ -188,9 +188,8 @@ kfjupyter.report(loss=x)
 
 
 def test_resume_continues_a_study_after_its_processes_were_killed(shell, workspace):
-    run_cell(shell, "%%kf_tune --objective loss --trials 5 --name resumable --no-wait\n" + STEADY_CELL)
-    (job,) = kfjupyter.jobs.list(kind="tune")
-    study = kfjupyter.Study(job)
+    study = kfjupyter.tune(STEADY_CELL, "loss", trials=5, name="resumable", user_ns=shell.user_ns)
+    job = study.job
     wait_for(lambda: sum(t["state"] == "COMPLETE" for t in study.trials) >= 2, timeout=30)
     os.killpg(job.record.backend_info["pid"], signal.SIGKILL)  # the machine goes down
     wait_for(lambda: study.status == st.FAILED, timeout=10)

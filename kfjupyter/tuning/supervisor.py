@@ -54,6 +54,7 @@ class TuneSupervisor:
         self.cancelled = False
         self.workers: dict[int, subprocess.Popen] = {}
         self.restarts = 0
+        self._log_start: dict[int, int] = {}
         self._store = None
         self._storage = None
         self._message = None
@@ -89,6 +90,7 @@ class TuneSupervisor:
         if self.launch.get("threads") and "OMP_NUM_THREADS" not in (self.launch.get("env") or {}):
             env["OMP_NUM_THREADS"] = str(self.launch["threads"])
         with open(worker_log(self.job_dir, index), "ab", buffering=0) as log:
+            self._log_start[index] = log.tell()
             self.workers[index] = subprocess.Popen(
                 [sys.executable, "-u", "-m", "kfjupyter.tuning.worker", str(self.job_dir), str(index)],
                 cwd=self.launch.get("workdir") or None,
@@ -126,6 +128,16 @@ class TuneSupervisor:
 
         end_running_trials(self.storage, self.study_name, reason)
 
+    def _let_workers_start(self, limit: float = 3.0) -> None:
+        """Wait (briefly) for the workers' first output before importing the store and
+        Optuna here: on a small machine the three imports at once delay the first trials."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and not self.cancelled:
+            if all(p.poll() is not None or worker_log(self.job_dir, i).stat().st_size > self._log_start.get(i, 0)
+                   for i, p in self.workers.items()):  # fmt: skip
+                return
+            time.sleep(0.02)
+
     # -- the study
 
     def _trials(self):
@@ -162,6 +174,7 @@ class TuneSupervisor:
             pass
         for index in range(self.launch["spec"]["parallel"]):
             self.start_worker(index)
+        self._let_workers_start()
         self.store.update_job(self.job_id, only_if_active=True, status=st.RUNNING)
         from .engine import end_running_trials, failed
 
