@@ -12,3 +12,6 @@ fi
 # would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+# Chromium for the browser tests, node_modules and the labextension when stale, and the
+# labextension linked into .venv (the `jupyter-builder develop . --overwrite` step)
+bash scripts/setup-frontend.sh

@@ -20,14 +20,14 @@ import { PageConfig } from '@jupyterlab/coreutils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { NotebookPanel } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
-import { refreshIcon, SidePanel, ToolbarButton } from '@jupyterlab/ui-components';
+import { refreshIcon, SidePanel, Toolbar, ToolbarButton } from '@jupyterlab/ui-components';
 import { Token } from '@lumino/coreutils';
 import { Widget } from '@lumino/widgets';
 
 import { KFApi } from './api';
 import { findCellIndex } from './cells';
 import { JobDetailWidget } from './components/detail';
-import { IJobActions, JobsPanelWidget } from './components/jobs';
+import { ConnectionWidget, IJobActions, JobsPanelWidget } from './components/jobs';
 import { notebookApiPath } from './format';
 import { kubeflowIcon } from './icons';
 import { JobsModel } from './model';
@@ -152,6 +152,8 @@ const plugin: JupyterFrontEndPlugin<IKubeflowSidebar> = {
         onClick: () => void commands.execute(CommandIDs.refresh)
       })
     );
+    sidebar.toolbar.addItem('spacer', Toolbar.createSpacerItem());
+    sidebar.toolbar.addItem('connection', new ConnectionWidget(model));
     const jobsPanel = new JobsPanelWidget({ model, actions, serverRoot });
     sidebar.addWidget(jobsPanel);
     shell.add(sidebar, 'left', { rank: 850, type: 'Kubeflow' });

@@ -4,7 +4,7 @@
 
 import * as React from 'react';
 
-import { ReactWidget } from '@jupyterlab/ui-components';
+import { HTMLSelect, ReactWidget } from '@jupyterlab/ui-components';
 
 import { formatStart, notebookApiPath } from '../format';
 import { Connection, JobsModel } from '../model';
@@ -19,7 +19,7 @@ export interface IJobActions {
   openSource(id: string): void;
 }
 
-function ConnectionDot(props: { connection: Connection }): JSX.Element {
+export function ConnectionDot(props: { connection: Connection }): JSX.Element {
   const labels: Record<Connection, string> = {
     live: 'Live: updates are pushed by the server',
     connecting: 'Connecting to the server…',
@@ -123,7 +123,6 @@ export function JobsPanel(props: {
 }): JSX.Element {
   const { model, actions, serverRoot } = props;
   const state = useSignal(model.stateChanged, () => model.state);
-  const connection = useSignal(model.connectionChanged, () => model.connection);
   const now = useNow(activeCount(state) > 0);
   const kinds = [...new Set([...KNOWN_KINDS, ...state.kinds])];
   const backend = model.userSettings.defaultBackend || model.serverSettings?.default_backend;
@@ -134,35 +133,26 @@ export function JobsPanel(props: {
       <div className="kf-JobsPanel-toolbar">
         <label className="kf-Filter">
           <span className="kf-Filter-label">Kind</span>
-          <select
-            className="jp-mod-styled kf-Filter-kind"
+          <HTMLSelect
+            className="kf-Filter-select"
+            aria-label="Kind"
+            data-filter="kind"
             value={state.filters.kind}
             onChange={e => model.setFilters({ ...state.filters, kind: e.target.value })}
-          >
-            <option value="">all</option>
-            {kinds.map(k => (
-              <option key={k} value={k}>
-                {k}
-              </option>
-            ))}
-          </select>
+            options={[{ value: '', label: 'all' }, ...kinds]}
+          />
         </label>
         <label className="kf-Filter">
           <span className="kf-Filter-label">Status</span>
-          <select
-            className="jp-mod-styled kf-Filter-status"
+          <HTMLSelect
+            className="kf-Filter-select"
+            aria-label="Status"
+            data-filter="status"
             value={state.filters.status}
             onChange={e => model.setFilters({ ...state.filters, status: e.target.value })}
-          >
-            <option value="">all</option>
-            {JOB_STATUSES.map(s => (
-              <option key={s} value={s}>
-                {s}
-              </option>
-            ))}
-          </select>
+            options={[{ value: '', label: 'all' }, ...JOB_STATUSES]}
+          />
         </label>
-        <ConnectionDot connection={connection} />
       </div>
       {state.error ? (
         <div className="kf-JobsPanel-error" role="alert">
@@ -213,6 +203,24 @@ export function JobsPanel(props: {
       </div>
     </div>
   );
+}
+
+/** The push channel's state, for the sidebar's toolbar. */
+export class ConnectionWidget extends ReactWidget {
+  constructor(private readonly _model: JobsModel) {
+    super();
+    this.addClass('kf-ConnectionWidget');
+  }
+
+  protected render(): JSX.Element {
+    return <LiveConnection model={this._model} />;
+  }
+}
+
+function LiveConnection(props: { model: JobsModel }): JSX.Element {
+  const { model } = props;
+  const connection = useSignal(model.connectionChanged, () => model.connection);
+  return <ConnectionDot connection={connection} />;
 }
 
 /** The Jobs section of the sidebar. */
