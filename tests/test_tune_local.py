@@ -225,3 +225,29 @@ def test_workers_per_trial_runs_every_trial_as_a_distributed_job(workdir):
         assert t["value"] == pytest.approx((t["params"]["x"] - 1) ** 2 + 2)
         log = study.trial_log(t["number"])
         assert f"rank 1 of 2 x={t['params']['x']!r}" in log
+
+
+QUICK_CELL = """x = kfjupyter.param("x", low=-2.0, high=2.0, step=0.5)
+n = kfjupyter.param("n", low=1, high=3)
+kind = kfjupyter.param("kind", choices=["a", "b"])
+for step in range(3):
+    kfjupyter.report(step=step, loss=(x - 1) ** 2 + n + (kind == "b") + 1 / (step + 1))
+"""
+
+
+@pytest.mark.parametrize(
+    "algorithm, early_stopping",
+    [("random", None), ("grid", None), ("tpe", "hyperband"), ("multivariate-tpe", None), ("cmaes", None), ("sobol", "median")],
+)
+def test_every_algorithm_runs_a_study(workdir, algorithm, early_stopping):
+    study = kfjupyter.tune(
+        QUICK_CELL, "loss", trials=5, parallel=2, algorithm=algorithm, early_stopping=early_stopping,
+        seed=0, name=algorithm, user_ns={}, wait=True,
+    )  # fmt: skip
+    assert study.status == st.SUCCEEDED, study.error
+    assert len(study.trials) == 5
+    assert {t["state"] for t in study.trials} <= {"COMPLETE", "PRUNED"}
+    for t in study.trials:
+        assert t["params"]["x"] in (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0) and t["params"]["kind"] in "ab"
+    if algorithm == "grid":  # distinct points of the grid
+        assert len({tuple(sorted(t["params"].items())) for t in study.trials}) == 5

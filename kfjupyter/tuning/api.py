@@ -145,7 +145,9 @@ def tune(
     return study.wait() if wait else study
 
 
-def _write(program: Program, job_dir: Path, job_id: str, spec: TuneSpec, max_payload: int | None) -> Bundle:
+def _write(
+    program: Program, job_dir: Path, job_id: str, spec: TuneSpec, max_payload: int | None, discard_job_dir: bool = True
+) -> Bundle:
     limit = max_payload if max_payload is not None else MAX_PAYLOAD[spec.backend]
     try:
         return write_bundle(
@@ -155,7 +157,8 @@ def _write(program: Program, job_dir: Path, job_id: str, spec: TuneSpec, max_pay
             max_bytes=limit,
         )
     except PreflightError:
-        shutil.rmtree(job_dir, ignore_errors=True)
+        if discard_job_dir:  # a new study leaves nothing behind; a resumed one keeps its journal
+            shutil.rmtree(job_dir, ignore_errors=True)
         raise
 
 
@@ -219,7 +222,7 @@ def _resume(ref, program, fields, trials, name, max_payload, wait) -> Study:
     ws = get_workspace()
     job_dir = ws.job_dir(job.id)
     shutil.rmtree(job_dir / "bundle", ignore_errors=True)  # the program as the notebook has it now
-    bundle = _write_keeping(program, job_dir, job.id, spec, max_payload)
+    bundle = _write(program, job_dir, job.id, spec, max_payload, discard_job_dir=False)
     ws.update_job(
         job.id, status=st.PENDING, error=None, message="resumed", finished_at=None,
         spec=spec.to_dict(), workers=spec.parallel, cell=program.body,
@@ -227,11 +230,3 @@ def _resume(ref, program, fields, trials, name, max_payload, wait) -> Study:
     _submit(job.id, spec, bundle, job_dir, lambda engine: engine.start(job.id, spec, bundle, job_dir), forget=False)
     study = Study(job.id)
     return study.wait() if wait else study
-
-
-def _write_keeping(program: Program, job_dir: Path, job_id: str, spec: TuneSpec, max_payload: int | None) -> Bundle:
-    limit = max_payload if max_payload is not None else MAX_PAYLOAD[spec.backend]
-    return write_bundle(
-        program, job_dir / "bundle",
-        header=f"kfjupyter program of tuning job {job_id} ({spec.space.describe()})", max_bytes=limit,
-    )  # fmt: skip
