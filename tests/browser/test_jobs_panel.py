@@ -91,6 +91,13 @@ def test_jobs_panel_follows_train_and_cancel(lab, browser_page):
     chart = detail.locator('.kf-Chart[data-metric="loss"]')
     expect(chart.locator(".kf-Chart-series")).to_have_count(2, timeout=30_000)
     expect(detail.locator(".kf-Cancel")).to_have_count(0)
+    # A hidden job tab holds no log stream open; shown again, it reads the log anew.
+    tabs = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab")
+    tabs.filter(has_text="train.ipynb").click()
+    expect(detail.locator(".kf-LogViewer")).to_have_attribute("data-stream", "paused")
+    tabs.filter(has_text="Job ui-train").click()
+    expect(detail.locator(".kf-LogViewer")).to_have_attribute("data-stream", "ended", timeout=30_000)
+    expect(detail.locator('.kf-LogViewer[data-rank="1"] .kf-LogViewer-text')).to_contain_text("rank 1 done")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "job-detail.png"))
 

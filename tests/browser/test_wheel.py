@@ -17,7 +17,8 @@ import pytest
 
 from .conftest import REPO, SCREENSHOTS, chromium_page, running_lab
 
-pytestmark = pytest.mark.slow
+# pip wheel + a new venv from PyPI: minutes on a busy 2-core machine
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 EXT = "share/jupyter/labextensions/kfjupyter"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

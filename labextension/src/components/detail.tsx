@@ -7,6 +7,7 @@ import * as React from 'react';
 
 import { MainAreaWidget } from '@jupyterlab/apputils';
 import { ReactWidget } from '@jupyterlab/ui-components';
+import { Message } from '@lumino/messaging';
 
 import { formatDuration, jobDuration, notebookApiPath, parseTime } from '../format';
 import { JobsModel } from '../model';
@@ -39,10 +40,10 @@ function useJob(model: JobsModel, id: string): IJob | undefined {
   return job;
 }
 
-function useMetrics(model: JobsModel, job: IJob | undefined): IMetricRow[] {
+function useMetrics(model: JobsModel, job: IJob | undefined, visible: boolean): IMetricRow[] {
   const [rows, setRows] = React.useState<IMetricRow[]>([]);
   const id = job?.id;
-  const active = job ? !isTerminal(job.status) : false;
+  const active = job ? !isTerminal(job.status) && visible : false;
   React.useEffect(() => {
     if (!id) {
       return;
@@ -86,11 +87,13 @@ export function JobDetail(props: {
   id: string;
   actions: IJobActions;
   serverRoot: string;
+  /** Whether the tab is shown (hidden tabs hold no stream or timer). */
+  visible?: boolean;
 }): JSX.Element {
-  const { model, id, actions, serverRoot } = props;
+  const { model, id, actions, serverRoot, visible = true } = props;
   const job = useJob(model, id);
-  const metrics = useMetrics(model, job);
-  const now = useNow(job ? !isTerminal(job.status) : false);
+  const metrics = useMetrics(model, job, visible);
+  const now = useNow(job ? !isTerminal(job.status) && visible : false);
   const [cancelling, setCancelling] = React.useState(false);
 
   if (!job) {
@@ -155,7 +158,7 @@ export function JobDetail(props: {
       </section>
       <section className="kf-JobDetail-section kf-JobDetail-logs">
         <h3>Logs</h3>
-        <LogViewer api={model.api} job={job} />
+        <LogViewer api={model.api} job={job} visible={visible} />
       </section>
     </div>
   );
@@ -168,7 +171,18 @@ class JobDetailContent extends ReactWidget {
   }
 
   protected render(): JSX.Element {
-    return <JobDetail {...this._props} />;
+    return <JobDetail {...this._props} visible={this.isVisible} />;
+  }
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this.update();
+  }
+
+  protected onBeforeHide(msg: Message): void {
+    super.onBeforeHide(msg);
+    // The update runs after the hide is done, so `isVisible` is false by then.
+    this.update();
   }
 }
 

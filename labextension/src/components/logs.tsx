@@ -25,10 +25,15 @@ function parseField(data: string, field: string): string {
   }
 }
 
-type StreamState = 'connecting' | 'streaming' | 'ended' | 'waiting' | 'error';
+type StreamState = 'connecting' | 'streaming' | 'ended' | 'waiting' | 'error' | 'paused';
 
-export function LogViewer(props: { api: KFApi; job: IJob }): JSX.Element {
-  const { api, job } = props;
+export function LogViewer(props: {
+  api: KFApi;
+  job: IJob;
+  /** Stream only while shown: a hidden tab holds no connection open. */
+  visible?: boolean;
+}): JSX.Element {
+  const { api, job, visible = true } = props;
   const [rank, setRank] = React.useState(0);
   const [follow, setFollow] = React.useState(true);
   const [streamState, setStreamState] = React.useState<StreamState>('connecting');
@@ -42,6 +47,11 @@ export function LogViewer(props: { api: KFApi; job: IJob }): JSX.Element {
   const terminal = isTerminal(job.status);
 
   React.useEffect(() => {
+    if (!visible) {
+      // Keep the lines shown; the stream starts over (fresh tail) when shown again.
+      setStreamState('paused');
+      return;
+    }
     const abort = new AbortController();
     const log = buffer.current;
     log.clear();
@@ -110,7 +120,7 @@ export function LogViewer(props: { api: KFApi; job: IJob }): JSX.Element {
         frame.current = 0;
       }
     };
-  }, [api, job.id, rank]);
+  }, [api, job.id, rank, visible]);
 
   // Stick to the bottom while following.
   React.useLayoutEffect(() => {
@@ -136,7 +146,9 @@ export function LogViewer(props: { api: KFApi; job: IJob }): JSX.Element {
           ? 'waiting for the log…'
           : streamState === 'error'
             ? `reconnecting… ${message}`
-            : 'connecting…';
+            : streamState === 'paused'
+              ? 'paused (tab hidden)'
+              : 'connecting…';
 
   return (
     <div className="kf-LogViewer" data-rank={rank} data-stream={streamState}>
