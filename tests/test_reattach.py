@@ -114,7 +114,7 @@ def test_cli_lists_shows_follows_and_cancels(workspace, workdir):
     slow = kfjupyter.train(
         "import time\nprint('slow started', flush=True)\ntime.sleep(120)", name="slow", user_ns={}
     )
-    wait_for(lambda: "slow started" in slow.logs(), timeout=30)
+    wait_for(lambda: "slow started" in slow.logs() and slow.status == "Running", timeout=30)
 
     listing = kfjupyter_cli("jobs", "list", env=env).stdout
     assert quick.id in listing and slow.id in listing

@@ -12,6 +12,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -38,7 +43,8 @@ class JobRecord(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     def to_dict(self) -> dict:
+        """The record as JSON-ready values; times in UTC with their offset."""
         return {
-            c.name: (v.isoformat() if isinstance(v := getattr(self, c.name), datetime) else v)
+            c.name: (as_utc(v).isoformat() if isinstance(v := getattr(self, c.name), datetime) else v)
             for c in self.__table__.columns
         }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from .. import status as st
 from ..config import database_url, workspace_home
 from ..errors import JobNotFoundError
-from .models import Base, JobRecord, utcnow
+from .models import Base, JobRecord, as_utc, utcnow
 
 
 @dataclass
@@ -131,6 +131,4 @@ def get_workspace() -> Workspace:
 
 def as_aware(value: datetime | None) -> datetime | None:
     """SQLite returns naive datetimes; every stored time is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
+    return None if value is None else as_utc(value)

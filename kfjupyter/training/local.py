@@ -46,9 +46,11 @@ def read_lines(path: Path, tail: int | None = None) -> list[str]:
 
 def follow_file(path: Path, done, tail: int | None = None, poll: float = 0.1) -> Iterator[str]:
     """Yield the lines of a growing file until ``done()`` is true and it is read to the end."""
-    for line in read_lines(path, tail) if tail else []:
-        yield line
-    offset = path.stat().st_size if (tail and path.exists()) else 0
+    offset = 0
+    if tail and path.exists():
+        data = path.read_bytes()  # one read: the tail and where following starts agree
+        offset = data.rfind(b"\n") + 1  # complete lines only; the rest is read below
+        yield from data[:offset].decode(errors="replace").splitlines()[-tail:]
     pending = b""
     while True:
         finished = done()
@@ -114,22 +116,22 @@ class LocalTrainBackend:
         record = get_workspace().get_job(job_id)  # it may have finished while we looked
         if record.status in st.TERMINAL:
             return Observation(record.status, record.error, record.message)
-        log = Path(info["job_dir"]) / "supervisor.log"
+        log = get_workspace().job_dir(job_id) / "supervisor.log"
         detail = "\n".join(read_lines(log, 30))
         return Observation(st.FAILED, "the job's supervisor process ended unexpectedly\n" + detail)
 
-    def _rank_file(self, info: dict, rank: int, kind: str) -> Path:
-        return sup.rank_paths(Path(info["job_dir"]), rank)[kind]
+    def _rank_file(self, job_id: str, rank: int, kind: str) -> Path:
+        return sup.rank_paths(get_workspace().job_dir(job_id), rank)[kind]
 
     def logs(self, job_id: str, info: dict, rank: int = 0, follow: bool = False, tail: int | None = None):
-        path = self._rank_file(info, rank, "log")
+        path = self._rank_file(job_id, rank, "log")
         if not follow:
             return iter(read_lines(path, tail))
         return follow_file(path, lambda: self.observe(job_id, info).status in st.TERMINAL, tail)
 
     def metrics(self, job_id: str, info: dict) -> list[dict]:
         out: list[dict] = []
-        for path in sorted((Path(info["job_dir"]) / "metrics").glob("rank-*.jsonl")):
+        for path in sorted((get_workspace().job_dir(job_id) / "metrics").glob("rank-*.jsonl")):
             rank = int(path.stem.split("-")[1])
             for line in read_lines(path):
                 try:

@@ -13,6 +13,7 @@ import threading
 import time
 
 from .. import status as st
+from ..errors import KFJupyterError
 from ..jobs import Job
 
 TAIL_LINES = 200
@@ -155,32 +156,43 @@ def view_for(job: Job, blocking: bool = False):
     return (WidgetJobView if in_kernel() else TextJobView)(job, blocking=blocking)
 
 
+def _refresh_until_done(view) -> bool:
+    """Refresh ``view``; False once its job has ended or can no longer be read."""
+    try:
+        view.refresh()
+    except KFJupyterError:  # the job is gone (another workspace, deleted record)
+        return False
+    return view.job.record.status not in st.TERMINAL
+
+
 def follow_in_background(view, interval: float = 1.0):
-    """Keep ``view`` live until its job ends, without blocking the kernel."""
+    """Keep a widget view live until its job ends, without blocking the kernel.
+
+    A text view (terminal IPython) is not followed: printing into the prompt after the
+    cell returned would garble what the user types. It says how to follow instead.
+    """
+    if isinstance(view, TextJobView):
+        view.refresh()
+        print(f"job {view.job.id} runs on; follow it with %kf_jobs {view.job.id} --wait")
+        return None
 
     async def pump() -> None:
-        while True:
-            view.refresh()
-            if view.job.record.status in st.TERMINAL:
-                return
+        while _refresh_until_done(view):
             await asyncio.sleep(interval)
 
     try:
         task = asyncio.get_running_loop().create_task(pump())
-        _tasks.add(task)
-        task.add_done_callback(_tasks.discard)
-        return task
-    except RuntimeError:  # no running loop (plain IPython): a thread does it
+    except RuntimeError:  # a widget view without a running loop: a thread does it
         def loop() -> None:
-            while True:
-                view.refresh()
-                if view.job.record.status in st.TERMINAL:
-                    return
+            while _refresh_until_done(view):
                 time.sleep(interval)
 
         thread = threading.Thread(target=loop, daemon=True)
         thread.start()
         return thread
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    return task
 
 
 _tasks: set = set()
