@@ -48,6 +48,13 @@ def test_jobs_panel_follows_train_and_cancel(lab, browser_page):
         status, _ = lab.api(route, token="")
         assert status in (401, 403), (route, status)
 
+    # The settings schema reaches JupyterLab's settings registry.
+    status, body = lab.api("lab/api/settings/kfjupyter:plugin")
+    assert status == 200, body
+    properties = json.loads(body)["schema"]["properties"]
+    assert properties["defaultBackend"]["enum"] == ["local", "kubernetes"]
+    assert {"namespace", "defaultImage"} <= set(properties)
+
     page.goto(f"{lab.url}/lab/tree/train.ipynb?token={lab.token}")
     notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
     expect(notebook.locator(".jp-Cell")).to_have_count(3, timeout=60_000)
