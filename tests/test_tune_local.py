@@ -86,7 +86,9 @@ def test_median_early_stopping_prunes_trials_worse_than_the_median(workdir):
     pruned = [t for t in study.trials if t["state"] == "PRUNED"]
     # Katib's medianstop start_step=4: nothing is pruned before the fourth report
     assert all(len(t["intermediate"]) >= 4 for t in pruned)
-    assert all(len(t["intermediate"]) < 8 for t in pruned)
+    # …and pruning saves work: a trial pruned by an earlier report ran fewer than 8 steps
+    # (with two trials in parallel one may still be pruned at its very last report)
+    assert any(len(t["intermediate"]) < 8 for t in pruned)
 
 
 SLOW_CELL = """import time

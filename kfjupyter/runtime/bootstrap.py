@@ -117,6 +117,18 @@ def _install_standin():
     sys.modules["kfjupyter"] = module
 
 
+def _close_process_group():
+    """Destroy a process group the program left open.
+
+    A program that ends without ``dist.destroy_process_group()`` (most notebooks do) can
+    abort at interpreter exit with gloo ("terminate called without an active
+    exception"), failing a job whose work succeeded. The launcher tidies up instead.
+    """
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def main():
     bundle = Path(os.environ.get("KFJUPYTER_BUNDLE") or Path(__file__).resolve().parent)
     modules = bundle / "modules"
@@ -133,6 +145,7 @@ def main():
                 # one pickle per variable, so the capture side could name a culprit
                 values = {name: pickle.loads(blob) for name, blob in pickle.load(fh).items()}
         runpy.run_path(str(bundle / "program.py"), init_globals=values, run_name="__main__")
+        _close_process_group()
     except SystemExit:
         raise
     except BaseException:
