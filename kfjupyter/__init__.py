@@ -8,8 +8,11 @@ The public API::
     kfjupyter.report(step=…, **metrics)                      metrics from any rank
     kfjupyter.output_dir()                      -> Path      where a rank saves outputs
     kfjupyter.jobs.get(id) / kfjupyter.jobs.list()           re-attach to jobs
+    kfjupyter.register_model(name, model, …) -> ModelVersion  the model registry
+    kfjupyter.load_model("iris@production")                  (kfjupyter.registry: aliases, search …)
 
-In a notebook, ``%load_ext kfjupyter`` adds ``%%kf_train``, ``%%kf_tune`` and ``%kf_jobs``.
+In a notebook, ``%load_ext kfjupyter`` adds ``%%kf_train``, ``%%kf_tune``, ``%kf_jobs`` and
+``%kf_models``.
 
 Heavy modules (SQLAlchemy, IPython, kubernetes) load on first use, so a rank that only
 calls ``report`` starts fast.
@@ -27,8 +30,11 @@ __all__ = [
     "Job",
     "jobs",
     "load_ipython_extension",
+    "load_model",
     "output_dir",
     "param",
+    "register_model",
+    "registry",
     "report",
     "Study",
     "train",
@@ -39,6 +45,8 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from . import jobs
     from .jobs import Job
+    from . import registry
+    from .registry import load_model, register_model
     from .training.api import train
     from .tuning.api import tune
     from .tuning.study import Study
@@ -61,6 +69,14 @@ def __getattr__(name: str) -> Any:
         from .jobs import Job
 
         return Job
+    if name in ("register_model", "load_model"):
+        from . import registry
+
+        return getattr(registry, name)
+    if name == "registry":
+        import importlib
+
+        return importlib.import_module(".registry", __name__)
     if name == "jobs":
         import importlib
 

@@ -150,6 +150,15 @@ class Job:
         self.refresh()
         return self
 
+    # -- the model registry ----------------------------------------------------------------
+    def register_model(self, name: str, path_or_object=None, **options):
+        """Register this job's model as a new version of ``name``: its saved outputs (or
+        ``path_or_object``), its last reported metrics and its lineage (see
+        :func:`kfjupyter.register_model` for ``options``)."""
+        from .registry import register_model
+
+        return register_model(name, path_or_object, job=self, **options)
+
     def to_dict(self) -> dict:
         data = self._record.to_dict()
         data["duration_s"] = self.duration()

@@ -1,7 +1,7 @@
 """IPython magics: thin sugar over the Python API.
 
 ``%%kf_train`` → :func:`kfjupyter.train`; ``%%kf_tune`` → :func:`kfjupyter.tune`;
-``%kf_jobs`` → :mod:`kfjupyter.jobs`.
+``%kf_jobs`` → :mod:`kfjupyter.jobs`; ``%kf_models`` → :mod:`kfjupyter.registry`.
 Parsing options and showing results is all they do.
 """
 
@@ -203,8 +203,111 @@ class KFMagics(Magics):
         return watch(job, wait=args.wait)
 
 
+def _models_parser():
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="%kf_models", description="Browse the model registry.", add_help=True)
+    parser.add_argument("--out", "-o", dest="top_out", default=None, metavar="VAR", help="bind the result to VAR")
+    sub = parser.add_subparsers(dest="action")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--framework", "-f", default=None)
+    common.add_argument("--alias", "-a", default=None)
+    common.add_argument("--state", default=None, help="LIVE or ARCHIVED")
+    common.add_argument("--limit", type=int, default=50)
+    common.add_argument("--offset", type=int, default=0)
+    common.add_argument("--out", "-o", default=None, metavar="VAR", help="bind the result to VAR")
+    ls = sub.add_parser("list", parents=[common], help="registered models")
+    ls.add_argument("query", nargs="?", default=None)
+    search = sub.add_parser("search", parents=[common], help="versions of all models")
+    search.add_argument("query", nargs="?", default=None)
+    search.add_argument("--model", "-m", default=None)
+    search.add_argument("--metric", action="append", default=[], metavar="NAME>=X", help="NAME>=X, NAME<=X, NAME=LOW..HIGH")
+    search.add_argument("--order-by", default="created", help="created, number, name or metric:NAME")
+    search.add_argument("--asc", action="store_true", help="ascending order")
+    show = sub.add_parser("show", help="a model and its versions (NAME), or one version (NAME:N, NAME@ALIAS)")
+    show.add_argument("ref")
+    show.add_argument("--out", "-o", default=None, metavar="VAR")
+    alias = sub.add_parser("alias", help="point an alias at a version (or --delete it)")
+    alias.add_argument("model")
+    alias.add_argument("alias")
+    alias.add_argument("version", nargs="?", default=None)
+    alias.add_argument("--delete", action="store_true")
+    alias.add_argument("--reason", default=None)
+    alias.add_argument("--out", "-o", default=None, metavar="VAR")
+    history = sub.add_parser("history", help="every move of a model's aliases")
+    history.add_argument("model")
+    history.add_argument("alias", nargs="?", default=None)
+    history.add_argument("--out", "-o", default=None, metavar="VAR")
+    return parser
+
+
+@magics_class
+class KFModelsMagics(Magics):
+    @line_magic
+    def kf_models(self, line: str):
+        """The model registry: %kf_models [list|search|show|alias|history] … (%kf_models -h)."""
+        import shlex
+
+        from IPython.display import display
+
+        from . import registry
+        from .errors import KFJupyterError
+        from .registry import display as shown
+
+        try:
+            args = _models_parser().parse_args(shlex.split(line))
+        except SystemExit as exc:
+            if exc.code in (0, None):  # -h
+                return None
+            raise UsageError(f"invalid %kf_models arguments {line!r}") from None
+        try:
+            action = args.action or "list"
+            if action == "list":
+                value = registry.list_models(
+                    getattr(args, "query", None), framework=getattr(args, "framework", None),
+                    alias=getattr(args, "alias", None), state=getattr(args, "state", None),
+                    limit=getattr(args, "limit", 50), offset=getattr(args, "offset", 0),
+                )
+                view = shown.models_table(value)
+            elif action == "search":
+                from .registry.entities import parse_metric_filters
+
+                value = registry.search_versions(
+                    args.query, model=args.model, framework=args.framework, alias=args.alias, state=args.state,
+                    metrics=parse_metric_filters(args.metric), order_by=args.order_by, descending=not args.asc,
+                    limit=args.limit, offset=args.offset,
+                )
+                view = shown.versions_table(value)
+            elif action == "show" and (":" in args.ref or "@" in args.ref):
+                value = registry.get_version(args.ref)
+                view = shown.VersionCard(value)
+            elif action == "show":
+                value = registry.get_model(args.ref)
+                view = shown.versions_table(registry.list_versions(args.ref, limit=50))
+                view.caption = repr(value)
+            elif action == "alias" and args.delete:
+                value = registry.delete_alias(args.model, args.alias, reason=args.reason)
+                view = shown.history_table(registry.alias_history(args.model, args.alias))
+            elif action == "alias":
+                if args.version is None:
+                    raise UsageError("%kf_models alias MODEL ALIAS VERSION (or --delete)")
+                value = registry.set_alias(args.model, args.alias, args.version, reason=args.reason)
+                view = shown.VersionCard(value)
+            else:
+                value = registry.alias_history(args.model, args.alias)
+                view = shown.history_table(value)
+        except KFJupyterError as exc:
+            raise UsageError(str(exc)) from None
+        display(view)
+        out = getattr(args, "out", None) or args.top_out
+        if out:
+            self.shell.user_ns[out] = value
+        return None
+
+
 def load_ipython_extension(ipython) -> None:
     import kfjupyter
 
     ipython.register_magics(KFMagics)
+    ipython.register_magics(KFModelsMagics)
     ipython.push({"kfjupyter": kfjupyter}, interactive=False)
