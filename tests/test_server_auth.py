@@ -23,6 +23,7 @@ from server_support import (
     openapi,
     openapi_operations,
     train,
+    tune,
 )
 
 pytestmark = AUTH_WARNINGS_ARE_ERRORS
@@ -110,17 +111,21 @@ def test_auth_warnings_fail_these_tests():
         warnings.warn("undecorated", JupyterServerAuthWarning, stacklevel=1)
 
 
-def operation_url(base_url: str, path: str, job_id: str) -> str:
-    return f"{base_url}{API}{path.replace('{job_id}', job_id)}"
+def operation_url(base_url: str, path: str, job_id: str, study_id: str) -> str:
+    """The URL of an operation on a real job, a real study and its trial 0."""
+    filled = path.replace("{job_id}", job_id).replace("{study_id}", study_id).replace("{number}", "0")
+    assert "{" not in filled, f"operation_url: fill in the path parameters of {path}"
+    return f"{base_url}{API}{filled}"
 
 
 @async_test
 async def test_every_operation_refuses_requests_without_the_token(jp_fetch, http_server_client, jp_base_url, jp_auth_header):
     job = await train("print('hi')", name="authz", wait=True)  # a real job: a refusal is not a 404
+    study = await tune("authz")  # a real study with a trial 0
     operations = openapi_operations()
     assert operations
     for path, verb in operations:
-        url = operation_url(jp_base_url, path, job.id)
+        url = operation_url(jp_base_url, path, job.id, study.id)
         body = b"" if verb == "POST" else None
         for headers in ({}, {"Authorization": "token wrong-token"}, {"Authorization": "Bearer nope"}):
             response = await http_server_client.fetch(
@@ -158,10 +163,11 @@ def recording_authorizer(jp_server_config):
 @async_test
 async def test_the_authorizer_decides_every_operation(recording_authorizer, jp_fetch, http_server_client, jp_base_url, jp_auth_header):
     job = await train("print('hi')", name="authz", wait=True)
+    study = await tune("authz")
     operations = [(p, v) for p, v in openapi_operations() if p not in STREAMS]
     for path, verb in operations:
         response = await http_server_client.fetch(
-            operation_url(jp_base_url, path, job.id),
+            operation_url(jp_base_url, path, job.id, study.id),
             method=verb,
             headers=dict(jp_auth_header),
             body=b"" if verb == "POST" else None,
@@ -171,13 +177,13 @@ async def test_the_authorizer_decides_every_operation(recording_authorizer, jp_f
     expected_actions = {"GET": "read", "POST": "write"}
     asked = {(method, urllib.parse.unquote(url)) for method, _, url in recording_authorizer.asked}
     for path, verb in operations:
-        assert (verb, urllib.parse.unquote(operation_url(jp_base_url, path, job.id))) in asked, (verb, path)
+        assert (verb, urllib.parse.unquote(operation_url(jp_base_url, path, job.id, study.id))) in asked, (verb, path)
     assert all(action == expected_actions[method] for method, action, _ in recording_authorizer.asked)
 
     recording_authorizer.deny = {"kfjupyter"}  # a user without the right to kfjupyter
     for path, verb in openapi_operations():
         response = await http_server_client.fetch(
-            operation_url(jp_base_url, path, job.id),
+            operation_url(jp_base_url, path, job.id, study.id),
             method=verb,
             headers=dict(jp_auth_header),
             body=b"" if verb == "POST" else None,

@@ -69,14 +69,23 @@ class Study:
     # -- trials
 
     @property
+    def submitted(self) -> bool:
+        """Whether the backend has the study yet (it is recorded a moment before it is submitted)."""
+        return bool(self.job.record.backend_info)
+
+    @property
     def trials(self) -> list[dict]:
         """Every trial: number, state, value, params, intermediate values, times, error."""
+        if not self.submitted:
+            return []
         return self.job.backend.trials(self.job.id, self.job.record.backend_info)
 
     @property
     def best_trial(self) -> dict | None:
         """The best COMPLETE trial so far (None before the first completes)."""
         backend = self.job.backend
+        if not self.submitted:
+            return None
         if hasattr(backend, "best"):
             return backend.best(self.job.id, self.job.record.backend_info, self.spec)
         return best_of(self.trials, self.spec.direction)
@@ -115,7 +124,9 @@ class Study:
         return pd.DataFrame(rows, columns=columns)
 
     def trial_log(self, number: int) -> str:
-        """What trial ``number`` printed."""
+        """What trial ``number`` printed (KeyError: no such trial)."""
+        if not self.submitted:
+            raise KeyError(f"no trial {number} in study {self.id}: it has not started yet")
         return self.job.backend.trial_log(self.job.id, self.job.record.backend_info, number)
 
     # -- control

@@ -20,6 +20,8 @@ from .watcher import JOB_EVENT_SCHEMA_ID, JobWatcher
 #: each one (a test checks both ways).
 API_PREFIX = "kfjupyter/api/v1"
 JOB = r"(?P<job_id>[^/]+)"
+STUDY = r"(?P<study_id>[^/]+)"
+TRIAL = r"(?P<number>[^/]+)"
 ROUTES = [
     (rf"/{API_PREFIX}/jobs", handlers.JobsHandler),
     (rf"/{API_PREFIX}/jobs/{JOB}", handlers.JobHandler),
@@ -27,6 +29,10 @@ ROUTES = [
     (rf"/{API_PREFIX}/jobs/{JOB}/logs", handlers.LogsHandler),
     (rf"/{API_PREFIX}/jobs/{JOB}/logs/stream", handlers.LogStreamHandler),
     (rf"/{API_PREFIX}/jobs/{JOB}/metrics", handlers.MetricsHandler),
+    (rf"/{API_PREFIX}/studies", handlers.StudiesHandler),
+    (rf"/{API_PREFIX}/studies/{STUDY}", handlers.StudyHandler),
+    (rf"/{API_PREFIX}/studies/{STUDY}/cancel", handlers.StudyCancelHandler),
+    (rf"/{API_PREFIX}/studies/{STUDY}/trials/{TRIAL}/log", handlers.TrialLogHandler),
     (rf"/{API_PREFIX}/events", handlers.EventsHandler),
     (rf"/{API_PREFIX}/settings", handlers.SettingsHandler),
 ]

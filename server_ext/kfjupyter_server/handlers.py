@@ -1,11 +1,13 @@
-"""REST handlers: parse the request, call :mod:`kfjupyter.jobs`, serialise the answer.
+"""REST handlers: parse the request, call :mod:`kfjupyter.jobs` (or, for tuning studies,
+:mod:`kfjupyter.tuning.study`), serialise the answer.
 
 Every verb is ``@web.authenticated`` + ``@authorized`` (resource ``kfjupyter``); POSTs
 from cookie-authenticated browsers must carry the XSRF token (jupyter_server checks it).
 Calls into kfjupyter that touch the store or a backend run in the default executor, so
 the server's event loop never waits on SQLite, a process or the Kubernetes API.
 Errors are JSON ``{"message", "reason"}``: kfjupyter's ``JobNotFoundError`` → 404,
-``InvalidOptionError`` → 400, ``BackendError`` → 502.
+``InvalidOptionError`` → 400, ``BackendError`` → 502; an id that is no tuning study →
+404 ``StudyNotFound``, a trial number the study lacks → 404 ``TrialNotFound``.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from tornado.iostream import StreamClosedError
 from kfjupyter import jobs
 from kfjupyter import status as st
 from kfjupyter.errors import BackendError, InvalidOptionError, JobNotFoundError, KFJupyterError
+from kfjupyter.tuning import study as studies
 
-from .serialize import dumps, job_json
+from .serialize import dumps, job_json, study_json, study_summary
 from .watcher import STOPPED
 
 AUTH_RESOURCE = "kfjupyter"
@@ -213,6 +216,107 @@ class SettingsHandler(KFJupyterHandler):
     @authorized
     async def get(self) -> None:
         self.finish(dumps(self.kfconfig.to_dict()))
+
+
+# -- tuning studies ---------------------------------------------------------------------
+#: Lines of a trial's log sent unless ``tail`` says otherwise.
+TRIAL_LOG_TAIL = 1000
+
+
+def load_study(study_id: str) -> studies.Study:
+    """The tuning study with that id (blocking); 404 when there is none or the job is no study."""
+    try:
+        return studies.Study(study_id)
+    except (JobNotFoundError, InvalidOptionError):
+        raise api_error(404, f"no tuning study {study_id!r} in this workspace", "StudyNotFound") from None
+
+
+def summary_of(study: studies.Study, log=None) -> dict:
+    """A study's list entry; its record alone (no trial counts) when its trials can't be read."""
+    try:
+        return study_summary(study.to_dict())
+    except (KFJupyterError, KeyError, OSError) as exc:
+        if log is not None:
+            log.debug("kfjupyter: could not read the trials of study %s: %s", study.id, exc)
+        record = study.job.record
+        spec = study.spec
+        return study_summary(
+            {
+                "id": study.id,
+                "name": study.name,
+                "status": record.status,
+                "backend": record.backend,
+                "message": record.message,
+                "error": record.error,
+                "objective": spec.objective,
+                "direction": spec.direction,
+                "algorithm": spec.algorithm,
+                "early_stopping": spec.early_stopping,
+                "trials_budget": spec.trials,
+                "parallel": spec.parallel,
+                "workers_per_trial": spec.workers_per_trial,
+                "created_at": record.created_at.isoformat() if record.created_at else None,
+                "duration_s": study.job.duration(),
+                "best": None,
+                "trials": [],
+            }
+        ) | {"n_trials": None, "trial_counts": None}
+
+
+class StudiesHandler(KFJupyterHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        status = self.get_query_argument("status", None) or None
+        if status is not None and status not in st.ALL:
+            raise bad_request(f"unknown status {status!r}: use one of {', '.join(st.ALL)}")
+        limit = self.int_arg("limit", 50, 0, MAX_PAGE)
+        offset = self.int_arg("offset", 0, 0)
+
+        def page() -> dict:
+            found = studies.list_studies(status=status, limit=limit, offset=offset) if limit else []
+            total = jobs.count(kind="tune", status=status)
+            return {"studies": [summary_of(s, self.log) for s in found], "total": total, "limit": limit, "offset": offset}
+
+        self.finish(dumps(await self.call(page)))
+
+
+class StudyHandler(KFJupyterHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, study_id: str) -> None:
+        data = await self.call(lambda: study_json(load_study(study_id).to_dict()))
+        self.finish(dumps(data))
+
+
+class StudyCancelHandler(KFJupyterHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, study_id: str) -> None:
+        data = await self.call(lambda: study_json(load_study(study_id).cancel().to_dict()))
+        self.finish(dumps(data))
+
+
+class TrialLogHandler(KFJupyterHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, study_id: str, number: str) -> None:
+        if not number.isdigit():
+            raise bad_request(f"a trial number is an integer >= 0, got {number!r}")
+        tail = self.int_arg("tail", TRIAL_LOG_TAIL)
+
+        def read() -> dict:
+            study = load_study(study_id)
+            try:
+                text = study.trial_log(int(number))
+            except KeyError:
+                raise api_error(404, f"study {study_id} has no trial {int(number)}", "TrialNotFound") from None
+            lines = text.split("\n") if text else []
+            if lines and lines[-1] == "":
+                lines.pop()
+            return {"study_id": study.id, "number": int(number), "lines": lines[-tail:] if tail else lines}
+
+        self.finish(dumps(await self.call(read)))
 
 
 # -- server-sent events ------------------------------------------------------------------
