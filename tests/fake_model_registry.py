@@ -20,7 +20,8 @@ everywhere (409 Conflict); paging with ``pageSize``/``nextPageToken``; ``orderBy
 (ID, CREATE_TIME, LAST_UPDATE_TIME) and ``sortOrder``; ``filterQuery`` as documented
 (comparisons, LIKE/ILIKE, IN, AND/OR, parentheses, custom properties bare, backticked or
 with a ``.xxx_value`` accessor). PATCH replaces the fields it names (``customProperties``
-as a whole). Optional bearer-token auth. ``requests`` records what clients sent.
+as a whole) and clears the editable ones it leaves out (the strictest reading: a client
+that keeps its data here keeps it on every release). Optional bearer-token auth. ``requests`` records what clients sent.
 """
 
 from __future__ import annotations
@@ -357,6 +358,14 @@ class Store:
         }
 
 
+#: editable fields a PATCH that leaves them out clears (the strict reading of the API:
+#: clients must send every editable field, as Kubeflow's own dashboard does)
+CLEARED_BY_PATCH = {
+    "model": {"description", "customProperties", "owner", "externalId"},
+    "version": {"description", "customProperties", "author", "externalId"},
+}
+
+
 def _now_ms() -> str:
     return str(int(time.time() * 1000))
 
@@ -533,7 +542,7 @@ class FakeModelRegistry:
                 return 200, model
             if "name" in body and body["name"] != model["name"]:
                 raise HTTPError(400, "name cannot be changed")
-            return 200, self._patch(model, body)
+            return 200, self._patch(model, body, CLEARED_BY_PATCH["model"])
         if rel == "/model_versions":
             if method == "GET":
                 return 200, self._list(s.versions.values(), query)
@@ -553,7 +562,7 @@ class FakeModelRegistry:
             version = self._get(s.versions, ids[0], "ModelVersion")
             if method == "GET":
                 return 200, version
-            return 200, self._patch(version, body)
+            return 200, self._patch(version, body, CLEARED_BY_PATCH["version"])
         if rel in ("/model_artifacts", "/artifacts"):
             items = [a for a in s.artifacts.values() if rel == "/artifacts" or a.get("artifactType") == "model-artifact"]
             if method == "GET":
@@ -665,8 +674,10 @@ class FakeModelRegistry:
             return 200, art
         return 201, self._create_artifact(body, version["id"])
 
-    def _patch(self, entity: dict, body: dict) -> dict:
+    def _patch(self, entity: dict, body: dict, editable: set[str] = frozenset()) -> dict:
         self._check_external(body, entity)
+        for key in editable - set(body):  # as some releases did: what a PATCH leaves out is cleared
+            entity.pop(key, None)
         for key, value in body.items():
             if key in ("id", "createTimeSinceEpoch", "lastUpdateTimeSinceEpoch", "registeredModelId", "artifactType"):
                 continue

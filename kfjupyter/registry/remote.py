@@ -64,6 +64,14 @@ SIZE = "kfjupyter.size"
 MAIN = "kfjupyter.main_file"
 PROPS = "kfjupyter.properties"
 RESERVED = ("kfjupyter.", "metric.", "param.")
+#: what a PATCH may carry (RegisteredModelUpdate / ModelVersionUpdate)
+EDITABLE = {
+    "model": {
+        "description", "customProperties", "externalId", "owner", "state", "readme", "maturity", "language",
+        "tasks", "provider", "logo", "license", "licenseLink", "libraryName",
+    },
+    "version": {"description", "customProperties", "externalId", "state", "author"},
+}
 INT32 = 2**31 - 1
 
 
@@ -192,6 +200,14 @@ class RemoteRegistry(Registry):
         if resp.status_code == 409:
             raise RegistryConflictError(f"Model Registry: {message}")
         raise RegistryBackendError(f"Model Registry {method} {path}: HTTP {resp.status_code}: {message}")
+
+    def _patch(self, kind: str, current: dict, changes: dict) -> dict:
+        """PATCH with every editable field of ``current`` plus ``changes``: some Model Registry
+        releases clear the editable fields a PATCH leaves out, so none is left out."""
+        body = {k: v for k, v in current.items() if k in EDITABLE[kind]}
+        body.update(changes)
+        path = {"model": "/registered_models", "version": "/model_versions"}[kind]
+        return self._call("PATCH", f"{path}/{current['id']}", body=body)
 
     def _walk(self, path: str, params: dict | None = None, order: str = "ID") -> list[dict]:
         """Every item of a listing (following nextPageToken)."""
@@ -400,7 +416,7 @@ class RemoteRegistry(Registry):
                     )
                 posted.append(self._call("POST", f"/model_versions/{created['id']}/artifacts", body=body))
         except Exception:
-            self._call("PATCH", f"/model_versions/{created['id']}", body={"state": ARCHIVED, "description": "registration failed"})
+            self._patch("version", created, {"state": ARCHIVED, "description": "registration failed"})
             raise
         for alias in spec.aliases:
             self.set_alias(spec.model, alias, number, who=who, reason="set at registration")
@@ -520,7 +536,7 @@ class RemoteRegistry(Registry):
 
     # -- aliases -----------------------------------------------------------------------------------
     def _patch_model_props(self, model: dict, props: dict[str, dict]) -> dict:
-        return self._call("PATCH", f"/registered_models/{model['id']}", body={"customProperties": props})
+        return self._patch("model", model, {"customProperties": props})
 
     def _record(self, model: dict, alias: str, old: int | None, new: int | None, who: str | None, reason: str | None) -> None:
         props = dict(model.get("customProperties") or {})
@@ -589,14 +605,14 @@ class RemoteRegistry(Registry):
             for alias in pointing:
                 self._record(m, alias, number, None, who or current_user(), f"version {number} archived")
                 m = self._find_model(m["name"])
-        updated = self._call("PATCH", f"/model_versions/{v['id']}", body={"state": state})
+        updated = self._patch("version", v, {"state": state})
         return self._to_version(updated, self._find_model(m["name"]))
 
     def set_model_state(self, name: str, state: str) -> RegisteredModel:
         if state not in (LIVE, ARCHIVED):
             raise InvalidOptionError(f"state {state!r}: LIVE or ARCHIVED")
         m = self._find_model(name)
-        updated = self._call("PATCH", f"/registered_models/{m['id']}", body={"state": state})
+        updated = self._patch("model", m, {"state": state})
         return self._to_model(updated, self._model_versions(m["id"]))
 
     def update_version(
@@ -618,7 +634,7 @@ class RemoteRegistry(Registry):
             props = dict(v.get("customProperties") or {})
             props.update({k: encode_value(val) for k, val in custom_properties.items()})
             body["customProperties"] = props
-        updated = self._call("PATCH", f"/model_versions/{v['id']}", body=body) if body else v
+        updated = self._patch("version", v, body) if body else v
         return self._to_version(updated, m)
 
     def update_model(
@@ -639,7 +655,7 @@ class RemoteRegistry(Registry):
             props = dict(m.get("customProperties") or {})
             props.update({k: encode_value(val) for k, val in custom_properties.items()})
             body["customProperties"] = props
-        updated = self._call("PATCH", f"/registered_models/{m['id']}", body=body) if body else m
+        updated = self._patch("model", m, body) if body else m
         return self._to_model(updated, self._model_versions(m["id"]))
 
 
