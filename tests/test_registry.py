@@ -177,6 +177,9 @@ def test_models_are_listed_and_filtered_by_text_framework_alias_and_state_page_b
     assert [m.name for m in first] == ["iris-a", "iris-b", "net"] and first.next_offset == 3
     rest = registry.list_models(order_by="name", descending=False, limit=3, offset=first.next_offset)
     assert [m.name for m in rest] == ["wine"] and rest.next_offset is None
+    registry.update_model("wine", description="Vin rouge, servi au café")
+    assert [m.name for m in registry.list_models("café")] == ["wine"]  # description too, not only ASCII
+    assert [m.name for m in registry.list_models("ROUGE")] == ["wine"]
     wine = registry.list_models("wine").items[0]
     assert (wine.latest_version, wine.aliases, wine.frameworks) == (1, {"production": 1}, ["sklearn"])
 

@@ -446,14 +446,15 @@ class RemoteRegistry(Registry):
         descending: bool = True,
     ) -> Page[RegisteredModel]:
         clauses = []
-        if query:
-            clauses.append(f"name ILIKE {_quoted('%' + query + '%')}")
         if state:
             clauses.append(f"state = '{state}'")
         if alias:
             clauses.append(f"`{ALIAS}{check_alias(alias)}` > 0")
         params = {"filterQuery": " AND ".join(clauses)} if clauses else None
         models = self._walk("/registered_models", params)
+        if query:  # name or description, any case (here: filterQuery takes printable ASCII only)
+            needle = query.lower()
+            models = [m for m in models if needle in m["name"].lower() or needle in (m.get("description") or "").lower()]
         if framework:
             ids = {v["registeredModelId"] for v in self._walk("/model_versions", {"filterQuery": f"`{FRAMEWORK}` = {_quoted(framework)}"})}
             models = [m for m in models if m["id"] in ids]
