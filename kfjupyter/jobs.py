@@ -27,10 +27,16 @@ class JobFailedError(KFJupyterError):
 class Job:
     """A handle on one job. Cheap to create; every property reads the current state."""
 
-    def __init__(self, job_id: str):
+    def __init__(self, job_id: str, record: JobRecord | None = None):
         self.id = job_id
-        self._record: JobRecord = get_workspace().get_job(job_id)
+        self._record: JobRecord = record if record is not None else get_workspace().get_job(job_id)
         self._backend: TrainBackend | None = None
+
+    def _submitted_info(self) -> dict | None:
+        """What the backend needs to find the job, or None while it is being submitted."""
+        if not self._record.backend_info:
+            self.refresh()
+        return self._record.backend_info or None
 
     # -- state -------------------------------------------------------------------
     @property
@@ -112,12 +118,16 @@ class Job:
     # -- logs and metrics ------------------------------------------------------------
     def logs(self, rank: int = 0, follow: bool = False, tail: int | None = None) -> str | Iterator[str]:
         """One rank's log: the text, or with ``follow`` an iterator of lines until the job ends."""
-        lines = self.backend.logs(self.id, self._record.backend_info, rank=rank, follow=follow, tail=tail)
+        info = self._submitted_info()
+        if info is None:  # not submitted yet: nothing logged
+            return iter(()) if follow else ""
+        lines = self.backend.logs(self.id, info, rank=rank, follow=follow, tail=tail)
         return lines if follow else "\n".join(lines)
 
     def metrics(self, rank: int | None = None) -> list[dict]:
         """Metrics passed to ``kfjupyter.report``: dicts with rank, step, time and values."""
-        rows = self.backend.metrics(self.id, self._record.backend_info)
+        info = self._submitted_info()
+        rows = self.backend.metrics(self.id, info) if info is not None else []
         return [r for r in rows if rank is None or r.get("rank") == rank]
 
     # -- control ---------------------------------------------------------------------
@@ -146,7 +156,12 @@ class Job:
     def cancel(self) -> "Job":
         """Stop every rank and mark the job Cancelled. Does nothing to a finished job."""
         if self.refresh().status not in st.TERMINAL:
-            self.backend.cancel(self.id, self._record.backend_info)
+            if self._record.backend_info:
+                self.backend.cancel(self.id, self._record.backend_info)
+            else:  # still being submitted: the submitter sees this and stops what it started
+                get_workspace().update_job(
+                    self.id, only_if_active=True, status=st.CANCELLED, message="cancelled by the user"
+                )
         self.refresh()
         return self
 
@@ -181,4 +196,4 @@ def count(kind: str | None = None, status: str | None = None) -> int:
 def list(kind: str | None = None, status: str | None = None, limit: int | None = 50, offset: int = 0) -> builtins.list[Job]:  # noqa: A001
     """Jobs of the workspace, newest first."""
     records = get_workspace().list_jobs(kind=kind, status=status, limit=limit, offset=offset)
-    return [get(r.id) for r in records]
+    return [Job(r.id, r) for r in records]

@@ -207,3 +207,24 @@ class TestPreflightThroughTheMagic:
         assert kfjupyter.jobs.list() == []
         assert not list((workspace / "jobs").glob("*/*")) if (workspace / "jobs").exists() else True
         assert not processes_of(workspace)
+
+
+def test_a_job_cancelled_while_being_submitted_is_stopped(workdir, monkeypatch):
+    """Cancel can arrive between the record and the submission (e.g. from the sidebar)."""
+    from kfjupyter.training.local import LocalTrainBackend
+
+    real_submit = LocalTrainBackend.submit
+    seen = {}
+
+    def submit_after_a_cancel(self, job_id, spec, bundle, job_dir):
+        job = kfjupyter.jobs.get(job_id)
+        seen["logs"], seen["metrics"] = job.logs(), job.metrics()  # nothing yet, no error
+        job.cancel()
+        return real_submit(self, job_id, spec, bundle, job_dir)
+
+    monkeypatch.setattr(LocalTrainBackend, "submit", submit_after_a_cancel)
+    job = kfjupyter.train(LONG_CELL, workers=2, name="early-cancel", user_ns={})
+    assert seen == {"logs": "", "metrics": []}
+    assert job.status == st.CANCELLED
+    wait_for(lambda: not psutil.pid_exists(job.record.backend_info["pid"])
+             or psutil.Process(job.record.backend_info["pid"]).status() == psutil.STATUS_ZOMBIE, timeout=10)

@@ -122,7 +122,9 @@ def train(
     except BaseException as exc:
         ws.update_job(job_id, status=st.FAILED, error=f"submission failed: {exc!r}")
         raise
-    ws.update_job(job_id, backend_info=info)
+    record = ws.update_job(job_id, backend_info=info)
+    if record.status == st.CANCELLED:  # cancelled while it was being submitted
+        get_backend(spec.backend).cancel(job_id, info)
     job = Job(job_id)
     return job.wait() if wait else job
 
