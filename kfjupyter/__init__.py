@@ -10,6 +10,7 @@ The public API::
     kfjupyter.jobs.get(id) / kfjupyter.jobs.list()           re-attach to jobs
     kfjupyter.register_model(name, model, …) -> ModelVersion  the model registry
     kfjupyter.load_model("iris@production")                  (kfjupyter.registry: aliases, search …)
+    kfjupyter.deploy("iris@production", name="iris") -> Endpoint  serve a model version
 
 In a notebook, ``%load_ext kfjupyter`` adds ``%%kf_train``, ``%%kf_tune``, ``%kf_jobs`` and
 ``%kf_models``.
@@ -27,6 +28,8 @@ from .runtime.bootstrap import output_dir, param, report
 __version__ = "0.1.0"
 
 __all__ = [
+    "deploy",
+    "Endpoint",
     "Job",
     "jobs",
     "load_ipython_extension",
@@ -73,6 +76,10 @@ def __getattr__(name: str) -> Any:
         from . import registry
 
         return getattr(registry, name)
+    if name in ("deploy", "Endpoint"):
+        from . import serving
+
+        return getattr(serving, name)
     if name == "registry":
         import importlib
 

@@ -17,6 +17,8 @@ _REGISTRY: dict[tuple[str, str], str] = {
     ("train", "kubernetes"): "kfjupyter.training.kubernetes:KubernetesTrainBackend",
     ("tune", "local"): "kfjupyter.tuning.local:LocalTuneBackend",
     ("tune", "kubernetes"): "kfjupyter.tuning.kubernetes:KubernetesTuneBackend",
+    ("endpoint", "local"): "kfjupyter.serving.local:LocalEndpointBackend",
+    ("endpoint", "kubernetes"): "kfjupyter.serving.kubernetes:KubernetesEndpointBackend",
 }
 
 

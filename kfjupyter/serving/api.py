@@ -1,0 +1,383 @@
+"""``kfjupyter.deploy`` and the :class:`Endpoint` handle.
+
+An endpoint is a job of kind ``endpoint`` in the workspace store (one record, one status,
+one log, like every long-running thing), so ``kfjupyter.jobs``, the CLI and the sidebar's
+Jobs panel see it. Its ``spec`` says what is served (model version(s), traffic split);
+its ``backend_info`` says where (local processes, or an InferenceService).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from .. import status as st
+from ..config import default_backend
+from ..errors import BackendError, InvalidOptionError, KFJupyterError
+from ..store.models import JobRecord
+from ..store.workspace import get_workspace
+from ..validation import check_dns1123_label
+from .predictors import SUPPORTED
+
+KIND = "endpoint"
+VERSION_HEADER = "x-kfjupyter-version"
+
+
+class PredictionError(KFJupyterError):
+    """The endpoint refused a request (bad payload shape, model error …); ``status`` is the HTTP code."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class EndpointNotFoundError(KFJupyterError, LookupError):
+    """No endpoint by that name or id in the workspace."""
+
+
+# -- resolving what to serve ------------------------------------------------------------------
+def resolve_version(ref: str, local: bool = True) -> dict:
+    """A registry reference → what a server needs: format, artifact folder/URI, version ref."""
+    from ..registry import get_registry
+
+    reg = get_registry()
+    mv = reg.get_version(ref)  # ModelNotFoundError names the model/alias/version
+    art = mv.artifact
+    if art is None:
+        raise InvalidOptionError(f"version {mv.ref} has no artifact to serve")
+    fmt = art.format or mv.framework
+    if fmt not in SUPPORTED:
+        raise InvalidOptionError(f"version {mv.ref} has format {fmt!r}: serving supports {', '.join(SUPPORTED)}")
+    out = {"ref": mv.ref, "asked": ref, "model": mv.model, "number": mv.number, "format": fmt,
+           "uri": art.uri, "main_file": art.main_file, "properties": art.properties or {}}
+    if local:
+        out["folder"] = str(reg.local_path(mv.model, version=mv.number if mv.number is not None else mv.name))
+    return out
+
+
+def _check_percent(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise InvalidOptionError(f"canary_percent must be a whole number from 0 to 100, got {value!r}")
+    if not 0 <= int(value) <= 100:
+        raise InvalidOptionError(f"canary_percent must be from 0 to 100, got {value}")
+    return int(value)
+
+
+def _default_name(ref: str) -> str:
+    base = ref.split("@")[0].split(":")[0].lower()
+    return "".join(c if c.isalnum() else "-" for c in base).strip("-")[:50] or "model"
+
+
+# -- deploy ---------------------------------------------------------------------------------------
+def deploy(
+    model: str,
+    name: str | None = None,
+    *,
+    canary: str | None = None,
+    canary_percent: int = 10,
+    backend: str | None = None,
+    port: int | None = None,
+    model_class: Any = None,
+    model_kwargs: dict | None = None,
+    preprocess: Any = None,
+    postprocess: Any = None,
+    namespace: str | None = None,
+    resources: dict | None = None,
+    min_replicas: int | None = None,
+    max_replicas: int | None = None,
+    deployment_mode: str | None = None,
+    wait: bool = True,
+    timeout: float | None = None,
+) -> "Endpoint":
+    """Serve a registered model version: ``deploy("iris@production", name="iris")``.
+
+    ``canary="iris@staging", canary_percent=10`` sends that share of the traffic to a
+    second version (then :meth:`Endpoint.promote` / :meth:`Endpoint.rollback`). Locally
+    (the default backend) the model runs in a KServe ``ModelServer`` process on 127.0.0.1
+    (``port``: a fixed port, else a free one) and this returns once it is ready; on
+    ``backend="kubernetes"`` it becomes a KServe ``InferenceService`` (``namespace``,
+    ``resources={"requests": {...}, "limits": {...}}``, ``min_replicas``/``max_replicas``,
+    ``deployment_mode``: ``Serverless``/``RawDeployment``/``Standard``). ``model_class`` (+
+    ``model_kwargs``) rebuilds a pytorch state dict; ``preprocess``/``postprocess`` are
+    functions run on the inputs/outputs in the server (KServe's transformer idea).
+    """
+    import cloudpickle
+
+    from ..backends import get_backend
+
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidOptionError(f"model must be a registry reference like 'iris@production', got {model!r}")
+    backend = backend or default_backend()
+    name = check_dns1123_label(name or _default_name(model), "endpoint name", max_length=45)
+    if canary is not None:
+        canary_percent = _check_percent(canary_percent)
+    elif canary_percent not in (10, None):
+        _check_percent(canary_percent)
+    if port is not None and backend != "local":
+        raise InvalidOptionError("port applies to local endpoints only")
+    engine = get_backend(KIND, backend)  # unknown backend → a clear error
+    local = backend == "local"
+    version = resolve_version(model, local=local)
+    canary_version = resolve_version(canary, local=local) if canary is not None else None
+    ws = get_workspace()
+    for rec in ws.list_jobs(kind=KIND, limit=None):
+        if rec.name == name and rec.status not in st.TERMINAL:
+            raise InvalidOptionError(f"an endpoint named {name!r} is already deployed ({rec.id}): undeploy it or choose another name")
+    spec = {
+        "name": name,
+        "model": model,
+        "version": version,
+        "canary": canary_version,
+        "canary_percent": canary_percent if canary_version else 0,
+        "port": port,
+        "namespace": namespace,
+        "resources": resources,
+        "min_replicas": min_replicas,
+        "max_replicas": max_replicas,
+        "deployment_mode": deployment_mode,
+    }
+    if hasattr(engine, "validate"):
+        engine.validate(spec)  # refused before any record or process exists
+    hooks = {k: v for k, v in {"model_class": model_class, "model_kwargs": model_kwargs,
+                               "pre": preprocess, "post": postprocess}.items() if v is not None}
+    extra = cloudpickle.dumps(hooks) if hooks else None
+    job_id = f"{name}-{secrets.token_hex(4)}"
+    job_dir = ws.job_dir(job_id)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    ws.add_job(JobRecord(id=job_id, name=name, kind=KIND, backend=backend, status=st.PENDING, workers=1,
+                         spec=spec, backend_info={}, notebook=os.environ.get("JPY_SESSION_NAME")))
+    try:
+        info = engine.submit(job_id, spec, job_dir, extra=extra)
+    except BaseException as exc:
+        ws.update_job(job_id, status=st.FAILED, error=f"deploy failed: {exc}")
+        raise
+    status = st.RUNNING if local else st.PENDING
+    ws.update_job(job_id, only_if_active=True, backend_info=info, status=status,
+                  message=f"serving {version['ref']}" + (f", canary {canary_version['ref']} at {canary_percent}%" if canary_version else ""))
+    endpoint = Endpoint(job_id)
+    if wait and not local:
+        endpoint.wait_ready(timeout=timeout or 600)
+    return endpoint
+
+
+# -- the handle ---------------------------------------------------------------------------------
+class Endpoint:
+    """A deployed model. Cheap to create; every property reads the current record."""
+
+    def __init__(self, job_id: str):
+        from ..jobs import Job
+
+        self.id = job_id
+        self.job = Job(job_id)
+        if self.job.kind != KIND:
+            raise EndpointNotFoundError(f"job {job_id!r} is a {self.job.kind} job, not an endpoint")
+        self.last_version: str | None = None
+
+    # -- state --------------------------------------------------------------------------------
+    @property
+    def record(self) -> JobRecord:
+        return self.job.record
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def info(self) -> dict:
+        return self.job.refresh().backend_info or {}
+
+    @property
+    def spec(self) -> dict:
+        return self.job.refresh().spec or {}
+
+    @property
+    def status(self) -> str:
+        """Pending, Running (Ready), Failed (a server stopped), Cancelled (undeployed)."""
+        return self.job.status
+
+    @property
+    def ready(self) -> bool:
+        return self.status == st.RUNNING
+
+    @property
+    def url(self) -> str | None:
+        """The base URL (local: ``http://127.0.0.1:PORT``)."""
+        return self.info.get("url")
+
+    @property
+    def predict_url(self) -> str | None:
+        return f"{self.url}/v1/models/{self.name}:predict" if self.url else None
+
+    @property
+    def infer_url(self) -> str | None:
+        return f"{self.url}/v2/models/{self.name}/infer" if self.url else None
+
+    @property
+    def versions(self) -> dict[str, int]:
+        """Traffic split: version ref → percent."""
+        spec = self.spec
+        if spec.get("canary"):
+            pct = spec["canary_percent"]
+            return {spec["version"]["ref"]: 100 - pct, spec["canary"]["ref"]: pct}
+        return {spec["version"]["ref"]: 100}
+
+    def wait_ready(self, timeout: float = 600, poll: float = 0.5) -> "Endpoint":
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status
+            if status == st.RUNNING:
+                return self
+            if status in st.TERMINAL:
+                raise BackendError(f"endpoint {self.name} is {status}: {self.job.error or self.record.message or ''}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"endpoint {self.name} not ready after {timeout} s")
+            time.sleep(poll)
+
+    # -- calling ------------------------------------------------------------------------------
+    def request(self, path: str, payload: Any, timeout: float = 30.0) -> tuple[int, dict, dict]:
+        """POST JSON to ``path`` of the endpoint: (status, body, headers)."""
+        url = self.url
+        if not url:
+            raise BackendError(f"endpoint {self.name} has no URL yet (status {self.status})")
+        parts = urlsplit(url)
+        conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        conn = conn_cls(parts.hostname, parts.port, timeout=timeout)
+        try:
+            body = json.dumps(payload).encode()
+            conn.request("POST", (parts.path or "") + path, body=body, headers={"content-type": "application/json"})
+            resp = conn.getresponse()
+            raw = resp.read()
+            headers = {k.lower(): v for k, v in resp.getheaders()}
+        except OSError as exc:
+            raise BackendError(f"endpoint {self.name} did not answer at {url}: {exc} (status {self.status})") from exc
+        finally:
+            conn.close()
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            data = {"error": raw.decode(errors="replace")}
+        return resp.status, data, headers
+
+    def predict(self, data: Any, protocol: str = "v1") -> Any:
+        """Predictions for ``data`` (a list of instances, a numpy array or a DataFrame).
+
+        ``protocol="v1"`` posts ``{"instances": …}`` and returns ``predictions``;
+        ``"v2"`` sends an Open Inference Protocol request and returns the first output's
+        data. A dict is sent as it is (a full V1 or V2 body) and the whole answer returned.
+        The version that answered is in :attr:`last_version`.
+        """
+        raw = isinstance(data, dict)
+        if protocol == "v1":
+            payload = data if raw else {"instances": _to_list(data)}
+            path = f"/v1/models/{self.name}:predict"
+        elif protocol == "v2":
+            payload = data if raw else v2_request(data)
+            path = f"/v2/models/{self.name}/infer"
+        else:
+            raise InvalidOptionError(f"protocol must be 'v1' or 'v2', got {protocol!r}")
+        status, body, headers = self.request(path, payload)
+        self.last_version = headers.get(VERSION_HEADER)
+        if status != 200:
+            detail = body.get("error") or body.get("detail") or body
+            raise PredictionError(f"endpoint {self.name} refused the request (HTTP {status}): {detail}", status)
+        if raw:
+            return body
+        if protocol == "v1":
+            return body["predictions"]
+        out = body["outputs"][0]
+        return out["data"]
+
+    # -- control ------------------------------------------------------------------------------
+    def logs(self, server: int = 0, tail: int | None = None, follow: bool = False):
+        """The model server's log (``server=1``: the canary's; ``-1``: the router's)."""
+        return self.job.logs(rank=server, tail=tail, follow=follow)
+
+    def undeploy(self) -> "Endpoint":
+        """Stop serving: every process (or the InferenceService) goes; the record reads Cancelled."""
+        record = self.job.refresh()
+        if record.backend_info:
+            self.job.backend.cancel(self.id, record.backend_info)
+        get_workspace().update_job(self.id, only_if_active=True, status=st.CANCELLED, message="undeployed")
+        self.job.refresh()
+        return self
+
+    def _control(self, what: str) -> "Endpoint":
+        record = self.job.refresh()
+        if record.status in st.TERMINAL:
+            raise InvalidOptionError(f"endpoint {self.name} is {record.status}: nothing to {what}")
+        engine = self.job.backend
+        spec, info = getattr(engine, what)(self.id, dict(record.spec), dict(record.backend_info))
+        get_workspace().update_job(self.id, spec=spec, backend_info=info,
+                                   message=f"{what}: serving {spec['version']['ref']}")
+        self.job.refresh()
+        return self
+
+    def promote(self) -> "Endpoint":
+        """The canary takes all the traffic and becomes the endpoint's version."""
+        if not self.spec.get("canary"):
+            raise InvalidOptionError(f"endpoint {self.name} has no canary to promote")
+        return self._control("promote")
+
+    def rollback(self) -> "Endpoint":
+        """Back to the previous version: drop the canary, or undo the last promote."""
+        spec = self.spec
+        if not spec.get("canary") and not spec.get("previous"):
+            raise InvalidOptionError(f"endpoint {self.name} has no canary and no previous version to roll back to")
+        return self._control("rollback")
+
+    def to_dict(self) -> dict:
+        data = self.job.to_dict()
+        data.update(url=self.url, versions=self.versions)
+        return data
+
+    def __repr__(self) -> str:
+        return f"<Endpoint {self.name} {self.record.status} {self.record.backend} url={self.info.get('url')} versions={self.versions}>"
+
+
+def _to_list(data: Any) -> Any:
+    if hasattr(data, "to_dict") and hasattr(data, "columns"):
+        return data.values.tolist()
+    if hasattr(data, "tolist"):
+        return data.tolist()
+    return data
+
+
+def v2_request(data: Any) -> dict:
+    import numpy as np
+
+    arr = np.asarray(_to_list(data))
+    if arr.dtype.kind == "f":
+        dtype = "FP32" if arr.dtype == np.float32 else "FP64"
+    elif arr.dtype.kind in "iu":
+        dtype = "INT64"
+    elif arr.dtype.kind == "b":
+        dtype = "BOOL"
+    else:
+        raise InvalidOptionError(f"v2 predict takes numbers; got an array of {arr.dtype}")
+    return {"inputs": [{"name": "input-0", "shape": list(arr.shape), "datatype": dtype, "data": arr.ravel().tolist()}]}
+
+
+# -- finding endpoints -----------------------------------------------------------------------------
+def get_endpoint(name_or_id: str) -> Endpoint:
+    """An endpoint by id, or the newest endpoint with that name."""
+    ws = get_workspace()
+    try:
+        rec = ws.get_job(name_or_id)
+        if rec.kind == KIND:
+            return Endpoint(rec.id)
+    except KFJupyterError:
+        pass
+    records = [r for r in ws.list_jobs(kind=KIND, limit=None) if r.name == name_or_id]
+    if not records:
+        raise EndpointNotFoundError(f"no endpoint named {name_or_id!r} in the workspace")
+    active = [r for r in records if r.status not in st.TERMINAL]
+    return Endpoint((active or records)[0].id)
+
+
+def list_endpoints(status: str | None = None) -> list[Endpoint]:
+    return [Endpoint(r.id) for r in get_workspace().list_jobs(kind=KIND, status=status, limit=None)]

@@ -1,0 +1,288 @@
+"""The local serving engine: KServe model servers (and a canary router) as detached
+processes on 127.0.0.1.
+
+Every process runs in a session of its own (``start_new_session``) so a kernel restart
+leaves it serving; its command line names its folder under the endpoint's job folder,
+so it can always be found. ``backend_info`` of the endpoint's job record holds what is
+needed to find it again: the servers (pid, start time, port, version), the router, and
+the URL users call.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import psutil
+
+from .. import status as st
+from ..errors import BackendError, InvalidOptionError
+from ..runtime.processes import alive, free_port, kill_tree
+from ..status import Observation
+from . import router as router_mod
+from . import server as server_mod
+
+READY_TIMEOUT_S = float(os.environ.get("KFJUPYTER_SERVE_READY_TIMEOUT", "90"))
+
+
+class EndpointStartError(BackendError):
+    """A model server or the router did not become ready; nothing was left running."""
+
+
+def check_port_free(port: int) -> int:
+    if not (0 < int(port) < 65536):
+        raise InvalidOptionError(f"port must be between 1 and 65535, got {port}")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", int(port)))
+        except OSError as exc:
+            raise InvalidOptionError(f"port {port} on 127.0.0.1 is in use ({exc.strerror}): choose another or leave port unset") from None
+    return int(port)
+
+
+def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def _log_tail(path: Path, lines: int = 30) -> str:
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _spawn(module: str, folder: Path, log: Path) -> subprocess.Popen:
+    with open(log, "ab", buffering=0) as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", module, str(folder)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # survives the kernel; killed by undeploy
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def _proc_info(proc: subprocess.Popen) -> dict:
+    try:
+        created = psutil.Process(proc.pid).create_time()
+    except psutil.NoSuchProcess:
+        created = None
+    return {"pid": proc.pid, "create_time": created}
+
+
+def stop_process(info: dict | None) -> None:
+    """Stop one server/router process and its children (SIGTERM, then SIGKILL)."""
+    if not info or not alive(info.get("pid"), info.get("create_time")):
+        return
+    try:
+        proc = psutil.Process(info["pid"])
+        procs = [proc] + proc.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    kill_tree(procs, grace=5.0)
+
+
+def _wait_ready(proc: subprocess.Popen, port: int, path: str, log: Path, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        code = proc.poll()
+        if code is not None:
+            raise EndpointStartError(f"{what} exited with code {code} before it was ready:\n{_log_tail(log)}")
+        try:
+            status, body = http_get(port, path, timeout=1.0)
+            if status == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise EndpointStartError(f"{what} was not ready within {timeout:.0f} s:\n{_log_tail(log)}")
+        time.sleep(0.1)
+
+
+def start_server(job_dir: Path, name: str, version: dict, port: int | None = None, extra: bytes | None = None,
+                 timeout: float = READY_TIMEOUT_S) -> dict:
+    """Start one KServe model server for ``version`` and wait until the model is ready."""
+    folder = job_dir / "servers" / f"{version['ref'].replace(':', '-')}-{secrets.token_hex(3)}"
+    folder.mkdir(parents=True)
+    port = check_port_free(port) if port else free_port()
+    config = {
+        "name": name,
+        "version": version["ref"],
+        "format": version["format"],
+        "folder": version["folder"],
+        "main_file": version.get("main_file"),
+        "properties": version.get("properties") or {},
+        "port": port,
+        "dir": str(folder),
+    }
+    (folder / server_mod.CONFIG).write_text(json.dumps(config, indent=1))
+    if extra:
+        (folder / "extra.pkl").write_bytes(extra)
+    log = folder / "server.log"
+    proc = _spawn("kfjupyter.serving.server", folder, log)
+    info = {"role": "server", "version": version["ref"], "port": port, "dir": str(folder), "log": str(log),
+            "url": f"http://127.0.0.1:{port}", **_proc_info(proc)}
+    try:
+        _wait_ready(proc, port, f"/v1/models/{name}", log, f"the model server for {version['ref']}", timeout)
+    except BaseException:
+        stop_process(info)
+        proc.wait(timeout=10)
+        raise
+    return info
+
+
+def write_router_config(router_dir: Path, port: int, upstreams: list[dict], generation: int) -> None:
+    path = router_dir / router_mod.CONFIG
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"port": port, "generation": generation, "upstreams": upstreams}, indent=1))
+    os.replace(tmp, path)
+
+
+def start_router(job_dir: Path, upstreams: list[dict], port: int | None = None, timeout: float = 30.0) -> dict:
+    folder = job_dir / "router"
+    folder.mkdir(parents=True, exist_ok=True)
+    port = check_port_free(port) if port else free_port()
+    write_router_config(folder, port, upstreams, 1)
+    log = folder / "router.log"
+    proc = _spawn("kfjupyter.serving.router", folder, log)
+    info = {"role": "router", "port": port, "dir": str(folder), "log": str(log), "generation": 1,
+            "url": f"http://127.0.0.1:{port}", **_proc_info(proc)}
+    try:
+        _wait_ready(proc, port, "/kfjupyter/router", log, "the canary router", timeout)
+    except BaseException:
+        stop_process(info)
+        proc.wait(timeout=10)
+        raise
+    return info
+
+
+def set_traffic(router: dict, upstreams: list[dict], timeout: float = 10.0) -> dict:
+    """Give the router a new split and wait until it serves it."""
+    generation = router.get("generation", 1) + 1
+    write_router_config(Path(router["dir"]), router["port"], upstreams, generation)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status, body = http_get(router["port"], "/kfjupyter/router")
+            if status == 200 and json.loads(body).get("generation") == generation:
+                return {**router, "generation": generation}
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise BackendError(f"the canary router did not take the new traffic split within {timeout} s")
+
+
+def upstream(server: dict, weight: float) -> dict:
+    return {"url": server["url"], "version": server["version"], "weight": weight}
+
+
+class LocalEndpointBackend:
+    """The ``("endpoint", "local")`` engine: answers for endpoint job records."""
+
+    name = "local"
+
+    def submit(self, job_id: str, spec: dict, job_dir: Path, extra: bytes | None = None) -> dict:
+        servers: list[dict] = []
+        router = None
+        try:
+            canary = spec.get("canary")
+            servers.append(start_server(job_dir, spec["name"], spec["version"],
+                                        port=None if canary else spec.get("port"), extra=extra))
+            if canary:
+                servers[0]["role"] = "primary"
+                servers.append(start_server(job_dir, spec["name"], canary, extra=extra))
+                servers[1]["role"] = "canary"
+                pct = spec["canary_percent"]
+                router = start_router(job_dir, [upstream(servers[0], 100 - pct), upstream(servers[1], pct)],
+                                      port=spec.get("port"))
+        except BaseException:
+            for s in servers:
+                stop_process(s)
+            stop_process(router)
+            raise
+        url = router["url"] if router else servers[0]["url"]
+        return {"url": url, "servers": servers, "router": router, "previous": None}
+
+    # -- the job interface ---------------------------------------------------------------------
+    def observe(self, job_id: str, info: dict) -> Observation:
+        procs = list(info.get("servers") or []) + ([info["router"]] if info.get("router") else [])
+        dead = [p for p in procs if not alive(p.get("pid"), p.get("create_time"))]
+        if dead:
+            p = dead[0]
+            what = "the canary router" if p["role"] == "router" else f"the model server of {p['version']}"
+            return Observation(st.FAILED, error=f"{what} stopped:\n{_log_tail(Path(p['log']))}")
+        return Observation(st.RUNNING)
+
+    def logs(self, job_id: str, info: dict, rank: int = 0, follow: bool = False, tail: int | None = None) -> Iterator[str]:
+        """Log of server ``rank`` (0: the primary, 1: the canary; the router's log is rank -1)."""
+        from ..training.local import follow_file, read_lines
+
+        procs = info.get("servers") or []
+        p = info.get("router") if rank == -1 else (procs[rank] if rank < len(procs) else None)
+        if not p:
+            return iter(())
+        path = Path(p["log"])
+        if follow:
+            return follow_file(path, lambda: not alive(p.get("pid"), p.get("create_time")), tail=tail)
+        return iter(read_lines(path, tail))
+
+    def metrics(self, job_id: str, info: dict) -> list[dict]:
+        return []
+
+    def cancel(self, job_id: str, info: dict) -> None:
+        """Undeploy: stop the router and every server; the record reads Cancelled."""
+        from ..store.workspace import get_workspace
+
+        stop_process(info.get("router"))
+        for s in info.get("servers") or []:
+            stop_process(s)
+        get_workspace().update_job(job_id, only_if_active=True, status=st.CANCELLED, message="undeployed")
+
+    # -- canary control ---------------------------------------------------------------------------
+    def promote(self, job_id: str, spec: dict, info: dict) -> tuple[dict, dict]:
+        servers = info["servers"]
+        primary, canary = servers[0], servers[1]
+        router = set_traffic(info["router"], [upstream(canary, 100)])
+        stop_process(primary)
+        canary = {**canary, "role": "primary"}
+        spec = {**spec, "previous": spec["version"], "version": spec["canary"], "canary": None, "canary_percent": 0}
+        return spec, {**info, "servers": [canary], "router": router}
+
+    def rollback(self, job_id: str, spec: dict, info: dict) -> tuple[dict, dict]:
+        servers = info["servers"]
+        if spec.get("canary"):
+            router = set_traffic(info["router"], [upstream(servers[0], 100)])
+            stop_process(servers[1])
+            spec = {**spec, "canary": None, "canary_percent": 0}
+            return spec, {**info, "servers": servers[:1], "router": router}
+        # undo a promote: the previous version comes back up, then takes the traffic
+        from ..store.workspace import get_workspace
+
+        job_dir = get_workspace().job_dir(job_id)
+        extra_files = sorted(job_dir.glob("servers/*/extra.pkl"))
+        extra = extra_files[0].read_bytes() if extra_files else None
+        back = start_server(job_dir, spec["name"], spec["previous"], extra=extra)
+        back["role"] = "primary"
+        try:
+            router = set_traffic(info["router"], [upstream(back, 100)])
+        except BaseException:
+            stop_process(back)
+            raise
+        for s in servers:
+            stop_process(s)
+        spec = {**spec, "version": spec["previous"], "previous": spec["version"]}
+        return spec, {**info, "servers": [back], "router": router}

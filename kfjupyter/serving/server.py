@@ -1,0 +1,83 @@
+"""The model-server process: ``python -m kfjupyter.serving.server SERVER_DIR``.
+
+Reads SERVER_DIR/server.json (endpoint name, artifact folder, format, port), loads the
+registered model, and runs a KServe ``ModelServer`` on 127.0.0.1 (KServe itself binds
+0.0.0.0; here its REST server is told to bind loopback only). Started detached by the
+local serving engine; ``ModelServer.start()`` owns the process's event loop and signals,
+which is why it never runs inside a kernel or a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+CONFIG = "server.json"
+HOST = "127.0.0.1"
+
+
+def _loopback_rest_server():
+    """KServe's RESTServer with its uvicorn config bound to 127.0.0.1."""
+    import kserve.model_server as ms
+
+    base = ms.RESTServer
+
+    class LoopbackRESTServer(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.config.host = HOST
+
+    ms.RESTServer = LoopbackRESTServer
+
+
+def load_predictor(config: dict):
+    import cloudpickle
+    from kserve import Model
+
+    from ..registry import formats
+    from .predictors import FormatPredictor
+
+    fmt = config["format"]
+    options = {}
+    model = formats.load(Path(config["folder"]), config.get("main_file"), fmt, config.get("properties") or {}, **options)
+    extra = Path(config["dir"]) / "extra.pkl"
+    hooks = cloudpickle.loads(extra.read_bytes()) if extra.exists() else {}
+    if fmt == "pytorch" and isinstance(model, dict):
+        cls = hooks.get("model_class")
+        if cls is None:
+            raise TypeError("this pytorch version is a state dict: deploy it with model_class=TheModuleClass")
+        module = cls(**(hooks.get("model_kwargs") or {}))
+        module.load_state_dict(model)
+        model = module
+    if fmt == "custom" and isinstance(model, Model):
+        model.name = config["name"]
+        if not model.ready:
+            model.load()
+        model.ready = True
+        return model
+    return FormatPredictor(config["name"], model, fmt, pre=hooks.get("pre"), post=hooks.get("post"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    server_dir = Path((argv or sys.argv[1:])[0])
+    config = json.loads((server_dir / CONFIG).read_text())
+    # kserve parses sys.argv when imported: give it only the program name
+    sys.argv = sys.argv[:1]
+    import kserve
+
+    _loopback_rest_server()
+    predictor = load_predictor(config)
+    print(f"kfjupyter: serving {config['version']} ({config['format']}) as {config['name']!r} on {HOST}:{config['port']}", flush=True)
+    kserve.ModelServer(
+        http_port=config["port"],
+        workers=1,
+        enable_grpc=False,
+        enable_docs_url=False,
+        enable_latency_logging=False,
+        grace_period=2,
+    ).start([predictor])
+
+
+if __name__ == "__main__":
+    main()
