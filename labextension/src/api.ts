@@ -14,7 +14,10 @@ import {
   IJobList,
   ILogs,
   IMetrics,
-  IServerSettings
+  IServerSettings,
+  IStudy,
+  IStudyList,
+  ITrialLog
 } from './types';
 
 export const API_BASE = 'kfjupyter/api/v1';
@@ -111,6 +114,34 @@ export class KFApi {
   metrics(id: string, rank?: number, signal?: AbortSignal): Promise<IMetrics> {
     return this.json<IMetrics>(
       `jobs/${encodeURIComponent(id)}/metrics${query({ rank })}`,
+      { signal }
+    );
+  }
+
+  /** `GET /studies`: tuning studies, newest first, without their trials. */
+  listStudies(
+    q: { status?: string; limit?: number; offset?: number } = {},
+    signal?: AbortSignal
+  ): Promise<IStudyList> {
+    return this.json<IStudyList>(
+      `studies${query({ status: q.status, limit: q.limit ?? 50, offset: q.offset ?? 0 })}`,
+      { signal }
+    );
+  }
+
+  /** `GET /studies/{id}`: one study with every trial. */
+  getStudy(id: string, signal?: AbortSignal): Promise<IStudy> {
+    return this.json<IStudy>(`studies/${encodeURIComponent(id)}`, { signal });
+  }
+
+  cancelStudy(id: string): Promise<IStudy> {
+    return this.json<IStudy>(`studies/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
+  }
+
+  /** What trial `number` of a study printed (its last `tail` lines; 0: all). */
+  trialLog(id: string, number: number, tail = 1000, signal?: AbortSignal): Promise<ITrialLog> {
+    return this.json<ITrialLog>(
+      `studies/${encodeURIComponent(id)}/trials/${number}/log${query({ tail })}`,
       { signal }
     );
   }

@@ -2,8 +2,8 @@
  * kfjupyter's JupyterLab extension: the Kubeflow sidebar.
  *
  * The sidebar is a `SidePanel` (an accordion): Jobs is its first section, and
- * later capabilities (Tuning, Pipeline, Models, Endpoints) add theirs through
- * the `IKubeflowSidebar` token.
+ * later capabilities add theirs through the `IKubeflowSidebar` token (Tuning,
+ * `tuningplugin.ts`, is the second; Pipeline, Models, Endpoints may follow).
  */
 
 import {
@@ -21,8 +21,7 @@ import { IDocumentManager } from '@jupyterlab/docmanager';
 import { NotebookPanel } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { refreshIcon, SidePanel, Toolbar, ToolbarButton } from '@jupyterlab/ui-components';
-import { Token } from '@lumino/coreutils';
-import { Widget } from '@lumino/widgets';
+import { AccordionPanel, Widget } from '@lumino/widgets';
 
 import { KFApi } from './api';
 import { findCellIndex } from './cells';
@@ -31,10 +30,14 @@ import { ConnectionWidget, IJobActions, JobsPanelWidget } from './components/job
 import { notebookApiPath } from './format';
 import { kubeflowIcon } from './icons';
 import { JobsModel } from './model';
+import { IKubeflowSidebar } from './sidebar';
+import { tuningPlugin } from './tuningplugin';
 import { IUserSettings } from './types';
 
 export { KFApi } from './api';
 export { JobsModel } from './model';
+export { IKubeflowSidebar } from './sidebar';
+export { StudiesModel } from './studies';
 export * from './types';
 
 const PLUGIN_ID = 'kfjupyter:plugin';
@@ -46,19 +49,6 @@ export namespace CommandIDs {
   export const cancelJob = 'kfjupyter:cancel-job';
   export const openSource = 'kfjupyter:open-job-source';
 }
-
-/** The Kubeflow sidebar, for plugins that add a panel to it. */
-export interface IKubeflowSidebar {
-  /** The jobs of the workspace, kept live. */
-  readonly jobs: JobsModel;
-  /** Add a section (its `title.label` names it) below the ones there. */
-  addPanel(widget: Widget): void;
-}
-
-export const IKubeflowSidebar = new Token<IKubeflowSidebar>(
-  'kfjupyter:IKubeflowSidebar',
-  'The Kubeflow sidebar: the jobs model and a place for more panels.'
-);
 
 function readSettings(settings: ISettingRegistry.ISettings): IUserSettings {
   const c = settings.composite as Partial<IUserSettings>;
@@ -257,9 +247,16 @@ const plugin: JupyterFrontEndPlugin<IKubeflowSidebar> = {
 
     return {
       jobs: model,
-      addPanel: (widget: Widget) => sidebar.addWidget(widget)
+      addPanel: (widget: Widget) => sidebar.addWidget(widget),
+      show: (widget?: Widget) => {
+        shell.activateById(sidebar.id);
+        const index = widget ? sidebar.widgets.indexOf(widget) : -1;
+        if (index >= 0) {
+          (sidebar.content as AccordionPanel).expand(index);
+        }
+      }
     };
   }
 };
 
-export default plugin;
+export default [plugin, tuningPlugin];

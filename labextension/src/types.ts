@@ -96,3 +96,100 @@ export interface IUserSettings {
   namespace: string;
   defaultImage: string;
 }
+
+/* ------------------------------------------------------------ tuning studies */
+
+/** A trial's state, the same words for both backends. */
+export type TrialState =
+  | 'COMPLETE'
+  | 'PRUNED'
+  | 'FAIL'
+  | 'CANCELLED'
+  | 'RUNNING'
+  | 'WAITING';
+
+export const TRIAL_STATES: readonly TrialState[] = [
+  'COMPLETE',
+  'PRUNED',
+  'FAIL',
+  'CANCELLED',
+  'RUNNING',
+  'WAITING'
+];
+
+export type Direction = 'minimize' | 'maximize';
+
+/** One trial of a study (`GET /studies/{id}`). */
+export interface ITrial {
+  /** Null only for a Katib optimal trial the list has not caught up with. */
+  number: number | null;
+  state: TrialState | string;
+  /** The objective of a COMPLETE trial (null otherwise). */
+  value: number | null;
+  params: Record<string, unknown>;
+  /** Reported step → objective value (the steps are strings in JSON). */
+  intermediate: Record<string, number | null>;
+  datetime_start: string | null;
+  datetime_complete: string | null;
+  duration_s: number | null;
+  error: string | null;
+  worker: number | null;
+}
+
+/** One parameter of the search space. */
+export interface IParamRange {
+  name: string;
+  type: string;
+  low?: number | null;
+  high?: number | null;
+  step?: number | null;
+  log?: boolean;
+  choices?: unknown[] | null;
+}
+
+interface IStudyBase {
+  id: string;
+  name: string;
+  status: JobStatus | string;
+  backend: string;
+  /** Progress, e.g. "3/10 trials done, 2 running; best loss=0.12 (trial 1)". */
+  message: string | null;
+  error: string | null;
+  objective: string;
+  direction: Direction | string;
+  algorithm: string;
+  early_stopping: string | null;
+  /** How many trials the study runs in all. */
+  trials_budget: number;
+  parallel: number;
+  workers_per_trial: number;
+  created_at: string | null;
+  duration_s: number | null;
+  best: ITrial | null;
+}
+
+/** A study with its trials: `Study.to_dict()`. */
+export interface IStudy extends IStudyBase {
+  space: Record<string, IParamRange>;
+  trials: ITrial[];
+}
+
+/** A study in a list: no trials, a count of them per state. */
+export interface IStudySummary extends IStudyBase {
+  /** Null when the server could not read the trials. */
+  n_trials: number | null;
+  trial_counts: Record<string, number> | null;
+}
+
+export interface IStudyList {
+  studies: IStudySummary[];
+  total: number;
+  limit: number;
+  offset: number;
+}
+
+export interface ITrialLog {
+  study_id: string;
+  number: number;
+  lines: string[];
+}

@@ -1,0 +1,425 @@
+/**
+ * The Tuning panel of the Kubeflow sidebar: the workspace's tuning studies
+ * (status, progress, best value) and, for the one selected, its trials live
+ * (table and objective plot), its best trial, Cancel, and a trial's log on
+ * demand.
+ */
+
+import * as React from 'react';
+
+import { ReactWidget } from '@jupyterlab/ui-components';
+
+import { IStudiesState, StudiesModel } from '../studies';
+import {
+  DEFAULT_SORT,
+  formatParam,
+  formatTrialDuration,
+  ISort,
+  isMaximize,
+  nextSort,
+  paramNames,
+  progress,
+  sortTrials,
+  trialDuration
+} from '../tuning';
+import { isTerminal, IStudy, IStudySummary, ITrial } from '../types';
+import { Button, StatusBadge, useNow, useSignal } from './common';
+import { ObjectivePlot } from './objective';
+
+/** What the panel's buttons do (the plugin's commands). */
+export interface IStudyActions {
+  cancel(id: string): Promise<void>;
+}
+
+function formatObjective(value: number | null | undefined): string {
+  return typeof value === 'number' && isFinite(value) ? formatParam(value) : '–';
+}
+
+function ProgressBar(props: { study: IStudySummary }): JSX.Element | null {
+  const p = progress(props.study);
+  if (!p) {
+    return null;
+  }
+  return (
+    <span
+      className="kf-StudyProgress"
+      title={`${p.done} of ${p.budget} trials done, ${p.running} running`}
+    >
+      <span className="kf-StudyProgress-bar" aria-hidden="true">
+        <span className="kf-StudyProgress-fill" style={{ width: `${p.fraction * 100}%` }} />
+      </span>
+      <span className="kf-StudyProgress-text">
+        {p.done}/{p.budget}
+        {p.running ? ` · ${p.running} running` : ''}
+      </span>
+    </span>
+  );
+}
+
+function StudyRow(props: {
+  study: IStudySummary;
+  selected: boolean;
+  onSelect: () => void;
+}): JSX.Element {
+  const { study, selected, onSelect } = props;
+  return (
+    <li
+      className={`kf-StudyRow kf-status-${study.status.toLowerCase()}${
+        selected ? ' kf-mod-selected' : ''
+      }`}
+      data-study-id={study.id}
+      data-study-name={study.name}
+      data-status={study.status}
+      aria-selected={selected}
+      role="option"
+      tabIndex={0}
+      title={`${study.name} (${study.id}): ${selected ? 'hide' : 'show'} its trials`}
+      onClick={onSelect}
+      onKeyDown={e => {
+        if (e.key === 'Enter' || e.key === ' ') {
+          e.preventDefault();
+          onSelect();
+        }
+      }}
+    >
+      <div className="kf-JobRow-line">
+        <span className="kf-JobRow-name">{study.name}</span>
+        <StatusBadge status={study.status} />
+      </div>
+      <div className="kf-JobRow-line kf-JobRow-meta">
+        <ProgressBar study={study} />
+        <span className="kf-StudyRow-best" title={`Best ${study.objective} so far`}>
+          best {study.objective}{' '}
+          <span className="kf-StudyRow-bestValue">{formatObjective(study.best?.value)}</span>
+        </span>
+      </div>
+    </li>
+  );
+}
+
+function TrialLogView(props: {
+  model: StudiesModel;
+  study: IStudy;
+  trial: ITrial;
+  onClose: () => void;
+}): JSX.Element {
+  const { model, study, trial, onClose } = props;
+  const [lines, setLines] = React.useState<string[] | null>(null);
+  const [error, setError] = React.useState<string | null>(null);
+  const [reload, setReload] = React.useState(0);
+  const number = trial.number as number;
+  React.useEffect(() => {
+    const abort = new AbortController();
+    setError(null);
+    model.api
+      .trialLog(study.id, number, 1000, abort.signal)
+      .then(log => setLines(log.lines))
+      .catch(e => {
+        if (!abort.signal.aborted) {
+          setError((e as Error).message);
+        }
+      });
+    return () => abort.abort();
+    // Read again when the trial's state changes (e.g. it finished) or on Reload.
+  }, [model, study.id, number, trial.state, reload]);
+  return (
+    <section className="kf-TrialLog" data-trial={number} aria-label={`Log of trial ${number}`}>
+      <div className="kf-TrialLog-bar">
+        <span className="kf-TrialLog-title">Trial {number} log</span>
+        <span className="kf-JobDetail-spacer" />
+        <Button onClick={() => setReload(r => r + 1)} title="Read the log again">
+          Reload
+        </Button>
+        <Button onClick={onClose} title="Close the log">
+          Close
+        </Button>
+      </div>
+      {error ? (
+        <div className="kf-TuningPanel-error" role="alert">
+          {error}
+        </div>
+      ) : (
+        <pre className="kf-TrialLog-text">
+          {lines === null ? (
+            <span className="kf-LogViewer-empty">Loading…</span>
+          ) : lines.length ? (
+            lines.join('\n')
+          ) : (
+            <span className="kf-LogViewer-empty">The trial has printed nothing.</span>
+          )}
+        </pre>
+      )}
+    </section>
+  );
+}
+
+function SortHeader(props: {
+  label: string;
+  column: string;
+  sort: ISort;
+  onSort: (key: string) => void;
+  numeric?: boolean;
+  title?: string;
+}): JSX.Element {
+  const { label, column, sort, onSort, numeric, title } = props;
+  const active = sort.key === column;
+  return (
+    <th
+      className={`${numeric ? 'kf-mod-numeric' : ''}${active ? ' kf-mod-sorted' : ''}`}
+      aria-sort={active ? (sort.ascending ? 'ascending' : 'descending') : 'none'}
+      data-column={column}
+    >
+      <button
+        type="button"
+        className="kf-TrialTable-sort"
+        onClick={() => onSort(column)}
+        title={title ?? `Sort by ${label}`}
+      >
+        {label}
+        <span className="kf-TrialTable-arrow" aria-hidden="true">
+          {active ? (sort.ascending ? '▲' : '▼') : ''}
+        </span>
+      </button>
+    </th>
+  );
+}
+
+function TrialTable(props: {
+  study: IStudy;
+  receivedAt: number;
+  now: number;
+  openLog: number | null;
+  onOpenLog: (n: number | null) => void;
+}): JSX.Element {
+  const { study, receivedAt, now, openLog, onOpenLog } = props;
+  const [sort, setSort] = React.useState<ISort>(DEFAULT_SORT);
+  const names = paramNames(study);
+  const rows = sortTrials(study.trials, sort);
+  const head = { sort, onSort: (key: string) => setSort(s => nextSort(s, key)) };
+  const bestNumber = study.best?.number;
+  if (study.trials.length === 0) {
+    return <div className="kf-TrialTable-empty">No trial has started yet.</div>;
+  }
+  return (
+    <div className="kf-TrialTable-scroll">
+      <table className="kf-TrialTable" aria-label="Trials">
+        <thead>
+          <tr>
+            <SortHeader {...head} label="#" column="number" numeric title="Sort by trial number" />
+            <SortHeader {...head} label="state" column="state" />
+            <SortHeader {...head} label={study.objective} column="value" numeric />
+            <SortHeader {...head} label="duration" column="duration" numeric />
+            {names.map(n => (
+              <SortHeader {...head} key={n} label={n} column={`param:${n}`} numeric />
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {rows.map(t => {
+            const n = t.number as number;
+            const best = n === bestNumber && t.state === 'COMPLETE';
+            return (
+              <tr
+                key={n}
+                className={[
+                  'kf-TrialRow',
+                  `kf-trial-${t.state.toLowerCase()}`,
+                  best ? 'kf-mod-best' : '',
+                  openLog === n ? 'kf-mod-selected' : ''
+                ].join(' ')}
+                data-trial={n}
+                data-state={t.state}
+                title={t.error ? `${t.state}: ${t.error}` : `Trial ${n}: click for its log`}
+                onClick={() => onOpenLog(openLog === n ? null : n)}
+              >
+                <td className="kf-mod-numeric">{n}</td>
+                <td>
+                  <span className="kf-TrialState">
+                    <span className="kf-TrialState-dot" aria-hidden="true" />
+                    {t.state.toLowerCase()}
+                  </span>
+                </td>
+                <td className="kf-mod-numeric kf-TrialRow-value">{formatObjective(t.value)}</td>
+                <td className="kf-mod-numeric">
+                  {formatTrialDuration(trialDuration(t, now, receivedAt))}
+                </td>
+                {names.map(name => (
+                  <td key={name} className="kf-mod-numeric">
+                    {formatParam(t.params?.[name])}
+                  </td>
+                ))}
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+function StudyDetail(props: {
+  model: StudiesModel;
+  state: IStudiesState;
+  actions: IStudyActions;
+}): JSX.Element | null {
+  const { model, state, actions } = props;
+  const study = state.detail;
+  const [cancelling, setCancelling] = React.useState(false);
+  const [openLog, setOpenLog] = React.useState<number | null>(null);
+  const running = study ? study.trials.some(t => t.state === 'RUNNING') : false;
+  const now = useNow(running);
+  React.useEffect(() => setOpenLog(null), [state.selected]);
+
+  if (!study) {
+    return (
+      <div className="kf-StudyDetail kf-StudyDetail-loading">
+        {state.detailError ?? `Loading ${state.selected}…`}
+      </div>
+    );
+  }
+  const active = !isTerminal(study.status);
+  const best = study.best;
+  const logTrial = openLog !== null ? study.trials.find(t => t.number === openLog) : undefined;
+  return (
+    <section
+      className="kf-StudyDetail"
+      data-study-id={study.id}
+      data-status={study.status}
+      aria-label={`Study ${study.name}`}
+    >
+      <header className="kf-StudyDetail-header">
+        <span className="kf-StudyDetail-name">{study.name}</span>
+        <StatusBadge status={study.status} />
+        <span className="kf-JobDetail-spacer" />
+        {active ? (
+          <Button
+            accent="warn"
+            className="kf-Cancel"
+            disabled={cancelling}
+            title="Cancel the study: stop every running trial"
+            onClick={async () => {
+              setCancelling(true);
+              try {
+                await actions.cancel(study.id);
+              } finally {
+                setCancelling(false);
+              }
+            }}
+          >
+            {cancelling ? 'Cancelling…' : 'Cancel'}
+          </Button>
+        ) : null}
+      </header>
+      <div className="kf-StudyDetail-meta">
+        {isMaximize(study.direction) ? 'maximize' : 'minimize'} <code>{study.objective}</code>
+        {' · '}
+        {study.algorithm}
+        {study.early_stopping ? ` · ${study.early_stopping} stopping` : ''}
+        {` · ${study.parallel} at a time`}
+        {study.workers_per_trial > 1 ? ` · ${study.workers_per_trial} workers per trial` : ''}
+      </div>
+      {study.message ? <div className="kf-StudyDetail-message">{study.message}</div> : null}
+      {state.detailError ? (
+        <div className="kf-TuningPanel-error" role="alert">
+          {state.detailError}
+        </div>
+      ) : null}
+      {study.error ? (
+        <pre className="kf-JobDetail-error" role="alert">
+          {study.error}
+        </pre>
+      ) : null}
+      <div className="kf-BestTrial" data-trial={best?.number ?? ''}>
+        {best ? (
+          <>
+            <span className="kf-BestTrial-head">
+              Best: trial {best.number ?? '?'} · {study.objective} ={' '}
+              <strong className="kf-BestTrial-value">{formatObjective(best.value)}</strong>
+            </span>
+            <span className="kf-BestTrial-params">
+              {Object.entries(best.params ?? {}).map(([k, v]) => (
+                <code key={k}>
+                  {k}={formatParam(v)}
+                </code>
+              ))}
+            </span>
+          </>
+        ) : (
+          <span className="kf-BestTrial-none">No trial has completed yet.</span>
+        )}
+      </div>
+      <ObjectivePlot
+        trials={study.trials}
+        objective={study.objective}
+        direction={study.direction}
+      />
+      <TrialTable
+        study={study}
+        receivedAt={state.detailAt}
+        now={now}
+        openLog={openLog}
+        onOpenLog={setOpenLog}
+      />
+      {logTrial ? (
+        <TrialLogView
+          model={model}
+          study={study}
+          trial={logTrial}
+          onClose={() => setOpenLog(null)}
+        />
+      ) : null}
+    </section>
+  );
+}
+
+export function TuningPanel(props: { model: StudiesModel; actions: IStudyActions }): JSX.Element {
+  const { model, actions } = props;
+  const state = useSignal(model.stateChanged, () => model.state);
+  return (
+    <div className="kf-TuningPanel">
+      {state.error ? (
+        <div className="kf-TuningPanel-error" role="alert">
+          {state.error}
+        </div>
+      ) : null}
+      {state.loaded && state.studies.length === 0 && !state.error ? (
+        <div className="kf-TuningPanel-empty">
+          No tuning studies yet. Run a <code>%%kf_tune --objective loss</code> cell that declares
+          its search space with <code>kfjupyter.param(…)</code> and reports{' '}
+          <code>kfjupyter.report(loss=…)</code>; it shows up here.
+        </div>
+      ) : null}
+      <ul className="kf-JobList kf-StudyList" aria-label="Tuning studies" role="listbox">
+        {state.studies.map(s => (
+          <StudyRow
+            key={s.id}
+            study={s}
+            selected={s.id === state.selected}
+            onSelect={() => model.select(s.id === state.selected ? null : s.id)}
+          />
+        ))}
+      </ul>
+      {state.selected ? <StudyDetail model={model} state={state} actions={actions} /> : null}
+      {state.loaded && state.total > state.studies.length ? (
+        <div className="kf-TuningPanel-footer">
+          {state.studies.length} of {state.total} studies (the newest)
+        </div>
+      ) : null}
+    </div>
+  );
+}
+
+/** The Tuning section of the sidebar. */
+export class TuningPanelWidget extends ReactWidget {
+  constructor(private readonly _options: { model: StudiesModel; actions: IStudyActions }) {
+    super();
+    this.id = 'kfjupyter-tuning';
+    this.title.label = 'Tuning';
+    this.title.caption = 'Hyperparameter tuning studies of the kfjupyter workspace';
+    this.addClass('kf-TuningPanelWidget');
+  }
+
+  protected render(): JSX.Element {
+    return <TuningPanel {...this._options} />;
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * The Tuning panel: a second section of the Kubeflow sidebar, added through
+ * `IKubeflowSidebar.addPanel` like any later panel.
+ */
+
+import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { ICommandPalette, showErrorMessage } from '@jupyterlab/apputils';
+
+import { IStudyActions, TuningPanelWidget } from './components/tuning';
+import { IKubeflowSidebar } from './sidebar';
+import { StudiesModel } from './studies';
+
+export namespace TuningCommandIDs {
+  export const show = 'kfjupyter:show-tuning';
+  export const refresh = 'kfjupyter:refresh-studies';
+  export const cancel = 'kfjupyter:cancel-study';
+}
+
+export const tuningPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'kfjupyter:tuning',
+  description: 'The Tuning panel of the Kubeflow sidebar: studies, their trials live, Cancel.',
+  autoStart: true,
+  requires: [IKubeflowSidebar],
+  optional: [ICommandPalette],
+  activate: (
+    app: JupyterFrontEnd,
+    sidebar: IKubeflowSidebar,
+    palette: ICommandPalette | null
+  ): void => {
+    const { commands } = app;
+    const model = new StudiesModel(sidebar.jobs.api, sidebar.jobs);
+    const actions: IStudyActions = {
+      cancel: async id => {
+        await commands.execute(TuningCommandIDs.cancel, { id });
+      }
+    };
+    const panel = new TuningPanelWidget({ model, actions });
+    sidebar.addPanel(panel);
+
+    commands.addCommand(TuningCommandIDs.show, {
+      label: 'Kubeflow: Show Tuning Studies',
+      caption: 'Open the Kubeflow sidebar at its Tuning panel',
+      execute: () => {
+        sidebar.show(panel);
+      }
+    });
+    commands.addCommand(TuningCommandIDs.refresh, {
+      label: 'Kubeflow: Reload Tuning Studies',
+      execute: () => model.refresh()
+    });
+    commands.addCommand(TuningCommandIDs.cancel, {
+      label: 'Cancel Tuning Study',
+      execute: async args => {
+        const id = String(args.id ?? '');
+        try {
+          return await model.cancel(id);
+        } catch (error) {
+          await showErrorMessage('Cannot cancel the study', error as Error);
+        }
+      }
+    });
+    if (palette) {
+      for (const command of [TuningCommandIDs.show, TuningCommandIDs.refresh]) {
+        palette.addItem({ command, category: 'Kubeflow' });
+      }
+    }
+    model.start();
+  }
+};
