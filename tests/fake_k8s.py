@@ -79,7 +79,14 @@ RESOURCES = {
     "jobs": ("batch", "v1", "Job", False),
     "experiments": ("kubeflow.org", "v1beta1", "Experiment", True),
     "trials": ("kubeflow.org", "v1beta1", "Trial", False),
+    "inferenceservices": ("serving.kserve.io", "v1beta1", "InferenceService", True),
 }
+ISVC_CRD = Path(__file__).resolve().parents[1] / "kfjupyter/k8s/schemas/kserve-v0.20.0/serving.kserve.io_inferenceservices.yaml"
+# KServe's validating webhook (pkg/apis/serving/v1beta1/inference_service_validation.go), by hand
+ISVC_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+ISVC_MODES = ("Serverless", "RawDeployment", "ModelMesh")
+ISVC_IMPLEMENTATIONS = ("model", "sklearn", "xgboost", "pytorch", "onnx", "tensorflow", "triton", "lightgbm",
+                        "paddle", "pmml", "huggingface")  # fmt: skip
 # The default ClusterTrainingRuntime of Trainer v2.3.0 (shared/kubeflow-schemas/trainer-v2.3.0).
 RUNTIMES = {"torch-distributed": {"numNodes": 1, "job": "node", "container": "node",
                                   "image": "pytorch/pytorch:2.13.0-cuda13.0-cudnn9-runtime"}}  # fmt: skip
@@ -211,6 +218,72 @@ class TrainJobValidator:
         if problems:
             name = (obj.get("metadata") or {}).get("name")
             raise ApiError(422, "Invalid", f'TrainJob.trainer.kubeflow.org "{name}" is invalid: '
+                           + "; ".join(f"{p}: {m}" for p, m in problems),
+                           [{"reason": "FieldValueInvalid", "field": p, "message": m} for p, m in problems])  # fmt: skip
+        return obj, [f'unknown field "{u}"' for u in unknown]
+
+
+class InferenceServiceValidator:
+    """The API server's view of an InferenceService: the KServe v0.20.0 CRD schema
+    (jsonschema, loaded on first use: the file is 2 MB) + KServe's webhook rules."""
+
+    def __init__(self, crd_file: Path = ISVC_CRD):
+        self.crd_file = crd_file
+        self.schema = None
+
+    _loaded: dict = {}  # parsed once per test session: the file is 2 MB
+
+    def _load(self) -> None:
+        if self.crd_file not in self._loaded:
+            with open(self.crd_file, "rb") as fh:
+                crd = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            schema = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")["schema"]["openAPIV3Schema"]
+            formats = jsonschema.FormatChecker(formats=())
+            formats.checks("int32")(lambda v: not isinstance(v, int) or -(2**31) <= v < 2**31)
+            formats.checks("int64")(lambda v: not isinstance(v, int) or -(2**63) <= v < 2**63)
+            self._loaded[self.crd_file] = (schema, jsonschema.Draft4Validator(_to_json_schema(schema), format_checker=formats))
+        self.schema, self.validator = self._loaded[self.crd_file]
+
+    def admit(self, obj: dict, strict: bool) -> tuple[dict, list[str]]:
+        if self.schema is None:
+            self._load()
+        obj, unknown, problems, rules = copy.deepcopy(obj), [], [], []
+        _prune_and_default(obj, self.schema, "", unknown, problems, rules)
+        if rules:
+            raise RuntimeError("fake_k8s: the InferenceService CRD gained CEL rules, teach them")
+        if unknown and strict:
+            raise ApiError(400, "BadRequest", "strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
+        for error in self.validator.iter_errors(obj):
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+            problems.append((where, error.message))
+        name = obj["metadata"].get("name") or ""
+        if not ISVC_NAME.match(name):
+            problems.append(("metadata.name", f"The InferenceService \"{name}\" is invalid: a DNS-1035 label must start with a letter"))
+        predictor = (obj.get("spec") or {}).get("predictor")
+        if not isinstance(predictor, dict):
+            problems.append(("spec.predictor", "Required value"))
+            predictor = {}
+        count = sum(1 for k in ISVC_IMPLEMENTATIONS if k in predictor) + (1 if predictor.get("containers") else 0)
+        if count != 1:
+            problems.append(("spec.predictor", "exactly one predictor implementation must be specified"))
+        pct = predictor.get("canaryTrafficPercent")
+        if isinstance(pct, int) and not 0 <= pct <= 100:
+            problems.append(("spec.predictor.canaryTrafficPercent", "canaryTrafficPercent must be between 0 and 100"))
+        lo, hi = predictor.get("minReplicas"), predictor.get("maxReplicas")
+        if isinstance(lo, int) and lo < 0:
+            problems.append(("spec.predictor.minReplicas", "MinReplicas cannot be less than 0"))
+        if isinstance(hi, int) and hi < 0:
+            problems.append(("spec.predictor.maxReplicas", "MaxReplicas cannot be less than 0"))
+        if isinstance(lo, int) and isinstance(hi, int) and hi != 0 and lo > hi:
+            problems.append(("spec.predictor.minReplicas", "MinReplicas cannot be greater than MaxReplicas"))
+        mode = (obj["metadata"].get("annotations") or {}).get("serving.kserve.io/deploymentMode")
+        if mode is not None and mode not in ISVC_MODES:
+            problems.append(("metadata.annotations", f"the deployment mode {mode!r} is not supported"))
+        model = predictor.get("model") or {}
+        if "model" in predictor and not (model.get("storageUri") or model.get("storage")):
+            problems.append(("spec.predictor.model", "a storageUri or storage spec is required"))
+        if problems:
+            raise ApiError(422, "Invalid", f'InferenceService.serving.kserve.io "{name}" is invalid: '
                            + "; ".join(f"{p}: {m}" for p, m in problems),
                            [{"reason": "FieldValueInvalid", "field": p, "message": m} for p, m in problems])  # fmt: skip
         return obj, [f'unknown field "{u}"' for u in unknown]
@@ -436,6 +509,7 @@ class FakeKubernetes:
         self.run_pods, self.node_gpus = run_pods, node_gpus
         self.validator = TrainJobValidator()
         self.katib = ExperimentValidator(self.validator)
+        self.isvcs = InferenceServiceValidator()
         self.token = uuid.uuid4().hex
         self.requests: list[dict] = []
         self.objects: dict[tuple[str, str, str], dict] = {}
@@ -630,6 +704,8 @@ class FakeKubernetes:
             obj, warnings = self.validator.admit(body, strict)
         elif plural == "experiments":
             obj, warnings = self.katib.admit(body), []
+        elif plural == "inferenceservices":
+            obj, warnings = self.isvcs.admit(body, strict)
         else:
             obj, warnings = validate_configmap(body, strict), []
         obj["metadata"].pop("resourceVersion", None)
@@ -643,8 +719,12 @@ class FakeKubernetes:
         self._send(h, 201, created, {"Warning": f'299 - "{w}"' for w in warnings[:1]})
         if plural == "trainjobs" and self.run_pods:
             threading.Thread(target=self._start_trainjob, args=(ns, name), daemon=True).start()
+        if plural == "inferenceservices" and self.run_pods:
+            threading.Thread(target=self._reconcile_isvc, args=(ns, name), daemon=True).start()
 
     def _patch(self, h, plural: str, ns: str, name: str, body, content_type: str) -> None:
+        if plural == "inferenceservices":
+            return self._patch_isvc(h, ns, name, body, content_type)
         if plural != "configmaps":
             raise ApiError(405, "MethodNotAllowed", f"the fake does not patch {plural}")
         if "merge-patch" not in content_type:  # strategic merge patch is treated as a merge patch
@@ -1075,6 +1155,70 @@ class FakeKubernetes:
             self._store("jobs", job, "MODIFIED")
 
     # -- manual mode helpers
+
+    # -- KServe: InferenceServices
+
+    def _patch_isvc(self, h, ns: str, name: str, body, content_type: str) -> None:
+        if "merge-patch" not in content_type:
+            raise ApiError(415, "UnsupportedMediaType", f"the fake does not support {content_type} on inferenceservices")
+        with self.cond:
+            old = self._existing("inferenceservices", ns, name)
+            new = _merge_patch(old, body)
+            status = new.pop("status", None)
+            new, _ = self.isvcs.admit(new, False)
+            if new["spec"] != old["spec"]:
+                new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
+            if status is not None:
+                new["status"] = status
+            new["metadata"]["uid"] = old["metadata"]["uid"]
+            patched = self._store("inferenceservices", new, "MODIFIED")
+        self._send(h, 200, patched)
+        if self.run_pods:
+            threading.Thread(target=self._reconcile_isvc, args=(ns, name), daemon=True).start()
+
+    def _reconcile_isvc(self, ns: str, name: str) -> None:
+        """KServe's controller, without pods: the new revision is Ready at once and the
+        traffic follows ``canaryTrafficPercent`` between it and the last rolled-out one."""
+        time.sleep(0.05)
+        with self.cond:
+            isvc = self.get("inferenceservices", ns, name)
+            if isvc is None:
+                return
+            predictor = isvc["spec"]["predictor"]
+            status = isvc.get("status") or {}
+            comp = (status.get("components") or {}).get("predictor") or {}
+            gen = isvc["metadata"]["generation"]
+            revision = f"{name}-predictor-{gen:05d}"
+            previous = comp.get("latestRolledoutRevision")
+            pct = predictor.get("canaryTrafficPercent")
+            if previous and pct is not None and pct < 100:
+                traffic = [{"revisionName": revision, "percent": pct, "latestRevision": True, "tag": "latest"},
+                           {"revisionName": previous, "percent": 100 - pct, "latestRevision": False, "tag": "prev"}]  # fmt: skip
+                rolled = previous
+            else:
+                traffic = [{"revisionName": revision, "percent": 100, "latestRevision": True}]
+                rolled = revision
+            self.set_isvc_status(ns, name, ready=True, observed=gen, components={"predictor": {
+                "latestCreatedRevision": revision, "latestReadyRevision": revision,
+                "latestRolledoutRevision": rolled, "previousRolledoutRevision": previous if rolled != previous else comp.get("previousRolledoutRevision"),
+                "traffic": traffic, "url": f"http://{name}-predictor.{ns}.example.com"}})  # fmt: skip
+
+    def set_isvc_status(self, ns: str, name: str, ready: bool, url: str | None = None, reason: str | None = None,
+                        message: str = "", observed: int | None = None, components: dict | None = None) -> dict:
+        """Set an InferenceService's status as KServe would (the manual mode's lever)."""
+        with self.cond:
+            isvc = self._existing("inferenceservices", ns, name)
+            status = isvc.setdefault("status", {})
+            status["observedGeneration"] = observed if observed is not None else isvc["metadata"]["generation"]
+            status["url"] = url or f"http://{name}.{ns}.example.com"
+            status["address"] = {"url": f"http://{name}.{ns}.svc.cluster.local"}
+            if components is not None:
+                status["components"] = components
+            cond = {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": now()}
+            if not ready:
+                cond.update(reason=reason or "RevisionMissing", message=message)
+            status["conditions"] = [cond]
+            return self._store("inferenceservices", isvc, "MODIFIED")
 
     def set_condition(self, ns: str, name: str, kind: str, status: str, reason: str, message: str) -> None:
         with self.cond:

@@ -91,6 +91,8 @@ def deploy(
     min_replicas: int | None = None,
     max_replicas: int | None = None,
     deployment_mode: str | None = None,
+    storage_uri: str | None = None,
+    canary_storage_uri: str | None = None,
     wait: bool = True,
     timeout: float | None = None,
 ) -> "Endpoint":
@@ -102,7 +104,9 @@ def deploy(
     (``port``: a fixed port, else a free one) and this returns once it is ready; on
     ``backend="kubernetes"`` it becomes a KServe ``InferenceService`` (``namespace``,
     ``resources={"requests": {...}, "limits": {...}}``, ``min_replicas``/``max_replicas``,
-    ``deployment_mode``: ``Serverless``/``RawDeployment``/``Standard``). ``model_class`` (+
+    ``deployment_mode``: ``Serverless`` or ``RawDeployment``; ``storage_uri`` /
+    ``canary_storage_uri`` replace the artifacts' URIs, which the cluster must be able to
+    read: s3://, gs://, pvc:// …). ``model_class`` (+
     ``model_kwargs``) rebuilds a pytorch state dict; ``preprocess``/``postprocess`` are
     functions run on the inputs/outputs in the server (KServe's transformer idea).
     """
@@ -124,6 +128,10 @@ def deploy(
     local = backend == "local"
     version = resolve_version(model, local=local)
     canary_version = resolve_version(canary, local=local) if canary is not None else None
+    if storage_uri:
+        version["uri"] = storage_uri
+    if canary_storage_uri and canary_version:
+        canary_version["uri"] = canary_storage_uri
     ws = get_workspace()
     for rec in ws.list_jobs(kind=KIND, limit=None):
         if rec.name == name and rec.status not in st.TERMINAL:
@@ -206,8 +214,12 @@ class Endpoint:
 
     @property
     def url(self) -> str | None:
-        """The base URL (local: ``http://127.0.0.1:PORT``)."""
-        return self.info.get("url")
+        """The base URL (local: ``http://127.0.0.1:PORT``; Kubernetes: the InferenceService's ``status.url``)."""
+        info = self.info
+        if "url" in info:
+            return info["url"]
+        engine = self.job.backend
+        return engine.url(info) if info and hasattr(engine, "url") else None
 
     @property
     def predict_url(self) -> str | None:
@@ -336,7 +348,7 @@ class Endpoint:
         return data
 
     def __repr__(self) -> str:
-        return f"<Endpoint {self.name} {self.record.status} {self.record.backend} url={self.info.get('url')} versions={self.versions}>"
+        return f"<Endpoint {self.name} {self.record.status} {self.record.backend} versions={self.versions}>"
 
 
 def _to_list(data: Any) -> Any:

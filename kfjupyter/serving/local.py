@@ -113,9 +113,8 @@ def _wait_ready(proc: subprocess.Popen, port: int, path: str, log: Path, what: s
         time.sleep(0.1)
 
 
-def start_server(job_dir: Path, name: str, version: dict, port: int | None = None, extra: bytes | None = None,
-                 timeout: float = READY_TIMEOUT_S) -> dict:
-    """Start one KServe model server for ``version`` and wait until the model is ready."""
+def launch_server(job_dir: Path, name: str, version: dict, port: int | None = None, extra: bytes | None = None):
+    """Spawn one KServe model server for ``version``: (process, info). See :func:`await_ready`."""
     folder = job_dir / "servers" / f"{version['ref'].replace(':', '-')}-{secrets.token_hex(3)}"
     folder.mkdir(parents=True)
     port = check_port_free(port) if port else free_port()
@@ -135,14 +134,31 @@ def start_server(job_dir: Path, name: str, version: dict, port: int | None = Non
     log = folder / "server.log"
     proc = _spawn("kfjupyter.serving.server", folder, log)
     info = {"role": "server", "version": version["ref"], "port": port, "dir": str(folder), "log": str(log),
-            "url": f"http://127.0.0.1:{port}", **_proc_info(proc)}
+            "url": f"http://127.0.0.1:{port}", "name": name, **_proc_info(proc)}
+    return proc, info
+
+
+def await_ready(started: list, timeout: float = READY_TIMEOUT_S) -> list[dict]:
+    """Wait until every started server's model is ready; on any failure stop them all."""
     try:
-        _wait_ready(proc, port, f"/v1/models/{name}", log, f"the model server for {version['ref']}", timeout)
+        for proc, info in started:
+            _wait_ready(proc, info["port"], f"/v1/models/{info['name']}", Path(info["log"]),
+                        f"the model server for {info['version']}", timeout)
     except BaseException:
-        stop_process(info)
-        proc.wait(timeout=10)
+        for proc, info in started:
+            stop_process(info)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
         raise
-    return info
+    return [info for _, info in started]
+
+
+def start_server(job_dir: Path, name: str, version: dict, port: int | None = None, extra: bytes | None = None,
+                 timeout: float = READY_TIMEOUT_S) -> dict:
+    """Start one KServe model server for ``version`` and wait until the model is ready."""
+    return await_ready([launch_server(job_dir, name, version, port=port, extra=extra)], timeout)[0]
 
 
 def write_router_config(router_dir: Path, port: int, upstreams: list[dict], generation: int) -> None:
@@ -198,19 +214,25 @@ class LocalEndpointBackend:
     def submit(self, job_id: str, spec: dict, job_dir: Path, extra: bytes | None = None) -> dict:
         servers: list[dict] = []
         router = None
+        started = []
+        if spec.get("port"):
+            check_port_free(spec["port"])
         try:
             canary = spec.get("canary")
-            servers.append(start_server(job_dir, spec["name"], spec["version"],
-                                        port=None if canary else spec.get("port"), extra=extra))
+            # both versions start at once: a canary deploy takes one server's start-up time
+            started.append(launch_server(job_dir, spec["name"], spec["version"],
+                                         port=None if canary else spec.get("port"), extra=extra))
+            if canary:
+                started.append(launch_server(job_dir, spec["name"], canary, extra=extra))
+            servers = await_ready(started)
             if canary:
                 servers[0]["role"] = "primary"
-                servers.append(start_server(job_dir, spec["name"], canary, extra=extra))
                 servers[1]["role"] = "canary"
                 pct = spec["canary_percent"]
                 router = start_router(job_dir, [upstream(servers[0], 100 - pct), upstream(servers[1], pct)],
                                       port=spec.get("port"))
         except BaseException:
-            for s in servers:
+            for _, s in started:
                 stop_process(s)
             stop_process(router)
             raise

@@ -1,0 +1,268 @@
+"""The Kubernetes serving engine: a KServe ``InferenceService`` (serving.kserve.io/v1beta1).
+
+The manifest names the registry artifact (``predictor.model.modelFormat`` + ``storageUri``),
+resources, min/max replicas, the canary percent and the deployment-mode annotation, and
+is validated before it is sent: strictly against the ``openAPIV3Schema`` of the vendored
+KServe v0.20.0 CRD (``kfjupyter/k8s/schemas/kserve-v0.20.0/``), plus the rules of KServe's
+validating webhook that the schema does not show (see ``schemas/README.md``).
+
+A canary follows KServe's model: the InferenceService names the new version with
+``canaryTrafficPercent``; KServe keeps the last rolled-out revision for the rest. So a
+canary deploy creates the service with the primary version, waits for it to be Ready,
+then patches in the canary. ``promote`` drops the percent (the canary takes it all);
+``rollback`` patches the previous version back.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+import time
+from typing import Iterator
+
+from .. import status as st
+from ..errors import BackendError, InvalidOptionError
+from ..k8s.schema import SCHEMAS_DIR, ManifestError, _check_metadata, _Validator, load_crd_schema
+from ..status import Observation
+from ..validation import check_quantity
+
+GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+ISVC_CRD = SCHEMAS_DIR / "kserve-v0.20.0" / "serving.kserve.io_inferenceservices.yaml"
+MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+DEPLOYMENT_MODES = ("Serverless", "RawDeployment")
+#: KServe's webhook: InferenceService names are DNS-1035 labels (start with a letter)
+_ISVC_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+#: URI schemes KServe's storage initializer downloads from
+STORAGE_SCHEMES = ("s3://", "gs://", "pvc://", "hf://", "https://", "http://", "oci://", "hdfs://", "webhdfs://")
+#: the serving runtimes' modelFormat names (the registry's formats are named after them)
+MODEL_FORMATS = {"sklearn": "sklearn", "xgboost": "xgboost", "pytorch": "pytorch", "onnx": "onnx"}
+
+
+@functools.lru_cache(maxsize=1)
+def isvc_schema() -> dict:
+    return load_crd_schema(ISVC_CRD, VERSION)
+
+
+def storage_uri(version: dict) -> str:
+    uri = version.get("uri") or ""
+    if not uri.startswith(STORAGE_SCHEMES):
+        raise InvalidOptionError(
+            f"version {version['ref']} is stored at {uri!r}, which a cluster cannot read: register it in an "
+            "artifact store the cluster can reach (s3://, gs://, pvc:// …) or pass storage_uri= (canary_storage_uri=)"
+        )
+    return uri
+
+
+def _resources(resources: dict | None) -> dict | None:
+    if not resources:
+        return None
+    unknown = set(resources) - {"requests", "limits"}
+    if unknown:
+        raise InvalidOptionError(f"resources takes 'requests' and 'limits', not {sorted(unknown)}")
+    return {kind: {k: check_quantity(v, f"resources.{kind}.{k}") for k, v in values.items()}
+            for kind, values in resources.items()}
+
+
+def build_isvc(job_id: str, spec: dict, namespace: str, version: dict | None = None,
+               canary_percent: int | None = None) -> dict:
+    """The InferenceService serving ``version`` (default: the spec's primary version)."""
+    version = version or spec["version"]
+    fmt = version["format"]
+    if fmt not in MODEL_FORMATS:
+        raise InvalidOptionError(
+            f"version {version['ref']} has format {fmt!r}: a Kubernetes endpoint serves "
+            f"{', '.join(MODEL_FORMATS)} (KServe runtimes); serve a custom model locally"
+        )
+    model = {"modelFormat": {"name": MODEL_FORMATS[fmt]}, "storageUri": storage_uri(version)}
+    if res := _resources(spec.get("resources")):
+        model["resources"] = res
+    predictor: dict = {"model": model}
+    if spec.get("min_replicas") is not None:
+        predictor["minReplicas"] = spec["min_replicas"]
+    if spec.get("max_replicas") is not None:
+        predictor["maxReplicas"] = spec["max_replicas"]
+    if canary_percent is not None:
+        predictor["canaryTrafficPercent"] = canary_percent
+    annotations = {"kfjupyter.io/model-version": version["ref"]}
+    if spec.get("deployment_mode"):
+        annotations[MODE_ANNOTATION] = spec["deployment_mode"]
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": spec["name"],
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "kfjupyter", "kfjupyter.io/job-id": job_id},
+            "annotations": annotations,
+        },
+        "spec": {"predictor": predictor},
+    }
+
+
+def validate_isvc(manifest: dict) -> dict:
+    """Return ``manifest`` if the API server (and KServe's webhook) would accept it."""
+    v = _Validator()
+    name = (manifest.get("metadata") or {}).get("name")
+    if manifest.get("apiVersion") != f"{GROUP}/{VERSION}":
+        v.error("apiVersion", f"expected {GROUP}/{VERSION}, got {manifest.get('apiVersion')!r}")
+    if manifest.get("kind") != "InferenceService":
+        v.error("kind", f"expected InferenceService, got {manifest.get('kind')!r}")
+    _check_metadata(manifest.get("metadata"), v, "label")
+    if isinstance(name, str) and not _ISVC_NAME.match(name):
+        v.error("metadata.name", f"{name!r}: an InferenceService name starts with a letter (DNS-1035 label)")
+    v.validate(manifest, isvc_schema(), "")
+    predictor = ((manifest.get("spec") or {}).get("predictor")) or {}
+    pct = predictor.get("canaryTrafficPercent")
+    if isinstance(pct, int) and not 0 <= pct <= 100:
+        v.error("spec.predictor.canaryTrafficPercent", f"must be between 0 and 100, got {pct}")
+    lo, hi = predictor.get("minReplicas"), predictor.get("maxReplicas")
+    if isinstance(lo, int) and lo < 0:
+        v.error("spec.predictor.minReplicas", "cannot be less than 0")
+    if isinstance(hi, int) and hi < 0:
+        v.error("spec.predictor.maxReplicas", "cannot be less than 0")
+    if isinstance(lo, int) and isinstance(hi, int) and hi and lo > hi:
+        v.error("spec.predictor.minReplicas", f"{lo} is greater than maxReplicas {hi}")
+    implementations = [k for k in ("model", "sklearn", "xgboost", "pytorch", "onnx", "tensorflow", "triton",
+                                   "lightgbm", "paddle", "pmml", "huggingface") if k in predictor]
+    if len(implementations) + (1 if predictor.get("containers") else 0) != 1:
+        v.error("spec.predictor", "exactly one predictor implementation is required")
+    mode = ((manifest.get("metadata") or {}).get("annotations") or {}).get(MODE_ANNOTATION)
+    if mode is not None and mode not in DEPLOYMENT_MODES:
+        v.error(f"metadata.annotations[{MODE_ANNOTATION!r}]", f"{mode!r} is not one of {', '.join(DEPLOYMENT_MODES)}")
+    if v.problems:
+        raise ManifestError("InferenceService", name, v.problems)
+    return manifest
+
+
+def _ready(obj: dict) -> tuple[bool, str | None, str | None]:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return cond.get("status") == "True", cond.get("reason"), cond.get("message")
+    return False, None, None
+
+
+class KubernetesEndpointBackend:
+    """The ``("endpoint", "kubernetes")`` engine."""
+
+    name = "kubernetes"
+
+    def _clients(self, namespace: str | None = None):
+        from ..k8s.client import connect
+
+        return connect(namespace)
+
+    def validate(self, spec: dict) -> None:
+        """Build and check the manifest(s) before any record exists."""
+        validate_isvc(build_isvc("check", spec, spec.get("namespace") or "default"))
+        if spec.get("canary"):
+            validate_isvc(build_isvc("check", spec, spec.get("namespace") or "default", spec["canary"], spec["canary_percent"]))
+
+    def _get(self, info: dict) -> dict | None:
+        from kubernetes.client.exceptions import ApiException
+
+        k8s = self._clients(info["namespace"])
+        try:
+            return k8s.custom.get_namespaced_custom_object(GROUP, VERSION, info["namespace"], PLURAL, info["name"])
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise BackendError(f"cannot read InferenceService {info['name']}: {exc.reason}") from exc
+
+    def _patch(self, info: dict, manifest: dict) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        k8s = self._clients(info["namespace"])
+        body = {"metadata": {"annotations": manifest["metadata"]["annotations"]},
+                "spec": {"predictor": {**manifest["spec"]["predictor"],
+                                       "canaryTrafficPercent": manifest["spec"]["predictor"].get("canaryTrafficPercent")}}}
+        try:
+            k8s.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, info["namespace"], PLURAL, info["name"], body,
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as exc:
+            raise BackendError(f"the API server refused the InferenceService change: {exc.status} {exc.reason}: {exc.body}") from exc
+
+    def _wait_ready(self, info: dict, generation_after: str | None = None, timeout: float = 600) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            obj = self._get(info)
+            if obj is not None:
+                ready, _, _ = _ready(obj)
+                rolled = (obj.get("status") or {}).get("observedGeneration", 0) >= obj["metadata"].get("generation", 0)
+                if ready and rolled:
+                    return
+            time.sleep(0.2)
+        raise BackendError(f"InferenceService {info['name']} not Ready within {timeout} s")
+
+    def submit(self, job_id: str, spec: dict, job_dir, extra: bytes | None = None) -> dict:
+        from kubernetes.client.exceptions import ApiException
+
+        if extra:
+            raise InvalidOptionError("model_class/preprocess/postprocess apply to local endpoints only")
+        k8s = self._clients(spec.get("namespace"))
+        manifest = validate_isvc(build_isvc(job_id, spec, k8s.namespace))
+        try:
+            k8s.custom.create_namespaced_custom_object(GROUP, VERSION, k8s.namespace, PLURAL, manifest,
+                                                       field_validation="Strict")
+        except ApiException as exc:
+            raise BackendError(f"the API server refused InferenceService {spec['name']}: {exc.status} {exc.reason}: {exc.body}") from exc
+        info = {"namespace": k8s.namespace, "name": spec["name"], "server": k8s.server}
+        if spec.get("canary"):
+            # KServe splits between the last rolled-out revision and the spec: primary first
+            self._wait_ready(info)
+            self._patch(info, validate_isvc(build_isvc(job_id, spec, k8s.namespace, spec["canary"], spec["canary_percent"])))
+        return info
+
+    def observe(self, job_id: str, info: dict) -> Observation:
+        obj = self._get(info)
+        if obj is None:
+            return Observation(st.FAILED, error=f"InferenceService {info['name']} no longer exists")
+        ready, reason, message = _ready(obj)
+        if ready:
+            return Observation(st.RUNNING)
+        if reason and "Fail" in reason:
+            return Observation(st.FAILED, error=f"{reason}: {message or ''}")
+        return Observation(st.PENDING, message=message)
+
+    def url(self, info: dict) -> str | None:
+        obj = self._get(info)
+        return ((obj or {}).get("status") or {}).get("url")
+
+    def logs(self, job_id: str, info: dict, rank: int = 0, follow: bool = False, tail: int | None = None) -> Iterator[str]:
+        k8s = self._clients(info["namespace"])
+        pods = k8s.core.list_namespaced_pod(info["namespace"], label_selector=f"serving.kserve.io/inferenceservice={info['name']}")
+        if not pods.items:
+            return iter(())
+        text = k8s.core.read_namespaced_pod_log(pods.items[0].metadata.name, info["namespace"], container="kserve-container",
+                                               tail_lines=tail)
+        return iter(text.splitlines())
+
+    def metrics(self, job_id: str, info: dict) -> list[dict]:
+        return []
+
+    def cancel(self, job_id: str, info: dict) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        k8s = self._clients(info["namespace"])
+        try:
+            k8s.custom.delete_namespaced_custom_object(GROUP, VERSION, info["namespace"], PLURAL, info["name"])
+        except ApiException as exc:
+            if exc.status != 404:
+                raise BackendError(f"cannot delete InferenceService {info['name']}: {exc.reason}") from exc
+        from ..store.workspace import get_workspace
+
+        get_workspace().update_job(job_id, only_if_active=True, status=st.CANCELLED, message="undeployed")
+
+    def promote(self, job_id: str, spec: dict, info: dict) -> tuple[dict, dict]:
+        self._patch(info, validate_isvc(build_isvc(job_id, spec, info["namespace"], spec["canary"], None)))
+        spec = {**spec, "previous": spec["version"], "version": spec["canary"], "canary": None, "canary_percent": 0}
+        return spec, info
+
+    def rollback(self, job_id: str, spec: dict, info: dict) -> tuple[dict, dict]:
+        if spec.get("canary"):
+            self._patch(info, validate_isvc(build_isvc(job_id, spec, info["namespace"], spec["version"], None)))
+            return {**spec, "canary": None, "canary_percent": 0}, info
+        self._patch(info, validate_isvc(build_isvc(job_id, spec, info["namespace"], spec["previous"], None)))
+        return {**spec, "version": spec["previous"], "previous": spec["version"]}, info

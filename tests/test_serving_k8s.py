@@ -1,0 +1,136 @@
+"""Kubernetes endpoints: KServe InferenceServices, checked by the product before sending
+and by the fake API server (the vendored CRD + KServe's webhook rules, its own code)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+import kfjupyter
+from kfjupyter import status as st
+from kfjupyter.errors import InvalidOptionError
+from kfjupyter.k8s.schema import ManifestError
+from kfjupyter.serving.kubernetes import build_isvc, validate_isvc
+
+from fake_k8s import ApiError, InferenceServiceValidator, fake_k8s, fake_k8s_manual  # noqa: F401
+
+S3 = "s3://models/iris/1/"
+S3_2 = "s3://models/iris/2/"
+
+
+@pytest.fixture
+def iris(workspace):
+    sklearn = pytest.importorskip("sklearn")  # noqa: F841
+    from sklearn.dummy import DummyClassifier
+
+    model = DummyClassifier().fit([[0, 0, 0, 0], [1, 1, 1, 1]], [0, 1])
+    v1 = kfjupyter.register_model("iris", model, framework="sklearn")
+    kfjupyter.registry.set_alias("iris", "production", v1.number)
+    kfjupyter.register_model("iris", model, framework="sklearn")
+    kfjupyter.registry.set_alias("iris", "staging", 2)
+
+
+def _spec(**over):
+    spec = {"name": "iris", "version": {"ref": "iris:1", "format": "sklearn", "uri": S3}, "canary": None,
+            "canary_percent": 0, "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+            "min_replicas": 1, "max_replicas": 3, "deployment_mode": "RawDeployment"}
+    spec.update(over)
+    return spec
+
+
+def test_manifest_is_valid_for_both_validators():
+    manifest = build_isvc("iris-1a2b", _spec(), "team-a", canary_percent=10)
+    validate_isvc(manifest)
+    stored, warnings = InferenceServiceValidator().admit(manifest, strict=True)
+    assert warnings == []
+    pred = stored["spec"]["predictor"]
+    assert pred["model"] == {"modelFormat": {"name": "sklearn"}, "storageUri": S3,
+                             "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}}
+    assert (pred["minReplicas"], pred["maxReplicas"], pred["canaryTrafficPercent"]) == (1, 3, 10)
+    assert stored["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+
+
+@pytest.mark.parametrize(
+    "change, where",
+    [
+        (lambda m: m["spec"]["predictor"].update(canaryTrafficPercent=150), "canaryTrafficPercent"),
+        (lambda m: m["spec"]["predictor"].update(minReplicas=5, maxReplicas=2), "minReplicas"),
+        (lambda m: m["metadata"]["annotations"].update({"serving.kserve.io/deploymentMode": "Fast"}), "deploymentMode|annotations"),
+        (lambda m: m["metadata"].update(name="1iris"), "metadata.name"),
+        (lambda m: m["spec"]["predictor"]["model"].update(storageUrl="s3://x"), "storageUrl"),
+        (lambda m: m["spec"]["predictor"].update(minReplicas="one"), "minReplicas"),
+        (lambda m: m["spec"]["predictor"].update(sklearn={"storageUri": S3}), "predictor"),
+    ],
+)
+def test_invalid_manifests_are_refused_by_both(change, where):
+    import re
+
+    manifest = build_isvc("iris-1a2b", _spec(), "team-a")
+    bad = copy.deepcopy(manifest)
+    change(bad)
+    with pytest.raises(ManifestError) as ours:
+        validate_isvc(bad)
+    assert re.search(where, str(ours.value))
+    with pytest.raises(ApiError) as theirs:
+        InferenceServiceValidator().admit(bad, strict=True)
+    assert theirs.value.code in (400, 422)
+
+
+def test_deploy_promote_rollback_undeploy_on_the_fake_cluster(iris, fake_k8s):
+    ep = kfjupyter.deploy(
+        "iris@production", name="iris", backend="kubernetes", storage_uri=S3, canary="iris@staging",
+        canary_storage_uri=S3_2, canary_percent=20, resources={"requests": {"cpu": "500m"}},
+        min_replicas=1, max_replicas=2, deployment_mode="Serverless",
+    )
+    assert ep.status == st.RUNNING and ep.url == "http://iris.team-a.example.com"
+    assert ep.versions == {"iris:1": 80, "iris:2": 20}
+    isvc = fake_k8s.get("inferenceservices", "team-a", "iris")
+    pred = isvc["spec"]["predictor"]
+    assert pred["canaryTrafficPercent"] == 20 and pred["model"]["storageUri"] == S3_2
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
+    traffic = {t["revisionName"]: t["percent"] for t in isvc["status"]["components"]["predictor"]["traffic"]}
+    assert traffic == {"iris-predictor-00002": 20, "iris-predictor-00001": 80}
+    creates = [r for r in fake_k8s.requests if r["method"] == "POST" and "inferenceservices" in r["path"]]
+    assert len(creates) == 1 and creates[0]["query"].get("fieldValidation") == "Strict"
+    assert [j.kind for j in kfjupyter.jobs.list()] == ["endpoint"]
+
+    ep.promote()
+    pred = fake_k8s.get("inferenceservices", "team-a", "iris")["spec"]["predictor"]
+    assert "canaryTrafficPercent" not in pred and pred["model"]["storageUri"] == S3_2
+    assert ep.versions == {"iris:2": 100}
+    ep.rollback()
+    pred = fake_k8s.get("inferenceservices", "team-a", "iris")["spec"]["predictor"]
+    assert pred["model"]["storageUri"] == S3 and ep.versions == {"iris:1": 100}
+    ep.undeploy()
+    assert fake_k8s.get("inferenceservices", "team-a", "iris") is None
+    assert ep.status == st.CANCELLED
+
+
+def test_status_is_followed(iris, fake_k8s_manual):
+    ep = kfjupyter.deploy("iris@production", name="iris", backend="kubernetes", storage_uri=S3, wait=False)
+    assert ep.status == st.PENDING and ep.url is None
+    fake_k8s_manual.set_isvc_status("team-a", "iris", ready=True, url="http://iris.team-a.example.com")
+    assert ep.status == st.RUNNING and ep.url == "http://iris.team-a.example.com"
+    fake_k8s_manual.set_isvc_status("team-a", "iris", ready=False, reason="PredictorFailed", message="image pull")
+    assert ep.status == st.FAILED and "image pull" in ep.job.error
+    ep.undeploy()
+    assert fake_k8s_manual.get("inferenceservices", "team-a", "iris") is None
+
+
+def test_refused_before_sending(iris, fake_k8s_manual):
+    with pytest.raises(InvalidOptionError, match="cannot read"):
+        kfjupyter.deploy("iris@production", backend="kubernetes")  # a local file:// artifact
+    with pytest.raises(InvalidOptionError, match="minReplicas"):
+        kfjupyter.deploy("iris@production", backend="kubernetes", storage_uri=S3, min_replicas=3, max_replicas=1)
+    with pytest.raises(InvalidOptionError, match="Serverless"):
+        kfjupyter.deploy("iris@production", backend="kubernetes", storage_uri=S3, deployment_mode="Fast")
+    with pytest.raises(InvalidOptionError, match="canary_percent"):
+        kfjupyter.deploy("iris@production", backend="kubernetes", storage_uri=S3, canary="iris@staging", canary_percent=101)
+    with pytest.raises(InvalidOptionError, match="cpu"):
+        kfjupyter.deploy("iris@production", backend="kubernetes", storage_uri=S3, resources={"requests": {"cpu": "lots"}})
+    kfjupyter.register_model("fn", lambda x: x, framework="custom")
+    with pytest.raises(InvalidOptionError, match="locally"):
+        kfjupyter.deploy("fn", backend="kubernetes", storage_uri=S3)
+    assert not [r for r in fake_k8s_manual.requests if r["method"] == "POST"]
+    assert kfjupyter.jobs.count(kind="endpoint") == 0
