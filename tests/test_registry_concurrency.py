@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,6 +30,11 @@ def racers(monkeypatch):
     # the forkserver (started once) finds registry_race through PYTHONPATH: Python 3.11's
     # forkserver does not pass sys.path on to the modules it preloads
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])))
+    # an IPython shell made earlier in the session stands in for __main__ without a __spec__,
+    # which multiprocessing reads when it starts a process
+    main = sys.modules["__main__"]
+    if not hasattr(main, "__spec__"):
+        monkeypatch.setattr(main, "__spec__", None, raising=False)
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
     return ctx

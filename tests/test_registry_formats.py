@@ -39,7 +39,7 @@ def test_a_torch_module_whose_class_lives_only_in_the_notebook_loads_back(shell)
     result = run_cell(
         shell,
         """
-import torch
+import kfjupyter, torch
 class Doubler(torch.nn.Module):          # defined in the notebook: no module to import it from
     def __init__(self):
         super().__init__()
@@ -58,7 +58,7 @@ del Doubler
     v = shell.user_ns["v"]
     assert (v.framework, v.artifact.properties["torch_kind"], v.artifact.main_file) == ("pytorch", "module", "model.pt")
     assert v.framework_version == torch.__version__.split("+")[0]
-    assert v.lineage["cell"].lstrip().startswith("import torch")  # the cell that registered it
+    assert v.lineage["cell"].lstrip().startswith("import kfjupyter, torch")  # the cell that registered it
     loaded = kfjupyter.load_model("doubler:1")
     assert type(loaded).__name__ == "Doubler" and "Doubler" not in shell.user_ns
     with torch.no_grad():
