@@ -1,7 +1,8 @@
 """IPython magics: thin sugar over the Python API.
 
 ``%%kf_train`` → :func:`kfjupyter.train`; ``%%kf_tune`` → :func:`kfjupyter.tune`;
-``%kf_jobs`` → :mod:`kfjupyter.jobs`; ``%kf_models`` → :mod:`kfjupyter.registry`.
+``%kf_jobs`` → :mod:`kfjupyter.jobs`; ``%kf_models`` → :mod:`kfjupyter.registry`;
+``%kf_deploy`` → :func:`kfjupyter.deploy`.
 Parsing options and showing results is all they do.
 """
 
@@ -305,9 +306,46 @@ class KFModelsMagics(Magics):
         return None
 
 
+@magics_class
+class KFServingMagics(Magics):
+    @magic_arguments()
+    @argument("model", nargs="?", default=None, help="a registry reference: iris@production, iris:3, iris")
+    @argument("--name", "-n", default=None, help="endpoint name (DNS-1123 label; default: the model's)")
+    @argument("--canary", default=None, metavar="REF", help="a second version taking --canary-percent of the traffic")
+    @argument("--canary-percent", type=int, default=10, help="share of the canary, 0-100 (default 10)")
+    @argument("--backend", "-b", default=None, help="local (default) or kubernetes")
+    @argument("--port", type=int, default=None, help="local port on 127.0.0.1 (default: a free one)")
+    @argument("--namespace", default=None, help="Kubernetes namespace")
+    @argument("--storage-uri", default=None, help="the artifact's URI as the cluster reads it (kubernetes)")
+    @argument("--promote", default=None, metavar="ENDPOINT", help="give the canary of ENDPOINT all the traffic")
+    @argument("--rollback", default=None, metavar="ENDPOINT", help="drop the canary of ENDPOINT / undo its promote")
+    @argument("--undeploy", default=None, metavar="ENDPOINT", help="stop serving ENDPOINT")
+    @argument("--out", "-o", default=None, metavar="VAR", help="bind the Endpoint handle to VAR")
+    @line_magic
+    def kf_deploy(self, line: str):
+        """Serve a registered model: %kf_deploy iris@production [--name iris] [--canary iris@staging]."""
+        from .serving import deploy, get_endpoint
+
+        args = _parse(self.kf_deploy, line)
+        for action in ("promote", "rollback", "undeploy"):
+            target = getattr(args, action)
+            if target:
+                return getattr(get_endpoint(target), action)()
+        if not args.model:
+            raise UsageError("%kf_deploy needs a model reference, e.g. %kf_deploy iris@production")
+        endpoint = deploy(
+            args.model, name=args.name, canary=args.canary, canary_percent=args.canary_percent,
+            backend=args.backend, port=args.port, namespace=args.namespace, storage_uri=args.storage_uri,
+        )
+        if args.out:
+            self.shell.user_ns[args.out] = endpoint
+        return endpoint
+
+
 def load_ipython_extension(ipython) -> None:
     import kfjupyter
 
     ipython.register_magics(KFMagics)
     ipython.register_magics(KFModelsMagics)
+    ipython.register_magics(KFServingMagics)
     ipython.push({"kfjupyter": kfjupyter}, interactive=False)

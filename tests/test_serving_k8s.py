@@ -134,3 +134,17 @@ def test_refused_before_sending(iris, fake_k8s_manual):
         kfjupyter.deploy("fn", backend="kubernetes", storage_uri=S3)
     assert not [r for r in fake_k8s_manual.requests if r["method"] == "POST"]
     assert kfjupyter.jobs.count(kind="endpoint") == 0
+
+
+def test_kf_deploy_magic(iris, fake_k8s, shell):
+    from conftest import run_cell
+
+    res = run_cell(shell, f"%kf_deploy iris@production --name iris --backend kubernetes --storage-uri {S3} --out ep")
+    assert res.error_in_exec is None, res.error_in_exec
+    ep = shell.user_ns["ep"]
+    assert ep.status == st.RUNNING and fake_k8s.get("inferenceservices", "team-a", "iris")
+    res = run_cell(shell, "%kf_deploy iris@production --canary-percent lots")
+    assert res.error_in_exec is not None and "UsageError" in type(res.error_in_exec).__name__
+    res = run_cell(shell, "%kf_deploy --undeploy iris")
+    assert res.error_in_exec is None
+    assert ep.status == st.CANCELLED and fake_k8s.get("inferenceservices", "team-a", "iris") is None
