@@ -142,13 +142,20 @@ def test_unsupported_format_is_refused(iris, monkeypatch):
 
 
 def test_failed_start_leaves_no_process(workspace):
-    torch = pytest.importorskip("torch")
-    kfjupyter.register_model("net", torch.nn.Linear(4, 2).state_dict(), framework="pytorch")
-    with pytest.raises(EndpointStartError, match="state dict"):
-        kfjupyter.deploy("net", name="net")
+    kfjupyter.register_model("cfg", {"not": "a model"}, framework="custom")
+    with pytest.raises(EndpointStartError, match="must be callable or have predict"):
+        kfjupyter.deploy("cfg", name="cfg")
     assert not processes_of(workspace)
     (job,) = kfjupyter.jobs.list(kind="endpoint")
-    assert job.status == st.FAILED and "state dict" in job.error
+    assert job.status == st.FAILED and "callable" in job.error
+
+
+def test_a_state_dict_needs_its_class(workspace):
+    torch = pytest.importorskip("torch")
+    kfjupyter.register_model("net", torch.nn.Linear(4, 2).state_dict(), framework="pytorch")
+    with pytest.raises(InvalidOptionError, match="model_class="):
+        kfjupyter.deploy("net", name="net")
+    assert kfjupyter.jobs.count(kind="endpoint") == 0
 
 
 def test_canary_split_promote_rollback(iris, workspace):

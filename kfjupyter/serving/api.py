@@ -149,6 +149,12 @@ def deploy(
         "max_replicas": max_replicas,
         "deployment_mode": deployment_mode,
     }
+    for v in (version, canary_version):
+        if v and v["format"] == "pytorch" and v["properties"].get("torch_kind") == "state_dict" and model_class is None:
+            raise InvalidOptionError(
+                f"version {v['ref']} is a pytorch state dict: pass model_class= (and model_kwargs=) to rebuild "
+                "the module, or register the whole module or a TorchScript one"
+            )
     if hasattr(engine, "validate"):
         engine.validate(spec)  # refused before any record or process exists
     hooks = {k: v for k, v in {"model_class": model_class, "model_kwargs": model_kwargs,
