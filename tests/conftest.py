@@ -60,9 +60,12 @@ def shell(workdir):
     """A real IPython shell with the extension loaded, as a notebook has it."""
     from IPython.core.interactiveshell import InteractiveShell
 
+    from kfjupyter.magics import load_ipython_extension
+
     ip = InteractiveShell.instance()
     ip.reset()
-    ip.run_line_magic("load_ext", "kfjupyter")
+    # what %load_ext does the first time (later it would only say "already loaded")
+    load_ipython_extension(ip)
     yield ip
     ip.reset()
 

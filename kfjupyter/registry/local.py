@@ -240,12 +240,12 @@ class LocalRegistry(Registry):
 
     # -- reading -------------------------------------------------------------------------------
     def get_model(self, name: str) -> RegisteredModel:
-        with self.ws.session() as s:
+        with self.ws.reader() as s:
             return self._models(s, [self._model_row(s, name)])[0]
 
     def get_version(self, ref: str, version: int | str | None = None, alias: str | None = None) -> ModelVersion:
         parsed = parse_ref(ref, version, alias)
-        with self.ws.session() as s:
+        with self.ws.reader() as s:
             model, row = self._version_row(s, parsed)
             return self._versions(s, [row], {model.id: model.name})[0]
 
@@ -275,7 +275,7 @@ class LocalRegistry(Registry):
             raise InvalidOptionError(f"order_by={order_by!r}: one of {', '.join(columns)}")
         column = columns[order_by]
         order = [column.desc() if descending else column.asc(), RM.id.desc() if descending else RM.id.asc()]
-        with self.ws.session() as s:
+        with self.ws.reader() as s:
             total = s.scalar(select(func.count()).select_from(RM).where(*conditions))
             q = select(RM).where(*conditions).order_by(*order).offset(offset)
             if limit is not None:
@@ -335,7 +335,7 @@ class LocalRegistry(Registry):
             order = [direction(RM.name), direction(MV.number)]
         else:
             raise InvalidOptionError(f"order_by={order_by!r}: created, number, name or metric:NAME")
-        with self.ws.session() as s:
+        with self.ws.reader() as s:
             total = s.scalar(select(func.count()).select_from(MV).join(RM, RM.id == MV.model_id).where(*conditions))
             q = base.order_by(*order).offset(offset)
             if limit is not None:
@@ -397,7 +397,7 @@ class LocalRegistry(Registry):
         self._write(tx)
 
     def alias_history(self, model: str, alias: str | None = None) -> list[AliasEvent]:
-        with self.ws.session() as s:
+        with self.ws.reader() as s:
             row = self._model_row(s, model)
             q = select(AE).where(AE.model_id == row.id)
             if alias:

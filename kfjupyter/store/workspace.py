@@ -25,6 +25,7 @@ class Workspace:
 
     def __post_init__(self) -> None:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(self.engine.execution_options(readonly=True), expire_on_commit=False)
 
     # -- files ---------------------------------------------------------------
     def job_dir(self, job_id: str) -> Path:
@@ -32,7 +33,12 @@ class Workspace:
 
     # -- records -------------------------------------------------------------
     def session(self) -> Session:
+        """A session for work that writes."""
         return self._sessions()
+
+    def reader(self) -> Session:
+        """A session for reading only: on SQLite it never waits for a writer (WAL)."""
+        return self._readers()
 
     def add_job(self, record: JobRecord) -> JobRecord:
         with self.session() as s, s.begin():
@@ -40,7 +46,7 @@ class Workspace:
         return record
 
     def get_job(self, job_id: str) -> JobRecord:
-        with self.session() as s:
+        with self.reader() as s:
             record = s.get(JobRecord, job_id)
         if record is None:
             raise JobNotFoundError(f"no job {job_id!r} in the workspace at {self.home}")
@@ -55,7 +61,7 @@ class Workspace:
         return query
 
     def count_jobs(self, kind: str | None = None, status: str | None = None) -> int:
-        with self.session() as s:
+        with self.reader() as s:
             return s.scalar(self._filtered(select(func.count()).select_from(JobRecord), kind, status))
 
     def list_jobs(
@@ -69,7 +75,7 @@ class Workspace:
         query = query.order_by(JobRecord.created_at.desc()).offset(offset)
         if limit is not None:
             query = query.limit(limit)
-        with self.session() as s:
+        with self.reader() as s:
             return list(s.scalars(query))
 
     def update_job(self, job_id: str, only_if_active: bool = False, **fields: Any) -> JobRecord:
@@ -101,7 +107,8 @@ _cache: dict[tuple[str, str], Workspace] = {}
 def _sqlite_connect(dbapi_connection, _record) -> None:
     # Several processes (kernel, supervisor, CLI, server) write the same file: WAL, a
     # generous busy timeout, and transactions that take the write lock up front
-    # (BEGIN IMMEDIATE), so a read-then-write never fails with a stale snapshot.
+    # (BEGIN IMMEDIATE), so a read-then-write never fails with a stale snapshot; sessions
+    # from Workspace.reader() only read, and begin deferred.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -110,7 +117,10 @@ def _sqlite_connect(dbapi_connection, _record) -> None:
 
 
 def _sqlite_begin(connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    if connection.get_execution_options().get("readonly"):
+        connection.exec_driver_sql("BEGIN")  # deferred: a reader never queues behind a writer
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def get_workspace() -> Workspace:
