@@ -20,6 +20,7 @@ from server_support import (
     API,
     AUTH_WARNINGS_ARE_ERRORS,
     async_test,
+    blocking,
     openapi,
     openapi_operations,
     train,
@@ -111,22 +112,47 @@ def test_auth_warnings_fail_these_tests():
         warnings.warn("undecorated", JupyterServerAuthWarning, stacklevel=1)
 
 
+#: Request bodies of the POSTs that need one (the others send an empty body).
+BODIES = {"/models/{model}/aliases/{alias}": b'{"version": 1}'}
+#: A registered model (see register_authz_model): version 1 gets the alias, version 2 is
+#: archived and restored, its file "weights.txt" downloaded.
+MODEL_PARAMS = {"{model}": "authz-model", "{version}": "2", "{alias}": "production", "{path}": "weights.txt"}
+
+
+async def register_authz_model(tmp_path) -> None:
+    from kfjupyter import registry
+
+    weights = tmp_path / "weights.txt"
+    weights.write_text("w = 1\n")
+    for _ in range(2):
+        await blocking(registry.register_model, "authz-model", str(weights), framework="custom")
+
+
+def body_of(path: str, verb: str) -> bytes | None:
+    return BODIES.get(path, b"") if verb == "POST" else None
+
+
 def operation_url(base_url: str, path: str, job_id: str, study_id: str) -> str:
-    """The URL of an operation on a real job, a real study and its trial 0."""
+    """The URL of an operation on a real job, a real study and its trial 0, a real model."""
     filled = path.replace("{job_id}", job_id).replace("{study_id}", study_id).replace("{number}", "0")
+    for name, value in MODEL_PARAMS.items():
+        filled = filled.replace(name, value)
     assert "{" not in filled, f"operation_url: fill in the path parameters of {path}"
     return f"{base_url}{API}{filled}"
 
 
 @async_test
-async def test_every_operation_refuses_requests_without_the_token(jp_fetch, http_server_client, jp_base_url, jp_auth_header):
+async def test_every_operation_refuses_requests_without_the_token(
+    jp_fetch, http_server_client, jp_base_url, jp_auth_header, tmp_path
+):
     job = await train("print('hi')", name="authz", wait=True)  # a real job: a refusal is not a 404
     study = await tune("authz")  # a real study with a trial 0
+    await register_authz_model(tmp_path)  # a real model: its versions, alias and file
     operations = openapi_operations()
     assert operations
     for path, verb in operations:
         url = operation_url(jp_base_url, path, job.id, study.id)
-        body = b"" if verb == "POST" else None
+        body = body_of(path, verb)
         for headers in ({}, {"Authorization": "token wrong-token"}, {"Authorization": "Bearer nope"}):
             response = await http_server_client.fetch(
                 url, method=verb, headers=headers, body=body, raise_error=False, follow_redirects=False, request_timeout=10
@@ -161,16 +187,19 @@ def recording_authorizer(jp_server_config):
 
 
 @async_test
-async def test_the_authorizer_decides_every_operation(recording_authorizer, jp_fetch, http_server_client, jp_base_url, jp_auth_header):
+async def test_the_authorizer_decides_every_operation(
+    recording_authorizer, jp_fetch, http_server_client, jp_base_url, jp_auth_header, tmp_path
+):
     job = await train("print('hi')", name="authz", wait=True)
     study = await tune("authz")
+    await register_authz_model(tmp_path)
     operations = [(p, v) for p, v in openapi_operations() if p not in STREAMS]
     for path, verb in operations:
         response = await http_server_client.fetch(
             operation_url(jp_base_url, path, job.id, study.id),
             method=verb,
             headers=dict(jp_auth_header),
-            body=b"" if verb == "POST" else None,
+            body=body_of(path, verb),
             raise_error=False,
         )
         assert response.code == 200, (verb, path)
@@ -186,7 +215,7 @@ async def test_the_authorizer_decides_every_operation(recording_authorizer, jp_f
             operation_url(jp_base_url, path, job.id, study.id),
             method=verb,
             headers=dict(jp_auth_header),
-            body=b"" if verb == "POST" else None,
+            body=body_of(path, verb),
             raise_error=False,
             request_timeout=10,
         )

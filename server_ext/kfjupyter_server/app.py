@@ -13,7 +13,7 @@ from kfjupyter.errors import InvalidOptionError
 from kfjupyter.training.spec import BACKENDS
 from kfjupyter.validation import check_dns1123_label
 
-from . import handlers
+from . import handlers, models
 from .watcher import JOB_EVENT_SCHEMA_ID, JobWatcher
 
 #: Every route, relative to the server's base URL. server_ext/openapi.yaml describes
@@ -22,6 +22,10 @@ API_PREFIX = "kfjupyter/api/v1"
 JOB = r"(?P<job_id>[^/]+)"
 STUDY = r"(?P<study_id>[^/]+)"
 TRIAL = r"(?P<number>[^/]+)"
+MODEL = r"(?P<model>[^/]+)"
+VERSION = r"(?P<version>[^/]+)"
+ALIAS = r"(?P<alias>[^/]+)"
+FILE = r"(?P<path>.+)"
 ROUTES = [
     (rf"/{API_PREFIX}/jobs", handlers.JobsHandler),
     (rf"/{API_PREFIX}/jobs/{JOB}", handlers.JobHandler),
@@ -33,6 +37,16 @@ ROUTES = [
     (rf"/{API_PREFIX}/studies/{STUDY}", handlers.StudyHandler),
     (rf"/{API_PREFIX}/studies/{STUDY}/cancel", handlers.StudyCancelHandler),
     (rf"/{API_PREFIX}/studies/{STUDY}/trials/{TRIAL}/log", handlers.TrialLogHandler),
+    (rf"/{API_PREFIX}/models", models.ModelsHandler),
+    (rf"/{API_PREFIX}/models/{MODEL}", models.ModelHandler),
+    (rf"/{API_PREFIX}/models/{MODEL}/aliases", models.AliasesHandler),
+    (rf"/{API_PREFIX}/models/{MODEL}/aliases/{ALIAS}", models.AliasHandler),
+    (rf"/{API_PREFIX}/models/{MODEL}/versions", models.VersionsHandler),
+    (rf"/{API_PREFIX}/models/{MODEL}/versions/{VERSION}", models.VersionHandler),
+    (rf"/{API_PREFIX}/models/{MODEL}/versions/{VERSION}/archive", models.ArchiveHandler),
+    (rf"/{API_PREFIX}/models/{MODEL}/versions/{VERSION}/restore", models.RestoreHandler),
+    (rf"/{API_PREFIX}/models/{MODEL}/versions/{VERSION}/files", models.FilesHandler),
+    (rf"/{API_PREFIX}/models/{MODEL}/versions/{VERSION}/files/{FILE}", models.FileHandler),
     (rf"/{API_PREFIX}/events", handlers.EventsHandler),
     (rf"/{API_PREFIX}/settings", handlers.SettingsHandler),
 ]

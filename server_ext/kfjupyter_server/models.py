@@ -1,0 +1,276 @@
+"""REST handlers of the model registry (``/models…``): thin, calling only
+:mod:`kfjupyter.registry`'s public functions.
+
+Same rules as every kfjupyter route (``@web.authenticated`` + ``@authorized``, XSRF on
+POST for cookie-authenticated browsers). Registry errors become JSON errors:
+``ModelNotFoundError`` → 404 ``ModelNotFound``, ``InvalidOptionError`` → 400,
+``RegistryConflictError`` → 409 ``Conflict``, a refused artifact path → 400
+``PathRefused`` and a file the artifact lacks → 404 ``FileNotFound``,
+``RegistryBackendError`` → 502. An artifact file is streamed in chunks; nothing outside
+the artifact store is ever served (the registry resolves and checks every path).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import mimetypes
+from typing import Any, Callable
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+from tornado.ioloop import IOLoop
+
+from kfjupyter import registry
+from kfjupyter.errors import BackendError, InvalidOptionError, KFJupyterError
+from kfjupyter.registry.artifacts import safe_relpath
+from kfjupyter.registry.entities import parse_metric_filters
+
+from .handlers import MAX_PAGE, KFJupyterHandler, api_error, bad_request
+from .serialize import dumps
+
+CHUNK = 256 * 1024
+MODEL_ORDER = ("updated", "created", "name")
+VERSION_ORDER = ("number", "created", "name")
+STATES = ("LIVE", "ARCHIVED")
+
+
+def version_arg(version: str) -> int | str:
+    """A version in a path: its number ("3") or its name ("1.2.0")."""
+    return int(version) if version.isdigit() else version
+
+
+class ModelsBase(KFJupyterHandler):
+    async def reg(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        """Run a registry call in the executor; its errors become HTTP errors."""
+        try:
+            return await IOLoop.current().run_in_executor(None, functools.partial(fn, *args, **kwargs))
+        except registry.ModelNotFoundError as exc:
+            raise api_error(404, str(exc), "ModelNotFound") from exc
+        except registry.RegistryConflictError as exc:
+            raise api_error(409, str(exc), "Conflict") from exc
+        except registry.ArtifactAccessError as exc:
+            raise api_error(404, str(exc), "FileNotFound") from exc
+        except InvalidOptionError as exc:
+            raise api_error(400, str(exc), "InvalidOption") from exc
+        except BackendError as exc:
+            raise api_error(502, str(exc), "BackendError") from exc
+        except KFJupyterError as exc:
+            raise api_error(500, str(exc), type(exc).__name__) from exc
+
+    def choice_arg(self, name: str, choices: tuple[str, ...], default: str | None) -> str | None:
+        value = self.get_query_argument(name, None) or default
+        if value is not None and value not in choices:
+            raise bad_request(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def bool_arg(self, name: str, default: bool) -> bool:
+        raw = (self.get_query_argument(name, None) or "").strip().lower()
+        if not raw:
+            return default
+        if raw not in ("true", "false", "1", "0"):
+            raise bad_request(f"{name} must be true or false, got {raw!r}")
+        return raw in ("true", "1")
+
+    def metric_args(self) -> dict | None:
+        filters = [f for f in self.get_query_arguments("metric") if f.strip()]
+        if not filters:
+            return None
+        try:
+            return parse_metric_filters(filters)
+        except InvalidOptionError as exc:
+            raise bad_request(str(exc)) from None
+
+    def body(self) -> dict:
+        raw = self.request.body or b""
+        if not raw.strip():
+            return {}
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise bad_request("the body is not JSON") from None
+        if not isinstance(data, dict):
+            raise bad_request("the body must be a JSON object")
+        return data
+
+
+def page_json(page: Any) -> dict:
+    return page.to_dict()
+
+
+class ModelsHandler(ModelsBase):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        query = (self.get_query_argument("q", None) or "").strip() or None
+        filters = {
+            "state": self.choice_arg("state", STATES, None),
+            "framework": (self.get_query_argument("framework", None) or "").strip() or None,
+            "alias": (self.get_query_argument("alias", None) or "").strip() or None,
+            "limit": self.int_arg("limit", 50, 1, MAX_PAGE),
+            "offset": self.int_arg("offset", 0, 0),
+            "order_by": self.choice_arg("order_by", MODEL_ORDER, "updated"),
+            "descending": self.bool_arg("descending", True),
+        }
+        metrics = self.metric_args()
+        if metrics:
+            # models with at least one version in the ranges: the registry searches versions
+            self.finish(dumps(await self.reg(models_with_metrics, query, metrics, filters)))
+            return
+        page = await self.reg(registry.list_models, query, **filters)
+        self.finish(dumps(page_json(page)))
+
+
+def models_with_metrics(query: str | None, metrics: dict, filters: dict) -> dict:
+    """A page of models that have a version in the metric ranges (and match the rest)."""
+    names: list[str] = []
+    offset = 0
+    while True:
+        page = registry.search_versions(
+            None, framework=filters["framework"], alias=filters["alias"], state=filters["state"],
+            metrics=metrics, limit=MAX_PAGE, offset=offset,
+        )  # fmt: skip
+        for v in page:
+            if v.model not in names:
+                names.append(v.model)
+        if page.next_offset is None:
+            break
+        offset = page.next_offset
+    models = [registry.get_model(n) for n in names]
+    if query:
+        q = query.lower()
+        models = [m for m in models if q in m.name.lower() or q in (m.description or "").lower()]
+    key = {"name": lambda m: m.name, "created": lambda m: str(m.created_at), "updated": lambda m: str(m.updated_at)}
+    models.sort(key=key[filters["order_by"]], reverse=filters["descending"])
+    start, limit = filters["offset"], filters["limit"]
+    items = models[start : start + limit]
+    end = start + len(items)
+    return {
+        "items": [m.to_dict() for m in items],
+        "total": len(models),
+        "offset": start,
+        "limit": limit,
+        "next_offset": end if end < len(models) else None,
+    }
+
+
+class ModelHandler(ModelsBase):
+    @web.authenticated
+    @authorized
+    async def get(self, model: str) -> None:
+        found = await self.reg(registry.get_model, model)
+        self.finish(dumps(found.to_dict()))
+
+
+class VersionsHandler(ModelsBase):
+    @web.authenticated
+    @authorized
+    async def get(self, model: str) -> None:
+        await self.reg(registry.get_model, model)  # 404 for an unknown model
+        query = (self.get_query_argument("q", None) or "").strip() or None
+        page = await self.reg(
+            registry.search_versions,
+            query,
+            model=model,
+            state=self.choice_arg("state", STATES, None),
+            alias=(self.get_query_argument("alias", None) or "").strip() or None,
+            metrics=self.metric_args(),
+            limit=self.int_arg("limit", 50, 1, MAX_PAGE),
+            offset=self.int_arg("offset", 0, 0),
+            order_by=self.choice_arg("order_by", VERSION_ORDER, "number"),
+            descending=self.bool_arg("descending", True),
+        )
+        self.finish(dumps(page_json(page)))
+
+
+class VersionHandler(ModelsBase):
+    @web.authenticated
+    @authorized
+    async def get(self, model: str, version: str) -> None:
+        found = await self.reg(registry.get_version, model, version=version_arg(version))
+        self.finish(dumps(found.to_dict()))
+
+
+class AliasesHandler(ModelsBase):
+    @web.authenticated
+    @authorized
+    async def get(self, model: str) -> None:
+        alias = (self.get_query_argument("alias", None) or "").strip() or None
+
+        def read() -> dict:
+            current = registry.get_model(model).aliases
+            history = registry.alias_history(model, alias)
+            return {"model": model, "aliases": current, "history": [e.to_dict() for e in history]}
+
+        self.finish(dumps(await self.reg(read)))
+
+
+class AliasHandler(ModelsBase):
+    @web.authenticated
+    @authorized
+    async def post(self, model: str, alias: str) -> None:
+        body = self.body()
+        version = body.get("version")
+        if isinstance(version, bool) or not isinstance(version, (int, str)) or version == "":
+            raise bad_request("the body needs a version: its number or name, e.g. {\"version\": 2}")
+        reason = body.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise bad_request("reason must be a string")
+        who = self.current_user.username if self.current_user else None
+        moved = await self.reg(registry.set_alias, model, alias, version, who=who, reason=reason)
+        self.finish(dumps(moved.to_dict()))
+
+
+class ArchiveHandler(ModelsBase):
+    @web.authenticated
+    @authorized
+    async def post(self, model: str, version: str) -> None:
+        force = self.body().get("force", False)
+        if not isinstance(force, bool):
+            raise bad_request("force must be true or false")
+        done = await self.reg(registry.archive, model, version=version_arg(version), force=force)
+        self.finish(dumps(done.to_dict()))
+
+
+class RestoreHandler(ModelsBase):
+    @web.authenticated
+    @authorized
+    async def post(self, model: str, version: str) -> None:
+        done = await self.reg(registry.restore, model, version=version_arg(version))
+        self.finish(dumps(done.to_dict()))
+
+
+class FilesHandler(ModelsBase):
+    @web.authenticated
+    @authorized
+    async def get(self, model: str, version: str) -> None:
+        artifact = self.get_query_argument("artifact", None) or None
+        files = await self.reg(registry.artifact_files, model, version=version_arg(version), artifact=artifact)
+        self.finish(dumps({"model": model, "version": version, "files": files}))
+
+
+class FileHandler(ModelsBase):
+    """One file of a version's artifact, streamed; paths that could leave the store are refused."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, model: str, version: str, path: str) -> None:
+        try:
+            safe_relpath(path)
+        except registry.ArtifactAccessError as exc:
+            raise api_error(400, str(exc), "PathRefused") from exc
+        artifact = self.get_query_argument("artifact", None) or None
+        target = await self.reg(registry.artifact_file, model, path, version=version_arg(version), artifact=artifact)
+        name = target.name.replace('"', "")
+        self.set_header("Content-Type", mimetypes.guess_type(name)[0] or "application/octet-stream")
+        self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+        self.set_header("Content-Length", str(target.stat().st_size))
+        self.set_header("X-Content-Type-Options", "nosniff")
+        with open(target, "rb") as fh:
+            while True:
+                chunk = fh.read(CHUNK)
+                if not chunk:
+                    break
+                self.write(chunk)
+                await self.flush()
+        self.finish()
