@@ -64,6 +64,47 @@ CELLS = [
         "print('rank logs: ', job.job_dir / 'logs')\n"
         "assert job.status == 'Succeeded' and last < first"
     ),
+    new_markdown_cell(
+        "## Register the model\n\n"
+        "The model registry keeps versions with their metrics and lineage (this job, this notebook). "
+        "Aliases such as `production` point at versions, and every move is kept in a history."
+    ),
+    new_code_cell(
+        "version = job.register_model('quickstart-regressor', aliases='staging', description='MLP regressor from the quickstart')\n"
+        "print(version.ref, version.framework, version.aliases)"
+    ),
+    new_code_cell(
+        "kfjupyter.registry.set_alias('quickstart-regressor', 'production', version.number, reason='passed the quickstart check')\n"
+        "restored = make_model()\n"
+        "restored.load_state_dict(kfjupyter.load_model('quickstart-regressor@production'))\n"
+        "assert torch.allclose(restored(X), model(X))\n"
+        "print('loaded quickstart-regressor@production from the registry')"
+    ),
+    new_markdown_cell(
+        "## Tune it\n\n"
+        "`%%kf_tune` runs a real Optuna study (Katib on Kubernetes): the search space is declared where it is "
+        "used with `kfjupyter.param`, trials run two at a time in long-lived workers, and median stopping prunes "
+        "the trials that fall behind."
+    ),
+    new_code_cell(
+        "%%kf_tune --objective val_loss --direction minimize --trials 8 --parallel 2 --algorithm tpe --early-stopping median --name quicktune --out best\n"
+        "lr     = kfjupyter.param('lr', low=1e-3, high=1e-1, log=True)\n"
+        "hidden = kfjupyter.param('hidden', choices=[8, 32])\n"
+        "torch.manual_seed(0)\n"
+        "model = torch.nn.Sequential(torch.nn.Linear(8, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))\n"
+        "opt = torch.optim.Adam(model.parameters(), lr=lr)\n"
+        "Xt, yt, Xv, yv = X[:384], y[:384], X[384:], y[384:]\n"
+        "for epoch in range(30):\n"
+        "    loss = torch.nn.functional.mse_loss(model(Xt), yt)\n"
+        "    opt.zero_grad()\n"
+        "    loss.backward()\n"
+        "    opt.step()\n"
+        "    kfjupyter.report(step=epoch, val_loss=torch.nn.functional.mse_loss(model(Xv), yv).item())"
+    ),
+    new_code_cell(
+        "print('best parameters:', best)\n"
+        "assert set(best) == {'lr', 'hidden'}"
+    ),
 ]
 
 
