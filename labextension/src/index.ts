@@ -31,6 +31,7 @@ import { notebookApiPath } from './format';
 import { kubeflowIcon } from './icons';
 import { JobsModel } from './model';
 import { IKubeflowSidebar } from './sidebar';
+import { modelsPlugin } from './modelsplugin';
 import { tuningPlugin } from './tuningplugin';
 import { IUserSettings } from './types';
 
@@ -259,4 +260,4 @@ const plugin: JupyterFrontEndPlugin<IKubeflowSidebar> = {
   }
 };
 
-export default [plugin, tuningPlugin];
+export default [plugin, tuningPlugin, modelsPlugin];
