@@ -3,11 +3,13 @@ through ``kfjupyter.deploy``, hit by the same load generator on loopback; plus t
 router's overhead.
 
 Load generator: an asyncio/aiohttp client on 127.0.0.1 only, bounded in requests and time:
-* throughput: ``--concurrency`` requests in flight for ``--seconds`` → requests/s;
-* latency: an open loop at ``--rate`` requests/s for ``--seconds`` → p50, p99.
-Runs alternate plain/kfjupyter ``--rounds`` times; the medians are reported.
+* throughput: ``--concurrency`` requests in flight for ``--slice`` seconds → requests/s;
+* latency: an open loop at ``--rate`` requests/s for ``--slice`` seconds → p50, p99.
+Targets take turns in short slices, ``--rounds`` times (the order flips every round), so
+a noisy machine's drift falls on all of them alike; requests/s is the median of the
+slices, p50/p99 are over all of a target's requests.
 
-    .venv/bin/python bench/serving.py [--seconds 5] [--rounds 2] [--concurrency 8] [--rate 100]
+    .venv/bin/python bench/serving.py [--slice 1] [--rounds 10] [--concurrency 8] [--rate 100]
 
 Last line: ``{"throughput_ratio": …, "p50_ms": …, "p99_ms_at_100rps": …, "router_overhead_p50_ms": …}``
 (p50/p99 are kfjupyter's at ``--rate``; the ratio is kfjupyter's requests/s over plain KServe's).
@@ -109,7 +111,7 @@ async def _latency(url: str, body: bytes, rate: float, seconds: float) -> list[f
     headers = {"content-type": "application/json"}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
         # warm the connections
-        for _ in range(20):
+        for _ in range(5):
             async with session.post(url, data=body, headers=headers) as resp:
                 await resp.read()
 
@@ -139,8 +141,8 @@ def pct(values: list[float], q: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--slice", type=float, default=1.0, help="seconds per target per round")
+    ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--rate", type=float, default=100.0)
     ap.add_argument("--max-requests", type=int, default=200_000)
@@ -178,16 +180,17 @@ def main() -> None:
             "router": canary.predict_url,
             "router_direct": f"{canary.info['servers'][0]['url']}/v1/models/iris-canary:predict",
         }
+        # short alternating slices: a noisy machine's drift falls on every target alike
         rps = {k: [] for k in ("plain", "kfjupyter")}
         lat = {k: [] for k in urls}
         for r in range(args.rounds):
-            for key in ("plain", "kfjupyter"):
-                rps[key].append(asyncio.run(_throughput(urls[key], body, args.concurrency, args.seconds, args.max_requests)))
-                print(f"round {r + 1} {key}: {rps[key][-1]:.0f} req/s", flush=True)
-            for key in urls:
-                lat[key] += asyncio.run(_latency(urls[key], body, args.rate, args.seconds))
-                print(f"round {r + 1} {key} @ {args.rate:.0f} req/s: p50 {pct(lat[key], 0.5):.2f} ms, "
-                      f"p99 {pct(lat[key], 0.99):.2f} ms", flush=True)
+            for key in ("plain", "kfjupyter") if r % 2 == 0 else ("kfjupyter", "plain"):
+                rps[key].append(asyncio.run(_throughput(urls[key], body, args.concurrency, args.slice, args.max_requests)))
+            keys = list(urls) if r % 2 == 0 else list(reversed(urls))
+            for key in keys:
+                lat[key] += asyncio.run(_latency(urls[key], body, args.rate, args.slice))
+            print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.0f} req/s" for k, v in rps.items())
+                  + "; p50 so far " + ", ".join(f"{k} {pct(v, 0.5):.2f} ms" for k, v in lat.items()), flush=True)
     finally:
         for e in endpoints:
             e.undeploy()
