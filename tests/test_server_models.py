@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from kfjupyter import registry
+from kfjupyter.registry.base import current_user
 
 from server_support import *  # noqa: F403
 from server_support import API, AUTH_WARNINGS_ARE_ERRORS, async_test, blocking, check_schema, error_of, get_json
@@ -93,6 +94,8 @@ async def test_versions_aliases_history_archive_restore(jp_fetch, tmp_path):
     assert aliases["aliases"] == {"production": 2}
     assert [(e["from_version"], e["to_version"]) for e in aliases["history"]] == [(None, 1), (1, 2)]
     assert aliases["history"][1]["reason"] == "better" and aliases["history"][1]["at"]
+    # the token's anonymous Jupyter user is no name: the server's user is recorded, as in Python
+    assert aliases["history"][1]["who"] == current_user()
     assert (await get_json(jp_fetch, "models", "iris"))["aliases"] == {"production": 2}
     only = await get_json(jp_fetch, "models", "iris", "versions", alias="production")
     assert [v["number"] for v in only["items"]] == [2]

@@ -216,9 +216,21 @@ class AliasHandler(ModelsBase):
         reason = body.get("reason")
         if reason is not None and not isinstance(reason, str):
             raise bad_request("reason must be a string")
-        who = self.current_user.username if self.current_user else None
+        who = who_of(self.current_user)
         moved = await self.reg(registry.set_alias, model, alias, version, who=who, reason=reason)
         self.finish(dumps(moved.to_dict()))
+
+
+def who_of(user: Any) -> str | None:
+    """The name kept in the alias history: a named Jupyter user's (e.g. JupyterHub's);
+    for the anonymous user of a token-only server, None: the registry records the user
+    running the server, as the Python API does."""
+    if user is None:
+        return None
+    name = getattr(user, "username", None) or None
+    if not name or (getattr(user, "name", "") or "").startswith("Anonymous "):
+        return None
+    return name
 
 
 class ArchiveHandler(ModelsBase):
