@@ -102,3 +102,30 @@ def parse_env_pairs(pairs: list[str] | None) -> dict[str, str]:
             raise InvalidOptionError(f"invalid --env {pair!r}: expected KEY=VALUE")
         env[key] = value
     return check_env(env)
+
+
+def check_job_name(name: str, what: str, max_length: int) -> str:
+    """A DNS-1123 label that starts with a letter (Kubeflow's CEL rule for job names)."""
+    check_dns1123_label(name, what, max_length)
+    if not name[0].isalpha():
+        raise InvalidOptionError(f"invalid {what} {name!r}: it must start with a letter")
+    return name
+
+
+def check_placement(spec) -> None:
+    """Check and normalise the placement fields every job spec shares, in place.
+
+    ``spec`` is a frozen dataclass with ``gpus``, ``cpu``, ``memory``, ``namespace``,
+    ``image`` and ``env``; quantities and the environment are written back normalised.
+    """
+    if isinstance(spec.gpus, bool) or not isinstance(spec.gpus, int) or spec.gpus < 0:
+        raise InvalidOptionError(f"invalid gpus {spec.gpus!r}: expected an integer >= 0")
+    if spec.cpu is not None:
+        object.__setattr__(spec, "cpu", check_quantity(spec.cpu, "cpu"))
+    if spec.memory is not None:
+        object.__setattr__(spec, "memory", check_quantity(spec.memory, "memory"))
+    if spec.namespace is not None:
+        check_dns1123_label(spec.namespace, "namespace")
+    if spec.image is not None and (not spec.image.strip() or any(c.isspace() for c in spec.image)):
+        raise InvalidOptionError(f"invalid image {spec.image!r}")
+    object.__setattr__(spec, "env", check_env(dict(spec.env)))

@@ -6,6 +6,9 @@ import ctypes
 import os
 import signal
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import psutil
 
@@ -61,3 +64,37 @@ def kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+#: detached processes started by this process, polled so they don't linger as zombies
+_children: list[subprocess.Popen] = []
+
+
+def start_detached(module: str, job_dir: Path, env: dict[str, str]) -> dict:
+    """Run ``python -m module job_dir`` in a session of its own (it outlives this process).
+
+    Its output goes to ``job_dir/supervisor.log``. Returns what finds it again:
+    ``{"pid", "create_time", "job_dir"}``.
+    """
+    with open(job_dir / "supervisor.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, str(job_dir)],
+            start_new_session=True,  # survives kernel and server restarts
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            close_fds=True,
+            env=env,
+        )
+    try:
+        created = psutil.Process(proc.pid).create_time()
+    except psutil.NoSuchProcess:  # it died already; whoever observes it will say why
+        created = None
+    _children.append(proc)
+    return {"pid": proc.pid, "create_time": created, "job_dir": str(job_dir)}
+
+
+def reap_children() -> None:
+    for child in list(_children):
+        if child.poll() is not None:
+            _children.remove(child)

@@ -5,18 +5,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Iterator
 
-import psutil
 
 from .. import status as st
 from ..capture.bundle import Bundle
 from ..errors import BackendError, InvalidOptionError
 from ..runtime import supervisor as sup
-from ..runtime.processes import alive, kill_group
+from ..runtime.processes import alive, kill_group, reap_children, start_detached
 from ..status import Observation
 from ..store.workspace import get_workspace
 from .spec import TrainSpec
@@ -89,27 +87,11 @@ class LocalTrainBackend:
             "workdir": bundle.manifest.get("workdir"),
         }
         (job_dir / sup.LAUNCH).write_text(json.dumps(launch, indent=1))
-        with open(job_dir / "supervisor.log", "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "kfjupyter.runtime.supervisor", str(job_dir)],
-                start_new_session=True,  # survives kernel and server restarts
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                close_fds=True,
-                env={**os.environ, "KFJUPYTER_HOME": str(get_workspace().home)},
-            )
-        try:
-            created = psutil.Process(proc.pid).create_time()
-        except psutil.NoSuchProcess:  # it died already; observe() will say why
-            created = None
-        _children.append(proc)
-        return {"pid": proc.pid, "create_time": created, "job_dir": str(job_dir)}
+        env = {**os.environ, "KFJUPYTER_HOME": str(get_workspace().home)}
+        return start_detached("kfjupyter.runtime.supervisor", job_dir, env)
 
     def observe(self, job_id: str, info: dict) -> Observation:
-        for child in list(_children):  # reap our own finished supervisors
-            if child.poll() is not None:
-                _children.remove(child)
+        reap_children()
         record = get_workspace().get_job(job_id)
         if record.status in st.TERMINAL or alive(info.get("pid"), info.get("create_time")):
             return Observation(record.status, record.error, record.message)
@@ -155,6 +137,3 @@ class LocalTrainBackend:
             return
         raise BackendError(f"job {job_id}: the supervisor (pid {pid}) could not be stopped")
 
-
-#: supervisors started by this process, polled so they don't linger as zombies
-_children: list[subprocess.Popen] = []

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import InvalidOptionError
-from ..validation import check_dns1123_label, check_env, check_quantity
+from ..validation import check_job_name, check_placement
 
 BACKENDS = ("local", "kubernetes")
 
@@ -35,26 +35,14 @@ class TrainSpec:
     namespace: str | None = None
 
     def __post_init__(self) -> None:
-        check_dns1123_label(self.name, "job name", MAX_NAME_LENGTH)
-        if not self.name[0].isalpha():  # Trainer's CEL rule: a TrainJob name starts with a letter
-            raise InvalidOptionError(f"invalid job name {self.name!r}: it must start with a letter")
+        check_job_name(self.name, "job name", MAX_NAME_LENGTH)
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
             raise InvalidOptionError(f"invalid workers {self.workers!r}: expected an integer >= 1")
-        if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 0:
-            raise InvalidOptionError(f"invalid gpus {self.gpus!r}: expected an integer >= 0")
         if self.backend not in BACKENDS:
             raise InvalidOptionError(
                 f"unknown backend {self.backend!r}: choose one of {', '.join(BACKENDS)}"
             )
-        if self.cpu is not None:
-            object.__setattr__(self, "cpu", check_quantity(self.cpu, "cpu"))
-        if self.memory is not None:
-            object.__setattr__(self, "memory", check_quantity(self.memory, "memory"))
-        if self.namespace is not None:
-            check_dns1123_label(self.namespace, "namespace")
-        if self.image is not None and (not self.image.strip() or any(c.isspace() for c in self.image)):
-            raise InvalidOptionError(f"invalid image {self.image!r}")
-        object.__setattr__(self, "env", check_env(dict(self.env)))
+        check_placement(self)
 
     def new_job_id(self) -> str:
         return f"{self.name}-{secrets.token_hex(_ID_SUFFIX_LEN // 2)[: _ID_SUFFIX_LEN - 1]}"

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-import psutil
 
 from .. import status as st
 from ..capture.bundle import Bundle
 from ..status import Observation
 from ..store.workspace import get_workspace
-from ..training.local import LocalTrainBackend, _children, read_lines
+from ..runtime.processes import start_detached
+from ..training.local import LocalTrainBackend, read_lines
 from .spec import TuneSpec
 from .supervisor import LAUNCH, worker_log
 
@@ -53,22 +51,9 @@ class LocalTuneBackend(LocalTrainBackend):
             "workdir": bundle.manifest.get("workdir"),
         }
         (job_dir / LAUNCH).write_text(json.dumps(launch, indent=1))
-        with open(job_dir / "supervisor.log", "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "kfjupyter.tuning.supervisor", str(job_dir)],
-                start_new_session=True,  # survives kernel and server restarts
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                close_fds=True,
-                env={**os.environ, "KFJUPYTER_HOME": str(get_workspace().home)},
-            )
-        try:
-            created = psutil.Process(proc.pid).create_time()
-        except psutil.NoSuchProcess:
-            created = None
-        _children.append(proc)
-        return {"pid": proc.pid, "create_time": created, "job_dir": str(job_dir), "study": study_name(job_id)}
+        env = {**os.environ, "KFJUPYTER_HOME": str(get_workspace().home)}
+        info = start_detached("kfjupyter.tuning.supervisor", job_dir, env)
+        return {**info, "study": study_name(job_id)}
 
     def observe(self, job_id: str, info: dict) -> Observation:
         seen = super().observe(job_id, info)

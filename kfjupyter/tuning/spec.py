@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..errors import InvalidOptionError
-from ..validation import check_dns1123_label, check_env, check_quantity
+from ..validation import check_job_name, check_placement
 from .space import SearchSpace
 
 BACKENDS = ("local", "kubernetes")
@@ -92,22 +92,11 @@ class TuneSpec:
                 "early stopping 'hyperband' runs on the local backend only: Katib's early stopping "
                 "is 'median' (medianstop)"
             )
-        check_dns1123_label(self.name, "tuning job name", MAX_NAME_LENGTH)
-        if not self.name[0].isalpha():
-            raise InvalidOptionError(f"invalid tuning job name {self.name!r}: it must start with a letter")
-        if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 0:
-            raise InvalidOptionError(f"invalid gpus {self.gpus!r}: expected an integer >= 0")
-        if self.cpu is not None:
-            object.__setattr__(self, "cpu", check_quantity(self.cpu, "cpu"))
-        if self.memory is not None:
-            object.__setattr__(self, "memory", check_quantity(self.memory, "memory"))
-        if self.namespace is not None:
-            check_dns1123_label(self.namespace, "namespace")
-        if self.image is not None and (not self.image.strip() or any(c.isspace() for c in self.image)):
-            raise InvalidOptionError(f"invalid image {self.image!r}")
+        check_job_name(self.name, "tuning job name", MAX_NAME_LENGTH)
+        check_placement(self)
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise InvalidOptionError(f"invalid seed {self.seed!r}: expected an integer")
-        env = check_env(dict(self.env))
+        env = self.env
         for key in env:
             if key.startswith("KFJUPYTER_"):
                 raise InvalidOptionError(f"environment variable {key} is reserved: kfjupyter sets it")
