@@ -21,21 +21,27 @@ from .conftest import SCREENSHOTS
 pytestmark = pytest.mark.slow
 
 
-def register(tmp_path) -> None:
+def register(tmp_path) -> str:
+    """The models; digits v2 comes from a real (finished) job: its lineage. The job's id."""
+    import kfjupyter
+
     weights = tmp_path / "weights.txt"
     weights.write_text("w = 1\n")
     for acc in (0.81, 0.9, 0.95):
         registry.register_model("iris", str(weights), framework="custom", metrics={"accuracy": acc, "loss": 1 - acc})
-    for acc in (0.7, 0.99):
-        registry.register_model("digits", str(weights), framework="custom", metrics={"accuracy": acc})
+    registry.register_model("digits", str(weights), framework="custom", metrics={"accuracy": 0.7})
+    job = kfjupyter.train("print('training digits')", name="digits-train", user_ns={})
+    job.wait(60)
+    registry.register_model("digits", str(weights), framework="custom", metrics={"accuracy": 0.99}, job=job)
     registry.set_alias("iris", "production", 1)
+    return job.id
 
 
 def test_models_panel_lists_searches_and_moves_an_alias(lab, browser_page, tmp_path):
     from playwright.sync_api import expect
 
     page = browser_page
-    register(tmp_path)
+    job_id = register(tmp_path)
     status, _ = lab.api("kfjupyter/api/v1/models", token="")
     assert status in (401, 403)
 
@@ -100,6 +106,22 @@ def test_models_panel_lists_searches_and_moves_an_alias(lab, browser_page, tmp_p
     expect(detail.locator(".kf-ModelChart")).to_be_visible()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     sidebar.screenshot(path=str(SCREENSHOTS / "models-panel.png"))
+
+    # lineage: digits v2's job opens in its tab, as from the Jobs panel
+    models.get_by_label("Search models").fill("digits")
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator(".kf-ModelRow-name")).to_have_text("digits")
+    rows.first.click()
+    expect(detail.locator(".kf-ModelDetail-title")).to_have_text("digits")
+    link = detail.locator('.kf-ModelVersion[data-version="2"] .kf-ModelLineage-job')
+    expect(link).to_have_text("digits-train")
+    link.click()
+    expect(page.locator(f'.kf-JobDetail[data-job-id="{job_id}"]')).to_be_visible(timeout=20_000)
+    models.get_by_label("Search models").fill("iri")  # back to iris for the dark screenshot
+    expect(rows.first.locator(".kf-ModelRow-name")).to_have_text("iris")
+    expect(rows).to_have_count(1)
+    rows.first.click()
+    expect(detail.locator(".kf-ModelDetail-title")).to_have_text("iris")
 
     # the dark theme: the panel follows JupyterLab's variables
     page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
