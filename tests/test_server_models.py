@@ -121,6 +121,16 @@ async def test_versions_aliases_history_archive_restore(jp_fetch, tmp_path):
     history = (await get_json(jp_fetch, "models", "iris", "aliases", alias="production"))["history"]
     assert [(e["from_version"], e["to_version"]) for e in history] == [(None, 1), (1, 2), (2, None)]
 
+    # versions of every model: metric ranges, sorted by a metric, filters
+    best = await get_json(jp_fetch, "model-versions", metric="accuracy>=0.9", order_by="metric:accuracy")
+    check_schema(best, "VersionList")
+    assert [v["ref"] for v in best["items"]] == ["digits:2", "iris:3", "iris:2"]  # archived ones too
+    live = await get_json(jp_fetch, "model-versions", metric="accuracy>=0.9", state="LIVE", order_by="metric:accuracy")
+    assert [v["ref"] for v in live["items"]] == ["digits:2", "iris:3"]
+    assert (await get_json(jp_fetch, "model-versions", q="digits", limit=1))["total"] == 2
+    assert (await get_json(jp_fetch, "model-versions", state="ARCHIVED"))["total"] == 1
+    assert (await error_of(jp_fetch, "model-versions", order_by="size"))[0] == 400
+
 
 @async_test
 async def test_artifact_files_download_and_traversal_refused(jp_fetch, tmp_path, http_server_client, jp_base_url, jp_auth_header):

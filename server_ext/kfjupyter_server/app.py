@@ -38,6 +38,7 @@ ROUTES = [
     (rf"/{API_PREFIX}/studies/{STUDY}/cancel", handlers.StudyCancelHandler),
     (rf"/{API_PREFIX}/studies/{STUDY}/trials/{TRIAL}/log", handlers.TrialLogHandler),
     (rf"/{API_PREFIX}/models", models.ModelsHandler),
+    (rf"/{API_PREFIX}/model-versions", models.VersionSearchHandler),
     (rf"/{API_PREFIX}/models/{MODEL}", models.ModelHandler),
     (rf"/{API_PREFIX}/models/{MODEL}/aliases", models.AliasesHandler),
     (rf"/{API_PREFIX}/models/{MODEL}/aliases/{ALIAS}", models.AliasHandler),

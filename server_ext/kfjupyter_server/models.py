@@ -154,6 +154,33 @@ def models_with_metrics(query: str | None, metrics: dict, filters: dict) -> dict
     }
 
 
+class VersionSearchHandler(ModelsBase):
+    """Versions of every model (kfjupyter.registry.search_versions), filtered and paged."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        text = lambda name: (self.get_query_argument(name, None) or "").strip() or None  # noqa: E731
+        order_by = self.get_query_argument("order_by", None) or "created"
+        if order_by not in ("created", "number", "name") and not (order_by.startswith("metric:") and len(order_by) > 7):
+            raise bad_request(f"order_by must be created, number, name or metric:NAME, got {order_by!r}")
+        page = await self.reg(
+            registry.search_versions,
+            text("q"),
+            model=text("model"),
+            framework=text("framework"),
+            alias=text("alias"),
+            state=self.choice_arg("state", STATES, None),
+            job_id=text("job_id"),
+            metrics=self.metric_args(),
+            limit=self.int_arg("limit", 50, 1, MAX_PAGE),
+            offset=self.int_arg("offset", 0, 0),
+            order_by=order_by,
+            descending=self.bool_arg("descending", True),
+        )
+        self.finish(dumps(page_json(page)))
+
+
 class ModelHandler(ModelsBase):
     @web.authenticated
     @authorized
