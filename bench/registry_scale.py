@@ -11,8 +11,7 @@ call includes turning the page into JSON, as a REST handler does.
 
 ``--via python`` (default) calls ``kfjupyter.registry``'s list/search functions;
 ``--via rest --url … [--token …]`` sends the same queries to the server extension's
-REST API (``REST_ROUTES`` below names the routes: align them with
-``server_ext/kfjupyter_server`` when its model routes land).
+REST API (``REST_ROUTES`` below: ``server_ext/openapi.yaml``, tag ``models``).
 
 Prints a table, then as its last line one JSON object:
 ``{"p95_ms": …, "versions": 10000, "models": 500, "via": "python", "db": "sqlite", …}``
@@ -86,7 +85,13 @@ class RestClient:
             self.http.headers["Authorization"] = f"token {token}"
 
     def _get(self, route: str, params: dict) -> dict:
-        query = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in params.items() if v is not None}
+        # the routes' spelling: ``q`` for the text, one ``metric`` per range, booleans as true/false
+        names = {"query": "q", "metrics": "metric"}
+        query = {
+            names.get(k, k): (("true" if v else "false") if isinstance(v, bool) else v)
+            for k, v in params.items()
+            if v is not None
+        }
         resp = self.http.get(self.url + route, params=query, timeout=30)
         resp.raise_for_status()
         return resp.json()
