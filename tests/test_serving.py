@@ -6,7 +6,6 @@ import http.client
 import json
 import socket
 import subprocess
-import sys
 import textwrap
 
 import numpy as np

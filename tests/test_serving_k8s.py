@@ -21,7 +21,7 @@ S3_2 = "s3://models/iris/2/"
 
 @pytest.fixture
 def iris(workspace):
-    sklearn = pytest.importorskip("sklearn")  # noqa: F841
+    pytest.importorskip("sklearn")
     from sklearn.dummy import DummyClassifier
 
     model = DummyClassifier().fit([[0, 0, 0, 0], [1, 1, 1, 1]], [0, 1])

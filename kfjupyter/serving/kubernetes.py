@@ -15,7 +15,6 @@ then patches in the canary. ``promote`` drops the percent (the canary takes it a
 
 from __future__ import annotations
 
-import copy
 import functools
 import re
 import time
