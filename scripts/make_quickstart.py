@@ -81,6 +81,18 @@ CELLS = [
         "print('loaded quickstart-regressor@production from the registry')"
     ),
     new_markdown_cell(
+        "## Serve it\n\n"
+        "`kfjupyter.deploy` starts a KServe model server on 127.0.0.1 for the `production` version "
+        "(KServe's V1 and V2 protocols; an `InferenceService` with `backend='kubernetes'`)."
+    ),
+    new_code_cell(
+        "endpoint = kfjupyter.deploy('quickstart-regressor@production', name='quickstart', model_class=make_model)\n"
+        "answer = endpoint.predict(X[:3].tolist())\n"
+        "print('endpoint', endpoint.url, endpoint.status, '-> predictions', torch.tensor(answer).flatten().tolist())\n"
+        "assert torch.allclose(torch.tensor(answer).flatten(), model(X[:3]).flatten().detach())\n"
+        "endpoint.undeploy()"
+    ),
+    new_markdown_cell(
         "## Tune it\n\n"
         "`%%kf_tune` runs a real Optuna study (Katib on Kubernetes): the search space is declared where it is "
         "used with `kfjupyter.param`, trials run two at a time in long-lived workers, and median stopping prunes "

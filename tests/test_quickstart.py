@@ -30,5 +30,6 @@ def test_quickstart_runs_end_to_end(workspace):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "Succeeded" in run.stdout and "on 2 ranks" in run.stdout
     assert "loaded quickstart-regressor@production from the registry" in run.stdout
+    assert "endpoint http://127.0.0.1:" in run.stdout
     assert "best parameters:" in run.stdout
     assert f"workspace (jobs, logs, outputs): {workspace}" in run.stdout
