@@ -113,10 +113,20 @@ def test_auth_warnings_fail_these_tests():
 
 
 #: Request bodies of the POSTs that need one (the others send an empty body).
-BODIES = {"/models/{model}/aliases/{alias}": b'{"version": 1}'}
+BODIES = {
+    "/models/{model}/aliases/{alias}": b'{"version": 1}',
+    "/endpoints": b'{"model": "authz-iris:1", "name": "authz-new"}',
+    "/endpoints/{endpoint}/predict": b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}',
+}
 #: A registered model (see register_authz_model): version 1 gets the alias, version 2 is
 #: archived and restored, its file "weights.txt" downloaded.
-MODEL_PARAMS = {"{model}": "authz-model", "{version}": "2", "{alias}": "production", "{path}": "weights.txt"}
+MODEL_PARAMS = {
+    "{model}": "authz-model",
+    "{version}": "2",
+    "{alias}": "production",
+    "{path}": "weights.txt",
+    "{endpoint}": "authz-ep",
+}
 
 
 async def register_authz_model(tmp_path) -> None:
@@ -126,6 +136,31 @@ async def register_authz_model(tmp_path) -> None:
     weights.write_text("w = 1\n")
     for _ in range(2):
         await blocking(registry.register_model, "authz-model", str(weights), framework="custom")
+
+
+async def deploy_authz_endpoint() -> None:
+    """A real endpoint with a canary (so promote, then rollback, answer 200); undeployed last."""
+    import kfjupyter
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=300).fit(X, y)
+    for _ in range(2):
+        await blocking(kfjupyter.register_model, "authz-iris", model, framework="sklearn")
+    await blocking(kfjupyter.deploy, "authz-iris:1", name="authz-ep", canary="authz-iris:2", canary_percent=50)
+
+
+async def undeploy_all() -> None:
+    from kfjupyter import serving
+
+    for ep in await blocking(serving.list_endpoints):
+        await blocking(ep.undeploy)
+
+
+def ordered_operations() -> list[tuple[str, str]]:
+    """The spec's operations, DELETEs last (undeploying the endpoint the others use)."""
+    return sorted(openapi_operations(), key=lambda op: op[1] == "DELETE")
 
 
 def body_of(path: str, verb: str) -> bytes | None:
@@ -148,7 +183,15 @@ async def test_every_operation_refuses_requests_without_the_token(
     job = await train("print('hi')", name="authz", wait=True)  # a real job: a refusal is not a 404
     study = await tune("authz")  # a real study with a trial 0
     await register_authz_model(tmp_path)  # a real model: its versions, alias and file
-    operations = openapi_operations()
+    await deploy_authz_endpoint()  # a real endpoint
+    try:
+        await refused_then_accepted(http_server_client, jp_base_url, jp_auth_header, job, study)
+    finally:
+        await undeploy_all()
+
+
+async def refused_then_accepted(http_server_client, jp_base_url, jp_auth_header, job, study) -> None:
+    operations = ordered_operations()
     assert operations
     for path, verb in operations:
         url = operation_url(jp_base_url, path, job.id, study.id)
@@ -162,7 +205,7 @@ async def test_every_operation_refuses_requests_without_the_token(
             assert "message" in json.loads(response.body), (verb, path)
         if path not in STREAMS:  # the same request with the token gets through
             response = await http_server_client.fetch(
-                url, method=verb, headers=dict(jp_auth_header), body=body, raise_error=False, request_timeout=20
+                url, method=verb, headers=dict(jp_auth_header), body=body, raise_error=False, request_timeout=60
             )
             assert response.code == 200, (verb, path, response.code, response.body[:200])
 
@@ -193,7 +236,15 @@ async def test_the_authorizer_decides_every_operation(
     job = await train("print('hi')", name="authz", wait=True)
     study = await tune("authz")
     await register_authz_model(tmp_path)
-    operations = [(p, v) for p, v in openapi_operations() if p not in STREAMS]
+    await deploy_authz_endpoint()
+    try:
+        await authorizer_decides(recording_authorizer, http_server_client, jp_base_url, jp_auth_header, job, study)
+    finally:
+        await undeploy_all()
+
+
+async def authorizer_decides(recording_authorizer, http_server_client, jp_base_url, jp_auth_header, job, study) -> None:
+    operations = [(p, v) for p, v in ordered_operations() if p not in STREAMS]
     for path, verb in operations:
         response = await http_server_client.fetch(
             operation_url(jp_base_url, path, job.id, study.id),
@@ -201,9 +252,10 @@ async def test_the_authorizer_decides_every_operation(
             headers=dict(jp_auth_header),
             body=body_of(path, verb),
             raise_error=False,
+            request_timeout=60,
         )
         assert response.code == 200, (verb, path)
-    expected_actions = {"GET": "read", "POST": "write"}
+    expected_actions = {"GET": "read", "POST": "write", "DELETE": "write"}
     asked = {(method, urllib.parse.unquote(url)) for method, _, url in recording_authorizer.asked}
     for path, verb in operations:
         assert (verb, urllib.parse.unquote(operation_url(jp_base_url, path, job.id, study.id))) in asked, (verb, path)

@@ -13,7 +13,7 @@ from kfjupyter.errors import InvalidOptionError
 from kfjupyter.training.spec import BACKENDS
 from kfjupyter.validation import check_dns1123_label
 
-from . import handlers, models
+from . import endpoints, handlers, models
 from .watcher import JOB_EVENT_SCHEMA_ID, JobWatcher
 
 #: Every route, relative to the server's base URL. server_ext/openapi.yaml describes
@@ -23,6 +23,7 @@ JOB = r"(?P<job_id>[^/]+)"
 STUDY = r"(?P<study_id>[^/]+)"
 TRIAL = r"(?P<number>[^/]+)"
 MODEL = r"(?P<model>[^/]+)"
+ENDPOINT = r"(?P<endpoint>[^/]+)"
 VERSION = r"(?P<version>[^/]+)"
 ALIAS = r"(?P<alias>[^/]+)"
 FILE = r"(?P<path>.+)"
@@ -48,6 +49,12 @@ ROUTES = [
     (rf"/{API_PREFIX}/models/{MODEL}/versions/{VERSION}/restore", models.RestoreHandler),
     (rf"/{API_PREFIX}/models/{MODEL}/versions/{VERSION}/files", models.FilesHandler),
     (rf"/{API_PREFIX}/models/{MODEL}/versions/{VERSION}/files/{FILE}", models.FileHandler),
+    (rf"/{API_PREFIX}/endpoints", endpoints.EndpointsHandler),
+    (rf"/{API_PREFIX}/endpoints/{ENDPOINT}", endpoints.EndpointHandler),
+    (rf"/{API_PREFIX}/endpoints/{ENDPOINT}/predict", endpoints.PredictHandler),
+    (rf"/{API_PREFIX}/endpoints/{ENDPOINT}/promote", endpoints.PromoteHandler),
+    (rf"/{API_PREFIX}/endpoints/{ENDPOINT}/rollback", endpoints.RollbackHandler),
+    (rf"/{API_PREFIX}/endpoints/{ENDPOINT}/logs", endpoints.EndpointLogsHandler),
     (rf"/{API_PREFIX}/events", handlers.EventsHandler),
     (rf"/{API_PREFIX}/settings", handlers.SettingsHandler),
 ]
