@@ -31,6 +31,7 @@ import { notebookApiPath } from './format';
 import { kubeflowIcon } from './icons';
 import { JobsModel } from './model';
 import { IKubeflowSidebar } from './sidebar';
+import { endpointsPlugin } from './endpointsplugin';
 import { modelsPlugin } from './modelsplugin';
 import { tuningPlugin } from './tuningplugin';
 import { IUserSettings } from './types';
@@ -260,4 +261,4 @@ const plugin: JupyterFrontEndPlugin<IKubeflowSidebar> = {
   }
 };
 
-export default [plugin, tuningPlugin, modelsPlugin];
+export default [plugin, tuningPlugin, modelsPlugin, endpointsPlugin];

@@ -2,9 +2,8 @@
  * The Models panel: the third section of the Kubeflow sidebar (IKubeflowSidebar.addPanel).
  * Lineage links open a job's tab (the Jobs panel's command) or the notebook.
  *
- * Deploy hook: when the serving issue's REST API exists, pass `deploy` in the actions
- * below (e.g. a command `kfjupyter:deploy-model` that POSTs to it); the Deploy button
- * appears on every version then. Until then it stays hidden.
+ * Deploy: the actions pass `deploy`, which runs the Endpoints plugin's
+ * `kfjupyter:deploy-model` command (POST /endpoints), so every version shows its Deploy button.
  */
 
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
@@ -28,8 +27,11 @@ export const modelsPlugin: JupyterFrontEndPlugin<void> = {
     const { commands } = app;
     const actions: IModelActions = {
       openJob: id => void commands.execute('kfjupyter:open-job', { id }),
-      openNotebook: path => void commands.execute('docmanager:open', { path })
-      // deploy: (model, version) => commands.execute('kfjupyter:deploy-model', { model, version })
+      openNotebook: path => void commands.execute('docmanager:open', { path }),
+      // the Endpoints plugin's command (POST /endpoints)
+      deploy: async (model, version) => {
+        await commands.execute('kfjupyter:deploy-model', { model, version });
+      }
     };
     const panel = new ModelsPanelWidget({ api: new ModelsApi(sidebar.jobs.api), actions });
     sidebar.addPanel(panel);
