@@ -49,7 +49,7 @@ def test_models_panel_lists_searches_and_moves_an_alias(lab, browser_page, tmp_p
     page.locator('.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="kfjupyter-sidebar"]').click()
     sidebar = page.locator("#kfjupyter-sidebar")
     titles = sidebar.locator(".jp-AccordionPanel-title")
-    expect(titles).to_have_count(3)
+    expect(titles).to_have_count(4)  # Jobs, Tuning, Models, Endpoints
     expect(titles.nth(2)).to_contain_text("Models")
     titles.nth(0).click()  # fold Jobs and Tuning: the Models panel gets the height
     titles.nth(1).click()
@@ -75,7 +75,7 @@ def test_models_panel_lists_searches_and_moves_an_alias(lab, browser_page, tmp_p
     expect(versions.nth(0)).to_contain_text("0.95")
     expect(detail.locator(".kf-ModelChart-bar")).to_have_count(3)
     expect(detail.locator('.kf-ModelVersion[data-version="1"] .kf-AliasChip')).to_have_text("@production")
-    expect(detail.locator(".kf-ModelVersion-deploy")).to_have_count(0)  # hidden until serving is wired
+    expect(detail.locator(".kf-ModelVersion-deploy")).to_have_count(3)  # serving is wired: Deploy on every version
     expect(detail.locator(".kf-AliasHistory li")).to_have_count(1)
 
     # move production from v1 to v2
