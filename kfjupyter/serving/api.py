@@ -9,6 +9,7 @@ its ``backend_info`` says where (local processes, or an InferenceService).
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import os
 import secrets
@@ -22,7 +23,10 @@ from ..errors import BackendError, InvalidOptionError, KFJupyterError
 from ..store.models import JobRecord
 from ..store.workspace import get_workspace
 from ..validation import check_dns1123_label
-from .predictors import SUPPORTED
+
+#: Registry formats a local model server can serve. Defined here, not in predictors.py,
+#: so that importing the API (the server extension does) needs no kserve installed.
+SUPPORTED = ("sklearn", "xgboost", "pytorch", "onnx", "custom")
 
 KIND = "endpoint"
 VERSION_HEADER = "x-kfjupyter-version"
@@ -117,6 +121,10 @@ def deploy(
     if not isinstance(model, str) or not model.strip():
         raise InvalidOptionError(f"model must be a registry reference like 'iris@production', got {model!r}")
     backend = backend or default_backend()
+    if backend == "local" and importlib.util.find_spec("kserve") is None:
+        raise InvalidOptionError(
+            "serving on the local backend needs KServe's model server: pip install 'kfjupyter[serving]'"
+        )
     name = check_dns1123_label(name or _default_name(model), "endpoint name", max_length=45)
     if canary is not None:
         canary_percent = _check_percent(canary_percent)

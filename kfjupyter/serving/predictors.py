@@ -16,7 +16,6 @@ from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.utils.utils import get_predict_input, get_predict_response
 
-SUPPORTED = ("sklearn", "xgboost", "pytorch", "onnx", "custom")
 
 
 def _expected_features(model: Any) -> int | None:
