@@ -11,6 +11,9 @@ The public API::
     kfjupyter.register_model(name, model, …) -> ModelVersion  the model registry
     kfjupyter.load_model("iris@production")                  (kfjupyter.registry: aliases, search …)
     kfjupyter.deploy("iris@production", name="iris") -> Endpoint  serve a model version
+    kfjupyter.pipelines.from_notebook(path) -> Pipeline       tagged cells → pipeline steps
+    kfjupyter.run_pipeline(path_or_pipeline, …) -> PipelineRun  run it (locally, or on KFP)
+    kfjupyter.run_notebook(path, parameters={…}, sweep={…})  papermill runs as jobs
 
 In a notebook, ``%load_ext kfjupyter`` adds ``%%kf_train``, ``%%kf_tune``, ``%kf_jobs`` and
 ``%kf_models``.
@@ -36,6 +39,9 @@ __all__ = [
     "load_model",
     "output_dir",
     "param",
+    "pipelines",
+    "run_notebook",
+    "run_pipeline",
     "register_model",
     "registry",
     "report",
@@ -80,10 +86,18 @@ def __getattr__(name: str) -> Any:
         from . import serving
 
         return getattr(serving, name)
-    if name == "registry":
+    if name == "run_pipeline":
+        from .pipelines import run_pipeline
+
+        return run_pipeline
+    if name == "run_notebook":
+        from .notebook_runs import run_notebook
+
+        return run_notebook
+    if name in ("registry", "pipelines", "notebook_runs"):
         import importlib
 
-        return importlib.import_module(".registry", __name__)
+        return importlib.import_module("." + name, __name__)
     if name == "jobs":
         import importlib
 

@@ -17,6 +17,9 @@ _REGISTRY: dict[tuple[str, str], str] = {
     ("train", "kubernetes"): "kfjupyter.training.kubernetes:KubernetesTrainBackend",
     ("tune", "local"): "kfjupyter.tuning.local:LocalTuneBackend",
     ("tune", "kubernetes"): "kfjupyter.tuning.kubernetes:KubernetesTuneBackend",
+    ("pipeline", "local"): "kfjupyter.pipelines.local:LocalPipelineBackend",
+    ("pipeline", "kubernetes"): "kfjupyter.pipelines.kubernetes:KFPPipelineBackend",
+    ("notebook", "local"): "kfjupyter.notebook_runs.local:LocalNotebookBackend",
     ("endpoint", "local"): "kfjupyter.serving.local:LocalEndpointBackend",
     ("endpoint", "kubernetes"): "kfjupyter.serving.kubernetes:KubernetesEndpointBackend",
 }

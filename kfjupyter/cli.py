@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 
@@ -29,34 +30,45 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("--tail", type=int, default=None)
     cancel = cmd.add_parser("cancel", help="stop every rank of a job")
     cancel.add_argument("job_id")
+    jobs_p.set_defaults(func=_jobs)
+    # each capability adds its own commands; each sets ``func`` (args -> exit code or None)
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).add_commands(sub)
     return parser
+
+
+#: Modules with an ``add_commands(subparsers)`` for their command group.
+_COMMAND_MODULES = ("kfjupyter.pipelines.cli", "kfjupyter.notebook_runs.cli")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "list":
-            print(jobs_text(jobs.list(kind=args.kind, status=args.status, limit=args.limit)))
-        elif args.command == "show":
-            job = jobs.get(args.job_id)
-            job.refresh()
-            print(json.dumps(job.to_dict(), indent=2, default=str))
-        elif args.command == "logs":
-            job = jobs.get(args.job_id)
-            if args.follow:
-                for line in job.logs(rank=args.rank, follow=True, tail=args.tail):
-                    print(line, flush=True)
-            else:
-                print(job.logs(rank=args.rank, tail=args.tail))
-        elif args.command == "cancel":
-            job = jobs.get(args.job_id).cancel()
-            print(f"{job.id} {job.record.status}")
+        return args.func(args) or 0
     except KFJupyterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0
+
+
+def _jobs(args) -> None:
+    if args.command == "list":
+        print(jobs_text(jobs.list(kind=args.kind, status=args.status, limit=args.limit)))
+    elif args.command == "show":
+        job = jobs.get(args.job_id)
+        job.refresh()
+        print(json.dumps(job.to_dict(), indent=2, default=str))
+    elif args.command == "logs":
+        job = jobs.get(args.job_id)
+        if args.follow:
+            for line in job.logs(rank=args.rank, follow=True, tail=args.tail):
+                print(line, flush=True)
+        else:
+            print(job.logs(rank=args.rank, tail=args.tail))
+    elif args.command == "cancel":
+        job = jobs.get(args.job_id).cancel()
+        print(f"{job.id} {job.record.status}")
 
 
 if __name__ == "__main__":
