@@ -18,9 +18,16 @@ from dataclasses import dataclass
 _SCOPES = (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
 
+class _Bound(dict):
+    """An ordered set of bound names (``add`` like a set, iteration in binding order)."""
+
+    def add(self, name: str) -> None:
+        self.setdefault(name)
+
+
 class _Flow:
     def __init__(self) -> None:
-        self.bound: set[str] = set()
+        self.bound: _Bound = _Bound()
         self.free: dict[str, None] = {}  # ordered set
 
     # -- primitives -------------------------------------------------------------
@@ -155,6 +162,111 @@ def free_names(source: str) -> list[str]:
         if name not in module_bound:
             free.setdefault(name)
     return list(free)
+
+
+def bound_names(source: str) -> list[str]:
+    """Names ``source`` binds at module level (assignments, imports, defs …), in binding order."""
+    flow = _Flow()
+    flow.block(ast.parse(source).body)
+    return list(flow.bound)
+
+
+@dataclass(frozen=True)
+class Binding:
+    """The last module-level binding of a name, and what kind of value it binds.
+
+    ``kind`` is one of ``import`` (``import x``: a module), ``with`` (``with … as x``: a
+    context manager's resource, typically an open file), ``file`` (``x = open(…)``),
+    ``generator`` (a generator expression, or a call of a generator function defined in
+    the same source), ``function``, ``class``, ``value`` (anything else).
+    """
+
+    name: str
+    kind: str
+    line: int
+
+
+def _is_generator_function(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    todo: list[ast.AST] = list(node.body)
+    while todo:
+        child = todo.pop()
+        if isinstance(child, (ast.Yield, ast.YieldFrom)):
+            return True
+        if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            todo.extend(ast.iter_child_nodes(child))
+    return False
+
+
+def bindings(source: str) -> dict[str, Binding]:
+    """The last module-level binding of every name ``source`` binds (see :class:`Binding`)."""
+    out: dict[str, Binding] = {}
+    generator_functions: set[str] = set()
+
+    def names(target: ast.AST) -> list[str]:
+        if isinstance(target, ast.Name):
+            return [target.id]
+        if isinstance(target, (ast.Tuple, ast.List)):
+            return [n for elt in target.elts for n in names(elt)]
+        if isinstance(target, ast.Starred):
+            return names(target.value)
+        return []
+
+    def value_kind(value: ast.AST | None) -> str:
+        if isinstance(value, ast.GeneratorExp):
+            return "generator"
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
+            if value.func.id == "open":
+                return "file"
+            if value.func.id in generator_functions:
+                return "generator"
+        return "value"
+
+    def bind(targets: list[ast.AST], kind: str, line: int) -> None:
+        for target in targets:
+            for name in names(target):
+                out[name] = Binding(name, kind, line)
+
+    def visit(body: list[ast.stmt]) -> None:
+        for s in body:
+            if isinstance(s, ast.Assign):
+                single = len(s.targets) == 1 and isinstance(s.targets[0], ast.Name)
+                bind(s.targets, value_kind(s.value) if single else "value", s.lineno)
+            elif isinstance(s, (ast.AnnAssign, ast.AugAssign)) and s.value is not None:
+                bind([s.target], value_kind(s.value) if isinstance(s, ast.AnnAssign) else "value", s.lineno)
+            elif isinstance(s, (ast.For, ast.AsyncFor)):
+                bind([s.target], "value", s.lineno)
+                visit(s.body)
+                visit(s.orelse)
+            elif isinstance(s, (ast.While, ast.If)):
+                visit(s.body)
+                visit(s.orelse)
+            elif isinstance(s, (ast.With, ast.AsyncWith)):
+                bind([i.optional_vars for i in s.items if i.optional_vars is not None], "with", s.lineno)
+                visit(s.body)
+            elif isinstance(s, ast.Try) or type(s).__name__ == "TryStar":
+                visit(s.body)
+                for handler in s.handlers:
+                    visit(handler.body)
+                visit(s.orelse)
+                visit(s.finalbody)
+            elif isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if _is_generator_function(s):
+                    generator_functions.add(s.name)
+                out[s.name] = Binding(s.name, "function", s.lineno)
+            elif isinstance(s, ast.ClassDef):
+                out[s.name] = Binding(s.name, "class", s.lineno)
+            elif isinstance(s, ast.Import):
+                for alias in s.names:
+                    name = alias.asname or alias.name.split(".")[0]
+                    out[name] = Binding(name, "import", s.lineno)
+            elif isinstance(s, ast.ImportFrom):
+                for alias in s.names:
+                    if alias.name != "*":
+                        name = alias.asname or alias.name
+                        out[name] = Binding(name, "value", s.lineno)
+
+    visit(ast.parse(source).body)
+    return out
 
 
 @dataclass(frozen=True)

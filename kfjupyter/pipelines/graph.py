@@ -1,0 +1,475 @@
+"""Tagged notebook → :class:`~kfjupyter.pipelines.model.Pipeline`.
+
+The compiler reads the cells in order (tags per :mod:`kfjupyter.pipelines.tags`), groups
+them into blocks, then builds the step graph:
+
+* a step's **inputs** are the names it reads before assigning them
+  (:func:`kfjupyter.capture.analysis.free_names`) that are not builtins, not bound by the
+  ``imports``/``functions`` cells and not parameters, each supplied by the nearest step
+  that runs before it and assigns it: its nearest ancestor through ``prev:`` edges when
+  one assigns it, else the nearest earlier step in execution order (a data edge);
+* explicit ``prev:`` edges are always kept, data or not;
+* steps run in a topological order of the explicit edges, ties in notebook order, so a
+  data edge always points forwards and only ``prev:`` tags can make a cycle.
+
+Every error is a :class:`PipelineError` whose ``cell`` is the index of the cell at fault
+in the notebook's cell list (0-based, markdown cells counted) and whose message starts
+with ``cell N``.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..capture.analysis import bindings, bound_names, free_names
+from ..errors import KFJupyterError
+from . import codegen, tags as tagmod
+from .model import Edge, Parameter, Pipeline, Step
+
+#: Names a step program finds without anyone providing them (the step runtime sets
+#: ``display`` to a print-based stand-in when IPython's is not imported).
+RUNTIME_NAMES = frozenset(dir(builtins)) | {"display", "__file__"}
+
+#: Bindings whose values cannot cross a step boundary, and why.
+_CANNOT_CROSS = {
+    "with": "it is bound by `with … as {name}` (a resource such as an open file, closed at the end of the block)",
+    "file": "it is an open file (`{name} = open(…)`)",
+    "generator": "it is a generator, which cannot be serialised",
+    "import": "it is a module (`import …`); put the import in a cell tagged imports",
+}
+
+
+class PipelineError(KFJupyterError, ValueError):
+    """The notebook does not compile to a pipeline; ``cell`` is the cell at fault (or None)."""
+
+    def __init__(self, message: str, cell: int | None = None):
+        super().__init__(f"cell {cell}: {message}" if cell is not None else message)
+        self.cell = cell
+        self.reason = message
+
+
+# ---------------------------------------------------------------------------------------
+# Reading the notebook
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Block:
+    """Consecutive cells of one kind (one step, the imports …)."""
+
+    kind: str  # "step" or one of tags.KIND_TAGS
+    cells: list[int]
+    sources: list[str]
+    tags: tagmod.CellTags = field(default_factory=tagmod.CellTags)
+
+
+def _load(notebook: Any) -> tuple[dict[str, Any], str | None]:
+    if isinstance(notebook, (str, os.PathLike)):
+        path = Path(notebook)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise PipelineError(f"cannot read notebook {str(path)!r}: {exc}") from None
+        where: str | None = str(path)
+    elif isinstance(notebook, Mapping):  # nbformat's NotebookNode is a dict
+        data, where = dict(notebook), None
+    else:
+        raise TypeError(f"from_notebook takes a path, a NotebookNode or a dict, not {type(notebook).__name__}")
+    if int(data.get("nbformat", 4)) < 4:
+        import nbformat
+
+        data = nbformat.convert(nbformat.from_dict(data), 4)
+    if not isinstance(data.get("cells"), list):
+        raise PipelineError("not a notebook: no cell list")
+    return data, where
+
+
+def _text(source: Any) -> str:
+    return "".join(source) if isinstance(source, list) else str(source or "")
+
+
+_MAGIC_LINE = re.compile(r"^(\s*)([%!].*)$")
+
+
+def _strip_ipython(source: str, cell: int) -> str:
+    """Line magics and ``!shell`` lines become comments; a cell magic is an error."""
+    if source.lstrip().startswith("%%"):
+        magic = source.lstrip().split()[0]
+        raise PipelineError(f"cell magic {magic} cannot run in a pipeline step; tag the cell skip", cell)
+    lines = []
+    for line in source.splitlines():
+        m = _MAGIC_LINE.match(line)
+        lines.append(f"{m[1]}pass  # IPython syntax, not run in a step: {m[2]}" if m else line)
+    return "\n".join(lines)
+
+
+def _blocks(cells: list[dict[str, Any]]) -> list[_Block]:
+    blocks: list[_Block] = []
+    for index, cell in enumerate(cells):
+        if cell.get("cell_type") != "code":
+            continue
+        source = _text(cell.get("source"))
+        try:
+            parsed = tagmod.parse_tags((cell.get("metadata") or {}).get("tags") or [])
+        except tagmod.TagError as exc:
+            raise PipelineError(str(exc), index) from None
+        if parsed.kind is None:
+            if not source.strip():
+                continue
+            if not blocks:
+                raise PipelineError(
+                    "untagged code cell before any tagged cell: tag it step:NAME, imports, "
+                    "functions, pipeline-parameters or skip",
+                    index,
+                )
+            blocks[-1].cells.append(index)
+            blocks[-1].sources.append(source)
+            continue
+        if blocks and parsed.kind == "step" and blocks[-1].kind == "step" and blocks[-1].tags.name == parsed.name:
+            # the same step tag on consecutive cells: one step (Kale users tag every cell)
+            last = blocks[-1]
+            last.cells.append(index)
+            last.sources.append(source)
+            for p in parsed.prev:
+                if p not in last.tags.prev:
+                    last.tags.prev.append(p)
+            last.tags.image = parsed.image or last.tags.image
+            last.tags.limits.update(parsed.limits)
+            if parsed.cache is not None:
+                last.tags.cache = parsed.cache
+            continue
+        blocks.append(_Block(parsed.kind, [index], [source], parsed))
+    return blocks
+
+
+# ---------------------------------------------------------------------------------------
+# Parameters and metrics cells
+# ---------------------------------------------------------------------------------------
+
+
+def _param_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    return "json"
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    return value
+
+
+def _parameters(block: _Block, into: dict[str, Parameter]) -> None:
+    for cell, source in zip(block.cells, block.sources):
+        try:
+            tree = ast.parse(source)
+        except SyntaxError as exc:
+            raise PipelineError(f"syntax error in the pipeline-parameters cell, line {exc.lineno}: {exc.msg}", cell) from None
+        for stmt in tree.body:
+            code = ast.get_source_segment(source, stmt) or ast.unparse(stmt)
+            problem = None
+            if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
+                if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
+                    target, value_node = stmt.target, stmt.value
+                else:
+                    problem = "is not a NAME = literal assignment"
+            else:
+                target, value_node = stmt.targets[0], stmt.value
+            if problem is None:
+                try:
+                    value = ast.literal_eval(value_node)
+                except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                    problem = "assigns something other than a literal"
+            if problem is None:
+                value = _json_ready(value)
+                try:
+                    json.dumps(value, allow_nan=False)
+                    if isinstance(value, dict) and not all(isinstance(k, str) for k in value):
+                        raise TypeError
+                except (TypeError, ValueError):
+                    problem = "assigns a literal that is not JSON (int, float, str, bool, list or dict of them)"
+            if problem is not None:
+                raise PipelineError(
+                    f"the pipeline-parameters cell may only hold NAME = literal lines; line {stmt.lineno} "
+                    f"`{code.splitlines()[0]}` {problem}",
+                    cell,
+                )
+            into[target.id] = Parameter(target.id, _param_type(value), value)
+
+
+def _metrics(block: _Block) -> list[tuple[str, int]]:
+    names: list[tuple[str, int]] = []
+    for cell, source in zip(block.cells, block.sources):
+        try:
+            tree = ast.parse(source)
+        except SyntaxError as exc:
+            raise PipelineError(f"syntax error in the pipeline-metrics cell, line {exc.lineno}: {exc.msg}", cell) from None
+        for stmt in tree.body:
+            node = stmt.value if isinstance(stmt, ast.Expr) else None
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print" and not node.keywords:
+                args = node.args
+            else:
+                args = [node] if node is not None else []
+            if not args or not all(isinstance(a, ast.Name) for a in args):
+                raise PipelineError(
+                    f"the pipeline-metrics cell lists variable names (one per line, or print(name)); "
+                    f"line {stmt.lineno} is `{ast.unparse(stmt)}`",
+                    cell,
+                )
+            names += [(a.id, cell) for a in args if a.id not in [n for n, _ in names]]
+    return names
+
+
+# ---------------------------------------------------------------------------------------
+# The graph
+# ---------------------------------------------------------------------------------------
+
+
+def _order(steps: dict[str, _Block]) -> list[str]:
+    """Topological order of the explicit prev: edges, ties broken by notebook order."""
+    names = list(steps)
+    remaining = {n: set(steps[n].tags.prev) for n in names}
+    order: list[str] = []
+    while remaining:
+        ready = [n for n in names if n in remaining and not (remaining[n] - set(order))]
+        if not ready:
+            cycle = _find_cycle(steps, remaining)
+            raise PipelineError(
+                f"the prev: tags make a cycle: {' → '.join(cycle)} (step {cycle[0]!r} starts here)",
+                steps[cycle[0]].cells[0],
+            )
+        order.append(ready[0])
+        del remaining[ready[0]]
+    return order
+
+
+def _find_cycle(steps: dict[str, _Block], remaining: dict[str, set[str]]) -> list[str]:
+    """A cycle among the ``remaining`` steps, in running order, closed (``a → b → a``)."""
+    names = [n for n in steps if n in remaining]
+    node, path = names[0], [names[0]]
+    while True:  # follow prev: links upstream until a step repeats
+        node = next(p for p in steps[node].tags.prev if p in remaining)
+        if node in path:
+            loop = path[path.index(node):]  # each one's prev is the next
+            break
+        path.append(node)
+    running = [loop[0]] + list(reversed(loop[1:]))
+    first = min(running, key=names.index)
+    i = running.index(first)
+    running = running[i:] + running[:i]
+    return running + [running[0]]
+
+
+def _first_cell_reading(block: _Block, name: str) -> int:
+    for cell, source in zip(block.cells, block.sources):
+        try:
+            if name in free_names(source):
+                return cell
+        except SyntaxError:
+            continue
+    return block.cells[0]
+
+
+def from_notebook(notebook: str | os.PathLike[str] | Mapping[str, Any], name: str | None = None) -> Pipeline:
+    """Compile a tagged notebook (a path, an nbformat NotebookNode or a dict) to a Pipeline."""
+    data, path = _load(notebook)
+    cells = data["cells"]
+    settings = tagmod.notebook_settings(data.get("metadata"))
+    blocks = _blocks(cells)
+
+    imports = [b for b in blocks if b.kind == "imports"]
+    functions = [b for b in blocks if b.kind == "functions"]
+    parameters: dict[str, Parameter] = {}
+    for block in blocks:
+        if block.kind == "pipeline-parameters":
+            _parameters(block, parameters)
+    metric_names: list[tuple[str, int]] = []
+    for block in blocks:
+        if block.kind == "pipeline-metrics":
+            metric_names += [m for m in _metrics(block) if m[0] not in [n for n, _ in metric_names]]
+
+    # --- steps: names, sources, syntax -----------------------------------------------
+    steps: dict[str, _Block] = {}
+    sources: dict[str, str] = {}
+    for block in blocks:
+        if block.kind != "step":
+            continue
+        assert block.tags.name is not None
+        if block.tags.name in steps:
+            raise PipelineError(
+                f"step name {block.tags.name!r} is already used by cell {steps[block.tags.name].cells[0]}",
+                block.cells[0],
+            )
+        steps[block.tags.name] = block
+        stripped = [_strip_ipython(s, c) for c, s in zip(block.cells, block.sources)]
+        block.sources = stripped
+        for cell, source in zip(block.cells, stripped):
+            try:
+                ast.parse(source)
+            except SyntaxError as exc:
+                raise PipelineError(f"syntax error in step {block.tags.name!r}, line {exc.lineno}: {exc.msg}", cell) from None
+        sources[block.tags.name] = "\n\n".join(s.strip("\n") for s in stripped)
+    if not steps:
+        raise PipelineError("the notebook has no steps: tag the first cell of each step step:NAME")
+
+    shared_names: set[str] = set()
+    for block in imports + functions:
+        block.sources = [_strip_ipython(s, c) for c, s in zip(block.cells, block.sources)]
+        for cell, source in zip(block.cells, block.sources):
+            try:
+                shared_names.update(bound_names(source))
+            except SyntaxError as exc:
+                raise PipelineError(f"syntax error in the {block.kind} cell, line {exc.lineno}: {exc.msg}", cell) from None
+
+    for step_name, block in steps.items():
+        for target in block.tags.prev:
+            if target not in steps:
+                raise PipelineError(
+                    f"step {step_name!r} has prev:{target} but no step is named {target!r} "
+                    f"(steps: {', '.join(steps)})",
+                    block.cells[0],
+                )
+            if target == step_name:
+                raise PipelineError(f"step {step_name!r} has prev:{target}, itself", block.cells[0])
+
+    order = _order(steps)
+
+    # --- data edges -----------------------------------------------------------------------
+    binds = {n: set(bound_names(sources[n])) for n in order}
+    ancestors: dict[str, set[str]] = {}
+    inputs: dict[str, dict[str, str]] = {}
+    step_params: dict[str, list[str]] = {}
+    for position, step_name in enumerate(order):
+        block = steps[step_name]
+        mine: set[str] = set()
+        for p in block.tags.prev:
+            mine |= {p} | ancestors[p]
+        wanted: dict[str, str] = {}
+        used_params: list[str] = []
+        for var in free_names(sources[step_name]):
+            earlier = order[:position]
+            if var in shared_names or (var in RUNTIME_NAMES and not any(var in binds[a] for a in earlier)):
+                continue
+            supplier = next((a for a in reversed(earlier) if a in mine and var in binds[a]), None)
+            if supplier is None:
+                supplier = next((a for a in reversed(earlier) if var in binds[a]), None)
+            if supplier is None:
+                if var in parameters:
+                    used_params.append(var)
+                    continue
+                later = [a for a in order[position + 1:] if var in binds[a]]
+                hint = f" (step {later[0]!r} assigns it, but runs later)" if later else ""
+                raise PipelineError(
+                    f"step {step_name!r} reads {var!r}, which no step before it assigns and which is "
+                    f"not a pipeline parameter, an import or a function{hint}",
+                    _first_cell_reading(block, var),
+                )
+            wanted[var] = supplier
+            mine |= {supplier} | ancestors[supplier]
+        inputs[step_name] = wanted
+        step_params[step_name] = used_params
+        ancestors[step_name] = mine
+
+    # --- metrics: the last step assigning each name -----------------------------------------
+    metric_steps: dict[str, list[str]] = {n: [] for n in order}
+    for metric, cell in metric_names:
+        supplier = next((a for a in reversed(order) if metric in binds[a]), None)
+        if supplier is None:
+            raise PipelineError(f"pipeline metric {metric!r} is not assigned by any step", cell)
+        metric_steps[supplier].append(metric)
+
+    # --- outputs, compile-time checks of what crosses ------------------------------------------
+    outputs: dict[str, list[str]] = {n: [] for n in order}
+    for target in order:
+        for var, source_step in inputs[target].items():
+            if var not in outputs[source_step]:
+                outputs[source_step].append(var)
+    for step_name in order:
+        for var in metric_steps[step_name]:
+            if var not in outputs[step_name]:
+                outputs[step_name].append(var)
+        block = steps[step_name]
+        for var in outputs[step_name]:
+            for cell, source in reversed(list(zip(block.cells, block.sources))):
+                binding = bindings(source).get(var)
+                if binding is None:
+                    continue
+                if binding.kind in _CANNOT_CROSS:
+                    readers = [t for t in order if inputs[t].get(var) == step_name]
+                    who = f"step {readers[0]!r}" if readers else "the pipeline metrics"
+                    raise PipelineError(
+                        f"step {step_name!r} passes variable {var!r} to {who}, but "
+                        + _CANNOT_CROSS[binding.kind].format(name=var)
+                        + f" (line {binding.line}); pass the data it holds instead",
+                        cell,
+                    )
+                break
+
+    # --- edges ------------------------------------------------------------------------------------
+    edges: list[Edge] = []
+    for target in order:
+        suppliers = list(dict.fromkeys(list(inputs[target].values()) + steps[target].tags.prev))
+        for source_step in sorted(suppliers, key=order.index):
+            names = tuple(v for v, s in inputs[target].items() if s == source_step)
+            edges.append(Edge(source_step, target, names, source_step in steps[target].tags.prev))
+
+    default_image = settings.get("docker_image") or None
+    pipeline = Pipeline(
+        name=_pipeline_name(name, settings, path),
+        steps={},
+        edges=edges,
+        parameters=parameters,
+        notebook=path,
+        imports="\n\n".join(s.strip("\n") for b in imports for s in b.sources),
+        functions="\n\n".join(s.strip("\n") for b in functions for s in b.sources),
+        metrics=[m for m, _ in metric_names],
+    )
+    for step_name in order:
+        block = steps[step_name]
+        step = Step(
+            name=step_name,
+            cells=list(block.cells),
+            source=sources[step_name],
+            prev=list(block.tags.prev),
+            image=block.tags.image or default_image,
+            limits=dict(block.tags.limits),
+            cache=block.tags.cache is not False,
+            inputs=dict(inputs[step_name]),
+            outputs=list(outputs[step_name]),
+            parameters=list(step_params[step_name]),
+            metrics=list(metric_steps[step_name]),
+        )
+        pipeline.steps[step_name] = step
+    shared = [codegen.Section(b.kind, c, s) for b in imports + functions for c, s in zip(b.cells, b.sources)]
+    for step in pipeline.steps.values():
+        own = [codegen.Section("step", c, s) for c, s in zip(steps[step.name].cells, steps[step.name].sources)]
+        step.program = codegen.step_program(pipeline, step, shared + own)
+    return pipeline
+
+
+def _pipeline_name(name: str | None, settings: dict[str, Any], path: str | None) -> str:
+    if name:
+        return name
+    if settings.get("pipeline_name"):
+        return str(settings["pipeline_name"])
+    if path:
+        stem = re.sub(r"[^a-z0-9]+", "-", Path(path).stem.lower()).strip("-")
+        return stem or "pipeline"
+    return "pipeline"
