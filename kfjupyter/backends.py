@@ -20,6 +20,7 @@ _REGISTRY: dict[tuple[str, str], str] = {
     ("pipeline", "local"): "kfjupyter.pipelines.local:LocalPipelineBackend",
     ("pipeline", "kubernetes"): "kfjupyter.pipelines.kubernetes:KFPPipelineBackend",
     ("notebook", "local"): "kfjupyter.notebook_runs.local:LocalNotebookBackend",
+    ("sweep", "local"): "kfjupyter.notebook_runs.local:LocalSweepBackend",
     ("endpoint", "local"): "kfjupyter.serving.local:LocalEndpointBackend",
     ("endpoint", "kubernetes"): "kfjupyter.serving.kubernetes:KubernetesEndpointBackend",
 }

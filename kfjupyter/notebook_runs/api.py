@@ -1,0 +1,425 @@
+"""``kfjupyter.run_notebook``: a notebook executed with papermill as a tracked job, or a sweep.
+
+A run is a job of kind ``notebook``; a sweep is a job of kind ``sweep`` whose runs are
+``notebook`` jobs of their own (``spec["sweep_id"]`` points back). Both run locally in
+detached processes (see :mod:`.local`), so they outlive the kernel that started them and
+any process re-attaches with :func:`get_run` (or ``kfjupyter.jobs.get``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+from .. import status as st
+from ..errors import InvalidOptionError, KFJupyterError
+from ..jobs import Job
+from ..runtime.supervisor import LAUNCH
+from ..store.models import JobRecord
+from ..store.workspace import get_workspace
+from ..training.spec import MAX_NAME_LENGTH
+from ..validation import check_job_name
+from . import params as P
+from .local import LocalNotebookBackend, LocalSweepBackend
+
+BACKEND = "local"
+#: Columns of a results table after the parameters and metrics.
+STATUS_COLUMN, JOB_COLUMN = "status", "job_id"
+_CELL_LINE = re.compile(r"^cell (\d+)/(\d+)")
+
+
+# -- handles ---------------------------------------------------------------------------
+
+
+def _last_values(rows: list[dict]) -> dict[str, float]:
+    """The last reported value of each metric (rows in the order they were reported)."""
+    last: dict[str, float] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key not in ("rank", "step", "time", "run") and value is not None:
+                last[key] = value
+    return last
+
+
+def _table(runs: list["NotebookRun"]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns and rows of a results table: parameters, last metric values, status, job id."""
+    param_cols: list[str] = []
+    metric_cols: list[str] = []
+    rows = []
+    for run in runs:
+        params = run.parameters
+        metrics = run.last_metrics()
+        for key in params:
+            if key not in param_cols:
+                param_cols.append(key)
+        row = dict(params)
+        for key, value in metrics.items():
+            column = key if key not in params and key not in (STATUS_COLUMN, JOB_COLUMN) else f"{key} (metric)"
+            if column not in metric_cols:
+                metric_cols.append(column)
+            row[column] = value
+        row[STATUS_COLUMN] = run.record.status
+        row[JOB_COLUMN] = run.id
+        rows.append(row)
+    metric_cols = [c for c in metric_cols if c not in param_cols]
+    return param_cols + metric_cols + [STATUS_COLUMN, JOB_COLUMN], rows
+
+
+def _dataframe(runs: list["NotebookRun"]):
+    import pandas as pd
+
+    columns, rows = _table(runs)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _cell_text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def results_text(table) -> str:
+    """A results DataFrame as an aligned text table (as ``kfjupyter run`` prints it)."""
+    columns = [str(c) for c in table.columns]
+    rows = [columns] + [[_cell_text(v) for v in values] for values in table.itertuples(index=False)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _json_value(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+class NotebookRun(Job):
+    """One papermill run of a notebook (job kind ``notebook``)."""
+
+    @property
+    def notebook(self) -> str:
+        """The notebook that was run (it is never modified; the run used a copy)."""
+        return self._record.spec.get("notebook", "")
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return dict(self._record.spec.get("parameters") or {})
+
+    @property
+    def kernel(self) -> str:
+        return self._record.spec.get("kernel", "")
+
+    @property
+    def sweep_id(self) -> str | None:
+        return self._record.spec.get("sweep_id")
+
+    @property
+    def output_notebook(self) -> Path:
+        """The executed notebook (``job_dir/output.ipynb``), saved after every cell."""
+        return self.job_dir / "output.ipynb"
+
+    def read_output(self):
+        """The executed notebook as an nbformat node."""
+        import nbformat
+
+        return nbformat.read(str(self.output_notebook), as_version=4)
+
+    def last_metrics(self) -> dict[str, float]:
+        """The last value of each metric the notebook passed to ``kfjupyter.report``."""
+        return _last_values(self.metrics())
+
+    def progress(self) -> tuple[int, int] | None:
+        """(cell, cells) of the cell running or last run, from the job log; None before."""
+        path = self.job_dir / "logs" / "rank-0.log"
+        if not path.exists():
+            return None
+        for line in reversed(path.read_text(errors="replace").splitlines()):
+            match = _CELL_LINE.match(line)
+            if match:
+                return int(match.group(1)), int(match.group(2))
+        return None
+
+    def results(self):
+        """A one-row DataFrame: the parameters, the last value of each metric, status, job id."""
+        self.refresh()
+        return _dataframe([self])
+
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        cell = self.progress()
+        data.update(
+            notebook=self.notebook,
+            parameters=self.parameters,
+            kernel=self.kernel,
+            sweep_id=self.sweep_id,
+            index=self._record.spec.get("index"),
+            output_notebook=str(self.output_notebook) if self.output_notebook.exists() else None,
+            metrics=self.last_metrics(),
+            progress={"cell": cell[0], "cells": cell[1]} if cell else None,
+        )
+        return data
+
+    def __repr__(self) -> str:
+        return f"<NotebookRun {self.id} {self._record.status} {Path(self.notebook).name} {self.parameters}>"
+
+
+class Sweep(Job):
+    """A grid of papermill runs of one notebook (job kind ``sweep``)."""
+
+    @property
+    def notebook(self) -> str:
+        return self._record.spec.get("notebook", "")
+
+    @property
+    def grid(self) -> list[dict[str, Any]]:
+        """The parameter set of each run, in order."""
+        return [dict(p) for p in self._record.spec.get("grid") or []]
+
+    @property
+    def max_parallel(self) -> int:
+        return int(self._record.spec.get("max_parallel") or 1)
+
+    @property
+    def runs(self) -> list[NotebookRun]:
+        return [NotebookRun(run_id) for run_id in self._record.spec.get("runs") or []]
+
+    @property
+    def output_notebooks(self) -> list[Path]:
+        return [run.output_notebook for run in self.runs]
+
+    def results(self):
+        """One row per parameter set: the parameters, the last value of each metric the run
+        reported, its status and its job id (the run's ``job_id``)."""
+        self.refresh()
+        return _dataframe(self.runs)
+
+    def results_text(self) -> str:
+        return results_text(self.results())
+
+    def _repr_html_(self) -> str:
+        import html
+
+        head = html.escape(f"sweep {self.id}: {self.status}, {len(self.grid)} run(s) of {Path(self.notebook).name}")
+        return f"<p>{head}</p>" + self.results().to_html(index=False, na_rep="")
+
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        runs = self.runs
+        columns, rows = _table(runs)
+        counts: dict[str, int] = {}
+        for run in runs:
+            counts[run.record.status] = counts.get(run.record.status, 0) + 1
+        spec = self._record.spec
+        data.update(
+            notebook=self.notebook,
+            parameters=dict(spec.get("parameters") or {}),
+            sweep=dict(spec.get("sweep") or {}),
+            max_parallel=self.max_parallel,
+            counts=counts,
+            runs=[
+                {
+                    "id": run.id,
+                    "status": run.record.status,
+                    "parameters": run.parameters,
+                    "metrics": run.last_metrics(),
+                    "output_notebook": str(run.output_notebook) if run.output_notebook.exists() else None,
+                    "error": run.record.error,
+                }
+                for run in runs
+            ],
+            results={"columns": columns, "rows": [[_json_value(row.get(c)) for c in columns] for row in rows]},
+        )
+        return data
+
+    def __repr__(self) -> str:
+        return f"<Sweep {self.id} {self._record.status} {len(self.grid)} run(s) of {Path(self.notebook).name}>"
+
+
+def get_run(job_id: str) -> NotebookRun | Sweep:
+    """Re-attach to a notebook run or a sweep by id."""
+    record = get_workspace().get_job(job_id)
+    if record.kind == "notebook":
+        return NotebookRun(job_id, record)
+    if record.kind == "sweep":
+        return Sweep(job_id, record)
+    raise KFJupyterError(f"job {job_id} is a {record.kind} job, not a notebook run or sweep")
+
+
+# -- submission --------------------------------------------------------------------------
+
+
+def default_name(path: Path) -> str:
+    """A job name from the notebook's file name (``My Notebook.ipynb`` → ``my-notebook``)."""
+    slug = re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", path.stem.lower())).strip("-")
+    if not slug or not slug[0].isalpha():
+        slug = ("nb-" + slug).rstrip("-")
+    return slug[:MAX_NAME_LENGTH].rstrip("-")
+
+
+def _new_id(name: str) -> str:
+    return f"{name}-{secrets.token_hex(3)[:5]}"
+
+
+def _check_parallel(max_parallel: Any) -> int | None:
+    if max_parallel is None:
+        return None
+    if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1:
+        raise InvalidOptionError(f"invalid max_parallel {max_parallel!r}: expected an integer >= 1")
+    return max_parallel
+
+
+def _run_record(job_id, name, nb_path, parameters, kernel, cwd, sweep_id=None, index=None) -> JobRecord:
+    return JobRecord(
+        id=job_id,
+        name=name,
+        kind="notebook",
+        backend=BACKEND,
+        status=st.PENDING,
+        workers=1,
+        spec={
+            "notebook": str(nb_path),
+            "parameters": parameters,
+            "kernel": kernel,
+            "cwd": cwd,
+            "sweep_id": sweep_id,
+            "index": index,
+        },
+        backend_info={},
+        notebook=str(nb_path),
+    )
+
+
+def _prepare_run(job_id: str, data: bytes, spec: dict) -> Path:
+    """The run's folder: a copy of the notebook (what papermill reads) and the launch file."""
+    job_dir = get_workspace().job_dir(job_id)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    (job_dir / "input.ipynb").write_bytes(data)
+    LocalNotebookBackend().prepare(job_dir, {"job_id": job_id, **spec})
+    return job_dir
+
+
+def run_notebook(
+    path: str | os.PathLike,
+    parameters: dict[str, Any] | None = None,
+    *,
+    sweep: dict[str, list] | None = None,
+    name: str | None = None,
+    kernel: str | None = None,
+    max_parallel: int | None = None,
+    wait: bool = False,
+) -> NotebookRun | Sweep:
+    """Execute the notebook at ``path`` with papermill as a tracked job.
+
+    ``parameters`` are injected after the notebook's cell tagged ``parameters`` (a name
+    that cell does not assign is refused). With ``sweep={"lr": [0.1, 0.01], "layers":
+    [1, 2]}`` every combination runs (``parameters`` fixed for all), ``max_parallel`` at a
+    time (default: the number of CPUs), and a :class:`Sweep` is returned; otherwise a
+    :class:`NotebookRun`. ``kernel`` defaults to the notebook's kernelspec, else
+    ``python3``. The notebook itself is never written: the run executes a copy and keeps
+    the executed notebook as ``run.output_notebook``. With ``wait`` it returns when done.
+
+    Every option is checked before anything is recorded or started; a
+    :class:`~kfjupyter.errors.KFJupyterError` means nothing was.
+    """
+    nb_path = Path(path).expanduser().resolve()
+    nb = P.load_notebook(nb_path)
+    data = nb_path.read_bytes()
+    fixed = P.check_parameters(parameters, nb, nb_path)
+    max_parallel = _check_parallel(max_parallel)
+    grid = None
+    swept = None
+    if sweep is not None:
+        swept = P.check_sweep(sweep, fixed)
+        for pname, values in swept.items():
+            for value in values:
+                P.check_parameters({pname: value}, nb, nb_path, what="sweep parameter")
+        grid = P.grid(fixed, swept)
+    kernel_name = P.notebook_kernel(nb, kernel)
+    name = check_job_name(name if name is not None else default_name(nb_path), "run name", MAX_NAME_LENGTH)
+    cwd = str(nb_path.parent)
+    if grid is None:
+        return _submit_run(name, nb_path, data, fixed, kernel_name, cwd, wait)
+    return _submit_sweep(name, nb_path, data, fixed, swept, grid, kernel_name, cwd, max_parallel, wait)
+
+
+def _start(job_id: str, job_dir: Path, engine) -> None:
+    ws = get_workspace()
+    try:
+        info = engine.start(job_dir)
+    except BaseException as exc:
+        ws.update_job(job_id, status=st.FAILED, error=f"could not be started: {exc!r}")
+        raise
+    record = ws.update_job(job_id, backend_info=info)
+    if record.status == st.CANCELLED:  # cancelled while it was being started
+        engine.cancel(job_id, info)
+
+
+def _submit_run(name, nb_path, data, fixed, kernel, cwd, wait) -> NotebookRun:
+    ws = get_workspace()
+    job_id = _new_id(name)
+    record = _run_record(job_id, name, nb_path, fixed, kernel, cwd)
+    job_dir = _prepare_run(job_id, data, record.spec)
+    ws.add_job(record)
+    _start(job_id, job_dir, LocalNotebookBackend())
+    run = NotebookRun(job_id)
+    if wait:
+        run.wait()
+    return run
+
+
+def _submit_sweep(name, nb_path, data, fixed, swept, grid, kernel, cwd, max_parallel, wait) -> Sweep:
+    ws = get_workspace()
+    sweep_id = _new_id(name)
+    run_ids = [f"{sweep_id}-{i + 1}" for i in range(len(grid))]
+    if len(run_ids[-1]) > 63:
+        raise InvalidOptionError(f"run name {name!r} is too long for a sweep of {len(grid)} runs: shorten it")
+    parallel = max_parallel or max(1, min(len(grid), os.cpu_count() or 1))
+    records = [
+        _run_record(run_id, name, nb_path, params, kernel, cwd, sweep_id=sweep_id, index=i)
+        for i, (run_id, params) in enumerate(zip(run_ids, grid))
+    ]
+    for record in records:
+        _prepare_run(record.id, data, record.spec)
+    sweep_dir = ws.job_dir(sweep_id)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    (sweep_dir / "input.ipynb").write_bytes(data)
+    (sweep_dir / LAUNCH).write_text(
+        json.dumps({"job_id": sweep_id, "runs": run_ids, "max_parallel": parallel}, indent=1)
+    )
+    parent = JobRecord(
+        id=sweep_id,
+        name=name,
+        kind="sweep",
+        backend=BACKEND,
+        status=st.PENDING,
+        workers=parallel,
+        spec={
+            "notebook": str(nb_path),
+            "parameters": fixed,
+            "sweep": swept,
+            "grid": grid,
+            "runs": run_ids,
+            "max_parallel": parallel,
+            "kernel": kernel,
+            "cwd": cwd,
+        },
+        backend_info={},
+        notebook=str(nb_path),
+    )
+    with ws.session() as s, s.begin():
+        s.add(parent)
+        s.add_all(records)
+    try:
+        _start(sweep_id, sweep_dir, LocalSweepBackend())
+    except BaseException:
+        for run_id in run_ids:
+            ws.update_job(run_id, only_if_active=True, status=st.CANCELLED, message="the sweep could not be started")
+        raise
+    handle = Sweep(sweep_id)
+    if wait:
+        handle.wait()
+    return handle

@@ -1,0 +1,226 @@
+"""Checks made before a notebook run starts: the notebook, its parameters, the sweep grid.
+
+Everything here raises :class:`~kfjupyter.errors.InvalidOptionError` (a
+``KFJupyterError``) naming what is wrong, and nothing is recorded or started when it does.
+
+Parameters the notebook does not declare are **refused**, where papermill only warns
+("Passed unknown parameter"): a misspelt name would otherwise run the notebook — or a
+whole sweep — with the defaults. A notebook with no cell tagged ``parameters`` takes no
+parameters for the same reason (papermill would inject them as the first cell).
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+import keyword
+import re
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidOptionError
+
+#: The cell tag papermill injects parameters after.
+PARAMETERS_TAG = "parameters"
+#: The tag of the cell papermill injects (ignored when counting a notebook's own cells).
+INJECTED_TAG = "injected-parameters"
+DEFAULT_KERNEL = "python3"
+
+
+def load_notebook(path: str | Path):
+    """The notebook at ``path`` as an nbformat v4 node (read only; the file is untouched)."""
+    import nbformat
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise InvalidOptionError(f"notebook not found: {p}")
+    try:
+        return nbformat.read(str(p), as_version=4)
+    except Exception as exc:  # malformed JSON, not a notebook …
+        raise InvalidOptionError(f"{p} is not a readable notebook: {exc}") from None
+
+
+def parameters_cell(nb) -> tuple[int, Any] | None:
+    """(index, cell) of the first cell tagged ``parameters``, or None."""
+    for index, cell in enumerate(nb.cells):
+        if PARAMETERS_TAG in (cell.get("metadata", {}).get("tags") or []):
+            return index, cell
+    return None
+
+
+def declared_parameters(nb) -> dict[str, str] | None:
+    """Names the ``parameters`` cell assigns → their source text, or None if it cannot be read.
+
+    IPython magics and shell lines (``%…``, ``!…``) are skipped; a cell that still is not
+    Python (another kernel's language) gives None, and then parameters are not checked.
+    """
+    found = parameters_cell(nb)
+    if found is None:
+        return {}
+    source = "\n".join(
+        line for line in found[1].source.splitlines() if not line.lstrip().startswith(("%", "!"))
+    )
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    names: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        else:
+            continue
+        value = ast.get_source_segment(source, node.value) if node.value is not None else ""
+        for target in targets:
+            for sub in ast.walk(target):
+                if isinstance(sub, ast.Name):
+                    names[sub.id] = value or ""
+    return names
+
+
+def notebook_kernel(nb, kernel: str | None) -> str:
+    """The kernel a run uses: ``kernel``, else the notebook's kernelspec, else ``python3``.
+
+    Checked against the installed kernelspecs, so a missing kernel fails before a run starts.
+    """
+    name = kernel or (nb.metadata.get("kernelspec") or {}).get("name") or DEFAULT_KERNEL
+    if not isinstance(name, str) or not name:
+        raise InvalidOptionError(f"invalid kernel {name!r}")
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        hint = "" if kernel else " (named in the notebook's metadata; pass kernel='python3' to use another)"
+        extra = " — install ipykernel" if name == DEFAULT_KERNEL else ""
+        raise InvalidOptionError(f"no Jupyter kernel named {name!r}{hint}{extra}") from None
+    return name
+
+
+def code_cell_count(nb) -> int:
+    """Code cells with source, not counting a cell papermill injected on an earlier run."""
+    return sum(
+        1
+        for c in nb.cells
+        if c.cell_type == "code" and c.source.strip() and INJECTED_TAG not in (c.get("metadata", {}).get("tags") or [])
+    )
+
+
+def check_parameters(parameters: dict[str, Any] | None, nb, notebook: Path, what: str = "parameter") -> dict[str, Any]:
+    """``parameters`` as a plain dict, every name declared in the notebook and every value JSON."""
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise InvalidOptionError(f"parameters must be a dict of name → value, not {type(parameters).__name__}")
+    out: dict[str, Any] = {}
+    for name, value in parameters.items():
+        check_name(name, what)
+        try:
+            json.dumps(value, allow_nan=True)
+        except (TypeError, ValueError) as exc:
+            raise InvalidOptionError(
+                f"{what} {name!r}: value {value!r} cannot be passed to a notebook ({exc}); "
+                "use numbers, strings, booleans, None, or lists/dicts of them"
+            ) from None
+        out[name] = value
+    if out:
+        declared = declared_parameters(nb)
+        if declared is not None:
+            if parameters_cell(nb) is None:
+                raise InvalidOptionError(
+                    f"{notebook} has no cell tagged {PARAMETERS_TAG!r}, so it takes no parameters "
+                    f"(got {', '.join(out)}): tag the cell that defines them"
+                )
+            unknown = [n for n in out if n not in declared]
+            if unknown:
+                known = ", ".join(declared) or "none"
+                raise InvalidOptionError(
+                    f"{what}{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} not in the "
+                    f"{PARAMETERS_TAG!r} cell of {notebook} (it defines: {known})"
+                )
+    return out
+
+
+def check_name(name: Any, what: str = "parameter") -> str:
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise InvalidOptionError(f"invalid {what} name {name!r}: it must be a Python identifier")
+    return name
+
+
+def check_sweep(sweep: Any, fixed: dict[str, Any]) -> dict[str, list]:
+    """``{name: [values…]}`` with non-empty lists, no name also given as a fixed parameter."""
+    if not isinstance(sweep, dict):
+        raise InvalidOptionError(f"sweep must be a dict of name → list of values, not {type(sweep).__name__}")
+    if not sweep:
+        raise InvalidOptionError("empty sweep grid: give at least one parameter and its values")
+    out: dict[str, list] = {}
+    for name, values in sweep.items():
+        check_name(name, "sweep parameter")
+        if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+            raise InvalidOptionError(
+                f"sweep values of {name!r} must be a list of values, not {values!r}"
+            )
+        values = list(values)
+        if not values:
+            raise InvalidOptionError(f"empty sweep grid: parameter {name!r} has no values")
+        if name in fixed:
+            raise InvalidOptionError(f"{name!r} is given both as a parameter and as a sweep")
+        out[name] = values
+    return out
+
+
+def grid(fixed: dict[str, Any], sweep: dict[str, list]) -> list[dict[str, Any]]:
+    """Every parameter set of the sweep (the product of its value lists, in order), fixed ones added."""
+    names = list(sweep)
+    return [{**dict(zip(names, combo)), **fixed} for combo in itertools.product(*(sweep[n] for n in names))]
+
+
+# -- command-line values ------------------------------------------------------------
+
+_INT = re.compile(r"^[+-]?\d+$")
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as papermill's ``-p`` reads it: bool, None, int, float, else text.
+
+    ``True``/``true``, ``False``/``false``, ``None``/``null``/``~`` as in YAML; ``1e-3``,
+    ``.5``, ``inf`` are floats; anything else (``0.1.2``, ``abc``) stays a string.
+    """
+    lowered = text.strip().lower()
+    if lowered == "true":
+        return True
+    if lowered == "false":
+        return False
+    if lowered in ("none", "null", "~"):
+        return None
+    if _INT.match(text.strip()):
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def parse_sweep_args(items: list[str] | None) -> dict[str, list]:
+    """``["lr=0.1,0.01", "layers=1,2"]`` → ``{"lr": [0.1, 0.01], "layers": [1, 2]}``.
+
+    Values are comma-separated and each parsed with :func:`parse_value` (so a string
+    value cannot contain a comma).
+    """
+    sweep: dict[str, list] = {}
+    for item in items or []:
+        name, sep, values = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise InvalidOptionError(f"invalid --sweep {item!r}: expected NAME=V1,V2,…")
+        check_name(name, "sweep parameter")
+        if name in sweep:
+            raise InvalidOptionError(f"invalid --sweep {item!r}: {name!r} is swept twice")
+        parts = values.split(",")
+        if not values.strip() or any(not p.strip() for p in parts):
+            raise InvalidOptionError(f"invalid --sweep {item!r}: empty value in {values!r} (expected NAME=V1,V2,…)")
+        sweep[name] = [parse_value(p.strip()) for p in parts]
+    return sweep

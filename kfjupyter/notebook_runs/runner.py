@@ -1,0 +1,242 @@
+"""The process that runs one notebook with papermill, detached from whoever started it.
+
+Started by :class:`~kfjupyter.notebook_runs.local.LocalNotebookBackend` in a session of
+its own (it survives kernel and server restarts). It executes ``JOB_DIR/input.ipynb`` (a
+copy of the user's notebook taken at submission; the notebook itself is never written)
+with papermill into ``JOB_DIR/output.ipynb``, saved after every cell, and writes:
+
+* ``logs/rank-0.log``: ``cell 3/12 …`` as each cell starts, the cells' stdout/stderr,
+  and the failing cell's error;
+* ``metrics/rank-0.jsonl``: what ``kfjupyter.report`` records inside the notebook (the
+  kernel gets KFJUPYTER_METRICS_FILE, KFJUPYTER_OUTPUT_DIR, KFJUPYTER_JOB_ID);
+* the job's status in the workspace store: Running, then Succeeded, or Failed with the
+  failing cell and its error.
+
+SIGTERM (cancel) stops the notebook's kernel (and anything it started) and exits; the
+canceller marks the job Cancelled.
+
+Usage: ``python -m kfjupyter.notebook_runs.runner JOB_DIR`` (reads JOB_DIR/launch.json).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import psutil
+
+from .. import status as st
+from ..runtime.processes import kill_tree
+from ..runtime.supervisor import LAUNCH, rank_paths
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+class Log:
+    """The job log: papermill writes the cells' output here, the hooks the progress lines."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(path, "a", encoding="utf-8", buffering=1)
+        self._at_line_start = True
+
+    def write(self, text: str) -> int:
+        if text:
+            self._fh.write(text)
+            self._fh.flush()
+            self._at_line_start = text.endswith("\n")
+        return len(text)
+
+    def line(self, text: str) -> None:
+        """A line of our own, on a line of its own even after output without a newline."""
+        self.write(("" if self._at_line_start else "\n") + text + "\n")
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+
+def first_line(source: str, width: int = 60) -> str:
+    for line in source.splitlines():
+        if line.strip():
+            line = line.strip()
+            return line if len(line) <= width else line[: width - 1] + "…"
+    return ""
+
+
+class Progress:
+    """nbclient hooks: ``cell k/N`` lines in the log as the notebook runs."""
+
+    def __init__(self, log: Log):
+        self.log = log
+        self.total = 0
+        self.done = 0
+        self.current = None  # (k, cell_index, first line) of the running cell
+        self.failed = None
+
+    def on_notebook_start(self, notebook, **_):
+        from .params import code_cell_count
+
+        self.total = code_cell_count(notebook) + sum(
+            1 for c in notebook.cells if "injected-parameters" in (c.get("metadata", {}).get("tags") or [])
+        )
+        self.log.line(f"kernel started; {self.total} code cell(s) to run")
+
+    def on_cell_start(self, cell, cell_index, **_):
+        if cell.cell_type != "code" or not cell.source.strip():
+            return  # nbclient calls the hook for every cell, then skips these
+        self.done += 1
+        tags = cell.get("metadata", {}).get("tags") or []
+        label = " [injected parameters]" if "injected-parameters" in tags else ""
+        self.current = (self.done, cell_index, first_line(cell.source))
+        self.log.line(f"cell {self.done}/{self.total}{label} … {self.current[2]}")
+
+    def on_cell_error(self, cell, cell_index, execute_reply=None, **_):
+        content = (execute_reply or {}).get("content", {})
+        self.failed = {
+            "k": self.done,
+            "index": cell_index,
+            "ename": content.get("ename", "Error"),
+            "evalue": content.get("evalue", ""),
+            "traceback": strip_ansi("\n".join(content.get("traceback") or [])),
+        }
+        self.log.line(f"cell {self.done}/{self.total} failed: {self.failed['ename']}: {self.failed['evalue']}")
+        if self.failed["traceback"]:
+            self.log.write(self.failed["traceback"].rstrip("\n") + "\n")
+
+
+class Runner:
+    def __init__(self, job_dir: Path):
+        self.job_dir = job_dir
+        self.launch = json.loads((job_dir / LAUNCH).read_text())
+        self.job_id = self.launch["job_id"]
+        self.paths = rank_paths(job_dir, 0)
+        self.log = Log(self.paths["log"])
+        self._store = None
+
+    @property
+    def store(self):
+        if self._store is None:
+            from ..store.workspace import get_workspace
+
+            self._store = get_workspace()
+        return self._store
+
+    def _on_sigterm(self, *_args) -> None:
+        # stop the kernel (its own session: it would not die with us) and everything under us
+        try:
+            kill_tree(psutil.Process().children(recursive=True), grace=2.0)
+        finally:
+            try:
+                self.log.line("cancelled: the notebook's kernel was stopped")
+            finally:
+                os._exit(143)
+
+    def kernel_env(self) -> None:
+        """The kernel inherits this process's environment: what bootstrap gives a rank."""
+        for sub in ("metrics", "outputs", "errors"):
+            (self.job_dir / sub).mkdir(parents=True, exist_ok=True)
+        os.environ.update(
+            KFJUPYTER_JOB_ID=self.job_id,
+            KFJUPYTER_METRICS_FILE=str(self.paths["metrics"]),
+            KFJUPYTER_OUTPUT_DIR=str(self.job_dir / "outputs"),
+            PYTHONUNBUFFERED="1",
+        )
+        os.environ.pop("KFJUPYTER_ERROR_FILE", None)
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        signal.signal(signal.SIGINT, self._on_sigterm)
+        record = self.store.get_job(self.job_id)
+        if record.status in st.TERMINAL:  # cancelled before it started
+            return
+        self.store.update_job(self.job_id, only_if_active=True, status=st.RUNNING)
+        self.kernel_env()
+        launch = self.launch
+        params = launch.get("parameters") or {}
+        shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "none"
+        self.log.line(f"papermill: {launch['notebook']} with kernel {launch['kernel']}; parameters: {shown}")
+        progress = Progress(self.log)
+        started = time.monotonic()
+
+        import papermill as pm
+        from papermill.exceptions import PapermillExecutionError
+
+        try:
+            pm.execute_notebook(
+                str(self.job_dir / "input.ipynb"),
+                str(self.job_dir / "output.ipynb"),
+                parameters=params or None,
+                kernel_name=launch["kernel"],
+                progress_bar=False,
+                log_output=False,
+                stdout_file=self.log,
+                stderr_file=self.log,
+                cwd=launch.get("cwd") or None,
+                start_timeout=launch.get("start_timeout", 60),
+                on_notebook_start=progress.on_notebook_start,
+                on_cell_start=progress.on_cell_start,
+                on_cell_error=progress.on_cell_error,
+            )
+        except PapermillExecutionError as exc:
+            self.finish_failed(self.cell_error(exc, progress))
+            return
+        except Exception:
+            text = strip_ansi(traceback.format_exc())
+            self.log.write(text)
+            self.finish_failed(f"the notebook could not be run:\n{text}".rstrip())
+            return
+        finally:
+            self.stop_children()
+        took = time.monotonic() - started
+        self.log.line(f"done: {progress.done} cell(s) in {took:.1f} s; output notebook {self.job_dir / 'output.ipynb'}")
+        self.store.update_job(self.job_id, only_if_active=True, status=st.SUCCEEDED)
+
+    def cell_error(self, exc, progress: Progress) -> str:
+        failed = progress.failed or {}
+        ename, evalue = exc.ename or failed.get("ename"), exc.evalue or failed.get("evalue", "")
+        where = f"cell {failed['k']}/{progress.total}" if failed else f"cell {exc.cell_index}"
+        count = f" (In [{exc.exec_count}])" if exc.exec_count else ""
+        tb = failed.get("traceback") or strip_ansi("\n".join(exc.traceback or []))
+        head = f"{where}{count} raised {ename}: {evalue}"
+        return f"{head}\n--- cell source ---\n{exc.source.rstrip()}\n--- traceback ---\n{tb.rstrip()}"
+
+    def finish_failed(self, error: str) -> None:
+        self.log.line("failed: " + error.splitlines()[0])
+        self.store.update_job(self.job_id, only_if_active=True, status=st.FAILED, error=error)
+
+    def stop_children(self) -> None:
+        """papermill shuts its kernel down; whatever is left under us goes too."""
+        try:
+            kill_tree(psutil.Process().children(recursive=True), grace=2.0)
+        except psutil.Error:
+            pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    job_dir = Path((argv or sys.argv[1:])[0])
+    runner = Runner(job_dir)
+    try:
+        runner.run()
+    except BaseException:
+        runner.stop_children()
+        runner.store.update_job(
+            runner.job_id,
+            only_if_active=True,
+            status=st.FAILED,
+            error="the notebook runner failed:\n" + traceback.format_exc(),
+        )
+        raise
+
+
+if __name__ == "__main__":
+    main()
