@@ -76,6 +76,12 @@ class Pipeline:
         values.update(overrides or {})
         return values
 
+    def _repr_svg_(self) -> str:
+        """Jupyter shows a Pipeline as its DAG (see :mod:`kfjupyter.pipelines.render`)."""
+        from .render import to_svg
+
+        return to_svg(self)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["edges"] = [dict(asdict(e), names=list(e.names)) for e in self.edges]
