@@ -16,7 +16,12 @@ It serves one API version (``v1`` or ``v1alpha3``) from the vendored spec in
 
 Behaviour: RegisteredModels, ModelVersions and ModelArtifacts in memory; RegisteredModel
 names unique, ModelVersion names unique within their model, ``externalId`` unique
-everywhere (409 Conflict); paging with ``pageSize``/``nextPageToken``; ``orderBy``
+everywhere (409 Conflict). ServingEnvironments (names unique) and their InferenceServices
+(names unique within their environment, as the server keeps them as child contexts); an
+InferenceService must name an existing environment, RegisteredModel and (if given) a
+ModelVersion of that model, else 400; ``…/inference_services/{id}/model`` and ``/version``
+answer what it serves (the latest version when ``modelVersionId`` is unset). ServeModel
+actions (``…/serves``) are not implemented (500, naming it); paging with ``pageSize``/``nextPageToken``; ``orderBy``
 (ID, CREATE_TIME, LAST_UPDATE_TIME) and ``sortOrder``; ``filterQuery`` as documented
 (comparisons, LIKE/ILIKE, IN, AND/OR, parentheses, custom properties bare, backticked or
 with a ``.xxx_value`` accessor). PATCH replaces the fields it names (``customProperties``
@@ -340,6 +345,8 @@ class Store:
     models: dict[str, dict] = field(default_factory=dict)
     versions: dict[str, dict] = field(default_factory=dict)
     artifacts: dict[str, dict] = field(default_factory=dict)
+    environments: dict[str, dict] = field(default_factory=dict)
+    inference_services: dict[str, dict] = field(default_factory=dict)
     #: artifact id → the version it belongs to
     parents: dict[str, str] = field(default_factory=dict)
     next_id: int = 1
@@ -352,7 +359,7 @@ class Store:
     def external_ids(self) -> set[str]:
         return {
             e["externalId"]
-            for table in (self.models, self.versions, self.artifacts)
+            for table in (self.models, self.versions, self.artifacts, self.environments, self.inference_services)
             for e in table.values()
             if e.get("externalId")
         }
@@ -363,6 +370,8 @@ class Store:
 CLEARED_BY_PATCH = {
     "model": {"description", "customProperties", "owner", "externalId"},
     "version": {"description", "customProperties", "author", "externalId"},
+    "environment": {"description", "customProperties", "externalId"},
+    "inference_service": {"description", "customProperties", "externalId", "desiredState", "modelVersionId", "runtime"},
 }
 
 
@@ -578,7 +587,51 @@ class FakeModelRegistry:
             if method == "GET":
                 return 200, art
             return 200, self._patch(art, body)
+        if rel == "/serving_environments":
+            if method == "GET":
+                return 200, self._list(s.environments.values(), query)
+            return 201, self._create_environment(body)
+        if rel == "/serving_environment":
+            return 200, self._find(s.environments.values(), query, parent_key=None)
+        if rel.startswith("/serving_environments/{") and rel.endswith("/inference_services"):
+            env = self._get(s.environments, ids[0], "ServingEnvironment")
+            if method == "GET":
+                items = [i for i in s.inference_services.values() if i["servingEnvironmentId"] == env["id"]]
+                return 200, self._list([i for i in items if self._found(i, query)], query)
+            return 201, self._create_inference_service({**body, "servingEnvironmentId": env["id"]})
+        if rel.startswith("/serving_environments/{"):
+            env = self._get(s.environments, ids[0], "ServingEnvironment")
+            if method == "GET":
+                return 200, env
+            return 200, self._patch(env, body, CLEARED_BY_PATCH["environment"])
+        if rel == "/inference_services":
+            if method == "GET":
+                return 200, self._list(s.inference_services.values(), query)
+            return self._created_status(template), self._create_inference_service(body)
+        if rel == "/inference_service":
+            return 200, self._find(s.inference_services.values(), query, parent_key="servingEnvironmentId")
+        if rel.startswith("/inference_services/{") and rel.endswith("/model"):
+            isvc = self._get(s.inference_services, ids[0], "InferenceService")
+            return 200, self._get(s.models, isvc["registeredModelId"], "RegisteredModel")
+        if rel.startswith("/inference_services/{") and rel.endswith("/version"):
+            isvc = self._get(s.inference_services, ids[0], "InferenceService")
+            if isvc.get("modelVersionId"):
+                return 200, self._get(s.versions, isvc["modelVersionId"], "ModelVersion")
+            versions = [v for v in s.versions.values() if v["registeredModelId"] == isvc["registeredModelId"]]
+            if not versions:
+                raise HTTPError(404, f"RegisteredModel {isvc['registeredModelId']} has no version to serve")
+            return 200, max(versions, key=lambda v: (int(v["createTimeSinceEpoch"]), int(v["id"])))
+        if rel.startswith("/inference_services/{") and "/" not in rel[len("/inference_services/{"):]:
+            isvc = self._get(s.inference_services, ids[0], "InferenceService")
+            if method == "GET":
+                return 200, isvc
+            self._check_serves(isvc["registeredModelId"], body.get("modelVersionId"))
+            return 200, self._patch(isvc, body, CLEARED_BY_PATCH["inference_service"])
         raise HTTPError(500, f"the fake does not implement {method} {template}")
+
+    def _created_status(self, template: str) -> int:
+        """What a create answers: 201, or 200 where the spec says so (v0.3's POST /inference_services)."""
+        return 201 if "201" in self.spec["paths"][template]["post"]["responses"] else 200
 
     def _get(self, table: dict, entity_id: str, kind: str) -> dict:
         if entity_id not in table:
@@ -655,6 +708,38 @@ class FakeModelRegistry:
         self._touch(self.store.models[model_id])
         return version
 
+    def _create_environment(self, body: dict) -> dict:
+        if any(e["name"] == body["name"] for e in self.store.environments.values()):
+            raise HTTPError(409, f"ServingEnvironment with name {body['name']!r} already exists")
+        self._check_external(body)
+        env = self._stamp(copy.deepcopy(body))
+        self.store.environments[env["id"]] = env
+        return env
+
+    def _check_serves(self, model_id: str, version_id: str | None) -> None:
+        if version_id is None:
+            return
+        version = self.store.versions.get(version_id)
+        if version is None:
+            raise HTTPError(400, f"ModelVersion {version_id} not found")
+        if version["registeredModelId"] != model_id:
+            raise HTTPError(400, f"ModelVersion {version_id} is not a version of RegisteredModel {model_id}")
+
+    def _create_inference_service(self, body: dict) -> dict:
+        env_id, model_id = body["servingEnvironmentId"], body["registeredModelId"]
+        if env_id not in self.store.environments:
+            raise HTTPError(400, f"ServingEnvironment {env_id} not found")
+        if model_id not in self.store.models:
+            raise HTTPError(400, f"RegisteredModel {model_id} not found")
+        self._check_serves(model_id, body.get("modelVersionId"))
+        name = body.get("name")
+        if name and any(i.get("name") == name and i["servingEnvironmentId"] == env_id for i in self.store.inference_services.values()):
+            raise HTTPError(409, f"InferenceService {name!r} already exists in ServingEnvironment {env_id}")
+        self._check_external(body)
+        isvc = self._stamp(copy.deepcopy(body))
+        self.store.inference_services[isvc["id"]] = isvc
+        return isvc
+
     def _create_artifact(self, body: dict, version_id: str | None) -> dict:
         kind = body.get("artifactType", "model-artifact")
         for aid, a in self.store.artifacts.items():
@@ -679,7 +764,8 @@ class FakeModelRegistry:
         for key in editable - set(body):  # as some releases did: what a PATCH leaves out is cleared
             entity.pop(key, None)
         for key, value in body.items():
-            if key in ("id", "createTimeSinceEpoch", "lastUpdateTimeSinceEpoch", "registeredModelId", "artifactType"):
+            if key in ("id", "createTimeSinceEpoch", "lastUpdateTimeSinceEpoch", "registeredModelId", "artifactType",
+                       "servingEnvironmentId"):
                 continue
             entity[key] = copy.deepcopy(value)
         self._touch(entity)

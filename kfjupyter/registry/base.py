@@ -239,6 +239,19 @@ class Registry(ABC):
         custom_properties: dict | None = None,
     ) -> RegisteredModel: ...
 
+    # -- deployments ----------------------------------------------------------------------------
+    def record_deployment(self, environment: str, name: str, ref: str, *, runtime: str | None = None,
+                          canary: str | None = None, canary_percent: int = 0, endpoint_id: str | None = None) -> dict | None:
+        """Record that version ``ref`` is served as ``name`` in ``environment`` (a cluster
+        namespace); a backend that keeps deployments returns the ids it recorded them under.
+        The embedded registry keeps none (the workspace's endpoint is the record): None."""
+        return None
+
+    def update_deployment(self, record: dict, *, ref: str | None = None, canary: str | None = None,
+                          canary_percent: int = 0, undeployed: bool = False) -> dict:
+        """Change a recorded deployment: what it serves (``ref``, a canary), or that it is gone."""
+        return record
+
     # -- shared ----------------------------------------------------------------------------
     def list_versions(
         self, model: str, state: str | None = None, limit: int | None = None, offset: int = 0, descending: bool = True

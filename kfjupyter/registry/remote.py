@@ -19,6 +19,12 @@ servers), given or probed (``v1`` first). The OpenAPI descriptions are vendored 
   both win (the last write stays); version numbering has no such gap.
 - artifacts are stored by kfjupyter's artifact store (content-hashed, ``uri`` on the
   ModelArtifact; hash, size and main file as its custom properties).
+- a **deployment** to a cluster is an ``InferenceService`` entity named after the
+  endpoint, in the ``ServingEnvironment`` named after the namespace (got or created):
+  ``registeredModelId`` + ``modelVersionId`` of the version serving the traffic (a canary
+  is the custom properties ``kfjupyter.canary_version_id`` and ``kfjupyter.canary_percent``),
+  ``desiredState`` DEPLOYED, then UNDEPLOYED when undeployed. Deploying the same name in
+  the same environment again reuses the entity, as Kubeflow's own serving controller does.
 
 Search filters Kubeflow can express go in ``filterQuery``; the rest (text across model
 and version names, aliases, sorting by a metric) is applied here.
@@ -71,7 +77,15 @@ EDITABLE = {
         "tasks", "provider", "logo", "license", "licenseLink", "libraryName",
     },
     "version": {"description", "customProperties", "externalId", "state", "author"},
+    "inference_service": {"description", "customProperties", "externalId", "desiredState", "modelVersionId", "runtime"},
 }
+#: InferenceService.desiredState
+DEPLOYED, UNDEPLOYED = "DEPLOYED", "UNDEPLOYED"
+ENDPOINT_ID = "kfjupyter.endpoint_id"
+SERVED_REF = "kfjupyter.version"
+CANARY_ID = "kfjupyter.canary_version_id"
+CANARY_REF = "kfjupyter.canary_version"
+CANARY_PERCENT = "kfjupyter.canary_percent"
 INT32 = 2**31 - 1
 
 
@@ -206,7 +220,7 @@ class RemoteRegistry(Registry):
         releases clear the editable fields a PATCH leaves out, so none is left out."""
         body = {k: v for k, v in current.items() if k in EDITABLE[kind]}
         body.update(changes)
-        path = {"model": "/registered_models", "version": "/model_versions"}[kind]
+        path = {"model": "/registered_models", "version": "/model_versions", "inference_service": "/inference_services"}[kind]
         return self._call("PATCH", f"{path}/{current['id']}", body=body)
 
     def _walk(self, path: str, params: dict | None = None, order: str = "ID") -> list[dict]:
@@ -658,6 +672,80 @@ class RemoteRegistry(Registry):
             body["customProperties"] = props
         updated = self._patch("model", m, body) if body else m
         return self._to_model(updated, self._model_versions(m["id"]))
+
+    # -- deployments (ServingEnvironment / InferenceService) --------------------------------------
+    def _serving_environment(self, name: str) -> dict:
+        """The ServingEnvironment called ``name``, created if missing (another client may win the race)."""
+        for _ in range(5):
+            try:
+                return self._call("GET", "/serving_environment", params={"name": name}, missing=name)
+            except ModelNotFoundError:
+                pass
+            try:
+                return self._call("POST", "/serving_environments",
+                                  body={"name": name, "description": "recorded by kfjupyter"})
+            except RegistryConflictError:
+                continue
+        raise RegistryBackendError(f"could not create serving environment {name!r}")
+
+    def _deployment_body(self, ref: str, canary: str | None, canary_percent: int, endpoint_id: str | None,
+                         current: dict | None = None) -> tuple[dict, dict, dict]:
+        """(model, version, the InferenceService fields that say what is served)."""
+        model, version = self._version_entity(parse_ref(ref))
+        props = {k: v for k, v in ((current or {}).get("customProperties") or {}).items()
+                 if k not in (CANARY_ID, CANARY_REF, CANARY_PERCENT)}
+        props[SERVED_REF] = encode_value(ref)
+        if endpoint_id:
+            props[ENDPOINT_ID] = encode_value(endpoint_id)
+        if canary:
+            cmodel, cversion = self._version_entity(parse_ref(canary))
+            if cmodel["id"] != model["id"]:
+                raise InvalidOptionError(f"canary {canary} is not a version of {model['name']!r}")
+            props.update({CANARY_ID: encode_value(cversion["id"]), CANARY_REF: encode_value(canary),
+                          CANARY_PERCENT: encode_value(int(canary_percent))})
+        return model, version, {"modelVersionId": version["id"], "customProperties": props}
+
+    def record_deployment(self, environment: str, name: str, ref: str, *, runtime: str | None = None,
+                          canary: str | None = None, canary_percent: int = 0, endpoint_id: str | None = None) -> dict:
+        env = self._serving_environment(environment)
+        existing = None
+        try:
+            existing = self._call("GET", "/inference_service", params={"name": name, "parentResourceId": env["id"]},
+                                  missing=name)
+        except ModelNotFoundError:
+            pass
+        model, version, served = self._deployment_body(ref, canary, canary_percent, endpoint_id, existing)
+        changes = {**served, "desiredState": DEPLOYED}
+        if runtime:
+            changes["runtime"] = runtime
+        if existing is not None and existing["registeredModelId"] == model["id"]:
+            isvc = self._patch("inference_service", existing, changes)
+        elif existing is not None:
+            raise RegistryConflictError(
+                f"serving environment {environment!r} already has an InferenceService {name!r} serving another model"
+            )
+        else:
+            body = {"name": name, "servingEnvironmentId": env["id"], "registeredModelId": model["id"], **changes}
+            isvc = self._call("POST", "/inference_services", body=body)
+        return {"inference_service_id": isvc["id"], "serving_environment_id": env["id"],
+                "registered_model_id": model["id"], "model_version_id": version["id"], "endpoint_id": endpoint_id}
+
+    def update_deployment(self, record: dict, *, ref: str | None = None, canary: str | None = None,
+                          canary_percent: int = 0, undeployed: bool = False) -> dict:
+        isvc = self._call("GET", f"/inference_services/{record['inference_service_id']}",
+                          missing=f"no InferenceService {record['inference_service_id']} in Model Registry")
+        owner = _props(isvc).get(ENDPOINT_ID)
+        if record.get("endpoint_id") and owner and owner != record["endpoint_id"]:
+            return {**record, "superseded_by": owner}  # deployed again since, by another endpoint: theirs now
+        changes: dict[str, Any] = {}
+        out = dict(record)
+        if ref is not None:
+            _, version, served = self._deployment_body(ref, canary, canary_percent, None, isvc)
+            changes.update(served)
+            out["model_version_id"] = version["id"]
+        changes["desiredState"] = UNDEPLOYED if undeployed else DEPLOYED
+        self._patch("inference_service", isvc, changes)
+        return out
 
 
 __all__ = ["RemoteRegistry", "decode_value", "encode_value"]

@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import time
+import warnings
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -178,6 +179,9 @@ def deploy(
     except BaseException as exc:
         ws.update_job(job_id, status=st.FAILED, error=f"deploy failed: {exc}")
         raise
+    record = _record_deployment(engine, job_id, spec, info)
+    if record is not None:
+        info = {**info, REGISTRY_RECORD: record}
     status = st.RUNNING if local else st.PENDING
     ws.update_job(job_id, only_if_active=True, backend_info=info, status=status,
                   message=f"serving {version['ref']}" + (f", canary {canary_version['ref']} at {canary_percent}%" if canary_version else ""))
@@ -185,6 +189,55 @@ def deploy(
     if wait and not local:
         endpoint.wait_ready(timeout=timeout or 600)
     return endpoint
+
+
+# -- the record in Kubeflow Model Registry ------------------------------------------------------
+#: where ``backend_info`` keeps the ids of the deployment's InferenceService entity
+REGISTRY_RECORD = "model_registry"
+
+
+def _record_deployment(engine: Any, job_id: str, spec: dict, info: dict) -> dict | None:
+    """Record a cluster deployment in the registry when it is Kubeflow Model Registry.
+
+    The engine says which serving environment (namespace) it deployed to; a local endpoint
+    (a process on 127.0.0.1) has none and is not recorded. The endpoint is up whatever the
+    registry answers: a refusal is a warning and the record's ``error``, not a failed deploy.
+    """
+    environment = engine.serving_environment(info) if hasattr(engine, "serving_environment") else None
+    if environment is None:
+        return None
+    from ..registry import get_registry
+
+    reg = get_registry()
+    try:
+        canary = spec.get("canary")
+        return reg.record_deployment(
+            environment, spec["name"], spec["version"]["ref"], runtime=getattr(engine, "runtime", None),
+            canary=canary["ref"] if canary else None, canary_percent=spec.get("canary_percent") or 0, endpoint_id=job_id,
+        )
+    except KFJupyterError as exc:
+        warnings.warn(f"endpoint {spec['name']} is deployed, but the registry did not record it: {exc}", stacklevel=3)
+        return {"error": str(exc)}
+
+
+def _update_record(info: dict, spec: dict | None = None, undeployed: bool = False) -> dict | None:
+    """Tell the registry what the deployment now serves (``spec``), or that it is undeployed."""
+    record = (info or {}).get(REGISTRY_RECORD)
+    if not record or "inference_service_id" not in record:
+        return record
+    from ..registry import get_registry
+
+    try:
+        if spec is None:
+            return get_registry().update_deployment(record, undeployed=undeployed)
+        canary = spec.get("canary")
+        return get_registry().update_deployment(
+            record, ref=spec["version"]["ref"], canary=canary["ref"] if canary else None,
+            canary_percent=spec.get("canary_percent") or 0,
+        )
+    except KFJupyterError as exc:
+        warnings.warn(f"the registry did not record the change of the deployment: {exc}", stacklevel=3)
+        return {**record, "error": str(exc)}
 
 
 # -- the handle ---------------------------------------------------------------------------------
@@ -256,8 +309,9 @@ class Endpoint:
         deadline = time.monotonic() + timeout
         while True:
             status = self.status
-            if status == st.RUNNING:
-                return self
+            engine = self.job.backend
+            if status == st.RUNNING and (not hasattr(engine, "rolled_out") or engine.rolled_out(self.info)):
+                return self  # Ready, and for the latest spec (a canary patched in after the create)
             if status in st.TERMINAL:
                 raise BackendError(f"endpoint {self.name} is {status}: {self.job.error or self.record.message or ''}")
             if time.monotonic() > deadline:
@@ -329,6 +383,8 @@ class Endpoint:
         if record.backend_info:
             self.job.backend.cancel(self.id, record.backend_info)
         get_workspace().update_job(self.id, only_if_active=True, status=st.CANCELLED, message="undeployed")
+        if record.status != st.CANCELLED and (record.backend_info or {}).get(REGISTRY_RECORD):
+            _update_record(record.backend_info, undeployed=True)
         self.job.refresh()
         return self
 
@@ -338,6 +394,8 @@ class Endpoint:
             raise InvalidOptionError(f"endpoint {self.name} is {record.status}: nothing to {what}")
         engine = self.job.backend
         spec, info = getattr(engine, what)(self.id, dict(record.spec), dict(record.backend_info))
+        if (record.backend_info or {}).get(REGISTRY_RECORD):
+            info = {**info, REGISTRY_RECORD: _update_record(record.backend_info, spec)}
         get_workspace().update_job(self.id, spec=spec, backend_info=info,
                                    message=f"{what}: serving {spec['version']['ref']}")
         self.job.refresh()

@@ -145,6 +145,13 @@ class KubernetesEndpointBackend:
     """The ``("endpoint", "kubernetes")`` engine."""
 
     name = "kubernetes"
+    #: the model runtime an InferenceService names in Kubeflow Model Registry: KServe's, the
+    #: ServingRuntime left to KServe's selection by ``modelFormat``
+    runtime = "kserve"
+
+    def serving_environment(self, info: dict) -> str | None:
+        """Where Kubeflow Model Registry records the deployment: the namespace."""
+        return info.get("namespace")
 
     def _clients(self, namespace: str | None = None):
         from ..k8s.client import connect
@@ -169,17 +176,18 @@ class KubernetesEndpointBackend:
             raise BackendError(f"cannot read InferenceService {info['name']}: {exc.reason}") from exc
 
     def _patch(self, info: dict, manifest: dict) -> None:
-        from kubernetes.client.exceptions import ApiException
+        from kubernetes.client.exceptions import ApiException, ApiTypeError
 
         k8s = self._clients(info["namespace"])
         body = {"metadata": {"annotations": manifest["metadata"]["annotations"]},
                 "spec": {"predictor": {**manifest["spec"]["predictor"],
                                        "canaryTrafficPercent": manifest["spec"]["predictor"].get("canaryTrafficPercent")}}}
+        args = (GROUP, VERSION, info["namespace"], PLURAL, info["name"], body)
         try:
-            k8s.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, info["namespace"], PLURAL, info["name"], body,
-                _content_type="application/merge-patch+json",
-            )
+            try:
+                k8s.custom.patch_namespaced_custom_object(*args, _content_type="application/merge-patch+json")
+            except ApiTypeError:  # clients before 31 take no _content_type: they send merge-patch here
+                k8s.custom.patch_namespaced_custom_object(*args)
         except ApiException as exc:
             raise BackendError(f"the API server refused the InferenceService change: {exc.status} {exc.reason}: {exc.body}") from exc
 
@@ -224,6 +232,11 @@ class KubernetesEndpointBackend:
         if reason and "Fail" in reason:
             return Observation(st.FAILED, error=f"{reason}: {message or ''}")
         return Observation(st.PENDING, message=message)
+
+    def rolled_out(self, info: dict) -> bool:
+        """KServe has acted on the latest spec (``status.observedGeneration`` caught up)."""
+        obj = self._get(info) or {}
+        return (obj.get("status") or {}).get("observedGeneration", 0) >= (obj.get("metadata") or {}).get("generation", 0)
 
     def url(self, info: dict) -> str | None:
         obj = self._get(info)
