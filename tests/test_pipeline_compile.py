@@ -1,0 +1,341 @@
+"""Tagged notebook → Pipeline: golden files, every graph error naming its cell, rendering.
+
+Golden cases live in tests/golden/pipelines/<case>/: notebook.ipynb (written by
+make_notebooks.py there; the ``demo`` case compiles notebooks/pipeline_demo.ipynb),
+graph.json (Pipeline.to_dict() without the notebook path and the programs) and
+steps/<step>.py (each step's generated program). Regenerate the expectations with
+``KFJ_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_pipeline_compile.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.dom.minidom
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from conftest import REPO
+from kfjupyter.pipelines import Pipeline, PipelineError, from_notebook, render
+from kfjupyter.pipelines.tags import CellTags, TagError, format_tags, parse_tags
+
+GOLDEN = REPO / "tests" / "golden" / "pipelines"
+UPDATE = os.environ.get("KFJ_UPDATE_GOLDEN") == "1"
+CASES = {
+    "kale_style": GOLDEN / "kale_style" / "notebook.ipynb",
+    "branches": GOLDEN / "branches" / "notebook.ipynb",
+    "demo": REPO / "notebooks" / "pipeline_demo.ipynb",
+}
+
+
+def graph_of(pipeline: Pipeline) -> dict:
+    data = pipeline.to_dict()
+    data.pop("notebook")
+    for step in data["steps"].values():
+        step.pop("program")
+    return data
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden(case):
+    pipeline = from_notebook(CASES[case])
+    folder = GOLDEN / case
+    graph = json.dumps(graph_of(pipeline), indent=2, sort_keys=False) + "\n"
+    programs = {f"{name}.py": step.program for name, step in pipeline.steps.items()}
+    if UPDATE:
+        (folder / "steps").mkdir(parents=True, exist_ok=True)
+        (folder / "graph.json").write_text(graph, encoding="utf-8")
+        for old in (folder / "steps").glob("*.py"):
+            old.unlink()
+        for name, text in programs.items():
+            (folder / "steps" / name).write_text(text, encoding="utf-8")
+    assert graph == (folder / "graph.json").read_text(encoding="utf-8")
+    assert sorted(p.name for p in (folder / "steps").glob("*.py")) == sorted(programs)
+    for name, text in programs.items():
+        assert text == (folder / "steps" / name).read_text(encoding="utf-8"), name
+    # the programs are valid Python and the pipeline round-trips through JSON
+    for text in programs.values():
+        compile(text, "<step>", "exec")
+    assert Pipeline.from_dict(json.loads(json.dumps(pipeline.to_dict()))) == pipeline
+
+
+def test_kale_notebook_semantics():
+    p = from_notebook(CASES["kale_style"])
+    assert p.name == "kale-style"  # kubeflow_notebook.pipeline_name
+    assert list(p.steps) == ["load_data", "train", "report", "notify"]
+    # block: and step: both start steps; untagged cells continue them; skip (and what
+    # follows it untagged) is left out; markdown cells count in the cell indexes
+    assert p.steps["load_data"].cells == [5, 6]
+    assert p.steps["train"].cells == [8, 9]
+    assert all(10 not in s.cells and 11 not in s.cells for s in p.steps.values())
+    assert "plt" not in "".join(s.program for s in p.steps.values())
+    # the untagged cell after the imports joined them; the line magic is not run
+    assert "import random" in p.imports and "pass  # IPython syntax, not run in a step: %matplotlib inline" in p.imports
+    train = p.steps["train"]
+    assert train.image == "python:3.11-slim" and p.steps["load_data"].image == "python:3.11"  # docker_image
+    assert train.limits == {"cpu": "2", "memory": "1Gi", "nvidia.com/gpu": "1"}
+    assert p.steps["report"].cache is False and train.cache is True
+    assert train.inputs == {"data": "load_data"} and train.parameters == ["epochs", "lr"]
+    assert p.steps["report"].inputs == {"w": "train", "train_loss": "train"}
+    assert {k: (v.type, v.default) for k, v in p.parameters.items()} == {
+        "lr": ("float", 0.1),
+        "epochs": ("int", 3),
+        "name": ("str", 'it\'s "quoted"'),
+        "layers": ("json", [8, 4]),
+        "verbose": ("bool", True),
+        "config": ("json", {"opt": "sgd", "momentum": 0.9}),
+    }
+    assert p.metrics == ["train_loss"] and train.metrics == ["train_loss"]
+    assert "train_loss" in train.outputs
+    # imports and functions are in every program; parameter values in none
+    for step in p.steps.values():
+        assert "import math" in step.program and "def loss(w, data):" in step.program
+        assert "0.1" not in step.program and "quoted" not in step.program
+
+
+def test_explicit_prev_without_data_flow_keeps_its_edge():
+    p = from_notebook(CASES["kale_style"])
+    notify = p.steps["notify"]
+    assert notify.inputs == {} and notify.prev == ["train"]
+    from kfjupyter.pipelines.model import Edge
+
+    assert Edge("train", "notify", (), True) in p.edges
+    assert p.upstream("notify") == ["train"]
+
+
+def test_nearest_ancestor_supplies_a_name():
+    p = from_notebook(CASES["branches"])
+    # b and c both assign model; d (prev:b) gets b's, e (prev:c) gets c's
+    assert p.steps["d"].inputs == {"model": "b", "scale": "b"}  # scale rebound by b
+    assert p.steps["e"].inputs == {"model": "c"}
+    # f has no prev: its names come from the nearest earlier steps, as data edges
+    assert p.steps["f"].inputs == {"result": "d", "other": "e"}
+    assert p.upstream("f") == ["d", "e"]
+    assert p.name == "notebook"  # no metadata, no name: the file's stem
+
+
+def test_accepts_notebooknode_and_dict_and_a_name():
+    node = nbformat.read(CASES["demo"], as_version=4)
+    by_node = from_notebook(node, name="mine")
+    by_dict = from_notebook(json.loads(CASES["demo"].read_text()))
+    by_path = from_notebook(str(CASES["demo"]))
+    assert by_node.name == "mine" and by_dict.name == by_path.name == "iris-demo"
+    assert by_node.notebook is None and by_path.notebook == str(CASES["demo"])
+    assert graph_of(by_dict) == graph_of(by_path)
+    with pytest.raises(TypeError):
+        from_notebook(42)
+
+
+def test_demo_notebook_graph():
+    p = from_notebook(CASES["demo"])
+    assert render.layers(p) == [["prepare"], ["train-logreg", "train-forest"], ["evaluate"]]
+    assert p.steps["evaluate"].metrics == ["logreg_accuracy", "forest_accuracy"]
+    assert "parameters" not in json.dumps(p.steps["prepare"].limits)
+
+
+# ---------------------------------------------------------------------------------------
+# Errors: each one names the cell
+# ---------------------------------------------------------------------------------------
+
+
+def notebook(*cells) -> dict:
+    """A markdown cell first (so cell indexes count it), then (source, tag, …) code cells."""
+    nb = new_notebook(cells=[new_markdown_cell("# test")])
+    for source, *tags in cells:
+        cell = new_code_cell(source)
+        if tags:
+            cell.metadata["tags"] = tags
+        nb.cells.append(cell)
+    return nb
+
+
+def compile_error(*cells) -> PipelineError:
+    with pytest.raises(PipelineError) as info:
+        from_notebook(notebook(*cells))
+    err = info.value
+    assert str(err).startswith(f"cell {err.cell}: "), str(err)
+    return err
+
+
+def test_cycle_names_the_cell():
+    err = compile_error(
+        ("x = 1", "step:a"),
+        ("y = 1", "step:b", "prev:a", "prev:d"),
+        ("z = 1", "step:c", "prev:b"),
+        ("w = 1", "step:d", "prev:c"),
+    )
+    assert err.cell == 2 and "cycle: b → c → d → b" in str(err)
+
+
+def test_self_prev_is_an_error():
+    err = compile_error(("x = 1", "step:a", "prev:a"))
+    assert err.cell == 1 and "itself" in str(err)
+
+
+def test_unknown_prev_target_names_the_cell():
+    err = compile_error(("x = 1", "step:a"), ("y = x", "step:b", "prev:prep"))
+    assert err.cell == 2 and "prev:prep" in str(err) and "no step is named 'prep'" in str(err)
+
+
+def test_name_no_ancestor_provides_names_the_cell_and_the_name():
+    err = compile_error(("x = 1", "step:a"), ("y = x", "step:b"), ("print(y)",), ("z = missing + y",))
+    assert err.cell == 4 and "'missing'" in str(err) and "step 'b'" in str(err)
+
+
+def test_name_assigned_only_by_a_later_step():
+    err = compile_error(("y = late", "step:a"), ("late = 1", "step:b"))
+    assert err.cell == 1 and "'late'" in str(err) and "step 'b' assigns it, but runs later" in str(err)
+
+
+def test_duplicate_step_name_names_the_cell():
+    err = compile_error(("x = 1", "step:a"), ("y = x", "step:b"), ("z = y", "step:a"))
+    assert err.cell == 3 and "'a' is already used by cell 1" in str(err)
+
+
+def test_the_same_step_tag_on_consecutive_cells_is_one_step():
+    p = from_notebook(notebook(("x = 1", "step:a"), ("y = x", "block:a"), ("z = y", "step:b")))
+    assert p.steps["a"].cells == [1, 2] and p.steps["b"].inputs == {"y": "a"}
+
+
+@pytest.mark.parametrize("tag", ["step:Train", "step:-x", "step:a b", "block:", "step:x-", "prev:Bad"])
+def test_invalid_step_name_names_the_cell(tag):
+    extra = ["step:ok"] if tag.startswith("prev:") else []
+    err = compile_error(("x = 1", "step:first"), ("y = x", tag, *extra))
+    assert err.cell == 2 and "invalid step name" in str(err)
+
+
+@pytest.mark.parametrize(
+    "source, problem",
+    [
+        ("lr = 0.1\nn = compute()", "line 2 `n = compute()` assigns something other than a literal"),
+        ("lr = 0.1\nprint(lr)", "line 2 `print(lr)` is not a NAME = literal assignment"),
+        ("a = b = 1", "line 1 `a = b = 1` is not a NAME = literal assignment"),
+        ("x, y = 1, 2", "is not a NAME = literal assignment"),
+        ("s = {1, 2}", "not JSON"),
+        ("d = {1: 'a'}", "not JSON"),
+        ("lr = 0.1 +", "syntax error"),
+    ],
+)
+def test_bad_parameters_cell_names_the_cell(source, problem):
+    err = compile_error(("x = 1", "step:a"), (source, "pipeline-parameters"))
+    assert err.cell == 2 and problem in str(err)
+
+
+def test_parameter_literals_and_their_types():
+    p = from_notebook(notebook(("a = 1\nb: float = 2.5\nc = 'x'\nd = False\ne = (1, 'two')\nf = None", "pipeline-parameters"),
+                               ("print(a, b, c, d, e, f)", "step:s")))
+    assert {k: (v.type, v.default) for k, v in p.parameters.items()} == {
+        "a": ("int", 1), "b": ("float", 2.5), "c": ("str", "x"), "d": ("bool", False),
+        "e": ("json", [1, "two"]), "f": ("json", None),
+    }
+    assert p.steps["s"].parameters == ["a", "b", "c", "d", "e", "f"]
+
+
+@pytest.mark.parametrize(
+    "tags, message",
+    [
+        (["limit:cpu"], "malformed tag 'limit:cpu'"),
+        (["limit:gpu:x"], "malformed tag"),
+        (["cache:maybe"], "malformed tag"),
+        (["prev:a"], "needs a step:NAME tag"),
+        (["imports", "step:b"], "only one of"),
+        (["step:b", "step:c"], "two step names"),
+    ],
+)
+def test_malformed_tags_name_the_cell(tags, message):
+    err = compile_error(("x = 1", "step:a"), ("y = x", *tags))
+    assert err.cell == 2 and message in str(err)
+
+
+def test_untagged_cell_before_any_tag_names_the_cell():
+    err = compile_error(("x = 1",), ("y = x", "step:a"))
+    assert err.cell == 1 and "untagged" in str(err)
+
+
+def test_no_steps_is_an_error():
+    with pytest.raises(PipelineError, match="no steps"):
+        from_notebook(notebook(("import os", "imports")))
+
+
+def test_syntax_error_and_cell_magic_name_the_cell():
+    assert compile_error(("x = 1", "step:a"), ("y = (", "step:b")).cell == 2
+    assert compile_error(("x = 1", "step:a"), ("%%time\ny = x",)).cell == 2
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("print(missing_metric)", "pipeline metric 'missing_metric' is not assigned by any step"),
+        ("acc + 1", "lists variable names"),
+    ],
+)
+def test_bad_metrics_cell_names_the_cell(source, message):
+    err = compile_error(("acc = 1", "step:a"), (source, "pipeline-metrics"))
+    assert err.cell == 2 and message in str(err)
+
+
+@pytest.mark.parametrize(
+    "producer, name, why",
+    [
+        ("with open(__file__) as f:\n    first = f.readline()", "f", "with … as f"),
+        ("squares = (i * i for i in range(3))", "squares", "generator"),
+        ("def gen():\n    yield 1\nitems = gen()", "items", "generator"),
+        ("fh = open(__file__)", "fh", "open file"),
+        ("import json as js", "js", "module"),
+    ],
+)
+def test_value_that_cannot_cross_is_a_compile_error_naming_cell_and_variable(producer, name, why):
+    err = compile_error(("x = 1", "step:a"), ("y = x",), (producer, "step:b"), (f"print({name})", "step:c"))
+    assert err.cell == 3, str(err)
+    assert f"variable {name!r}" in str(err) and "step 'c'" in str(err) and why in str(err)
+
+
+def test_a_with_resource_used_only_inside_its_step_is_fine():
+    p = from_notebook(notebook(("with open(__file__) as f:\n    text = f.read()", "step:a"), ("print(len(text))", "step:b")))
+    assert p.steps["b"].inputs == {"text": "a"}
+
+
+# ---------------------------------------------------------------------------------------
+# Tags and rendering
+# ---------------------------------------------------------------------------------------
+
+
+def test_tag_grammar():
+    t = parse_tags(["block:train", "prev:a", "prev:b", "prev:a", "image:ghcr.io/x/y:1.0@sha256:ab", "limit:cpu:500m",
+                    "limit:nvidia.com/gpu:1", "cache:False", "parameters", "annotation:x:y"])
+    assert t == CellTags("step", "train", ["a", "b"], "ghcr.io/x/y:1.0@sha256:ab",
+                         {"cpu": "500m", "nvidia.com/gpu": "1"}, False)
+    assert parse_tags(format_tags(t)) == t
+    assert parse_tags([]).kind is None and parse_tags(["skip"]).kind == "skip"
+    assert parse_tags(["pipeline-parameters", "parameters"]).kind == "pipeline-parameters"
+    with pytest.raises(TagError):
+        parse_tags(["image:"])
+
+
+def test_svg_and_dot_rendering():
+    p = from_notebook(CASES["kale_style"])
+    svg = p._repr_svg_()
+    doc = xml.dom.minidom.parseString(svg)
+    steps = [g.getAttribute("data-step") for g in doc.getElementsByTagName("g") if g.getAttribute("data-step")]
+    assert steps == list(p.steps)
+    paths = [pth for pth in doc.getElementsByTagName("path") if pth.parentNode.getAttribute("class").startswith("kfj-edge")]
+    assert len(paths) == len(p.edges)
+    dashed = [pth for pth in paths if pth.getAttribute("stroke-dasharray")]
+    assert len(dashed) == sum(e.explicit for e in p.edges) == 2
+    texts = [t.firstChild.data for t in doc.getElementsByTagName("text") if t.firstChild]
+    assert "data" in texts and "w, train_loss" in texts and "notify" in texts
+    dot = render.to_dot(p)
+    assert dot.startswith('digraph "kale-style" {')
+    assert '"train" -> "notify" [style=dashed];' in dot
+    assert '"train" -> "report" [label="w, train_loss"];' in dot
+    assert '"load_data" -> "train" [label="data", style=dashed];' in dot
+
+
+def test_svg_escapes_names():
+    p = from_notebook(notebook(("x = 1", "step:a"), ("y = x", "step:b")), name='<evil & "name">')
+    svg = render.to_svg(p)
+    xml.dom.minidom.parseString(svg)
+    assert "<evil" not in svg and "&lt;evil &amp;" in svg
