@@ -8,6 +8,8 @@ validated here with ``jsonschema`` on the project's copied CRD (independently of
 ``../shared/kubeflow-schemas/README.md``.
 
 API server: create/get/list/watch/patch/delete of ``configmaps``, ``pods`` (read-only),
+``inferenceservices`` (KServe's controller, without a model server: Ready revisions, the
+traffic split, and a predictor pod per revision whose log a test writes),
 ``trainjobs`` (and read-only ``jobsets``, ``jobs``); ``pods/{name}/log`` with
 ``follow``, ``tailLines``, ``timestamps``; ``Status`` error bodies (400, 401, 404, 405,
 409, 422); resourceVersion, uid, creationTimestamp, defaults from the schema,
@@ -603,6 +605,10 @@ class FakeKubernetes:
             self.cond.notify_all()
         if plural == "pods" and (run := self.runs.get(obj["metadata"]["uid"])) and run.proc:
             threading.Thread(target=_kill, args=(run.proc,), daemon=True).start()
+        elif plural == "pods" and run is not None:  # no process (a served model's pod): its log ends
+            with run.cond:
+                run.done = True
+                run.cond.notify_all()
         self._collect_garbage()
         return obj
 
@@ -640,7 +646,7 @@ class FakeKubernetes:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
             _, _, _, ns, plural, name, sub = m.groups()
             if name is None and method == "GET":
-                return self._watch(h, plural, ns, query) if query.get("watch") in ("true", "1") else self._list(h, plural, ns, query)
+                return self._watch(h, plural, ns, query) if _go_bool(query.get("watch")) else self._list(h, plural, ns, query)
             if name is None and method == "POST":
                 return self._create(h, plural, ns, body, query)
             if sub == "log" and plural == "pods" and method == "GET":
@@ -781,14 +787,16 @@ class FakeKubernetes:
         container = query.get("container") or names[0]
         if container not in names:
             raise ApiError(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        if "container" not in query and len(names) > 1:
+            raise ApiError(400, "BadRequest", f"a container name must be specified for pod {name}, choose one of: {names}")
         run = self.runs.get(pod["metadata"]["uid"])
         if run is None or not run.started:
             raise ApiError(400, "BadRequest", f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating')
-        stamps = query.get("timestamps") == "true"
+        stamps = _go_bool(query.get("timestamps"))
         line = lambda ts, text: (ts.encode() + b" " if stamps else b"") + text + b"\n"  # noqa: E731
         with run.cond:
             start = max(0, len(run.lines) - int(query["tailLines"])) if "tailLines" in query else 0
-            if query.get("follow") != "true":
+            if not _go_bool(query.get("follow")):
                 return self._send(h, 200, b"".join(line(*entry) for entry in run.lines[start:]))
         h.send_response(200)
         h.send_header("Content-Type", "text/plain")
@@ -1198,10 +1206,59 @@ class FakeKubernetes:
             else:
                 traffic = [{"revisionName": revision, "percent": 100, "latestRevision": True}]
                 rolled = revision
+            self._predictor_pods(isvc, [t["revisionName"] for t in traffic])
             self.set_isvc_status(ns, name, ready=True, observed=gen, components={"predictor": {
                 "latestCreatedRevision": revision, "latestReadyRevision": revision,
                 "latestRolledoutRevision": rolled, "previousRolledoutRevision": previous if rolled != previous else comp.get("previousRolledoutRevision"),
                 "traffic": traffic, "url": f"http://{name}-predictor.{ns}.example.com"}})  # fmt: skip
+
+    def _predictor_pods(self, isvc: dict, revisions: list[str]) -> None:
+        """One Running predictor pod per revision taking traffic, labelled as KServe and
+        Knative label them (RawDeployment: one Deployment, no revisions, no queue-proxy);
+        the others go. Nothing runs in them: a test writes the model server's log with
+        :meth:`write_log`."""
+        ns, name = isvc["metadata"]["namespace"], isvc["metadata"]["name"]
+        raw = (isvc["metadata"].get("annotations") or {}).get("serving.kserve.io/deploymentMode") == "RawDeployment"
+        if raw:  # a rolling update of the Deployment: the new generation's pod replaces the old
+            revisions = [f"{name}-predictor-gen{isvc['metadata']['generation']}"]
+        have = self.list("pods", ns, f"serving.kserve.io/inferenceservice={name},component=predictor")
+        keep = set()
+        for pod in have:
+            revision = pod["metadata"]["labels"].get("serving.knative.dev/revision") or pod["metadata"]["annotations"]["fake/revision"]
+            if revision in revisions:
+                keep.add(revision)
+            else:
+                self._remove("pods", ns, pod["metadata"]["name"])
+        for revision in revisions:
+            if revision in keep:
+                continue
+            labels = {"serving.kserve.io/inferenceservice": name, "component": "predictor"}
+            if raw:
+                labels["app"] = f"isvc.{name}-predictor"
+                containers = ["kserve-container"]
+                pod_name = f"{name}-predictor-{uuid.uuid4().hex[:9]}-{uuid.uuid4().hex[:5]}"
+            else:
+                labels.update({"serving.knative.dev/revision": revision, "app": revision})
+                containers = ["kserve-container", "queue-proxy"]
+                pod_name = f"{revision}-deployment-{uuid.uuid4().hex[:9]}-{uuid.uuid4().hex[:5]}"
+            pod = self._new("pods", ns, {
+                "metadata": {"name": pod_name, "labels": labels, "annotations": {"fake/revision": revision},
+                             "ownerReferences": [{"apiVersion": isvc["apiVersion"], "kind": "InferenceService", "name": name,
+                                                  "uid": isvc["metadata"]["uid"]}]},
+                "spec": {"containers": [{"name": c, "image": "fake"} for c in containers]},
+                "status": {"phase": "Running", "podIP": "127.0.0.1",
+                           "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}],
+                           "containerStatuses": [_container_status(c, {"running": {"startedAt": now()}}) for c in containers]}})  # fmt: skip
+            run = self.runs[pod["metadata"]["uid"]] = _PodRun()
+            run.started = True
+
+    def write_log(self, ns: str, pod: str, *lines: str) -> None:
+        """Lines a pod's container printed (a served model's pod runs nothing of its own)."""
+        obj = self._existing("pods", ns, pod)
+        run = self.runs[obj["metadata"]["uid"]]
+        with run.cond:
+            run.lines.extend((now(nano=True), line.encode()) for line in lines)
+            run.cond.notify_all()
 
     def set_isvc_status(self, ns: str, name: str, ready: bool, url: str | None = None, reason: str | None = None,
                         message: str = "", observed: int | None = None, components: dict | None = None) -> dict:
@@ -1244,6 +1301,12 @@ class FakeKubernetes:
         run.started, run.done = phase != "Pending", True
         run.lines = [(now(nano=True), line.encode()) for line in log]
         return pod
+
+
+def _go_bool(text: str | None) -> bool:
+    """A boolean query parameter as the API server reads it (Go's ``strconv.ParseBool``):
+    kubernetes clients before v31 send Python's ``True``, later ones ``true``."""
+    return text in ("1", "t", "T", "TRUE", "true", "True")
 
 
 def _dig(obj, *keys):

@@ -87,3 +87,21 @@ def connect(namespace: str | None = None, context: str | None = None) -> K8sClie
     if not ns and SERVICE_ACCOUNT_NAMESPACE.exists():
         ns = SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
     return K8sClients(client.ApiClient(configuration), ns or "default", None, configuration.host)
+
+
+def merge_patch(method, *args, **kwargs):
+    """Call a ``patch_*`` method of the ``kubernetes`` client with a JSON merge patch.
+
+    Clients from v31 take ``_content_type``; v30 (what ``kfp`` 2.x pins) refuses that
+    keyword, and sends a dict body as ``application/merge-patch+json`` to custom objects
+    (their only patch type) and as a strategic merge patch to built-in kinds (a superset
+    of a merge patch for the metadata fields kfjupyter patches).
+    """
+    from kubernetes.client.exceptions import ApiTypeError
+
+    try:
+        return method(*args, _content_type="application/merge-patch+json", **kwargs)
+    except ApiTypeError as exc:
+        if "_content_type" not in str(exc):
+            raise
+    return method(*args, **kwargs)

@@ -30,7 +30,7 @@ from typing import Any, Iterator
 from .. import status as st
 from ..capture.bundle import BOOTSTRAP, Bundle
 from ..errors import BackendError, InvalidOptionError
-from ..k8s.client import K8sClients, connect
+from ..k8s.client import K8sClients, connect, merge_patch
 from ..k8s.schema import TRAINER_GROUP, TRAINER_VERSION, parse_rfc3339, validate_configmap, validate_trainjob
 from ..status import Observation
 from ..validation import check_dns1123_label
@@ -278,13 +278,13 @@ class KubernetesTrainBackend:
         uid = created["metadata"]["uid"]
         owned = True
         try:
-            core.patch_namespaced_config_map(
+            merge_patch(
+                core.patch_namespaced_config_map,
                 configmap_name(job_id),
                 ns,
                 {"metadata": {"ownerReferences": [
                     {"apiVersion": API_VERSION, "kind": "TrainJob", "name": job_id, "uid": uid}
                 ]}},
-                _content_type="application/merge-patch+json",
             )  # fmt: skip
         except Exception:
             owned = False  # cancel() still deletes it explicitly

@@ -18,7 +18,7 @@ from typing import Iterator
 from .. import status as st
 from ..capture.bundle import BOOTSTRAP, Bundle
 from ..errors import BackendError, InvalidOptionError
-from ..k8s.client import K8sClients, connect
+from ..k8s.client import K8sClients, connect, merge_patch
 from ..k8s.schema import parse_rfc3339, validate_configmap
 from ..status import Observation
 from ..store.workspace import get_workspace
@@ -105,11 +105,10 @@ class KubernetesTuneBackend:
             raise self._api_error(exc, f"create Experiment {job_id}") from exc
         uid = created["metadata"]["uid"]
         try:
-            core.patch_namespaced_config_map(
-                configmap_name(job_id), ns,
+            merge_patch(
+                core.patch_namespaced_config_map, configmap_name(job_id), ns,
                 {"metadata": {"ownerReferences": [
                     {"apiVersion": katib.API_VERSION, "kind": "Experiment", "name": job_id, "uid": uid}]}},
-                _content_type="application/merge-patch+json",
             )  # fmt: skip
         except Exception:
             pass  # cancel() deletes it explicitly
