@@ -44,6 +44,7 @@ stderr and in KFJUPYTER_ERROR_FILE when set) or a value could not be loaded or s
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -163,6 +164,9 @@ def save_value(value, path, name=None):
     Raises :class:`StepValueError` (saying why) when no format can serialise it.
     """
     path = Path(path)
+    if isinstance(value, io.IOBase):
+        # cloudpickle would turn a readable file into a StringIO of what is left of it
+        raise StepValueError("it is an open file or stream; pass its contents or its path instead")
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)

@@ -1,0 +1,265 @@
+"""The step runtime, run for real in subprocesses: parameters as data, values crossing
+steps in every format, failures naming the step and the variable."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from kfjupyter.pipelines import from_notebook, stepruntime
+from kfjupyter.pipelines.stepruntime import content_hash
+
+RUNTIME = Path(stepruntime.__file__)
+
+
+def run_step(tmp_path: Path, program: str, *args: str, step: str = "s", runtime: Path = RUNTIME,
+             python_flags: tuple[str, ...] = (), env: dict | None = None) -> subprocess.CompletedProcess:
+    prog = tmp_path / f"{step}.py"
+    prog.write_text(textwrap.dedent(program), encoding="utf-8")
+    environment = dict(os.environ, **(env or {}))
+    return subprocess.run(
+        [sys.executable, *python_flags, str(runtime), "--program", str(prog), "--step", step, *args],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=environment,
+    )
+
+
+def meta(path: Path) -> dict:
+    return json.loads((path / "meta.json").read_text())
+
+
+# ---------------------------------------------------------------------------------------
+# Parameters are data
+# ---------------------------------------------------------------------------------------
+
+EVIL = "x'); import os; os.system('echo pwned > PWNED') #\"\"\" \\n {lr} %s"
+
+
+def test_a_parameter_with_quotes_and_code_is_just_a_string(tmp_path):
+    out = tmp_path / "out"
+    r = run_step(
+        tmp_path,
+        "assert type(msg) is str\ncopy = msg\n",
+        "--param", "msg", "str", EVIL, "--output", "copy", str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    assert meta(out)["format"] == "json"
+    assert json.loads((out / "data.json").read_text()) == EVIL
+    assert not (tmp_path / "PWNED").exists() and "pwned" not in r.stdout
+
+
+def test_a_parameter_from_the_notebook_never_enters_the_program(tmp_path):
+    nb = {
+        "cells": [
+            {"cell_type": "code", "metadata": {"tags": ["pipeline-parameters"]}, "source": f"msg = {EVIL!r}\nn = 3", "outputs": [], "execution_count": None},
+            {"cell_type": "code", "metadata": {"tags": ["step:echo"]}, "source": "echoed = msg * n", "outputs": [], "execution_count": None},
+        ],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
+    }
+    p = from_notebook(nb)
+    step = p.steps["echo"]
+    assert p.parameters["msg"].default == EVIL and step.parameters == ["msg", "n"]
+    assert "pwned" not in step.program and "import os" not in step.program
+    out = tmp_path / "echoed"
+    r = run_step(tmp_path, step.program, "--param", "msg", "str", EVIL, "--param", "n", "int", "2",
+                 "--output", "echoed", str(out), step="echo")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "data.json").read_text()) == EVIL * 2
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_parameter_types(tmp_path):
+    out = tmp_path / "out"
+    r = run_step(
+        tmp_path,
+        "got = [i, f, b, b2, j, s]\nassert type(i) is int and type(f) is float and b is True and b2 is False\n",
+        "--param", "i", "int", "-3", "--param", "f", "float", "2.5", "--param", "b", "bool", "TRUE",
+        "--param", "b2", "bool", "false", "--param", "j", "json", '{"a": [1, null]}', "--param", "s", "str", "",
+        "--output", "got", str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "data.json").read_text()) == [-3, 2.5, True, False, {"a": [1, None]}, ""]
+    bad = run_step(tmp_path, "pass", "--param", "b", "bool", "yes")
+    assert bad.returncode == 1 and "step s: parameter b (bool): not a bool" in bad.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# Values crossing steps, every format, producer and consumer in their own processes
+# ---------------------------------------------------------------------------------------
+
+PRODUCER = """
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.linear_model import LogisticRegression
+
+arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+frame = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})
+series = pd.Series([0.5, 1.5], name="s")
+tensor = torch.arange(6.0).reshape(2, 3)
+
+class Net(torch.nn.Module):  # defined in the step: travels by value
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 2)
+        self.register_buffer("scale", torch.tensor(2.0))
+    def forward(self, x):
+        return self.lin(x) * self.scale
+
+torch.manual_seed(0)
+net = Net()
+net_out = net(tensor).detach()
+clf = LogisticRegression().fit(arr[:, :2].repeat(4, axis=0), [0, 1, 0] * 4)
+config = {"lr": 0.1, "layers": [8, 4], "name": "n", "ok": True, "none": None}
+square = lambda v: v * v
+
+class Point:  # a local class instance: cloudpickle
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+    def norm2(self):
+        return self.x ** 2 + self.y ** 2
+
+point = Point(3, 4)
+pair = (1, "two")  # a tuple is not JSON: cloudpickle keeps it a tuple
+objects = np.array([{"k": 1}, None], dtype=object)  # object arrays: cloudpickle
+"""
+
+CONSUMER = """
+import numpy as np
+import pandas as pd
+import torch
+assert type(arr) is np.ndarray and arr.dtype == np.float32 and arr.tolist() == np.arange(12).reshape(3, 4).tolist()
+pd.testing.assert_frame_equal(frame, pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]}))
+pd.testing.assert_series_equal(series, pd.Series([0.5, 1.5], name="s"))
+assert torch.equal(tensor, torch.arange(6.0).reshape(2, 3))
+assert isinstance(net, torch.nn.Module) and type(net).__name__ == "Net"
+assert torch.allclose(net(tensor), net_out) and float(net.scale) == 2.0
+assert clf.predict(arr[:, :2]).tolist() == clf.predict(arr[:, :2]).tolist() and hasattr(clf, "coef_")
+assert config == {"lr": 0.1, "layers": [8, 4], "name": "n", "ok": True, "none": None}
+assert square(7) == 49
+assert point.norm2() == 25 and type(point).__name__ == "Point"
+assert pair == (1, "two") and type(pair) is tuple
+assert objects[0] == {"k": 1} and objects[1] is None
+print("all values arrived")
+"""
+
+FORMATS = {
+    "arr": "numpy", "frame": "pandas", "series": "pandas", "tensor": "torch_tensor",
+    "net": "torch_module", "net_out": "torch_tensor", "clf": "sklearn", "config": "json",
+    "square": "cloudpickle", "point": "cloudpickle", "pair": "cloudpickle", "objects": "cloudpickle",
+}
+
+
+def test_every_format_round_trips_between_processes(tmp_path):
+    values = tmp_path / "values"
+    outs = [a for name in FORMATS for a in ("--output", name, str(values / name))]
+    r = run_step(tmp_path, PRODUCER, *outs, step="produce")
+    assert r.returncode == 0, r.stderr
+    assert {name: meta(values / name)["format"] for name in FORMATS} == FORMATS
+    assert meta(values / "clf") == {"name": "clf", "format": "sklearn",
+                                    "type": "sklearn.linear_model._logistic.LogisticRegression"}
+    assert (values / "arr" / "data.npy").is_file() and (values / "clf" / "data.joblib").is_file()
+    ins = [a for name in FORMATS for a in ("--input", name, str(values / name))]
+    r = run_step(tmp_path, CONSUMER, *ins, step="consume")
+    assert r.returncode == 0, r.stderr
+    assert "all values arrived" in r.stdout
+
+
+def test_content_hash_follows_the_data(tmp_path):
+    prog = "a = [1, 2, 3]\nb = [1, 2, 3]\nc = [1, 2, 4]\nd = np.array([1, 2, 3])\nimport numpy as np\n"
+    prog = "import numpy as np\n" + prog
+    args = [x for n in "abcd" for x in ("--output", n, str(tmp_path / n))]
+    assert run_step(tmp_path, prog, *args).returncode == 0
+    h = {n: content_hash(tmp_path / n) for n in "abcd"}
+    assert h["a"] == h["b"] and h["a"] != h["c"] and h["a"] != h["d"] and len(h["a"]) == 64
+
+
+# ---------------------------------------------------------------------------------------
+# Failures
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "program, name, type_",
+    [
+        ("gen = (i for i in range(3))", "gen", "generator"),
+        ("fh = open(__file__)", "fh", "_io.TextIOWrapper"),
+        ("import threading\nlock = threading.Lock()", "lock", "_thread.lock"),
+    ],
+)
+def test_an_unserialisable_output_fails_naming_step_and_variable(tmp_path, program, name, type_):
+    error_file = tmp_path / "error.txt"
+    r = run_step(tmp_path, program, "--output", name, str(tmp_path / "v" / name), step="producer",
+                 env={"KFJUPYTER_ERROR_FILE": str(error_file)})
+    assert r.returncode == 1
+    expected = f"step producer: variable {name} ({type_}) cannot be passed to the next step: "
+    assert expected in r.stderr and ("cannot pickle" in r.stderr or "open file" in r.stderr)
+    assert expected in error_file.read_text()
+    assert not (tmp_path / "v" / name).exists()
+
+
+def test_a_failing_program_writes_its_traceback(tmp_path):
+    error_file = tmp_path / "error.txt"
+    r = run_step(tmp_path, "x = 1\nraise ValueError('bad value ' + str(x))\n", "--output", "x", str(tmp_path / "x"),
+                 env={"KFJUPYTER_ERROR_FILE": str(error_file)})
+    assert r.returncode == 1
+    assert "Traceback" in r.stderr and "ValueError: bad value 1" in r.stderr
+    assert "ValueError: bad value 1" in error_file.read_text()
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_missing_output_and_a_missing_input_name_the_step(tmp_path):
+    r = run_step(tmp_path, "y = 1", "--output", "x", str(tmp_path / "x"), step="prep")
+    assert r.returncode == 1 and "step prep: variable x was not assigned" in r.stderr
+    r = run_step(tmp_path, "y = 1", "--input", "x", str(tmp_path / "nowhere"), step="train")
+    assert r.returncode == 1 and "step train: input x cannot be loaded" in r.stderr
+
+
+def test_metrics_and_report_inside_a_step(tmp_path):
+    metrics = tmp_path / "metrics.jsonl"
+    r = run_step(tmp_path, "import kfjupyter\nkfjupyter.report(step=1, loss=0.5)\nacc = 0.75\ndisplay('shown')\n",
+                 "--metric", "acc", env={"KFJUPYTER_METRICS_FILE": str(metrics)})
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [(x["step"], x.get("loss"), x.get("acc")) for x in records] == [(1, 0.5, None), (None, None, 0.75)]
+    assert "shown" in r.stdout
+    bad = run_step(tmp_path, "acc = 'high'", "--metric", "acc")
+    assert bad.returncode == 1 and "step s: metric acc (str) is not a number" in bad.stderr
+
+
+def test_the_runtime_folder_does_not_shadow_the_programs_imports(tmp_path):
+    r = run_step(tmp_path, "import sys, os\nimport kfjupyter.pipelines.graph\n"
+                 "here = os.path.dirname(kfjupyter.pipelines.graph.__file__)\n"
+                 "assert here not in [os.path.abspath(p) for p in sys.path if p], sys.path\n")
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("with_bootstrap", [True, False])
+def test_without_the_kfjupyter_package_report_still_works(tmp_path, with_bootstrap):
+    """As in a bare KFP image: only the runtime file (and bootstrap.py next to it)."""
+    folder = tmp_path / "component"
+    folder.mkdir()
+    shutil.copy(RUNTIME, folder / "stepruntime.py")
+    if with_bootstrap:
+        shutil.copy(REPO / "kfjupyter" / "runtime" / "bootstrap.py", folder / "bootstrap.py")
+    metrics = tmp_path / "metrics.jsonl"
+    out = tmp_path / "out"
+    r = run_step(
+        tmp_path,
+        "import kfjupyter\nkfjupyter.report(loss=0.25)\nnote = kfjupyter.__doc__ or ''\nacc = 1\n",
+        "--metric", "acc", "--output", "note", str(out),
+        runtime=folder / "stepruntime.py", python_flags=("-S", "-I"),  # no site-packages: no kfjupyter
+        env={"KFJUPYTER_METRICS_FILE": str(metrics)},
+    )
+    assert r.returncode == 0, r.stderr
+    note = json.loads((out / "data.json").read_text())
+    assert ("stand-in" in note) is with_bootstrap
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [x.get("loss") for x in records] == [0.25, None] and records[1]["acc"] == 1.0
