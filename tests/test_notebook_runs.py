@@ -1,0 +1,371 @@
+"""Papermill runs: kfjupyter.run_notebook / `kfjupyter run`, single runs and sweeps.
+
+Every run starts a real kernel (a few seconds each), so the grids are small.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+import kfjupyter
+from kfjupyter import jobs
+from kfjupyter import status as st
+from kfjupyter.errors import KFJupyterError
+from kfjupyter.notebook_runs import NotebookRun, Sweep, get_run, parse_sweep_args, parse_value, run_notebook
+from kfjupyter.store.workspace import as_aware
+
+from conftest import REPO, wait_for
+
+pytestmark = pytest.mark.timeout(240)
+
+RUN_TIMEOUT = 150
+
+
+def make_notebook(path: Path, parameters: str, *cells: str, kernel: str | None = "python3") -> Path:
+    nb = new_notebook()
+    if kernel:
+        nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
+    params = new_code_cell(parameters)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [new_markdown_cell("# a notebook"), params] + [new_code_cell(c) for c in cells]
+    nbformat.write(nb, str(path))
+    return path
+
+
+def fingerprint(path: Path) -> tuple[bytes, int]:
+    return path.read_bytes(), path.stat().st_mtime_ns
+
+
+def kernel_processes(job_id: str) -> list[psutil.Process]:
+    """Processes working for a run: the kernel inherits KFJUPYTER_JOB_ID from its runner."""
+    found = []
+    for proc in psutil.process_iter(["environ"]):
+        try:
+            if (proc.info["environ"] or {}).get("KFJUPYTER_JOB_ID") == job_id and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
+
+
+def cli(*args: str, home: Path, cwd: Path, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KFJUPYTER_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "kfjupyter.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+# -- before anything starts ------------------------------------------------------------
+
+
+def test_values_are_read_like_papermill():
+    assert parse_value("3") == 3 and isinstance(parse_value("3"), int)
+    assert parse_value("-7") == -7
+    assert parse_value("0.5") == 0.5 and parse_value("1e-3") == 0.001
+    assert parse_value("True") is True and parse_value("false") is False
+    assert parse_value("None") is None and parse_value("null") is None
+    assert parse_value("adam") == "adam"
+    assert parse_value("0.1.2") == "0.1.2"
+    assert parse_value("it's \"x\"") == "it's \"x\""
+    assert parse_sweep_args(["lr=0.1,0.01", "opt=adam,sgd", "deep=true,false"]) == {
+        "lr": [0.1, 0.01],
+        "opt": ["adam", "sgd"],
+        "deep": [True, False],
+    }
+    for bad in (["lr"], ["=1,2"], ["lr="], ["lr=1,,2"], ["lr=1,"], ["1x=1,2"], ["lr=1", "lr=2"]):
+        with pytest.raises(KFJupyterError):
+            parse_sweep_args(bad)
+
+
+def test_mistakes_are_refused_before_anything_starts(workspace, workdir, capsys):
+    nb = make_notebook(workdir / "nb.ipynb", "a = 1\nb: float = 2.0", "print(a * b)")
+    before = fingerprint(nb)
+    cases = {
+        "notebook not found": dict(path=workdir / "missing.ipynb"),
+        "not in the 'parameters' cell": dict(parameters={"c": 1}),
+        "empty sweep grid": dict(sweep={}),
+        "has no values": dict(sweep={"a": []}),
+        "must be a list": dict(sweep={"a": "1,2"}),
+        "both as a parameter and as a sweep": dict(parameters={"a": 1}, sweep={"a": [1, 2]}),
+        "cannot be passed to a notebook": dict(parameters={"a": object()}),
+        "no Jupyter kernel named 'no-such-kernel'": dict(kernel="no-such-kernel"),
+        "invalid run name": dict(name="Bad_Name"),
+        "invalid max_parallel": dict(sweep={"a": [1, 2]}, max_parallel=0),
+    }
+    for message, kwargs in cases.items():
+        path = kwargs.pop("path", nb)
+        with pytest.raises(KFJupyterError, match=re.escape(message)):
+            run_notebook(path, **kwargs)
+    # a sweep over a name the notebook does not declare, and a notebook without parameters
+    with pytest.raises(KFJupyterError, match=r"'zz' not in the 'parameters' cell .* \(it defines: a, b\)"):
+        run_notebook(nb, sweep={"zz": [1, 2]})
+    bare = workdir / "bare.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("x = 1")], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}}), bare)
+    with pytest.raises(KFJupyterError, match="has no cell tagged 'parameters'"):
+        run_notebook(bare, {"x": 2})
+    # the command line says the same, and exits 1
+    from kfjupyter.cli import main
+
+    assert main(["run", str(nb), "--sweep", "a"]) == 1
+    assert "invalid --sweep 'a': expected NAME=V1,V2" in capsys.readouterr().err
+    assert main(["run", str(nb), "-p", "nope", "1"]) == 1
+    assert "'nope' not in the 'parameters' cell" in capsys.readouterr().err
+    # nothing was recorded or started, and the notebook is as it was
+    assert jobs.count() == 0
+    assert not (workspace / "jobs").exists() or not any((workspace / "jobs").iterdir())
+    assert fingerprint(nb) == before
+
+
+# -- a single run --------------------------------------------------------------------
+
+
+def test_a_run_injects_parameters_keeps_its_output_and_reports_metrics(workspace, workdir):
+    (workdir / "data.txt").write_text("data next to the notebook")
+    nb = make_notebook(
+        workdir / "Score Card.ipynb",
+        "a = 1\nb = 2.0\nlabel = 'default'",
+        "import os, kfjupyter\nprint('data:', open('data.txt').read())\nprint('job:', os.environ['KFJUPYTER_JOB_ID'])",
+        "print('label:', label)\nkfjupyter.report(step=0, score=0.0)\nkfjupyter.report(step=1, score=a * b)",
+    )
+    before = fingerprint(nb)
+    label = "it's \"quoted\"; import os"  # a string, never code
+    run = run_notebook(nb, {"a": 3, "b": 4.5, "label": label}, wait=True)
+    assert isinstance(run, NotebookRun) and run.kind == "notebook"
+    assert run.status == st.SUCCEEDED, run.error
+    assert run.name == "score-card" and run.id.startswith("score-card-")
+
+    # the input is untouched; the executed copy lives with the job
+    assert fingerprint(nb) == before
+    assert run.output_notebook == run.job_dir / "output.ipynb" and run.output_notebook.exists()
+    out = run.read_output()
+    injected = [c for c in out.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1
+    assert "a = 3" in injected[0].source and "b = 4.5" in injected[0].source
+    streams = "".join(o.get("text", "") for c in out.cells if c.cell_type == "code" for o in c.outputs)
+    assert f"label: {label}\n" in streams
+    assert "data: data next to the notebook" in streams  # runs in the notebook's folder
+
+    # the log: cell progress and the cells' output
+    log = run.logs()
+    assert "cell 1/4 … a = 1" in log
+    assert "cell 2/4 [injected parameters]" in log
+    assert "cell 4/4 … print('label:', label)" in log
+    assert f"job: {run.id}" in log and f"label: {label}" in log
+    assert run.progress() == (4, 4)
+
+    # metrics recorded by kfjupyter.report inside the notebook
+    assert [m["score"] for m in run.metrics()] == [0.0, 13.5]
+    assert run.last_metrics() == {"score": 13.5}
+    table = run.results()
+    assert list(table.columns) == ["a", "b", "label", "score", "status", "job_id"]
+    assert table.iloc[0].to_dict() == {"a": 3, "b": 4.5, "label": label, "score": 13.5, "status": "Succeeded", "job_id": run.id}
+
+    # any process re-attaches: the same record, the same view
+    again = get_run(run.id)
+    assert isinstance(again, NotebookRun)
+    data = again.to_dict()
+    assert data["kind"] == "notebook" and data["status"] == st.SUCCEEDED
+    assert data["parameters"] == {"a": 3, "b": 4.5, "label": label}
+    assert data["spec"]["notebook"] == str(nb) and data["spec"]["sweep_id"] is None
+    assert data["output_notebook"] == str(run.output_notebook)
+    assert data["metrics"] == {"score": 13.5} and data["progress"] == {"cell": 4, "cells": 4}
+    json.dumps(data)
+    assert kernel_processes(run.id) == []
+
+
+def test_a_failing_cell_fails_the_run_naming_the_cell(workspace, workdir):
+    nb = make_notebook(
+        workdir / "fails.ipynb",
+        "n = 1",
+        "import kfjupyter\nkfjupyter.report(progress=1.0)\nprint('before the failure')",
+        "x = 10\nraise ValueError(f'bad n={n}')",
+        "print('never runs')",
+    )
+    before = fingerprint(nb)
+    run = kfjupyter.run_notebook(nb, {"n": 7}, wait=True)
+    assert run.status == st.FAILED
+    assert run.error.startswith("cell 4/5 (In [4]) raised ValueError: bad n=7")
+    assert "raise ValueError(f'bad n={n}')" in run.error  # the cell's source
+    assert "Traceback" in run.error or "ValueError" in run.error.splitlines()[-1]
+    log = run.logs()
+    assert "before the failure" in log and "cell 4/5 failed: ValueError: bad n=7" in log
+    assert "never runs" not in log
+    # the output notebook is kept, with the error in it
+    out = run.read_output()
+    errors = [o for c in out.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert errors and errors[0]["ename"] == "ValueError" and errors[0]["evalue"] == "bad n=7"
+    assert run.last_metrics() == {"progress": 1.0}
+    assert fingerprint(nb) == before
+    assert kernel_processes(run.id) == []
+
+
+def test_cancel_stops_the_run_and_its_kernel(workspace, workdir):
+    nb = make_notebook(workdir / "slow.ipynb", "t = 60", "import os, time\nprint('kernel pid', os.getpid(), flush=True)\ntime.sleep(t)")
+    run = run_notebook(nb, {"t": 90})
+    assert run.status in (st.PENDING, st.RUNNING)
+    log = wait_for(lambda: re.search(r"kernel pid (\d+)", run.logs()), timeout=RUN_TIMEOUT)
+    kernel = psutil.Process(int(log.group(1)))
+    assert kernel_processes(run.id)
+    run.cancel()
+    assert run.status == st.CANCELLED
+    assert not kernel.is_running() or kernel.status() == psutil.STATUS_ZOMBIE
+    wait_for(lambda: kernel_processes(run.id) == [], timeout=10)
+    assert run.output_notebook.exists()  # saved as far as it went
+
+
+# -- sweeps ----------------------------------------------------------------------------
+
+SWEEP_CELL = """import time, kfjupyter
+time.sleep(0.5)
+kfjupyter.report(step=0, score=-1.0)
+kfjupyter.report(step=1, score=a * b + offset, size=float(a))
+print('score', a * b + offset)
+"""
+
+
+def _intervals(records) -> list[tuple[datetime, datetime]]:
+    return [(as_aware(r.started_at), as_aware(r.finished_at)) for r in records]
+
+
+def max_overlap(intervals) -> int:
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda x: (x[0], x[1]))
+    most = now = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def test_a_2x2_sweep_runs_in_parallel_and_its_results_table_is_right(workspace, workdir):
+    nb = make_notebook(workdir / "grid.ipynb", "a = 1\nb = 1\noffset = 0.0", SWEEP_CELL)
+    before = fingerprint(nb)
+    sweep = run_notebook(nb, {"offset": 0.5}, sweep={"a": [1, 2], "b": [10, 20]}, max_parallel=2, name="grid")
+    assert isinstance(sweep, Sweep) and sweep.kind == "sweep"
+    sweep.wait(timeout=RUN_TIMEOUT)
+    assert sweep.status == st.SUCCEEDED, sweep.error
+
+    runs = sweep.runs
+    assert [r.parameters for r in runs] == sweep.grid == [
+        {"a": 1, "b": 10, "offset": 0.5},
+        {"a": 1, "b": 20, "offset": 0.5},
+        {"a": 2, "b": 10, "offset": 0.5},
+        {"a": 2, "b": 20, "offset": 0.5},
+    ]
+    assert all(r.kind == "notebook" and r.sweep_id == sweep.id for r in runs)
+    # the runs ran side by side, never more than max_parallel at once
+    records = [r.refresh() for r in runs]
+    assert max_overlap(_intervals(records)) == 2
+
+    table = sweep.results()
+    assert list(table.columns) == ["a", "b", "offset", "score", "size", "status", "job_id"]
+    assert len(table) == 4
+    for row, run in zip(table.to_dict("records"), runs):
+        assert row["score"] == row["a"] * row["b"] + row["offset"]  # the last value reported
+        assert row["size"] == float(row["a"])
+        assert row["status"] == "Succeeded" and row["job_id"] == run.id
+        assert run.output_notebook.exists() and f"score {row['score']}" in run.logs()
+    assert sorted(table["score"]) == [10.5, 20.5, 20.5, 40.5]
+
+    text = sweep.results_text().splitlines()
+    assert text[0].split() == ["a", "b", "offset", "score", "size", "status", "job_id"]
+    assert [line.split() for line in text[1:]] == [
+        ["1", "10", "0.5", "10.5", "1", "Succeeded", runs[0].id],
+        ["1", "20", "0.5", "20.5", "1", "Succeeded", runs[1].id],
+        ["2", "10", "0.5", "20.5", "2", "Succeeded", runs[2].id],
+        ["2", "20", "0.5", "40.5", "2", "Succeeded", runs[3].id],
+    ]
+
+    # the record a sidebar reads
+    data = get_run(sweep.id).to_dict()
+    assert data["kind"] == "sweep" and data["status"] == st.SUCCEEDED
+    assert data["sweep"] == {"a": [1, 2], "b": [10, 20]} and data["parameters"] == {"offset": 0.5}
+    assert data["max_parallel"] == 2 and data["counts"] == {"Succeeded": 4}
+    assert data["spec"]["runs"] == [r.id for r in runs]
+    assert data["results"]["columns"] == list(table.columns)
+    assert data["results"]["rows"][3] == [2, 20, 0.5, 40.5, 2.0, "Succeeded", runs[3].id]
+    assert [r["metrics"]["score"] for r in data["runs"]] == [10.5, 20.5, 20.5, 40.5]
+    json.dumps(data)
+    assert "sweep finished: 4 Succeeded" in sweep.logs()
+    assert len([m for m in sweep.metrics() if m.get("step") == 1]) == 4
+    assert fingerprint(nb) == before
+
+
+def test_cancelling_a_sweep_stops_its_runs_and_their_kernels(workspace, workdir):
+    nb = make_notebook(workdir / "slow.ipynb", "t = 60", "import os, time\nprint('kernel pid', os.getpid(), flush=True)\ntime.sleep(t)")
+    sweep = run_notebook(nb, sweep={"t": [61, 62, 63]}, max_parallel=2)
+    runs = sweep.runs
+    pids = [
+        int(wait_for(lambda r=r: re.search(r"kernel pid (\d+)", r.logs()), timeout=RUN_TIMEOUT).group(1))
+        for r in runs[:2]
+    ]
+    assert runs[2].status == st.PENDING  # max_parallel: the third waits
+    sweep.cancel()
+    assert sweep.status == st.CANCELLED
+    assert [r.status for r in runs] == [st.CANCELLED] * 3
+    assert not runs[2].record.backend_info  # never started
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    for run in runs:
+        wait_for(lambda run=run: kernel_processes(run.id) == [], timeout=10)
+
+
+# -- the command line -------------------------------------------------------------------
+
+
+def test_cli_sweep_prints_progress_and_the_results_table(workspace, workdir):
+    nb = make_notebook(workdir / "grid.ipynb", "a = 1\nb = 1\noffset = 0.0", SWEEP_CELL)
+    done = cli("run", "grid.ipynb", "--sweep", "a=2,3", "-p", "b", "5", "-p", "offset", "0.25",
+               "--max-parallel", "2", home=workspace, cwd=workdir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    sweep_id = re.match(r"sweep (\S+): 2 run\(s\) of grid.ipynb, 2 at a time", lines[0]).group(1)
+    assert any(re.match(rf"\[1/2\] {sweep_id}-1 Succeeded  a=2 b=5 offset=0.25", l) for l in lines)
+    assert any(re.match(rf"\[2/2\] {sweep_id}-2 Succeeded  a=3 b=5 offset=0.25", l) for l in lines)
+    head = lines.index(next(l for l in lines if l.startswith("a ")))
+    assert lines[head].split() == ["a", "b", "offset", "score", "size", "status", "job_id"]
+    assert lines[head + 1].split() == ["2", "5", "0.25", "10.25", "2", "Succeeded", f"{sweep_id}-1"]
+    assert lines[head + 2].split() == ["3", "5", "0.25", "15.25", "3", "Succeeded", f"{sweep_id}-2"]
+    assert lines[-1] == f"sweep {sweep_id} Succeeded"
+    # the DataFrame of the same sweep agrees
+    table = get_run(sweep_id).results()
+    assert table["score"].tolist() == [10.25, 15.25]
+    assert nb.exists()
+
+
+def test_cli_no_wait_returns_and_the_run_goes_on(workspace, workdir):
+    make_notebook(workdir / "nb.ipynb", "a = 1\nb = 1.0\nflag = False",
+                  "import kfjupyter, time\ntime.sleep(1)\nkfjupyter.report(score=a * b if flag else -1.0)")
+    done = cli("run", "nb.ipynb", "-p", "a", "2", "-p", "b", "2.5", "-p", "flag", "true", "--no-wait",
+               home=workspace, cwd=workdir)
+    returned = datetime.now(timezone.utc)
+    assert done.returncode == 0, done.stderr
+    run_id = re.match(r"run (\S+): nb.ipynb", done.stdout).group(1)
+    assert f"kfjupyter jobs logs -f {run_id}" in done.stdout
+    run = get_run(run_id).wait(timeout=RUN_TIMEOUT)  # the CLI process is gone; the run is not
+    assert run.status == st.SUCCEEDED, run.error
+    assert as_aware(run.record.finished_at) > returned
+    assert run.parameters == {"a": 2, "b": 2.5, "flag": True}
+    assert run.last_metrics() == {"score": 5.0}
+    # and `kfjupyter run` follows a run's log when it waits: a failing one exits 1
+    failed = cli("run", "nb.ipynb", "-p", "a", "oops", "-p", "flag", "true", home=workspace, cwd=workdir)
+    assert failed.returncode == 1
+    assert "cell 3/3 … import kfjupyter, time" in failed.stdout
+    assert re.search(r"\S+ Failed in [\d.]+ s", failed.stdout)
+    assert "raised TypeError" in failed.stderr
