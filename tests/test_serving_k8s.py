@@ -148,3 +148,62 @@ def test_kf_deploy_magic(iris, fake_k8s, shell):
     res = run_cell(shell, "%kf_deploy --undeploy iris")
     assert res.error_in_exec is None
     assert ep.status == st.CANCELLED and fake_k8s.get("inferenceservices", "team-a", "iris") is None
+
+
+def _predictor_pods(fake, revision: str | None = None) -> list[str]:
+    selector = "serving.kserve.io/inferenceservice=iris,component=predictor"
+    if revision:
+        selector += f",serving.knative.dev/revision={revision}"
+    return [p["metadata"]["name"] for p in fake.list("pods", "team-a", selector)]
+
+
+def test_logs_are_the_predictor_pods_model_server_log(iris, fake_k8s):
+    import threading
+
+    ep = kfjupyter.deploy("iris@production", name="iris", backend="kubernetes", storage_uri=S3, canary="iris@staging",
+                          canary_storage_uri=S3_2, canary_percent=20)
+    (primary,) = _predictor_pods(fake_k8s, "iris-predictor-00001")
+    (canary,) = _predictor_pods(fake_k8s, "iris-predictor-00002")
+    fake_k8s.write_log("team-a", primary, "INFO:kserve:Registering model: iris", "INFO:uvicorn: 200 POST /v1/models/iris:predict")
+    fake_k8s.write_log("team-a", canary, "INFO:kserve:Registering model: iris (canary)")
+    assert ep.logs() == "INFO:kserve:Registering model: iris\nINFO:uvicorn: 200 POST /v1/models/iris:predict"
+    assert ep.logs(tail=1) == "INFO:uvicorn: 200 POST /v1/models/iris:predict"
+    assert ep.logs(server=1) == "INFO:kserve:Registering model: iris (canary)"
+    reads = [r for r in fake_k8s.requests if r["path"].endswith("/log")]
+    assert {r["query"]["container"] for r in reads} == {"kserve-container"}  # not queue-proxy
+    with pytest.raises(InvalidOptionError, match="server 0"):
+        ep.logs(server=-1)
+
+    # follow: lines as the server prints them, until the pod goes
+    seen, done = [], threading.Event()
+
+    def follow():
+        for line in ep.logs(server=1, follow=True):
+            seen.append(line)
+        done.set()
+
+    threading.Thread(target=follow, daemon=True).start()
+    fake_k8s.write_log("team-a", canary, "INFO:uvicorn: 200 POST /v2/models/iris/infer")
+    import time
+
+    deadline = time.monotonic() + 10
+    while len(seen) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert seen == ["INFO:kserve:Registering model: iris (canary)", "INFO:uvicorn: 200 POST /v2/models/iris/infer"]
+    assert not done.is_set()
+    ep.promote()  # the canary's spec becomes a new revision taking all the traffic: the old pods go
+    assert done.wait(10) and len(seen) == 2
+    with pytest.raises(InvalidOptionError, match="no canary"):
+        ep.logs(server=1)
+    (pod,) = _predictor_pods(fake_k8s)
+    assert pod.startswith("iris-predictor-00003-") and ep.logs() == ""
+    ep.undeploy()
+    assert _predictor_pods(fake_k8s) == [] and ep.logs() == ""  # collected with their InferenceService
+
+
+def test_logs_of_a_raw_deployment(iris, fake_k8s):
+    ep = kfjupyter.deploy("iris@production", name="iris", backend="kubernetes", storage_uri=S3, deployment_mode="RawDeployment")
+    (pod,) = _predictor_pods(fake_k8s)
+    fake_k8s.write_log("team-a", pod, "INFO:kserve:Registering model: iris")
+    assert ep.logs() == "INFO:kserve:Registering model: iris"
+    ep.undeploy()

@@ -36,6 +36,9 @@ _ISVC_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 STORAGE_SCHEMES = ("s3://", "gs://", "pvc://", "hf://", "https://", "http://", "oci://", "hdfs://", "webhdfs://")
 #: the serving runtimes' modelFormat names (the registry's formats are named after them)
 MODEL_FORMATS = {"sklearn": "sklearn", "xgboost": "xgboost", "pytorch": "pytorch", "onnx": "onnx"}
+#: the model server's container in a predictor pod, and Knative's label of a pod's revision
+SERVER_CONTAINER = "kserve-container"
+REVISION_LABEL = "serving.knative.dev/revision"
 
 
 @functools.lru_cache(maxsize=1)
@@ -242,14 +245,52 @@ class KubernetesEndpointBackend:
         obj = self._get(info)
         return ((obj or {}).get("status") or {}).get("url")
 
+    def _predictor_pod(self, k8s, info: dict, rank: int) -> str | None:
+        """The newest predictor pod of the primary revision (``rank`` 0) or of the canary (1).
+
+        Serverless: KServe's status names the revisions (``latestRolledoutRevision`` takes
+        the primary's share, a newer ``latestCreatedRevision`` is the canary) and Knative
+        labels each pod with its revision. RawDeployment has no revisions (and no canary).
+        """
+        if rank not in (0, 1):
+            raise InvalidOptionError(f"server={rank}: a Kubernetes endpoint has server 0 (the model) and 1 (its canary)")
+        obj = self._get(info) or {}
+        comp = ((obj.get("status") or {}).get("components") or {}).get("predictor") or {}
+        rolled, latest = comp.get("latestRolledoutRevision"), comp.get("latestCreatedRevision")
+        revision = rolled if rank == 0 else latest if latest and latest != rolled else None
+        if rank == 1 and revision is None:
+            raise InvalidOptionError(f"endpoint {info['name']} has no canary revision (server=1)")
+        pods = k8s.core.list_namespaced_pod(
+            info["namespace"], label_selector=f"serving.kserve.io/inferenceservice={info['name']},component=predictor"
+        ).items
+        if revision and any((p.metadata.labels or {}).get(REVISION_LABEL) for p in pods):
+            pods = [p for p in pods if (p.metadata.labels or {}).get(REVISION_LABEL) == revision]
+        pods = [p for p in pods if p.status is None or p.status.phase != "Pending"]
+        pods.sort(key=lambda p: (p.status is not None and p.status.phase == "Running", str(p.metadata.creation_timestamp or "")))
+        return pods[-1].metadata.name if pods else None
+
     def logs(self, job_id: str, info: dict, rank: int = 0, follow: bool = False, tail: int | None = None) -> Iterator[str]:
+        """The model server's log (container ``kserve-container``) of a predictor pod; with
+        ``follow``, its lines as they come until the pod goes (undeploy, a new revision)."""
+        from kubernetes.client.exceptions import ApiException
+
         k8s = self._clients(info["namespace"])
-        pods = k8s.core.list_namespaced_pod(info["namespace"], label_selector=f"serving.kserve.io/inferenceservice={info['name']}")
-        if not pods.items:
+        pod = self._predictor_pod(k8s, info, rank)
+        if pod is None:
             return iter(())
-        text = k8s.core.read_namespaced_pod_log(pods.items[0].metadata.name, info["namespace"], container="kserve-container",
-                                               tail_lines=tail)
-        return iter(text.splitlines())
+        try:
+            resp = k8s.core.read_namespaced_pod_log(pod, info["namespace"], container=SERVER_CONTAINER, tail_lines=tail,
+                                                    follow=follow or None, _preload_content=False)
+        except ApiException as exc:
+            if exc.status in (400, 404):  # not started yet, or gone meanwhile
+                return iter(())
+            raise BackendError(f"cannot read the log of {pod}: {exc.status} {exc.reason}") from exc
+        if not follow:
+            try:
+                return iter(resp.data.decode("utf-8", errors="replace").splitlines())
+            finally:
+                resp.release_conn()
+        return _stream_lines(resp)
 
     def metrics(self, job_id: str, info: dict) -> list[dict]:
         return []
@@ -278,3 +319,19 @@ class KubernetesEndpointBackend:
             return {**spec, "canary": None, "canary_percent": 0}, info
         self._patch(info, validate_isvc(build_isvc(job_id, spec, info["namespace"], spec["previous"], None)))
         return {**spec, "version": spec["previous"], "previous": spec["version"]}, info
+
+
+def _stream_lines(resp) -> Iterator[str]:
+    """Lines of a streamed (``follow``) log response, until the server ends it."""
+    buffer = b""
+    try:
+        for chunk in resp.stream(amt=None, decode_content=False):
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                yield line.decode("utf-8", errors="replace").rstrip("\r")
+        if buffer:
+            yield buffer.decode("utf-8", errors="replace")
+    finally:
+        resp.close()
+        resp.release_conn()
