@@ -2,7 +2,7 @@
 
 ``%%kf_train`` → :func:`kfjupyter.train`; ``%%kf_tune`` → :func:`kfjupyter.tune`;
 ``%kf_jobs`` → :mod:`kfjupyter.jobs`; ``%kf_models`` → :mod:`kfjupyter.registry`;
-``%kf_deploy`` → :func:`kfjupyter.deploy`.
+``%kf_deploy`` → :func:`kfjupyter.deploy`; ``%kf_pipeline`` → :mod:`kfjupyter.pipelines`.
 Parsing options and showing results is all they do.
 """
 
@@ -342,10 +342,154 @@ class KFServingMagics(Magics):
         return endpoint
 
 
+def _pipeline_parser():
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="%kf_pipeline", description="Tagged notebook cells as a pipeline.")
+    sub = parser.add_subparsers(dest="action")
+    comp = sub.add_parser("compile", help="the DAG and the steps of a notebook (default: this one)")
+    comp.add_argument("notebook", nargs="?", default=None)
+    comp.add_argument("--out", "-o", default=None, metavar="VAR", help="bind the Pipeline to VAR")
+    run = sub.add_parser("run", help="run the notebook's pipeline (default: this notebook)")
+    run.add_argument("notebook", nargs="?", default=None)
+    run.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    run.add_argument("--resume", default=None, metavar="RUN_ID", help="rerun a failed run from its failed steps")
+    run.add_argument("--backend", "-b", default=None, help="local (default) or kubernetes")
+    run.add_argument("--no-cache", action="store_true", help="run every step, cached or not")
+    run.add_argument("--max-parallel", type=int, default=None, help="steps at once (default: CPU count, >= 2)")
+    run.add_argument("--no-wait", action="store_true", help="return at once; the run goes on")
+    run.add_argument("--out", "-o", default=None, metavar="VAR", help="bind the PipelineRun to VAR")
+    debug = sub.add_parser("debug", help="load a step's inputs and parameters into this kernel")
+    debug.add_argument("run_id")
+    debug.add_argument("step")
+    show = sub.add_parser("show", help="a run's steps and why each was (not) cached")
+    show.add_argument("run_id")
+    logs = sub.add_parser("logs", help="a step's log")
+    logs.add_argument("run_id")
+    logs.add_argument("step")
+    cancel = sub.add_parser("cancel", help="stop a run")
+    cancel.add_argument("run_id")
+    sub.add_parser("list", help="pipeline runs of the workspace")
+    return parser
+
+
+@magics_class
+class KFPipelineMagics(Magics):
+    @line_magic
+    def kf_pipeline(self, line: str):
+        """Pipelines from tagged cells: %kf_pipeline compile|run|debug|show|logs|cancel|list (-h)."""
+        import os
+        import shlex
+
+        from IPython.display import HTML, SVG, display
+
+        from . import pipelines
+        from .errors import KFJupyterError
+        from .pipelines import api
+
+        try:
+            args = _pipeline_parser().parse_args(shlex.split(line))
+        except SystemExit as exc:
+            if exc.code in (0, None):  # -h
+                return None
+            raise UsageError(f"invalid %kf_pipeline arguments {line!r} (see %kf_pipeline -h)") from None
+        action = args.action or "compile"
+        notebook = getattr(args, "notebook", None)
+        if action in ("compile", "run") and notebook is None:
+            notebook = os.environ.get("JPY_SESSION_NAME")
+            if not notebook:
+                raise UsageError(f"%kf_pipeline {action}: name the notebook (this kernel does not know its own)")
+        try:
+            if action == "compile":
+                from .pipelines.render import to_svg
+
+                pipeline = pipelines.from_notebook(notebook)
+                display(SVG(to_svg(pipeline)))
+                display(HTML(_pipeline_steps_html(pipeline)))
+                if args.out:
+                    self.shell.user_ns[args.out] = pipeline
+                return None
+            if action == "run":
+                run = api.run_pipeline(
+                    notebook, dict(args.param), backend=args.backend, resume=args.resume,
+                    max_parallel=args.max_parallel, cache=not args.no_cache,
+                )
+                if args.out:
+                    self.shell.user_ns[args.out] = run
+                return _watch_pipeline(run, wait=not args.no_wait)
+            if action == "debug":
+                api.debug(args.run_id, args.step, namespace=self.shell.user_ns)
+                return None
+            if action == "list":
+                runs = api.list_runs()
+                display(HTML("".join(api.steps_html(r) for r in runs) or "<p>no pipeline runs</p>"))
+                return None
+            run = api.get_run(args.run_id)
+            if action == "show":
+                display(HTML(api.steps_html(run)))
+            elif action == "logs":
+                print(run.step_logs(args.step))
+            elif action == "cancel":
+                run.cancel()
+                display(HTML(api.steps_html(run)))
+        except KFJupyterError as exc:
+            raise UsageError(str(exc)) from None
+        return None
+
+
+def _pipeline_steps_html(pipeline) -> str:
+    import html
+
+    rows = []
+    for step in pipeline.steps.values():
+        extra = []
+        if step.image:
+            extra.append(f"image {step.image}")
+        extra += [f"{k}={v}" for k, v in step.limits.items()]
+        if not step.cache:
+            extra.append("cache:false")
+        cells = ", ".join(map(str, step.cells))
+        rows.append(
+            "<tr>" + "".join(
+                f"<td>{html.escape(v)}</td>"
+                for v in (step.name, cells, ", ".join(pipeline.upstream(step.name)) or "-",
+                          ", ".join(f"{n} ← {s}" for n, s in step.inputs.items()) or "-",
+                          ", ".join(step.outputs) or "-", ", ".join(step.parameters) or "-", "; ".join(extra))
+            ) + "</tr>"
+        )
+    head = "".join(f"<th>{c}</th>" for c in ("step", "cells", "after", "inputs", "outputs", "parameters", ""))
+    params = ", ".join(f"{p.name}={p.default!r} ({p.type})" for p in pipeline.parameters.values()) or "none"
+    return (f"<p><b>{html.escape(pipeline.name)}</b>: {len(pipeline.steps)} steps; parameters {html.escape(params)}</p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def _watch_pipeline(run, wait: bool, poll: float = 0.5):
+    """Show the run's steps (live until it ends when ``wait``); Ctrl-C cancels it."""
+    from IPython.display import HTML, display
+
+    from .pipelines.api import steps_html
+
+    handle = display(HTML(steps_html(run)), display_id=True)
+    if not wait:
+        return None
+    try:
+        while run.status not in st.TERMINAL:
+            time.sleep(poll)
+            handle.update(HTML(steps_html(run)))
+    except KeyboardInterrupt:
+        run.cancel()
+        handle.update(HTML(steps_html(run)))
+        print(f"pipeline run {run.id} cancelled")
+        raise
+    handle.update(HTML(steps_html(run)))
+    return None
+
+
 def load_ipython_extension(ipython) -> None:
     import kfjupyter
 
     ipython.register_magics(KFMagics)
     ipython.register_magics(KFModelsMagics)
     ipython.register_magics(KFServingMagics)
+    ipython.register_magics(KFPipelineMagics)
     ipython.push({"kfjupyter": kfjupyter}, interactive=False)

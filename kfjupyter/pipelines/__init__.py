@@ -23,6 +23,7 @@ __all__ = [
     "Edge",
     "from_notebook",
     "get_run",
+    "list_runs",
     "Parameter",
     "Pipeline",
     "PipelineError",
@@ -36,12 +37,13 @@ _LAZY = {
     "run_pipeline": ".api",
     "PipelineRun": ".api",
     "get_run": ".api",
+    "list_runs": ".api",
     "debug": ".api",
     "compile_kfp": ".kfp",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .api import PipelineRun, debug, get_run, run_pipeline
+    from .api import PipelineRun, debug, get_run, list_runs, run_pipeline
     from .kfp import compile_kfp
 
 

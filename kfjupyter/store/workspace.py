@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from .. import status as st
 from ..config import database_url, workspace_home
 from ..errors import JobNotFoundError
-from .models import Base, JobRecord, as_utc, utcnow
+from .models import Base, JobRecord, PipelineStepRecord, as_utc, utcnow
 
 
 @dataclass
@@ -99,6 +99,63 @@ class Workspace:
                 setattr(record, key, value)
         return record
 
+    # -- pipeline steps --------------------------------------------------------
+    def add_pipeline_steps(self, records: list[PipelineStepRecord]) -> None:
+        with self.session() as s, s.begin():
+            s.add_all(records)
+
+    def list_pipeline_steps(self, run_id: str) -> list[PipelineStepRecord]:
+        """The steps of one pipeline run, in the pipeline's order."""
+        query = (
+            select(PipelineStepRecord)
+            .where(PipelineStepRecord.run_id == run_id)
+            .order_by(PipelineStepRecord.position)
+        )
+        with self.reader() as s:
+            return list(s.scalars(query))
+
+    def update_pipeline_step(self, run_id: str, name: str, **fields: Any) -> PipelineStepRecord:
+        """Change a step's fields; moving to Running stamps ``started_at``, to an end state
+        ``finished_at`` (unless given)."""
+        with self.session() as s, s.begin():
+            record = s.get(PipelineStepRecord, (run_id, name), with_for_update=True)
+            if record is None:
+                raise JobNotFoundError(f"no step {name!r} in pipeline run {run_id!r}")
+            new_status = fields.get("status")
+            if new_status == st.RUNNING and record.started_at is None and "started_at" not in fields:
+                record.started_at = utcnow()
+            if new_status in STEP_TERMINAL and record.finished_at is None and "finished_at" not in fields:
+                record.finished_at = utcnow()
+            for key, value in fields.items():
+                setattr(record, key, value)
+        return record
+
+    def last_pipeline_step(self, pipeline: str, step: str, exclude_run: str | None = None) -> PipelineStepRecord | None:
+        """The latest step ``step`` of pipeline ``pipeline`` that ran or was cached (for
+        saying why the cache did not answer: what changed since)."""
+        query = (
+            select(PipelineStepRecord)
+            .where(
+                PipelineStepRecord.pipeline == pipeline,
+                PipelineStepRecord.name == step,
+                PipelineStepRecord.status.in_(("Succeeded", "Cached")),
+                PipelineStepRecord.fingerprint.is_not(None),
+            )
+            .order_by(PipelineStepRecord.finished_at.desc())
+        )
+        if exclude_run:
+            query = query.where(PipelineStepRecord.run_id != exclude_run)
+        with self.reader() as s:
+            return s.scalars(query.limit(1)).first()
+
+    def delete_pipeline_steps(self, run_id: str) -> None:
+        with self.session() as s, s.begin():
+            for record in s.scalars(select(PipelineStepRecord).where(PipelineStepRecord.run_id == run_id)):
+                s.delete(record)
+
+
+#: Step states that end a step (the run's states plus Skipped and Cached).
+STEP_TERMINAL = frozenset(st.TERMINAL | {"Skipped", "Cached"})
 
 _lock = threading.Lock()
 _cache: dict[tuple[str, str], Workspace] = {}

@@ -1,0 +1,448 @@
+"""``kfjupyter.run_pipeline``: check, record, start; ``PipelineRun`` handles; ``debug``.
+
+Everything a run needs is checked before anything is created (the pipeline compiles,
+the parameters exist and have the right types, the run to resume exists and is of the
+same pipeline): a :class:`~kfjupyter.errors.KFJupyterError` from :func:`run_pipeline`
+means no record, no folder and no process were left behind.
+"""
+
+from __future__ import annotations
+
+import html
+import inspect
+import json
+import os
+import re
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+from .. import status as st
+from ..config import default_backend
+from ..errors import InvalidOptionError, JobNotFoundError, KFJupyterError, PreflightError
+from ..jobs import Job
+from ..store.models import JobRecord, PipelineStepRecord
+from ..store.workspace import get_workspace
+from .model import PARAM_TYPES, Parameter, Pipeline
+
+BACKENDS = ("local", "kubernetes")
+
+
+# -- checks ----------------------------------------------------------------------------
+def _type_error(param: Parameter, value: Any) -> InvalidOptionError:
+    return InvalidOptionError(
+        f"pipeline parameter {param.name!r} is of type {param.type} (default {param.default!r}); "
+        f"{value!r} ({type(value).__name__}) is not a valid {param.type}"
+    )
+
+
+def coerce_parameter(param: Parameter, value: Any) -> Any:
+    """``value`` as a value of ``param``'s type. Text (from the CLI, a magic or a form) is
+    parsed; any other value must already have the type (an int is a valid float)."""
+    kind = param.type
+    if kind not in PARAM_TYPES:
+        raise InvalidOptionError(f"pipeline parameter {param.name!r} has an unknown type {kind!r}")
+    if kind == "str":
+        if isinstance(value, str):
+            return value
+        raise _type_error(param, value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if kind == "int":
+                return int(text)
+            if kind == "float":
+                return float(text)
+            if kind == "bool":
+                lowered = text.lower()
+                if lowered in ("true", "1", "yes", "on"):
+                    return True
+                if lowered in ("false", "0", "no", "off"):
+                    return False
+                raise ValueError(text)
+            return json.loads(text)
+        except ValueError:
+            raise _type_error(param, value) from None
+    if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind == "bool" and isinstance(value, bool):
+        return value
+    if kind == "json":
+        try:
+            return json.loads(json.dumps(value))
+        except (TypeError, ValueError):
+            raise _type_error(param, value) from None
+    raise _type_error(param, value)
+
+
+def check_parameters(pipeline: Pipeline, given: dict[str, Any] | None, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's parameter values: ``base`` (default: the defaults) with ``given`` applied."""
+    given = dict(given or {})
+    unknown = sorted(n for n in given if n not in pipeline.parameters)
+    if unknown:
+        known = ", ".join(pipeline.parameters) or "none (it has no pipeline-parameters cell)"
+        raise InvalidOptionError(
+            f"unknown pipeline parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+            f"for pipeline {pipeline.name!r}; its parameters: {known}"
+        )
+    values = dict(base) if base is not None else pipeline.parameter_values()
+    for name in pipeline.parameters:
+        values.setdefault(name, pipeline.parameters[name].default)
+    for name, value in given.items():
+        values[name] = coerce_parameter(pipeline.parameters[name], value)
+    return {name: values[name] for name in pipeline.parameters}
+
+
+def _load(path_or_pipeline: Any) -> Pipeline:
+    if isinstance(path_or_pipeline, Pipeline):
+        return path_or_pipeline
+    from .graph import from_notebook
+
+    return from_notebook(path_or_pipeline)
+
+
+def _resumed(resume: str, pipeline: Pipeline, backend: str) -> JobRecord:
+    if backend != "local":
+        raise InvalidOptionError("resume works with the local backend only")
+    try:
+        record = get_workspace().get_job(resume)
+    except JobNotFoundError:
+        raise InvalidOptionError(f"cannot resume {resume!r}: there is no pipeline run with that id") from None
+    if record.kind != "pipeline":
+        raise InvalidOptionError(f"cannot resume {resume!r}: it is a {record.kind} job, not a pipeline run")
+    if record.backend != "local":
+        raise InvalidOptionError(f"cannot resume {resume!r}: it ran on the {record.backend} backend")
+    old = (record.spec or {}).get("pipeline", {}).get("name")
+    if old != pipeline.name:
+        raise InvalidOptionError(
+            f"cannot resume {resume!r}: it is a run of pipeline {old!r}, not of {pipeline.name!r}"
+        )
+    if record.status not in st.TERMINAL:
+        raise InvalidOptionError(f"cannot resume {resume!r}: it is still {record.status}; wait for it or cancel it")
+    return record
+
+
+def new_run_id(pipeline_name: str) -> str:
+    slug = re.sub(r"[^a-z0-9-]+", "-", pipeline_name.lower()).strip("-")[:50].strip("-") or "pipeline"
+    return f"{slug}-{secrets.token_hex(3)[:5]}"
+
+
+# -- starting a run ----------------------------------------------------------------------
+def run_pipeline(
+    path_or_pipeline: Any,
+    parameters: dict[str, Any] | None = None,
+    *,
+    backend: str | None = None,
+    resume: str | None = None,
+    max_parallel: int | None = None,
+    cache: bool = True,
+    wait: bool = False,
+) -> "PipelineRun":
+    """Run a pipeline (a tagged notebook's path, or a :class:`Pipeline`) and return its run.
+
+    ``parameters`` override the ``pipeline-parameters`` defaults (text is parsed to the
+    parameter's type). ``backend``: ``local`` (default; a DAG runner on this machine) or
+    ``kubernetes`` (Kubeflow Pipelines). ``resume``: the id of an ended local run of the same
+    pipeline; the steps that succeeded there are reused (its parameter values are the
+    default), the failed ones and those after them run again. ``max_parallel``: steps run
+    at once (default: the CPU count, at least 2). ``cache=False`` runs every step even if
+    its result is cached. ``wait``: block until the run ends (Ctrl-C cancels it).
+    """
+    from ..backends import get_backend
+
+    backend = backend or default_backend()
+    if backend not in BACKENDS:
+        raise InvalidOptionError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if max_parallel is None:
+        max_parallel = max(2, os.cpu_count() or 1)
+    if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1:
+        raise InvalidOptionError(f"invalid max_parallel {max_parallel!r}: expected an integer >= 1")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise InvalidOptionError(f"parameters must be a dict of name → value, not {type(parameters).__name__}")
+    pipeline = _load(path_or_pipeline)
+    if not pipeline.steps:
+        raise InvalidOptionError(f"pipeline {pipeline.name!r} has no steps: tag cells with step:NAME")
+    base = None
+    if resume:
+        old = _resumed(resume, pipeline, backend)
+        base = {k: v for k, v in (old.spec or {}).get("parameters", {}).items() if k in pipeline.parameters}
+    values = check_parameters(pipeline, parameters, base)
+
+    ws = get_workspace()
+    run_id = new_run_id(pipeline.name)
+    job_dir = ws.job_dir(run_id)
+    workdir = str(Path(pipeline.notebook).resolve().parent) if pipeline.notebook else os.getcwd()
+    spec = {
+        "pipeline": pipeline.to_dict(),
+        "parameters": values,
+        "max_parallel": max_parallel,
+        "cache": bool(cache),
+        "resume": resume,
+    }
+    ws.add_job(
+        JobRecord(
+            id=run_id,
+            name=pipeline.name[:63],
+            kind="pipeline",
+            backend=backend,
+            status=st.PENDING,
+            workers=1,
+            spec=spec,
+            backend_info={},
+            notebook=pipeline.notebook,
+        )
+    )
+    try:
+        ws.add_pipeline_steps(
+            [
+                PipelineStepRecord(run_id=run_id, name=name, pipeline=pipeline.name[:63], position=i, status=st.PENDING)
+                for i, name in enumerate(pipeline.steps)
+            ]
+        )
+        for name, step in pipeline.steps.items():
+            folder = job_dir / "steps" / name
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "program.py").write_text(step.program)
+        launch = {"job_id": run_id, **spec, "workdir": workdir, "env": {}}
+        info = get_backend("pipeline", backend).submit(run_id, launch, job_dir)
+    except (InvalidOptionError, PreflightError):  # refused: leave no trace
+        _forget(run_id, job_dir)
+        raise
+    except KFJupyterError as exc:
+        ws.update_job(run_id, status=st.FAILED, error=str(exc))
+        raise
+    except BaseException as exc:
+        ws.update_job(run_id, status=st.FAILED, error=f"submission failed: {exc!r}")
+        raise
+    record = ws.update_job(run_id, backend_info=info)
+    run = PipelineRun(run_id)
+    if record.status == st.CANCELLED:  # cancelled while it was being submitted
+        get_backend("pipeline", backend).cancel(run_id, info)
+    return run.wait() if wait else run
+
+
+def _forget(run_id: str, job_dir: Path) -> None:
+    ws = get_workspace()
+    ws.delete_pipeline_steps(run_id)
+    with ws.session() as s, s.begin():
+        record = s.get(JobRecord, run_id)
+        if record is not None:
+            s.delete(record)
+    shutil.rmtree(job_dir, ignore_errors=True)
+
+
+# -- the handle --------------------------------------------------------------------------
+class PipelineRun(Job):
+    """A handle on one pipeline run: a :class:`~kfjupyter.jobs.Job` plus its steps."""
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return Pipeline.from_dict(self._record.spec["pipeline"])
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return dict(self._record.spec.get("parameters", {}))
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """Every step: name, status, cached, cache_reason, times, error."""
+        self.refresh()
+        return [r.to_dict() for r in get_workspace().list_pipeline_steps(self.id)]
+
+    def step(self, name: str) -> dict[str, Any]:
+        for row in self.steps:
+            if row["name"] == name:
+                return row
+        raise InvalidOptionError(f"pipeline run {self.id} has no step {name!r}; its steps: {', '.join(self.pipeline.steps)}")
+
+    def _check_step(self, name: str) -> None:
+        if name not in self._record.spec["pipeline"]["steps"]:
+            steps = ", ".join(self._record.spec["pipeline"]["steps"])
+            raise InvalidOptionError(f"pipeline run {self.id} has no step {name!r}; its steps: {steps}")
+
+    def step_logs(self, step: str, follow: bool = False, tail: int | None = None) -> str | Iterator[str]:
+        """One step's output; with ``follow`` an iterator of lines until the step ends."""
+        self._check_step(step)
+        info = self._submitted_info()
+        reader = getattr(self.backend, "step_logs", None)
+        if info is None or reader is None:
+            return iter(()) if follow else ""
+        lines = reader(self.id, info, step, follow=follow, tail=tail)
+        return lines if follow else "\n".join(lines)
+
+    def step_program(self, step: str) -> str:
+        self._check_step(step)
+        return self._record.spec["pipeline"]["steps"][step]["program"]
+
+    def step_metrics(self) -> dict[str, dict[str, float]]:
+        """Last reported value of every metric, per step."""
+        out: dict[str, dict[str, float]] = {}
+        for row in self.metrics():
+            values = {k: v for k, v in row.items() if k not in ("rank", "pipeline_step", "step", "time")}
+            out.setdefault(row.get("pipeline_step", ""), {}).update(values)
+        return out
+
+    def pipeline_metrics(self) -> dict[str, float]:
+        """The ``pipeline-metrics`` of the run: name → the value its step reported."""
+        names = self._record.spec["pipeline"].get("metrics", [])
+        found: dict[str, float] = {}
+        for values in self.step_metrics().values():
+            for name in names:
+                if name in values:
+                    found[name] = values[name]
+        return {name: found[name] for name in names if name in found}
+
+    def value(self, step: str, name: str) -> Any:
+        """A value ``step`` passed on (loaded from its value directory)."""
+        from . import stepruntime
+        from .local import value_dir
+
+        self._check_step(step)
+        path = value_dir(self.job_dir, step, name)
+        if not path.exists():
+            raise InvalidOptionError(f"step {step} of run {self.id} did not pass on {name!r}")
+        return stepruntime.load_value(path)
+
+    def debug(self, step: str, namespace: dict[str, Any] | None = None) -> list[str]:
+        """Load ``step``'s inputs and parameters into ``namespace`` (see :func:`debug`)."""
+        return debug(self.id, step, namespace=namespace)
+
+    def to_dict(self) -> dict:
+        self.refresh()
+        data = super().to_dict()
+        data["spec"] = {k: v for k, v in (data.get("spec") or {}).items() if k != "pipeline"}
+        data["steps"] = [r.to_dict() for r in get_workspace().list_pipeline_steps(self.id)]
+        data["metrics"] = self.pipeline_metrics()
+        data["step_metrics"] = self.step_metrics()
+        data["parameters"] = self.parameters
+        data["pipeline"] = self._record.spec["pipeline"]
+        return data
+
+    def _repr_html_(self) -> str:
+        return steps_html(self)
+
+    def __repr__(self) -> str:
+        return f"<PipelineRun {self.id} {self._record.name} {self._record.status} backend={self._record.backend}>"
+
+
+def get_run(run_id: str) -> PipelineRun:
+    """Re-attach to a pipeline run by id."""
+    run = PipelineRun(run_id)
+    if run.kind != "pipeline":
+        raise InvalidOptionError(f"job {run_id!r} is a {run.kind} job, not a pipeline run")
+    return run
+
+
+def list_runs(notebook: str | None = None, pipeline: str | None = None, limit: int | None = 50) -> list[PipelineRun]:
+    """Pipeline runs of the workspace, newest first (optionally of one notebook or pipeline)."""
+    records = get_workspace().list_jobs(kind="pipeline")
+    if notebook is not None:
+        target = os.path.abspath(notebook)
+        records = [r for r in records if r.notebook and (r.notebook == notebook or os.path.abspath(r.notebook) == target)]
+    if pipeline is not None:
+        records = [r for r in records if r.name == pipeline]
+    return [PipelineRun(r.id, r) for r in records[:limit]]
+
+
+# -- debugging a step ----------------------------------------------------------------------
+def debug(run_id: str, step: str, namespace: dict[str, Any] | None = None, *, quiet: bool = False) -> list[str]:
+    """Load a step's inputs (the values its upstream steps passed on in run ``run_id``) and
+    the parameters it reads into ``namespace`` (default: the IPython kernel's namespace,
+    else the caller's globals), and print the step's code, so the failure can be
+    reproduced by running that code. Returns the names loaded.
+    """
+    from . import stepruntime
+    from .local import value_dir
+
+    run = get_run(run_id)
+    pipeline = run.pipeline
+    if step not in pipeline.steps:
+        raise InvalidOptionError(f"pipeline run {run_id} has no step {step!r}; its steps: {', '.join(pipeline.steps)}")
+    spec = pipeline.steps[step]
+    loaded: dict[str, Any] = {}
+    for name, source in spec.inputs.items():
+        path = value_dir(run.job_dir, source, name)
+        if not path.exists():
+            state = next((s["status"] for s in run.steps if s["name"] == source), "?")
+            raise InvalidOptionError(
+                f"input {name!r} of step {step} is missing in run {run_id}: step {source} did not pass it on ({state})"
+            )
+        loaded[name] = stepruntime.load_value(path)
+    values = run.parameters
+    for name in spec.parameters:
+        loaded[name] = values[name]
+    if namespace is None:
+        namespace = _caller_namespace()
+    namespace.update(loaded)
+    if not quiet:
+        print(f"# step {step} of run {run_id} ({run.status}): loaded {', '.join(sorted(loaded)) or 'nothing'}")
+        if pipeline.imports.strip() or pipeline.functions.strip():
+            print("# (run the notebook's imports/functions cells first if this namespace lacks them)")
+        print(spec.source)
+    return sorted(loaded)
+
+
+def _caller_namespace() -> dict[str, Any]:
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:  # pragma: no cover
+        shell = None
+    if shell is not None:
+        return shell.user_ns
+    frame = inspect.currentframe()
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("kfjupyter"):
+        frame = frame.f_back
+    return frame.f_globals if frame is not None else {}
+
+
+# -- showing runs ----------------------------------------------------------------------------
+STEP_COLUMNS = ("step", "status", "duration", "cache")
+
+
+def _step_row(row: dict[str, Any]) -> dict[str, str]:
+    return {
+        "step": row["name"],
+        "status": row["status"],
+        "duration": f"{row['duration_s']:.1f}s" if row.get("duration_s") is not None else "",
+        "cache": row.get("cache_reason") or "",
+    }
+
+
+def steps_text(run: PipelineRun) -> str:
+    rows = [dict(zip(STEP_COLUMNS, STEP_COLUMNS))] + [_step_row(r) for r in run.steps]
+    widths = {c: max(len(r[c]) for r in rows) for c in STEP_COLUMNS}
+    head = f"{run.id}  {run.name}  {run.status}"
+    return head + "\n" + "\n".join("  ".join(r[c].ljust(widths[c]) for c in STEP_COLUMNS).rstrip() for r in rows)
+
+
+_COLOURS = {"Succeeded": "#2e7d32", "Cached": "#1565c0", "Failed": "#c62828", "Running": "#ef6c00",
+            "Skipped": "#757575", "Cancelled": "#757575", "Pending": "#757575"}
+
+
+def steps_html(run: PipelineRun) -> str:
+    rows = []
+    for raw in run.steps:
+        row = _step_row(raw)
+        colour = _COLOURS.get(row["status"], "inherit")
+        rows.append(
+            "<tr>"
+            + f"<td>{html.escape(row['step'])}</td>"
+            + f"<td style='color:{colour}'>{html.escape(row['status'])}</td>"
+            + f"<td>{html.escape(row['duration'])}</td>"
+            + f"<td>{html.escape(row['cache'])}</td></tr>"
+        )
+    error = ""
+    if run.record.error:
+        error = f"<pre style='color:#c62828'>{html.escape(run.record.error)}</pre>"
+    metrics = run.pipeline_metrics()
+    shown = ""
+    if metrics:
+        shown = "<p>" + ", ".join(f"{html.escape(k)} = {v:g}" for k, v in metrics.items()) + "</p>"
+    head = "".join(f"<th>{c}</th>" for c in STEP_COLUMNS)
+    title = f"<p><b>{html.escape(run.id)}</b> ({html.escape(run.name)}): {html.escape(run.record.status)}</p>"
+    return f"{title}<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{shown}{error}"

@@ -1,0 +1,153 @@
+"""The step cache of the local runner.
+
+A step's result is keyed by the sha256 of its *fingerprint*: the sha256 of the step's
+generated program (:func:`program_hash`), the content hash (:func:`stepruntime.content_hash`) of every input it
+reads, and the value of every pipeline parameter it reads. Images and resource limits
+do not change what a step computes locally, so they are not part of the key.
+
+A finished step's results (the value directories it passed on, the files it saved to
+``kfjupyter.output_dir()``, its reported metrics and its log) are kept in the workspace
+under ``pipeline-cache/KEY/`` (hard links where the file system allows, copies
+otherwise); a later step with the same key links them into its own run instead of
+running. ``entry.json`` says which run produced them and the hashes of its outputs, so
+nothing is hashed again on a cache hit.
+
+Every step of every run says why it was or was not taken from the cache
+(:func:`explain_miss` compares the fingerprint with the step's last run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ENTRY = "entry.json"
+
+#: reasons the runner writes (the stable beginnings; details follow)
+CACHED = "cached"
+NOT_CACHED = "not cached"
+
+
+def program_hash(program: str, outputs: list[str] = (), metrics: list[str] = ()) -> str:
+    """sha256 of what the step runs and what it hands on.
+
+    The generated comments (the header block up to the first blank line, and the
+    ``# ---- … cell N ----`` markers) are left out, so inserting a markdown cell (which
+    renumbers the cells) does not invalidate the cache; the outputs and metrics the step
+    must hand on are in, since a result without them cannot be reused.
+    """
+    lines = program.splitlines()
+    if "" in lines:
+        lines = lines[lines.index(""):]
+    code = "\n".join(line for line in lines if not (line.startswith("# ---- ") and line.endswith(" ----")))
+    text = json.dumps({"code": code, "outputs": sorted(outputs), "metrics": sorted(metrics)})
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def fingerprint(step, input_hashes: dict[str, str], parameters: dict[str, Any]) -> dict[str, Any]:
+    """What a step's result depends on (JSON-ready; stored with the step)."""
+    return {
+        "program": program_hash(step.program, step.outputs, step.metrics),
+        "inputs": dict(sorted(input_hashes.items())),
+        "parameters": dict(sorted(parameters.items())),
+    }
+
+
+def cache_key(fp: dict[str, Any]) -> str:
+    text = json.dumps(fp, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def cache_root(home: Path) -> Path:
+    return home / "pipeline-cache"
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """Mirror ``src`` at ``dst`` with hard links (copies where links are refused)."""
+    if not src.exists():
+        return
+    for root, _dirs, files in os.walk(src):
+        target = dst / Path(root).relative_to(src)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            source, dest = Path(root) / name, target / name
+            if dest.exists():
+                dest.unlink()
+            try:
+                os.link(source, dest)
+            except OSError:
+                shutil.copy2(source, dest)
+
+
+def lookup(home: Path, key: str) -> dict[str, Any] | None:
+    """The cache entry of ``key`` (``entry.json`` plus its ``dir``), or None."""
+    folder = cache_root(home) / key
+    try:
+        entry = json.loads((folder / ENTRY).read_text())
+    except (OSError, ValueError):
+        return None
+    entry["dir"] = str(folder)
+    return entry
+
+
+def store(home: Path, key: str, entry: dict[str, Any], step_dir: Path, files_dir: Path) -> None:
+    """Keep a finished step's results under ``key`` (first writer wins; atomic)."""
+    root = cache_root(home)
+    final = root / key
+    if final.exists():
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=root))
+    try:
+        link_tree(step_dir / "outputs", tmp / "outputs")
+        link_tree(files_dir, tmp / "files")
+        for name in ("metrics.jsonl", "log"):
+            if (step_dir / name).exists():
+                shutil.copy2(step_dir / name, tmp / name)
+        (tmp / ENTRY).write_text(json.dumps(entry, indent=1))
+        os.rename(tmp, final)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not final.exists():
+            raise
+
+
+def restore(source_dir: Path, step_dir: Path, files_dir: Path, *, from_run: bool = False) -> None:
+    """Link a cached (or an earlier run's) results into a step of this run.
+
+    ``source_dir`` is a cache entry, or with ``from_run`` the step folder of an earlier
+    run (whose ``kfjupyter.output_dir()`` files are in ``RUN/outputs/STEP``).
+    """
+    link_tree(source_dir / "outputs", step_dir / "outputs")
+    if from_run:
+        link_tree(source_dir.parent.parent / "outputs" / source_dir.name, files_dir)
+    else:
+        link_tree(source_dir / "files", files_dir)
+    if (source_dir / "metrics.jsonl").exists():
+        shutil.copy2(source_dir / "metrics.jsonl", step_dir / "metrics.jsonl")
+
+
+def explain_miss(previous: dict[str, Any] | None, current: dict[str, Any]) -> str:
+    """Why a step with fingerprint ``current`` is not in the cache, compared with its
+    last run's fingerprint ``previous``."""
+    if not previous:
+        return f"{NOT_CACHED}: first run"
+    changes = []
+    if previous.get("program") != current["program"]:
+        changes.append("code changed")
+    before, now = previous.get("inputs", {}), current["inputs"]
+    inputs = sorted(n for n in now if n in before and before[n] != now[n])
+    if inputs:
+        changes.append(f"input{'s' if len(inputs) > 1 else ''} {', '.join(inputs)} changed")
+    before, now = previous.get("parameters", {}), current["parameters"]
+    params = sorted(n for n in now if n in before and before[n] != now[n])
+    if params:
+        changes.append(f"parameter{'s' if len(params) > 1 else ''} {', '.join(params)} changed")
+    if not changes:
+        return f"{NOT_CACHED}: no cached result (the last one was removed or not kept)"
+    return f"{NOT_CACHED}: " + ", ".join(changes)

@@ -1,0 +1,446 @@
+"""The local pipeline runner: a detached supervisor per run that runs the DAG.
+
+:func:`kfjupyter.pipelines.run_pipeline` writes ``JOB_DIR/launch.json`` and starts
+``python -m kfjupyter.pipelines.local JOB_DIR`` in a session of its own (it survives a
+kernel or server restart, like the training supervisor). The supervisor runs every step
+as a plain Python process, ``python stepruntime.py --program … --input … --output …``
+(no kernel per step), as soon as the steps it depends on are done, at most
+``max_parallel`` at a time, and writes each step's state to the workspace store:
+
+* a step whose cache key (:mod:`.cache`) has a stored result is not run: the result is
+  linked into the run (status ``Cached``); with ``resume`` a step that succeeded in the
+  resumed run with the same fingerprint reuses that run's result;
+* every step's record says why it was or was not taken from the cache;
+* a step that fails makes the run Failed (the error names it and carries its
+  traceback); the steps after it are Skipped, independent branches finish;
+* SIGTERM (cancel) stops every running step (SIGTERM, then SIGKILL) and the run is
+  Cancelled.
+
+Files of a run (``JOB_DIR``)::
+
+    launch.json             what to run (pipeline, parameter values, options)
+    run.log                 the supervisor's account: steps started, cached, finished
+    steps/NAME/program.py   the step's generated program
+    steps/NAME/log          its output (stdout and stderr)
+    steps/NAME/metrics.jsonl  what it passed to kfjupyter.report
+    steps/NAME/error.txt    its traceback, when it failed
+    steps/NAME/outputs/VAR/ the values it passed on (stepruntime's value directories)
+    outputs/NAME/           what it saved to kfjupyter.output_dir()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import psutil
+
+from .. import status as st
+from ..runtime.processes import alive, die_with_parent, kill_tree
+from ..status import Observation
+from . import cache as kcache
+from .model import Pipeline, Step
+
+LAUNCH = "launch.json"
+RUN_LOG = "run.log"
+POLL_S = 0.01
+
+# step states beyond the job states
+SKIPPED = "Skipped"
+CACHED = "Cached"
+STEP_STATES = (st.PENDING, st.RUNNING, st.SUCCEEDED, st.FAILED, st.CANCELLED, SKIPPED, CACHED)
+STEP_DONE = frozenset({st.SUCCEEDED, CACHED})
+STEP_TERMINAL = frozenset(st.TERMINAL | {SKIPPED, CACHED})
+
+
+def step_dir(job_dir: Path, step: str) -> Path:
+    return job_dir / "steps" / step
+
+
+def files_dir(job_dir: Path, step: str) -> Path:
+    return job_dir / "outputs" / step
+
+
+def value_dir(job_dir: Path, step: str, name: str) -> Path:
+    return step_dir(job_dir, step) / "outputs" / name
+
+
+def stepruntime_path() -> str:
+    """The step runtime's file, found without importing the package around it."""
+    return str(Path(__file__).resolve().parent / "stepruntime.py")
+
+
+def param_text(ptype: str, value: Any) -> str:
+    """A parameter value as stepruntime's ``--param NAME TYPE VALUE`` reads it."""
+    if ptype == "bool":
+        return "true" if value else "false"
+    if ptype == "float":
+        return repr(float(value))
+    if ptype == "int":
+        return str(int(value))
+    if ptype == "json":
+        return json.dumps(value)
+    return str(value)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class PipelineSupervisor:
+    def __init__(self, job_dir: Path):
+        self.job_dir = job_dir
+        self.launch = json.loads((job_dir / LAUNCH).read_text())
+        self.run_id: str = self.launch["job_id"]
+        self.pipeline = Pipeline.from_dict(self.launch["pipeline"])
+        self.values: dict[str, Any] = self.launch["parameters"]
+        self.max_parallel: int = self.launch["max_parallel"]
+        self.use_cache: bool = self.launch.get("cache", True)
+        self.resume: str | None = self.launch.get("resume")
+        self.workdir: str | None = self.launch.get("workdir")
+        self.status: dict[str, str] = {name: st.PENDING for name in self.pipeline.steps}
+        self.hashes: dict[str, dict[str, str]] = {}  # step → {output name: content hash}
+        self.running: dict[str, tuple[subprocess.Popen, dict]] = {}
+        self.errors: list[str] = []
+        self.cancelled = False
+        self._store = None
+        self._resumed: dict[str, Any] = {}
+        self._log = open(job_dir / RUN_LOG, "a", buffering=1, encoding="utf-8")
+
+    # -- plumbing ----------------------------------------------------------------
+    @property
+    def store(self):
+        if self._store is None:
+            from ..store.workspace import get_workspace
+
+            self._store = get_workspace()
+        return self._store
+
+    def say(self, text: str) -> None:
+        self._log.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+
+    def set_step(self, name: str, status: str, **fields: Any) -> None:
+        self.status[name] = status
+        self.store.update_pipeline_step(self.run_id, name, status=status, **fields)
+
+    def _on_sigterm(self, *_args) -> None:
+        self.cancelled = True
+
+    # -- the cache -----------------------------------------------------------------
+    def fingerprint(self, step: Step) -> dict[str, Any]:
+        inputs = {name: self.hashes[src][name] for name, src in step.inputs.items()}
+        params = {name: self.values[name] for name in step.parameters}
+        return kcache.fingerprint(step, inputs, params)
+
+    def _resumed_step(self, name: str):
+        if not self._resumed and self.resume:
+            self._resumed = {r.name: r for r in self.store.list_pipeline_steps(self.resume)}
+        return self._resumed.get(name)
+
+    def try_reuse(self, step: Step, fp: dict[str, Any], key: str) -> tuple[bool, str, str | None, Path | None]:
+        """Take the step's result from the resumed run or the cache, or not.
+
+        Returns (taken, why, the run that produced it, that run's log of the step).
+        """
+        sdir, fdir = step_dir(self.job_dir, step.name), files_dir(self.job_dir, step.name)
+        old = self._resumed_step(step.name) if self.resume else None
+        if old is not None and old.status in STEP_DONE and old.fingerprint == fp:
+            old_dir = step_dir(self.store.job_dir(self.resume), step.name)
+            if all((old_dir / "outputs" / n).exists() for n in step.outputs):
+                kcache.restore(old_dir, sdir, fdir, from_run=True)
+                self.hashes[step.name] = dict(old.outputs or {})
+                source = old.source_run if old.status == CACHED and old.source_run else self.resume
+                return True, f"cached: succeeded in run {self.resume}, which this run resumes", source, old_dir / "log"
+        if not step.cache:
+            return False, "not cached: cache:false tag", None, None
+        if not self.use_cache:
+            return False, "not cached: --no-cache", None, None
+        entry = kcache.lookup(self.store.home, key)
+        if entry is not None:
+            kcache.restore(Path(entry["dir"]), sdir, fdir)
+            self.hashes[step.name] = entry["outputs"]
+            reason = f"cached: same code, inputs and parameters as run {entry['run_id']}"
+            return True, reason, entry["run_id"], Path(entry["dir"]) / "log"
+        if old is not None and old.status not in STEP_DONE and old.fingerprint == fp:
+            return False, f"not cached: {old.status.lower()} in run {self.resume}", None, None
+        previous = self.store.last_pipeline_step(self.pipeline.name[:63], step.name, exclude_run=self.run_id)
+        return False, kcache.explain_miss(previous.fingerprint if previous else None, fp), None, None
+
+    # -- steps ---------------------------------------------------------------------
+    def ready(self) -> list[str]:
+        return [
+            name
+            for name, state in self.status.items()
+            if state == st.PENDING and all(self.status[u] in STEP_DONE for u in self.pipeline.upstream(name))
+        ]
+
+    def start(self, name: str) -> None:
+        step = self.pipeline.steps[name]
+        fp = self.fingerprint(step)
+        key = kcache.cache_key(fp)
+        hit, reason, source, log_src = self.try_reuse(step, fp, key)
+        common = dict(cache_key=key, fingerprint=fp, cache_reason=reason)
+        sdir = step_dir(self.job_dir, name)
+        sdir.mkdir(parents=True, exist_ok=True)
+        if hit:
+            previous = log_src.read_text(errors="replace") if log_src and log_src.exists() else ""
+            (sdir / "log").write_text(f"[kfjupyter] {reason}; the log of that run:\n{previous}")
+            now = _now()
+            self.set_step(name, CACHED, cached=True, source_run=source, outputs=self.hashes[name],
+                          started_at=now, finished_at=now, **common)
+            self.say(f"step {name}: {reason}")
+            return
+        (sdir / "outputs").mkdir(parents=True, exist_ok=True)
+        fdir = files_dir(self.job_dir, name)
+        fdir.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-u", stepruntime_path(), "--program", str(sdir / "program.py"), "--step", name]
+        for pname in step.parameters:
+            ptype = self.pipeline.parameters[pname].type
+            argv += ["--param", pname, ptype, param_text(ptype, self.values[pname])]
+        for vname, src in step.inputs.items():
+            argv += ["--input", vname, str(value_dir(self.job_dir, src, vname))]
+        for vname in step.outputs:
+            argv += ["--output", vname, str(value_dir(self.job_dir, name, vname))]
+        for mname in step.metrics:
+            argv += ["--metric", mname]
+        env = dict(os.environ)
+        env.update(self.launch.get("env") or {})
+        if self.workdir:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [self.workdir, env.get("PYTHONPATH")]))
+        env.update(
+            PYTHONUNBUFFERED="1",
+            KFJUPYTER_JOB_ID=self.run_id,
+            KFJUPYTER_STEP=name,
+            KFJUPYTER_OUTPUT_DIR=str(fdir),
+            KFJUPYTER_METRICS_FILE=str(sdir / "metrics.jsonl"),
+            KFJUPYTER_ERROR_FILE=str(sdir / "error.txt"),
+        )
+        with open(sdir / "log", "ab", buffering=0) as log:
+            proc = subprocess.Popen(
+                argv,
+                cwd=self.workdir or None,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+            )
+        self.running[name] = (proc, dict(key=key, fp=fp))
+        self.set_step(name, st.RUNNING, cached=False, **common)
+        self.say(f"step {name}: started (pid {proc.pid}); {reason}")
+
+    def finished(self, name: str, code: int) -> None:
+        proc, info = self.running.pop(name)
+        step = self.pipeline.steps[name]
+        sdir = step_dir(self.job_dir, name)
+        if code == 0:
+            from .stepruntime import content_hash
+
+            try:
+                hashes = {v: content_hash(value_dir(self.job_dir, name, v)) for v in step.outputs}
+            except OSError as exc:
+                self.fail(name, f"step {name}: its outputs could not be read: {exc}")
+                return
+            self.hashes[name] = hashes
+            if step.cache:
+                entry = {"run_id": self.run_id, "step": name, "pipeline": self.pipeline.name,
+                         "outputs": hashes, "fingerprint": info["fp"], "created": time.time()}
+                try:
+                    kcache.store(self.store.home, info["key"], entry, sdir, files_dir(self.job_dir, name))
+                except OSError as exc:
+                    self.say(f"step {name}: its result could not be cached: {exc}")
+            self.set_step(name, st.SUCCEEDED, outputs=hashes)
+            self.say(f"step {name}: succeeded")
+            return
+        error_file = sdir / "error.txt"
+        if error_file.exists() and error_file.read_text(errors="replace").strip():
+            detail = error_file.read_text(errors="replace")
+        else:
+            log = sdir / "log"
+            lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+            detail = "\n".join(lines[-40:])
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        self.fail(name, f"step {name} failed ({how}):\n{detail}".rstrip())
+
+    def fail(self, name: str, error: str) -> None:
+        self.errors.append(error)
+        self.set_step(name, st.FAILED, error=error)
+        self.say(f"step {name}: failed")
+        self.skip_after(name, f"not run: step {name} failed")
+
+    def skip_after(self, name: str, reason: str) -> None:
+        todo = list(self.pipeline.downstream(name))
+        while todo:
+            child = todo.pop(0)
+            if self.status[child] == st.PENDING:
+                self.set_step(child, SKIPPED, cache_reason=reason)
+                self.say(f"step {child}: skipped ({reason})")
+            todo += self.pipeline.downstream(child)
+
+    def stop_all(self) -> None:
+        procs = []
+        for proc, _ in self.running.values():
+            try:
+                p = psutil.Process(proc.pid)
+                procs += [p] + p.children(recursive=True)
+            except psutil.NoSuchProcess:
+                pass
+        kill_tree(procs)
+        for name, (proc, _) in list(self.running.items()):
+            proc.poll()
+            self.set_step(name, st.CANCELLED, error="cancelled by the user")
+        self.running.clear()
+        for name, state in self.status.items():
+            if state == st.PENDING:
+                self.set_step(name, SKIPPED, cache_reason="not run: the run was cancelled")
+
+    # -- the run ---------------------------------------------------------------------
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        signal.signal(signal.SIGINT, self._on_sigterm)
+        self.store.update_job(self.run_id, only_if_active=True, status=st.RUNNING)
+        self.say(f"run {self.run_id} of pipeline {self.pipeline.name}: {len(self.status)} steps, "
+                 f"up to {self.max_parallel} at a time" + (f", resuming run {self.resume}" if self.resume else ""))
+        while True:
+            if self.cancelled:
+                self.stop_all()
+                self.store.update_job(self.run_id, only_if_active=True, status=st.CANCELLED,
+                                      message="cancelled by the user")
+                self.say("cancelled")
+                return
+            for name, (proc, _) in list(self.running.items()):
+                code = proc.poll()
+                if code is not None:
+                    self.finished(name, code)
+            progressed = True
+            while progressed and not self.cancelled:
+                progressed = False
+                for name in self.ready():
+                    if len(self.running) >= self.max_parallel:
+                        break
+                    self.start(name)
+                    progressed = True
+            if not self.running and not self.ready():
+                break
+            time.sleep(POLL_S)
+        counts: dict[str, int] = {}
+        for state in self.status.values():
+            counts[state] = counts.get(state, 0) + 1
+        summary = ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
+        if self.errors:
+            self.store.update_job(self.run_id, only_if_active=True, status=st.FAILED,
+                                  error="\n\n".join(self.errors), message=summary)
+        else:
+            self.store.update_job(self.run_id, only_if_active=True, status=st.SUCCEEDED, message=summary)
+        self.say(f"done: {summary}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    job_dir = Path((argv or sys.argv[1:])[0])
+    supervisor = PipelineSupervisor(job_dir)
+    try:
+        supervisor.run()
+    except BaseException:
+        text = traceback.format_exc()
+        try:
+            supervisor.stop_all()
+        finally:
+            supervisor.store.update_job(supervisor.run_id, only_if_active=True, status=st.FAILED,
+                                        error="the kfjupyter pipeline supervisor failed:\n" + text)
+        raise
+
+
+# -- the engine the job handles talk to ----------------------------------------------
+class LocalPipelineBackend:
+    """Answers for local pipeline runs (registered as ("pipeline", "local"))."""
+
+    name = "local"
+
+    def submit(self, run_id: str, launch: dict, job_dir: Path) -> dict:
+        """Write the launch file and start the run's supervisor; return ``backend_info``."""
+        from ..runtime.processes import start_detached
+        from ..store.workspace import get_workspace
+
+        (job_dir / LAUNCH).write_text(json.dumps(launch, indent=1))
+        env = {**os.environ, "KFJUPYTER_HOME": str(get_workspace().home)}
+        return start_detached("kfjupyter.pipelines.local", job_dir, env)
+
+    def observe(self, job_id: str, info: dict) -> Observation:
+        from ..training.local import LocalTrainBackend
+
+        seen = LocalTrainBackend().observe(job_id, info)
+        if seen.status == st.FAILED and "ended unexpectedly" in (seen.error or ""):
+            sweep_steps(job_id, "the run's supervisor ended unexpectedly")
+        return seen
+
+    def logs(self, job_id: str, info: dict, rank: int = 0, follow: bool = False, tail: int | None = None) -> Iterator[str]:
+        """The supervisor's account of the run (``run.log``); a step's own log is
+        :meth:`step_logs`."""
+        from ..training.local import follow_file, read_lines
+
+        path = Path(info["job_dir"]) / RUN_LOG
+        if not follow:
+            return iter(read_lines(path, tail))
+        return follow_file(path, lambda: self.observe(job_id, info).status in st.TERMINAL, tail)
+
+    def step_logs(self, job_id: str, info: dict, step: str, follow: bool = False, tail: int | None = None):
+        from ..training.local import follow_file, read_lines
+
+        path = step_dir(Path(info["job_dir"]), step) / "log"
+        if not follow:
+            return iter(read_lines(path, tail))
+
+        def done() -> bool:
+            from ..store.workspace import get_workspace
+
+            states = {r.name: r.status for r in get_workspace().list_pipeline_steps(job_id)}
+            return states.get(step) in STEP_TERMINAL or self.observe(job_id, info).status in st.TERMINAL
+
+        return follow_file(path, done, tail)
+
+    def metrics(self, job_id: str, info: dict) -> list[dict]:
+        """What the steps reported: rows with ``pipeline_step`` and the reported values."""
+        from ..training.local import read_lines
+
+        out: list[dict] = []
+        launch = json.loads((Path(info["job_dir"]) / LAUNCH).read_text())
+        for name in launch["pipeline"]["steps"]:
+            for line in read_lines(step_dir(Path(info["job_dir"]), name) / "metrics.jsonl"):
+                try:
+                    out.append({"rank": 0, "pipeline_step": name, **json.loads(line)})
+                except json.JSONDecodeError:
+                    pass  # a line being written right now
+        return out
+
+    def cancel(self, job_id: str, info: dict, timeout: float = 10.0) -> None:
+        from ..training.local import LocalTrainBackend
+
+        try:
+            LocalTrainBackend().cancel(job_id, info, timeout=timeout)
+        finally:
+            sweep_steps(job_id, "cancelled by the user")
+
+
+def sweep_steps(run_id: str, reason: str) -> None:
+    """No step stays Pending or Running once nothing runs it (the supervisor normally
+    does this itself)."""
+    from ..store.workspace import get_workspace
+
+    ws = get_workspace()
+    for record in ws.list_pipeline_steps(run_id):
+        if record.status == st.RUNNING:
+            ws.update_pipeline_step(run_id, record.name, status=st.CANCELLED, error=reason)
+        elif record.status == st.PENDING:
+            ws.update_pipeline_step(run_id, record.name, status=SKIPPED, cache_reason=f"not run: {reason}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""The local pipeline runner: parallel steps, the step cache and its reasons, resume,
+debug, cancel, and refusals that leave nothing behind (real processes, real notebooks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+import pytest
+
+import kfjupyter
+from kfjupyter import status as st
+from kfjupyter.errors import KFJupyterError
+from kfjupyter.pipelines import debug, from_notebook, get_run, run_pipeline
+from kfjupyter.store.workspace import get_workspace
+
+from conftest import REPO, processes_of, wait_for
+from pipeline_notebooks import failing_notebook, write_notebook
+
+pytestmark = pytest.mark.timeout(120)
+
+DEMO = REPO / "notebooks" / "pipeline_demo.ipynb"
+
+
+def steps(run) -> dict[str, dict]:
+    return {s["name"]: s for s in run.to_dict()["steps"]}
+
+
+def t(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def test_demo_notebook_runs_in_parallel_then_from_the_cache_then_reruns_what_a_parameter_changes(workdir):
+    run = run_pipeline(DEMO).wait(timeout=90, poll=0.05)
+    assert run.status == st.SUCCEEDED, run.error
+    first = steps(run)
+    assert list(first) == ["prepare", "train-logreg", "train-forest", "evaluate"]
+    assert all(s["status"] == "Succeeded" and s["cache_reason"] == "not cached: first run" for s in first.values())
+    a, b = first["train-logreg"], first["train-forest"]
+    # the two models trained at the same time: each started before the other finished
+    assert t(a["started_at"]) < t(b["finished_at"]) and t(b["started_at"]) < t(a["finished_at"])
+    assert t(first["evaluate"]["started_at"]) >= max(t(a["finished_at"]), t(b["finished_at"]))
+    metrics = run.to_dict()["metrics"]
+    assert set(metrics) == {"logreg_accuracy", "forest_accuracy"} and all(0.8 < v <= 1 for v in metrics.values())
+    assert "logreg" in run.step_logs("evaluate") and "train (105, 4)" in run.step_logs("prepare")
+    assert run.value("evaluate", "logreg_accuracy") == metrics["logreg_accuracy"]
+
+    # same notebook, same parameters: nothing runs, every step says why
+    start = time.monotonic()
+    again = run_pipeline(DEMO).wait(timeout=30, poll=0.02)
+    took = time.monotonic() - start
+    assert again.status == st.SUCCEEDED, again.error
+    for step in steps(again).values():
+        assert step["status"] == "Cached" and step["cached"], step
+        assert step["cache_reason"] == f"cached: same code, inputs and parameters as run {run.id}"
+        assert step["source_run"] == run.id
+    assert again.to_dict()["metrics"] == metrics  # the cached steps' metrics come along
+    assert took < 10, took
+    assert "cached: same code" in again.step_logs("prepare") and "train (105, 4)" in again.step_logs("prepare")
+
+    # one parameter changed: exactly the step that reads it reruns, and what it feeds
+    third = run_pipeline(DEMO, {"n_estimators": "3"}).wait(timeout=90, poll=0.05)
+    assert third.status == st.SUCCEEDED, third.error
+    rows = steps(third)
+    assert {n: s["status"] for n, s in rows.items()} == {
+        "prepare": "Cached", "train-logreg": "Cached", "train-forest": "Succeeded", "evaluate": "Succeeded",
+    }
+    assert rows["train-forest"]["cache_reason"] == "not cached: parameter n_estimators changed"
+    assert rows["evaluate"]["cache_reason"] == "not cached: input forest changed"
+    assert third.parameters["n_estimators"] == 3
+
+
+def _make_failing(workdir: Path) -> Path:
+    return failing_notebook(workdir / "flaky.ipynb")
+
+
+def test_a_failing_step_fails_the_run_and_resume_reruns_from_it(workdir):
+    nb = _make_failing(workdir)
+    run = run_pipeline(nb, max_parallel=2).wait(timeout=60, poll=0.02)
+    assert run.status == st.FAILED
+    rows = steps(run)
+    assert {n: s["status"] for n, s in rows.items()} == {
+        "start": "Succeeded", "fragile": "Failed", "after": "Skipped", "other": "Succeeded",
+    }
+    # the error names the step and carries its traceback
+    assert run.error.startswith("step fragile failed")
+    assert "RuntimeError: no marker file" in run.error and "Traceback" in run.error
+    assert rows["fragile"]["error"] == run.error
+    assert rows["after"]["cache_reason"] == "not run: step fragile failed"
+    assert "RuntimeError: no marker file" in run.step_logs("fragile")
+
+    # debug: the failed step's inputs and parameters, in a namespace, and its code shown
+    namespace: dict = {}
+    assert debug(run.id, "fragile", namespace=namespace) == ["numbers", "scale"]
+    assert namespace == {"numbers": [1, 2, 3], "scale": 2}
+
+    (workdir / "ok.marker").write_text("fixed")
+    resumed = run_pipeline(nb, resume=run.id).wait(timeout=60, poll=0.02)
+    assert resumed.status == st.SUCCEEDED, resumed.error
+    rows = steps(resumed)
+    assert {n: s["status"] for n, s in rows.items()} == {
+        "start": "Cached", "fragile": "Succeeded", "after": "Succeeded", "other": "Cached",
+    }
+    assert rows["start"]["cache_reason"] == f"cached: succeeded in run {run.id}, which this run resumes"
+    assert rows["fragile"]["cache_reason"] == f"not cached: failed in run {run.id}"
+    assert resumed.to_dict()["metrics"] == {"total": 12.0, "count": 3.0}
+    assert resumed.to_dict()["spec"]["resume"] == run.id
+
+
+def test_resume_keeps_the_old_parameters_unless_overridden(workdir):
+    nb = _make_failing(workdir)
+    run = run_pipeline(nb, {"scale": 5}).wait(timeout=60, poll=0.02)
+    assert run.status == st.FAILED
+    (workdir / "ok.marker").write_text("")
+    resumed = run_pipeline(nb, resume=run.id).wait(timeout=60, poll=0.02)
+    assert resumed.parameters == {"scale": 5}
+    assert resumed.to_dict()["metrics"]["total"] == 30.0
+
+
+def test_cache_reasons_for_every_step(workdir):
+    source = "marker = 'v1'\nvalues = [i * factor for i in range(4)]"
+    nb = write_notebook(
+        workdir / "reasons.ipynb",
+        [
+            (["imports"], "import kfjupyter"),
+            (["pipeline-parameters"], "factor = 2\nlabel = 'x'"),
+            (["step:make"], source),
+            (["step:fresh", "cache:false"], "stamp = len(values)"),
+            (["step:use"], "result = sum(values)\nkfjupyter.report(result=result)\nprint(label)"),
+        ],
+    )
+    first = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    assert first.status == st.SUCCEEDED, first.error
+    assert first.step_metrics()["use"]["result"] == 12.0
+
+    second = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    reasons = {n: s["cache_reason"] for n, s in steps(second).items()}
+    assert reasons["make"] == reasons["use"] == f"cached: same code, inputs and parameters as run {first.id}"
+    assert reasons["fresh"] == "not cached: cache:false tag"
+
+    no_cache = run_pipeline(nb, cache=False).wait(timeout=60, poll=0.02)
+    assert {s["cache_reason"] for n, s in steps(no_cache).items() if n != "fresh"} == {"not cached: --no-cache"}
+    assert all(s["status"] == "Succeeded" for s in steps(no_cache).values())
+
+    # code changed in one step; what it hands on changed too
+    write_notebook(
+        nb,
+        [
+            (["imports"], "import kfjupyter"),
+            (["pipeline-parameters"], "factor = 2\nlabel = 'x'"),
+            (["step:make"], source.replace("i * factor", "i * factor + 1")),
+            (["step:fresh", "cache:false"], "stamp = len(values)"),
+            (["step:use"], "result = sum(values)\nkfjupyter.report(result=result)\nprint(label)"),
+        ],
+    )
+    changed = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    reasons = {n: s["cache_reason"] for n, s in steps(changed).items()}
+    assert reasons == {
+        "make": "not cached: code changed",
+        "fresh": "not cached: cache:false tag",
+        "use": "not cached: input values changed",
+    }
+    assert changed.step_metrics()["use"]["result"] == 16.0
+
+    # a parameter read by the last step only
+    relabel = run_pipeline(nb, {"label": "y"}).wait(timeout=60, poll=0.02)
+    states = {n: (s["status"], s["cache_reason"]) for n, s in steps(relabel).items()}
+    assert states["make"][0] == "Cached"
+    assert states["use"] == ("Succeeded", "not cached: parameter label changed")
+
+
+def test_independent_branches_respect_max_parallel(workdir):
+    nb = write_notebook(
+        workdir / "branches.ipynb",
+        [
+            (["imports"], "import time"),
+            (["step:root"], "seed = 1"),
+            (["step:left", "prev:root"], "time.sleep(0.6)\nleft = seed"),
+            (["step:right", "prev:root"], "time.sleep(0.6)\nright = seed"),
+        ],
+    )
+    run = run_pipeline(nb, max_parallel=1).wait(timeout=60, poll=0.02)
+    assert run.status == st.SUCCEEDED, run.error
+    rows = steps(run)
+    left, right = rows["left"], rows["right"]
+    assert t(right["started_at"]) >= t(left["finished_at"]) or t(left["started_at"]) >= t(right["finished_at"])
+
+
+def test_cancel_stops_every_step(workdir, workspace):
+    nb = write_notebook(
+        workdir / "slow.ipynb",
+        [
+            (["imports"], "import time"),
+            (["step:begin"], "n = 1"),
+            (["step:slow-a", "prev:begin"], "time.sleep(120)\na = n"),
+            (["step:slow-b", "prev:begin"], "time.sleep(120)\nb = n"),
+            (["step:end"], "c = a + b"),
+        ],
+    )
+    run = run_pipeline(nb)
+    wait_for(lambda: sum(s["status"] == "Running" for s in run.steps) == 2, timeout=30)
+    pids = [p.pid for p in processes_of(workspace)]
+    assert len(pids) >= 3  # the supervisor and two steps
+    start = time.monotonic()
+    run.cancel()
+    assert time.monotonic() - start < 10
+    assert run.status == st.CANCELLED
+    rows = steps(run)
+    assert rows["slow-a"]["status"] == rows["slow-b"]["status"] == "Cancelled"
+    assert rows["end"]["status"] == "Skipped"
+    assert rows["begin"]["status"] == "Succeeded"
+    wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids), timeout=10)
+
+
+def test_bad_input_is_refused_before_anything_starts(workdir, workspace):
+    nb = _make_failing(workdir)
+    cases = [
+        (dict(parameters={"nope": 1}), "unknown pipeline parameter 'nope'"),
+        (dict(parameters={"scale": "two"}), "'scale' is of type int"),
+        (dict(parameters={"scale": 1.5}), "is not a valid int"),
+        (dict(resume="no-such-run"), "there is no pipeline run with that id"),
+        (dict(max_parallel=0), "invalid max_parallel"),
+        (dict(backend="moon"), "unknown backend"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(KFJupyterError, match=message):
+            run_pipeline(nb, **kwargs)
+    assert get_workspace().count_jobs() == 0
+    assert not (workspace / "jobs").exists() or not any((workspace / "jobs").iterdir())
+
+    # resume of a run of another pipeline
+    other = write_notebook(workdir / "other.ipynb", [(["step:only"], "x = 1")], name="other")
+    done = run_pipeline(other).wait(timeout=60, poll=0.02)
+    with pytest.raises(KFJupyterError, match="it is a run of pipeline 'other', not of 'flaky'"):
+        run_pipeline(nb, resume=done.id)
+    assert get_workspace().count_jobs() == 1
+    assert [p.name for p in (workspace / "jobs").iterdir()] == [done.id]
+
+
+def test_a_parameter_with_quotes_and_code_is_data(workdir):
+    nb = write_notebook(
+        workdir / "quotes.ipynb",
+        [
+            (["pipeline-parameters"], "text = 'plain'"),
+            (["step:echo"], "echoed = text\nprint(repr(text))"),
+        ],
+    )
+    nasty = "'; import os; os._exit(3) #\"\n__import__('sys').exit(4)"
+    run = run_pipeline(nb, {"text": nasty}).wait(timeout=60, poll=0.02)
+    assert run.status == st.SUCCEEDED, run.error
+    assert repr(nasty) in run.step_logs("echo")
+
+
+def test_the_run_outlives_its_handle_and_is_found_again(workdir):
+    nb = _make_failing(workdir)
+    (workdir / "ok.marker").write_text("")
+    run = run_pipeline(nb)
+    again = get_run(run.id).wait(timeout=60, poll=0.02)
+    assert again.status == st.SUCCEEDED
+    data = again.to_dict()
+    assert set(data) >= {"id", "status", "steps", "metrics", "pipeline", "parameters"}
+    assert set(data["steps"][0]) >= {"name", "status", "cached", "cache_reason", "started_at", "finished_at", "duration_s", "error"}
+    assert data["pipeline"]["name"] == "flaky" and "pipeline" not in data["spec"]
+    assert kfjupyter.jobs.get(run.id).kind == "pipeline"
+    assert [r.id for r in kfjupyter.pipelines.list_runs(notebook=str(nb))] == [run.id]
+    json.dumps(data)  # JSON-ready
+    assert os.path.exists(again.job_dir / "steps" / "fragile" / "log")
+    with pytest.raises(KFJupyterError, match="no step 'missing'"):
+        again.step_logs("missing")
