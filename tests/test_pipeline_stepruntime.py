@@ -212,7 +212,25 @@ def test_a_failing_program_writes_its_traceback(tmp_path):
     assert r.returncode == 1
     assert "Traceback" in r.stderr and "ValueError: bad value 1" in r.stderr
     assert "ValueError: bad value 1" in error_file.read_text()
+    assert "runpy" not in r.stderr and "stepruntime.py" not in r.stderr  # the program's frames only
     assert not (tmp_path / "x").exists()
+
+
+def test_a_failure_says_which_notebook_cell_failed(tmp_path):
+    nb = {
+        "cells": [
+            {"cell_type": "markdown", "metadata": {}, "source": "# t"},
+            {"cell_type": "code", "metadata": {"tags": ["functions"]}, "source": "def half(v):\n    return v / 0", "outputs": [], "execution_count": None},
+            {"cell_type": "code", "metadata": {"tags": ["step:a"]}, "source": "x = 1", "outputs": [], "execution_count": None},
+            {"cell_type": "code", "metadata": {}, "source": "y = 2\nz = half(x)", "outputs": [], "execution_count": None},
+        ],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
+    }
+    step = from_notebook(nb).steps["a"]
+    r = run_step(tmp_path, step.program, step="a")
+    assert r.returncode == 1 and "ZeroDivisionError" in r.stderr
+    # the step's cell that called, then the functions cell where it raised
+    assert r.stderr.splitlines()[-1] == "(in notebook cell 3 line 2 → notebook cell 1 line 2)"
 
 
 def test_a_missing_output_and_a_missing_input_name_the_step(tmp_path):

@@ -37,9 +37,11 @@ pickle         data.pkl  the same when cloudpickle is not installed
 =============  ========  =============================================================
 
 A format that fails on a value (a DataFrame holding a notebook-defined class, say)
-falls back to cloudpickle. Exit status: 0 success; 1 the program failed (traceback on
-stderr and in KFJUPYTER_ERROR_FILE when set) or a value could not be loaded or saved
-("step STEP: variable NAME (TYPE) cannot be passed to the next step: REASON").
+falls back to cloudpickle; an open file or stream is refused. Exit status: 0 success;
+1 the program failed (its traceback, from the program's own frames, and the notebook
+cells of those frames, on stderr and in KFJUPYTER_ERROR_FILE when set) or a value could
+not be loaded or saved ("step STEP: variable NAME (TYPE) cannot be passed to the next
+step: REASON").
 """
 
 import argparse
@@ -48,6 +50,7 @@ import io
 import json
 import os
 import pickle
+import re
 import runpy
 import shutil
 import sys
@@ -302,6 +305,35 @@ def _display(*objs, **_kwargs):
 # ---------------------------------------------------------------------------------------
 
 
+_MARKER = re.compile(r"^# ---- .*: cell (\d+) ----$")
+
+
+def _program_traceback(program):
+    """The current exception's traceback from the program's first frame on, and where the
+    failing line is in the notebook (the generated program marks each cell's start)."""
+    exc_type, exc, tb = sys.exc_info()
+    program = os.path.abspath(program)
+    first = tb
+    while first is not None and os.path.abspath(first.tb_frame.f_code.co_filename) != program:
+        first = first.tb_next
+    text = "".join(traceback.format_exception(exc_type, exc, first or tb))
+    linenos = [n for f, n in traceback.walk_tb(first) if os.path.abspath(f.f_code.co_filename) == program]
+    try:
+        lines = Path(program).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        lines = []
+    places = []
+    for line in linenos:  # outermost (the step's cell) to innermost (where it raised)
+        for index in range(min(line, len(lines)) - 1, -1, -1):
+            m = _MARKER.match(lines[index])
+            if m:
+                places.append(f"notebook cell {m[1]} line {line - index - 1}")
+                break
+    if places:
+        text += "(in " + " → ".join(dict.fromkeys(places)) + ")\n"
+    return text
+
+
 def _fail(text):
     sys.stderr.write(text if text.endswith("\n") else text + "\n")
     sys.stderr.flush()
@@ -349,7 +381,7 @@ def main(argv=None):
             _fail(f"step {step}: the program exited with status {exc.code}")
         result = None
     except BaseException:
-        _fail(traceback.format_exc())
+        _fail(_program_traceback(args.program))
     if result is None:  # sys.exit(0) inside the program: nothing to save
         if args.output or args.metric:
             _fail(f"step {step}: the program called sys.exit() before its outputs were assigned")
