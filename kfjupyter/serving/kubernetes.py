@@ -179,18 +179,16 @@ class KubernetesEndpointBackend:
             raise BackendError(f"cannot read InferenceService {info['name']}: {exc.reason}") from exc
 
     def _patch(self, info: dict, manifest: dict) -> None:
-        from kubernetes.client.exceptions import ApiException, ApiTypeError
+        from kubernetes.client.exceptions import ApiException
+
+        from ..k8s.client import merge_patch
 
         k8s = self._clients(info["namespace"])
         body = {"metadata": {"annotations": manifest["metadata"]["annotations"]},
                 "spec": {"predictor": {**manifest["spec"]["predictor"],
                                        "canaryTrafficPercent": manifest["spec"]["predictor"].get("canaryTrafficPercent")}}}
-        args = (GROUP, VERSION, info["namespace"], PLURAL, info["name"], body)
         try:
-            try:
-                k8s.custom.patch_namespaced_custom_object(*args, _content_type="application/merge-patch+json")
-            except ApiTypeError:  # clients before 31 take no _content_type: they send merge-patch here
-                k8s.custom.patch_namespaced_custom_object(*args)
+            merge_patch(k8s.custom.patch_namespaced_custom_object, GROUP, VERSION, info["namespace"], PLURAL, info["name"], body)
         except ApiException as exc:
             raise BackendError(f"the API server refused the InferenceService change: {exc.status} {exc.reason}: {exc.body}") from exc
 
