@@ -287,180 +287,210 @@ def _first_cell_reading(block: _Block, name: str) -> int:
     return block.cells[0]
 
 
-def from_notebook(notebook: str | os.PathLike[str] | Mapping[str, Any], name: str | None = None) -> Pipeline:
-    """Compile a tagged notebook (a path, an nbformat NotebookNode or a dict) to a Pipeline."""
-    data, path = _load(notebook)
-    cells = data["cells"]
-    settings = tagmod.notebook_settings(data.get("metadata"))
-    blocks = _blocks(cells)
-
-    imports = [b for b in blocks if b.kind == "imports"]
-    functions = [b for b in blocks if b.kind == "functions"]
-    parameters: dict[str, Parameter] = {}
-    for block in blocks:
-        if block.kind == "pipeline-parameters":
-            _parameters(block, parameters)
-    metric_names: list[tuple[str, int]] = []
-    for block in blocks:
-        if block.kind == "pipeline-metrics":
-            metric_names += [m for m in _metrics(block) if m[0] not in [n for n, _ in metric_names]]
-
-    # --- steps: names, sources, syntax -----------------------------------------------
+def _steps(blocks: list[_Block]) -> dict[str, _Block]:
+    """The step blocks by name: names unique, IPython syntax turned into comments, parsed."""
     steps: dict[str, _Block] = {}
-    sources: dict[str, str] = {}
     for block in blocks:
         if block.kind != "step":
             continue
-        assert block.tags.name is not None
-        if block.tags.name in steps:
-            raise PipelineError(
-                f"step name {block.tags.name!r} is already used by cell {steps[block.tags.name].cells[0]}",
-                block.cells[0],
-            )
-        steps[block.tags.name] = block
-        stripped = [_strip_ipython(s, c) for c, s in zip(block.cells, block.sources)]
-        block.sources = stripped
-        for cell, source in zip(block.cells, stripped):
-            try:
-                ast.parse(source)
-            except SyntaxError as exc:
-                raise PipelineError(f"syntax error in step {block.tags.name!r}, line {exc.lineno}: {exc.msg}", cell) from None
-        sources[block.tags.name] = "\n\n".join(s.strip("\n") for s in stripped)
-    if not steps:
-        raise PipelineError("the notebook has no steps: tag the first cell of each step step:NAME")
-
-    shared_names: set[str] = set()
-    for block in imports + functions:
+        name = block.tags.name
+        assert name is not None
+        if name in steps:
+            raise PipelineError(f"step name {name!r} is already used by cell {steps[name].cells[0]}", block.cells[0])
+        steps[name] = block
         block.sources = [_strip_ipython(s, c) for c, s in zip(block.cells, block.sources)]
         for cell, source in zip(block.cells, block.sources):
             try:
-                shared_names.update(bound_names(source))
+                ast.parse(source)
             except SyntaxError as exc:
-                raise PipelineError(f"syntax error in the {block.kind} cell, line {exc.lineno}: {exc.msg}", cell) from None
-
-    for step_name, block in steps.items():
+                raise PipelineError(f"syntax error in step {name!r}, line {exc.lineno}: {exc.msg}", cell) from None
+    if not steps:
+        raise PipelineError("the notebook has no steps: tag the first cell of each step step:NAME")
+    for name, block in steps.items():
         for target in block.tags.prev:
+            if target == name:
+                raise PipelineError(f"step {name!r} has prev:{target}, itself", block.cells[0])
             if target not in steps:
                 raise PipelineError(
-                    f"step {step_name!r} has prev:{target} but no step is named {target!r} "
-                    f"(steps: {', '.join(steps)})",
+                    f"step {name!r} has prev:{target} but no step is named {target!r} (steps: {', '.join(steps)})",
                     block.cells[0],
                 )
-            if target == step_name:
-                raise PipelineError(f"step {step_name!r} has prev:{target}, itself", block.cells[0])
+    return steps
 
-    order = _order(steps)
 
-    # --- data edges -----------------------------------------------------------------------
+def _shared_names(blocks: list[_Block]) -> set[str]:
+    """Names bound by the imports and functions cells (IPython syntax turned into comments)."""
+    names: set[str] = set()
+    for block in blocks:
+        block.sources = [_strip_ipython(s, c) for c, s in zip(block.cells, block.sources)]
+        for cell, source in zip(block.cells, block.sources):
+            try:
+                names.update(bound_names(source))
+            except SyntaxError as exc:
+                raise PipelineError(f"syntax error in the {block.kind} cell, line {exc.lineno}: {exc.msg}", cell) from None
+    return names
+
+
+@dataclass
+class _Flow:
+    """What the data-flow analysis found, per step."""
+
+    inputs: dict[str, dict[str, str]]  # step → {name: supplier}
+    parameters: dict[str, list[str]]  # step → parameters read
+    binds: dict[str, set[str]]  # step → names assigned
+
+
+def _data_flow(steps: dict[str, _Block], order: list[str], shared: set[str], parameters: dict[str, Parameter]) -> _Flow:
+    """Each step's inputs: nearest ancestor assigning the name, else nearest earlier step."""
+    sources = {n: _joined(steps[n].sources) for n in order}
     binds = {n: set(bound_names(sources[n])) for n in order}
     ancestors: dict[str, set[str]] = {}
-    inputs: dict[str, dict[str, str]] = {}
-    step_params: dict[str, list[str]] = {}
-    for position, step_name in enumerate(order):
-        block = steps[step_name]
+    flow = _Flow({}, {}, binds)
+    for position, name in enumerate(order):
+        block, earlier = steps[name], order[:position]
         mine: set[str] = set()
         for p in block.tags.prev:
             mine |= {p} | ancestors[p]
         wanted: dict[str, str] = {}
-        used_params: list[str] = []
-        for var in free_names(sources[step_name]):
-            earlier = order[:position]
-            if var in shared_names or (var in RUNTIME_NAMES and not any(var in binds[a] for a in earlier)):
+        used: list[str] = []
+        for var in free_names(sources[name]):
+            if var in shared or (var in RUNTIME_NAMES and not any(var in binds[a] for a in earlier)):
                 continue
             supplier = next((a for a in reversed(earlier) if a in mine and var in binds[a]), None)
             if supplier is None:
                 supplier = next((a for a in reversed(earlier) if var in binds[a]), None)
             if supplier is None:
                 if var in parameters:
-                    used_params.append(var)
+                    used.append(var)
                     continue
                 later = [a for a in order[position + 1:] if var in binds[a]]
                 hint = f" (step {later[0]!r} assigns it, but runs later)" if later else ""
                 raise PipelineError(
-                    f"step {step_name!r} reads {var!r}, which no step before it assigns and which is "
+                    f"step {name!r} reads {var!r}, which no step before it assigns and which is "
                     f"not a pipeline parameter, an import or a function{hint}",
                     _first_cell_reading(block, var),
                 )
             wanted[var] = supplier
             mine |= {supplier} | ancestors[supplier]
-        inputs[step_name] = wanted
-        step_params[step_name] = used_params
-        ancestors[step_name] = mine
+        flow.inputs[name], flow.parameters[name], ancestors[name] = wanted, used, mine
+    return flow
 
-    # --- metrics: the last step assigning each name -----------------------------------------
-    metric_steps: dict[str, list[str]] = {n: [] for n in order}
+
+def _metric_steps(metric_names: list[tuple[str, int]], order: list[str], binds: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Each pipeline metric goes to the last step (in running order) that assigns it."""
+    out: dict[str, list[str]] = {n: [] for n in order}
     for metric, cell in metric_names:
         supplier = next((a for a in reversed(order) if metric in binds[a]), None)
         if supplier is None:
             raise PipelineError(f"pipeline metric {metric!r} is not assigned by any step", cell)
-        metric_steps[supplier].append(metric)
+        out[supplier].append(metric)
+    return out
 
-    # --- outputs, compile-time checks of what crosses ------------------------------------------
+
+def _outputs(order: list[str], inputs: dict[str, dict[str, str]], metrics: dict[str, list[str]]) -> dict[str, list[str]]:
     outputs: dict[str, list[str]] = {n: [] for n in order}
     for target in order:
-        for var, source_step in inputs[target].items():
-            if var not in outputs[source_step]:
-                outputs[source_step].append(var)
-    for step_name in order:
-        for var in metric_steps[step_name]:
-            if var not in outputs[step_name]:
-                outputs[step_name].append(var)
-        block = steps[step_name]
-        for var in outputs[step_name]:
-            for cell, source in reversed(list(zip(block.cells, block.sources))):
-                binding = bindings(source).get(var)
-                if binding is None:
-                    continue
-                if binding.kind in _CANNOT_CROSS:
-                    readers = [t for t in order if inputs[t].get(var) == step_name]
-                    who = f"step {readers[0]!r}" if readers else "the pipeline metrics"
-                    raise PipelineError(
-                        f"step {step_name!r} passes variable {var!r} to {who}, but "
-                        + _CANNOT_CROSS[binding.kind].format(name=var)
-                        + f" (line {binding.line}); pass the data it holds instead",
-                        cell,
-                    )
-                break
+        for var, source in inputs[target].items():
+            if var not in outputs[source]:
+                outputs[source].append(var)
+    for name in order:
+        outputs[name] += [m for m in metrics[name] if m not in outputs[name]]
+    return outputs
 
-    # --- edges ------------------------------------------------------------------------------------
+
+def _check_crossing(block: _Block, name: str, outputs: list[str], readers: dict[str, str]) -> None:
+    """Refuse, at compile time, outputs whose binding shows they cannot be serialised."""
+    for var in outputs:
+        for cell, source in reversed(list(zip(block.cells, block.sources))):
+            binding = bindings(source).get(var)
+            if binding is None:
+                continue
+            if binding.kind in _CANNOT_CROSS:
+                who = f"step {readers[var]!r}" if var in readers else "the pipeline metrics"
+                raise PipelineError(
+                    f"step {name!r} passes variable {var!r} to {who}, but "
+                    + _CANNOT_CROSS[binding.kind].format(name=var)
+                    + f" (line {binding.line}); pass the data it holds instead",
+                    cell,
+                )
+            break
+
+
+def _edges(order: list[str], steps: dict[str, _Block], inputs: dict[str, dict[str, str]]) -> list[Edge]:
+    """One edge per (upstream, step): the names it supplies; explicit if a prev: tag says so."""
     edges: list[Edge] = []
     for target in order:
-        suppliers = list(dict.fromkeys(list(inputs[target].values()) + steps[target].tags.prev))
-        for source_step in sorted(suppliers, key=order.index):
-            names = tuple(v for v, s in inputs[target].items() if s == source_step)
-            edges.append(Edge(source_step, target, names, source_step in steps[target].tags.prev))
+        prev = steps[target].tags.prev
+        for source in sorted(set(inputs[target].values()) | set(prev), key=order.index):
+            names = tuple(v for v, s in inputs[target].items() if s == source)
+            edges.append(Edge(source, target, names, source in prev))
+    return edges
+
+
+def _joined(sources: list[str]) -> str:
+    return "\n\n".join(s.strip("\n") for s in sources)
+
+
+def from_notebook(notebook: str | os.PathLike[str] | Mapping[str, Any], name: str | None = None) -> Pipeline:
+    """Compile a tagged notebook (a path, an nbformat NotebookNode or a dict) to a Pipeline.
+
+    ``name`` overrides the pipeline's name (default: Kale's ``pipeline_name`` metadata,
+    else the notebook file's stem). Raises :class:`PipelineError` naming the cell at fault.
+    """
+    data, path = _load(notebook)
+    settings = tagmod.notebook_settings(data.get("metadata"))
+    blocks = _blocks(data["cells"])
+    shared_blocks = [b for b in blocks if b.kind == "imports"] + [b for b in blocks if b.kind == "functions"]
+    parameters: dict[str, Parameter] = {}
+    metric_names: list[tuple[str, int]] = []
+    for block in blocks:
+        if block.kind == "pipeline-parameters":
+            _parameters(block, parameters)
+        elif block.kind == "pipeline-metrics":
+            metric_names += [m for m in _metrics(block) if m[0] not in [n for n, _ in metric_names]]
+
+    steps = _steps(blocks)
+    shared = _shared_names(shared_blocks)
+    order = _order(steps)
+    flow = _data_flow(steps, order, shared, parameters)
+    metrics = _metric_steps(metric_names, order, flow.binds)
+    outputs = _outputs(order, flow.inputs, metrics)
+    for step_name in order:
+        readers = {}
+        for target in reversed(order):
+            readers.update({v: target for v, s in flow.inputs[target].items() if s == step_name})
+        _check_crossing(steps[step_name], step_name, outputs[step_name], readers)
 
     default_image = settings.get("docker_image") or None
     pipeline = Pipeline(
         name=_pipeline_name(name, settings, path),
         steps={},
-        edges=edges,
+        edges=_edges(order, steps, flow.inputs),
         parameters=parameters,
         notebook=path,
-        imports="\n\n".join(s.strip("\n") for b in imports for s in b.sources),
-        functions="\n\n".join(s.strip("\n") for b in functions for s in b.sources),
+        imports=_joined([s for b in shared_blocks if b.kind == "imports" for s in b.sources]),
+        functions=_joined([s for b in shared_blocks if b.kind == "functions" for s in b.sources]),
         metrics=[m for m, _ in metric_names],
     )
+    shared_sections = [codegen.Section(b.kind, c, s) for b in shared_blocks for c, s in zip(b.cells, b.sources)]
     for step_name in order:
         block = steps[step_name]
         step = Step(
             name=step_name,
             cells=list(block.cells),
-            source=sources[step_name],
+            source=_joined(block.sources),
             prev=list(block.tags.prev),
             image=block.tags.image or default_image,
             limits=dict(block.tags.limits),
             cache=block.tags.cache is not False,
-            inputs=dict(inputs[step_name]),
-            outputs=list(outputs[step_name]),
-            parameters=list(step_params[step_name]),
-            metrics=list(metric_steps[step_name]),
+            inputs=flow.inputs[step_name],
+            outputs=outputs[step_name],
+            parameters=flow.parameters[step_name],
+            metrics=metrics[step_name],
         )
+        own = [codegen.Section("step", c, s) for c, s in zip(block.cells, block.sources)]
+        step.program = codegen.step_program(pipeline, step, shared_sections + own)
         pipeline.steps[step_name] = step
-    shared = [codegen.Section(b.kind, c, s) for b in imports + functions for c, s in zip(b.cells, b.sources)]
-    for step in pipeline.steps.values():
-        own = [codegen.Section("step", c, s) for c, s in zip(steps[step.name].cells, steps[step.name].sources)]
-        step.program = codegen.step_program(pipeline, step, shared + own)
     return pipeline
 
 

@@ -44,6 +44,8 @@ not be loaded or saved ("step STEP: variable NAME (TYPE) cannot be passed to the
 step: REASON").
 """
 
+from __future__ import annotations
+
 import argparse
 import hashlib
 import io
@@ -57,6 +59,7 @@ import sys
 import traceback
 import types
 from pathlib import Path
+from typing import Any
 
 PARAM_TYPES = ("int", "float", "str", "bool", "json")
 
@@ -161,7 +164,7 @@ def _write(fmt, value, data):
             (cp or pickle).dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def save_value(value, path, name=None):
+def save_value(value: Any, path: str | os.PathLike[str], name: str | None = None) -> dict[str, Any]:
     """Save ``value`` into the value directory ``path``; return its meta dict.
 
     Raises :class:`StepValueError` (saying why) when no format can serialise it.
@@ -194,7 +197,7 @@ def save_value(value, path, name=None):
     raise StepValueError("; ".join(tried))
 
 
-def load_value(path):
+def load_value(path: str | os.PathLike[str]) -> Any:
     """Load the value saved by :func:`save_value` in directory ``path``."""
     path = Path(path)
     meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
@@ -227,7 +230,7 @@ def load_value(path):
         return pickle.load(fh)
 
 
-def content_hash(path):
+def content_hash(path: str | os.PathLike[str]) -> str:
     """sha256 hex of a value directory's format and data bytes (the cache keys on it)."""
     path = Path(path)
     meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
@@ -238,7 +241,7 @@ def content_hash(path):
     return digest.hexdigest()
 
 
-def parse_param(type_, text):
+def parse_param(type_: str, text: str) -> Any:
     """A parameter's value from its text (``--param NAME TYPE VALUE``)."""
     if type_ == "int":
         return int(text)
@@ -354,7 +357,7 @@ def _parser():
     return p
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     here = os.path.dirname(os.path.abspath(__file__))
     # run as a script, sys.path[0] is this package's folder: its modules (graph, cache,
