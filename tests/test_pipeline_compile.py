@@ -339,3 +339,19 @@ def test_svg_escapes_names():
     svg = render.to_svg(p)
     xml.dom.minidom.parseString(svg)
     assert "<evil" not in svg and "&lt;evil &amp;" in svg
+
+
+def test_papermill_injected_parameters_continue_the_parameters_cell():
+    p = from_notebook(notebook(("lr = 0.1\nepochs = 2", "pipeline-parameters", "parameters"),
+                               ("# Parameters\nlr = 0.5\n", "injected-parameters"),
+                               ("print(lr, epochs)", "step:train")))
+    assert {k: v.default for k, v in p.parameters.items()} == {"lr": 0.5, "epochs": 2}
+
+
+def test_prev_may_name_a_step_later_in_the_notebook():
+    p = from_notebook(notebook(("y = x + 1", "step:b", "prev:a"), ("x = 1", "step:a"), ("z = y", "step:c")))
+    assert list(p.steps) == ["a", "b", "c"]
+    assert p.steps["b"].inputs == {"x": "a"} and p.steps["c"].inputs == {"y": "b"}
+    from kfjupyter.pipelines.model import Edge
+
+    assert p.edges == [Edge("a", "b", ("x",), True), Edge("b", "c", ("y",), False)]
