@@ -513,17 +513,27 @@ class FakeKFP:
             self._set_state(run, "CANCELED")
         elif state == "PENDING":
             self._set_state(run, "RUNNING")
-            for _, name in tasks:
-                self._task_detail(run, name, "RUNNING")
+            dag = self.spec_of(run["run_id"])["root"]["dag"]["tasks"]
+            for key, name in tasks:  # the tasks with nothing upstream start
+                if not dag[key].get("dependentTasks"):
+                    self._task_detail(run, name, "RUNNING")
         elif state == "RUNNING":
             fail = plan.get("fail")
             if fail:
                 failing = fail[0] or tasks[0][1]
-                for _, name in tasks:
-                    if name == failing:
-                        self._task_detail(run, name, "FAILED", fail[1])
+                dag = self.spec_of(run["run_id"])["root"]["dag"]["tasks"]
+                key_of = {name: key for key, name in tasks}
+                blocked = {key_of[failing]}
+                for key, name in tasks:  # dependency order: downstream of the failure never starts
+                    if key in blocked:
+                        continue
+                    if blocked & set(dag[key].get("dependentTasks", [])):
+                        blocked.add(key)
+                        details = run["run_details"]["task_details"]
+                        details[:] = [d for d in details if d["display_name"] != name]
                     else:
-                        self._task_detail(run, name, "SUCCEEDED" if name != failing else "FAILED")
+                        self._task_detail(run, name, "SUCCEEDED")
+                self._task_detail(run, failing, "FAILED", fail[1])
                 self._set_state(run, "FAILED", f"failed: task {failing}: {fail[1]}")
             else:
                 for _, name in tasks:

@@ -343,3 +343,33 @@ def test_the_steps_really_run_from_the_ir_without_kfjupyter_in_the_image(tmp_pat
         assert "ValueError: bad data" in backend.observe("hand-e3e4e", info).error
     finally:
         server.stop()
+
+
+def test_run_pipeline_with_the_kubernetes_backend_is_a_tracked_job(kfp_server, tmp_path):
+    import kfjupyter
+    from kfjupyter.pipelines import get_run, run_pipeline
+
+    run = run_pipeline(DEMO, {"C": 2.5}, backend="kubernetes")
+    assert run.record.backend == "kubernetes" and run.record.backend_info["run_id"] in kfp_server.runs
+    assert kfp_server.requests[3]["body"]["runtime_config"]["parameters"]["c"] == 2.5
+    run.wait(timeout=60, poll=0.05)
+    again = get_run(run.id)
+    assert again.status == st.SUCCEEDED
+    assert [(s["name"], s["status"]) for s in again.steps] == [(n, st.SUCCEEDED) for n in again.pipeline.steps]
+    assert "evaluate: Succeeded" in again.step_logs("evaluate")
+    assert again.to_dict()["status"] == st.SUCCEEDED
+    # a run KFP fails: the job and its steps say so, with KFP's error
+    kfp_server.fail_next("train-forest", "pod train-forest-x1: OOMKilled")
+    failed = run_pipeline(DEMO, backend="kubernetes").wait(timeout=60, poll=0.05)
+    assert failed.status == st.FAILED and "step train-forest: pod train-forest-x1: OOMKilled" in failed.error
+    steps = {s["name"]: s for s in failed.steps}
+    assert steps["train-forest"]["status"] == st.FAILED and "OOMKilled" in steps["train-forest"]["error"]
+    assert steps["prepare"]["status"] == steps["train-logreg"]["status"] == st.SUCCEEDED
+    assert steps["evaluate"]["status"] == "Skipped"  # KFP never started it
+    # no endpoint: refused before anything is recorded or sent
+    count, sent = len(kfjupyter.jobs.list()), len(kfp_server.requests)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("KFJUPYTER_KFP_URL")
+        with pytest.raises(InvalidOptionError, match="KFJUPYTER_KFP_URL"):
+            run_pipeline(DEMO, backend="kubernetes")
+    assert len(kfjupyter.jobs.list()) == count and len(kfp_server.requests) == sent

@@ -439,7 +439,12 @@ class KFPPipelineBackend:
                     "error": (task.get("error") or {}).get("message"),
                     "pod_name": task.get("pod_name"),
                 }
-        return [found.get(n) or {"name": n, "status": st.PENDING, "cached": False} for n in wanted]
+        out = [found.get(n) or {"name": n, "status": st.PENDING, "cached": False} for n in wanted]
+        ended = {"FAILED": "Skipped", "CANCELED": st.CANCELLED}.get(run.get("state") or "")
+        for step in out:  # the run ended: a step that never got to run will not
+            if ended and step["status"] in (st.PENDING, st.RUNNING):
+                step["status"] = ended if step["status"] == st.PENDING or ended == st.CANCELLED else st.FAILED
+        return out
 
     def logs(self, job_id: str, info: dict, rank: int = 0, follow: bool = False, tail: int | None = None,
              step: str | None = None) -> Iterator[str]:  # fmt: skip
