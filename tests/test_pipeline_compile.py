@@ -355,3 +355,8 @@ def test_prev_may_name_a_step_later_in_the_notebook():
     from kfjupyter.pipelines.model import Edge
 
     assert p.edges == [Edge("a", "b", ("x",), True), Edge("b", "c", ("y",), False)]
+
+
+def test_a_step_assigning_a_parameter_name_supplies_it_downstream():
+    p = from_notebook(notebook(("lr = 0.1", "pipeline-parameters"), ("lr = lr * 2", "step:a"), ("print(lr)", "step:b")))
+    assert p.steps["a"].parameters == ["lr"] and p.steps["b"].inputs == {"lr": "a"} and p.steps["b"].parameters == []

@@ -5,9 +5,13 @@ them into blocks, then builds the step graph:
 
 * a step's **inputs** are the names it reads before assigning them
   (:func:`kfjupyter.capture.analysis.free_names`) that are not builtins, not bound by the
-  ``imports``/``functions`` cells and not parameters, each supplied by the nearest step
+  ``imports``/``functions`` cells, each supplied by the nearest step
   that runs before it and assigns it: its nearest ancestor through ``prev:`` edges when
-  one assigns it, else the nearest earlier step in execution order (a data edge);
+  one assigns it, else the nearest earlier step in execution order (a data edge); it is
+  a pipeline parameter only when no earlier step assigns the name (in the notebook, a
+  step's assignment would shadow the parameters cell too);
+* IPython line magics and ``!shell`` lines become ``pass`` lines with a comment (a cell
+  magic is an error: tag such a cell ``skip``);
 * explicit ``prev:`` edges are always kept, data or not;
 * steps run in a topological order of the explicit edges, ties in notebook order, so a
   data edge always points forwards and only ``prev:`` tags can make a cycle.

@@ -214,11 +214,11 @@ def load_value(path: str | os.PathLike[str]) -> Any:
     if fmt == "torch_tensor":
         import torch
 
-        return torch.load(data, weights_only=True)
+        return torch.load(data, weights_only=True, map_location=_map_location(torch))
     if fmt == "torch_module":
         import torch
 
-        return torch.load(data, weights_only=False)
+        return torch.load(data, weights_only=False, map_location=_map_location(torch))
     if fmt == "sklearn":
         import joblib
 
@@ -228,6 +228,11 @@ def load_value(path: str | os.PathLike[str]) -> Any:
             return json.load(fh)
     with open(data, "rb") as fh:  # cloudpickle output loads with pickle (cloudpickle importable)
         return pickle.load(fh)
+
+
+def _map_location(torch: Any) -> str | None:
+    """GPU tensors saved by a GPU step load on the CPU in a step without a GPU."""
+    return None if torch.cuda.is_available() else "cpu"
 
 
 def content_hash(path: str | os.PathLike[str]) -> str:
