@@ -360,3 +360,14 @@ def test_prev_may_name_a_step_later_in_the_notebook():
 def test_a_step_assigning_a_parameter_name_supplies_it_downstream():
     p = from_notebook(notebook(("lr = 0.1", "pipeline-parameters"), ("lr = lr * 2", "step:a"), ("print(lr)", "step:b")))
     assert p.steps["a"].parameters == ["lr"] and p.steps["b"].inputs == {"lr": "a"} and p.steps["b"].parameters == []
+
+
+def test_globals_read_by_a_called_function_of_the_functions_cells_are_inputs():
+    functions = ("SCALE = 2\n\ndef helper(v):\n    return v * SCALE + offset\n\n"
+                 "def predict(v):\n    return helper(v) + model\n\ndef unused():\n    return nowhere\n", "functions")
+    p = from_notebook(notebook(functions, ("model = 1\noffset = 3", "step:a"), ("y = predict(4)", "step:b"),
+                               ("offset = 0\nz = helper(1)", "step:c")))
+    assert p.steps["b"].inputs == {"model": "a", "offset": "a"}  # predict → helper → offset
+    assert p.steps["c"].inputs == {}  # c assigns offset itself
+    err = compile_error(functions, ("x = 1", "step:a"), ("print(x)",), ("y = predict(x)",))
+    assert err.cell == 4 and "step 'a' reads 'model' (through predict() of the functions cells)" in str(err)

@@ -335,6 +335,40 @@ def _shared_names(blocks: list[_Block]) -> set[str]:
     return names
 
 
+def _function_globals(blocks: list[_Block], shared: set[str]) -> dict[str, list[str]]:
+    """For each function or class of the imports/functions cells, the notebook globals it
+    reads when called (not builtins, not other shared names): a step calling it reads them."""
+    out: dict[str, list[str]] = {}
+    for block in blocks:
+        for source in block.sources:
+            for stmt in ast.parse(source).body:
+                if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    segment = ast.get_source_segment(source, stmt) or ast.unparse(stmt)
+                    reads = [n for n in free_names(segment) if n not in RUNTIME_NAMES and n != stmt.name]
+                    out[stmt.name] = [n for n in reads if n not in shared] + [n for n in reads if n in shared]
+    return out
+
+
+def _reads(source: str, calls: dict[str, list[str]], shared: set[str]) -> dict[str, str | None]:
+    """Names a step reads before assigning them → the shared function that reads it (or None)."""
+    direct = free_names(source)
+    reads: dict[str, str | None] = {name: None for name in direct}
+    todo = [(name, name) for name in direct if name in calls]
+    seen: set[str] = set()
+    while todo:
+        function, via = todo.pop(0)
+        if function in seen:
+            continue
+        seen.add(function)
+        for name in calls[function]:
+            if name in shared:
+                if name in calls:
+                    todo.append((name, via))
+            elif name not in reads and name not in bound_names(source):
+                reads[name] = via
+    return reads
+
+
 @dataclass
 class _Flow:
     """What the data-flow analysis found, per step."""
@@ -344,7 +378,13 @@ class _Flow:
     binds: dict[str, set[str]]  # step → names assigned
 
 
-def _data_flow(steps: dict[str, _Block], order: list[str], shared: set[str], parameters: dict[str, Parameter]) -> _Flow:
+def _data_flow(
+    steps: dict[str, _Block],
+    order: list[str],
+    shared: set[str],
+    parameters: dict[str, Parameter],
+    calls: dict[str, list[str]],
+) -> _Flow:
     """Each step's inputs: nearest ancestor assigning the name, else nearest earlier step."""
     sources = {n: _joined(steps[n].sources) for n in order}
     binds = {n: set(bound_names(sources[n])) for n in order}
@@ -357,7 +397,7 @@ def _data_flow(steps: dict[str, _Block], order: list[str], shared: set[str], par
             mine |= {p} | ancestors[p]
         wanted: dict[str, str] = {}
         used: list[str] = []
-        for var in free_names(sources[name]):
+        for var, via in _reads(sources[name], calls, shared).items():
             if var in shared or (var in RUNTIME_NAMES and not any(var in binds[a] for a in earlier)):
                 continue
             supplier = next((a for a in reversed(earlier) if a in mine and var in binds[a]), None)
@@ -370,9 +410,11 @@ def _data_flow(steps: dict[str, _Block], order: list[str], shared: set[str], par
                 later = [a for a in order[position + 1:] if var in binds[a]]
                 hint = f" (step {later[0]!r} assigns it, but runs later)" if later else ""
                 raise PipelineError(
-                    f"step {name!r} reads {var!r}, which no step before it assigns and which is "
+                    f"step {name!r} reads {var!r}"
+                    + (f" (through {via}() of the functions cells)" if via else "")
+                    + ", which no step before it assigns and which is "
                     f"not a pipeline parameter, an import or a function{hint}",
-                    _first_cell_reading(block, var),
+                    _first_cell_reading(block, via or var),
                 )
             wanted[var] = supplier
             mine |= {supplier} | ancestors[supplier]
@@ -456,7 +498,7 @@ def from_notebook(notebook: str | os.PathLike[str] | Mapping[str, Any], name: st
     steps = _steps(blocks)
     shared = _shared_names(shared_blocks)
     order = _order(steps)
-    flow = _data_flow(steps, order, shared, parameters)
+    flow = _data_flow(steps, order, shared, parameters, _function_globals(shared_blocks, shared))
     metrics = _metric_steps(metric_names, order, flow.binds)
     outputs = _outputs(order, flow.inputs, metrics)
     for step_name in order:
