@@ -129,6 +129,13 @@ class Point:  # a local class instance: cloudpickle
 point = Point(3, 4)
 pair = (1, "two")  # a tuple is not JSON: cloudpickle keeps it a tuple
 objects = np.array([{"k": 1}, None], dtype=object)  # object arrays: cloudpickle
+factor = 3
+def scaled(v):  # a function of the step, with a global it reads: cloudpickle, by value
+    return v * factor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+# joblib cannot pickle the lambda inside: the sklearn format falls back to cloudpickle
+doubled = make_pipeline(FunctionTransformer(lambda v: v * 2), LogisticRegression()).fit(arr[:, :2].repeat(4, axis=0), [0, 1, 0] * 4)
 """
 
 CONSUMER = """
@@ -147,6 +154,8 @@ assert square(7) == 49
 assert point.norm2() == 25 and type(point).__name__ == "Point"
 assert pair == (1, "two") and type(pair) is tuple
 assert objects[0] == {"k": 1} and objects[1] is None
+assert scaled(2) == 6
+assert doubled.steps[0][1].func(np.array([1.5]))[0] == 3.0 and len(doubled.predict(arr[:, :2])) == 3
 print("all values arrived")
 """
 
@@ -154,6 +163,7 @@ FORMATS = {
     "arr": "numpy", "frame": "pandas", "series": "pandas", "tensor": "torch_tensor",
     "net": "torch_module", "net_out": "torch_tensor", "clf": "sklearn", "config": "json",
     "square": "cloudpickle", "point": "cloudpickle", "pair": "cloudpickle", "objects": "cloudpickle",
+    "scaled": "cloudpickle", "doubled": "cloudpickle",
 }
 
 
