@@ -371,3 +371,13 @@ def test_globals_read_by_a_called_function_of_the_functions_cells_are_inputs():
     assert p.steps["c"].inputs == {}  # c assigns offset itself
     err = compile_error(functions, ("x = 1", "step:a"), ("print(x)",), ("y = predict(x)",))
     assert err.cell == 4 and "step 'a' reads 'model' (through predict() of the functions cells)" in str(err)
+
+
+def test_only_ipython_syntax_is_turned_into_pass_lines():
+    p = from_notebook(notebook(("%load_ext autoreload\nx = 1\n!ls -l", "step:a"),
+                               ("y = (x\n     % 2)\ntext = '''\n!important\n'''", "step:b")))
+    assert p.steps["a"].source.splitlines() == [
+        "pass  # IPython syntax, not run in a step: %load_ext autoreload", "x = 1",
+        "pass  # IPython syntax, not run in a step: !ls -l",
+    ]
+    assert p.steps["b"].source == "y = (x\n     % 2)\ntext = '''\n!important\n'''"

@@ -103,10 +103,18 @@ _MAGIC_LINE = re.compile(r"^(\s*)([%!].*)$")
 
 
 def _strip_ipython(source: str, cell: int) -> str:
-    """Line magics and ``!shell`` lines become comments; a cell magic is an error."""
+    """Line magics and ``!shell`` lines become ``pass`` lines; a cell magic is an error.
+
+    Only a cell that is not valid Python is touched (``x = (a\n % b)`` stays as it is).
+    """
     if source.lstrip().startswith("%%"):
         magic = source.lstrip().split()[0]
         raise PipelineError(f"cell magic {magic} cannot run in a pipeline step; tag the cell skip", cell)
+    try:
+        ast.parse(source)
+        return source
+    except SyntaxError:
+        pass
     lines = []
     for line in source.splitlines():
         m = _MAGIC_LINE.match(line)
