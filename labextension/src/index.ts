@@ -33,6 +33,7 @@ import { JobsModel } from './model';
 import { IKubeflowSidebar } from './sidebar';
 import { endpointsPlugin } from './endpointsplugin';
 import { modelsPlugin } from './modelsplugin';
+import { pipelinePlugin } from './pipelineplugin';
 import { tuningPlugin } from './tuningplugin';
 import { IUserSettings } from './types';
 
@@ -261,4 +262,4 @@ const plugin: JupyterFrontEndPlugin<IKubeflowSidebar> = {
   }
 };
 
-export default [plugin, tuningPlugin, modelsPlugin, endpointsPlugin];
+export default [plugin, tuningPlugin, modelsPlugin, endpointsPlugin, pipelinePlugin];

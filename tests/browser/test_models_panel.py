@@ -49,7 +49,7 @@ def test_models_panel_lists_searches_and_moves_an_alias(lab, browser_page, tmp_p
     page.locator('.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="kfjupyter-sidebar"]').click()
     sidebar = page.locator("#kfjupyter-sidebar")
     titles = sidebar.locator(".jp-AccordionPanel-title")
-    expect(titles).to_have_count(4)  # Jobs, Tuning, Models, Endpoints
+    expect(titles).to_have_count(5)  # Jobs, Tuning, Models, Endpoints, Pipeline
     expect(titles.nth(2)).to_contain_text("Models")
     titles.nth(0).click()  # fold Jobs and Tuning: the Models panel gets the height
     titles.nth(1).click()

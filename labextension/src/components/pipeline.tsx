@@ -1,0 +1,652 @@
+/**
+ * The Pipeline panel, for the active notebook: the active code cell's step tags (written
+ * into the cell's metadata through the notebook model, so Save puts them in the .ipynb),
+ * Compile / Run / Export YAML, the DAG as an SVG graph, and the latest run's steps live
+ * (status, duration, cached or not and why, logs). The panel holds no pipeline logic: the
+ * server compiles (`POST /pipelines/compile`) and runs (`POST /pipelines/runs`).
+ */
+
+import { ReactWidget } from '@jupyterlab/apputils';
+import type { ICellModel } from '@jupyterlab/cells';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import * as React from 'react';
+
+import { IPipeline, IPipelineRun, IRunStep, PipelineApi, PipelineCompileError } from '../pipelineapi';
+import { IDagLayout, layoutDag } from '../pipelinelayout';
+import { cacheText, displayStatus, formatStepDuration, runActive, stepSeconds, stepStates } from '../pipelinerun';
+import {
+  CellRole,
+  cellSteps,
+  IStepTags,
+  LIMIT_KEYS,
+  parseTags,
+  ROLE_LABELS,
+  sameTags,
+  serializeTags,
+  stepNames,
+  tagProblem,
+  tagWarning
+} from '../pipelinetags';
+import { useNow } from './common';
+
+/** Milliseconds between two reads of an active run. */
+export const POLL_MS = 1000;
+
+const ROLES: CellRole[] = ['continue', 'step', 'skip', 'imports', 'functions', 'pipeline-parameters', 'pipeline-metrics'];
+const LIMIT_LABELS: Record<string, string> = { cpu: 'CPU', memory: 'Memory', 'nvidia.com/gpu': 'GPUs' };
+const LIMIT_HINTS: Record<string, string> = { cpu: '2', memory: '1Gi', 'nvidia.com/gpu': '1' };
+
+/** Re-render whenever the tracker's notebook, its active cell, its cells or their metadata change. */
+function useNotebook(tracker: INotebookTracker): NotebookPanel | null {
+  const [, setTick] = React.useState(0);
+  const panel = tracker.currentWidget;
+  React.useEffect(() => {
+    const bump = () => setTick(t => t + 1);
+    tracker.currentChanged.connect(bump);
+    tracker.activeCellChanged.connect(bump);
+    return () => {
+      tracker.currentChanged.disconnect(bump);
+      tracker.activeCellChanged.disconnect(bump);
+    };
+  }, [tracker]);
+  const model = panel?.content.model ?? null;
+  React.useEffect(() => {
+    if (!model) {
+      return;
+    }
+    const bump = () => setTick(t => t + 1);
+    model.contentChanged.connect(bump);
+    model.cells.changed.connect(bump);
+    const cellModels: ICellModel[] = [];
+    for (const cell of model.cells) {
+      cellModels.push(cell);
+      cell.metadataChanged.connect(bump);
+    }
+    return () => {
+      model.contentChanged.disconnect(bump);
+      model.cells.changed.disconnect(bump);
+      cellModels.forEach(cell => cell.metadataChanged.disconnect(bump));
+    };
+  }, [model, model?.cells.length]);
+  return panel;
+}
+
+/** Each cell's `tags` (null for a markdown/raw cell), in notebook order. */
+function notebookTags(panel: NotebookPanel | null): (unknown | null)[] {
+  const out: (unknown | null)[] = [];
+  const model = panel?.content.model;
+  if (!model) {
+    return out;
+  }
+  for (const cell of model.cells) {
+    out.push(cell.type === 'code' ? cell.getMetadata('tags') ?? [] : null);
+  }
+  return out;
+}
+
+/** Write `tags` into the cell's metadata (no write when nothing changes). */
+function writeTags(cell: ICellModel, tags: string[]): void {
+  const current = cell.getMetadata('tags');
+  const before = Array.isArray(current) ? (current as string[]) : [];
+  if (sameTags(before, tags)) {
+    return;
+  }
+  if (tags.length) {
+    cell.setMetadata('tags', tags);
+  } else {
+    cell.deleteMetadata('tags');
+  }
+}
+
+/** Make cell `index` the notebook's active cell and bring it into view. */
+export async function selectCell(panel: NotebookPanel, index: number, activate?: (id: string) => void): Promise<void> {
+  const notebook = panel.content;
+  if (index < 0 || index >= notebook.widgets.length) {
+    return;
+  }
+  activate?.(panel.id);
+  notebook.deselectAll();
+  notebook.activeCellIndex = index;
+  await notebook.scrollToItem(index, 'center');
+}
+
+/* ---------------------------------------------------------------- tag editor */
+
+function TagEditor(props: { panel: NotebookPanel }): JSX.Element {
+  const notebook = props.panel.content;
+  const cell = notebook.activeCell?.model ?? null;
+  if (!cell || cell.type !== 'code') {
+    return <div className="kf-PipelineTags kf-PipelineTags-empty">Select a code cell to edit its step tags.</div>;
+  }
+  return <CellTagForm key={cell.id} cell={cell} index={notebook.activeCellIndex} allTags={notebookTags(props.panel)} />;
+}
+
+function CellTagForm(props: { cell: ICellModel; index: number; allTags: (unknown | null)[] }): JSX.Element {
+  const { cell, index, allTags } = props;
+  const raw = cell.getMetadata('tags');
+  const rawTags: string[] = Array.isArray(raw) ? raw.filter((t): t is string => typeof t === 'string') : [];
+  const stored = parseTags(raw);
+  const storedKey = JSON.stringify(serializeTags(stored));
+  const own = stored.role === 'step' ? stored.name : '';
+  const others = stepNames(allTags).filter(n => n !== own);
+  const problemOf = (t: IStepTags): string => tagProblem(t);
+  const [draft, setDraft] = React.useState<IStepTags>(stored);
+
+  // The tags changed elsewhere (another view, undo): start over from the metadata, unless
+  // the form holds an edit not written yet (a name being typed that is not valid yet).
+  React.useEffect(() => {
+    if (storedKey !== JSON.stringify(serializeTags(draft)) && !problemOf(draft)) {
+      setDraft(stored);
+    }
+  }, [storedKey]);
+
+  const problem = problemOf(draft);
+  const warning = problem ? '' : tagWarning(draft, others);
+  const belongs = cellSteps(allTags)[index];
+
+  const change = (patch: Partial<IStepTags>): void => {
+    const next = { ...draft, ...patch };
+    setDraft(next);
+    if (!problemOf(next)) {
+      writeTags(cell, serializeTags(next));
+    }
+  };
+  const setLimit = (key: string, value: string): void => {
+    const limits = { ...draft.limits };
+    if (value.trim()) {
+      limits[key] = value.trim();
+    } else {
+      delete limits[key];
+    }
+    change({ limits });
+  };
+  const togglePrev = (name: string, on: boolean): void => {
+    const prev = on ? [...draft.prev.filter(p => p !== name), name] : draft.prev.filter(p => p !== name);
+    change({ prev });
+  };
+  const prevChoices = [...others, ...draft.prev.filter(p => !others.includes(p))];
+
+  return (
+    <div className="kf-PipelineTags" data-cell={index}>
+      <div className="kf-PipelineTags-head">
+        Cell {index + 1}
+        {draft.role === 'continue' ? (
+          <span className="kf-PipelineTags-belongs">{belongs ? ` · in step ${belongs}` : ' · in no step'}</span>
+        ) : null}
+      </div>
+      <label className="kf-PipelineField">
+        <span>Role</span>
+        <select
+          aria-label="Cell role"
+          className="kf-PipelineTags-role"
+          value={draft.role}
+          onChange={e => change({ role: e.target.value as CellRole })}
+        >
+          {ROLES.map(r => (
+            <option key={r} value={r}>
+              {ROLE_LABELS[r]}
+            </option>
+          ))}
+        </select>
+      </label>
+      {draft.role === 'step' ? (
+        <>
+          <label className="kf-PipelineField">
+            <span>Step name</span>
+            <input
+              aria-label="Step name"
+              className="kf-PipelineTags-name"
+              value={draft.name}
+              placeholder="train"
+              spellCheck={false}
+              onChange={e => change({ name: e.target.value })}
+            />
+          </label>
+          <fieldset className="kf-PipelineField kf-PipelineTags-prev">
+            <legend>After (prev)</legend>
+            {prevChoices.length === 0 ? <span className="kf-PipelineTags-none">No other steps yet.</span> : null}
+            {prevChoices.map(name => (
+              <label key={name} className="kf-PipelineTags-prevItem">
+                <input
+                  type="checkbox"
+                  aria-label={`After ${name}`}
+                  checked={draft.prev.includes(name)}
+                  onChange={e => togglePrev(name, e.target.checked)}
+                />
+                {name}
+                {others.includes(name) ? null : <span className="kf-PipelineTags-unknown"> (no such step)</span>}
+              </label>
+            ))}
+          </fieldset>
+          <label className="kf-PipelineField">
+            <span>Image</span>
+            <input
+              aria-label="Step image"
+              className="kf-PipelineTags-image"
+              value={draft.image}
+              placeholder="the notebook's default"
+              spellCheck={false}
+              onChange={e => change({ image: e.target.value })}
+            />
+          </label>
+          <div className="kf-PipelineTags-limits">
+            {LIMIT_KEYS.map(key => (
+              <label key={key} className="kf-PipelineField">
+                <span>{LIMIT_LABELS[key]}</span>
+                <input
+                  aria-label={`${LIMIT_LABELS[key]} limit`}
+                  value={draft.limits[key] ?? ''}
+                  placeholder={LIMIT_HINTS[key]}
+                  spellCheck={false}
+                  onChange={e => setLimit(key, e.target.value)}
+                />
+              </label>
+            ))}
+          </div>
+          <label className="kf-PipelineField kf-PipelineField-check">
+            <input
+              type="checkbox"
+              aria-label="Use the step cache"
+              checked={draft.cache}
+              onChange={e => change({ cache: e.target.checked })}
+            />
+            <span>Use the step cache</span>
+          </label>
+        </>
+      ) : null}
+      {problem ? (
+        <div className="kf-PipelineTags-problem" role="alert">
+          {problem} The cell keeps its tags until this is fixed.
+        </div>
+      ) : null}
+      {warning ? <div className="kf-PipelineTags-warning">{warning}</div> : null}
+      <div className="kf-PipelineTags-list" title="The cell's tags (metadata)">
+        {rawTags.map(t => (
+          <code key={t} className="kf-PipelineTag">
+            {t}
+          </code>
+        ))}
+      </div>
+    </div>
+  );
+}
+
+/* ---------------------------------------------------------------- the DAG */
+
+export function DagView(props: {
+  pipeline: IPipeline;
+  states: Record<string, string>;
+  onStep?: (step: string) => void;
+}): JSX.Element {
+  const { pipeline, states, onStep } = props;
+  const steps = Object.keys(pipeline.steps);
+  const layout: IDagLayout = React.useMemo(() => layoutDag(steps, pipeline.edges), [pipeline]);
+  return (
+    <svg
+      className="kf-PipelineDag"
+      role="img"
+      aria-label={`Pipeline ${pipeline.name}: ${steps.length} steps`}
+      viewBox={`0 0 ${layout.width} ${layout.height}`}
+      width={layout.width}
+      style={{ maxWidth: '100%' }}
+    >
+      <defs>
+        <marker id="kf-dag-arrow" viewBox="0 0 8 8" refX="7" refY="4" markerWidth="7" markerHeight="7" orient="auto">
+          <path d="M0,0 L8,4 L0,8 z" className="kf-PipelineDag-arrow" />
+        </marker>
+      </defs>
+      {layout.edges.map(e => (
+        <g
+          key={`${e.source}->${e.target}`}
+          className={`kf-PipelineDag-edge${e.explicit ? ' kf-mod-explicit' : ''}`}
+          data-source={e.source}
+          data-target={e.target}
+        >
+          <title>
+            {e.source} → {e.target}
+            {e.names.length ? `: ${e.names.join(', ')}` : ''}
+            {e.explicit ? ' (prev)' : ''}
+          </title>
+          <path d={e.d} markerEnd="url(#kf-dag-arrow)" />
+          {e.label ? (
+            <text x={e.labelX + 4} y={e.labelY} className="kf-PipelineDag-label">
+              {e.label}
+            </text>
+          ) : null}
+        </g>
+      ))}
+      {layout.nodes.map(n => {
+        const state = states[n.name] ?? '';
+        return (
+          <g
+            key={n.name}
+            className={`kf-PipelineDag-node${state ? ` kf-status-${state.toLowerCase()}` : ''}`}
+            data-step={n.name}
+            data-status={state}
+            transform={`translate(${n.x},${n.y})`}
+            onClick={() => onStep?.(n.name)}
+          >
+            <title>
+              {n.name}
+              {state ? ` — ${state}` : ''}
+            </title>
+            <rect width={n.width} height={n.height} rx={5} />
+            <text x={n.width / 2} y={n.height / 2} dominantBaseline="central" textAnchor="middle">
+              {n.name.length > 16 ? `${n.name.slice(0, 15)}…` : n.name}
+            </text>
+          </g>
+        );
+      })}
+    </svg>
+  );
+}
+
+/* ---------------------------------------------------------------- a run */
+
+function StepRow(props: { run: IPipelineRun; step: IRunStep; api: PipelineApi; now: number }): JSX.Element {
+  const { run, step, api, now } = props;
+  const [logs, setLogs] = React.useState<string | null>(null);
+  const [open, setOpen] = React.useState(false);
+  const status = displayStatus(step);
+  const cache = cacheText(step);
+  // Logs: read when opened, and again on every new version of the step while it is open.
+  React.useEffect(() => {
+    if (!open) {
+      return;
+    }
+    let live = true;
+    api
+      .stepLogs(run.id, step.name)
+      .then(out => live && setLogs(out.text))
+      .catch(e => live && setLogs(`(${(e as Error).message})`));
+    return () => {
+      live = false;
+    };
+  }, [open, run.id, step.status, step.finished_at, open && step.status === 'Running' ? now : 0]);
+  return (
+    <li className={`kf-PipelineStep kf-status-${status.toLowerCase()}`} data-step={step.name} data-status={status}>
+      <div className="kf-PipelineStep-row">
+        <span className="kf-PipelineStep-name">{step.name}</span>
+        <span className={`kf-StatusBadge kf-status-${status.toLowerCase()} kf-PipelineStep-status`} data-status={status}>
+          <span className="kf-StatusBadge-dot" aria-hidden="true" />
+          {status}
+        </span>
+        <span className="kf-PipelineStep-duration">{formatStepDuration(stepSeconds(step, now))}</span>
+        <button className="kf-PipelineStep-logsButton jp-mod-styled" onClick={() => setOpen(!open)}>
+          {open ? 'Hide log' : 'Log'}
+        </button>
+      </div>
+      {cache.label || cache.reason ? (
+        <div className="kf-PipelineStep-cache" data-cached={step.cached ? 'true' : 'false'}>
+          {cache.reason ? (
+            <span className="kf-PipelineStep-cacheReason">{cache.reason}</span>
+          ) : (
+            <span className="kf-PipelineStep-cacheLabel">{cache.label}</span>
+          )}
+        </div>
+      ) : null}
+      {step.error ? <pre className="kf-PipelineStep-error">{step.error}</pre> : null}
+      {open ? <pre className="kf-PipelineStep-logs">{logs === null ? 'Loading…' : logs || '(no output)'}</pre> : null}
+    </li>
+  );
+}
+
+function RunView(props: { run: IPipelineRun; api: PipelineApi; onCancel: () => void }): JSX.Element {
+  const { run, api, onCancel } = props;
+  const active = runActive(run);
+  const now = useNow(active);
+  const metrics = Object.entries(run.metrics || {});
+  return (
+    <div className="kf-PipelineRun" data-run={run.id} data-status={run.status}>
+      <div className="kf-PipelineRun-head">
+        <span className="kf-PipelineRun-id" title={run.id}>
+          Run {run.id}
+        </span>
+        <span className={`kf-StatusBadge kf-status-${run.status.toLowerCase()} kf-PipelineRun-status`} data-status={run.status}>
+          <span className="kf-StatusBadge-dot" aria-hidden="true" />
+          {run.status}
+        </span>
+        {active ? (
+          <button className="jp-mod-styled jp-mod-warn kf-PipelineRun-cancel" onClick={onCancel}>
+            Cancel
+          </button>
+        ) : null}
+      </div>
+      {run.error ? <pre className="kf-PipelineRun-error">{run.error}</pre> : null}
+      <ul className="kf-PipelineSteps">
+        {(run.steps || []).map(step => (
+          <StepRow key={step.name} run={run} step={step} api={api} now={now} />
+        ))}
+      </ul>
+      {metrics.length ? (
+        <table className="kf-PipelineMetrics">
+          <tbody>
+            {metrics.map(([k, v]) => (
+              <tr key={k}>
+                <th>{k}</th>
+                <td>{typeof v === 'number' ? String(Math.round(v * 1e6) / 1e6) : JSON.stringify(v)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : null}
+    </div>
+  );
+}
+
+/* ---------------------------------------------------------------- the panel */
+
+interface IPanelState {
+  path: string;
+  pipeline: IPipeline | null;
+  error: { message: string; cell: number | null } | null;
+  notice: string | null;
+  run: IPipelineRun | null;
+  busy: '' | 'compile' | 'run' | 'export';
+}
+
+function initial(path: string): IPanelState {
+  return { path, pipeline: null, error: null, notice: null, run: null, busy: '' };
+}
+
+export function PipelinePanel(props: {
+  tracker: INotebookTracker;
+  api: PipelineApi;
+  activate?: (id: string) => void;
+}): JSX.Element {
+  const { tracker, api, activate } = props;
+  const panel = useNotebook(tracker);
+  const path = panel?.context.path ?? '';
+  const [state, setState] = React.useState<IPanelState>(() => initial(path));
+  const current = state.path === path ? state : initial(path);
+  const update = (patch: Partial<IPanelState>, forPath = path): void =>
+    setState(s => (s.path === forPath ? { ...s, ...patch } : { ...initial(forPath), ...patch }));
+
+  // Another notebook: its latest run, if it has one.
+  React.useEffect(() => {
+    setState(initial(path));
+    if (!path) {
+      return;
+    }
+    let live = true;
+    api
+      .list(path)
+      .then(out => live && out.runs.length && update({ run: out.runs[0] }, path))
+      .catch(() => undefined);
+    return () => {
+      live = false;
+    };
+  }, [path]);
+
+  // An active run: read it again every POLL_MS until it ends.
+  const run = current.run;
+  const runId = run?.id ?? '';
+  const active = runActive(run);
+  React.useEffect(() => {
+    if (!runId || !active) {
+      return;
+    }
+    let live = true;
+    let timer = 0;
+    const abort = new AbortController();
+    const tick = async (): Promise<void> => {
+      try {
+        const fresh = await api.get(runId, abort.signal);
+        if (live) {
+          update({ run: fresh }, path);
+        }
+      } catch (e) {
+        if (live && (e as Error).name !== 'AbortError') {
+          update({ notice: `Cannot read the run: ${(e as Error).message}` }, path);
+        }
+      }
+      if (live) {
+        timer = window.setTimeout(() => void tick(), POLL_MS);
+      }
+    };
+    timer = window.setTimeout(() => void tick(), POLL_MS);
+    return () => {
+      live = false;
+      abort.abort();
+      window.clearTimeout(timer);
+    };
+  }, [runId, active, path]);
+
+  if (!panel) {
+    return (
+      <div className="kf-PipelinePanel">
+        <div className="kf-Pipeline-empty">Open a notebook to build its pipeline from tagged cells.</div>
+      </div>
+    );
+  }
+
+  const saveFirst = async (): Promise<void> => {
+    if (panel.context.model.dirty) {
+      await panel.context.save();
+    }
+  };
+  const compile = async (): Promise<void> => {
+    update({ busy: 'compile', error: null, notice: null });
+    try {
+      await saveFirst();
+      const pipeline = await api.compile(path);
+      update({ pipeline, busy: '' });
+    } catch (e) {
+      const cell = e instanceof PipelineCompileError ? e.cell : null;
+      update({ busy: '', pipeline: null, error: { message: (e as Error).message, cell } });
+    }
+  };
+  const start = async (): Promise<void> => {
+    update({ busy: 'run', error: null, notice: null });
+    try {
+      await saveFirst();
+      const fresh = await api.run(path);
+      update({ run: fresh, pipeline: fresh.pipeline ?? current.pipeline, busy: '' });
+    } catch (e) {
+      const cell = e instanceof PipelineCompileError ? e.cell : ((e as { cell?: number }).cell ?? null);
+      update({ busy: '', error: { message: (e as Error).message, cell } });
+    }
+  };
+  const exportYaml = async (): Promise<void> => {
+    update({ busy: 'export', error: null, notice: null });
+    try {
+      await saveFirst();
+      const text = await api.exportYaml(path);
+      const name = (path.split('/').pop() || 'pipeline').replace(/\.ipynb$/, '') + '.yaml';
+      const url = URL.createObjectURL(new Blob([text], { type: 'application/yaml' }));
+      const a = document.createElement('a');
+      a.href = url;
+      a.download = name;
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      window.setTimeout(() => URL.revokeObjectURL(url), 10000);
+      update({ busy: '', notice: `Exported the KFP pipeline as ${name}.` });
+    } catch (e) {
+      update({ busy: '', notice: null, error: { message: (e as Error).message, cell: null } });
+    }
+  };
+  const cancel = async (): Promise<void> => {
+    if (!run) {
+      return;
+    }
+    try {
+      update({ run: await api.cancel(run.id) });
+    } catch (e) {
+      update({ notice: `Cannot cancel: ${(e as Error).message}` });
+    }
+  };
+  const showStep = (step: string): void => {
+    const cells = (current.pipeline ?? run?.pipeline)?.steps[step]?.cells;
+    if (cells && cells.length) {
+      void selectCell(panel, cells[0], activate);
+    }
+  };
+
+  const pipeline = current.pipeline ?? run?.pipeline ?? null;
+  const states = run && pipeline && run.pipeline?.name === pipeline.name ? stepStates(run) : {};
+  const busy = current.busy;
+  return (
+    <div className="kf-PipelinePanel" data-notebook={path}>
+      <div className="kf-Pipeline-notebook" title={path}>
+        {path.split('/').pop()}
+      </div>
+      <div className="kf-Pipeline-actions">
+        <button className="jp-mod-styled kf-Pipeline-compile" disabled={!!busy} onClick={() => void compile()}>
+          {busy === 'compile' ? 'Compiling…' : 'Compile'}
+        </button>
+        <button className="jp-mod-styled jp-mod-accept kf-Pipeline-run" disabled={!!busy || active} onClick={() => void start()}>
+          {busy === 'run' ? 'Starting…' : 'Run'}
+        </button>
+        <button className="jp-mod-styled kf-Pipeline-export" disabled={!!busy} onClick={() => void exportYaml()}>
+          Export YAML
+        </button>
+      </div>
+      {current.error ? (
+        <div className="kf-Pipeline-error" role="alert" data-cell={current.error.cell ?? ''}>
+          <span className="kf-Pipeline-errorText">{current.error.message}</span>
+          {current.error.cell !== null ? (
+            <button
+              className="jp-mod-styled kf-Pipeline-errorCell"
+              onClick={() => void selectCell(panel, current.error!.cell!, activate)}
+            >
+              Go to cell {current.error.cell + 1}
+            </button>
+          ) : null}
+        </div>
+      ) : null}
+      {current.notice ? <div className="kf-Pipeline-notice">{current.notice}</div> : null}
+      <TagEditor panel={panel} />
+      {pipeline ? (
+        <div className="kf-Pipeline-graph">
+          <div className="kf-Pipeline-graphHead">
+            {pipeline.name} · {Object.keys(pipeline.steps).length} steps
+            {Object.keys(pipeline.parameters || {}).length
+              ? ` · parameters ${Object.keys(pipeline.parameters).join(', ')}`
+              : ''}
+          </div>
+          <DagView pipeline={pipeline} states={states} onStep={showStep} />
+        </div>
+      ) : null}
+      {run ? <RunView run={run} api={api} onCancel={() => void cancel()} /> : null}
+    </div>
+  );
+}
+
+export class PipelinePanelWidget extends ReactWidget {
+  constructor(
+    private readonly _tracker: INotebookTracker,
+    private readonly _api: PipelineApi,
+    private readonly _activate?: (id: string) => void
+  ) {
+    super();
+    this.id = 'kfjupyter-pipeline';
+    this.title.label = 'Pipeline';
+    this.title.caption = "The active notebook's pipeline: step tags, DAG, runs";
+    this.addClass('kf-PipelinePanelWidget');
+  }
+
+  render(): JSX.Element {
+    return <PipelinePanel tracker={this._tracker} api={this._api} activate={this._activate} />;
+  }
+}

@@ -1,0 +1,181 @@
+/**
+ * A layered layout of the pipeline's DAG for the SVG drawing: top to bottom, a step's
+ * layer is the longest path to it from a step without upstream steps; inside a layer the
+ * steps are ordered by the mean position of their upstream steps (then notebook order),
+ * so edges cross little. Plain numbers, no DOM: unit-tested.
+ */
+
+export interface IDagEdge {
+  source: string;
+  target: string;
+  names: string[];
+  explicit: boolean;
+}
+
+export interface INodeBox {
+  name: string;
+  layer: number;
+  /** Position inside its layer (0 …). */
+  order: number;
+  /** Top-left corner. */
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+export interface IEdgePath {
+  source: string;
+  target: string;
+  names: string[];
+  explicit: boolean;
+  /** SVG path data: a cubic curve from the source's bottom to the target's top. */
+  d: string;
+  /** Where the label goes. */
+  labelX: number;
+  labelY: number;
+  /** The names carried, shortened for the drawing. */
+  label: string;
+}
+
+export interface IDagLayout {
+  nodes: INodeBox[];
+  edges: IEdgePath[];
+  width: number;
+  height: number;
+  layers: string[][];
+}
+
+export interface ILayoutOptions {
+  nodeWidth?: number;
+  nodeHeight?: number;
+  /** Vertical gap between layers (room for the edge labels). */
+  layerGap?: number;
+  /** Horizontal gap between the steps of a layer. */
+  gap?: number;
+  margin?: number;
+  /** Longest label, in characters. */
+  labelChars?: number;
+}
+
+/** Edge names for a label: "a, b" or "a, b +2" when more than fit. */
+export function edgeLabel(names: readonly string[], maxChars = 24): string {
+  let out = '';
+  for (let i = 0; i < names.length; i++) {
+    const next = out ? `${out}, ${names[i]}` : names[i];
+    if (next.length > maxChars && out) {
+      return `${out} +${names.length - i}`;
+    }
+    out = next;
+  }
+  return out.length > maxChars ? `${out.slice(0, maxChars - 1)}…` : out;
+}
+
+/**
+ * Lay out `steps` (in the pipeline's order) and `edges`. Edges naming an unknown step are
+ * left out; a cycle (which the compiler refuses) cannot hang it: a step's layer is at
+ * most the number of steps.
+ */
+export function layoutDag(steps: readonly string[], edges: readonly IDagEdge[], options: ILayoutOptions = {}): IDagLayout {
+  const nodeWidth = options.nodeWidth ?? 120;
+  const nodeHeight = options.nodeHeight ?? 30;
+  const layerGap = options.layerGap ?? 46;
+  const gap = options.gap ?? 16;
+  const margin = options.margin ?? 8;
+  const known = new Set(steps);
+  const valid = edges.filter(e => known.has(e.source) && known.has(e.target) && e.source !== e.target);
+  const upstream = new Map<string, string[]>(steps.map(s => [s, []]));
+  for (const e of valid) {
+    upstream.get(e.target)!.push(e.source);
+  }
+
+  // Layer: longest path from a root (memoised; a cycle is cut at the step count).
+  const layer = new Map<string, number>();
+  const visiting = new Set<string>();
+  const layerOf = (s: string): number => {
+    const known = layer.get(s);
+    if (known !== undefined) {
+      return known;
+    }
+    if (visiting.has(s)) {
+      return 0;
+    }
+    visiting.add(s);
+    let value = 0;
+    for (const u of upstream.get(s)!) {
+      value = Math.max(value, layerOf(u) + 1);
+    }
+    visiting.delete(s);
+    value = Math.min(value, steps.length);
+    layer.set(s, value);
+    return value;
+  };
+  steps.forEach(s => layerOf(s));
+
+  const depth = steps.length ? Math.max(...steps.map(s => layer.get(s)!)) + 1 : 0;
+  const layers: string[][] = Array.from({ length: depth }, () => []);
+  steps.forEach(s => layers[layer.get(s)!].push(s));
+
+  // Order inside a layer: barycentre of the upstream steps' positions, then notebook order.
+  const position = new Map<string, number>();
+  const index = new Map(steps.map((s, i) => [s, i]));
+  layers.forEach(row => {
+    const key = (s: string): number => {
+      const ups = upstream.get(s)!.filter(u => position.has(u));
+      return ups.length ? ups.reduce((sum, u) => sum + position.get(u)!, 0) / ups.length : -1;
+    };
+    const keyed = row.map(s => ({ s, k: key(s) }));
+    keyed.sort((a, b) => (a.k !== b.k ? a.k - b.k : index.get(a.s)! - index.get(b.s)!));
+    row.splice(0, row.length, ...keyed.map(x => x.s));
+    // Positions centred on 0, in node units, so layers of different widths line up.
+    row.forEach((s, i) => position.set(s, i - (row.length - 1) / 2));
+  });
+
+  const widest = Math.max(1, ...layers.map(r => r.length));
+  const width = margin * 2 + widest * nodeWidth + (widest - 1) * gap;
+  const height = depth ? margin * 2 + depth * nodeHeight + (depth - 1) * layerGap : margin * 2;
+  const centre = width / 2;
+  const boxes = new Map<string, INodeBox>();
+  layers.forEach((row, li) => {
+    row.forEach((s, order) => {
+      const x = centre + position.get(s)! * (nodeWidth + gap) - nodeWidth / 2;
+      const y = margin + li * (nodeHeight + layerGap);
+      boxes.set(s, { name: s, layer: li, order, x, y, width: nodeWidth, height: nodeHeight });
+    });
+  });
+
+  const paths: IEdgePath[] = valid.map(e => {
+    const a = boxes.get(e.source)!;
+    const b = boxes.get(e.target)!;
+    const x1 = a.x + a.width / 2;
+    const y1 = a.y + a.height;
+    const x2 = b.x + b.width / 2;
+    const y2 = b.y;
+    const bend = Math.max(12, (y2 - y1) / 2);
+    const d = `M${r(x1)},${r(y1)} C${r(x1)},${r(y1 + bend)} ${r(x2)},${r(y2 - bend)} ${r(x2)},${r(y2)}`;
+    // The label sits at the curve's middle, just under the source for long edges.
+    const span = b.layer - a.layer;
+    const t = span > 1 ? 0.5 / span : 0.5;
+    return {
+      source: e.source,
+      target: e.target,
+      names: [...e.names],
+      explicit: e.explicit,
+      d,
+      labelX: r(bezier(x1, x1, x2, x2, t)),
+      labelY: r(bezier(y1, y1 + bend, y2 - bend, y2, t)),
+      label: edgeLabel(e.names, options.labelChars ?? 24)
+    };
+  });
+
+  return { nodes: steps.map(s => boxes.get(s)!), edges: paths, width, height, layers };
+}
+
+function bezier(p0: number, p1: number, p2: number, p3: number, t: number): number {
+  const u = 1 - t;
+  return u * u * u * p0 + 3 * u * u * t * p1 + 3 * u * t * t * p2 + t * t * t * p3;
+}
+
+function r(v: number): number {
+  return Math.round(v * 10) / 10;
+}

@@ -1,0 +1,72 @@
+/**
+ * How the Pipeline panel shows a run's steps: durations (ticking for a running step),
+ * the cache column, and which steps the DAG colours. Plain functions: unit-tested.
+ */
+
+import { formatDuration, parseTime } from './format';
+import { IPipelineRun, IRunStep } from './pipelineapi';
+import { isTerminal } from './types';
+
+/** Step states after which a step does not change any more. */
+const STEP_DONE = new Set(['Succeeded', 'Failed', 'Cancelled', 'Skipped', 'Cached']);
+
+export function stepDone(status: string): boolean {
+  return STEP_DONE.has(status);
+}
+
+/** Whether the panel keeps polling the run (the run, or one of its steps, is not finished). */
+export function runActive(run: IPipelineRun | null): boolean {
+  if (!run) {
+    return false;
+  }
+  return !isTerminal(run.status) || (run.steps || []).some(s => s.status === 'Running');
+}
+
+/** Seconds a step ran: the server's figure when done, else since it started (client clock). */
+export function stepSeconds(step: IRunStep, now: number): number | null {
+  if (typeof step.duration_s === 'number' && (stepDone(step.status) || step.status !== 'Running')) {
+    return Math.max(0, step.duration_s);
+  }
+  if (step.status !== 'Running') {
+    return null;
+  }
+  const start = parseTime(step.started_at);
+  return isNaN(start) ? (typeof step.duration_s === 'number' ? step.duration_s : null) : Math.max(0, (now - start) / 1000);
+}
+
+/** `0.4s` under ten seconds, else as the Jobs panel writes durations. */
+export function formatStepDuration(seconds: number | null): string {
+  if (seconds === null || !isFinite(seconds)) {
+    return '–';
+  }
+  return seconds < 10 ? `${seconds.toFixed(1)}s` : formatDuration(seconds);
+}
+
+/** The status a step's box shows: a step taken from the cache reads Cached. */
+export function displayStatus(step: IRunStep): string {
+  if (step.cached && step.status === 'Succeeded') {
+    return 'Cached';
+  }
+  return step.status;
+}
+
+/** The cache column: "cached" / "ran", and why. */
+export function cacheText(step: IRunStep): { label: string; reason: string } {
+  const reason = step.cache_reason || '';
+  if (step.cached || step.status === 'Cached') {
+    return { label: 'cached', reason };
+  }
+  if (!stepDone(step.status) && step.status !== 'Running') {
+    return { label: '', reason };
+  }
+  return { label: step.status === 'Running' ? 'running' : 'ran', reason };
+}
+
+/** Step name → status shown, for colouring the DAG's boxes. */
+export function stepStates(run: IPipelineRun | null): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const step of run?.steps || []) {
+    out[step.name] = displayStatus(step);
+  }
+  return out;
+}

@@ -1,0 +1,78 @@
+import { edgeLabel, IDagEdge, layoutDag } from '../src/pipelinelayout';
+
+const edge = (source: string, target: string, names: string[] = [], explicit = false): IDagEdge => ({
+  source,
+  target,
+  names,
+  explicit
+});
+
+describe('layoutDag', () => {
+  // the demo: prepare → two models in parallel → evaluate (prepare → evaluate too)
+  const steps = ['prepare', 'train-logreg', 'train-forest', 'evaluate'];
+  const edges = [
+    edge('prepare', 'train-logreg', ['X_train', 'y_train'], true),
+    edge('prepare', 'train-forest', ['X_train', 'y_train'], true),
+    edge('prepare', 'evaluate', ['X_test', 'y_test']),
+    edge('train-logreg', 'evaluate', ['logreg']),
+    edge('train-forest', 'evaluate', ['forest'])
+  ];
+
+  it('puts a step one layer below its deepest upstream step', () => {
+    const out = layoutDag(steps, edges);
+    expect(out.layers).toEqual([['prepare'], ['train-logreg', 'train-forest'], ['evaluate']]);
+    const by = Object.fromEntries(out.nodes.map(n => [n.name, n]));
+    expect(by['prepare'].y).toBeLessThan(by['train-logreg'].y);
+    expect(by['train-logreg'].y).toBe(by['train-forest'].y);
+    expect(by['train-logreg'].y).toBeLessThan(by['evaluate'].y);
+    // the parallel steps side by side, without overlap; the single ones centred
+    expect(by['train-logreg'].x + by['train-logreg'].width).toBeLessThanOrEqual(by['train-forest'].x);
+    const centre = (n: { x: number; width: number }) => n.x + n.width / 2;
+    expect(centre(by['prepare'])).toBeCloseTo(out.width / 2);
+    expect(centre(by['evaluate'])).toBeCloseTo(out.width / 2);
+    expect(out.nodes.every(n => n.x >= 0 && n.x + n.width <= out.width && n.y + n.height <= out.height)).toBe(true);
+  });
+
+  it('draws every edge from the bottom of its source to the top of its target', () => {
+    const out = layoutDag(steps, edges, { nodeWidth: 100, nodeHeight: 20 });
+    expect(out.edges).toHaveLength(5);
+    const e = out.edges.find(x => x.source === 'prepare' && x.target === 'train-forest')!;
+    const src = out.nodes.find(n => n.name === 'prepare')!;
+    const dst = out.nodes.find(n => n.name === 'train-forest')!;
+    expect(e.d.startsWith(`M${src.x + 50},${src.y + 20} C`)).toBe(true);
+    expect(e.d.endsWith(`${dst.x + 50},${dst.y}`)).toBe(true);
+    expect(e.explicit).toBe(true);
+    expect(e.label).toBe('X_train, y_train');
+    expect(e.labelY).toBeGreaterThan(src.y + 20);
+    expect(e.labelY).toBeLessThan(dst.y);
+  });
+
+  it('orders a layer by the position of the upstream steps', () => {
+    // b2 hangs under b, a2 under a: although listed first, b2 goes to the right
+    const out = layoutDag(['a', 'b', 'b2', 'a2'], [edge('a', 'a2'), edge('b', 'b2')]);
+    expect(out.layers).toEqual([['a', 'b'], ['a2', 'b2']]);
+  });
+
+  it('keeps a prev-only edge (no names) and ignores edges to unknown steps and cycles', () => {
+    const out = layoutDag(['x', 'y'], [edge('x', 'y', [], true), edge('x', 'ghost'), edge('y', 'y')]);
+    expect(out.edges.map(e => [e.source, e.target, e.label])).toEqual([['x', 'y', '']]);
+    const cyc = layoutDag(['p', 'q'], [edge('p', 'q'), edge('q', 'p')]);
+    expect(cyc.nodes).toHaveLength(2); // terminates
+  });
+
+  it('lays out one step, and none', () => {
+    expect(layoutDag(['only'], []).layers).toEqual([['only']]);
+    const none = layoutDag([], []);
+    expect(none.nodes).toEqual([]);
+    expect(none.height).toBeGreaterThan(0);
+  });
+});
+
+describe('edgeLabel', () => {
+  it('shortens long lists of names', () => {
+    expect(edgeLabel(['a', 'b'])).toBe('a, b');
+    expect(edgeLabel(['alpha', 'beta', 'gamma', 'delta', 'epsilon'], 16)).toBe('alpha, beta +3');
+    expect(edgeLabel(['a_really_long_variable_name_here'], 10)).toBe('a_really_…');
+    expect(edgeLabel([])).toBe('');
+  });
+});

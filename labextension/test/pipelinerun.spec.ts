@@ -1,0 +1,48 @@
+import { IPipelineRun, IRunStep } from '../src/pipelineapi';
+import { cacheText, displayStatus, formatStepDuration, runActive, stepSeconds, stepStates } from '../src/pipelinerun';
+
+const step = (patch: Partial<IRunStep>): IRunStep => ({
+  name: 's',
+  status: 'Pending',
+  cached: false,
+  cache_reason: '',
+  started_at: null,
+  finished_at: null,
+  duration_s: null,
+  error: null,
+  ...patch
+});
+
+const run = (status: string, steps: IRunStep[]): IPipelineRun =>
+  ({ id: 'r', name: 'p', kind: 'pipeline', status, steps } as unknown as IPipelineRun);
+
+describe('a run as the panel shows it', () => {
+  it('is active until the run and its steps end', () => {
+    expect(runActive(null)).toBe(false);
+    expect(runActive(run('Running', []))).toBe(true);
+    expect(runActive(run('Succeeded', [step({ status: 'Succeeded' })]))).toBe(false);
+    expect(runActive(run('Cancelled', [step({ status: 'Running' })]))).toBe(true); // the step still stops
+  });
+
+  it('shows a cached step as Cached, with its reason', () => {
+    const s = step({ status: 'Succeeded', cached: true, cache_reason: 'same code, inputs and parameters as run r1' });
+    expect(displayStatus(s)).toBe('Cached');
+    expect(cacheText(s)).toEqual({ label: 'cached', reason: 'same code, inputs and parameters as run r1' });
+    const ran = step({ status: 'Succeeded', cache_reason: 'code changed' });
+    expect(displayStatus(ran)).toBe('Succeeded');
+    expect(cacheText(ran)).toEqual({ label: 'ran', reason: 'code changed' });
+    expect(cacheText(step({ status: 'Pending' }))).toEqual({ label: '', reason: '' });
+    expect(stepStates(run('Succeeded', [{ ...s, name: 'a' }, { ...ran, name: 'b' }]))).toEqual({ a: 'Cached', b: 'Succeeded' });
+  });
+
+  it('ticks a running step on the client and takes the server figure when done', () => {
+    const start = '2026-11-25T10:00:00+00:00';
+    const now = Date.parse(start) + 2500;
+    expect(stepSeconds(step({ status: 'Running', started_at: start }), now)).toBeCloseTo(2.5);
+    expect(stepSeconds(step({ status: 'Succeeded', started_at: start, duration_s: 1.25 }), now)).toBe(1.25);
+    expect(stepSeconds(step({ status: 'Pending' }), now)).toBeNull();
+    expect(formatStepDuration(1.34)).toBe('1.3s');
+    expect(formatStepDuration(75)).toBe('1m 15s');
+    expect(formatStepDuration(null)).toBe('–');
+  });
+});
