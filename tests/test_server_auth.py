@@ -117,7 +117,16 @@ BODIES = {
     "/models/{model}/aliases/{alias}": b'{"version": 1}',
     "/endpoints": b'{"model": "authz-iris:1", "name": "authz-new"}',
     "/endpoints/{endpoint}/predict": b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}',
+    "/pipelines/compile": b'{"path": "authz.ipynb"}',
+    "/pipelines/runs": b'{"path": "authz.ipynb"}',
 }
+#: Query strings of the operations that need one.
+QUERIES = {
+    ("/pipelines/export", "GET"): "?path=authz.ipynb",
+    ("/pipelines/runs", "GET"): "?path=authz.ipynb",
+}
+#: The status of a request that gets through, when it is not 200.
+ACCEPTED = {("/pipelines/runs", "POST"): 201}
 #: A registered model (see register_authz_model): version 1 gets the alias, version 2 is
 #: archived and restored, its file "weights.txt" downloaded.
 MODEL_PARAMS = {
@@ -126,6 +135,7 @@ MODEL_PARAMS = {
     "{alias}": "production",
     "{path}": "weights.txt",
     "{endpoint}": "authz-ep",
+    "{step}": "a",
 }
 
 
@@ -167,34 +177,61 @@ def body_of(path: str, verb: str) -> bytes | None:
     return BODIES.get(path, b"") if verb == "POST" else None
 
 
-def operation_url(base_url: str, path: str, job_id: str, study_id: str) -> str:
-    """The URL of an operation on a real job, a real study and its trial 0, a real model."""
+def operation_url(base_url: str, path: str, job_id: str, study_id: str, run_id: str = "", verb: str = "GET") -> str:
+    """The URL of an operation on a real job, a real study and its trial 0, a real model,
+    a real pipeline run of the notebook authz.ipynb (see run_authz_pipeline)."""
     filled = path.replace("{job_id}", job_id).replace("{study_id}", study_id).replace("{number}", "0")
+    filled = filled.replace("{run_id}", run_id)
     for name, value in MODEL_PARAMS.items():
         filled = filled.replace(name, value)
     assert "{" not in filled, f"operation_url: fill in the path parameters of {path}"
-    return f"{base_url}{API}{filled}"
+    return f"{base_url}{API}{filled}{QUERIES.get((path, verb), '')}"
+
+
+async def run_authz_pipeline(root_dir) -> str:
+    """authz.ipynb (one step "a") in the server's root, and a finished local run of it."""
+    import kfjupyter.pipelines as kp
+
+    nb = {
+        "cells": [{"cell_type": "code", "execution_count": None, "id": "a", "metadata": {"tags": ["step:a"]},
+                   "outputs": [], "source": "print('authz step')"}],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
+    }  # fmt: skip
+    (root_dir / "authz.ipynb").write_text(json.dumps(nb))
+    run = await blocking(kp.run_pipeline, str(root_dir / "authz.ipynb"))
+    await blocking(run.wait, 60)
+    return run.id
+
+
+async def wait_pipeline_runs() -> None:
+    """Let the runs the requests started finish (no process may outlive the test)."""
+    from kfjupyter import jobs
+
+    for job in await blocking(jobs.list, kind="pipeline"):
+        await blocking(job.wait, 60)
 
 
 @async_test
 async def test_every_operation_refuses_requests_without_the_token(
-    jp_fetch, http_server_client, jp_base_url, jp_auth_header, tmp_path
+    jp_fetch, http_server_client, jp_base_url, jp_auth_header, tmp_path, jp_root_dir
 ):
     job = await train("print('hi')", name="authz", wait=True)  # a real job: a refusal is not a 404
     study = await tune("authz")  # a real study with a trial 0
     await register_authz_model(tmp_path)  # a real model: its versions, alias and file
     await deploy_authz_endpoint()  # a real endpoint
+    run_id = await run_authz_pipeline(jp_root_dir)  # a real pipeline run
     try:
-        await refused_then_accepted(http_server_client, jp_base_url, jp_auth_header, job, study)
+        await refused_then_accepted(http_server_client, jp_base_url, jp_auth_header, job, study, run_id)
     finally:
         await undeploy_all()
+        await wait_pipeline_runs()
 
 
-async def refused_then_accepted(http_server_client, jp_base_url, jp_auth_header, job, study) -> None:
+async def refused_then_accepted(http_server_client, jp_base_url, jp_auth_header, job, study, run_id) -> None:
     operations = ordered_operations()
     assert operations
     for path, verb in operations:
-        url = operation_url(jp_base_url, path, job.id, study.id)
+        url = operation_url(jp_base_url, path, job.id, study.id, run_id, verb)
         body = body_of(path, verb)
         for headers in ({}, {"Authorization": "token wrong-token"}, {"Authorization": "Bearer nope"}):
             response = await http_server_client.fetch(
@@ -207,7 +244,7 @@ async def refused_then_accepted(http_server_client, jp_base_url, jp_auth_header,
             response = await http_server_client.fetch(
                 url, method=verb, headers=dict(jp_auth_header), body=body, raise_error=False, request_timeout=60
             )
-            assert response.code == 200, (verb, path, response.code, response.body[:200])
+            assert response.code == ACCEPTED.get((path, verb), 200), (verb, path, response.code, response.body[:200])
 
 
 # -- authorisation: the authorizer is asked about resource "kfjupyter" -------------------------
@@ -231,40 +268,43 @@ def recording_authorizer(jp_server_config):
 
 @async_test
 async def test_the_authorizer_decides_every_operation(
-    recording_authorizer, jp_fetch, http_server_client, jp_base_url, jp_auth_header, tmp_path
+    recording_authorizer, jp_fetch, http_server_client, jp_base_url, jp_auth_header, tmp_path, jp_root_dir
 ):
     job = await train("print('hi')", name="authz", wait=True)
     study = await tune("authz")
     await register_authz_model(tmp_path)
     await deploy_authz_endpoint()
+    run_id = await run_authz_pipeline(jp_root_dir)
     try:
-        await authorizer_decides(recording_authorizer, http_server_client, jp_base_url, jp_auth_header, job, study)
+        await authorizer_decides(recording_authorizer, http_server_client, jp_base_url, jp_auth_header, job, study, run_id)
     finally:
         await undeploy_all()
+        await wait_pipeline_runs()
 
 
-async def authorizer_decides(recording_authorizer, http_server_client, jp_base_url, jp_auth_header, job, study) -> None:
+async def authorizer_decides(recording_authorizer, http_server_client, jp_base_url, jp_auth_header, job, study, run_id) -> None:
     operations = [(p, v) for p, v in ordered_operations() if p not in STREAMS]
     for path, verb in operations:
         response = await http_server_client.fetch(
-            operation_url(jp_base_url, path, job.id, study.id),
+            operation_url(jp_base_url, path, job.id, study.id, run_id, verb),
             method=verb,
             headers=dict(jp_auth_header),
             body=body_of(path, verb),
             raise_error=False,
             request_timeout=60,
         )
-        assert response.code == 200, (verb, path)
+        assert response.code == ACCEPTED.get((path, verb), 200), (verb, path, response.code)
     expected_actions = {"GET": "read", "POST": "write", "DELETE": "write"}
     asked = {(method, urllib.parse.unquote(url)) for method, _, url in recording_authorizer.asked}
     for path, verb in operations:
-        assert (verb, urllib.parse.unquote(operation_url(jp_base_url, path, job.id, study.id))) in asked, (verb, path)
+        url = operation_url(jp_base_url, path, job.id, study.id, run_id, verb).split("?", 1)[0]
+        assert (verb, urllib.parse.unquote(url)) in asked, (verb, path)
     assert all(action == expected_actions[method] for method, action, _ in recording_authorizer.asked)
 
     recording_authorizer.deny = {"kfjupyter"}  # a user without the right to kfjupyter
     for path, verb in openapi_operations():
         response = await http_server_client.fetch(
-            operation_url(jp_base_url, path, job.id, study.id),
+            operation_url(jp_base_url, path, job.id, study.id, run_id, verb),
             method=verb,
             headers=dict(jp_auth_header),
             body=body_of(path, verb),

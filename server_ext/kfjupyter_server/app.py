@@ -13,7 +13,7 @@ from kfjupyter.errors import InvalidOptionError
 from kfjupyter.training.spec import BACKENDS
 from kfjupyter.validation import check_dns1123_label
 
-from . import endpoints, handlers, models
+from . import endpoints, handlers, models, pipelines
 from .watcher import JOB_EVENT_SCHEMA_ID, JobWatcher
 
 #: Every route, relative to the server's base URL. server_ext/openapi.yaml describes
@@ -27,6 +27,8 @@ ENDPOINT = r"(?P<endpoint>[^/]+)"
 VERSION = r"(?P<version>[^/]+)"
 ALIAS = r"(?P<alias>[^/]+)"
 FILE = r"(?P<path>.+)"
+RUN = r"(?P<run_id>[^/]+)"
+STEP = r"(?P<step>[^/]+)"
 ROUTES = [
     (rf"/{API_PREFIX}/jobs", handlers.JobsHandler),
     (rf"/{API_PREFIX}/jobs/{JOB}", handlers.JobHandler),
@@ -55,6 +57,12 @@ ROUTES = [
     (rf"/{API_PREFIX}/endpoints/{ENDPOINT}/promote", endpoints.PromoteHandler),
     (rf"/{API_PREFIX}/endpoints/{ENDPOINT}/rollback", endpoints.RollbackHandler),
     (rf"/{API_PREFIX}/endpoints/{ENDPOINT}/logs", endpoints.EndpointLogsHandler),
+    (rf"/{API_PREFIX}/pipelines/compile", pipelines.CompileHandler),
+    (rf"/{API_PREFIX}/pipelines/export", pipelines.ExportHandler),
+    (rf"/{API_PREFIX}/pipelines/runs", pipelines.RunsHandler),
+    (rf"/{API_PREFIX}/pipelines/runs/{RUN}", pipelines.RunHandler),
+    (rf"/{API_PREFIX}/pipelines/runs/{RUN}/cancel", pipelines.RunCancelHandler),
+    (rf"/{API_PREFIX}/pipelines/runs/{RUN}/steps/{STEP}/logs", pipelines.StepLogsHandler),
     (rf"/{API_PREFIX}/events", handlers.EventsHandler),
     (rf"/{API_PREFIX}/settings", handlers.SettingsHandler),
 ]
