@@ -253,6 +253,9 @@ def test_malformed_tags_name_the_cell(tags, message):
 def test_untagged_cell_before_any_tag_names_the_cell():
     err = compile_error(("x = 1",), ("y = x", "step:a"))
     assert err.cell == 1 and "untagged" in str(err)
+    # leading cells of magics and shell lines only are no code: left out
+    p = from_notebook(notebook(("%load_ext kfjupyter\n# setup\n!pip install nothing",), ("x = 1", "step:a")))
+    assert p.steps["a"].cells == [2]
 
 
 def test_no_steps_is_an_error():

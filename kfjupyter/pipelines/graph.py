@@ -135,6 +135,8 @@ def _blocks(cells: list[dict[str, Any]]) -> list[_Block]:
         if parsed.kind is None:
             if not source.strip():
                 continue
+            if not blocks and all(line.strip()[:1] in "%!#" for line in source.splitlines()):
+                continue  # leading magics (%load_ext, !pip install …): nothing a step runs
             if not blocks:
                 raise PipelineError(
                     "untagged code cell before any tagged cell: tag it step:NAME, imports, "
