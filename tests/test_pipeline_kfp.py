@@ -358,6 +358,10 @@ def test_run_pipeline_with_the_kubernetes_backend_is_a_tracked_job(kfp_server, t
     assert [(s["name"], s["status"]) for s in again.steps] == [(n, st.SUCCEEDED) for n in again.pipeline.steps]
     assert "evaluate: Succeeded" in again.step_logs("evaluate")
     assert again.to_dict()["status"] == st.SUCCEEDED
+    from kfjupyter.pipelines.kubernetes import KFPClient
+
+    listed = KFPClient().request("GET", "/apis/v2beta1/runs", query={"page_size": 10})["runs"]
+    assert [(r["run_id"], r["state"]) for r in listed] == [(run.record.backend_info["run_id"], "SUCCEEDED")]
     # a run KFP fails: the job and its steps say so, with KFP's error
     kfp_server.fail_next("train-forest", "pod train-forest-x1: OOMKilled")
     failed = run_pipeline(DEMO, backend="kubernetes").wait(timeout=60, poll=0.05)
