@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from kfjupyter.errors import KFJupyterError
 from kfjupyter.notebook_runs import NotebookRun, Sweep, get_run, parse_sweep_args, parse_value, run_notebook
 from kfjupyter.store.workspace import as_aware
 
-from conftest import REPO, wait_for
+from conftest import wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -142,7 +141,8 @@ def test_a_run_injects_parameters_keeps_its_output_and_reports_metrics(workspace
         workdir / "Score Card.ipynb",
         "a = 1\nb = 2.0\nlabel = 'default'",
         "import os, kfjupyter\nprint('data:', open('data.txt').read())\nprint('job:', os.environ['KFJUPYTER_JOB_ID'])",
-        "print('label:', label)\nkfjupyter.report(step=0, score=0.0)\nkfjupyter.report(step=1, score=a * b)",
+        "print('label:', label)\nkfjupyter.report(step=0, score=0.0)\nkfjupyter.report(step=1, score=a * b)\n"
+        "(kfjupyter.output_dir() / 'note.txt').write_text(label)",
     )
     before = fingerprint(nb)
     label = "it's \"quoted\"; import os"  # a string, never code
@@ -169,6 +169,8 @@ def test_a_run_injects_parameters_keeps_its_output_and_reports_metrics(workspace
     assert "cell 4/4 … print('label:', label)" in log
     assert f"job: {run.id}" in log and f"label: {label}" in log
     assert run.progress() == (4, 4)
+    # kfjupyter.output_dir() inside the notebook is the job's outputs folder
+    assert run.outputs["note.txt"].read_text() == label
 
     # metrics recorded by kfjupyter.report inside the notebook
     assert [m["score"] for m in run.metrics()] == [0.0, 13.5]

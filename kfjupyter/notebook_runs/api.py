@@ -63,7 +63,7 @@ def _table(runs: list["NotebookRun"]) -> tuple[list[str], list[dict[str, Any]]]:
             if column not in metric_cols:
                 metric_cols.append(column)
             row[column] = value
-        row[STATUS_COLUMN] = run.record.status
+        row[STATUS_COLUMN] = run.refresh().status
         row[JOB_COLUMN] = run.id
         rows.append(row)
     metric_cols = [c for c in metric_cols if c not in param_cols]
@@ -326,8 +326,8 @@ def run_notebook(
     :class:`~kfjupyter.errors.KFJupyterError` means nothing was.
     """
     nb_path = Path(path).expanduser().resolve()
-    nb = P.load_notebook(nb_path)
-    data = nb_path.read_bytes()
+    data = nb_path.read_bytes() if nb_path.is_file() else b""
+    nb = P.load_notebook(nb_path, data)  # the same bytes are what the run executes
     fixed = P.check_parameters(parameters, nb, nb_path)
     max_parallel = _check_parallel(max_parallel)
     grid = None

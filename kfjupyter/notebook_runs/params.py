@@ -28,17 +28,54 @@ INJECTED_TAG = "injected-parameters"
 DEFAULT_KERNEL = "python3"
 
 
-def load_notebook(path: str | Path):
-    """The notebook at ``path`` as an nbformat v4 node (read only; the file is untouched)."""
-    import nbformat
+class _Node(dict):
+    """A notebook JSON object with attribute access, like nbformat's NotebookNode."""
 
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _node(value):
+    if isinstance(value, dict):
+        return _Node((k, _node(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_node(v) for v in value]
+    return value
+
+
+def load_notebook(path: str | Path, data: bytes | None = None):
+    """The notebook at ``path`` (read only; the file is untouched), as nbformat v4 JSON.
+
+    Plain JSON for v4 notebooks: importing nbformat costs seconds (jsonschema's format
+    checkers), which ``kfjupyter run`` and a kernel need not pay to check a notebook.
+    Older formats are converted with nbformat. Cell sources are joined into strings.
+    """
     p = Path(path).expanduser()
     if not p.is_file():
         raise InvalidOptionError(f"notebook not found: {p}")
     try:
-        return nbformat.read(str(p), as_version=4)
+        raw = json.loads(p.read_bytes() if data is None else data)
+        if not isinstance(raw, dict) or not isinstance(raw.get("cells", []), list):
+            raise ValueError("no notebook JSON object with a list of cells")
+        if raw.get("nbformat") != 4:
+            import nbformat
+
+            raw = json.loads(nbformat.writes(nbformat.reads(json.dumps(raw), as_version=4)))
     except Exception as exc:  # malformed JSON, not a notebook …
         raise InvalidOptionError(f"{p} is not a readable notebook: {exc}") from None
+    nb = _node(raw)
+    nb.setdefault("metadata", _Node())
+    for cell in nb.setdefault("cells", []):
+        if not isinstance(cell, dict):
+            raise InvalidOptionError(f"{p} is not a readable notebook: a cell is not an object")
+        source = cell.get("source", "")
+        cell["source"] = "".join(source) if isinstance(source, list) else str(source or "")
+        cell.setdefault("cell_type", "code")
+        cell.setdefault("metadata", _Node())
+    return nb
 
 
 def parameters_cell(nb) -> tuple[int, Any] | None:

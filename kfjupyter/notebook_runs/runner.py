@@ -168,6 +168,11 @@ class Runner:
         progress = Progress(self.log)
         started = time.monotonic()
 
+        # jsonschema (via nbformat) imports rfc3987_syntax for its optional "iri" format
+        # check when it is installed, and that builds a grammar at import: ~2 s of every
+        # run's start. Without it jsonschema just leaves that one format unchecked, which
+        # notebooks never use, so this process goes without.
+        sys.modules.setdefault("rfc3987_syntax", None)
         import papermill as pm
         from papermill.exceptions import PapermillExecutionError
 
