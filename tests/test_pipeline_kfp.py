@@ -377,3 +377,31 @@ def test_run_pipeline_with_the_kubernetes_backend_is_a_tracked_job(kfp_server, t
         with pytest.raises(InvalidOptionError, match="KFJUPYTER_KFP_URL"):
             run_pipeline(DEMO, backend="kubernetes")
     assert len(kfjupyter.jobs.list()) == count and len(kfp_server.requests) == sent
+
+
+def test_a_value_a_step_reads_and_passes_on_changed_crosses_twice(tmp_path, monkeypatch):
+    steps = {
+        "make": Step(name="make", cells=[0], source="", outputs=["X"], parameters=["flag"],
+                     program="X = {'n': 1, 'flag': flag}\n"),
+        "bump": Step(name="bump", cells=[1], source="", inputs={"X": "make"}, outputs=["X"],
+                     program="X = dict(X, n=X['n'] + 1)\n"),
+        "show": Step(name="show", cells=[2], source="", inputs={"X": "bump"}, program="print('got', X)\n"),
+    }  # fmt: skip
+    edges = [Edge("make", "bump", ("X",)), Edge("bump", "show", ("X",))]
+    pipeline = Pipeline("twice", steps, edges, {"flag": Parameter("flag", "bool", False)})
+    doc = load_ir(compile_kfp(pipeline))
+    assert doc["root"]["dag"]["tasks"]["bump"]["inputs"]["artifacts"] == {
+        "x__in": {"taskOutputArtifact": {"outputArtifactKey": "x", "producerTask": "make"}}
+    }
+    assert executor(doc, "bump")["args"][-6:] == ["--input", "X", "{{$.inputs.artifacts['x__in'].path}}",
+                                                  "--output", "X", "{{$.outputs.artifacts['x'].path}}"]  # fmt: skip
+    server = FakeKFP(tmp_path / "kfp", execute=True).start()
+    try:
+        monkeypatch.setenv("KFJUPYTER_KFP_URL", server.url)
+        backend = KFPPipelineBackend()
+        info = backend.submit_pipeline("twice-a1b2c", pipeline, {"flag": True}, tmp_path / "job")
+        assert follow(backend, "twice-a1b2c", info)[-1] == st.SUCCEEDED, backend.observe("twice-a1b2c", info)
+        log = (tmp_path / "kfp" / "runs" / info["run_id"] / "show" / "log.txt").read_text()
+        assert "got {'n': 2, 'flag': True}" in log
+    finally:
+        server.stop()

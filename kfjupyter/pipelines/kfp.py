@@ -16,6 +16,10 @@ One component per step:
   :mod:`kfjupyter.runtime.bootstrap` (the stand-in ``kfjupyter.report``) and the step's
   generated program. The loader writes them to a temporary folder and runs the step runtime.
   Program text travels as *data* (an argv element), never through a shell.
+* **names**: KFP lower-cases input/output and parameter names (``C`` → ``c``, see
+  :func:`io_name`); the step still sees its variables under their own names. Two names
+  that KFP would merge are refused. Tasks are named after the steps (``load_data`` becomes
+  task ``load-data`` with display name ``load_data``).
 * **parameters**: every pipeline parameter is a typed pipeline input (``int``, ``float``,
   ``str``, ``bool``; ``json`` parameters are ``str`` inputs holding JSON text, so that
   integers inside lists stay integers) passed only to the steps that read it, as
@@ -145,7 +149,7 @@ def _check_unique(what: str, names: list[str]) -> None:
 def component_spec(pipeline: Pipeline, step: Step, default_image: str | None = None) -> dict:
     """The KFP component (v1 component YAML, as ``kfp.components`` loads it) of one step."""
     runtime_src, bootstrap_src = _runtime_sources()
-    for what, text in (("program", step.program), ("step runtime", runtime_src)):
+    for what, text in (("program", step.program), ("step runtime", runtime_src), ("bootstrap", bootstrap_src)):
         if len(text.encode("utf-8")) > MAX_ARG_BYTES:
             raise KFPCompileError(
                 f"step {step.name}: its {what} is {len(text.encode())} bytes, over the "
