@@ -252,12 +252,12 @@ def get_run(job_id: str) -> NotebookRun | Sweep:
 # -- submission --------------------------------------------------------------------------
 
 
-def default_name(path: Path) -> str:
+def default_name(path: Path, max_length: int = MAX_NAME_LENGTH) -> str:
     """A job name from the notebook's file name (``My Notebook.ipynb`` → ``my-notebook``)."""
     slug = re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", path.stem.lower())).strip("-")
     if not slug or not slug[0].isalpha():
         slug = ("nb-" + slug).rstrip("-")
-    return slug[:MAX_NAME_LENGTH].rstrip("-")
+    return slug[:max_length].rstrip("-")
 
 
 def _new_id(name: str) -> str:
@@ -339,7 +339,9 @@ def run_notebook(
                 P.check_parameters({pname: value}, nb, nb_path, what="sweep parameter")
         grid = P.grid(fixed, swept)
     kernel_name = P.notebook_kernel(nb, kernel)
-    name = check_job_name(name if name is not None else default_name(nb_path), "run name", MAX_NAME_LENGTH)
+    # a sweep's runs are SWEEP_ID-<n>, and every id is at most 63 characters
+    longest = MAX_NAME_LENGTH - (1 + len(str(len(grid))) if grid is not None else 0)
+    name = check_job_name(name if name is not None else default_name(nb_path, longest), "run name", longest)
     cwd = str(nb_path.parent)
     if grid is None:
         return _submit_run(name, nb_path, data, fixed, kernel_name, cwd, wait)
@@ -375,8 +377,6 @@ def _submit_sweep(name, nb_path, data, fixed, swept, grid, kernel, cwd, max_para
     ws = get_workspace()
     sweep_id = _new_id(name)
     run_ids = [f"{sweep_id}-{i + 1}" for i in range(len(grid))]
-    if len(run_ids[-1]) > 63:
-        raise InvalidOptionError(f"run name {name!r} is too long for a sweep of {len(grid)} runs: shorten it")
     parallel = max_parallel or max(1, min(len(grid), os.cpu_count() or 1))
     records = [
         _run_record(run_id, name, nb_path, params, kernel, cwd, sweep_id=sweep_id, index=i)

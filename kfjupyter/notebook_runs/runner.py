@@ -195,10 +195,14 @@ class Runner:
         except PapermillExecutionError as exc:
             self.finish_failed(self.cell_error(exc, progress))
             return
-        except Exception:
-            text = strip_ansi(traceback.format_exc())
-            self.log.write(text)
-            self.finish_failed(f"the notebook could not be run:\n{text}".rstrip())
+        except Exception as exc:
+            if type(exc).__name__ == "DeadKernelError" and progress.current:
+                k, _, line = progress.current  # the kernel process ended: no traceback to show
+                self.finish_failed(f"the kernel died while running cell {k}/{progress.total}: {line}")
+            else:
+                text = strip_ansi(traceback.format_exc())
+                self.log.write(text)
+                self.finish_failed(f"the notebook could not be run:\n{text}".rstrip())
             return
         finally:
             self.stop_children()
