@@ -384,3 +384,19 @@ def test_only_ipython_syntax_is_turned_into_pass_lines():
         "pass  # IPython syntax, not run in a step: !ls -l",
     ]
     assert p.steps["b"].source == "y = (x\n     % 2)\ntext = '''\n!important\n'''"
+
+
+def test_cache_text_ignores_cell_numbers_and_the_header():
+    from kfjupyter.pipelines.codegen import cache_text
+
+    cells = [("import math", "imports"), ("x = math.pi", "step:a"), ("y = x * 2", "step:b")]
+    before = from_notebook(notebook(*cells))
+    moved = notebook(*cells)
+    moved.cells.insert(2, new_markdown_cell("a note"))
+    after = from_notebook(moved, name="renamed")
+    changed = from_notebook(notebook(cells[0], ("x = math.e", "step:a"), cells[2]))
+    for step in ("a", "b"):
+        assert before.steps[step].program != after.steps[step].program
+        assert cache_text(before.steps[step].program) == cache_text(after.steps[step].program)
+    assert cache_text(before.steps["a"].program) != cache_text(changed.steps["a"].program)
+    assert "x = math.pi" in cache_text(before.steps["a"].program) and "# ---- step a ----" in cache_text(before.steps["a"].program)

@@ -10,6 +10,7 @@ runs locally and on Kubeflow Pipelines; the step cache keys on it.
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 from .model import Pipeline, Step
@@ -45,3 +46,18 @@ def step_program(pipeline: Pipeline, step: Step, sections: list[Section]) -> str
         label = section.kind if section.kind != "step" else f"step {step.name}"
         lines += ["", f"# ---- {label}: cell {section.cell} ----", body]
     return "\n".join(lines) + "\n"
+
+
+#: A section marker of a generated program (the step runtime maps failures back by it).
+MARKER = re.compile(r"^# ---- (?P<label>.*): cell (?P<cell>\d+) ----$")
+
+
+def cache_text(program: str) -> str:
+    """What a step's program does, for a cache key: the program without its header comment
+    and without the cell numbers of its markers, so that adding a markdown cell above,
+    or renaming the pipeline, does not make every step look changed."""
+    lines = program.splitlines()
+    start = 0
+    while start < len(lines) and lines[start].startswith("#"):
+        start += 1
+    return "\n".join(MARKER.sub(r"# ---- \g<label> ----", line) for line in lines[start:]) + "\n"

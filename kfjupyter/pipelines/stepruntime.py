@@ -313,6 +313,7 @@ def _display(*objs, **_kwargs):
 # ---------------------------------------------------------------------------------------
 
 
+#: codegen.MARKER, repeated here: this file runs on its own (no package around it on KFP).
 _MARKER = re.compile(r"^# ---- .*: cell (\d+) ----$")
 
 
