@@ -218,6 +218,15 @@ def test_a_failing_cell_fails_the_run_naming_the_cell(workspace, workdir):
     assert kernel_processes(run.id) == []
 
 
+def test_a_kernel_that_dies_fails_the_run(workspace, workdir):
+    nb = make_notebook(workdir / "dies.ipynb", "code = 3", "print('alive', flush=True)", "import os\nos._exit(code)")
+    run = run_notebook(nb, wait=True)
+    assert run.status == st.FAILED
+    assert run.error == "the kernel died while running cell 3/3: import os"
+    assert "alive" in run.logs() and run.output_notebook.exists()
+    assert kernel_processes(run.id) == []
+
+
 def test_cancel_stops_the_run_and_its_kernel(workspace, workdir):
     nb = make_notebook(workdir / "slow.ipynb", "t = 60", "import os, time\nprint('kernel pid', os.getpid(), flush=True)\ntime.sleep(t)")
     run = run_notebook(nb, {"t": 90})
