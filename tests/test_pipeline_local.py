@@ -80,7 +80,7 @@ def _make_failing(workdir: Path) -> Path:
 
 def test_a_failing_step_fails_the_run_and_resume_reruns_from_it(workdir):
     nb = _make_failing(workdir)
-    run = run_pipeline(nb, max_parallel=2).wait(timeout=60, poll=0.02)
+    run = run_pipeline(nb, {"scale": 5}, max_parallel=2).wait(timeout=60, poll=0.02)
     assert run.status == st.FAILED
     rows = steps(run)
     assert {n: s["status"] for n, s in rows.items()} == {
@@ -96,7 +96,7 @@ def test_a_failing_step_fails_the_run_and_resume_reruns_from_it(workdir):
     # debug: the failed step's inputs and parameters, in a namespace, and its code shown
     namespace: dict = {}
     assert debug(run.id, "fragile", namespace=namespace) == ["numbers", "scale"]
-    assert namespace == {"numbers": [1, 2, 3], "scale": 2}
+    assert namespace == {"numbers": [1, 2, 3], "scale": 5}
 
     (workdir / "ok.marker").write_text("fixed")
     resumed = run_pipeline(nb, resume=run.id).wait(timeout=60, poll=0.02)
@@ -107,18 +107,10 @@ def test_a_failing_step_fails_the_run_and_resume_reruns_from_it(workdir):
     }
     assert rows["start"]["cache_reason"] == f"cached: succeeded in run {run.id}, which this run resumes"
     assert rows["fragile"]["cache_reason"] == f"not cached: failed in run {run.id}"
-    assert resumed.to_dict()["metrics"] == {"total": 12.0, "count": 3.0}
-    assert resumed.to_dict()["spec"]["resume"] == run.id
-
-
-def test_resume_keeps_the_old_parameters_unless_overridden(workdir):
-    nb = _make_failing(workdir)
-    run = run_pipeline(nb, {"scale": 5}).wait(timeout=60, poll=0.02)
-    assert run.status == st.FAILED
-    (workdir / "ok.marker").write_text("")
-    resumed = run_pipeline(nb, resume=run.id).wait(timeout=60, poll=0.02)
+    # the resumed run keeps the parameter values of the run it resumes
     assert resumed.parameters == {"scale": 5}
-    assert resumed.to_dict()["metrics"]["total"] == 30.0
+    assert resumed.to_dict()["metrics"] == {"total": 30.0, "count": 3.0}
+    assert resumed.to_dict()["spec"]["resume"] == run.id
 
 
 def test_cache_reasons_for_every_step(workdir):
@@ -173,7 +165,8 @@ def test_cache_reasons_for_every_step(workdir):
     assert states["use"] == ("Succeeded", "not cached: parameter label changed")
 
 
-def test_independent_branches_respect_max_parallel(workdir):
+def test_independent_branches_respect_max_parallel_with_plain_step_processes(workdir, monkeypatch):
+    monkeypatch.setenv("KFJUPYTER_PIPELINE_FORK", "0")  # python stepruntime.py per step
     nb = write_notebook(
         workdir / "branches.ipynb",
         [
@@ -188,6 +181,23 @@ def test_independent_branches_respect_max_parallel(workdir):
     rows = steps(run)
     left, right = rows["left"], rows["right"]
     assert t(right["started_at"]) >= t(left["finished_at"]) or t(left["started_at"]) >= t(right["finished_at"])
+    assert "forked" not in (run.job_dir / "run.log").read_text()
+
+
+def test_steps_are_forked_with_the_imports_loaded_and_a_missing_module_fails_its_step(workdir):
+    nb = write_notebook(
+        workdir / "imports.ipynb",
+        [
+            (["imports"], "import json\nfrom xml.dom import minidom\nimport no_such_module_here"),
+            (["step:one"], "x = json.dumps([1])"),
+        ],
+    )
+    run = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    assert run.status == st.FAILED
+    log = (run.job_dir / "run.log").read_text()
+    assert "forked from this process with json, xml.dom loaded" in log
+    assert "could not preload no_such_module_here (ModuleNotFoundError)" in log
+    assert "ModuleNotFoundError: No module named 'no_such_module_here'" in run.error
 
 
 def test_cancel_stops_every_step(workdir, workspace):

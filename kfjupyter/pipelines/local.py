@@ -3,9 +3,17 @@
 :func:`kfjupyter.pipelines.run_pipeline` writes ``JOB_DIR/launch.json`` and starts
 ``python -m kfjupyter.pipelines.local JOB_DIR`` in a session of its own (it survives a
 kernel or server restart, like the training supervisor). The supervisor runs every step
-as a plain Python process, ``python stepruntime.py --program … --input … --output …``
-(no kernel per step), as soon as the steps it depends on are done, at most
-``max_parallel`` at a time, and writes each step's state to the workspace store:
+as a plain Python process, ``stepruntime.py --program … --input … --output …`` (no
+kernel per step), as soon as the steps it depends on are done, at most
+``max_parallel`` at a time, and writes each step's state to the workspace store.
+
+Each step is a process of its own. On Linux it is a fork of the supervisor, which has
+imported the modules of the pipeline's ``imports`` cells once (before its first fork), so
+a step starts in milliseconds instead of paying for the interpreter and its imports
+again; the fork resets its signals, output, environment, working directory and store
+connections and runs ``stepruntime.main`` exactly as ``python stepruntime.py ARGS``
+would. ``KFJUPYTER_PIPELINE_FORK=0`` (or a platform without ``fork``) starts every step
+as a fresh ``python stepruntime.py …`` instead.
 
 * a step whose cache key (:mod:`.cache`) has a stored result is not run: the result is
   linked into the run (status ``Cached``); with ``resume`` a step that succeeded in the
@@ -30,6 +38,8 @@ Files of a run (``JOB_DIR``)::
 
 from __future__ import annotations
 
+import importlib
+import io
 import json
 import os
 import signal
@@ -45,6 +55,7 @@ import psutil
 
 from .. import status as st
 from ..runtime.processes import alive, die_with_parent, kill_tree
+from ..config import workspace_home
 from ..status import Observation
 from . import cache as kcache
 from .model import Pipeline, Step
@@ -95,6 +106,95 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def imported_modules(source: str) -> list[str]:
+    """Absolute module names the ``import`` statements of ``source`` load."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module)
+    return list(dict.fromkeys(names))
+
+
+class ForkedStep:
+    """A step process forked from the supervisor (``Popen``'s ``pid`` and ``poll``)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped by whoever killed it (psutil.wait_procs)
+                self.returncode = -signal.SIGKILL
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+
+def fork_step(args: list[str], env: dict[str, str], workdir: str | None, log: Path) -> ForkedStep:
+    """Run ``stepruntime.main(args)`` in a fork of this process: a process of its own,
+    like ``python stepruntime.py ARGS``, without the interpreter start and the imports
+    that the supervisor has already paid for. Its output goes to ``log``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return ForkedStep(pid)
+    code = 1
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        die_with_parent()
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        sys.stdin = open(0, closefd=False)
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
+                                      errors="backslashreplace", write_through=True)
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
+                                      errors="backslashreplace", write_through=True)
+        os.environ.clear()
+        os.environ.update(env)
+        if workdir:
+            os.chdir(workdir)
+        sys.path[0] = os.getcwd()
+        # the store's connections belong to the supervisor: never use them here
+        store = sys.modules.get("kfjupyter.store.workspace")
+        if store is not None:
+            for ws in list(store._cache.values()):
+                ws.engine.dispose(close=False)
+            store._cache.clear()
+        sys.argv = [stepruntime_path(), *args]
+        from . import stepruntime
+
+        code = stepruntime.main(args) or 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # noqa: BLE001
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
 class PipelineSupervisor:
     def __init__(self, job_dir: Path):
         self.job_dir = job_dir
@@ -111,6 +211,9 @@ class PipelineSupervisor:
         self.running: dict[str, tuple[subprocess.Popen, dict]] = {}
         self.errors: list[str] = []
         self.cancelled = False
+        self.home = workspace_home()  # the cache's home, known without loading the store
+        self.fork = hasattr(os, "fork") and os.environ.get("KFJUPYTER_PIPELINE_FORK", "1") != "0"
+        self._preloaded = False
         self._store = None
         self._resumed: dict[str, Any] = {}
         self._log = open(job_dir / RUN_LOG, "a", buffering=1, encoding="utf-8")
@@ -134,6 +237,22 @@ class PipelineSupervisor:
     def _on_sigterm(self, *_args) -> None:
         self.cancelled = True
 
+    def preload(self) -> None:
+        """Import the modules of the ``imports`` cells once, here, so that every step
+        (a fork of this process) starts with them loaded."""
+        self._preloaded = True
+        started = time.monotonic()
+        loaded, failed = [], []
+        for module in imported_modules(self.pipeline.imports):
+            try:
+                importlib.import_module(module)
+                loaded.append(module)
+            except BaseException as exc:  # noqa: BLE001  (the step will fail with the real traceback)
+                failed.append(f"{module} ({type(exc).__name__})")
+        took = time.monotonic() - started
+        self.say(f"steps are forked from this process with {', '.join(loaded) or 'no modules'} loaded "
+                 f"({took:.2f} s)" + (f"; could not preload {', '.join(failed)}" if failed else ""))
+
     # -- the cache -----------------------------------------------------------------
     def fingerprint(self, step: Step) -> dict[str, Any]:
         inputs = {name: self.hashes[src][name] for name, src in step.inputs.items()}
@@ -145,10 +264,11 @@ class PipelineSupervisor:
             self._resumed = {r.name: r for r in self.store.list_pipeline_steps(self.resume)}
         return self._resumed.get(name)
 
-    def try_reuse(self, step: Step, fp: dict[str, Any], key: str) -> tuple[bool, str, str | None, Path | None]:
+    def try_reuse(self, step: Step, fp: dict[str, Any], key: str) -> tuple[bool, str | None, str | None, Path | None]:
         """Take the step's result from the resumed run or the cache, or not.
 
-        Returns (taken, why, the run that produced it, that run's log of the step).
+        Returns (taken, why — None when only the store can say, the run that produced
+        it, that run's log of the step).
         """
         sdir, fdir = step_dir(self.job_dir, step.name), files_dir(self.job_dir, step.name)
         old = self._resumed_step(step.name) if self.resume else None
@@ -163,7 +283,7 @@ class PipelineSupervisor:
             return False, "not cached: cache:false tag", None, None
         if not self.use_cache:
             return False, "not cached: --no-cache", None, None
-        entry = kcache.lookup(self.store.home, key)
+        entry = kcache.lookup(self.home, key)
         if entry is not None:
             kcache.restore(Path(entry["dir"]), sdir, fdir)
             self.hashes[step.name] = entry["outputs"]
@@ -171,8 +291,12 @@ class PipelineSupervisor:
             return True, reason, entry["run_id"], Path(entry["dir"]) / "log"
         if old is not None and old.status not in STEP_DONE and old.fingerprint == fp:
             return False, f"not cached: {old.status.lower()} in run {self.resume}", None, None
+        return False, None, None, None  # why: see explain(), asked after the step started
+
+    def explain(self, step: Step, fp: dict[str, Any]) -> str:
+        """Why a step not taken from the cache was not: what changed since its last run."""
         previous = self.store.last_pipeline_step(self.pipeline.name[:63], step.name, exclude_run=self.run_id)
-        return False, kcache.explain_miss(previous.fingerprint if previous else None, fp), None, None
+        return kcache.explain_miss(previous.fingerprint if previous else None, fp)
 
     # -- steps ---------------------------------------------------------------------
     def ready(self) -> list[str]:
@@ -182,22 +306,39 @@ class PipelineSupervisor:
             if state == st.PENDING and all(self.status[u] in STEP_DONE for u in self.pipeline.upstream(name))
         ]
 
-    def start(self, name: str) -> None:
+    def decide(self, name: str) -> dict[str, Any]:
+        """Whether ``name`` is taken from the cache (or the resumed run), and why."""
         step = self.pipeline.steps[name]
         fp = self.fingerprint(step)
         key = kcache.cache_key(fp)
         hit, reason, source, log_src = self.try_reuse(step, fp, key)
-        common = dict(cache_key=key, fingerprint=fp, cache_reason=reason)
+        return dict(name=name, fp=fp, key=key, hit=hit, reason=reason, source=source, log_src=log_src)
+
+    def start(self, name: str) -> None:
+        decision = self.decide(name)
+        if decision["hit"]:
+            self.record_cached(decision)
+        else:
+            self.spawn(decision)
+            self.record_started(name)
+
+    def record_cached(self, d: dict[str, Any]) -> None:
+        name, log_src = d["name"], d["log_src"]
         sdir = step_dir(self.job_dir, name)
         sdir.mkdir(parents=True, exist_ok=True)
-        if hit:
-            previous = log_src.read_text(errors="replace") if log_src and log_src.exists() else ""
-            (sdir / "log").write_text(f"[kfjupyter] {reason}; the log of that run:\n{previous}")
-            now = _now()
-            self.set_step(name, CACHED, cached=True, source_run=source, outputs=self.hashes[name],
-                          started_at=now, finished_at=now, **common)
-            self.say(f"step {name}: {reason}")
-            return
+        previous = log_src.read_text(errors="replace") if log_src and log_src.exists() else ""
+        (sdir / "log").write_text(f"[kfjupyter] {d['reason']}; the log of that run:\n{previous}")
+        now = _now()
+        self.set_step(name, CACHED, cached=True, source_run=d["source"], outputs=self.hashes[name],
+                      started_at=now, finished_at=now, cache_key=d["key"], fingerprint=d["fp"],
+                      cache_reason=d["reason"])
+        self.say(f"step {name}: {d['reason']}")
+
+    def spawn(self, d: dict[str, Any]) -> None:
+        """Start the step's process (the store is not touched: see :meth:`record_started`)."""
+        name = d["name"]
+        step = self.pipeline.steps[name]
+        sdir = step_dir(self.job_dir, name)
         (sdir / "outputs").mkdir(parents=True, exist_ok=True)
         fdir = files_dir(self.job_dir, name)
         fdir.mkdir(parents=True, exist_ok=True)
@@ -223,18 +364,29 @@ class PipelineSupervisor:
             KFJUPYTER_METRICS_FILE=str(sdir / "metrics.jsonl"),
             KFJUPYTER_ERROR_FILE=str(sdir / "error.txt"),
         )
-        with open(sdir / "log", "ab", buffering=0) as log:
-            proc = subprocess.Popen(
-                argv,
-                cwd=self.workdir or None,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
-            )
-        self.running[name] = (proc, dict(key=key, fp=fp))
-        self.set_step(name, st.RUNNING, cached=False, **common)
+        started = _now()
+        if self.fork:
+            if not self._preloaded:
+                self.preload()
+            proc = fork_step(argv[3:], env, self.workdir, sdir / "log")
+        else:
+            with open(sdir / "log", "ab", buffering=0) as log:
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=self.workdir or None,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=die_with_parent,
+                )
+        self.running[name] = (proc, dict(d, started=started))
+
+    def record_started(self, name: str) -> None:
+        proc, info = self.running[name]
+        reason = info["reason"] or self.explain(self.pipeline.steps[name], info["fp"])
+        self.set_step(name, st.RUNNING, cached=False, cache_key=info["key"], fingerprint=info["fp"],
+                      cache_reason=reason, started_at=info["started"])
         self.say(f"step {name}: started (pid {proc.pid}); {reason}")
 
     def finished(self, name: str, code: int) -> None:
@@ -254,7 +406,7 @@ class PipelineSupervisor:
                 entry = {"run_id": self.run_id, "step": name, "pipeline": self.pipeline.name,
                          "outputs": hashes, "fingerprint": info["fp"], "created": time.time()}
                 try:
-                    kcache.store(self.store.home, info["key"], entry, sdir, files_dir(self.job_dir, name))
+                    kcache.store(self.home, info["key"], entry, sdir, files_dir(self.job_dir, name))
                 except OSError as exc:
                     self.say(f"step {name}: its result could not be cached: {exc}")
             self.set_step(name, st.SUCCEEDED, outputs=hashes)
@@ -306,9 +458,24 @@ class PipelineSupervisor:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._on_sigterm)
         signal.signal(signal.SIGINT, self._on_sigterm)
-        self.store.update_job(self.run_id, only_if_active=True, status=st.RUNNING)
         self.say(f"run {self.run_id} of pipeline {self.pipeline.name}: {len(self.status)} steps, "
                  f"up to {self.max_parallel} at a time" + (f", resuming run {self.resume}" if self.resume else ""))
+        # the first steps start before the store is loaded (SQLAlchemy takes a while to
+        # import); the store's import overlaps their start
+        early: list[dict[str, Any]] = []
+        if not self.resume:
+            for name in self.ready():
+                if sum(not d["hit"] for d in early) >= self.max_parallel:
+                    break
+                early.append(self.decide(name))
+                if not early[-1]["hit"]:
+                    self.spawn(early[-1])
+        self.store.update_job(self.run_id, only_if_active=True, status=st.RUNNING)
+        for d in early:
+            if d["hit"]:
+                self.record_cached(d)
+            else:
+                self.record_started(d["name"])
         while True:
             if self.cancelled:
                 self.stop_all()
