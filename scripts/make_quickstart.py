@@ -117,6 +117,31 @@ CELLS = [
         "print('best parameters:', best)\n"
         "assert set(best) == {'lr', 'hidden'}"
     ),
+    new_markdown_cell(
+        "## Cells as pipeline steps\n\n"
+        "`pipeline_demo.ipynb` tags its cells the way Kale does (`imports`, `pipeline-parameters`, "
+        "`step:prepare`, `step:train-logreg` …). kfjupyter reads the tags, infers which values flow "
+        "between the steps, and runs the steps as separate processes, the two training steps in parallel. "
+        "The same pipeline compiles to Kubeflow Pipelines v2 (`kfjupyter.pipelines.compile_kfp`)."
+    ),
+    new_code_cell(
+        "pipeline = kfjupyter.pipelines.from_notebook('pipeline_demo.ipynb')\n"
+        "display(pipeline)                               # the DAG\n"
+        "for e in pipeline.edges:\n"
+        "    print(f'{e.source} -> {e.target}: {\", \".join(e.names)}')"
+    ),
+    new_code_cell(
+        "run = kfjupyter.run_pipeline(pipeline, {'C': 0.5}, wait=True)\n"
+        "print(f'pipeline run {run.id}: {run.status}', run.pipeline_metrics())\n"
+        "assert run.status == 'Succeeded' and run.pipeline_metrics()['logreg_accuracy'] > 0.8"
+    ),
+    new_markdown_cell("Run it again: nothing changed, so every step comes from the step cache, and the run says why."),
+    new_code_cell(
+        "again = kfjupyter.run_pipeline(pipeline, {'C': 0.5}, wait=True)\n"
+        "for step in again.steps:\n"
+        "    print(f\"{step['name']:14} {step['status']:10} {step['cache_reason']}\")\n"
+        "assert all(step['cached'] for step in again.steps)"
+    ),
 ]
 
 
