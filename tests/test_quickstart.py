@@ -32,4 +32,6 @@ def test_quickstart_runs_end_to_end(workspace):
     assert "loaded quickstart-regressor@production from the registry" in run.stdout
     assert "endpoint http://127.0.0.1:" in run.stdout
     assert "best parameters:" in run.stdout
+    assert "Succeeded {'logreg_accuracy'" in run.stdout  # the pipeline section's local run
+    assert "cached: " in run.stdout
     assert f"workspace (jobs, logs, outputs): {workspace}" in run.stdout
