@@ -36,6 +36,8 @@ export interface IEdgePath {
   labelY: number;
   /** The names carried, shortened for the drawing. */
   label: string;
+  /** Which side of (labelX, labelY) the label's text goes: right ('start') or left ('end'). */
+  labelAnchor: 'start' | 'end';
 }
 
 export interface IDagLayout {
@@ -132,7 +134,7 @@ export function layoutDag(steps: readonly string[], edges: readonly IDagEdge[], 
   });
 
   const widest = Math.max(1, ...layers.map(r => r.length));
-  const width = margin * 2 + widest * nodeWidth + (widest - 1) * gap;
+  let width = margin * 2 + widest * nodeWidth + (widest - 1) * gap;
   const height = depth ? margin * 2 + depth * nodeHeight + (depth - 1) * layerGap : margin * 2;
   const centre = width / 2;
   const boxes = new Map<string, INodeBox>();
@@ -144,6 +146,26 @@ export function layoutDag(steps: readonly string[], edges: readonly IDagEdge[], 
     });
   });
 
+  // An edge over more than one layer goes around the steps in between: through a point
+  // beside them, on the side nearer to the straight line.
+  let right = width;
+  let left = 0;
+  const detour = (a: INodeBox, b: INodeBox, x1: number, x2: number): number | null => {
+    const between = layers.slice(a.layer + 1, b.layer).flat().map(s => boxes.get(s)!);
+    const hit = between.some(n => {
+      const t = (n.layer - a.layer) / (b.layer - a.layer);
+      const x = x1 + (x2 - x1) * t;
+      return x > n.x - gap / 2 && x < n.x + n.width + gap / 2;
+    });
+    if (!hit) {
+      return null;
+    }
+    const lo = Math.min(...between.map(n => n.x)) - gap;
+    const hi = Math.max(...between.map(n => n.x + n.width)) + gap;
+    const mid = (x1 + x2) / 2;
+    return mid - lo <= hi - mid ? lo : hi;
+  };
+
   const paths: IEdgePath[] = valid.map(e => {
     const a = boxes.get(e.source)!;
     const b = boxes.get(e.target)!;
@@ -151,24 +173,54 @@ export function layoutDag(steps: readonly string[], edges: readonly IDagEdge[], 
     const y1 = a.y + a.height;
     const x2 = b.x + b.width / 2;
     const y2 = b.y;
+    const via = detour(a, b, x1, x2);
+    const common = { source: e.source, target: e.target, names: [...e.names], explicit: e.explicit };
+    const label = edgeLabel(e.names, options.labelChars ?? 24);
+    if (via !== null) {
+      // Down from the source, along the side, into the target.
+      right = Math.max(right, via + margin);
+      left = Math.min(left, via - margin);
+      const yA = y1 + layerGap / 2;
+      const yB = y2 - layerGap / 2;
+      const d =
+        `M${r(x1)},${r(y1)} C${r(x1)},${r(yA)} ${r(via)},${r(y1)} ${r(via)},${r(yA)} ` +
+        `L${r(via)},${r(yB)} C${r(via)},${r(y2)} ${r(x2)},${r(yB)} ${r(x2)},${r(y2)}`;
+      const anchor = via < x1 ? 'end' : 'start';
+      return { ...common, d, labelX: r(via), labelY: r(yA + 10), label, labelAnchor: anchor };
+    }
     const bend = Math.max(12, (y2 - y1) / 2);
     const d = `M${r(x1)},${r(y1)} C${r(x1)},${r(y1 + bend)} ${r(x2)},${r(y2 - bend)} ${r(x2)},${r(y2)}`;
     // The label sits at the curve's middle, just under the source for long edges.
     const span = b.layer - a.layer;
     const t = span > 1 ? 0.5 / span : 0.5;
     return {
-      source: e.source,
-      target: e.target,
-      names: [...e.names],
-      explicit: e.explicit,
+      ...common,
       d,
       labelX: r(bezier(x1, x1, x2, x2, t)),
       labelY: r(bezier(y1, y1 + bend, y2 - bend, y2, t)),
-      label: edgeLabel(e.names, options.labelChars ?? 24)
+      label,
+      labelAnchor: 'start'
     };
   });
 
+  // Room for the detours: shift everything right by what went past the left edge.
+  if (left < 0) {
+    const dx = -left;
+    boxes.forEach(n => (n.x += dx));
+    for (const p of paths) {
+      p.d = shiftPath(p.d, dx);
+      p.labelX = r(p.labelX + dx);
+    }
+    right += dx;
+  }
+  width = Math.max(width, right);
+
   return { nodes: steps.map(s => boxes.get(s)!), edges: paths, width, height, layers };
+}
+
+/** Path data `d` moved `dx` to the right (its numbers are x,y pairs). */
+function shiftPath(d: string, dx: number): string {
+  return d.replace(/(-?[\d.]+),(-?[\d.]+)/g, (_, x, y) => `${r(Number(x) + dx)},${y}`);
 }
 
 function bezier(p0: number, p1: number, p2: number, p3: number, t: number): number {

@@ -60,6 +60,27 @@ describe('layoutDag', () => {
     expect(cyc.nodes).toHaveLength(2); // terminates
   });
 
+  it('routes an edge over a layer around the step in between', () => {
+    // load → double → report, and load → report (a prev: edge): it must not cross double
+    const out = layoutDag(['load', 'double', 'report'], [edge('load', 'double', ['x']), edge('double', 'report', ['y']), edge('load', 'report', [], true)]);
+    const long = out.edges.find(e => e.source === 'load' && e.target === 'report')!;
+    const double = out.nodes.find(n => n.name === 'double')!;
+    expect(long.d).toContain(' L');
+    const xs = [...long.d.matchAll(/(-?[\d.]+),(-?[\d.]+)/g)].map(m => Number(m[1]));
+    const side = xs.filter(x => x < double.x || x > double.x + double.width);
+    expect(side.length).toBeGreaterThan(0); // it goes beside double
+    expect(out.nodes.every(n => n.x >= 0 && n.x + n.width <= out.width)).toBe(true);
+    expect(Math.max(...xs)).toBeLessThanOrEqual(out.width);
+    expect(Math.min(...xs)).toBeGreaterThanOrEqual(0);
+    // the short edges stay straight curves
+    expect(out.edges.find(e => e.source === 'load' && e.target === 'double')!.d).not.toContain(' L');
+  });
+
+  it('lets a long edge pass straight between two parallel steps', () => {
+    const out = layoutDag(steps, edges);
+    expect(out.edges.find(e => e.source === 'prepare' && e.target === 'evaluate')!.d).not.toContain(' L');
+  });
+
   it('lays out one step, and none', () => {
     expect(layoutDag(['only'], []).layers).toEqual([['only']]);
     const none = layoutDag([], []);

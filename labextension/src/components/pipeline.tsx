@@ -309,7 +309,12 @@ export function DagView(props: {
           </title>
           <path d={e.d} markerEnd="url(#kf-dag-arrow)" />
           {e.label ? (
-            <text x={e.labelX + 4} y={e.labelY} className="kf-PipelineDag-label">
+            <text
+              x={e.labelAnchor === 'end' ? e.labelX - 4 : e.labelX + 4}
+              y={e.labelY}
+              textAnchor={e.labelAnchor}
+              className="kf-PipelineDag-label"
+            >
               {e.label}
             </text>
           ) : null}
@@ -366,25 +371,25 @@ function StepRow(props: { run: IPipelineRun; step: IRunStep; api: PipelineApi; n
   return (
     <li className={`kf-PipelineStep kf-status-${status.toLowerCase()}`} data-step={step.name} data-status={status}>
       <div className="kf-PipelineStep-row">
-        <span className="kf-PipelineStep-name">{step.name}</span>
+        <span className="kf-PipelineStep-name" title={step.name}>
+          {step.name}
+        </span>
         <span className={`kf-StatusBadge kf-status-${status.toLowerCase()} kf-PipelineStep-status`} data-status={status}>
           <span className="kf-StatusBadge-dot" aria-hidden="true" />
           {status}
         </span>
-        <span className="kf-PipelineStep-duration">{formatStepDuration(stepSeconds(step, now))}</span>
-        <button className="kf-PipelineStep-logsButton jp-mod-styled" onClick={() => setOpen(!open)}>
+      </div>
+      <div className="kf-PipelineStep-meta">
+        <span className="kf-PipelineStep-duration" title="Duration">
+          {formatStepDuration(stepSeconds(step, now))}
+        </span>
+        <span className="kf-PipelineStep-cache" data-cached={step.cached ? 'true' : 'false'} title={cache.reason}>
+          {cache.reason || cache.label}
+        </span>
+        <button className="kf-PipelineStep-logsButton" onClick={() => setOpen(!open)} aria-expanded={open}>
           {open ? 'Hide log' : 'Log'}
         </button>
       </div>
-      {cache.label || cache.reason ? (
-        <div className="kf-PipelineStep-cache" data-cached={step.cached ? 'true' : 'false'}>
-          {cache.reason ? (
-            <span className="kf-PipelineStep-cacheReason">{cache.reason}</span>
-          ) : (
-            <span className="kf-PipelineStep-cacheLabel">{cache.label}</span>
-          )}
-        </div>
-      ) : null}
       {step.error ? <pre className="kf-PipelineStep-error">{step.error}</pre> : null}
       {open ? <pre className="kf-PipelineStep-logs">{logs === null ? 'Loading…' : logs || '(no output)'}</pre> : null}
     </li>

@@ -1,0 +1,164 @@
+"""The Pipeline panel in a real JupyterLab and a real Chromium.
+
+A small tagged notebook: Compile first fails on a cell that reads a name no step supplies
+(the error names that cell, and its button selects it); the panel then tags a skipped
+cell as step ``double`` (its other tag kept) and adds ``prev:`` edges to another cell;
+Save writes the tags into the .ipynb on disk; Compile draws the DAG (one SVG box per
+step, the prev-only edge dashed); Run shows the steps live until Succeeded, a step's log,
+and a second run taken from the cache. Every wait is on the UI's state (Playwright's
+``expect``) or the file on disk, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from .conftest import SCREENSHOTS
+
+pytestmark = pytest.mark.slow
+
+CELLS = [
+    (["imports"], "import time"),
+    (["step:load", "mytag"], "x = 21\ntime.sleep(3)\nprint('loaded', x)"),
+    (["skip", "keep-me"], "y = x * 2\nprint('double', y)"),
+    (["step:report"], "print('report', y)"),
+]
+
+
+def write_tagged(path, cells) -> None:
+    nb = {
+        "cells": [
+            {"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {"tags": tags}, "outputs": [], "source": src}
+            for i, (tags, src) in enumerate(cells)
+        ],
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+            "kubeflow_notebook": {"pipeline_name": "ui-pipe"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    path.write_text(json.dumps(nb, indent=1))
+
+
+def tags_on_disk(path) -> list[list[str]]:
+    return [c["metadata"].get("tags", []) for c in json.loads(path.read_text())["cells"]]
+
+
+def wait_disk(path, predicate, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while True:
+        tags = tags_on_disk(path)
+        if predicate(tags):
+            return tags
+        assert time.monotonic() < deadline, f"the notebook on disk has {tags}"
+        time.sleep(0.2)
+
+
+def test_tags_saved_dag_drawn_run_live_then_cached(lab, browser_page):
+    from playwright.sync_api import expect
+
+    page = browser_page
+    path = lab.root / "pipe.ipynb"
+    write_tagged(path, CELLS)
+
+    page.goto(f"{lab.url}/lab/tree/pipe.ipynb?token={lab.token}")
+    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    cells = notebook.locator(".jp-Cell")
+    expect(cells).to_have_count(4, timeout=60_000)
+
+    page.locator('.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="kfjupyter-sidebar"]').click()
+    sidebar = page.locator("#kfjupyter-sidebar")
+    titles = sidebar.locator(".jp-AccordionPanel-title")
+    expect(titles).to_have_count(5)  # Jobs, Tuning, Models, Endpoints, Pipeline
+    expect(titles.nth(4)).to_contain_text("Pipeline")
+    for i in range(4):  # fold the others: the Pipeline panel gets the height
+        titles.nth(i).click()
+    panel = sidebar.locator("#kfjupyter-pipeline")
+    expect(panel).to_be_visible()
+    expect(panel.locator(".kf-Pipeline-notebook")).to_have_text("pipe.ipynb")
+
+    # Compile the notebook as it is: cell 4 reads y, which the skipped cell 3 assigns.
+    panel.locator(".kf-Pipeline-compile").click()
+    error = panel.locator(".kf-Pipeline-error")
+    expect(error).to_contain_text("'y'", timeout=30_000)
+    expect(error).to_have_attribute("data-cell", "3")
+    error.locator(".kf-Pipeline-errorCell").click()  # selects the cell it names
+    form = panel.locator(".kf-PipelineTags")
+    expect(form.locator(".kf-PipelineTags-head")).to_contain_text("Cell 4")
+
+    # Cell 3: from skip to step "double"; its own tag stays.
+    cells.nth(2).locator(".jp-InputPrompt").click()
+    expect(form.locator(".kf-PipelineTags-head")).to_contain_text("Cell 3")
+    expect(form.get_by_label("Cell role")).to_have_value("skip")
+    form.get_by_label("Cell role").select_option("step")
+    expect(form.locator(".kf-PipelineTags-problem")).to_contain_text("needs a name")
+    form.get_by_label("Step name").fill("double")
+    expect(form.locator(".kf-PipelineTags-problem")).to_have_count(0)
+    expect(form.locator(".kf-PipelineTag")).to_have_text(["step:double", "keep-me"])
+
+    # Cell 4: after double (data flows too) and after load (no data: an explicit edge only).
+    cells.nth(3).locator(".jp-InputPrompt").click()
+    expect(form.locator(".kf-PipelineTags-head")).to_contain_text("Cell 4")
+    form.get_by_label("After double").check()
+    form.get_by_label("After load").check()
+    form.get_by_label("CPU limit").fill("1")
+    expect(form.locator(".kf-PipelineTag")).to_have_text(["step:report", "prev:double", "prev:load", "limit:cpu:1"])
+
+    # Save: the tags are in the .ipynb on disk.
+    cells.nth(3).locator(".jp-InputPrompt").click()
+    page.keyboard.press("Control+s")
+    saved = wait_disk(path, lambda t: "step:double" in t[2] and "prev:load" in t[3])
+    assert saved == [
+        ["imports"],
+        ["step:load", "mytag"],
+        ["step:double", "keep-me"],
+        ["step:report", "prev:double", "prev:load", "limit:cpu:1"],
+    ]
+
+    # Compile: the DAG, a box per step, edges with the names passed, the prev-only one dashed.
+    panel.locator(".kf-Pipeline-compile").click()
+    dag = panel.locator("svg.kf-PipelineDag")
+    expect(dag.locator(".kf-PipelineDag-node")).to_have_count(3, timeout=30_000)
+    expect(panel.locator(".kf-Pipeline-error")).to_have_count(0)
+    for step in ("load", "double", "report"):
+        expect(dag.locator(f'.kf-PipelineDag-node[data-step="{step}"]')).to_have_count(1)
+    expect(dag.locator('.kf-PipelineDag-edge[data-source="load"][data-target="double"]')).to_contain_text("x")
+    expect(dag.locator('.kf-PipelineDag-edge[data-source="double"][data-target="report"]')).to_contain_text("y")
+    expect(dag.locator('.kf-PipelineDag-edge.kf-mod-explicit[data-source="load"][data-target="report"]')).to_have_count(1)
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    sidebar.screenshot(path=str(SCREENSHOTS / "pipeline-tags-dag.png"))
+
+    # Run: the steps live — load runs (3 s), then every step succeeds.
+    panel.locator(".kf-Pipeline-run").click()
+    steps = panel.locator(".kf-PipelineStep")
+    expect(steps).to_have_count(3, timeout=30_000)
+    expect(panel.locator('.kf-PipelineStep[data-step="load"]')).to_have_attribute("data-status", "Running", timeout=60_000)
+    expect(dag.locator('.kf-PipelineDag-node[data-step="load"]')).to_have_attribute("data-status", "Running")
+    for step in ("load", "double", "report"):
+        expect(panel.locator(f'.kf-PipelineStep[data-step="{step}"]')).to_have_attribute(
+            "data-status", "Succeeded", timeout=90_000
+        )
+    expect(panel.locator(".kf-PipelineRun")).to_have_attribute("data-status", "Succeeded", timeout=30_000)
+    expect(dag.locator('.kf-PipelineDag-node[data-status="Succeeded"]')).to_have_count(3)
+    load = panel.locator('.kf-PipelineStep[data-step="load"]')
+    load.locator(".kf-PipelineStep-logsButton").click()
+    expect(load.locator(".kf-PipelineStep-logs")).to_contain_text("loaded 21", timeout=30_000)
+    expect(load.locator(".kf-PipelineStep-cache")).to_contain_text("not cached")
+    sidebar.screenshot(path=str(SCREENSHOTS / "pipeline-panel.png"))
+
+    # A second run: nothing changed, every step from the cache, with the reason.
+    first = panel.locator(".kf-PipelineRun").get_attribute("data-run")
+    panel.locator(".kf-Pipeline-run").click()
+    expect(panel.locator(".kf-PipelineRun")).not_to_have_attribute("data-run", first or "", timeout=30_000)
+    expect(panel.locator(".kf-PipelineRun")).to_have_attribute("data-status", "Succeeded", timeout=60_000)
+    for step in ("load", "double", "report"):
+        row = panel.locator(f'.kf-PipelineStep[data-step="{step}"]')
+        expect(row).to_have_attribute("data-status", "Cached")
+        expect(row.locator(".kf-PipelineStep-cache")).to_contain_text("cached: same code")
+    expect(dag.locator('.kf-PipelineDag-node[data-status="Cached"]')).to_have_count(3)
+    assert not [e for e in page.kf_errors if "kfjupyter" in e.lower()], page.kf_errors
