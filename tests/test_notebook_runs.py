@@ -341,23 +341,34 @@ def test_cancelling_a_sweep_stops_its_runs_and_their_kernels(workspace, workdir)
 
 
 def test_cli_sweep_prints_progress_and_the_results_table(workspace, workdir):
-    nb = make_notebook(workdir / "grid.ipynb", "a = 1\nb = 1\noffset = 0.0", SWEEP_CELL)
+    cell = SWEEP_CELL + "if a == 3:\n    raise ValueError('no threes')\n"
+    nb = make_notebook(workdir / "grid.ipynb", "a = 1\nb = 1\noffset = 0.0", cell)
+    before = fingerprint(nb)
     done = cli("run", "grid.ipynb", "--sweep", "a=2,3", "-p", "b", "5", "-p", "offset", "0.25",
                "--max-parallel", "2", home=workspace, cwd=workdir)
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == 1, done.stdout + done.stderr  # a run failed
     lines = done.stdout.splitlines()
     sweep_id = re.match(r"sweep (\S+): 2 run\(s\) of grid.ipynb, 2 at a time", lines[0]).group(1)
-    assert any(re.match(rf"\[1/2\] {sweep_id}-1 Succeeded  a=2 b=5 offset=0.25", l) for l in lines)
-    assert any(re.match(rf"\[2/2\] {sweep_id}-2 Succeeded  a=3 b=5 offset=0.25", l) for l in lines)
-    head = lines.index(next(l for l in lines if l.startswith("a ")))
+    assert f"[1/2] {sweep_id}-1 Succeeded  a=2 b=5 offset=0.25" in lines
+    assert (
+        f"[2/2] {sweep_id}-2 Failed  a=3 b=5 offset=0.25  cell 3/3 (In [3]) raised ValueError: no threes" in lines
+    )
+    head = lines.index(next(line for line in lines if line.startswith("a ")))
     assert lines[head].split() == ["a", "b", "offset", "score", "size", "status", "job_id"]
     assert lines[head + 1].split() == ["2", "5", "0.25", "10.25", "2", "Succeeded", f"{sweep_id}-1"]
-    assert lines[head + 2].split() == ["3", "5", "0.25", "15.25", "3", "Succeeded", f"{sweep_id}-2"]
-    assert lines[-1] == f"sweep {sweep_id} Succeeded"
-    # the DataFrame of the same sweep agrees
-    table = get_run(sweep_id).results()
-    assert table["score"].tolist() == [10.25, 15.25]
-    assert nb.exists()
+    # a failed run's row still has the last values it reported
+    assert lines[head + 2].split() == ["3", "5", "0.25", "15.25", "3", "Failed", f"{sweep_id}-2"]
+    assert lines[-1] == f"sweep {sweep_id} Failed"
+    # the DataFrame and the record of the same sweep agree
+    sweep = get_run(sweep_id)
+    assert sweep.results()["score"].tolist() == [10.25, 15.25]
+    assert sweep.results()["status"].tolist() == ["Succeeded", "Failed"]
+    assert sweep.error.splitlines() == [
+        "1 of 2 run(s) failed:",
+        f"{sweep_id}-2: cell 3/3 (In [3]) raised ValueError: no threes",
+    ]
+    assert sweep.to_dict()["counts"] == {"Succeeded": 1, "Failed": 1}
+    assert fingerprint(nb) == before
 
 
 def test_cli_no_wait_returns_and_the_run_goes_on(workspace, workdir):
