@@ -118,7 +118,15 @@ def cli(*args, cwd, check=True):
     return proc
 
 
-def test_cli_run_show_logs_list_debug(workdir):
+def main_out(capsys, *args) -> str:
+    from kfjupyter.cli import main
+
+    capsys.readouterr()
+    assert main(["pipelines", *args]) == 0
+    return capsys.readouterr().out
+
+
+def test_cli_run_show_logs_list_debug(workdir, capsys):
     nb = small_notebook(workdir / "small.ipynb")
     out = cli("run", str(nb), "-p", "n", "2", "-p", "greeting", "'; rm -rf / #", cwd=workdir).stdout
     assert "total: Succeeded  (not cached: first run)" in out
@@ -126,14 +134,15 @@ def test_cli_run_show_logs_list_debug(workdir):
     assert run.status == st.SUCCEEDED
     assert run.parameters["greeting"] == "'; rm -rf / #"
 
-    shown = cli("show", run.id, cwd=workdir).stdout
+    # the other commands in this process (the same code path after argument parsing)
+    shown = main_out(capsys, "show", run.id)
     assert "not cached: first run" in shown and "total=2" in shown
-    data = json.loads(cli("show", run.id, "--json", cwd=workdir).stdout)
+    data = json.loads(main_out(capsys, "show", run.id, "--json"))
     assert [s["name"] for s in data["steps"]] == ["numbers", "square", "cube", "total"]
-    assert "'; rm -rf / # 2" in cli("logs", run.id, "total", cwd=workdir).stdout
-    assert run.id in cli("list", cwd=workdir).stdout
+    assert "'; rm -rf / # 2" in main_out(capsys, "logs", run.id, "total")
+    assert run.id in main_out(capsys, "list")
 
-    debugged = cli("debug", run.id, "total", cwd=workdir).stdout
+    debugged = main_out(capsys, "debug", run.id, "total")  # stdin is not a terminal here
     assert "inputs and parameters cubes, greeting, squares" in debugged
     assert "no shell was opened" in debugged and "print(greeting, total)" in debugged
 
@@ -142,7 +151,7 @@ def test_cli_run_show_logs_list_debug(workdir):
     assert len(list_runs()) == 1
 
 
-def test_cli_failing_run_exits_1_resume_and_cancel(workdir):
+def test_cli_failing_run_exits_1_resume_and_cancel(workdir, capsys):
     nb = failing_notebook(workdir / "flaky.ipynb")
     failed = cli("run", str(nb), cwd=workdir, check=False)
     assert failed.returncode == 1
@@ -159,5 +168,5 @@ def test_cli_failing_run_exits_1_resume_and_cancel(workdir):
     run_id = cli("run", str(slow), "--no-wait", cwd=workdir).stdout.strip()
     run = get_run(run_id)
     wait_for(lambda: run.steps[0]["status"] == "Running", timeout=30)
-    assert f"{run_id} Cancelled" in cli("cancel", run_id, cwd=workdir).stdout
+    assert f"{run_id} Cancelled" in main_out(capsys, "cancel", run_id)
     assert run.steps[0]["status"] == "Cancelled"
