@@ -40,9 +40,9 @@ def add_commands(subparsers) -> None:
         default=[],
         help="sweep a parameter over comma-separated values (repeatable: the grid of all combinations)",
     )
-    run.add_argument("--name", help="job name (default: from the notebook's file name)")
+    run.add_argument("--name", metavar="N", help="job name (default: from the notebook's file name)")
     run.add_argument("--kernel", help="Jupyter kernel (default: the notebook's, else python3)")
-    run.add_argument("--max-parallel", type=int, default=None, help="runs of a sweep at once (default: CPUs)")
+    run.add_argument("--max-parallel", type=int, default=None, metavar="N", help="runs of a sweep at once (default: CPUs)")
     run.add_argument("--no-wait", action="store_true", help="print the job id and return; the job runs on")
     run.set_defaults(func=_run)
 
