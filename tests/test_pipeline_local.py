@@ -60,6 +60,9 @@ def test_demo_notebook_runs_in_parallel_then_from_the_cache_then_reruns_what_a_p
         assert step["source_run"] == run.id
     assert again.to_dict()["metrics"] == metrics  # the cached steps' metrics come along
     assert took < 10, took
+    # settled without a supervisor process: every result was in the cache
+    assert again.record.backend_info["supervisor"] is False
+    assert "every step's result is in the cache" in again.logs()
     assert "cached: same code" in again.step_logs("prepare") and "train (105, 4)" in again.step_logs("prepare")
 
     # one parameter changed: exactly the step that reads it reruns, and what it feeds

@@ -227,6 +227,9 @@ class PipelineSupervisor:
             self._store = get_workspace()
         return self._store
 
+    def close(self) -> None:
+        self._log.close()
+
     def say(self, text: str) -> None:
         self._log.write(f"{time.strftime('%H:%M:%S')} {text}\n")
 
@@ -264,34 +267,35 @@ class PipelineSupervisor:
             self._resumed = {r.name: r for r in self.store.list_pipeline_steps(self.resume)}
         return self._resumed.get(name)
 
-    def try_reuse(self, step: Step, fp: dict[str, Any], key: str) -> tuple[bool, str | None, str | None, Path | None]:
-        """Take the step's result from the resumed run or the cache, or not.
+    def try_reuse(self, step: Step, fp: dict[str, Any], key: str) -> dict[str, Any]:
+        """Whether the step's result can be taken from the resumed run or the cache.
 
-        Returns (taken, why — None when only the store can say, the run that produced
-        it, that run's log of the step).
+        Returns ``hit``, ``reason`` (None when only the store can say why not: see
+        :meth:`explain`), and for a hit ``source`` (the run that produced it), ``from``
+        (the folder to link it from), ``from_run`` and ``log_src`` (that run's log of the
+        step). Nothing is linked yet (:meth:`record_cached` does).
         """
-        sdir, fdir = step_dir(self.job_dir, step.name), files_dir(self.job_dir, step.name)
         old = self._resumed_step(step.name) if self.resume else None
         if old is not None and old.status in STEP_DONE and old.fingerprint == fp:
             old_dir = step_dir(self.store.job_dir(self.resume), step.name)
             if all((old_dir / "outputs" / n).exists() for n in step.outputs):
-                kcache.restore(old_dir, sdir, fdir, from_run=True)
                 self.hashes[step.name] = dict(old.outputs or {})
-                source = old.source_run if old.status == CACHED and old.source_run else self.resume
-                return True, f"cached: succeeded in run {self.resume}, which this run resumes", source, old_dir / "log"
+                return dict(hit=True, reason=f"cached: succeeded in run {self.resume}, which this run resumes",
+                            source=old.source_run if old.status == CACHED and old.source_run else self.resume,
+                            **{"from": old_dir, "from_run": True, "log_src": old_dir / "log"})
         if not step.cache:
-            return False, "not cached: cache:false tag", None, None
+            return dict(hit=False, reason="not cached: cache:false tag")
         if not self.use_cache:
-            return False, "not cached: --no-cache", None, None
+            return dict(hit=False, reason="not cached: --no-cache")
         entry = kcache.lookup(self.home, key)
         if entry is not None:
-            kcache.restore(Path(entry["dir"]), sdir, fdir)
             self.hashes[step.name] = entry["outputs"]
-            reason = f"cached: same code, inputs and parameters as run {entry['run_id']}"
-            return True, reason, entry["run_id"], Path(entry["dir"]) / "log"
+            return dict(hit=True, reason=f"cached: same code, inputs and parameters as run {entry['run_id']}",
+                        source=entry["run_id"],
+                        **{"from": Path(entry["dir"]), "from_run": False, "log_src": Path(entry["dir"]) / "log"})
         if old is not None and old.status not in STEP_DONE and old.fingerprint == fp:
-            return False, f"not cached: {old.status.lower()} in run {self.resume}", None, None
-        return False, None, None, None  # why: see explain(), asked after the step started
+            return dict(hit=False, reason=f"not cached: {old.status.lower()} in run {self.resume}")
+        return dict(hit=False, reason=None)
 
     def explain(self, step: Step, fp: dict[str, Any]) -> str:
         """Why a step not taken from the cache was not: what changed since its last run."""
@@ -311,8 +315,7 @@ class PipelineSupervisor:
         step = self.pipeline.steps[name]
         fp = self.fingerprint(step)
         key = kcache.cache_key(fp)
-        hit, reason, source, log_src = self.try_reuse(step, fp, key)
-        return dict(name=name, fp=fp, key=key, hit=hit, reason=reason, source=source, log_src=log_src)
+        return dict(self.try_reuse(step, fp, key), name=name, fp=fp, key=key)
 
     def start(self, name: str) -> None:
         decision = self.decide(name)
@@ -326,6 +329,7 @@ class PipelineSupervisor:
         name, log_src = d["name"], d["log_src"]
         sdir = step_dir(self.job_dir, name)
         sdir.mkdir(parents=True, exist_ok=True)
+        kcache.restore(d["from"], sdir, files_dir(self.job_dir, name), from_run=d["from_run"])
         previous = log_src.read_text(errors="replace") if log_src and log_src.exists() else ""
         (sdir / "log").write_text(f"[kfjupyter] {d['reason']}; the log of that run:\n{previous}")
         now = _now()
@@ -454,6 +458,24 @@ class PipelineSupervisor:
             if state == st.PENDING:
                 self.set_step(name, SKIPPED, cache_reason="not run: the run was cancelled")
 
+    def all_cached(self) -> bool:
+        """Settle the run here and now if every step's result is in the cache (no
+        supervisor process needed); False, with nothing recorded, otherwise."""
+        decisions = []
+        for name in self.pipeline.steps:
+            decision = self.decide(name)
+            if not decision["hit"]:
+                return False
+            decisions.append(decision)
+        self.say(f"run {self.run_id} of pipeline {self.pipeline.name}: every step's result is in the cache")
+        self.store.update_job(self.run_id, only_if_active=True, status=st.RUNNING)
+        for decision in decisions:
+            self.record_cached(decision)
+        self.store.update_job(self.run_id, only_if_active=True, status=st.SUCCEEDED,
+                              message=f"{len(decisions)} cached")
+        self.say(f"done: {len(decisions)} cached")
+        return True
+
     # -- the run ---------------------------------------------------------------------
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -537,6 +559,14 @@ class LocalPipelineBackend:
         from ..store.workspace import get_workspace
 
         (job_dir / LAUNCH).write_text(json.dumps(launch, indent=1))
+        if launch.get("cache", True) and not launch.get("resume"):
+            # every result cached: answered here, without starting a supervisor
+            supervisor = PipelineSupervisor(job_dir)
+            try:
+                if supervisor.all_cached():
+                    return {"pid": None, "create_time": None, "job_dir": str(job_dir), "supervisor": False}
+            finally:
+                supervisor.close()
         env = {**os.environ, "KFJUPYTER_HOME": str(get_workspace().home)}
         return start_detached("kfjupyter.pipelines.local", job_dir, env)
 
