@@ -212,3 +212,26 @@ async def test_export_kfp_yaml(jp_fetch, jp_root_dir):
     write(jp_root_dir, "broken.ipynb", notebook([(["step:a", "prev:zzz"], "x = 1")]))
     code, err = await error_of(jp_fetch, "pipelines", "export", path="broken.ipynb")
     assert code == 400 and err["cell"] == 0, err
+
+
+@async_test
+async def test_run_with_parameters(jp_fetch, jp_root_dir):
+    nb = notebook(
+        [
+            (["pipeline-parameters"], "greeting = 'hello'\ntimes = 1"),
+            (["step:say"], "print(greeting * times, flush=True)"),
+        ]
+    )
+    write(jp_root_dir, "params.ipynb", nb)
+    tricky = "it's \"quoted\"; import os"
+    code, run = await post(jp_fetch, "pipelines", "runs", body={"path": "params.ipynb", "parameters": {"greeting": tricky, "times": "2"}})
+    assert code == 201, run
+    run = await wait_run(jp_fetch, run["id"])
+    assert run["status"] == "Succeeded", run
+    logs = await get_json(jp_fetch, "pipelines", "runs", run["id"], "steps", "say", "logs")
+    assert tricky * 2 in logs["text"], logs  # a string, never code; "2" from a form is an int
+    code, err = await post(jp_fetch, "pipelines", "runs", body={"path": "params.ipynb", "parameters": {"nope": 1}})
+    assert code == 400 and "nope" in err["message"], err
+    code, err = await post(jp_fetch, "pipelines", "runs", body={"path": "params.ipynb", "parameters": {"times": "many"}})
+    assert code == 400 and "times" in err["message"], err
+    assert (await get_json(jp_fetch, "pipelines", "runs", path="params.ipynb"))["total"] == 1

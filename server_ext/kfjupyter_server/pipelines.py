@@ -27,7 +27,7 @@ from kfjupyter.errors import BackendError, InvalidOptionError, JobNotFoundError,
 from .handlers import KFJupyterHandler, api_error, bad_request
 from .serialize import dumps, job_json
 
-#: How many of the newest pipeline runs ``GET /pipelines/runs`` looks through.
+#: How many pipeline runs ``GET /pipelines/runs`` answers (the newest).
 LIST_LIMIT = 50
 
 
@@ -128,26 +128,9 @@ def _start(path: Path, parameters: dict | None, backend: str | None) -> dict:
     return run_json(run)
 
 
-def _same_file(a: Any, b: Path) -> bool:
-    if not isinstance(a, str) or not a:
-        return False
-    try:
-        return Path(a).expanduser().resolve() == b
-    except OSError:
-        return False
-
-
-def _list(target: Path | None, root: Path) -> list[dict]:
-    found = []
-    for job in jobs.list(kind="pipeline", limit=LIST_LIMIT):
-        run = _pipelines().get_run(job.id)
-        data = run_json(run)
-        if target is not None:
-            where = [data.get("notebook"), (data.get("pipeline") or {}).get("notebook")]
-            if not any(_same_file(w, target) or _same_file(str(root / w) if isinstance(w, str) else None, target) for w in where):
-                continue
-        found.append(data)
-    return found
+def _list(target: Path | None) -> list[dict]:
+    runs = _pipelines().list_runs(notebook=str(target) if target is not None else None, limit=LIST_LIMIT)
+    return [run_json(run) for run in runs]
 
 
 def _cancel(run_id: str) -> dict:
@@ -187,7 +170,7 @@ class RunsHandler(PipelinesBase):
     async def get(self) -> None:
         raw = self.get_query_argument("path", None)
         target = self.notebook(raw) if raw else None
-        runs = await self.call(_list, target, self.root())
+        runs = await self.call(_list, target)
         self.finish(dumps({"runs": runs, "total": len(runs)}))
 
     @web.authenticated
