@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -271,7 +273,12 @@ def test_a_parameter_with_quotes_and_code_is_data(workdir):
 def test_the_run_outlives_its_handle_and_is_found_again(workdir):
     nb = _make_failing(workdir)
     (workdir / "ok.marker").write_text("")
-    run = run_pipeline(nb)
+    # started by a process that is gone before the run ends (a kernel restart, say)
+    starter = subprocess.run(
+        [sys.executable, "-c", f"from kfjupyter.pipelines import run_pipeline; print(run_pipeline({str(nb)!r}).id)"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    run = get_run(starter.stdout.strip())
     again = get_run(run.id).wait(timeout=60, poll=0.02)
     assert again.status == st.SUCCEEDED
     data = again.to_dict()
