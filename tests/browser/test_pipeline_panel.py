@@ -5,7 +5,8 @@ A small tagged notebook: Compile first fails on a cell that reads a name no step
 cell as step ``double`` (its other tag kept) and adds ``prev:`` edges to another cell;
 Save writes the tags into the .ipynb on disk; Compile draws the DAG (one SVG box per
 step, the prev-only edge dashed); Run shows the steps live until Succeeded, a step's log,
-and a second run taken from the cache. Every wait is on the UI's state (Playwright's
+a second run taken from the cache, and a third with another parameter value (typed in
+the panel) re-running only the steps it reaches. Every wait is on the UI's state (Playwright's
 ``expect``) or the file on disk, never a fixed sleep.
 """
 
@@ -22,8 +23,9 @@ pytestmark = pytest.mark.slow
 
 CELLS = [
     (["imports"], "import time"),
+    (["pipeline-parameters"], "factor = 2"),
     (["step:load", "mytag"], "x = 21\ntime.sleep(3)\nprint('loaded', x)"),
-    (["skip", "keep-me"], "y = x * 2\nprint('double', y)"),
+    (["skip", "keep-me"], "y = x * factor\nprint('double', y)"),
     (["step:report"], "print('report', y)"),
 ]
 
@@ -68,7 +70,7 @@ def test_tags_saved_dag_drawn_run_live_then_cached(lab, browser_page):
     page.goto(f"{lab.url}/lab/tree/pipe.ipynb?token={lab.token}")
     notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
     cells = notebook.locator(".jp-Cell")
-    expect(cells).to_have_count(4, timeout=60_000)
+    expect(cells).to_have_count(5, timeout=60_000)
 
     page.locator('.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="kfjupyter-sidebar"]').click()
     sidebar = page.locator("#kfjupyter-sidebar")
@@ -81,18 +83,18 @@ def test_tags_saved_dag_drawn_run_live_then_cached(lab, browser_page):
     expect(panel).to_be_visible()
     expect(panel.locator(".kf-Pipeline-notebook")).to_have_text("pipe.ipynb")
 
-    # Compile the notebook as it is: cell 4 reads y, which the skipped cell 3 assigns.
+    # Compile the notebook as it is: cell 5 reads y, which the skipped cell 4 assigns.
     panel.locator(".kf-Pipeline-compile").click()
     error = panel.locator(".kf-Pipeline-error")
     expect(error).to_contain_text("'y'", timeout=30_000)
-    expect(error).to_have_attribute("data-cell", "3")
+    expect(error).to_have_attribute("data-cell", "4")
     error.locator(".kf-Pipeline-errorCell").click()  # selects the cell it names
     form = panel.locator(".kf-PipelineTags")
-    expect(form.locator(".kf-PipelineTags-head")).to_contain_text("Cell 4")
+    expect(form.locator(".kf-PipelineTags-head")).to_contain_text("Cell 5")
 
-    # Cell 3: from skip to step "double"; its own tag stays.
-    cells.nth(2).locator(".jp-InputPrompt").click()
-    expect(form.locator(".kf-PipelineTags-head")).to_contain_text("Cell 3")
+    # Cell 4: from skip to step "double"; its own tag stays.
+    cells.nth(3).locator(".jp-InputPrompt").click()
+    expect(form.locator(".kf-PipelineTags-head")).to_contain_text("Cell 4")
     expect(form.get_by_label("Cell role")).to_have_value("skip")
     form.get_by_label("Cell role").select_option("step")
     expect(form.locator(".kf-PipelineTags-problem")).to_contain_text("needs a name")
@@ -100,20 +102,21 @@ def test_tags_saved_dag_drawn_run_live_then_cached(lab, browser_page):
     expect(form.locator(".kf-PipelineTags-problem")).to_have_count(0)
     expect(form.locator(".kf-PipelineTag")).to_have_text(["step:double", "keep-me"])
 
-    # Cell 4: after double (data flows too) and after load (no data: an explicit edge only).
-    cells.nth(3).locator(".jp-InputPrompt").click()
-    expect(form.locator(".kf-PipelineTags-head")).to_contain_text("Cell 4")
+    # Cell 5: after double (data flows too) and after load (no data: an explicit edge only).
+    cells.nth(4).locator(".jp-InputPrompt").click()
+    expect(form.locator(".kf-PipelineTags-head")).to_contain_text("Cell 5")
     form.get_by_label("After double").check()
     form.get_by_label("After load").check()
     form.get_by_label("CPU limit").fill("1")
     expect(form.locator(".kf-PipelineTag")).to_have_text(["step:report", "prev:double", "prev:load", "limit:cpu:1"])
 
     # Save: the tags are in the .ipynb on disk.
-    cells.nth(3).locator(".jp-InputPrompt").click()
+    cells.nth(4).locator(".jp-InputPrompt").click()
     page.keyboard.press("Control+s")
-    saved = wait_disk(path, lambda t: "step:double" in t[2] and "prev:load" in t[3])
+    saved = wait_disk(path, lambda t: "step:double" in t[3] and "prev:load" in t[4])
     assert saved == [
         ["imports"],
+        ["pipeline-parameters"],
         ["step:load", "mytag"],
         ["step:double", "keep-me"],
         ["step:report", "prev:double", "prev:load", "limit:cpu:1"],
@@ -161,4 +164,18 @@ def test_tags_saved_dag_drawn_run_live_then_cached(lab, browser_page):
         expect(row).to_have_attribute("data-status", "Cached")
         expect(row.locator(".kf-PipelineStep-cache")).to_contain_text("cached: same code")
     expect(dag.locator('.kf-PipelineDag-node[data-status="Cached"]')).to_have_count(3)
+
+    # A third run with another value of the parameter: load comes from the cache, double
+    # (which reads it) and report (downstream) run again.
+    panel.get_by_label("Parameter factor").fill("3")
+    second = panel.locator(".kf-PipelineRun").get_attribute("data-run")
+    panel.locator(".kf-Pipeline-run").click()
+    expect(panel.locator(".kf-PipelineRun")).not_to_have_attribute("data-run", second or "", timeout=30_000)
+    expect(panel.locator(".kf-PipelineRun")).to_have_attribute("data-status", "Succeeded", timeout=60_000)
+    expect(panel.locator('.kf-PipelineStep[data-step="load"]')).to_have_attribute("data-status", "Cached")
+    double = panel.locator('.kf-PipelineStep[data-step="double"]')
+    expect(double).to_have_attribute("data-status", "Succeeded")
+    expect(double.locator(".kf-PipelineStep-cache")).to_contain_text("not cached")
+    double.locator(".kf-PipelineStep-logsButton").click()
+    expect(double.locator(".kf-PipelineStep-logs")).to_contain_text("double 63", timeout=30_000)
     assert not [e for e in page.kf_errors if "kfjupyter" in e.lower()], page.kf_errors

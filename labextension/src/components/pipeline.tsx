@@ -441,6 +441,26 @@ function RunView(props: { run: IPipelineRun; api: PipelineApi; onCancel: () => v
 
 /* ---------------------------------------------------------------- the panel */
 
+/** A parameter's value as the form shows it. */
+function paramText(value: unknown, type: string): string {
+  if (type === 'str' && typeof value === 'string') {
+    return value;
+  }
+  return type === 'json' ? JSON.stringify(value) : String(value);
+}
+
+/** The values typed that differ from the defaults (text: the server parses them by type). */
+function runParameters(pipeline: IPipeline | null, typed: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, text] of Object.entries(typed)) {
+    const p = pipeline?.parameters[name];
+    if (p && text !== paramText(p.default, p.type)) {
+      out[name] = text;
+    }
+  }
+  return out;
+}
+
 interface IPanelState {
   path: string;
   pipeline: IPipeline | null;
@@ -448,10 +468,12 @@ interface IPanelState {
   notice: string | null;
   run: IPipelineRun | null;
   busy: '' | 'compile' | 'run' | 'export';
+  /** Parameter values typed for the next run (text; the server parses them by type). */
+  params: Record<string, string>;
 }
 
 function initial(path: string): IPanelState {
-  return { path, pipeline: null, error: null, notice: null, run: null, busy: '' };
+  return { path, pipeline: null, error: null, notice: null, run: null, busy: '', params: {} };
 }
 
 export function PipelinePanel(props: {
@@ -545,7 +567,7 @@ export function PipelinePanel(props: {
     update({ busy: 'run', error: null, notice: null });
     try {
       await saveFirst();
-      const fresh = await api.run(path);
+      const fresh = await api.run(path, runParameters(current.pipeline, current.params));
       update({ run: fresh, pipeline: fresh.pipeline ?? current.pipeline, busy: '' });
     } catch (e) {
       const cell = e instanceof PipelineCompileError ? e.cell : ((e as { cell?: number }).cell ?? null);
@@ -621,6 +643,22 @@ export function PipelinePanel(props: {
         </div>
       ) : null}
       {current.notice ? <div className="kf-Pipeline-notice">{current.notice}</div> : null}
+      {current.pipeline && Object.keys(current.pipeline.parameters || {}).length ? (
+        <fieldset className="kf-PipelineParams">
+          <legend>Parameters of the next run</legend>
+          {Object.values(current.pipeline.parameters).map(p => (
+            <label key={p.name} className="kf-PipelineField">
+              <span title={p.type}>{p.name}</span>
+              <input
+                aria-label={`Parameter ${p.name}`}
+                value={current.params[p.name] ?? paramText(p.default, p.type)}
+                spellCheck={false}
+                onChange={e => update({ params: { ...current.params, [p.name]: e.target.value } })}
+              />
+            </label>
+          ))}
+        </fieldset>
+      ) : null}
       <TagEditor panel={panel} />
       {pipeline ? (
         <div className="kf-Pipeline-graph">
