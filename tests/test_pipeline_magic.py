@@ -73,7 +73,7 @@ def test_run_waits_shows_steps_and_takes_the_kernel_notebook_by_default(shell, w
     assert _rich(cap, "text/html")[-1].count("cached: same code, inputs and parameters as run " + run.id) == 4
 
 
-def test_bad_parameters_are_usage_errors_and_start_nothing(shell, workdir):
+def test_bad_parameters_are_usage_errors_and_start_nothing(shell, workdir, monkeypatch):
     nb = small_notebook(workdir / "small.ipynb")
     result = run_cell(shell, f"%kf_pipeline run {nb} -p n three")
     assert "not a valid int" in str(result.error_in_exec)
@@ -81,6 +81,12 @@ def test_bad_parameters_are_usage_errors_and_start_nothing(shell, workdir):
     assert "unknown pipeline parameter 'm'" in str(result.error_in_exec)
     result = run_cell(shell, f"%kf_pipeline run {nb} --resume nothing-here")
     assert "no pipeline run" in str(result.error_in_exec)
+    broken = write_notebook(workdir / "broken.ipynb", [(["step:a"], "x = y + 1")])
+    result = run_cell(shell, f"%kf_pipeline run {broken}")
+    assert "cell 0" in str(result.error_in_exec) and "'y'" in str(result.error_in_exec)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    result = run_cell(shell, "%kf_pipeline compile")
+    assert "name the notebook" in str(result.error_in_exec)
     assert list_runs() == []
 
 
