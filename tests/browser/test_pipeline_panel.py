@@ -4,10 +4,11 @@ A small tagged notebook: Compile first fails on a cell that reads a name no step
 (the error names that cell, and its button selects it); the panel then tags a skipped
 cell as step ``double`` (its other tag kept) and adds ``prev:`` edges to another cell;
 Save writes the tags into the .ipynb on disk; Compile draws the DAG (one SVG box per
-step, the prev-only edge dashed); Run shows the steps live until Succeeded, a step's log,
-a second run taken from the cache, and a third with another parameter value (typed in
-the panel) re-running only the steps it reaches. Every wait is on the UI's state (Playwright's
-``expect``) or the file on disk, never a fixed sleep.
+step, the prev-only edge dashed); Export YAML downloads the KFP pipeline; Run shows the
+steps live until Succeeded, a step's log, a second run taken from the cache, and a third
+with another parameter value (typed in the panel) re-running only the steps it reaches.
+Every wait is on the UI's state (Playwright's ``expect``) or the file on disk, never a
+fixed sleep.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import time
 
 import pytest
+import yaml
 
 from .conftest import SCREENSHOTS
 
@@ -135,6 +137,14 @@ def test_tags_saved_dag_drawn_run_live_then_cached(lab, browser_page):
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     sidebar.screenshot(path=str(SCREENSHOTS / "pipeline-tags-dag.png"))
+
+    # Export YAML: the KFP pipeline, downloaded as pipe.yaml.
+    with page.expect_download(timeout=60_000) as download:
+        panel.locator(".kf-Pipeline-export").click()
+    assert download.value.suggested_filename == "pipe.yaml"
+    exported = yaml.safe_load(open(download.value.path()).read())
+    assert exported["pipelineInfo"]["name"] == "ui-pipe"
+    expect(panel.locator(".kf-Pipeline-notice")).to_contain_text("Exported")
 
     # Run: the steps live — load runs (3 s), then every step succeeds.
     panel.locator(".kf-Pipeline-run").click()
