@@ -183,9 +183,26 @@ class Job:
         return f"<Job {self.id} {self._record.kind} {self._record.status} backend={self._record.backend}>"
 
 
+#: Job kinds whose handle says more than :class:`Job` (their steps, their runs' results …),
+#: by import path, loaded on first use.
+_HANDLES: dict[str, str] = {
+    "pipeline": "kfjupyter.pipelines.api:PipelineRun",
+    "notebook": "kfjupyter.notebook_runs.api:NotebookRun",
+    "sweep": "kfjupyter.notebook_runs.api:Sweep",
+}
+
+
 def get(job_id: str) -> Job:
-    """Re-attach to a job of the workspace by id."""
-    return Job(job_id)
+    """Re-attach to a job of the workspace by id: the handle of its kind (a
+    ``PipelineRun``, a ``Sweep`` …), else a plain :class:`Job`."""
+    record = get_workspace().get_job(job_id)
+    path = _HANDLES.get(record.kind)
+    if path is None:
+        return Job(job_id, record)
+    import importlib
+
+    module, _, cls = path.partition(":")
+    return getattr(importlib.import_module(module), cls)(job_id, record)
 
 
 def count(kind: str | None = None, status: str | None = None) -> int:

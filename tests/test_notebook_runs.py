@@ -293,6 +293,12 @@ def test_a_2x2_sweep_runs_in_parallel_and_its_results_table_is_right(workspace, 
         assert row["status"] == "Succeeded" and row["job_id"] == run.id
         assert run.output_notebook.exists() and f"score {row['score']}" in run.logs()
     assert sorted(table["score"]) == [10.5, 20.5, 20.5, 40.5]
+    # the job handle any client re-attaches with (the server's GET /jobs/{id}) carries the table
+    again = kfjupyter.jobs.get(sweep.id)
+    assert isinstance(again, Sweep)
+    served = again.to_dict()["results"]
+    assert served["columns"] == list(table.columns)
+    assert [row[served["columns"].index("score")] for row in served["rows"]] == list(table["score"])
 
     text = sweep.results_text().splitlines()
     assert text[0].split() == ["a", "b", "offset", "score", "size", "status", "job_id"]

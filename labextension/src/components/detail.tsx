@@ -16,6 +16,7 @@ import { MetricsChart } from './chart';
 import { Button, Duration, StatusBadge, useNow } from './common';
 import { IJobActions } from './jobs';
 import { LogViewer } from './logs';
+import { SweepResults } from './sweep';
 import { kubeflowIcon } from '../icons';
 
 /** How often the metrics of a running job are re-read (they have no push channel). */
@@ -151,6 +152,12 @@ export function JobDetail(props: {
         <pre className="kf-JobDetail-error" role="alert">
           {job.error}
         </pre>
+      ) : null}
+      {job.kind === 'sweep' ? (
+        <section className="kf-JobDetail-section">
+          <h3>Results</h3>
+          <SweepResults api={model.api} job={job} visible={visible} />
+        </section>
       ) : null}
       <section className="kf-JobDetail-section">
         <h3>Metrics</h3>
