@@ -4,7 +4,7 @@
  */
 
 import { formatDuration, parseTime } from './format';
-import { IPipelineRun, IRunStep } from './pipelineapi';
+import { IPipeline, IPipelineRun, IRunStep } from './pipelineapi';
 import { isTerminal } from './types';
 
 /** Step states after which a step does not change any more. */
@@ -67,6 +67,26 @@ export function stepStates(run: IPipelineRun | null): Record<string, string> {
   const out: Record<string, string> = {};
   for (const step of run?.steps || []) {
     out[step.name] = displayStatus(step);
+  }
+  return out;
+}
+
+/** A parameter's value as the form shows it. */
+export function paramText(value: unknown, type: string): string {
+  if (type === 'str' && typeof value === 'string') {
+    return value;
+  }
+  return type === 'json' ? JSON.stringify(value) : String(value);
+}
+
+/** The values typed that differ from the defaults (text: the server parses them by type). */
+export function runParameters(pipeline: IPipeline | null, typed: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, text] of Object.entries(typed)) {
+    const p = pipeline?.parameters[name];
+    if (p && text !== paramText(p.default, p.type)) {
+      out[name] = text;
+    }
   }
   return out;
 }

@@ -1,5 +1,14 @@
-import { IPipelineRun, IRunStep } from '../src/pipelineapi';
-import { cacheText, displayStatus, formatStepDuration, runActive, stepSeconds, stepStates } from '../src/pipelinerun';
+import { IPipeline, IPipelineRun, IRunStep } from '../src/pipelineapi';
+import {
+  cacheText,
+  displayStatus,
+  formatStepDuration,
+  paramText,
+  runActive,
+  runParameters,
+  stepSeconds,
+  stepStates
+} from '../src/pipelinerun';
 
 const step = (patch: Partial<IRunStep>): IRunStep => ({
   name: 's',
@@ -44,5 +53,30 @@ describe('a run as the panel shows it', () => {
     expect(formatStepDuration(1.34)).toBe('1.3s');
     expect(formatStepDuration(75)).toBe('1m 15s');
     expect(formatStepDuration(null)).toBe('–');
+  });
+});
+
+describe('parameters of the next run', () => {
+  const pipeline = {
+    parameters: {
+      lr: { name: 'lr', type: 'float', default: 0.1 },
+      name: { name: 'name', type: 'str', default: 'a "b"' },
+      layers: { name: 'layers', type: 'json', default: [64, 32] },
+      on: { name: 'on', type: 'bool', default: true }
+    }
+  } as unknown as IPipeline;
+
+  it('shows the defaults as text', () => {
+    expect(paramText(0.1, 'float')).toBe('0.1');
+    expect(paramText('a "b"', 'str')).toBe('a "b"');
+    expect(paramText([64, 32], 'json')).toBe('[64,32]');
+    expect(paramText(true, 'bool')).toBe('true');
+  });
+
+  it('sends only the values changed, as typed, and none for unknown names', () => {
+    expect(runParameters(pipeline, {})).toEqual({});
+    expect(runParameters(pipeline, { lr: '0.1', name: 'x', layers: '[64,32]', ghost: '1' })).toEqual({ name: 'x' });
+    expect(runParameters(pipeline, { lr: '0.5', on: 'false' })).toEqual({ lr: '0.5', on: 'false' });
+    expect(runParameters(null, { lr: '0.5' })).toEqual({});
   });
 });

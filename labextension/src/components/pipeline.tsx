@@ -13,7 +13,16 @@ import * as React from 'react';
 
 import { IPipeline, IPipelineRun, IRunStep, PipelineApi, PipelineCompileError } from '../pipelineapi';
 import { IDagLayout, layoutDag } from '../pipelinelayout';
-import { cacheText, displayStatus, formatStepDuration, runActive, stepSeconds, stepStates } from '../pipelinerun';
+import {
+  cacheText,
+  displayStatus,
+  formatStepDuration,
+  paramText,
+  runActive,
+  runParameters,
+  stepSeconds,
+  stepStates
+} from '../pipelinerun';
 import {
   CellRole,
   cellSteps,
@@ -440,26 +449,6 @@ function RunView(props: { run: IPipelineRun; api: PipelineApi; onCancel: () => v
 }
 
 /* ---------------------------------------------------------------- the panel */
-
-/** A parameter's value as the form shows it. */
-function paramText(value: unknown, type: string): string {
-  if (type === 'str' && typeof value === 'string') {
-    return value;
-  }
-  return type === 'json' ? JSON.stringify(value) : String(value);
-}
-
-/** The values typed that differ from the defaults (text: the server parses them by type). */
-function runParameters(pipeline: IPipeline | null, typed: Record<string, string>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, text] of Object.entries(typed)) {
-    const p = pipeline?.parameters[name];
-    if (p && text !== paramText(p.default, p.type)) {
-      out[name] = text;
-    }
-  }
-  return out;
-}
 
 interface IPanelState {
   path: string;
