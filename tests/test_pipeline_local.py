@@ -218,6 +218,9 @@ def test_cancel_stops_every_step(workdir, workspace):
     )
     run = run_pipeline(nb)
     wait_for(lambda: sum(s["status"] == "Running" for s in run.steps) == 2, timeout=30)
+    running = [s for s in run.steps if s["status"] == "Running"]
+    assert all(s["duration_s"] is not None and s["finished_at"] is None for s in running)  # so far
+    assert run.record.message == "1/4 steps done"
     pids = [p.pid for p in processes_of(workspace)]
     assert len(pids) >= 3  # the supervisor and two steps
     start = time.monotonic()
@@ -285,6 +288,7 @@ def test_the_run_outlives_its_handle_and_is_found_again(workdir):
     assert set(data) >= {"id", "status", "steps", "metrics", "pipeline", "parameters"}
     assert set(data["steps"][0]) >= {"name", "status", "cached", "cache_reason", "started_at", "finished_at", "duration_s", "error"}
     assert data["pipeline"]["name"] == "flaky" and "pipeline" not in data["spec"]
+    assert data["notebook"] == str(nb.resolve()) and data["message"] == "4 succeeded"
     assert kfjupyter.jobs.get(run.id).kind == "pipeline"
     assert [r.id for r in kfjupyter.pipelines.list_runs(notebook=str(nb))] == [run.id]
     json.dumps(data)  # JSON-ready

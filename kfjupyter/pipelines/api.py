@@ -192,7 +192,7 @@ def run_pipeline(
             workers=1,
             spec=spec,
             backend_info={},
-            notebook=pipeline.notebook,
+            notebook=str(Path(pipeline.notebook).resolve()) if pipeline.notebook else None,
         )
     )
     try:

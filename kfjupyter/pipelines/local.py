@@ -321,6 +321,7 @@ class PipelineSupervisor:
         decision = self.decide(name)
         if decision["hit"]:
             self.record_cached(decision)
+            self.progress()
         else:
             self.spawn(decision)
             self.record_started(name)
@@ -415,6 +416,7 @@ class PipelineSupervisor:
                     self.say(f"step {name}: its result could not be cached: {exc}")
             self.set_step(name, st.SUCCEEDED, outputs=hashes)
             self.say(f"step {name}: succeeded")
+            self.progress()
             return
         error_file = sdir / "error.txt"
         if error_file.exists() and error_file.read_text(errors="replace").strip():
@@ -426,11 +428,17 @@ class PipelineSupervisor:
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
         self.fail(name, f"step {name} failed ({how}):\n{detail}".rstrip())
 
+    def progress(self) -> None:
+        """The run's message while it runs: how many steps are done."""
+        done = sum(state in STEP_TERMINAL for state in self.status.values())
+        self.store.update_job(self.run_id, only_if_active=True, message=f"{done}/{len(self.status)} steps done")
+
     def fail(self, name: str, error: str) -> None:
         self.errors.append(error)
         self.set_step(name, st.FAILED, error=error)
         self.say(f"step {name}: failed")
         self.skip_after(name, f"not run: step {name} failed")
+        self.progress()
 
     def skip_after(self, name: str, reason: str) -> None:
         todo = list(self.pipeline.downstream(name))

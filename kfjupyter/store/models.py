@@ -80,6 +80,7 @@ class PipelineStepRecord(Base):
         """The step as the run's ``steps`` list shows it (JSON-ready, times in UTC)."""
         start = as_utc(self.started_at) if self.started_at else None
         end = as_utc(self.finished_at) if self.finished_at else None
+        upto = end or (utcnow() if self.status == "Running" else None)  # a running step: so far
         return {
             "name": self.name,
             "status": self.status,
@@ -87,7 +88,7 @@ class PipelineStepRecord(Base):
             "cache_reason": self.cache_reason or "",
             "started_at": start.isoformat() if start else None,
             "finished_at": end.isoformat() if end else None,
-            "duration_s": round((end - start).total_seconds(), 3) if start and end else None,
+            "duration_s": round((upto - start).total_seconds(), 3) if start and upto else None,
             "error": self.error,
             "source_run": self.source_run,
         }
