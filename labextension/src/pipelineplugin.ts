@@ -28,7 +28,7 @@ export const pipelinePlugin: JupyterFrontEndPlugin<void> = {
     palette: ICommandPalette | null
   ): void => {
     const api = new PipelineApi(sidebar.jobs.api);
-    const panel = new PipelinePanelWidget(tracker, api, id => app.shell.activateById(id));
+    const panel = new PipelinePanelWidget(tracker, api, id => app.shell.activateById(id), sidebar.jobs.jobChanged);
     sidebar.addPanel(panel);
     app.commands.addCommand(PipelineCommandIDs.show, {
       label: 'Kubeflow: Show Pipeline',

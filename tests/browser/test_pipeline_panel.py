@@ -6,8 +6,8 @@ cell as step ``double`` (its other tag kept) and adds ``prev:`` edges to another
 Save writes the tags into the .ipynb on disk; Compile draws the DAG (one SVG box per
 step, the prev-only edge dashed); Export YAML downloads the KFP pipeline; Run shows the
 steps live until Succeeded, a step's log, a second run taken from the cache, and a third
-with another parameter value (typed in the panel) re-running only the steps it reaches.
-Every wait is on the UI's state (Playwright's ``expect``) or the file on disk, never a
+with another parameter value (typed in the panel) re-running only the steps it reaches;
+a run started from Python shows up through the job events. Every wait is on the UI's state (Playwright's ``expect``) or the file on disk, never a
 fixed sleep.
 """
 
@@ -188,4 +188,15 @@ def test_tags_saved_dag_drawn_run_live_then_cached(lab, browser_page):
     expect(double.locator(".kf-PipelineStep-cache")).to_contain_text("not cached")
     double.locator(".kf-PipelineStep-logsButton").click()
     expect(double.locator(".kf-PipelineStep-logs")).to_contain_text("double 63", timeout=30_000)
+
+    # A run started elsewhere (the Python API, as %kf_pipeline or the CLI would): its job
+    # event brings it into the panel.
+    import kfjupyter.pipelines as kp
+
+    outside = kp.run_pipeline(str(path), {"factor": 4})
+    try:
+        expect(panel.locator(".kf-PipelineRun")).to_have_attribute("data-run", outside.id, timeout=30_000)
+        expect(panel.locator(".kf-PipelineRun")).to_have_attribute("data-status", "Succeeded", timeout=60_000)
+    finally:
+        outside.wait(60)
     assert not [e for e in page.kf_errors if "kfjupyter" in e.lower()], page.kf_errors

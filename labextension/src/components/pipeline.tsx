@@ -9,6 +9,7 @@
 import { ReactWidget } from '@jupyterlab/apputils';
 import type { ICellModel } from '@jupyterlab/cells';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { ISignal } from '@lumino/signaling';
 import * as React from 'react';
 
 import { IPipeline, IPipelineRun, IRunStep, PipelineApi, PipelineCompileError } from '../pipelineapi';
@@ -36,6 +37,7 @@ import {
   tagProblem,
   tagWarning
 } from '../pipelinetags';
+import { IJob } from '../types';
 import { useNow } from './common';
 
 /** Milliseconds between two reads of an active run. */
@@ -469,8 +471,10 @@ export function PipelinePanel(props: {
   tracker: INotebookTracker;
   api: PipelineApi;
   activate?: (id: string) => void;
+  /** Job events (the sidebar's push channel): a pipeline job that changes is re-read at once. */
+  jobChanged?: ISignal<unknown, IJob>;
 }): JSX.Element {
-  const { tracker, api, activate } = props;
+  const { tracker, api, activate, jobChanged } = props;
   const panel = useNotebook(tracker);
   const path = panel?.context.path ?? '';
   const [state, setState] = React.useState<IPanelState>(() => initial(path));
@@ -498,6 +502,34 @@ export function PipelinePanel(props: {
   const run = current.run;
   const runId = run?.id ?? '';
   const active = runActive(run);
+
+  // A pipeline job changed (this run, or one started elsewhere: a magic, the CLI): re-read
+  // it, or the notebook's newest run, now rather than at the next poll.
+  React.useEffect(() => {
+    if (!jobChanged || !path) {
+      return;
+    }
+    let live = true;
+    const onJob = (_: unknown, job: IJob): void => {
+      if (job.kind !== 'pipeline') {
+        return;
+      }
+      const read = job.id === runId ? api.get(runId).then(fresh => [fresh]) : api.list(path).then(out => out.runs);
+      read
+        .then(runs => {
+          const newest = runs[0];
+          if (live && newest && (newest.id === runId || !runId || newest.created_at > (run?.created_at ?? ''))) {
+            update({ run: newest }, path);
+          }
+        })
+        .catch(() => undefined);
+    };
+    jobChanged.connect(onJob);
+    return () => {
+      live = false;
+      jobChanged.disconnect(onJob);
+    };
+  }, [jobChanged, path, runId, run?.created_at]);
   React.useEffect(() => {
     if (!runId || !active) {
       return;
@@ -669,7 +701,8 @@ export class PipelinePanelWidget extends ReactWidget {
   constructor(
     private readonly _tracker: INotebookTracker,
     private readonly _api: PipelineApi,
-    private readonly _activate?: (id: string) => void
+    private readonly _activate?: (id: string) => void,
+    private readonly _jobChanged?: ISignal<unknown, IJob>
   ) {
     super();
     this.id = 'kfjupyter-pipeline';
@@ -679,6 +712,8 @@ export class PipelinePanelWidget extends ReactWidget {
   }
 
   render(): JSX.Element {
-    return <PipelinePanel tracker={this._tracker} api={this._api} activate={this._activate} />;
+    return (
+      <PipelinePanel tracker={this._tracker} api={this._api} activate={this._activate} jobChanged={this._jobChanged} />
+    );
   }
 }
