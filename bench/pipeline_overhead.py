@@ -19,6 +19,9 @@ Prints a table, then as its last line one JSON object:
 ``{"papermill_s", "runner_s", "cached_s", "per_step_overhead_s", …}``
 
     python bench/pipeline_overhead.py [--work 1.0] [--repeat 1]
+
+Steps are forks of the runner's supervisor by default; ``KFJUPYTER_PIPELINE_FORK=0``
+measures a fresh ``python stepruntime.py`` per step instead.
 """
 
 from __future__ import annotations

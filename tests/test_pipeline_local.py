@@ -170,6 +170,27 @@ def test_cache_reasons_for_every_step(workdir):
     assert states["use"] == ("Succeeded", "not cached: parameter label changed")
 
 
+def test_renumbered_cells_keep_the_cache_but_a_new_consumer_of_a_value_does_not(workdir):
+    cells = [
+        (["step:make"], "values = [1, 2, 3]\nextra = 10"),
+        (["step:use"], "total = sum(values)"),
+    ]
+    nb = write_notebook(workdir / "renumber.ipynb", cells)
+    first = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    assert first.status == st.SUCCEEDED, first.error
+    # a markdown cell on top renumbers every cell: the generated comments change, not the code
+    write_notebook(nb, [(None, "# A title")] + cells)
+    moved = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    assert [s["status"] for s in moved.steps] == ["Cached", "Cached"]
+    # a later step now needs `extra` too: make's cached result lacks it, so make runs again
+    write_notebook(nb, [(None, "# A title")] + cells[:1] + [(["step:use"], "total = sum(values) + extra")])
+    grown = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    assert grown.status == st.SUCCEEDED, grown.error
+    assert {s["name"]: s["cache_reason"] for s in grown.steps} == {
+        "make": "not cached: hands on different values (now extra, values)", "use": "not cached: code changed",
+    }
+
+
 def test_independent_branches_respect_max_parallel_with_plain_step_processes(workdir, monkeypatch):
     monkeypatch.setenv("KFJUPYTER_PIPELINE_FORK", "0")  # python stepruntime.py per step
     nb = write_notebook(

@@ -1,8 +1,9 @@
 """The step cache of the local runner.
 
 A step's result is keyed by the sha256 of its *fingerprint*: the sha256 of the step's
-generated program (:func:`program_hash`), the content hash (:func:`stepruntime.content_hash`) of every input it
-reads, and the value of every pipeline parameter it reads. Images and resource limits
+generated program (:func:`program_hash`), the names of the values it hands on, the
+content hash (:func:`stepruntime.content_hash`) of every input it reads, and the value of
+every pipeline parameter it reads. Images and resource limits
 do not change what a step computes locally, so they are not part of the key.
 
 A finished step's results (the value directories it passed on, the files it saved to
@@ -33,26 +34,28 @@ CACHED = "cached"
 NOT_CACHED = "not cached"
 
 
-def program_hash(program: str, outputs: list[str] = (), metrics: list[str] = ()) -> str:
-    """sha256 of what the step runs and what it hands on.
+def program_hash(program: str) -> str:
+    """sha256 of what the step runs.
 
     The generated comments (the header block up to the first blank line, and the
     ``# ---- … cell N ----`` markers) are left out, so inserting a markdown cell (which
-    renumbers the cells) does not invalidate the cache; the outputs and metrics the step
-    must hand on are in, since a result without them cannot be reused.
+    renumbers the cells) does not invalidate the cache.
     """
     lines = program.splitlines()
     if "" in lines:
         lines = lines[lines.index(""):]
     code = "\n".join(line for line in lines if not (line.startswith("# ---- ") and line.endswith(" ----")))
-    text = json.dumps({"code": code, "outputs": sorted(outputs), "metrics": sorted(metrics)})
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(code.encode("utf-8")).hexdigest()
 
 
 def fingerprint(step, input_hashes: dict[str, str], parameters: dict[str, Any]) -> dict[str, Any]:
-    """What a step's result depends on (JSON-ready; stored with the step)."""
+    """What a step's result depends on (JSON-ready; stored with the step): its code, the
+    values it hands on (a result without one a later step now needs cannot be reused),
+    its inputs' content hashes and its parameters' values."""
     return {
-        "program": program_hash(step.program, step.outputs, step.metrics),
+        "program": program_hash(step.program),
+        "outputs": sorted(step.outputs),
+        "metrics": sorted(step.metrics),
         "inputs": dict(sorted(input_hashes.items())),
         "parameters": dict(sorted(parameters.items())),
     }
@@ -140,6 +143,10 @@ def explain_miss(previous: dict[str, Any] | None, current: dict[str, Any]) -> st
     changes = []
     if previous.get("program") != current["program"]:
         changes.append("code changed")
+    for what in ("outputs", "metrics"):
+        if "code changed" not in changes and previous.get(what) != current[what]:
+            names = ", ".join(current[what]) or "none"
+            changes.append(f"{'hands on' if what == 'outputs' else 'reports'} different values (now {names})")
     before, now = previous.get("inputs", {}), current["inputs"]
     inputs = sorted(n for n in now if n in before and before[n] != now[n])
     if inputs:
