@@ -1,22 +1,33 @@
 /**
  * The Endpoints panel: deployed models (`GET /endpoints`) with status, URL, version(s) and
- * traffic split; a "try it" box (`POST /endpoints/{id}/predict`), the server's log,
+ * traffic split; a "try it" box (`POST /endpoints/{id}/predict`), the server's log
+ * (followed: re-read every 2 s while it is open, the panel shown and the endpoint live),
  * promote/rollback and undeploy. Re-read when an `endpoint` job changes (the jobs model's
- * push channel) and after every action.
+ * push channel) and after every action. The logic without React is in `../endpoints`.
  */
 
 import { ReactWidget } from '@jupyterlab/apputils';
+import { Message } from '@lumino/messaging';
 import * as React from 'react';
 
 import { KFApi } from '../api';
-import { IJob } from '../types';
+import {
+  buildRequest,
+  controls,
+  convertPayload,
+  endpointStatus,
+  formatAnswer,
+  IEndpoint,
+  LogFollower,
+  Protocol,
+  shouldFollow,
+  trafficSplit
+} from '../endpoints';
 
-export interface IEndpoint extends IJob {
-  url: string | null;
-  versions: Record<string, number>;
-  model: string | null;
-  canary_percent: number;
-}
+export type { IEndpoint } from '../endpoints';
+
+/** Milliseconds between two reads of a followed log. */
+export const LOG_POLL_MS = 2000;
 
 export class EndpointsApi {
   constructor(readonly api: KFApi) {}
@@ -49,17 +60,50 @@ export class EndpointsApi {
   }
 }
 
-const STATUS_LABEL: Record<string, string> = { Running: 'Ready', Cancelled: 'Undeployed' };
+function useLog(api: EndpointsApi, ep: IEndpoint, open: boolean, visible: boolean): [string | null, boolean] {
+  const [text, setText] = React.useState<string | null>(null);
+  const follow = shouldFollow(open, visible, ep.status);
+  React.useEffect(() => {
+    if (!open) {
+      setText(null);
+      return;
+    }
+    const read = async (): Promise<string> => (await api.logs(ep.id)).text;
+    if (!follow) {
+      let current = true;
+      if (visible) {
+        // an endpoint that stopped: its last log, once
+        read()
+          .then(t => current && setText(t))
+          .catch(e => current && setText(`(${(e as Error).message})`));
+      }
+      return () => {
+        current = false;
+      };
+    }
+    const follower = new LogFollower(read, setText, {
+      interval: LOG_POLL_MS,
+      paused: () => typeof document !== 'undefined' && document.visibilityState === 'hidden',
+      onError: e => setText(`(${e.message})`)
+    });
+    follower.start();
+    return () => follower.stop();
+  }, [open, follow, visible, ep.id]);
+  return [text, follow];
+}
 
-function EndpointCard(props: { ep: IEndpoint; api: EndpointsApi; reload: () => void }): JSX.Element {
-  const { ep, api, reload } = props;
-  const live = ep.status === 'Running' || ep.status === 'Pending';
+function EndpointCard(props: { ep: IEndpoint; api: EndpointsApi; reload: () => void; visible: boolean }): JSX.Element {
+  const { ep, api, reload, visible } = props;
+  const status = endpointStatus(ep.status);
+  const live = status.live;
   const [payload, setPayload] = React.useState('{"instances": [[5.1, 3.5, 1.4, 0.2]]}');
-  const [protocol, setProtocol] = React.useState('v1');
+  const [protocol, setProtocol] = React.useState<Protocol>('v1');
   const [answer, setAnswer] = React.useState<string | null>(null);
   const [error, setError] = React.useState<string | null>(null);
-  const [logs, setLogs] = React.useState<string | null>(null);
+  const [logsOpen, setLogsOpen] = React.useState(false);
+  const [logs, following] = useLog(api, ep, logsOpen, visible);
   const [busy, setBusy] = React.useState(false);
+  const can = controls(ep);
 
   const act = async (fn: () => Promise<unknown>): Promise<void> => {
     setBusy(true);
@@ -75,29 +119,25 @@ function EndpointCard(props: { ep: IEndpoint; api: EndpointsApi; reload: () => v
   const tryIt = (): Promise<void> =>
     act(async () => {
       setAnswer(null);
-      let body: unknown;
-      try {
-        body = JSON.parse(payload);
-      } catch {
-        throw new Error('The payload is not JSON');
-      }
-      const out = await api.predict(ep.id, body, protocol);
-      setAnswer(JSON.stringify(out.response) + (out.version ? `  (from ${out.version})` : ''));
+      const out = await api.predict(ep.id, buildRequest(payload, protocol), protocol);
+      setAnswer(formatAnswer(out.response, out.version));
     });
-  const versions = Object.entries(ep.versions || {});
+  const switchProtocol = (to: Protocol): void => {
+    setProtocol(to);
+    setPayload(text => convertPayload(text, to));
+  };
   return (
     <li className="kf-Endpoint" data-endpoint={ep.name} data-status={ep.status}>
       <div className="kf-Endpoint-header">
         <span className="kf-Endpoint-name">{ep.name}</span>
-        <span className={`kf-Endpoint-status kf-status-${ep.status.toLowerCase()}`}>
-          {STATUS_LABEL[ep.status] ?? ep.status}
-        </span>
+        <span className={`kf-Endpoint-status ${status.className}`}>{status.label}</span>
       </div>
       {ep.url && live ? <div className="kf-Endpoint-url">{ep.url}</div> : null}
       <div className="kf-Endpoint-versions">
-        {versions.map(([ref, pct]) => (
-          <span key={ref} className="kf-Endpoint-version">
-            {ref} <span className="kf-Endpoint-percent">{pct}%</span>
+        {trafficSplit(ep).map(share => (
+          <span key={share.ref} className={`kf-Endpoint-version kf-mod-${share.role}`} data-role={share.role}>
+            {share.ref} <span className="kf-Endpoint-percent">{share.percent}%</span>
+            {share.role === 'canary' ? <span className="kf-Endpoint-canary"> canary</span> : null}
           </span>
         ))}
       </div>
@@ -116,21 +156,14 @@ function EndpointCard(props: { ep: IEndpoint; api: EndpointsApi; reload: () => v
             onChange={e => setPayload(e.target.value)}
           />
           <div className="kf-Endpoint-actions">
-            <select aria-label="Protocol" value={protocol} onChange={e => setProtocol(e.target.value)}>
+            <select aria-label="Protocol" value={protocol} onChange={e => switchProtocol(e.target.value as Protocol)}>
               <option value="v1">V1</option>
               <option value="v2">V2</option>
             </select>
             <button className="jp-mod-styled jp-mod-accept kf-Endpoint-send" disabled={busy} onClick={() => void tryIt()}>
               Try it
             </button>
-            <button
-              className="jp-mod-styled kf-Endpoint-logs"
-              disabled={busy}
-              onClick={() => void act(async () => setLogs(logs === null ? (await api.logs(ep.id)).text : null))}
-            >
-              Logs
-            </button>
-            {ep.canary_percent > 0 ? (
+            {can.promote ? (
               <button
                 className="jp-mod-styled kf-Endpoint-promote"
                 disabled={busy}
@@ -139,7 +172,7 @@ function EndpointCard(props: { ep: IEndpoint; api: EndpointsApi; reload: () => v
                 Promote
               </button>
             ) : null}
-            {ep.canary_percent > 0 || ep.spec?.previous ? (
+            {can.rollback ? (
               <button
                 className="jp-mod-styled kf-Endpoint-rollback"
                 disabled={busy}
@@ -159,12 +192,31 @@ function EndpointCard(props: { ep: IEndpoint; api: EndpointsApi; reload: () => v
           {answer !== null ? <pre className="kf-Endpoint-answer">{answer}</pre> : null}
         </div>
       ) : null}
-      {logs !== null ? <pre className="kf-Endpoint-logtext">{logs || '(empty)'}</pre> : null}
+      <div className="kf-Endpoint-logbar">
+        <button
+          className="jp-mod-styled kf-Endpoint-logs"
+          aria-pressed={logsOpen}
+          onClick={() => setLogsOpen(open => !open)}
+        >
+          {logsOpen ? 'Hide logs' : 'Logs'}
+        </button>
+        {logsOpen && following ? (
+          <span className="kf-Endpoint-following" title="Re-read every few seconds">
+            following
+          </span>
+        ) : null}
+      </div>
+      {logsOpen && logs !== null ? (
+        <pre className="kf-Endpoint-logtext" data-following={following}>
+          {logs || '(empty)'}
+        </pre>
+      ) : null}
     </li>
   );
 }
 
-export function EndpointsPanel(props: { api: EndpointsApi; tick: number }): JSX.Element {
+export function EndpointsPanel(props: { api: EndpointsApi; tick: number; visible?: boolean }): JSX.Element {
+  const visible = props.visible ?? true;
   const [items, setItems] = React.useState<IEndpoint[]>([]);
   const [error, setError] = React.useState<string | null>(null);
   const [own, setOwn] = React.useState(0);
@@ -188,7 +240,7 @@ export function EndpointsPanel(props: { api: EndpointsApi; tick: number }): JSX.
       {items.length === 0 ? <div className="kf-Endpoints-empty">No endpoints. Deploy a model version from Models.</div> : null}
       <ul className="kf-Endpoints">
         {items.map(ep => (
-          <EndpointCard key={ep.id} ep={ep} api={props.api} reload={() => setOwn(n => n + 1)} />
+          <EndpointCard key={ep.id} ep={ep} api={props.api} visible={visible} reload={() => setOwn(n => n + 1)} />
         ))}
       </ul>
     </div>
@@ -213,6 +265,17 @@ export class EndpointsPanelWidget extends ReactWidget {
   }
 
   render(): JSX.Element {
-    return <EndpointsPanel api={this._api} tick={this._tick} />;
+    return <EndpointsPanel api={this._api} tick={this._tick} visible={this.isVisible} />;
+  }
+
+  /** Shown or hidden (the sidebar, its section folded): logs follow only while shown. */
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this.update();
+  }
+
+  protected onBeforeHide(msg: Message): void {
+    super.onBeforeHide(msg);
+    this.update(); // runs after the hide, when isVisible is false
   }
 }

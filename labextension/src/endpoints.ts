@@ -1,0 +1,320 @@
+/**
+ * The Endpoints panel's logic, without React: status labels, the traffic split, the "try
+ * it" payload (V1 `{"instances": …}` or Open Inference Protocol V2 `{"inputs": […]}`,
+ * converted between the two), the answer's text, and the log follower (a poll of the
+ * server's log tail while the log is open, the panel shown and the endpoint live).
+ */
+
+import { IJob } from './types';
+
+export interface IEndpoint extends IJob {
+  url: string | null;
+  /** Traffic split: version ref → percent. */
+  versions: Record<string, number>;
+  model: string | null;
+  canary_percent: number;
+}
+
+export type Protocol = 'v1' | 'v2';
+
+// -- status ---------------------------------------------------------------------------------
+
+export interface IEndpointStatus {
+  /** What the card shows. */
+  label: string;
+  /** Serving or about to: try it, logs that grow, promote/rollback, undeploy. */
+  live: boolean;
+  /** The CSS modifier, `kf-status-<status>`. */
+  className: string;
+}
+
+const STATUS_LABEL: Record<string, string> = {
+  Pending: 'Starting',
+  Running: 'Ready',
+  Failed: 'Failed',
+  Cancelled: 'Undeployed',
+  Succeeded: 'Stopped'
+};
+
+/** An endpoint job's status as the panel shows it. */
+export function endpointStatus(status: string): IEndpointStatus {
+  return {
+    label: STATUS_LABEL[status] ?? status,
+    live: status === 'Running' || status === 'Pending',
+    className: `kf-status-${status.toLowerCase()}`
+  };
+}
+
+// -- traffic ----------------------------------------------------------------------------------
+
+export interface ITrafficShare {
+  ref: string;
+  percent: number;
+  /** `only`: the one version; else `stable` (the primary) and `canary`. */
+  role: 'only' | 'stable' | 'canary';
+}
+
+function canaryRef(ep: Pick<IEndpoint, 'spec'>): string | null {
+  const canary = ep.spec?.canary as { ref?: unknown } | null | undefined;
+  return canary && typeof canary.ref === 'string' ? canary.ref : null;
+}
+
+/** The versions serving and their share: the stable version first, then the canary. */
+export function trafficSplit(ep: Pick<IEndpoint, 'versions' | 'spec'>): ITrafficShare[] {
+  const entries = Object.entries(ep.versions || {});
+  if (entries.length === 1) {
+    return [{ ref: entries[0][0], percent: entries[0][1], role: 'only' }];
+  }
+  const canary = canaryRef(ep);
+  return entries
+    .map(([ref, percent]): ITrafficShare => ({ ref, percent, role: ref === canary ? 'canary' : 'stable' }))
+    .sort((a, b) => (a.role === b.role ? a.ref.localeCompare(b.ref) : a.role === 'stable' ? -1 : 1));
+}
+
+/** `iris:1 80% · iris:2 20% (canary)`. */
+export function trafficLabel(shares: ITrafficShare[]): string {
+  return shares.map(s => `${s.ref} ${s.percent}%${s.role === 'canary' ? ' (canary)' : ''}`).join(' · ');
+}
+
+/** Promote: a live endpoint with a canary. Rollback: with a canary, or a promote to undo. */
+export function controls(ep: Pick<IEndpoint, 'status' | 'canary_percent' | 'spec'>): {
+  promote: boolean;
+  rollback: boolean;
+} {
+  const live = endpointStatus(ep.status).live;
+  const canary = ep.canary_percent > 0 || canaryRef(ep) !== null;
+  return { promote: live && canary, rollback: live && (canary || Boolean(ep.spec?.previous)) };
+}
+
+// -- try it: the request ---------------------------------------------------------------------
+
+export interface IV2Tensor {
+  name: string;
+  shape: number[];
+  datatype: string;
+  data: unknown[];
+}
+
+function shapeOf(value: unknown, where = 'instances'): number[] {
+  if (!Array.isArray(value)) {
+    return [];
+  }
+  if (value.length === 0) {
+    return [0];
+  }
+  const inner = value.map((v, i) => shapeOf(v, `${where}[${i}]`));
+  const first = JSON.stringify(inner[0]);
+  inner.forEach((s, i) => {
+    if (JSON.stringify(s) !== first) {
+      throw new Error(
+        `The instances are ragged: ${where}[${i}] has shape [${s.join(', ')}], ${where}[0] has [${inner[0].join(', ')}]`
+      );
+    }
+  });
+  return [value.length, ...inner[0]];
+}
+
+function flatten(value: unknown): unknown[] {
+  return Array.isArray(value) ? value.flatMap(flatten) : [value];
+}
+
+/** A V2 inference request for a (nested, rectangular) list of numbers or booleans. */
+export function v2Request(instances: unknown[]): { inputs: IV2Tensor[] } {
+  const shape = shapeOf(instances);
+  const data = flatten(instances);
+  let datatype: string;
+  if (data.length > 0 && data.every(v => typeof v === 'boolean')) {
+    datatype = 'BOOL';
+  } else if (data.every(v => typeof v === 'number' && Number.isFinite(v))) {
+    datatype = data.every(v => Number.isInteger(v)) && data.length > 0 ? 'INT64' : 'FP64';
+  } else {
+    const bad = data.find(v => typeof v !== 'number' && typeof v !== 'boolean');
+    throw new Error(`V2 try-it takes numbers or booleans, not ${JSON.stringify(bad ?? null)}`);
+  }
+  return { inputs: [{ name: 'input-0', shape, datatype, data }] };
+}
+
+function isTensor(value: unknown): value is IV2Tensor {
+  const t = value as IV2Tensor;
+  return (
+    typeof t === 'object' &&
+    t !== null &&
+    typeof t.name === 'string' &&
+    Array.isArray(t.shape) &&
+    typeof t.datatype === 'string' &&
+    Array.isArray(t.data)
+  );
+}
+
+/** A V2 tensor's data as nested instances (its shape), for a V1 request. */
+export function tensorInstances(tensor: IV2Tensor): unknown[] {
+  const size = tensor.shape.reduce((a, b) => a * b, 1);
+  const data = flatten(tensor.data);
+  if (data.length !== size) {
+    throw new Error(`Input ${tensor.name} has ${data.length} values for shape [${tensor.shape.join(', ')}] (${size})`);
+  }
+  const nest = (dims: number[], offset: number): unknown[] => {
+    if (dims.length === 1) {
+      return data.slice(offset, offset + dims[0]);
+    }
+    const step = dims.slice(1).reduce((a, b) => a * b, 1);
+    return Array.from({ length: dims[0] }, (_, i) => nest(dims.slice(1), offset + i * step));
+  };
+  return tensor.shape.length === 0 ? data : nest(tensor.shape, 0);
+}
+
+/**
+ * The body to send for what the user typed: a whole V1 request (`{"instances": …}`), a
+ * whole V2 request (`{"inputs": [tensor, …]}`), or a list of instances (wrapped for the
+ * protocol). A request of the other protocol is converted (one V2 input ↔ instances).
+ * Throws an Error that says what is wrong.
+ */
+export function buildRequest(text: string, protocol: Protocol): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`The payload is not JSON: ${(e as Error).message}`);
+  }
+  if (Array.isArray(value)) {
+    if (value.length === 0) {
+      throw new Error('The payload has no instances');
+    }
+    return protocol === 'v1' ? { instances: value } : v2Request(value);
+  }
+  if (typeof value !== 'object' || value === null) {
+    throw new Error('The payload must be a JSON object (a whole V1 or V2 request) or a list of instances');
+  }
+  const body = value as Record<string, unknown>;
+  const instances = body.instances;
+  const inputs = body.inputs;
+  if (instances !== undefined && !Array.isArray(instances)) {
+    throw new Error('"instances" must be a list');
+  }
+  if (inputs !== undefined && !Array.isArray(inputs)) {
+    throw new Error('"inputs" must be a list (V2: tensors with name, shape, datatype, data)');
+  }
+  const v2 = Array.isArray(inputs) && inputs.length > 0 && inputs.every(isTensor);
+  if (protocol === 'v1') {
+    if (Array.isArray(instances) || (Array.isArray(inputs) && !v2)) {
+      return body; // KServe's V1 takes "instances" or "inputs"
+    }
+    if (v2) {
+      if ((inputs as unknown[]).length !== 1) {
+        throw new Error('A V2 request with several inputs has no V1 form: choose V2');
+      }
+      return { instances: tensorInstances((inputs as IV2Tensor[])[0]) };
+    }
+    throw new Error('A V1 request is {"instances": [...]}');
+  }
+  if (v2) {
+    return body;
+  }
+  if (Array.isArray(instances)) {
+    return v2Request(instances);
+  }
+  throw new Error('A V2 request is {"inputs": [{"name", "shape", "datatype", "data"}]}');
+}
+
+/**
+ * The payload text rewritten for another protocol (when the user switches V1/V2), or the
+ * text as it was when it does not convert (not JSON, already that protocol's shape …).
+ */
+export function convertPayload(text: string, to: Protocol): string {
+  try {
+    const value = JSON.parse(text);
+    if (Array.isArray(value)) {
+      return text;
+    }
+    const converted = buildRequest(text, to);
+    return JSON.stringify(converted) === JSON.stringify(value) ? text : JSON.stringify(converted);
+  } catch {
+    return text;
+  }
+}
+
+// -- try it: the answer -----------------------------------------------------------------------
+
+/** The answer line: the response as JSON, and which version answered (canary or not). */
+export function formatAnswer(response: unknown, version: string | null): string {
+  return JSON.stringify(response) + (version ? `  (from ${version})` : '');
+}
+
+// -- logs ---------------------------------------------------------------------------------------
+
+/** The log is followed while it is open, the panel shown and the endpoint live. */
+export function shouldFollow(open: boolean, visible: boolean, status: string): boolean {
+  return open && visible && endpointStatus(status).live;
+}
+
+export interface ILogFollowerOptions {
+  /** Milliseconds between two reads (from the end of one to the start of the next). */
+  interval?: number;
+  /** Skip reads meanwhile (e.g. the browser tab is hidden); keeps following. */
+  paused?: () => boolean;
+  onError?: (error: Error) => void;
+}
+
+/**
+ * Re-reads a log (its tail) every `interval` ms until stopped, handing on each text that
+ * differs from the last. One read at a time; a read that ends after `stop()` is dropped.
+ */
+export class LogFollower {
+  constructor(
+    private readonly _read: () => Promise<string>,
+    private readonly _onText: (text: string) => void,
+    private readonly _options: ILogFollowerOptions = {}
+  ) {}
+
+  get running(): boolean {
+    return this._running;
+  }
+
+  /** Read now, then every interval. */
+  start(): void {
+    if (this._running) {
+      return;
+    }
+    this._running = true;
+    this._generation += 1;
+    void this._tick(this._generation);
+  }
+
+  stop(): void {
+    this._running = false;
+    this._generation += 1;
+    if (this._timer !== null) {
+      clearTimeout(this._timer);
+      this._timer = null;
+    }
+  }
+
+  private async _tick(generation: number): Promise<void> {
+    this._timer = null;
+    if (!this._options.paused?.()) {
+      try {
+        const text = await this._read();
+        if (generation !== this._generation) {
+          return;
+        }
+        if (text !== this._last) {
+          this._last = text;
+          this._onText(text);
+        }
+      } catch (e) {
+        if (generation !== this._generation) {
+          return;
+        }
+        this._options.onError?.(e as Error);
+      }
+    }
+    if (generation === this._generation) {
+      this._timer = setTimeout(() => void this._tick(generation), this._options.interval ?? 2000);
+    }
+  }
+
+  private _running = false;
+  private _generation = 0;
+  private _last: string | null = null;
+  private _timer: ReturnType<typeof setTimeout> | null = null;
+}
