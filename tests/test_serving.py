@@ -178,8 +178,12 @@ def test_canary_split_promote_rollback(iris, workspace):
         conn.close()
         # binomial(1000, 0.1): sd ≈ 9.5; ±4 sd
         assert 62 <= seen["iris:2"] <= 138, seen
+        before = ep.record.backend_info
         ep.promote()
         assert ep.versions == {"iris:2": 100} and ep.spec["previous"]["ref"] == "iris:1"
+        # a status read holding the record from before the promote (the lab's poller, say)
+        # finds iris:1's server stopped, but that is the promote, not a failure
+        assert ep.job.backend.observe(ep.id, before).status == st.RUNNING
         assert {ep.predict(X[:1])[0] for _ in range(20)} == {7}
         assert ep.last_version == "iris:2"
         assert len(ep.info["servers"]) == 1

@@ -240,9 +240,17 @@ class LocalEndpointBackend:
         return {"url": url, "servers": servers, "router": router, "previous": None}
 
     # -- the job interface ---------------------------------------------------------------------
-    def observe(self, job_id: str, info: dict) -> Observation:
+    def observe(self, job_id: str, info: dict, _again: bool = True) -> Observation:
         procs = list(info.get("servers") or []) + ([info["router"]] if info.get("router") else [])
         dead = [p for p in procs if not alive(p.get("pid"), p.get("create_time"))]
+        if dead and _again:
+            # promote/rollback record the new servers before stopping the old ones: a caller
+            # holding the record from before that sees a stopped server that is no longer in it
+            from ..store.workspace import get_workspace
+
+            current = get_workspace().get_job(job_id).backend_info or {}
+            if current.get("servers") != info.get("servers") or current.get("router") != info.get("router"):
+                return self.observe(job_id, current, _again=False)
         if dead:
             p = dead[0]
             what = "the canary router" if p["role"] == "router" else f"the model server of {p['version']}"
@@ -269,28 +277,31 @@ class LocalEndpointBackend:
         """Undeploy: stop the router and every server; the record reads Cancelled."""
         from ..store.workspace import get_workspace
 
+        # Cancelled first: a status read while the processes stop must not take that for a failure
+        get_workspace().update_job(job_id, only_if_active=True, status=st.CANCELLED, message="undeployed")
         stop_process(info.get("router"))
         for s in info.get("servers") or []:
             stop_process(s)
-        get_workspace().update_job(job_id, only_if_active=True, status=st.CANCELLED, message="undeployed")
 
     # -- canary control ---------------------------------------------------------------------------
     def promote(self, job_id: str, spec: dict, info: dict) -> tuple[dict, dict]:
         servers = info["servers"]
         primary, canary = servers[0], servers[1]
         router = set_traffic(info["router"], [upstream(canary, 100)])
-        stop_process(primary)
         canary = {**canary, "role": "primary"}
         spec = {**spec, "previous": spec["version"], "version": spec["canary"], "canary": None, "canary_percent": 0}
-        return spec, {**info, "servers": [canary], "router": router}
+        info = _record_switch(job_id, spec, {**info, "servers": [canary], "router": router})
+        stop_process(primary)
+        return spec, info
 
     def rollback(self, job_id: str, spec: dict, info: dict) -> tuple[dict, dict]:
         servers = info["servers"]
         if spec.get("canary"):
             router = set_traffic(info["router"], [upstream(servers[0], 100)])
-            stop_process(servers[1])
             spec = {**spec, "canary": None, "canary_percent": 0}
-            return spec, {**info, "servers": servers[:1], "router": router}
+            info = _record_switch(job_id, spec, {**info, "servers": servers[:1], "router": router})
+            stop_process(servers[1])
+            return spec, info
         # undo a promote: the previous version comes back up, then takes the traffic
         from ..store.workspace import get_workspace
 
@@ -304,7 +315,17 @@ class LocalEndpointBackend:
         except BaseException:
             stop_process(back)
             raise
+        spec = {**spec, "version": spec["previous"], "previous": spec["version"]}
+        info = _record_switch(job_id, spec, {**info, "servers": [back], "router": router})
         for s in servers:
             stop_process(s)
-        spec = {**spec, "version": spec["previous"], "previous": spec["version"]}
-        return spec, {**info, "servers": [back], "router": router}
+        return spec, info
+
+
+def _record_switch(job_id: str, spec: dict, info: dict) -> dict:
+    """Record the servers now taking the traffic before the old ones stop, so that no
+    status read in between takes a stopped server of the old set for a failure."""
+    from ..store.workspace import get_workspace
+
+    get_workspace().update_job(job_id, only_if_active=True, spec=spec, backend_info=info)
+    return info

@@ -3,11 +3,16 @@
 A tiny scikit-learn model (iris) is registered through the Python API in the test's
 workspace (the lab's KFJUPYTER_HOME). In the lab: Deploy on its version in the Models
 panel, the endpoint shows Ready in the Endpoints panel (URL, version, 100 %), "Try it"
-sends a V1 payload through the server and shows the answer, and Undeploy stops it.
-Every wait is on the UI's state (Playwright's ``expect``), never a fixed sleep.
+sends a V1 payload through the server and shows the answer, and Undeploy stops it. Then
+a canary endpoint (deployed from Python) shows its split, follows its log, is promoted and
+rolled back from the panel.
+Every wait is on the UI's state (Playwright's ``expect``) or on the endpoint's processes,
+never a fixed sleep.
 """
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -29,7 +34,19 @@ def register() -> None:
     kfjupyter.register_model("iris", LogisticRegression(max_iter=300).fit(X, y), framework="sklearn")
 
 
-def test_deploy_from_models_try_it_and_undeploy(lab, browser_page):
+def wait_stopped(name: str, timeout: float = 30) -> None:
+    """The endpoint's processes are gone (the record reads Cancelled before they stop)."""
+    from kfjupyter.runtime.processes import alive
+
+    info = serving.get_endpoint(name).record.backend_info
+    procs = info["servers"] + ([info["router"]] if info.get("router") else [])
+    deadline = time.monotonic() + timeout
+    while any(alive(p["pid"], p.get("create_time")) for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(p["pid"], p.get("create_time")) for p in procs), f"{name} still has processes"
+
+
+def test_deploy_from_models_try_it_undeploy_and_canary_controls(lab, browser_page):
     from playwright.sync_api import expect
 
     page = browser_page
@@ -39,10 +56,12 @@ def test_deploy_from_models_try_it_and_undeploy(lab, browser_page):
         page.locator('.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="kfjupyter-sidebar"]').click()
         sidebar = page.locator("#kfjupyter-sidebar")
         titles = sidebar.locator(".jp-AccordionPanel-title")
-        expect(titles).to_have_count(4)
-        expect(titles.nth(3)).to_contain_text("Endpoints")
-        titles.nth(0).click()  # fold Jobs and Tuning
-        titles.nth(1).click()
+        expect(titles.filter(has_text="Endpoints")).to_have_count(1)
+        names = [t.strip().title() for t in titles.all_inner_texts()]  # CSS shows them upper-case
+        assert {"Jobs", "Tuning", "Models", "Endpoints"} <= set(names), names
+        for i, name in enumerate(names):  # fold all but Models and Endpoints
+            if name not in ("Models", "Endpoints") and titles.nth(i).get_attribute("aria-expanded") == "true":
+                titles.nth(i).click()
         models = sidebar.locator("#kfjupyter-models")
         expect(models).to_be_visible()
         rows = models.locator(".kf-ModelRow")
@@ -64,13 +83,39 @@ def test_deploy_from_models_try_it_and_undeploy(lab, browser_page):
         card.locator(".kf-Endpoint-send").click()
         answer = card.locator(".kf-Endpoint-answer")
         expect(answer).to_contain_text('{"predictions":[0,2]}', timeout=30_000)
-        titles.nth(2).click()  # fold Models: the endpoint gets the height for the screenshot
+        titles.filter(has_text="Models").click()  # fold Models: the endpoint gets the height for the screenshot
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         sidebar.screenshot(path=str(SCREENSHOTS / "endpoints-panel.png"))
 
         card.locator(".kf-Endpoint-undeploy").click()
         expect(card.locator(".kf-Endpoint-status")).to_have_text("Undeployed", timeout=30_000)
         assert [ep.status for ep in serving.list_endpoints()] == ["Cancelled"]
+        wait_stopped("iris")
+
+        # a canary endpoint (deployed from Python, seen by the panel): promote, then roll back
+        register()  # iris:2
+        kfjupyter.deploy("iris:1", name="canary", canary="iris:2", canary_percent=30)
+        card = endpoints.locator('.kf-Endpoint[data-endpoint="canary"]')
+        expect(card.locator(".kf-Endpoint-status")).to_have_text("Ready", timeout=60_000)
+        versions = card.locator(".kf-Endpoint-version")
+        expect(versions).to_have_text(["iris:1 70%", "iris:2 30% canary"])
+        card.locator(".kf-Endpoint-logs").click()  # the log, followed while the endpoint serves
+        expect(card.locator(".kf-Endpoint-following")).to_be_visible()
+        expect(card.locator(".kf-Endpoint-logtext")).not_to_be_empty()
+
+        card.locator(".kf-Endpoint-promote").click()
+        expect(versions).to_have_text(["iris:2 100%"], timeout=30_000)
+        expect(card.locator(".kf-Endpoint-promote")).to_have_count(0)
+        assert serving.get_endpoint("canary").versions == {"iris:2": 100}
+        card.locator(".kf-Endpoint-rollback").click()  # undo the promote: iris:1 comes back up
+        expect(versions).to_have_text(["iris:1 100%"], timeout=60_000)
+        assert serving.get_endpoint("canary").versions == {"iris:1": 100}
+        expect(card.locator(".kf-Endpoint-error")).to_have_count(0)
+
+        card.locator(".kf-Endpoint-undeploy").click()
+        expect(card.locator(".kf-Endpoint-status")).to_have_text("Undeployed", timeout=30_000)
+        expect(card.locator(".kf-Endpoint-following")).to_have_count(0)  # stopped following
+        wait_stopped("canary")
     finally:
         for ep in serving.list_endpoints():
             if ep.status not in ("Cancelled", "Failed", "Succeeded"):
