@@ -17,7 +17,7 @@ import pytest
 import kfjupyter
 from kfjupyter import status as st
 from kfjupyter.errors import KFJupyterError
-from kfjupyter.pipelines import debug, from_notebook, get_run, run_pipeline
+from kfjupyter.pipelines import debug, get_run, run_pipeline
 from kfjupyter.store.workspace import get_workspace
 
 from conftest import REPO, processes_of, wait_for

@@ -13,7 +13,7 @@ from IPython.utils.capture import capture_output
 from kfjupyter import status as st
 from kfjupyter.pipelines import get_run, list_runs
 
-from conftest import REPO, run_cell, wait_for
+from conftest import run_cell, wait_for
 from pipeline_notebooks import failing_notebook, write_notebook
 
 pytestmark = pytest.mark.timeout(120)

@@ -54,7 +54,7 @@ from typing import Any, Iterator
 import psutil
 
 from .. import status as st
-from ..runtime.processes import alive, die_with_parent, kill_tree
+from ..runtime.processes import die_with_parent, kill_tree
 from ..config import workspace_home
 from ..status import Observation
 from . import cache as kcache
