@@ -207,3 +207,24 @@ def test_logs_of_a_raw_deployment(iris, fake_k8s):
     fake_k8s.write_log("team-a", pod, "INFO:kserve:Registering model: iris")
     assert ep.logs() == "INFO:kserve:Registering model: iris"
     ep.undeploy()
+
+
+def test_a_refused_undeploy_leaves_the_endpoint_serving(iris, fake_k8s, monkeypatch):
+    from kubernetes.client import CustomObjectsApi
+    from kubernetes.client.exceptions import ApiException
+
+    from kfjupyter.errors import BackendError
+
+    ep = kfjupyter.deploy("iris@production", name="iris", backend="kubernetes", storage_uri=S3)
+
+    def forbidden(*args, **kwargs):
+        raise ApiException(status=403, reason="Forbidden")
+
+    with monkeypatch.context() as m:
+        m.setattr(CustomObjectsApi, "delete_namespaced_custom_object", forbidden)
+        with pytest.raises(BackendError, match="Forbidden"):
+            ep.undeploy()
+    assert ep.status == st.RUNNING and ep.record.finished_at is None and "undeploy failed" in ep.record.message
+    assert fake_k8s.get("inferenceservices", "team-a", "iris") is not None
+    ep.undeploy()
+    assert ep.status == st.CANCELLED and fake_k8s.get("inferenceservices", "team-a", "iris") is None

@@ -296,15 +296,21 @@ class KubernetesEndpointBackend:
     def cancel(self, job_id: str, info: dict) -> None:
         from kubernetes.client.exceptions import ApiException
 
+        from ..store.workspace import get_workspace
+
         k8s = self._clients(info["namespace"])
+        ws = get_workspace()
+        # Cancelled before the delete: a status read meanwhile must not take the missing
+        # InferenceService for a failure; a refused delete puts the status back
+        before = ws.get_job(job_id)
+        ws.update_job(job_id, only_if_active=True, status=st.CANCELLED, message="undeployed")
         try:
             k8s.custom.delete_namespaced_custom_object(GROUP, VERSION, info["namespace"], PLURAL, info["name"])
         except ApiException as exc:
             if exc.status != 404:
+                if before.status not in st.TERMINAL:
+                    ws.update_job(job_id, status=before.status, finished_at=None, message=f"undeploy failed: {exc.reason}")
                 raise BackendError(f"cannot delete InferenceService {info['name']}: {exc.reason}") from exc
-        from ..store.workspace import get_workspace
-
-        get_workspace().update_job(job_id, only_if_active=True, status=st.CANCELLED, message="undeployed")
 
     def promote(self, job_id: str, spec: dict, info: dict) -> tuple[dict, dict]:
         self._patch(info, validate_isvc(build_isvc(job_id, spec, info["namespace"], spec["canary"], None)))
