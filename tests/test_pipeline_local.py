@@ -191,6 +191,19 @@ def test_renumbered_cells_keep_the_cache_but_a_new_consumer_of_a_value_does_not(
     }
 
 
+def test_imports_that_start_threads_turn_forking_off(workdir):
+    (workdir / "threaded_mod.py").write_text(
+        "import threading, time\nthreading.Thread(target=time.sleep, args=(20,), daemon=True).start()\nVALUE = 7\n"
+    )
+    nb = write_notebook(
+        workdir / "threads.ipynb",
+        [(["imports"], "import threaded_mod"), (["step:one"], "x = threaded_mod.VALUE"), (["step:two"], "y = x + 1")],
+    )
+    run = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    assert run.status == st.SUCCEEDED, run.error
+    assert "the imports cells started threads (1): every step runs as a fresh python process" in run.logs()
+
+
 def test_independent_branches_respect_max_parallel_with_plain_step_processes(workdir, monkeypatch):
     monkeypatch.setenv("KFJUPYTER_PIPELINE_FORK", "0")  # python stepruntime.py per step
     nb = write_notebook(

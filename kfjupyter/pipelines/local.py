@@ -12,8 +12,9 @@ imported the modules of the pipeline's ``imports`` cells once (before its first 
 a step starts in milliseconds instead of paying for the interpreter and its imports
 again; the fork resets its signals, output, environment, working directory and store
 connections and runs ``stepruntime.main`` exactly as ``python stepruntime.py ARGS``
-would. ``KFJUPYTER_PIPELINE_FORK=0`` (or a platform without ``fork``) starts every step
-as a fresh ``python stepruntime.py …`` instead.
+would. ``KFJUPYTER_PIPELINE_FORK=0``, a platform other than Linux, or imports that start
+threads (a fork of a threaded process can deadlock) start every step as a fresh
+``python stepruntime.py …`` instead.
 
 * a step whose cache key (:mod:`.cache`) has a stored result is not run: the result is
   linked into the run (status ``Cached``); with ``resume`` a step that succeeded in the
@@ -212,7 +213,7 @@ class PipelineSupervisor:
         self.errors: list[str] = []
         self.cancelled = False
         self.home = workspace_home()  # the cache's home, known without loading the store
-        self.fork = hasattr(os, "fork") and os.environ.get("KFJUPYTER_PIPELINE_FORK", "1") != "0"
+        self.fork = sys.platform.startswith("linux") and os.environ.get("KFJUPYTER_PIPELINE_FORK", "1") != "0"
         self._preloaded = False
         self._store = None
         self._resumed: dict[str, Any] = {}
@@ -244,6 +245,8 @@ class PipelineSupervisor:
         """Import the modules of the ``imports`` cells once, here, so that every step
         (a fork of this process) starts with them loaded."""
         self._preloaded = True
+        if self.workdir and self.workdir not in sys.path:
+            sys.path.insert(0, self.workdir)  # the notebook's own modules
         started = time.monotonic()
         loaded, failed = [], []
         for module in imported_modules(self.pipeline.imports):
@@ -253,6 +256,13 @@ class PipelineSupervisor:
             except BaseException as exc:  # noqa: BLE001  (the step will fail with the real traceback)
                 failed.append(f"{module} ({type(exc).__name__})")
         took = time.monotonic() - started
+        import threading
+
+        if threading.active_count() > 1:  # forking a process with threads can deadlock the child
+            self.fork = False
+            self.say(f"the imports cells started threads ({threading.active_count() - 1}): every step runs as "
+                     "a fresh python process instead of a fork")
+            return
         self.say(f"steps are forked from this process with {', '.join(loaded) or 'no modules'} loaded "
                  f"({took:.2f} s)" + (f"; could not preload {', '.join(failed)}" if failed else ""))
 
@@ -370,9 +380,9 @@ class PipelineSupervisor:
             KFJUPYTER_ERROR_FILE=str(sdir / "error.txt"),
         )
         started = _now()
+        if self.fork and not self._preloaded:
+            self.preload()
         if self.fork:
-            if not self._preloaded:
-                self.preload()
             proc = fork_step(argv[3:], env, self.workdir, sdir / "log")
         else:
             with open(sdir / "log", "ab", buffering=0) as log:
