@@ -56,7 +56,7 @@ def test_tuning_panel_follows_a_study_and_cancels_another(lab, browser_page):
     page.locator('.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="kfjupyter-sidebar"]').click()
     sidebar = page.locator("#kfjupyter-sidebar")
     titles = sidebar.locator(".jp-AccordionPanel-title")
-    expect(titles).to_have_count(4)  # Jobs, Tuning, Models, Endpoints
+    expect(titles).to_have_count(5)  # Jobs, Tuning, Models, Endpoints, Pipeline
     expect(titles.nth(0)).to_contain_text("Jobs")
     expect(titles.nth(1)).to_contain_text("Tuning")
     tuning = sidebar.locator("#kfjupyter-tuning")
