@@ -329,3 +329,21 @@ def test_the_run_outlives_its_handle_and_is_found_again(workdir):
     assert os.path.exists(again.job_dir / "steps" / "fragile" / "log")
     with pytest.raises(KFJupyterError, match="no step 'missing'"):
         again.step_logs("missing")
+
+
+def test_step_states_cache_and_resume_on_postgresql(workdir, monkeypatch):
+    """The team store: the same run, cache and resume with the workspace on PostgreSQL."""
+    from postgres_support import shared_server
+
+    monkeypatch.setenv("KFJUPYTER_DB_URL", shared_server().new_schema())
+    nb = _make_failing(workdir)
+    run = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    assert run.status == st.FAILED and run.error.startswith("step fragile failed")
+    (workdir / "ok.marker").write_text("")
+    resumed = run_pipeline(nb, resume=run.id).wait(timeout=60, poll=0.02)
+    assert [s["status"] for s in resumed.steps] == ["Cached", "Succeeded", "Succeeded", "Cached"]
+    again = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    assert {s["cache_reason"] for s in again.steps} == {
+        f"cached: same code, inputs and parameters as run {x}" for x in (run.id, resumed.id)
+    }
+    assert get_workspace().engine.dialect.name == "postgresql"
