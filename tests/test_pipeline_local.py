@@ -347,3 +347,20 @@ def test_step_states_cache_and_resume_on_postgresql(workdir, monkeypatch):
         f"cached: same code, inputs and parameters as run {x}" for x in (run.id, resumed.id)
     }
     assert get_workspace().engine.dialect.name == "postgresql"
+
+
+def test_a_step_log_is_followed_until_the_step_ends(workdir):
+    nb = write_notebook(
+        workdir / "talk.ipynb",
+        [
+            (["imports"], "import time"),
+            (["step:talk"], "for i in range(3):\n    print('line', i, flush=True)\n    time.sleep(0.3)\nn = 3"),
+            (["step:after"], "m = n + 1\ntime.sleep(1)"),
+        ],
+    )
+    run = run_pipeline(nb)
+    lines = list(run.step_logs("talk", follow=True))
+    assert lines == ["line 0", "line 1", "line 2"]
+    # the step has ended; the run goes on with the next one
+    assert run.step("talk")["status"] == "Succeeded"
+    assert run.wait(timeout=60, poll=0.02).status == st.SUCCEEDED
