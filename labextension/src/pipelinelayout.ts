@@ -60,6 +60,9 @@ export interface ILayoutOptions {
   labelChars?: number;
 }
 
+/** Estimated width of one character of an edge label (10 px monospace). */
+export const LABEL_CHAR_PX = 6.2;
+
 /** Edge names for a label: "a, b" or "a, b +2" when more than fit. */
 export function edgeLabel(names: readonly string[], maxChars = 24): string {
   let out = '';
@@ -166,6 +169,8 @@ export function layoutDag(steps: readonly string[], edges: readonly IDagEdge[], 
     return mid - lo <= hi - mid ? lo : hi;
   };
 
+  // Each edge: its path, and spots along it where its label may go.
+  const spots = new Map<IEdgePath, { x: number; y: number }[]>();
   const paths: IEdgePath[] = valid.map(e => {
     const a = boxes.get(e.source)!;
     const b = boxes.get(e.target)!;
@@ -176,34 +181,86 @@ export function layoutDag(steps: readonly string[], edges: readonly IDagEdge[], 
     const via = detour(a, b, x1, x2);
     const common = { source: e.source, target: e.target, names: [...e.names], explicit: e.explicit };
     const label = edgeLabel(e.names, options.labelChars ?? 24);
+    let d: string;
+    let along: { x: number; y: number }[];
     if (via !== null) {
       // Down from the source, along the side, into the target.
       right = Math.max(right, via + margin);
       left = Math.min(left, via - margin);
       const yA = y1 + layerGap / 2;
       const yB = y2 - layerGap / 2;
-      const d =
+      d =
         `M${r(x1)},${r(y1)} C${r(x1)},${r(yA)} ${r(via)},${r(y1)} ${r(via)},${r(yA)} ` +
         `L${r(via)},${r(yB)} C${r(via)},${r(y2)} ${r(x2)},${r(yB)} ${r(x2)},${r(y2)}`;
-      const anchor = via < x1 ? 'end' : 'start';
-      return { ...common, d, labelX: r(via), labelY: r(yA + 10), label, labelAnchor: anchor };
+      along = [0.5, 0.3, 0.7, 0.15, 0.85].map(t => ({ x: via, y: yA + 10 + (yB - yA - 10) * t }));
+    } else {
+      const bend = Math.max(12, (y2 - y1) / 2);
+      d = `M${r(x1)},${r(y1)} C${r(x1)},${r(y1 + bend)} ${r(x2)},${r(y2 - bend)} ${r(x2)},${r(y2)}`;
+      // Spots in the gaps between layers (not level with the steps an edge passes).
+      const span = Math.max(1, b.layer - a.layer); // (a cycle, refused by the compiler, has edges upwards)
+      const ts: number[] = [];
+      for (const f of [0.5, 0.3, 0.7, 0.2, 0.8]) {
+        for (let k = 0; k < span; k++) {
+          ts.push((k + f) / span);
+        }
+      }
+      along = ts.map(t => ({ x: bezier(x1, x1, x2, x2, t), y: bezier(y1, y1 + bend, y2 - bend, y2, t) + 3 }));
     }
-    const bend = Math.max(12, (y2 - y1) / 2);
-    const d = `M${r(x1)},${r(y1)} C${r(x1)},${r(y1 + bend)} ${r(x2)},${r(y2 - bend)} ${r(x2)},${r(y2)}`;
-    // The label sits at the curve's middle, just under the source for long edges.
-    const span = b.layer - a.layer;
-    const t = span > 1 ? 0.5 / span : 0.5;
-    return {
-      ...common,
-      d,
-      labelX: r(bezier(x1, x1, x2, x2, t)),
-      labelY: r(bezier(y1, y1 + bend, y2 - bend, y2, t)),
-      label,
-      labelAnchor: 'start'
-    };
+    const path: IEdgePath = { ...common, d, labelX: 0, labelY: 0, label, labelAnchor: 'start' };
+    spots.set(path, along);
+    return path;
   });
 
-  // Room for the detours: shift everything right by what went past the left edge.
+  // Labels: the first spot (and side) where a label covers no step and no other label;
+  // short edges choose first. The text's box is estimated (about 6 px a character).
+  const taken: { x0: number; y0: number; x1: number; y1: number }[] = [...boxes.values()].map(n => ({
+    x0: n.x - 2,
+    y0: n.y - 2,
+    x1: n.x + n.width + 2,
+    y1: n.y + n.height + 2
+  }));
+  const centre0 = width / 2;
+  const order = [...paths].sort(
+    (p, q) => boxes.get(p.target)!.layer - boxes.get(p.source)!.layer - (boxes.get(q.target)!.layer - boxes.get(q.source)!.layer)
+  );
+  for (const p of order) {
+    const all = spots.get(p)!;
+    if (!p.label) {
+      p.labelX = r(all[0].x);
+      p.labelY = r(all[0].y);
+      continue;
+    }
+    const w = p.label.length * LABEL_CHAR_PX;
+    const boxOf = (x: number, y: number, anchor: 'start' | 'end') =>
+      anchor === 'start' ? { x0: x + 4, y0: y - 9, x1: x + 4 + w, y1: y + 3 } : { x0: x - 4 - w, y0: y - 9, x1: x - 4, y1: y + 3 };
+    const free = (bx: { x0: number; y0: number; x1: number; y1: number }) =>
+      !taken.some(o => bx.x0 < o.x1 && o.x0 < bx.x1 && bx.y0 < o.y1 && o.y0 < bx.y1);
+    let chosen: { x: number; y: number; anchor: 'start' | 'end' } | null = null;
+    for (const spot of all) {
+      const outward: 'start' | 'end' = spot.x < centre0 - 1 ? 'end' : 'start';
+      for (const anchor of [outward, outward === 'start' ? 'end' : 'start'] as const) {
+        if (free(boxOf(spot.x, spot.y, anchor))) {
+          chosen = { x: spot.x, y: spot.y, anchor };
+          break;
+        }
+      }
+      if (chosen) {
+        break;
+      }
+    }
+    if (!chosen) {
+      chosen = { x: all[0].x, y: all[0].y, anchor: all[0].x < centre0 - 1 ? 'end' : 'start' };
+    }
+    const bx = boxOf(chosen.x, chosen.y, chosen.anchor);
+    taken.push(bx);
+    left = Math.min(left, bx.x0 - 2);
+    right = Math.max(right, bx.x1 + 2);
+    p.labelX = r(chosen.x);
+    p.labelY = r(chosen.y);
+    p.labelAnchor = chosen.anchor;
+  }
+
+  // Room for the detours and labels: shift everything right by what went past the left edge.
   if (left < 0) {
     const dx = -left;
     boxes.forEach(n => (n.x += dx));

@@ -1,4 +1,18 @@
-import { edgeLabel, IDagEdge, layoutDag } from '../src/pipelinelayout';
+import { edgeLabel, IDagEdge, IDagLayout, LABEL_CHAR_PX, layoutDag } from '../src/pipelinelayout';
+
+/** The boxes of the labels drawn (as the SVG places the text) and of the steps. */
+function labelBoxes(out: IDagLayout) {
+  return out.edges
+    .filter(e => e.label)
+    .map(e => {
+      const w = e.label.length * LABEL_CHAR_PX;
+      const x0 = e.labelAnchor === 'start' ? e.labelX + 4 : e.labelX - 4 - w;
+      return { edge: `${e.source}->${e.target}`, x0, x1: x0 + w, y0: e.labelY - 9, y1: e.labelY + 3 };
+    });
+}
+
+const overlap = (a: { x0: number; x1: number; y0: number; y1: number }, b: { x0: number; x1: number; y0: number; y1: number }) =>
+  a.x0 < b.x1 && b.x0 < a.x1 && a.y0 < b.y1 && b.y0 < a.y1;
 
 const edge = (source: string, target: string, names: string[] = [], explicit = false): IDagEdge => ({
   source,
@@ -45,6 +59,23 @@ describe('layoutDag', () => {
     expect(e.label).toBe('X_train, y_train');
     expect(e.labelY).toBeGreaterThan(src.y + 20);
     expect(e.labelY).toBeLessThan(dst.y);
+  });
+
+  it('places the labels where they cover no step and no other label, inside the drawing', () => {
+    const out = layoutDag(steps, edges);
+    const labels = labelBoxes(out);
+    expect(labels).toHaveLength(5);
+    const nodes = out.nodes.map(n => ({ x0: n.x, x1: n.x + n.width, y0: n.y, y1: n.y + n.height }));
+    for (const [i, a] of labels.entries()) {
+      expect(a.x0).toBeGreaterThanOrEqual(0);
+      expect(a.x1).toBeLessThanOrEqual(out.width);
+      for (const n of nodes) {
+        expect(overlap(a, n)).toBe(false);
+      }
+      for (const b of labels.slice(i + 1)) {
+        expect([a.edge, b.edge, overlap(a, b)]).toEqual([a.edge, b.edge, false]);
+      }
+    }
   });
 
   it('orders a layer by the position of the upstream steps', () => {
