@@ -235,3 +235,14 @@ async def test_run_with_parameters(jp_fetch, jp_root_dir):
     code, err = await post(jp_fetch, "pipelines", "runs", body={"path": "params.ipynb", "parameters": {"times": "many"}})
     assert code == 400 and "times" in err["message"], err
     assert (await get_json(jp_fetch, "pipelines", "runs", path="params.ipynb"))["total"] == 1
+
+
+@async_test
+async def test_export_without_kfp_says_what_to_install(jp_fetch, jp_root_dir, monkeypatch):
+    import sys
+
+    shutil.copy(DEMO, jp_root_dir / "demo.ipynb")
+    monkeypatch.setitem(sys.modules, "kfp", None)  # `import kfp` fails, as on a server without it
+    code, err = await error_of(jp_fetch, "pipelines", "export", path="demo.ipynb")
+    assert code == 501 and err["reason"] == "MissingDependency", err
+    assert "kfjupyter[pipelines]" in err["message"]

@@ -45,6 +45,24 @@ def _pipelines():
     return kp
 
 
+def http_error(exc: KFJupyterError) -> web.HTTPError:
+    """kfjupyter's error as the API's answer (see the module's docstring)."""
+    kind = type(exc).__name__
+    if kind == "PipelineError":
+        return CellError(str(exc), getattr(exc, "cell", None))
+    if kind == "KFPCompileError" and isinstance(exc.__cause__, ImportError):
+        return api_error(501, str(exc), "MissingDependency")
+    if kind == "KFPCompileError":
+        return api_error(400, str(exc), "KFPCompileError")
+    if isinstance(exc, JobNotFoundError):
+        return api_error(404, str(exc), "PipelineRunNotFound")
+    if isinstance(exc, InvalidOptionError):
+        return api_error(400, str(exc), "InvalidOption")
+    if isinstance(exc, BackendError):
+        return api_error(502, str(exc), "BackendError")
+    return api_error(500, str(exc), kind)
+
+
 class PipelinesBase(KFJupyterHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = (kwargs.get("exc_info") or (None, None, None))[1]
@@ -59,21 +77,8 @@ class PipelinesBase(KFJupyterHandler):
             return await IOLoop.current().run_in_executor(None, functools.partial(fn, *args, **kwargs))
         except web.HTTPError:
             raise
-        except JobNotFoundError as exc:
-            raise api_error(404, str(exc), "PipelineRunNotFound") from exc
-        except InvalidOptionError as exc:
-            raise api_error(400, str(exc), "InvalidOption") from exc
-        except BackendError as exc:
-            raise api_error(502, str(exc), "BackendError") from exc
         except KFJupyterError as exc:
-            kind = type(exc).__name__
-            if kind == "PipelineError":
-                raise CellError(str(exc), getattr(exc, "cell", None)) from exc
-            if kind == "KFPCompileError":
-                if isinstance(exc.__cause__, ImportError):
-                    raise api_error(501, str(exc), "MissingDependency") from exc
-                raise api_error(400, str(exc), "KFPCompileError") from exc
-            raise api_error(500, str(exc), kind) from exc
+            raise http_error(exc) from exc
         except ValueError as exc:  # a parameter value of the wrong type …
             raise api_error(400, str(exc), "InvalidOption") from exc
 
