@@ -76,32 +76,14 @@ export class PipelineApi {
 
   /**
    * `POST /pipelines/compile`: the saved notebook at `path` as a Pipeline. A 400 that
-   * names a cell (`{message, reason, cell}`) rejects with a `PipelineCompileError`.
+   * names a cell (`{message, reason: "PipelineError", cell}`) rejects with a
+   * `PipelineCompileError`.
    */
-  async compile(path: string): Promise<IPipeline> {
-    const init = { method: 'POST', body: JSON.stringify({ path }) };
-    let response: Response;
-    try {
-      response = await ServerConnection.makeRequest(this.api.url('pipelines/compile'), init, this.api.settings);
-    } catch (error) {
-      throw new KFApiError(`Cannot reach the kfjupyter server extension: ${(error as Error).message}`, 0, 'network');
-    }
-    let body: any = null;
-    try {
-      body = await response.json();
-    } catch {
-      // not JSON: the status line says it
-    }
-    if (response.ok) {
-      return body as IPipeline;
-    }
-    const message = (body && body.message) || `${response.status} ${response.statusText}`;
-    if (response.status === 400 && body && body.reason === 'PipelineError') {
-      throw new PipelineCompileError(message, typeof body.cell === 'number' ? body.cell : null);
-    }
-    throw new KFApiError(message, response.status, (body && body.reason) || '');
+  compile(path: string): Promise<IPipeline> {
+    return this._post<IPipeline>('pipelines/compile', { path });
   }
 
+  /** `POST /pipelines/runs`: start a run (compile errors as for `compile`). */
   run(path: string, parameters?: Record<string, unknown>, backend?: string): Promise<IPipelineRun> {
     const body: Record<string, unknown> = { path };
     if (parameters && Object.keys(parameters).length) {
@@ -110,7 +92,7 @@ export class PipelineApi {
     if (backend) {
       body.backend = backend;
     }
-    return this.api.json('pipelines/runs', { method: 'POST', body: JSON.stringify(body) });
+    return this._post<IPipelineRun>('pipelines/runs', body);
   }
 
   /** `GET /pipelines/runs?path=`: the notebook's runs, newest first. */
@@ -134,5 +116,30 @@ export class PipelineApi {
   async exportYaml(path: string): Promise<string> {
     const response = await this.api.fetch(`pipelines/export?path=${encodeURIComponent(path)}`);
     return response.text();
+  }
+
+  /** A POST whose 400 may name a notebook cell. */
+  private async _post<T>(route: string, body: unknown): Promise<T> {
+    const init = { method: 'POST', body: JSON.stringify(body) };
+    let response: Response;
+    try {
+      response = await ServerConnection.makeRequest(this.api.url(route), init, this.api.settings);
+    } catch (error) {
+      throw new KFApiError(`Cannot reach the kfjupyter server extension: ${(error as Error).message}`, 0, 'network');
+    }
+    let answer: any = null;
+    try {
+      answer = await response.json();
+    } catch {
+      // not JSON: the status line says it
+    }
+    if (response.ok) {
+      return answer as T;
+    }
+    const message = (answer && answer.message) || `${response.status} ${response.statusText}`;
+    if (response.status === 400 && answer && answer.reason === 'PipelineError') {
+      throw new PipelineCompileError(message, typeof answer.cell === 'number' ? answer.cell : null);
+    }
+    throw new KFApiError(message, response.status, (answer && answer.reason) || '');
   }
 }

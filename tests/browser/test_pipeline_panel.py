@@ -85,10 +85,15 @@ def test_tags_saved_dag_drawn_run_live_then_cached(lab, browser_page):
     expect(panel).to_be_visible()
     expect(panel.locator(".kf-Pipeline-notebook")).to_have_text("pipe.ipynb")
 
-    # Compile the notebook as it is: cell 5 reads y, which the skipped cell 4 assigns.
-    panel.locator(".kf-Pipeline-compile").click()
+    # Run, then Compile, the notebook as it is: cell 5 reads y, which the skipped cell 4
+    # assigns; both say so and name the cell.
     error = panel.locator(".kf-Pipeline-error")
-    expect(error).to_contain_text("'y'", timeout=30_000)
+    panel.locator(".kf-Pipeline-run").click()
+    expect(error).to_have_attribute("data-cell", "4", timeout=30_000)
+    expect(panel.locator(".kf-PipelineRun")).to_have_count(0)  # nothing started
+    panel.locator(".kf-Pipeline-compile").click()
+    expect(panel.locator(".kf-Pipeline-compile")).to_have_text("Compile", timeout=30_000)  # done
+    expect(error).to_contain_text("'y'")
     expect(error).to_have_attribute("data-cell", "4")
     error.locator(".kf-Pipeline-errorCell").click()  # selects the cell it names
     form = panel.locator(".kf-PipelineTags")

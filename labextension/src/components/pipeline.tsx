@@ -591,7 +591,7 @@ export function PipelinePanel(props: {
       const fresh = await api.run(path, runParameters(current.pipeline, current.params));
       update({ run: fresh, pipeline: fresh.pipeline ?? current.pipeline, busy: '' });
     } catch (e) {
-      const cell = e instanceof PipelineCompileError ? e.cell : ((e as { cell?: number }).cell ?? null);
+      const cell = e instanceof PipelineCompileError ? e.cell : null;
       update({ busy: '', error: { message: (e as Error).message, cell } });
     }
   };
