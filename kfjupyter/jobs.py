@@ -7,13 +7,14 @@ another kernel, before a restart, from the CLI …); ``kfjupyter.jobs.list()`` l
 from __future__ import annotations
 
 import builtins
+import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from . import status as st
-from .errors import KFJupyterError
+from .errors import InvalidOptionError, KFJupyterError, PreflightError
 from .store.models import JobRecord
 from .store.workspace import as_aware, get_workspace
 from .backends import get_backend
@@ -214,3 +215,47 @@ def list(kind: str | None = None, status: str | None = None, limit: int | None =
     """Jobs of the workspace, newest first."""
     records = get_workspace().list_jobs(kind=kind, status=status, limit=limit, offset=offset)
     return [Job(r.id, r) for r in records]
+
+
+# -- submission: the one way every capability starts a job it has recorded ------------------
+def forget(job_id: str) -> None:
+    """Delete a job's record and folder: what a refused submission leaves behind."""
+    ws = get_workspace()
+    with ws.session() as s, s.begin():
+        record = s.get(JobRecord, job_id)
+        if record is not None:
+            s.delete(record)
+    shutil.rmtree(ws.job_dir(job_id), ignore_errors=True)
+
+
+def start_job(
+    job_id: str,
+    start: Callable[[], dict],
+    cancel: Callable[[dict], None],
+    *,
+    on_refusal: Callable[[KFJupyterError], None] | None = None,
+    failed: str = "submission failed",
+) -> JobRecord:
+    """Start the recorded (Pending) job ``job_id``: ``start()`` returns its ``backend_info``.
+
+    A refusal (:class:`InvalidOptionError`, :class:`PreflightError`) calls
+    ``on_refusal(error)`` (default: :func:`forget` the job, so nothing is left behind); any
+    other error marks the job Failed. Either way the error is re-raised.
+    A job cancelled while it was being started is stopped at once with ``cancel(info)``.
+    """
+    ws = get_workspace()
+    try:
+        info = start()
+    except (InvalidOptionError, PreflightError) as exc:
+        (on_refusal or (lambda _: forget(job_id)))(exc)
+        raise
+    except KFJupyterError as exc:
+        ws.update_job(job_id, status=st.FAILED, error=str(exc))
+        raise
+    except BaseException as exc:
+        ws.update_job(job_id, status=st.FAILED, error=f"{failed}: {exc!r}")
+        raise
+    record = ws.update_job(job_id, backend_info=info)
+    if record.status == st.CANCELLED:  # cancelled while it was being started
+        cancel(info)
+    return record

@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import status as st
 from ..errors import InvalidOptionError, KFJupyterError
-from ..jobs import Job
+from ..jobs import Job, start_job
 from ..runtime.supervisor import LAUNCH
 from ..store.models import JobRecord
 from ..store.workspace import get_workspace
@@ -349,15 +349,7 @@ def run_notebook(
 
 
 def _start(job_id: str, job_dir: Path, engine) -> None:
-    ws = get_workspace()
-    try:
-        info = engine.start(job_dir)
-    except BaseException as exc:
-        ws.update_job(job_id, status=st.FAILED, error=f"could not be started: {exc!r}")
-        raise
-    record = ws.update_job(job_id, backend_info=info)
-    if record.status == st.CANCELLED:  # cancelled while it was being started
-        engine.cancel(job_id, info)
+    start_job(job_id, lambda: engine.start(job_dir), lambda info: engine.cancel(job_id, info), failed="could not be started")
 
 
 def _submit_run(name, nb_path, data, fixed, kernel, cwd, wait) -> NotebookRun:

@@ -14,14 +14,13 @@ import json
 import os
 import re
 import secrets
-import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
 from .. import status as st
 from ..config import default_backend
-from ..errors import InvalidOptionError, JobNotFoundError, KFJupyterError, PreflightError
-from ..jobs import Job
+from ..errors import InvalidOptionError, JobNotFoundError
+from ..jobs import Job, forget, start_job
 from ..store.models import JobRecord, PipelineStepRecord
 from ..store.workspace import get_workspace
 from .model import PARAM_TYPES, Parameter, Pipeline
@@ -195,7 +194,8 @@ def run_pipeline(
             notebook=str(Path(pipeline.notebook).resolve()) if pipeline.notebook else None,
         )
     )
-    try:
+
+    def start() -> dict:
         ws.add_pipeline_steps(
             [
                 PipelineStepRecord(run_id=run_id, name=name, pipeline=pipeline.name[:63], position=i, status=st.PENDING)
@@ -207,34 +207,23 @@ def run_pipeline(
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "program.py").write_text(step.program)
         launch = {"job_id": run_id, **spec, "workdir": workdir, "env": {}}
-        info = get_backend("pipeline", backend).submit(run_id, launch, job_dir)
-    except (InvalidOptionError, PreflightError):  # refused: leave no trace
-        _forget(run_id, job_dir)
-        raise
-    except KFJupyterError as exc:
-        ws.update_job(run_id, status=st.FAILED, error=str(exc))
-        raise
-    except BaseException as exc:
-        ws.update_job(run_id, status=st.FAILED, error=f"submission failed: {exc!r}")
-        raise
-    record = ws.update_job(run_id, backend_info=info)
+        return get_backend("pipeline", backend).submit(run_id, launch, job_dir)
+
+    start_job(
+        run_id,
+        start,
+        lambda info: get_backend("pipeline", backend).cancel(run_id, info),
+        on_refusal=lambda _: _forget(run_id),
+    )
     run = PipelineRun(run_id)
-    if record.status == st.CANCELLED:  # cancelled while it was being submitted
-        get_backend("pipeline", backend).cancel(run_id, info)
     return run.wait() if wait else run
 
 
-def _forget(run_id: str, job_dir: Path) -> None:
-    ws = get_workspace()
-    ws.delete_pipeline_steps(run_id)
-    with ws.session() as s, s.begin():
-        record = s.get(JobRecord, run_id)
-        if record is not None:
-            s.delete(record)
-    shutil.rmtree(job_dir, ignore_errors=True)
+def _forget(run_id: str) -> None:
+    get_workspace().delete_pipeline_steps(run_id)
+    forget(run_id)
 
 
-# -- the handle --------------------------------------------------------------------------
 class PipelineRun(Job):
     """A handle on one pipeline run: a :class:`~kfjupyter.jobs.Job` plus its steps."""
 

@@ -10,8 +10,8 @@ from typing import Any, Callable
 from .. import status as st
 from ..capture.program import Program, capture, capture_function, write_bundle
 from ..config import default_backend
-from ..errors import InvalidOptionError, KFJupyterError, PreflightError
-from ..jobs import Job
+from ..errors import InvalidOptionError, PreflightError
+from ..jobs import Job, start_job
 from ..store.models import JobRecord
 from ..store.workspace import get_workspace
 from .backends import get_backend
@@ -111,28 +111,11 @@ def train(
             cell=program.body,
         )
     )
-    try:
-        info = get_backend(spec.backend).submit(job_id, spec, bundle, job_dir)
-    except KFJupyterError as exc:
-        if isinstance(exc, (InvalidOptionError, PreflightError)):  # refused: leave no trace
-            _forget(job_id, job_dir)
-        else:
-            ws.update_job(job_id, status=st.FAILED, error=str(exc))
-        raise
-    except BaseException as exc:
-        ws.update_job(job_id, status=st.FAILED, error=f"submission failed: {exc!r}")
-        raise
-    record = ws.update_job(job_id, backend_info=info)
-    if record.status == st.CANCELLED:  # cancelled while it was being submitted
-        get_backend(spec.backend).cancel(job_id, info)
+    start_job(
+        job_id,
+        lambda: get_backend(spec.backend).submit(job_id, spec, bundle, job_dir),
+        lambda info: get_backend(spec.backend).cancel(job_id, info),
+    )
     job = Job(job_id)
     return job.wait() if wait else job
 
-
-def _forget(job_id: str, job_dir) -> None:
-    ws = get_workspace()
-    with ws.session() as s, s.begin():
-        record = s.get(JobRecord, job_id)
-        if record is not None:
-            s.delete(record)
-    shutil.rmtree(job_dir, ignore_errors=True)

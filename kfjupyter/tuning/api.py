@@ -12,11 +12,11 @@ from ..backends import get_backend
 from ..capture.bundle import Bundle
 from ..capture.program import Program, write_bundle
 from ..config import default_backend
-from ..errors import InvalidOptionError, KFJupyterError, PreflightError
-from ..jobs import Job
+from ..errors import InvalidOptionError, PreflightError
+from ..jobs import Job, start_job
 from ..store.models import JobRecord
 from ..store.workspace import get_workspace
-from ..training.api import MAX_PAYLOAD, _forget, _program
+from ..training.api import MAX_PAYLOAD, _program
 from .space import ParamSpec, SearchSpace, as_param_spec, build_space
 from .spec import TuneSpec
 from .study import Study
@@ -140,7 +140,7 @@ def tune(
             cell=program.body,
         )
     )
-    _submit(job_id, spec, bundle, job_dir, lambda engine: engine.submit(job_id, spec, bundle, job_dir))
+    _submit(job_id, spec, lambda engine: engine.submit(job_id, spec, bundle, job_dir))
     study = Study(job_id)
     return study.wait() if wait else study
 
@@ -162,20 +162,14 @@ def _write(
         raise
 
 
-def _submit(job_id: str, spec: TuneSpec, bundle: Bundle, job_dir: Path, call, forget: bool = True) -> None:
-    ws = get_workspace()
-    try:
-        info = call(get_backend("tune", spec.backend))
-    except KFJupyterError as exc:
-        if forget and isinstance(exc, (InvalidOptionError, PreflightError)):  # refused: leave no trace
-            _forget(job_id, job_dir)
-        else:
-            ws.update_job(job_id, status=st.FAILED, error=str(exc))
-        raise
-    except BaseException as exc:
-        ws.update_job(job_id, status=st.FAILED, error=f"submission failed: {exc!r}")
-        raise
-    ws.update_job(job_id, backend_info=info)
+def _submit(job_id: str, spec: TuneSpec, call, forget: bool = True) -> None:
+    """Start the recorded study; a refused resume keeps its record (marked Failed)."""
+    start_job(
+        job_id,
+        lambda: call(get_backend("tune", spec.backend)),
+        lambda info: get_backend("tune", spec.backend).cancel(job_id, info),
+        on_refusal=None if forget else lambda exc: get_workspace().update_job(job_id, status=st.FAILED, error=str(exc)),
+    )
 
 
 def find_study(ref: str) -> Job:
@@ -227,6 +221,6 @@ def _resume(ref, program, fields, trials, name, max_payload, wait) -> Study:
         job.id, status=st.PENDING, error=None, message="resumed", finished_at=None,
         spec=spec.to_dict(), workers=spec.parallel, cell=program.body,
     )  # fmt: skip
-    _submit(job.id, spec, bundle, job_dir, lambda engine: engine.start(job.id, spec, bundle, job_dir), forget=False)
+    _submit(job.id, spec, lambda engine: engine.start(job.id, spec, bundle, job_dir), forget=False)
     study = Study(job.id)
     return study.wait() if wait else study
