@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import BackendError
 
@@ -105,3 +106,19 @@ def merge_patch(method, *args, **kwargs):
         if "_content_type" not in str(exc):
             raise
     return method(*args, **kwargs)
+
+
+def stream_lines(resp) -> Iterator[str]:
+    """Lines (without newline) of a streamed (``follow``) log response, until the server
+    ends it; the response is closed when the reader stops."""
+    buffer = b""
+    try:
+        for chunk in resp.stream(amt=None, decode_content=False):
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                yield line.decode("utf-8", errors="replace").rstrip("\r")
+        if buffer:
+            yield buffer.decode("utf-8", errors="replace")
+    finally:
+        resp.close()

@@ -33,7 +33,7 @@ import psutil
 
 from .. import status as st
 from ..runtime.processes import kill_tree
-from ..runtime.supervisor import LAUNCH, rank_paths
+from ..runtime.supervisor import LAUNCH, rank_paths, supervise
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -232,19 +232,8 @@ class Runner:
 
 
 def main(argv: list[str] | None = None) -> None:
-    job_dir = Path((argv or sys.argv[1:])[0])
-    runner = Runner(job_dir)
-    try:
-        runner.run()
-    except BaseException:
-        runner.stop_children()
-        runner.store.update_job(
-            runner.job_id,
-            only_if_active=True,
-            status=st.FAILED,
-            error="the notebook runner failed:\n" + traceback.format_exc(),
-        )
-        raise
+    runner = Runner(Path((argv or sys.argv[1:])[0]))
+    supervise(runner.job_id, runner.run, runner.stop_children, "the notebook runner")
 
 
 if __name__ == "__main__":

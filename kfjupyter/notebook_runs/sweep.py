@@ -23,12 +23,11 @@ import json
 import signal
 import sys
 import time
-import traceback
 from pathlib import Path
 
 from .. import status as st
 from ..runtime.processes import reap_children
-from ..runtime.supervisor import LAUNCH, rank_paths
+from ..runtime.supervisor import LAUNCH, rank_paths, supervise
 from .runner import Log
 
 POLL_S = 0.2
@@ -139,19 +138,8 @@ class SweepSupervisor:
 
 
 def main(argv: list[str] | None = None) -> None:
-    job_dir = Path((argv or sys.argv[1:])[0])
-    supervisor = SweepSupervisor(job_dir)
-    try:
-        supervisor.run()
-    except BaseException:
-        supervisor.store.update_job(
-            supervisor.job_id,
-            only_if_active=True,
-            status=st.FAILED,
-            error="the sweep supervisor failed:\n" + traceback.format_exc(),
-        )
-        supervisor.cancel_all()  # no run outlives its sweep's supervisor
-        raise
+    supervisor = SweepSupervisor(Path((argv or sys.argv[1:])[0]))
+    supervise(supervisor.job_id, supervisor.run, supervisor.cancel_all, "the sweep supervisor")
 
 
 if __name__ == "__main__":

@@ -52,10 +52,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-import psutil
 
 from .. import status as st
-from ..runtime.processes import die_with_parent, kill_tree
+from ..runtime.processes import die_with_parent, kill_with_children
+from ..runtime.supervisor import supervise
 from ..config import workspace_home
 from ..status import Observation
 from . import cache as kcache
@@ -460,14 +460,7 @@ class PipelineSupervisor:
             todo += self.pipeline.downstream(child)
 
     def stop_all(self) -> None:
-        procs = []
-        for proc, _ in self.running.values():
-            try:
-                p = psutil.Process(proc.pid)
-                procs += [p] + p.children(recursive=True)
-            except psutil.NoSuchProcess:
-                pass
-        kill_tree(procs)
+        kill_with_children(proc.pid for proc, _ in self.running.values())
         for name, (proc, _) in list(self.running.items()):
             proc.poll()
             self.set_step(name, st.CANCELLED, error="cancelled by the user")
@@ -551,18 +544,8 @@ class PipelineSupervisor:
 
 
 def main(argv: list[str] | None = None) -> None:
-    job_dir = Path((argv or sys.argv[1:])[0])
-    supervisor = PipelineSupervisor(job_dir)
-    try:
-        supervisor.run()
-    except BaseException:
-        text = traceback.format_exc()
-        try:
-            supervisor.stop_all()
-        finally:
-            supervisor.store.update_job(supervisor.run_id, only_if_active=True, status=st.FAILED,
-                                        error="the kfjupyter pipeline supervisor failed:\n" + text)
-        raise
+    supervisor = PipelineSupervisor(Path((argv or sys.argv[1:])[0]))
+    supervise(supervisor.run_id, supervisor.run, supervisor.stop_all, "the kfjupyter pipeline supervisor")
 
 
 # -- the engine the job handles talk to ----------------------------------------------

@@ -59,6 +59,18 @@ def kill_tree(procs: list[psutil.Process], grace: float = 3.0) -> None:
     psutil.wait_procs(still, timeout=grace)
 
 
+def kill_with_children(pids, grace: float = 3.0) -> None:
+    """Stop each process of ``pids`` and everything it started (see :func:`kill_tree`)."""
+    procs = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            procs += [proc] + proc.children(recursive=True)
+        except psutil.NoSuchProcess:
+            pass
+    kill_tree(procs, grace)
+
+
 def kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)

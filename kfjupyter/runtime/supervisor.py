@@ -26,10 +26,9 @@ import time
 import traceback
 from pathlib import Path
 
-import psutil
 
 from .. import status as st
-from .processes import die_with_parent, free_port, kill_tree
+from .processes import die_with_parent, free_port, kill_with_children
 
 LAUNCH = "launch.json"
 POLL_S = 0.05
@@ -115,14 +114,7 @@ class Supervisor:
             log.close()
 
     def stop_ranks(self) -> None:
-        procs = []
-        for rank in self.ranks:
-            try:
-                proc = psutil.Process(rank.pid)
-                procs += [proc] + proc.children(recursive=True)
-            except psutil.NoSuchProcess:
-                pass
-        kill_tree(procs)
+        kill_with_children(rank.pid for rank in self.ranks)
         for rank in self.ranks:
             rank.poll()
 
@@ -151,8 +143,7 @@ class Supervisor:
             codes = [rank.poll() for rank in self.ranks]
             failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
             if failed:
-                # the first failure is the cause; later ones are peers losing their link
-                first = min(failed, key=lambda ic: self._exit_time(ic[0]))
+                first = self.first_failure(failed)
                 self.stop_ranks()
                 self.store.update_job(
                     self.job_id, only_if_active=True, status=st.FAILED, error=self.failure_text(*first)
@@ -163,25 +154,51 @@ class Supervisor:
                 return
             time.sleep(POLL_S)
 
-    def _exit_time(self, rank: int) -> float:
+    def _error_time(self, rank: int) -> float:
         error = rank_paths(self.job_dir, rank)["error"]
-        return error.stat().st_mtime if error.exists() else float("inf")
+        return error.stat().st_mtime_ns if error.exists() else float("inf")
+
+    def first_failure(self, exited: list[tuple[int, int]]) -> tuple[int, int]:
+        """The failure that caused the others: the earliest traceback written.
+
+        Later failures are peers losing their link, and a peer can exit first: the rank
+        that raised writes its traceback, then tears torch down slowly while its closed
+        sockets already fail the others. So a rank that wrote a traceback but has not
+        exited yet still counts; it is given a moment to finish exiting.
+        """
+        candidates = {i for i, _ in exited} | {
+            i for i, rank in enumerate(self.ranks) if rank.returncode is None and rank_paths(self.job_dir, i)["error"].exists()
+        }
+        first = min(sorted(candidates), key=self._error_time)
+        code = dict(exited).get(first)
+        if code is None:
+            try:
+                code = self.ranks[first].wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                return min(exited, key=lambda ic: self._error_time(ic[0]))
+        return first, code
+
+
+def supervise(job_id: str, run, stop, what: str) -> None:
+    """Run a detached job's supervision loop ``run()``; if the loop itself fails, the job
+    is marked Failed (``what`` failed, with the traceback) and ``stop()`` stops what it
+    started, so nothing outlives a crashed supervisor. Every supervisor's ``main`` uses it."""
+    try:
+        run()
+    except BaseException:
+        from ..store.workspace import get_workspace
+
+        text = traceback.format_exc()
+        try:
+            get_workspace().update_job(job_id, only_if_active=True, status=st.FAILED, error=f"{what} failed:\n{text}")
+        finally:
+            stop()
+        raise
 
 
 def main(argv: list[str] | None = None) -> None:
-    job_dir = Path((argv or sys.argv[1:])[0])
-    supervisor = Supervisor(job_dir)
-    try:
-        supervisor.run()
-    except BaseException:
-        supervisor.stop_ranks()
-        supervisor.store.update_job(
-            supervisor.job_id,
-            only_if_active=True,
-            status=st.FAILED,
-            error="the kfjupyter supervisor failed:\n" + traceback.format_exc(),
-        )
-        raise
+    supervisor = Supervisor(Path((argv or sys.argv[1:])[0]))
+    supervise(supervisor.job_id, supervisor.run, supervisor.stop_ranks, "the kfjupyter supervisor")
 
 
 if __name__ == "__main__":

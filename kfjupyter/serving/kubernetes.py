@@ -288,7 +288,9 @@ class KubernetesEndpointBackend:
                 return iter(resp.data.decode("utf-8", errors="replace").splitlines())
             finally:
                 resp.release_conn()
-        return _stream_lines(resp)
+        from ..k8s.client import stream_lines
+
+        return stream_lines(resp)
 
     def metrics(self, job_id: str, info: dict) -> list[dict]:
         return []
@@ -323,19 +325,3 @@ class KubernetesEndpointBackend:
             return {**spec, "canary": None, "canary_percent": 0}, info
         self._patch(info, validate_isvc(build_isvc(job_id, spec, info["namespace"], spec["previous"], None)))
         return {**spec, "version": spec["previous"], "previous": spec["version"]}, info
-
-
-def _stream_lines(resp) -> Iterator[str]:
-    """Lines of a streamed (``follow``) log response, until the server ends it."""
-    buffer = b""
-    try:
-        for chunk in resp.stream(amt=None, decode_content=False):
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                yield line.decode("utf-8", errors="replace").rstrip("\r")
-        if buffer:
-            yield buffer.decode("utf-8", errors="replace")
-    finally:
-        resp.close()
-        resp.release_conn()

@@ -30,7 +30,7 @@ from typing import Any, Iterator
 from .. import status as st
 from ..capture.bundle import BOOTSTRAP, Bundle
 from ..errors import BackendError, InvalidOptionError
-from ..k8s.client import K8sClients, connect, merge_patch
+from ..k8s.client import K8sClients, connect, merge_patch, stream_lines
 from ..k8s.schema import TRAINER_GROUP, TRAINER_VERSION, parse_rfc3339, validate_configmap, validate_trainjob
 from ..status import Observation
 from ..validation import check_dns1123_label
@@ -386,7 +386,7 @@ class KubernetesTrainBackend:
                     continue
                 raise self._api_error(exc, f"read the log of {pod['metadata']['name']}") from exc
             try:
-                yield from _iter_lines(resp)
+                yield from stream_lines(resp)
             finally:
                 resp.close()
                 resp.release_conn()
@@ -560,14 +560,3 @@ def _pending_reason(pods: list[dict]) -> str | None:
             if waiting and waiting.get("reason") not in (None, "ContainerCreating"):
                 return f"pod {pod['metadata']['name']}: {waiting.get('reason')}: {waiting.get('message') or ''}"
     return None
-
-
-def _iter_lines(resp) -> Iterator[str]:
-    buffer = b""
-    for chunk in resp.stream(amt=None, decode_content=False):
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            yield line.decode("utf-8", errors="replace").rstrip("\r")
-    if buffer:
-        yield buffer.decode("utf-8", errors="replace")

@@ -26,13 +26,13 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import psutil
 
 from .. import status as st
 from ..runtime.processes import die_with_parent, kill_tree
+from ..runtime.supervisor import supervise
 LAUNCH = "launch.json"
 #: Why the workers are being stopped; a worker records it on the trial it ends.
 STOP_REASON = "stop_reason"
@@ -252,20 +252,8 @@ def _failure_summary(fails, max_failed: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    job_dir = Path((argv or sys.argv[1:])[0])
-    supervisor = TuneSupervisor(job_dir)
-    try:
-        supervisor.run()
-    except BaseException:
-        text = traceback.format_exc()
-        try:
-            supervisor.stop_workers("the tuning supervisor failed")
-        finally:
-            supervisor.store.update_job(
-                supervisor.job_id, only_if_active=True, status=st.FAILED,
-                error="the kfjupyter tuning supervisor failed:\n" + text,
-            )  # fmt: skip
-        raise
+    supervisor = TuneSupervisor(Path((argv or sys.argv[1:])[0]))
+    supervise(supervisor.job_id, supervisor.run, lambda: supervisor.stop_workers("the tuning supervisor failed"), "the kfjupyter tuning supervisor")
 
 
 if __name__ == "__main__":

@@ -271,7 +271,7 @@ class Worker:
                         hook(json.loads(line))
                 failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
                 if failed:
-                    raise _TrialFailed(ranks.failure_text(*min(failed, key=lambda ic: ranks._exit_time(ic[0]))))
+                    raise _TrialFailed(ranks.failure_text(*ranks.first_failure(failed)))
                 if all(c == 0 for c in codes):
                     return reports
                 time.sleep(0.05)
