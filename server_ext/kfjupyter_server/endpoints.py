@@ -11,18 +11,15 @@ Errors: ``EndpointNotFoundError`` → 404 ``EndpointNotFound``, ``ModelNotFoundE
 
 from __future__ import annotations
 
-import functools
 import json
-from typing import Any, Callable
+from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
-from tornado.ioloop import IOLoop
 
 from kfjupyter import registry, serving
-from kfjupyter.errors import BackendError, InvalidOptionError, KFJupyterError
 
-from .handlers import KFJupyterHandler, api_error, bad_request
+from .handlers import KFJupyterHandler, bad_request
 from .serialize import dumps
 
 PROTOCOLS = ("v1", "v2")
@@ -39,24 +36,12 @@ def endpoint_json(ep: serving.Endpoint) -> dict:
 
 
 class EndpointsBase(KFJupyterHandler):
-    async def call(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
-        """Run a serving call in the executor; its errors become HTTP errors."""
-        try:
-            return await IOLoop.current().run_in_executor(None, functools.partial(fn, *args, **kwargs))
-        except serving.EndpointNotFoundError as exc:
-            raise api_error(404, str(exc), "EndpointNotFound") from exc
-        except registry.ModelNotFoundError as exc:
-            raise api_error(404, str(exc), "ModelNotFound") from exc
-        except serving.PredictionError as exc:
-            raise api_error(422, str(exc), "PredictionRefused") from exc
-        except InvalidOptionError as exc:
-            raise api_error(400, str(exc), "InvalidOption") from exc
-        except BackendError as exc:
-            raise api_error(502, str(exc), "BackendError") from exc
-        except TimeoutError as exc:
-            raise api_error(504, str(exc), "Timeout") from exc
-        except KFJupyterError as exc:
-            raise api_error(500, str(exc), type(exc).__name__) from exc
+    ERRORS = (
+        (serving.EndpointNotFoundError, 404, "EndpointNotFound"),
+        (registry.ModelNotFoundError, 404, "ModelNotFound"),
+        (serving.PredictionError, 422, "PredictionRefused"),
+        (TimeoutError, 504, "Timeout"),
+    ) + KFJupyterHandler.ERRORS
 
     def json_body(self) -> Any:
         raw = self.request.body or b""

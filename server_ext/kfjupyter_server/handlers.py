@@ -86,18 +86,34 @@ class KFJupyterHandler(ExtensionHandlerMixin, APIHandler):
             message, reason = "Unhandled error", "InternalError"
         self.finish(dumps({"message": message, "reason": reason}))
 
+    #: kfjupyter's errors → (HTTP status, reason), the first matching class wins; a family
+    #: of routes puts its own in front (``ERRORS = (…) + KFJupyterHandler.ERRORS``). A
+    #: reason of None is the error's class name.
+    ERRORS: tuple[tuple[type[BaseException], int, str | None], ...] = (
+        (JobNotFoundError, 404, "JobNotFound"),
+        (InvalidOptionError, 400, "InvalidOption"),
+        (BackendError, 502, "BackendError"),
+        (KFJupyterError, 500, None),
+    )
+
+    def http_error(self, exc: BaseException) -> web.HTTPError | None:
+        """The API's answer to ``exc`` (per :attr:`ERRORS`), or None: not ours to answer."""
+        for kind, code, reason in self.ERRORS:
+            if isinstance(exc, kind):
+                return api_error(code, str(exc), reason or type(exc).__name__)
+        return None
+
     async def call(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
-        """Run a blocking kfjupyter call in the executor; kfjupyter's errors become HTTP errors."""
+        """Run a blocking kfjupyter call in the executor; its errors become HTTP errors."""
         try:
             return await IOLoop.current().run_in_executor(None, functools.partial(fn, *args, **kwargs))
-        except JobNotFoundError as exc:
-            raise api_error(404, str(exc), "JobNotFound") from exc
-        except InvalidOptionError as exc:
-            raise api_error(400, str(exc), "InvalidOption") from exc
-        except BackendError as exc:
-            raise api_error(502, str(exc), "BackendError") from exc
-        except KFJupyterError as exc:
-            raise api_error(500, str(exc), type(exc).__name__) from exc
+        except web.HTTPError:
+            raise
+        except Exception as exc:
+            answer = self.http_error(exc)
+            if answer is None:
+                raise
+            raise answer from exc
 
     # -- arguments -------------------------------------------------------------------
     def int_arg(self, name: str, default: int | None, minimum: int = 0, maximum: int | None = None) -> int | None:

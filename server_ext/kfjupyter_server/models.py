@@ -12,17 +12,15 @@ the artifact store is ever served (the registry resolves and checks every path).
 
 from __future__ import annotations
 
-import functools
 import json
 import mimetypes
-from typing import Any, Callable
+from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
-from tornado.ioloop import IOLoop
 
 from kfjupyter import registry
-from kfjupyter.errors import BackendError, InvalidOptionError, KFJupyterError
+from kfjupyter.errors import InvalidOptionError
 from kfjupyter.registry.artifacts import safe_relpath
 from kfjupyter.registry.entities import parse_metric_filters
 
@@ -41,22 +39,11 @@ def version_arg(version: str) -> int | str:
 
 
 class ModelsBase(KFJupyterHandler):
-    async def reg(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
-        """Run a registry call in the executor; its errors become HTTP errors."""
-        try:
-            return await IOLoop.current().run_in_executor(None, functools.partial(fn, *args, **kwargs))
-        except registry.ModelNotFoundError as exc:
-            raise api_error(404, str(exc), "ModelNotFound") from exc
-        except registry.RegistryConflictError as exc:
-            raise api_error(409, str(exc), "Conflict") from exc
-        except registry.ArtifactAccessError as exc:
-            raise api_error(404, str(exc), "FileNotFound") from exc
-        except InvalidOptionError as exc:
-            raise api_error(400, str(exc), "InvalidOption") from exc
-        except BackendError as exc:
-            raise api_error(502, str(exc), "BackendError") from exc
-        except KFJupyterError as exc:
-            raise api_error(500, str(exc), type(exc).__name__) from exc
+    ERRORS = (
+        (registry.ModelNotFoundError, 404, "ModelNotFound"),
+        (registry.RegistryConflictError, 409, "Conflict"),
+        (registry.ArtifactAccessError, 404, "FileNotFound"),
+    ) + KFJupyterHandler.ERRORS
 
     def choice_arg(self, name: str, choices: tuple[str, ...], default: str | None) -> str | None:
         value = self.get_query_argument(name, None) or default
@@ -115,9 +102,9 @@ class ModelsHandler(ModelsBase):
         metrics = self.metric_args()
         if metrics:
             # models with at least one version in the ranges: the registry searches versions
-            self.finish(dumps(await self.reg(models_with_metrics, query, metrics, filters)))
+            self.finish(dumps(await self.call(models_with_metrics, query, metrics, filters)))
             return
-        page = await self.reg(registry.list_models, query, **filters)
+        page = await self.call(registry.list_models, query, **filters)
         self.finish(dumps(page_json(page)))
 
 
@@ -164,7 +151,7 @@ class VersionSearchHandler(ModelsBase):
         order_by = self.get_query_argument("order_by", None) or "created"
         if order_by not in ("created", "number", "name") and not (order_by.startswith("metric:") and len(order_by) > 7):
             raise bad_request(f"order_by must be created, number, name or metric:NAME, got {order_by!r}")
-        page = await self.reg(
+        page = await self.call(
             registry.search_versions,
             text("q"),
             model=text("model"),
@@ -185,7 +172,7 @@ class ModelHandler(ModelsBase):
     @web.authenticated
     @authorized
     async def get(self, model: str) -> None:
-        found = await self.reg(registry.get_model, model)
+        found = await self.call(registry.get_model, model)
         self.finish(dumps(found.to_dict()))
 
 
@@ -193,9 +180,9 @@ class VersionsHandler(ModelsBase):
     @web.authenticated
     @authorized
     async def get(self, model: str) -> None:
-        await self.reg(registry.get_model, model)  # 404 for an unknown model
+        await self.call(registry.get_model, model)  # 404 for an unknown model
         query = (self.get_query_argument("q", None) or "").strip() or None
-        page = await self.reg(
+        page = await self.call(
             registry.search_versions,
             query,
             model=model,
@@ -214,7 +201,7 @@ class VersionHandler(ModelsBase):
     @web.authenticated
     @authorized
     async def get(self, model: str, version: str) -> None:
-        found = await self.reg(registry.get_version, model, version=version_arg(version))
+        found = await self.call(registry.get_version, model, version=version_arg(version))
         self.finish(dumps(found.to_dict()))
 
 
@@ -229,7 +216,7 @@ class AliasesHandler(ModelsBase):
             history = registry.alias_history(model, alias)
             return {"model": model, "aliases": current, "history": [e.to_dict() for e in history]}
 
-        self.finish(dumps(await self.reg(read)))
+        self.finish(dumps(await self.call(read)))
 
 
 class AliasHandler(ModelsBase):
@@ -244,7 +231,7 @@ class AliasHandler(ModelsBase):
         if reason is not None and not isinstance(reason, str):
             raise bad_request("reason must be a string")
         who = who_of(self.current_user)
-        moved = await self.reg(registry.set_alias, model, alias, version, who=who, reason=reason)
+        moved = await self.call(registry.set_alias, model, alias, version, who=who, reason=reason)
         self.finish(dumps(moved.to_dict()))
 
 
@@ -267,7 +254,7 @@ class ArchiveHandler(ModelsBase):
         force = self.body().get("force", False)
         if not isinstance(force, bool):
             raise bad_request("force must be true or false")
-        done = await self.reg(registry.archive, model, version=version_arg(version), force=force)
+        done = await self.call(registry.archive, model, version=version_arg(version), force=force)
         self.finish(dumps(done.to_dict()))
 
 
@@ -275,7 +262,7 @@ class RestoreHandler(ModelsBase):
     @web.authenticated
     @authorized
     async def post(self, model: str, version: str) -> None:
-        done = await self.reg(registry.restore, model, version=version_arg(version))
+        done = await self.call(registry.restore, model, version=version_arg(version))
         self.finish(dumps(done.to_dict()))
 
 
@@ -284,7 +271,7 @@ class FilesHandler(ModelsBase):
     @authorized
     async def get(self, model: str, version: str) -> None:
         artifact = self.get_query_argument("artifact", None) or None
-        files = await self.reg(registry.artifact_files, model, version=version_arg(version), artifact=artifact)
+        files = await self.call(registry.artifact_files, model, version=version_arg(version), artifact=artifact)
         self.finish(dumps({"model": model, "version": version, "files": files}))
 
 
@@ -299,7 +286,7 @@ class FileHandler(ModelsBase):
         except registry.ArtifactAccessError as exc:
             raise api_error(400, str(exc), "PathRefused") from exc
         artifact = self.get_query_argument("artifact", None) or None
-        target = await self.reg(registry.artifact_file, model, path, version=version_arg(version), artifact=artifact)
+        target = await self.call(registry.artifact_file, model, path, version=version_arg(version), artifact=artifact)
         name = target.name.replace('"', "")
         self.set_header("Content-Type", mimetypes.guess_type(name)[0] or "application/octet-stream")
         self.set_header("Content-Disposition", f'attachment; filename="{name}"')

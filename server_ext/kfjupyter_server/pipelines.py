@@ -12,17 +12,15 @@ missing → 501 ``MissingDependency``; ``KFPCompileError`` otherwise → 400.
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
-from tornado.ioloop import IOLoop
 
 from kfjupyter import jobs
-from kfjupyter.errors import BackendError, InvalidOptionError, JobNotFoundError, KFJupyterError
+from kfjupyter.errors import JobNotFoundError
 
 from .handlers import KFJupyterHandler, api_error, bad_request
 from .serialize import dumps, job_json
@@ -45,24 +43,6 @@ def _pipelines():
     return kp
 
 
-def http_error(exc: KFJupyterError) -> web.HTTPError:
-    """kfjupyter's error as the API's answer (see the module's docstring)."""
-    kind = type(exc).__name__
-    if kind == "PipelineError":
-        return CellError(str(exc), getattr(exc, "cell", None))
-    if kind == "KFPCompileError" and isinstance(exc.__cause__, ImportError):
-        return api_error(501, str(exc), "MissingDependency")
-    if kind == "KFPCompileError":
-        return api_error(400, str(exc), "KFPCompileError")
-    if isinstance(exc, JobNotFoundError):
-        return api_error(404, str(exc), "PipelineRunNotFound")
-    if isinstance(exc, InvalidOptionError):
-        return api_error(400, str(exc), "InvalidOption")
-    if isinstance(exc, BackendError):
-        return api_error(502, str(exc), "BackendError")
-    return api_error(500, str(exc), kind)
-
-
 class PipelinesBase(KFJupyterHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = (kwargs.get("exc_info") or (None, None, None))[1]
@@ -71,16 +51,21 @@ class PipelinesBase(KFJupyterHandler):
             return
         super().write_error(status_code, **kwargs)
 
-    async def call(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
-        """Run a pipelines call in the executor; its errors become HTTP errors."""
-        try:
-            return await IOLoop.current().run_in_executor(None, functools.partial(fn, *args, **kwargs))
-        except web.HTTPError:
-            raise
-        except KFJupyterError as exc:
-            raise http_error(exc) from exc
-        except ValueError as exc:  # a parameter value of the wrong type …
-            raise api_error(400, str(exc), "InvalidOption") from exc
+    ERRORS = (
+        (JobNotFoundError, 404, "PipelineRunNotFound"),
+        (ValueError, 400, "InvalidOption"),  # a parameter value of the wrong type …
+    ) + KFJupyterHandler.ERRORS
+
+    def http_error(self, exc: BaseException) -> web.HTTPError | None:
+        """A compile error names its cell; compiling for KFP without ``kfp`` is a 501."""
+        kind = type(exc).__name__
+        if kind == "PipelineError":
+            return CellError(str(exc), getattr(exc, "cell", None))
+        if kind == "KFPCompileError":
+            if isinstance(exc.__cause__, ImportError):
+                return api_error(501, str(exc), "MissingDependency")
+            return api_error(400, str(exc), "KFPCompileError")
+        return super().http_error(exc)
 
     # -- arguments -------------------------------------------------------------------
     def root(self) -> Path:
