@@ -324,6 +324,27 @@ def test_a_2x2_sweep_runs_in_parallel_and_its_results_table_is_right(workspace, 
     assert fingerprint(nb) == before
 
 
+def test_a_pipeline_notebooks_metrics_cell_feeds_the_sweep_results(workspace, workdir):
+    """A Kale-tagged notebook swept with papermill: the values its pipeline-metrics cell
+    lists (numbers only) become the results table's columns; the input stays untouched."""
+    nb = nbformat.read(str(make_notebook(workdir / "kale.ipynb", "a = 1")), as_version=4)
+    nb.cells[1].metadata["tags"] = ["parameters", "pipeline-parameters"]
+    nb.cells += [new_code_cell("double = a * 2\nlabel = 'text, not a metric'"), new_code_cell("double\nlabel")]
+    nb.cells[2].metadata["tags"] = ["step:compute"]
+    nb.cells[3].metadata["tags"] = ["pipeline-metrics"]
+    nbformat.write(nb, str(workdir / "kale.ipynb"))
+    before = fingerprint(workdir / "kale.ipynb")
+
+    sweep = run_notebook(workdir / "kale.ipynb", sweep={"a": [1, 3]}, max_parallel=2, wait=True)
+    assert sweep.status == st.SUCCEEDED, sweep.error
+    table = sweep.results()
+    assert list(table.columns) == ["a", "double", "status", "job_id"]
+    assert list(table["double"]) == [2.0, 6.0]
+    assert fingerprint(workdir / "kale.ipynb") == before
+    added = nbformat.read(str(sweep.runs[0].output_notebook), as_version=4).cells[-1]
+    assert added.metadata["tags"] == ["kfjupyter-pipeline-metrics"]
+
+
 def test_cancelling_a_sweep_stops_its_runs_and_their_kernels(workspace, workdir):
     nb = make_notebook(workdir / "slow.ipynb", "t = 60", "import os, time\nprint('kernel pid', os.getpid(), flush=True)\ntime.sleep(t)")
     sweep = run_notebook(nb, sweep={"t": [61, 62, 63]}, max_parallel=2)

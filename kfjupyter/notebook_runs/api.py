@@ -293,11 +293,55 @@ def _run_record(job_id, name, nb_path, parameters, kernel, cwd, sweep_id=None, i
     )
 
 
+#: The tag of the cell a run's copy gains to report the ``pipeline-metrics`` values.
+METRICS_CELL_TAG = "kfjupyter-pipeline-metrics"
+
+
+def with_pipeline_metrics(data: bytes) -> bytes:
+    """The notebook, plus a last cell that reports (``kfjupyter.report``) the numeric values
+    its ``pipeline-metrics`` cell lists (Kale's tag), so a run's and a sweep's results show
+    them; the notebook as it is when it has no such cell."""
+    from ..pipelines.graph import PipelineError, metric_names
+    from ..pipelines.tags import TagError, parse_tags
+
+    nb = json.loads(data)
+    names: list[str] = []
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        try:
+            if parse_tags((cell.get("metadata") or {}).get("tags") or []).kind != "pipeline-metrics":
+                continue
+            source = cell.get("source")
+            names += [n for n in metric_names("".join(source) if isinstance(source, list) else source or "") if n not in names]
+        except (TagError, PipelineError):
+            continue  # not a pipeline notebook after all: nothing to report
+    if not names:
+        return data
+    cell_id = {"id": "kfjupyter-pipeline-metrics"} if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) >= (4, 5) else {}
+    nb["cells"].append(
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            **cell_id,
+            "metadata": {"tags": [METRICS_CELL_TAG]},
+            "outputs": [],
+            "source": (
+                "# added by kfjupyter to this run's copy: report the pipeline-metrics values\n"
+                "import numbers as _kf_numbers, kfjupyter as _kf\n"
+                f"_kf.report(**{{_n: float(_v) for _n, _v in ((_n, globals().get(_n)) for _n in {names!r}) "
+                "if isinstance(_v, _kf_numbers.Real) and not isinstance(_v, bool)})"
+            ),
+        }
+    )
+    return json.dumps(nb, indent=1).encode()
+
+
 def _prepare_run(job_id: str, data: bytes, spec: dict) -> Path:
     """The run's folder: a copy of the notebook (what papermill reads) and the launch file."""
     job_dir = get_workspace().job_dir(job_id)
     job_dir.mkdir(parents=True, exist_ok=True)
-    (job_dir / "input.ipynb").write_bytes(data)
+    (job_dir / "input.ipynb").write_bytes(with_pipeline_metrics(data))
     LocalNotebookBackend().prepare(job_dir, {"job_id": job_id, **spec})
     return job_dir
 

@@ -228,26 +228,33 @@ def _parameters(block: _Block, into: dict[str, Parameter]) -> None:
             into[target.id] = Parameter(target.id, _param_type(value), value)
 
 
+def metric_names(source: str, cell: int | None = None) -> list[str]:
+    """The variables a ``pipeline-metrics`` cell lists (a name per line, or ``print(a, b)``)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise PipelineError(f"syntax error in the pipeline-metrics cell, line {exc.lineno}: {exc.msg}", cell) from None
+    names: list[str] = []
+    for stmt in tree.body:
+        node = stmt.value if isinstance(stmt, ast.Expr) else None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print" and not node.keywords:
+            args = node.args
+        else:
+            args = [node] if node is not None else []
+        if not args or not all(isinstance(a, ast.Name) for a in args):
+            raise PipelineError(
+                f"the pipeline-metrics cell lists variable names (one per line, or print(name)); "
+                f"line {stmt.lineno} is `{ast.unparse(stmt)}`",
+                cell,
+            )
+        names += [a.id for a in args if a.id not in names]
+    return names
+
+
 def _metrics(block: _Block) -> list[tuple[str, int]]:
     names: list[tuple[str, int]] = []
     for cell, source in zip(block.cells, block.sources):
-        try:
-            tree = ast.parse(source)
-        except SyntaxError as exc:
-            raise PipelineError(f"syntax error in the pipeline-metrics cell, line {exc.lineno}: {exc.msg}", cell) from None
-        for stmt in tree.body:
-            node = stmt.value if isinstance(stmt, ast.Expr) else None
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print" and not node.keywords:
-                args = node.args
-            else:
-                args = [node] if node is not None else []
-            if not args or not all(isinstance(a, ast.Name) for a in args):
-                raise PipelineError(
-                    f"the pipeline-metrics cell lists variable names (one per line, or print(name)); "
-                    f"line {stmt.lineno} is `{ast.unparse(stmt)}`",
-                    cell,
-                )
-            names += [(a.id, cell) for a in args if a.id not in [n for n, _ in names]]
+        names += [(n, cell) for n in metric_names(source, cell) if n not in [m for m, _ in names]]
     return names
 
 
