@@ -51,6 +51,9 @@ export function formatDuration(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined || !isFinite(seconds)) {
     return '–';
   }
+  if (seconds < 10) {
+    return `${Math.max(0, seconds).toFixed(1)}s`; // a short step or trial: tenths matter
+  }
   const total = Math.floor(seconds);
   const h = Math.floor(total / 3600);
   const m = Math.floor((total % 3600) / 60);

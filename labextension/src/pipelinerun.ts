@@ -3,7 +3,7 @@
  * the cache column, and which steps the DAG colours. Plain functions: unit-tested.
  */
 
-import { formatDuration, parseTime } from './format';
+import { parseTime } from './format';
 import { IPipeline, IPipelineRun, IRunStep } from './pipelineapi';
 import { isTerminal } from './types';
 
@@ -32,14 +32,6 @@ export function stepSeconds(step: IRunStep, now: number): number | null {
   }
   const start = parseTime(step.started_at);
   return isNaN(start) ? (typeof step.duration_s === 'number' ? step.duration_s : null) : Math.max(0, (now - start) / 1000);
-}
-
-/** `0.4s` under ten seconds, else as the Jobs panel writes durations. */
-export function formatStepDuration(seconds: number | null): string {
-  if (seconds === null || !isFinite(seconds)) {
-    return '–';
-  }
-  return seconds < 10 ? `${seconds.toFixed(1)}s` : formatDuration(seconds);
 }
 
 /** The status a step's box shows: a step taken from the cache reads Cached. */

@@ -48,7 +48,8 @@ describe('jobDuration', () => {
 
 describe('formatDuration', () => {
   it('formats seconds, minutes and hours', () => {
-    expect(formatDuration(0)).toBe('0s');
+    expect(formatDuration(0)).toBe('0.0s');
+    expect(formatDuration(1.34)).toBe('1.3s');
     expect(formatDuration(42.9)).toBe('42s');
     expect(formatDuration(185)).toBe('3m 05s');
     expect(formatDuration(3723)).toBe('1h 02m 03s');

@@ -1,8 +1,8 @@
+import { formatDuration } from '../src/format';
 import { IPipeline, IPipelineRun, IRunStep } from '../src/pipelineapi';
 import {
   cacheText,
   displayStatus,
-  formatStepDuration,
   paramText,
   runActive,
   runParameters,
@@ -50,9 +50,9 @@ describe('a run as the panel shows it', () => {
     expect(stepSeconds(step({ status: 'Running', started_at: start }), now)).toBeCloseTo(2.5);
     expect(stepSeconds(step({ status: 'Succeeded', started_at: start, duration_s: 1.25 }), now)).toBe(1.25);
     expect(stepSeconds(step({ status: 'Pending' }), now)).toBeNull();
-    expect(formatStepDuration(1.34)).toBe('1.3s');
-    expect(formatStepDuration(75)).toBe('1m 15s');
-    expect(formatStepDuration(null)).toBe('–');
+    expect(formatDuration(1.34)).toBe('1.3s');
+    expect(formatDuration(75)).toBe('1m 15s');
+    expect(formatDuration(null)).toBe('–');
   });
 });
 

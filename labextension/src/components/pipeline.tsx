@@ -17,7 +17,6 @@ import { IDagLayout, layoutDag } from '../pipelinelayout';
 import {
   cacheText,
   displayStatus,
-  formatStepDuration,
   paramText,
   runActive,
   runParameters,
@@ -37,6 +36,7 @@ import {
   tagProblem,
   tagWarning
 } from '../pipelinetags';
+import { formatDuration } from '../format';
 import { IJob } from '../types';
 import { useNow } from './common';
 
@@ -392,7 +392,7 @@ function StepRow(props: { run: IPipelineRun; step: IRunStep; api: PipelineApi; n
       </div>
       <div className="kf-PipelineStep-meta">
         <span className="kf-PipelineStep-duration" title="Duration">
-          {formatStepDuration(stepSeconds(step, now))}
+          {formatDuration(stepSeconds(step, now))}
         </span>
         <span className="kf-PipelineStep-cache" data-cached={step.cached ? 'true' : 'false'} title={cache.reason}>
           {cache.reason || cache.label}
