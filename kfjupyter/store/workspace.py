@@ -191,9 +191,23 @@ def get_workspace() -> Workspace:
             if url.startswith("sqlite"):
                 event.listen(engine, "connect", _sqlite_connect)
                 event.listen(engine, "begin", _sqlite_begin)
-            Base.metadata.create_all(engine)
+            _create_tables(engine)
             ws = _cache[(str(home), url)] = Workspace(home, engine)
         return ws
+
+
+#: Key of the PostgreSQL advisory lock that serialises the creation of the tables.
+_SCHEMA_LOCK = 0x6B666A75  # "kfju"
+
+
+def _create_tables(engine: Engine) -> None:
+    """Create the missing tables. Processes opening a fresh PostgreSQL database at once
+    (a supervisor, its steps, the server …) would race on CREATE TABLE, so there they
+    take turns under an advisory lock held for the transaction (DDL is transactional)."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
+        Base.metadata.create_all(conn)
 
 
 def as_aware(value: datetime | None) -> datetime | None:
