@@ -4,6 +4,10 @@ The kernel runs in the notebook's folder and the server in its root, so nothing 
 depends on the working directory: ``KFJUPYTER_HOME`` if set, else a ``kfjupyter`` folder
 in Jupyter's user data directory. The workspace store's database is
 ``KFJUPYTER_DB_URL`` if set, else a SQLite file in the workspace.
+
+Defaults that a Jupyter server's ``c.KFJupyter.*`` settings also set (the server puts them
+in its environment, which the kernels it starts inherit): ``KFJUPYTER_BACKEND``,
+``KFJUPYTER_NAMESPACE``, ``KFJUPYTER_IMAGE``.
 """
 
 from __future__ import annotations
@@ -30,3 +34,9 @@ def database_url(home: Path | None = None) -> str:
 
 def default_backend() -> str:
     return os.environ.get("KFJUPYTER_BACKEND", "local")
+
+
+def default_image() -> str | None:
+    """Container image of training and tuning jobs on Kubernetes when none is given
+    (``KFJUPYTER_IMAGE``; None: the training runtime's own image)."""
+    return os.environ.get("KFJUPYTER_IMAGE") or None

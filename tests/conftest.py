@@ -34,7 +34,9 @@ def workspace(tmp_path, monkeypatch):
     home = tmp_path / "kfhome"
     monkeypatch.setenv("KFJUPYTER_HOME", str(home))
     monkeypatch.delenv("KFJUPYTER_DB_URL", raising=False)
-    monkeypatch.delenv("KFJUPYTER_BACKEND", raising=False)
+    # defaults a user's environment (or a server test's c.KFJupyter settings) may set
+    for name in ("KFJUPYTER_BACKEND", "KFJUPYTER_NAMESPACE", "KFJUPYTER_IMAGE", "KFJUPYTER_KFP_URL", "KFP_HOST"):
+        monkeypatch.delenv(name, raising=False)
     yield home
     deadline = time.monotonic() + 10
     while processes_of(home) and time.monotonic() < deadline:

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+import kfjupyter
 from fake_k8s import ApiError, TrainJobValidator, fake_k8s, fake_k8s_manual, validate_configmap  # noqa: F401
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -460,6 +462,18 @@ def test_namespace_comes_from_argument_env_then_kubeconfig(fake_k8s, monkeypatch
     assert info["namespace"] == "elsewhere" and fake_k8s.get("trainjobs", "elsewhere", "ns-a1b2c")
     backend.cancel("ns-a1b2c", info)
     assert fake_k8s.list("trainjobs") == [] and fake_k8s.list("configmaps") == []
+
+
+def test_the_image_comes_from_the_argument_then_kfjupyter_image(fake_k8s, monkeypatch, workdir):
+    """KFJUPYTER_IMAGE (which a server's c.KFJupyter.image also sets for its kernels) is the
+    default image of jobs on Kubernetes; an explicit image wins."""
+    monkeypatch.setenv("KFJUPYTER_IMAGE", "registry.example/team/train:2")
+    jobs = [kfjupyter.train("pass", name=n, backend="kubernetes", user_ns={}, image=i)
+            for n, i in (("default", None), ("explicit", "mine:1"))]  # fmt: skip
+    images = [fake_k8s.get("trainjobs", NS, j.id)["spec"]["trainer"]["image"] for j in jobs]
+    assert images == ["registry.example/team/train:2", "mine:1"]
+    for job in jobs:
+        job.cancel()
 
 
 def test_no_configuration_is_a_clear_error(monkeypatch, tmp_path):

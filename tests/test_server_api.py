@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import threading
 import time
 
@@ -326,6 +327,20 @@ async def test_settings_route(jp_fetch):
     assert data == {"default_backend": "local", "namespace": None, "image": None, "backends": ["local", "kubernetes"]}
 
 
+def kernel_env(kernel_id: str, timeout: float = 60) -> dict:
+    """The kfjupyter defaults in the environment of the kernel process ``kernel_id``."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in psutil.process_iter(["cmdline"]):
+            if any(f"kernel-{kernel_id}" in part for part in proc.info["cmdline"] or []):
+                env = proc.environ()
+                return {k: env.get(k) for k in ("KFJUPYTER_BACKEND", "KFJUPYTER_NAMESPACE", "KFJUPYTER_IMAGE")}
+        time.sleep(0.2)
+    raise AssertionError(f"no process of kernel {kernel_id}")
+
+
 @pytest.fixture
 def configured(jp_server_config):
     jp_server_config["KFJupyter"].update(default_backend="kubernetes", namespace="team-a", image="ghcr.io/x/y:1")
@@ -341,6 +356,18 @@ async def test_settings_from_traitlets_config(configured, jp_fetch):
         "image": "ghcr.io/x/y:1",
         "backends": ["local", "kubernetes"],
     }
+    # the server publishes them in its environment: its own calls and the kernels it
+    # starts from now on (they inherit it) use them as their defaults
+    from kfjupyter.config import default_backend, default_image
+
+    assert (default_backend(), os.environ["KFJUPYTER_NAMESPACE"], default_image()) == ("kubernetes", "team-a", "ghcr.io/x/y:1")
+    kernel = await jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": "python3"}))
+    kernel_id = json.loads(kernel.body)["id"]
+    try:
+        env = await blocking(kernel_env, kernel_id)
+    finally:
+        await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+    assert env == {"KFJUPYTER_BACKEND": "kubernetes", "KFJUPYTER_NAMESPACE": "team-a", "KFJUPYTER_IMAGE": "ghcr.io/x/y:1"}
 
 
 def test_settings_from_environment(monkeypatch):

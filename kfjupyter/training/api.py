@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from .. import status as st
 from ..capture.program import Program, capture, capture_function, write_bundle
-from ..config import default_backend
+from ..config import default_backend, default_image
 from ..errors import InvalidOptionError, PreflightError
 from ..jobs import Job, start_job
 from ..store.models import JobRecord
@@ -77,7 +77,7 @@ def train(
         gpus=gpus,
         cpu=cpu,
         memory=memory,
-        image=image,
+        image=image or default_image(),
         env=env or {},
         backend=backend or default_backend(),
         namespace=namespace,

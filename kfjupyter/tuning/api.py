@@ -11,7 +11,7 @@ from .. import status as st
 from ..backends import get_backend
 from ..capture.bundle import Bundle
 from ..capture.program import Program, write_bundle
-from ..config import default_backend
+from ..config import default_backend, default_image
 from ..errors import InvalidOptionError, PreflightError
 from ..jobs import Job, start_job
 from ..store.models import JobRecord
@@ -116,7 +116,7 @@ def tune(
     fields = dict(
         objective=objective, space=space, direction=direction, parallel=parallel, algorithm=algorithm,
         early_stopping=early_stopping, workers_per_trial=workers_per_trial, max_failed=max_failed,
-        strategy=strategy, gpus=gpus, cpu=cpu, memory=memory, image=image, env=env or {},
+        strategy=strategy, gpus=gpus, cpu=cpu, memory=memory, image=image or default_image(), env=env or {},
         namespace=namespace, seed=seed, backend=backend or default_backend(),
     )  # fmt: skip
     if resume is not None:

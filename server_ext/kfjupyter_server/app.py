@@ -154,6 +154,20 @@ class KFJupyter(Configurable):
             raise TraitError("KFJupyter.watch_limit must be >= 1")
         return proposal.value
 
+    #: The environment variable each setting is also published as (see export_to_environment).
+    ENVIRONMENT = {"default_backend": "KFJUPYTER_BACKEND", "namespace": "KFJUPYTER_NAMESPACE", "image": "KFJUPYTER_IMAGE"}
+
+    def export_to_environment(self) -> None:
+        """Put the settings in this process's environment: the server's own calls into
+        kfjupyter and every kernel it starts afterwards (kernels inherit the server's
+        environment) then use the same defaults as the sidebar shows."""
+        for trait, variable in self.ENVIRONMENT.items():
+            value = getattr(self, trait)
+            if value:
+                os.environ[variable] = value
+            else:
+                os.environ.pop(variable, None)
+
     def to_dict(self) -> dict:
         return {
             "default_backend": self.default_backend,
@@ -175,6 +189,7 @@ class KFJupyterApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         self.kfconfig = KFJupyter(parent=self)
+        self.kfconfig.export_to_environment()
         bus = self._register_event_schema()
         self.watcher = JobWatcher(
             interval=self.kfconfig.poll_interval,
