@@ -117,6 +117,51 @@ def test_nearest_ancestor_supplies_a_name():
     assert p.name == "notebook"  # no metadata, no name: the file's stem
 
 
+def _nb(*cells: tuple[list[str], str]) -> dict:
+    nb = new_notebook()
+    nb.cells = [new_code_cell(src, metadata={"tags": tags}) for tags, src in cells]
+    return nb
+
+
+def test_a_step_that_changes_an_input_in_place_passes_the_changed_value_on():
+    """``df['b'] = …`` or ``model.fit(…)`` changes a value without rebinding it: the later
+    steps read it from the step that changed it (and run after it), as the notebook does."""
+    frames = from_notebook(_nb(
+        (["imports"], "import pandas as pd"),
+        (["step:load"], "df = pd.DataFrame({'a': [1, 2, 3]})"),
+        (["step:clean"], "df['b'] = df['a'] * 2"),
+        (["step:train"], "total = df['b'].sum()"),
+    ))  # fmt: skip
+    assert frames.steps["clean"].inputs == {"df": "load"} and frames.steps["clean"].outputs == ["df"]
+    assert frames.steps["train"].inputs == {"df": "clean"}
+    models = from_notebook(_nb(
+        (["imports"], "from sklearn.linear_model import LogisticRegression"),
+        (["functions"], "def make():\n    return LogisticRegression()\ndef data():\n    return [[0.0], [1.0]], [0, 1]"),
+        (["step:define"], "model = make()\nX, y = data()"),
+        (["step:train"], "model.fit(X, y)"),
+        (["step:evaluate"], "score = model.score(X, y)"),
+    ))  # fmt: skip
+    assert models.steps["evaluate"].inputs == {"model": "train", "X": "define", "y": "define"}
+    assert models.upstream("evaluate") == ["define", "train"]
+    # explicit prev: tags that make train and evaluate parallel branches are kept: the
+    # nearest *ancestor* supplies the name
+    branches = from_notebook(_nb(
+        (["step:define"], "model = dict(fitted=False)"),
+        (["step:train", "prev:define"], "model.update(fitted=True)"),
+        (["step:evaluate", "prev:define"], "n = model.get('fitted')"),
+    ))  # fmt: skip
+    assert branches.steps["evaluate"].inputs == {"model": "define"}
+
+
+def test_steps_that_only_read_a_value_stay_parallel():
+    p = from_notebook(_nb(
+        (["step:prep"], "X = [1, 2, 3]"),
+        (["step:left"], "a = sum(X)\nprint(len(X), X[0])"),
+        (["step:right"], "b = max(X)"),
+    ))  # fmt: skip
+    assert p.steps["right"].inputs == {"X": "prep"} and p.upstream("right") == ["prep"]
+
+
 def test_accepts_notebooknode_and_dict_and_a_name():
     node = nbformat.read(CASES["demo"], as_version=4)
     by_node = from_notebook(node, name="mine")

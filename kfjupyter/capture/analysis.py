@@ -269,6 +269,54 @@ def bindings(source: str) -> dict[str, Binding]:
     return out
 
 
+def _root_name(node: ast.AST) -> str | None:
+    """``df`` of ``df``, ``df['b']``, ``model.coef_``, ``a.b[0].c``; None for anything else."""
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def changed_in_place(source: str) -> set[str]:
+    """Names whose value the code may change without rebinding them (at module level or in
+    code it runs there): an item or attribute stored or deleted (``df['b'] = …``,
+    ``cfg.lr = …``, ``del d[k]``, ``xs[0] += 1``), or a method called on it
+    (``model.fit(…)``, ``xs.append(…)`` — conservatively, any method call).
+
+    A pipeline step that changes an input this way passes the changed value on.
+    """
+    changed: set[str] = set()
+
+    def store(target: ast.AST) -> None:
+        if isinstance(target, (ast.Tuple, ast.List)):
+            for elt in target.elts:
+                store(elt)
+        elif isinstance(target, ast.Starred):
+            store(target.value)
+        elif isinstance(target, (ast.Attribute, ast.Subscript)):
+            root = _root_name(target)
+            if root:
+                changed.add(root)
+
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                store(target)
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            store(node.target)
+        elif isinstance(node, ast.Delete):
+            for target in node.targets:
+                store(target)
+        elif isinstance(node, (ast.For, ast.AsyncFor)):
+            store(node.target)
+        elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+            store(node.optional_vars)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            root = _root_name(node.func.value)
+            if root:
+                changed.add(root)
+    return changed
+
+
 @dataclass(frozen=True)
 class ImportStmt:
     source: str  # the statement as code, one line

@@ -35,25 +35,38 @@ NOT_CACHED = "not cached"
 
 
 def program_hash(program: str) -> str:
-    """sha256 of what the step runs.
+    """sha256 of what the step runs (:func:`codegen.cache_text`: without the generated
+    comments, so inserting a markdown cell, which renumbers the cells, changes nothing)."""
+    from .codegen import cache_text
 
-    The generated comments (the header block up to the first blank line, and the
-    ``# ---- … cell N ----`` markers) are left out, so inserting a markdown cell (which
-    renumbers the cells) does not invalidate the cache.
-    """
-    lines = program.splitlines()
-    if "" in lines:
-        lines = lines[lines.index(""):]
-    code = "\n".join(line for line in lines if not (line.startswith("# ---- ") and line.endswith(" ----")))
-    return hashlib.sha256(code.encode("utf-8")).hexdigest()
+    return hashlib.sha256(cache_text(program).encode("utf-8")).hexdigest()
 
 
-def fingerprint(step, input_hashes: dict[str, str], parameters: dict[str, Any]) -> dict[str, Any]:
-    """What a step's result depends on (JSON-ready; stored with the step): its code, the
-    values it hands on (a result without one a later step now needs cannot be reused),
-    its inputs' content hashes and its parameters' values."""
+def local_modules(program: str, workdir: str | os.PathLike | None) -> dict[str, str]:
+    """sha256 of each module of the notebook's folder that the step imports (``helpers.py``,
+    or every ``.py`` file of a ``helpers/`` package): editing one changes the step."""
+    from ..capture.analysis import import_statements
+
+    root = Path(workdir or ".")
+    out: dict[str, str] = {}
+    for module in sorted({stmt.module for stmt in import_statements(program, top_level_only=False)}):
+        files = [root / f"{module}.py"] if (root / f"{module}.py").is_file() else sorted((root / module).rglob("*.py"))
+        if files:
+            digest = hashlib.sha256()
+            for path in files:
+                digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+            out[module] = digest.hexdigest()
+    return out
+
+
+def fingerprint(step, input_hashes: dict[str, str], parameters: dict[str, Any], modules: dict[str, str] | None = None) -> dict[str, Any]:
+    """What a step's result depends on (JSON-ready; stored with the step): its code and the
+    local modules it imports, the values it hands on (a result without one a later step
+    now needs cannot be reused), its inputs' content hashes and its parameters' values.
+    Files the step reads are not in it: tag such a step ``cache:false``."""
     return {
         "program": program_hash(step.program),
+        "modules": dict(sorted((modules or {}).items())),
         "outputs": sorted(step.outputs),
         "metrics": sorted(step.metrics),
         "inputs": dict(sorted(input_hashes.items())),
@@ -147,6 +160,9 @@ def explain_miss(previous: dict[str, Any] | None, current: dict[str, Any]) -> st
         if "code changed" not in changes and previous.get(what) != current[what]:
             names = ", ".join(current[what]) or "none"
             changes.append(f"{'hands on' if what == 'outputs' else 'reports'} different values (now {names})")
+    modules = sorted(n for n, h in current.get("modules", {}).items() if previous.get("modules", {}).get(n) != h)
+    if modules and "code changed" not in changes:
+        changes.append(f"local module{'s' if len(modules) > 1 else ''} {', '.join(modules)} changed")
     before, now = previous.get("inputs", {}), current["inputs"]
     inputs = sorted(n for n in now if n in before and before[n] != now[n])
     if inputs:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..capture.analysis import bindings, bound_names, free_names
+from ..capture.analysis import bindings, bound_names, changed_in_place, free_names
 from ..errors import KFJupyterError
 from . import codegen, tags as tagmod
 from .model import Edge, Parameter, Pipeline, Step
@@ -402,9 +402,15 @@ def _data_flow(
     parameters: dict[str, Parameter],
     calls: dict[str, list[str]],
 ) -> _Flow:
-    """Each step's inputs: nearest ancestor assigning the name, else nearest earlier step."""
+    """Each step's inputs: nearest ancestor providing the name, else nearest earlier step.
+
+    A step provides the names it assigns, and the inputs it may change in place
+    (:func:`~kfjupyter.capture.analysis.changed_in_place`: ``df['b'] = …``,
+    ``model.fit(…)``): it passes the changed value on, as the notebook would see it.
+    """
     sources = {n: _joined(steps[n].sources) for n in order}
     binds = {n: set(bound_names(sources[n])) for n in order}
+    provides = dict(binds)
     ancestors: dict[str, set[str]] = {}
     flow = _Flow({}, {}, binds)
     for position, name in enumerate(order):
@@ -417,9 +423,9 @@ def _data_flow(
         for var, via in _reads(sources[name], calls, shared).items():
             if var in shared or (var in RUNTIME_NAMES and not any(var in binds[a] for a in earlier)):
                 continue
-            supplier = next((a for a in reversed(earlier) if a in mine and var in binds[a]), None)
+            supplier = next((a for a in reversed(earlier) if a in mine and var in provides[a]), None)
             if supplier is None:
-                supplier = next((a for a in reversed(earlier) if var in binds[a]), None)
+                supplier = next((a for a in reversed(earlier) if var in provides[a]), None)
             if supplier is None:
                 if var in parameters:
                     used.append(var)
@@ -436,6 +442,7 @@ def _data_flow(
             wanted[var] = supplier
             mine |= {supplier} | ancestors[supplier]
         flow.inputs[name], flow.parameters[name], ancestors[name] = wanted, used, mine
+        provides[name] = binds[name] | (changed_in_place(sources[name]) & set(wanted))
     return flow
 
 

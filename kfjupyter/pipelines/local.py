@@ -270,7 +270,7 @@ class PipelineSupervisor:
     def fingerprint(self, step: Step) -> dict[str, Any]:
         inputs = {name: self.hashes[src][name] for name, src in step.inputs.items()}
         params = {name: self.values[name] for name in step.parameters}
-        return kcache.fingerprint(step, inputs, params)
+        return kcache.fingerprint(step, inputs, params, kcache.local_modules(step.program, self.workdir))
 
     def _resumed_step(self, name: str):
         if not self._resumed and self.resume:
@@ -568,7 +568,9 @@ class LocalPipelineBackend:
                     return {"pid": None, "create_time": None, "job_dir": str(job_dir), "supervisor": False}
             finally:
                 supervisor.close()
-        env = {**os.environ, "KFJUPYTER_HOME": str(get_workspace().home)}
+        # a fixed hash seed: a set or a dict of strings pickles in the same order in every
+        # run, so an unchanged value has the same content hash and the cache recognises it
+        env = {**os.environ, "KFJUPYTER_HOME": str(get_workspace().home), "PYTHONHASHSEED": "0"}
         return start_detached("kfjupyter.pipelines.local", job_dir, env)
 
     def observe(self, job_id: str, info: dict) -> Observation:
