@@ -215,6 +215,25 @@ async def test_export_kfp_yaml(jp_fetch, jp_root_dir):
 
 
 @async_test
+async def test_notebooks_with_spaces_and_unicode_in_subfolders_export_and_hidden_ones_are_refused(jp_fetch, jp_root_dir, jp_serverapp):
+    pytest.importorskip("kfp")
+    name = write(jp_root_dir, "模型/训练 流水线.ipynb", notebook([(["step:a"], "x = 1"), (["step:b"], "y = x + 1")]))
+    compiled = await post(jp_fetch, "pipelines", "compile", body={"path": name})
+    assert compiled[0] == 200 and list(compiled[1]["steps"]) == ["a", "b"]
+    response = await jp_fetch(API, "pipelines", "export", params={"path": name}, request_timeout=120)
+    disposition = response.headers["Content-Disposition"]
+    assert response.code == 200 and 'filename="__ ___.yaml"' in disposition
+    assert "filename*=UTF-8''%E8%AE%AD%E7%BB%83%20%E6%B5%81%E6%B0%B4%E7%BA%BF.yaml" in disposition
+    # a hidden notebook is not there for the API, as for the contents API (allow_hidden off)
+    hidden = write(jp_root_dir, ".secret/x.ipynb", notebook([(["step:a"], "x = 1")]))
+    jp_serverapp.contents_manager.allow_hidden = False
+    code, err = await error_of(jp_fetch, "pipelines", "export", path=hidden)
+    assert code == 404 and err["reason"] == "NotebookNotFound"
+    code, err = await post(jp_fetch, "pipelines", "compile", body={"path": hidden})
+    assert code == 404
+
+
+@async_test
 async def test_run_with_parameters(jp_fetch, jp_root_dir):
     nb = notebook(
         [

@@ -13,10 +13,12 @@ missing → 501 ``MissingDependency``; ``KFPCompileError`` otherwise → 400.
 from __future__ import annotations
 
 import json
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
+from jupyter_core.paths import is_hidden
 from tornado import web
 
 from kfjupyter import jobs
@@ -43,6 +45,13 @@ def _pipelines():
     return kp
 
 
+def attachment(filename: str) -> str:
+    """A Content-Disposition for ``filename`` (RFC 6266): an ASCII fallback, and the
+    name itself percent-encoded as UTF-8 (headers carry Latin-1 only)."""
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{urllib.parse.quote(filename, safe='')}"
+
+
 class PipelinesBase(KFJupyterHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = (kwargs.get("exc_info") or (None, None, None))[1]
@@ -53,7 +62,6 @@ class PipelinesBase(KFJupyterHandler):
 
     ERRORS = (
         (JobNotFoundError, 404, "PipelineRunNotFound"),
-        (ValueError, 400, "InvalidOption"),  # a parameter value of the wrong type …
     ) + KFJupyterHandler.ERRORS
 
     def http_error(self, exc: BaseException) -> web.HTTPError | None:
@@ -77,13 +85,16 @@ class PipelinesBase(KFJupyterHandler):
         if not isinstance(path, str) or not path.strip():
             raise bad_request("path (the notebook's path under the server's root) is required")
         root = self.root()
-        full = (root / path.strip().lstrip("/")).resolve()
+        relative = path.lstrip("/")
+        full = (root / relative).resolve()
         if full != root and root not in full.parents:
             raise bad_request(f"{path} is outside the server's root folder")
         if full.suffix != ".ipynb":
             raise bad_request(f"{path} is not a notebook (.ipynb)")
         if not full.is_file():
             raise api_error(404, f"no notebook {path}", "NotebookNotFound")
+        if not getattr(self.contents_manager, "allow_hidden", True) and is_hidden(str(full), str(root)):
+            raise api_error(404, f"no notebook {path}", "NotebookNotFound")  # as the contents API answers
         return full
 
     def json_body(self) -> dict:
@@ -210,5 +221,5 @@ class ExportHandler(PipelinesBase):
     async def get(self) -> None:
         path = self.notebook(self.get_query_argument("path", None))
         text = await self.call(_export, path, self.kfconfig.image)
-        self.set_header("Content-Disposition", f'attachment; filename="{path.stem}.yaml"')
+        self.set_header("Content-Disposition", attachment(f"{path.stem}.yaml"))
         self.finish(text, set_content_type="application/yaml; charset=utf-8")
