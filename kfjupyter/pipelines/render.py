@@ -3,7 +3,7 @@
 The SVG uses a layered layout: a step's layer is the length of the longest path to it
 from a step without upstream steps; layers run top to bottom, steps within a layer are
 ordered by the mean position of their upstream steps (then notebook order). Edges carry
-the names of the variables they pass; explicit ``prev:`` edges are dashed.
+the names of the variables they pass; an order-only edge (a ``prev:`` tag, no data) is dashed.
 """
 
 from __future__ import annotations
@@ -121,8 +121,9 @@ def to_svg(pipeline: Pipeline) -> str:
         x1, y1 = sx + sw / 2, sy + BOX_H
         x2, y2 = tx + tw / 2, ty
         mid = (y1 + y2) / 2
-        dash = ' stroke-dasharray="5 4"' if edge.explicit else ""
-        kind = "explicit" if edge.explicit else "data"
+        order_only = edge.explicit and not edge.names
+        dash = ' stroke-dasharray="5 4"' if order_only else ""
+        kind = "order" if order_only else "data"
         out.append(
             f'<g class="kfj-edge kfj-edge-{kind}" data-source="{escape(edge.source)}" '
             f'data-target="{escape(edge.target)}">'
@@ -178,7 +179,7 @@ def to_dot(pipeline: Pipeline) -> str:
         attrs = []
         if edge.names:
             attrs.append(f"label={_dot_id(', '.join(edge.names))}")
-        if edge.explicit:
+        if edge.explicit and not edge.names:
             attrs.append("style=dashed")
         suffix = f" [{', '.join(attrs)}]" if attrs else ""
         lines.append(f"  {_dot_id(edge.source)} -> {_dot_id(edge.target)}{suffix};")
