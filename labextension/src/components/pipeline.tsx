@@ -45,7 +45,7 @@ export const POLL_MS = 1000;
 
 const ROLES: CellRole[] = ['continue', 'step', 'skip', 'imports', 'functions', 'pipeline-parameters', 'pipeline-metrics'];
 const LIMIT_LABELS: Record<string, string> = { cpu: 'CPU', memory: 'Memory', 'nvidia.com/gpu': 'GPUs' };
-const LIMIT_HINTS: Record<string, string> = { cpu: '2', memory: '1Gi', 'nvidia.com/gpu': '1' };
+const LIMIT_HINTS: Record<string, string> = { cpu: 'e.g. 2 or 500m', memory: 'e.g. 1Gi', 'nvidia.com/gpu': 'e.g. 1' };
 
 /** Re-render whenever the tracker's notebook, its active cell, its cells or their metadata change. */
 function useNotebook(tracker: INotebookTracker): NotebookPanel | null {
@@ -96,9 +96,9 @@ function notebookTags(panel: NotebookPanel | null): (unknown | null)[] {
 }
 
 /** Write `tags` into the cell's metadata (no write when nothing changes). */
-function writeTags(cell: ICellModel, tags: string[]): void {
+function writeTags(cell: ICellModel, tags: unknown[]): void {
   const current = cell.getMetadata('tags');
-  const before = Array.isArray(current) ? (current as string[]) : [];
+  const before: unknown[] = Array.isArray(current) ? current : [];
   if (sameTags(before, tags)) {
     return;
   }
@@ -135,9 +135,10 @@ function TagEditor(props: { panel: NotebookPanel }): JSX.Element {
 function CellTagForm(props: { cell: ICellModel; index: number; allTags: (unknown | null)[] }): JSX.Element {
   const { cell, index, allTags } = props;
   const raw = cell.getMetadata('tags');
-  const rawTags: string[] = Array.isArray(raw) ? raw.filter((t): t is string => typeof t === 'string') : [];
+  const rawTags: unknown[] = Array.isArray(raw) ? raw : [];
   const stored = parseTags(raw);
-  const storedKey = JSON.stringify(serializeTags(stored));
+  const storedKey = JSON.stringify(raw ?? []);
+  const conflicts = stored.conflicts;
   const own = stored.role === 'step' ? stored.name : '';
   const others = stepNames(allTags).filter(n => n !== own);
   const problemOf = (t: IStepTags): string => tagProblem(t);
@@ -146,20 +147,24 @@ function CellTagForm(props: { cell: ICellModel; index: number; allTags: (unknown
   // The tags changed elsewhere (another view, undo): start over from the metadata, unless
   // the form holds an edit not written yet (a name being typed that is not valid yet).
   React.useEffect(() => {
-    if (storedKey !== JSON.stringify(serializeTags(draft)) && !problemOf(draft)) {
+    if (storedKey !== JSON.stringify(serializeTags(draft, raw)) && !problemOf(draft)) {
       setDraft(stored);
     }
   }, [storedKey]);
 
-  const problem = problemOf(draft);
+  const problem = conflicts.length ? '' : problemOf(draft);
   const warning = problem ? '' : tagWarning(draft, others);
   const belongs = cellSteps(allTags)[index];
 
   const change = (patch: Partial<IStepTags>): void => {
+    if (conflicts.length) {
+      return; // the form does not resolve a conflict: the user edits the tags
+    }
     const next = { ...draft, ...patch };
     setDraft(next);
     if (!problemOf(next)) {
-      writeTags(cell, serializeTags(next));
+      // edit the cell's tags as they are now: unchanged tags stay as the user wrote them
+      writeTags(cell, serializeTags(next, cell.getMetadata('tags')));
     }
   };
   const setLimit = (key: string, value: string): void => {
@@ -185,6 +190,18 @@ function CellTagForm(props: { cell: ICellModel; index: number; allTags: (unknown
           <span className="kf-PipelineTags-belongs">{belongs ? ` · in step ${belongs}` : ' · in no step'}</span>
         ) : null}
       </div>
+      {conflicts.length ? (
+        <div className="kf-PipelineTags-conflict" aria-live="polite">
+          <div>The cell's tags conflict; the form leaves them as they are:</div>
+          <ul>
+            {conflicts.map(c => (
+              <li key={c}>{c}</li>
+            ))}
+          </ul>
+          <div>Edit the cell's tags (Property Inspector → Cell metadata, or the cell's tag list) to fix them.</div>
+        </div>
+      ) : null}
+      <fieldset className="kf-PipelineTags-fields" disabled={conflicts.length > 0}>
       <label className="kf-PipelineField">
         <span>Role</span>
         <select
@@ -265,16 +282,17 @@ function CellTagForm(props: { cell: ICellModel; index: number; allTags: (unknown
           </label>
         </>
       ) : null}
+      </fieldset>
       {problem ? (
-        <div className="kf-PipelineTags-problem" role="alert">
+        <div className="kf-PipelineTags-problem" aria-live="polite">
           {problem} The cell keeps its tags until this is fixed.
         </div>
       ) : null}
       {warning ? <div className="kf-PipelineTags-warning">{warning}</div> : null}
       <div className="kf-PipelineTags-list" title="The cell's tags (metadata)">
-        {rawTags.map(t => (
-          <code key={t} className="kf-PipelineTag">
-            {t}
+        {rawTags.map((t, i) => (
+          <code key={i} className={`kf-PipelineTag${typeof t === 'string' ? '' : ' kf-mod-nonString'}`}>
+            {typeof t === 'string' ? t : JSON.stringify(t)}
           </code>
         ))}
       </div>
