@@ -345,12 +345,16 @@ class KFServingMagics(Magics):
 def _pipeline_parser():
     import argparse
 
-    parser = argparse.ArgumentParser(prog="%kf_pipeline", description="Tagged notebook cells as a pipeline.")
+    parser = argparse.ArgumentParser(
+        prog="%kf_pipeline",
+        description="Tagged notebook cells as a pipeline. The notebook is read as saved on disk: "
+        "save it (Ctrl+S) after editing tags or cells.",
+    )
     sub = parser.add_subparsers(dest="action")
-    comp = sub.add_parser("compile", help="the DAG and the steps of a notebook (default: this one)")
+    comp = sub.add_parser("compile", help="the DAG and the steps of a notebook (default: this one, as saved)")
     comp.add_argument("notebook", nargs="?", default=None)
     comp.add_argument("--out", "-o", default=None, metavar="VAR", help="bind the Pipeline to VAR")
-    run = sub.add_parser("run", help="run the notebook's pipeline (default: this notebook)")
+    run = sub.add_parser("run", help="run the notebook's pipeline (default: this notebook, as saved)")
     run.add_argument("notebook", nargs="?", default=None)
     run.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     run.add_argument("--resume", default=None, metavar="RUN_ID", help="rerun a failed run from its failed steps")
