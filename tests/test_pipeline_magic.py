@@ -152,6 +152,13 @@ def test_cli_run_show_logs_list_debug(workdir, capsys):
     assert "inputs and parameters cubes, greeting, squares" in debugged
     assert "no shell was opened" in debugged and "print(greeting, total)" in debugged
 
+    # the step cache: its size, then emptied (the runs keep their own results)
+    assert "4 result(s)" in main_out(capsys, "cache")
+    assert "removed 0 cached" in main_out(capsys, "cache", "--clear", "--older-than", "1")
+    cleared = main_out(capsys, "cache", "--clear")
+    assert "removed 4 cached step result(s)" in cleared and "0 result(s), 0.0 MiB" in cleared
+    assert "total=2" in main_out(capsys, "show", run.id)
+
     bad = cli("run", str(nb), "-p", "n", "two", cwd=workdir, check=False)
     assert bad.returncode == 1 and "not a valid int" in bad.stderr
     assert len(list_runs()) == 1

@@ -83,6 +83,43 @@ def cache_root(home: Path) -> Path:
     return home / "pipeline-cache"
 
 
+def usage(home: Path) -> tuple[int, int]:
+    """How many results the cache keeps, and the bytes they hold (each file counted once,
+    however many runs link to it)."""
+    root, entries, seen, size = cache_root(home), 0, set(), 0
+    if not root.exists():
+        return 0, 0
+    for folder in root.iterdir():
+        if not (folder / ENTRY).exists():
+            continue
+        entries += 1
+        for path in folder.rglob("*"):
+            if path.is_file():
+                st = path.stat()
+                if (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    size += st.st_size
+    return entries, size
+
+
+def clear(home: Path, older_than_s: float | None = None) -> int:
+    """Forget cached results (those stored more than ``older_than_s`` seconds ago, or all);
+    how many were removed. Runs keep their own results (runs link them, not the cache)."""
+    import time
+
+    root, removed = cache_root(home), 0
+    if not root.exists():
+        return 0
+    now = time.time()
+    for folder in root.iterdir():
+        entry = folder / ENTRY
+        if not entry.exists() or (older_than_s is not None and now - entry.stat().st_mtime <= older_than_s):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
+
+
 def link_tree(src: Path, dst: Path) -> None:
     """Mirror ``src`` at ``dst`` with hard links (copies where links are refused)."""
     if not src.exists():

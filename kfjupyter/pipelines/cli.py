@@ -7,6 +7,7 @@
     kfjupyter pipelines logs RUN_ID STEP [-f]
     kfjupyter pipelines cancel RUN_ID
     kfjupyter pipelines debug RUN_ID STEP           an IPython shell with the step's inputs
+    kfjupyter pipelines cache [--clear] [--older-than DAYS]   the step cache's size; empty it
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ def add_commands(subparsers) -> None:
     )
     debug.add_argument("run_id")
     debug.add_argument("step")
+    cache = cmd.add_parser("cache", help="how much the step cache holds; --clear empties it")
+    cache.add_argument("--clear", action="store_true", help="forget the cached step results")
+    cache.add_argument("--older-than", type=float, default=None, metavar="DAYS",
+                       help="with --clear: only results stored more than DAYS days ago")
     group.set_defaults(func=_main)
 
 
@@ -67,6 +72,8 @@ def _main(args) -> int | None:
             print(run.id)
             return 0
         return _follow(run)
+    if args.command == "cache":
+        return _cache(args)
     if args.command == "list":
         runs = api.list_runs(notebook=args.notebook, limit=args.limit)
         rows = [("id", "pipeline", "status", "steps", "created")]
@@ -104,6 +111,19 @@ def _main(args) -> int | None:
     if args.command == "debug":
         return _debug(run, args.step)
     return 2
+
+
+def _cache(args) -> int:
+    from ..store.workspace import get_workspace
+    from . import cache
+
+    home = get_workspace().home
+    if args.clear:
+        older = None if args.older_than is None else args.older_than * 86400
+        print(f"removed {cache.clear(home, older)} cached step result(s)")
+    entries, size = cache.usage(home)
+    print(f"step cache {cache.cache_root(home)}: {entries} result(s), {size / 2**20:.1f} MiB")
+    return 0
 
 
 def _follow(run) -> int:
