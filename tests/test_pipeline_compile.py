@@ -445,3 +445,14 @@ def test_cache_text_ignores_cell_numbers_and_the_header():
         assert cache_text(before.steps[step].program) == cache_text(after.steps[step].program)
     assert cache_text(before.steps["a"].program) != cache_text(changed.steps["a"].program)
     assert "x = math.pi" in cache_text(before.steps["a"].program) and "# ---- step a ----" in cache_text(before.steps["a"].program)
+
+
+def test_the_panels_tag_examples_agree_with_the_grammar():
+    """labextension/test/tag-examples.json is checked by the panel's jest units too: the
+    tag editor and this grammar accept and refuse the same cells."""
+    examples = json.loads((REPO / "labextension" / "test" / "tag-examples.json").read_text())
+    for tags in examples["valid"]:
+        parse_tags(tags)
+    for tags in examples["invalid"]:
+        with pytest.raises(TagError):
+            parse_tags(tags)
