@@ -13,8 +13,9 @@ One component per step:
   neither Jupyter nor the kfjupyter package.
 * **the lean step runtime**: the container runs ``python3 -c LOADER`` with three source texts
   as arguments — :mod:`kfjupyter.pipelines.stepruntime` (stdlib only),
-  :mod:`kfjupyter.runtime.bootstrap` (the stand-in ``kfjupyter.report``) and the step's
-  generated program. The loader writes them to a temporary folder and runs the step runtime.
+  :mod:`kfjupyter.runtime.bootstrap` (the stand-in ``kfjupyter.report``), both compressed,
+  and the step's generated program as it is. The loader writes them to a temporary folder
+  and runs the step runtime.
   Program text travels as *data* (an argv element), never through a shell.
 * **names**: KFP lower-cases input/output and parameter names (``C`` → ``c``, see
   :func:`io_name`); the step still sees its variables under their own names. Two names
@@ -41,10 +42,12 @@ One component per step:
 
 from __future__ import annotations
 
+import base64
 import inspect
 import json
 import os
 import re
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +74,14 @@ MAX_ARG_BYTES = 131072 - 1024
 
 #: Runs inside the step's container (``python3 -c LOADER RUNTIME BOOTSTRAP PROGRAM ARGS…``):
 #: writes the three sources to a temporary folder, then runs the step runtime on the rest.
+#: The runtime and the bootstrap, the same in every step, travel zlib-compressed and
+#: base64-encoded (a third of their size: the IR stays small); the program as it is, for
+#: the reader of the YAML.
 LOADER = """\
-import os, runpy, sys, tempfile
+import base64, os, runpy, sys, tempfile, zlib
 d = tempfile.mkdtemp(prefix="kfjupyter-step-")
-for name, text in zip(("stepruntime.py", "bootstrap.py", "program.py"), sys.argv[1:4]):
+texts = [zlib.decompress(base64.b64decode(a)).decode("utf-8") for a in sys.argv[1:3]] + [sys.argv[3]]
+for name, text in zip(("stepruntime.py", "bootstrap.py", "program.py"), texts):
     with open(os.path.join(d, name), "w", encoding="utf-8") as fh:
         fh.write(text)
 args = sys.argv[4:]
@@ -112,6 +119,11 @@ def _runtime_sources() -> tuple[str, str]:
     from . import stepruntime
 
     return Path(stepruntime.__file__).read_text(encoding="utf-8"), Path(bootstrap.__file__).read_text(encoding="utf-8")
+
+
+def packed(text: str) -> str:
+    """``text`` as the LOADER reads the runtime's sources: zlib, then base64."""
+    return base64.b64encode(zlib.compress(text.encode("utf-8"), 9)).decode("ascii")
 
 
 def kfp_name(name: str) -> str:
@@ -187,7 +199,7 @@ def component_spec(pipeline: Pipeline, step: Step, default_image: str | None = N
         "implementation": {
             "container": {
                 "image": step_image(step, default_image),
-                "command": ["python3", "-c", LOADER, runtime_src, bootstrap_src, step.program],
+                "command": ["python3", "-c", LOADER, packed(runtime_src), packed(bootstrap_src), step.program],
                 "args": args,
             }
         },
