@@ -82,3 +82,51 @@ export function runParameters(pipeline: IPipeline | null, typed: Record<string, 
   }
   return out;
 }
+
+/**
+ * Whether `run` ran the pipeline `pipeline` is (the same steps, each with the same
+ * program): only then does the DAG of `pipeline` show the run's step colours. A notebook
+ * edited and recompiled since the run no longer matches.
+ */
+export function runMatchesPipeline(run: IPipelineRun | null, pipeline: IPipeline | null): boolean {
+  if (!run || !pipeline || !run.pipeline || !run.pipeline.steps) {
+    return false;
+  }
+  if (run.pipeline === pipeline) {
+    return true;
+  }
+  const mine = Object.keys(pipeline.steps).sort();
+  const theirs = Object.keys(run.pipeline.steps).sort();
+  if (mine.length !== theirs.length || mine.some((name, i) => name !== theirs[i])) {
+    return false;
+  }
+  return mine.every(name => (run.pipeline.steps[name].program ?? '') === (pipeline.steps[name].program ?? ''));
+}
+
+/**
+ * A notebook's path as the server's REST API wants it: the drive prefix of JupyterLab's
+ * path dropped (`RTC:sub/nb.ipynb` under jupyter-collaboration → `sub/nb.ipynb`).
+ * `localPath` (a document context's own) is used when given.
+ */
+export function restPath(path: string, localPath?: string): string {
+  if (localPath) {
+    return localPath;
+  }
+  const slash = path.indexOf('/');
+  const colon = path.indexOf(':');
+  return colon >= 0 && (slash < 0 || colon < slash) ? path.slice(colon + 1) : path;
+}
+
+/**
+ * Whether a job's `notebook` (relative to the server root, or absolute as kernels report
+ * it) is the notebook at `path` (relative to the server root). Unknown: false.
+ */
+export function sameNotebook(notebook: string | null | undefined, path: string): boolean {
+  if (!notebook || !path) {
+    return false;
+  }
+  const norm = (p: string): string => p.replace(/\\/g, '/').replace(/^\.\//, '');
+  const a = norm(notebook);
+  const b = norm(path).replace(/^\/+/, '');
+  return a === b || a.endsWith(`/${b}`);
+}

@@ -4,7 +4,10 @@ import {
   cacheText,
   displayStatus,
   paramText,
+  restPath,
   runActive,
+  runMatchesPipeline,
+  sameNotebook,
   runParameters,
   stepSeconds,
   stepStates
@@ -78,5 +81,43 @@ describe('parameters of the next run', () => {
     expect(runParameters(pipeline, { lr: '0.1', name: 'x', layers: '[64,32]', ghost: '1' })).toEqual({ name: 'x' });
     expect(runParameters(pipeline, { lr: '0.5', on: 'false' })).toEqual({ lr: '0.5', on: 'false' });
     expect(runParameters(null, { lr: '0.5' })).toEqual({});
+  });
+});
+
+describe('which run, which notebook', () => {
+  const pipe = (programs: Record<string, string>): IPipeline =>
+    ({
+      name: 'p',
+      steps: Object.fromEntries(Object.entries(programs).map(([name, program]) => [name, { name, program } as any])),
+      edges: [],
+      parameters: {},
+      notebook: null,
+      metrics: []
+    }) as IPipeline;
+  const runOf = (p: IPipeline): IPipelineRun => ({ id: 'r', pipeline: p, steps: [] }) as unknown as IPipelineRun;
+
+  it('colours a compiled pipeline only from a run of the same steps and programs', () => {
+    const before = pipe({ a: 'x = 1', b: 'print(x)' });
+    expect(runMatchesPipeline(runOf(before), before)).toBe(true);
+    expect(runMatchesPipeline(runOf(before), pipe({ b: 'print(x)', a: 'x = 1' }))).toBe(true);
+    expect(runMatchesPipeline(runOf(before), pipe({ a: 'x = 2', b: 'print(x)' }))).toBe(false);
+    expect(runMatchesPipeline(runOf(before), pipe({ a: 'x = 1', c: 'print(x)' }))).toBe(false);
+    expect(runMatchesPipeline(runOf(before), pipe({ a: 'x = 1' }))).toBe(false);
+    expect(runMatchesPipeline(null, before)).toBe(false);
+  });
+
+  it('drops the drive prefix of a path (RTC)', () => {
+    expect(restPath('RTC:sub/nb.ipynb')).toBe('sub/nb.ipynb');
+    expect(restPath('sub/nb.ipynb')).toBe('sub/nb.ipynb');
+    expect(restPath('a/b:c.ipynb')).toBe('a/b:c.ipynb');
+    expect(restPath('RTC:sub/nb.ipynb', 'sub/nb.ipynb')).toBe('sub/nb.ipynb');
+  });
+
+  it("matches a job's notebook, relative or absolute", () => {
+    expect(sameNotebook('sub/nb.ipynb', 'sub/nb.ipynb')).toBe(true);
+    expect(sameNotebook('/home/u/work/sub/nb.ipynb', 'sub/nb.ipynb')).toBe(true);
+    expect(sameNotebook('/home/u/work/other/nb.ipynb', 'sub/nb.ipynb')).toBe(false);
+    expect(sameNotebook('/home/u/work/xnb.ipynb', 'nb.ipynb')).toBe(false);
+    expect(sameNotebook(null, 'nb.ipynb')).toBe(false);
   });
 });

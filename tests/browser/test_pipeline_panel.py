@@ -4,7 +4,7 @@ A small tagged notebook: Compile first fails on a cell that reads a name no step
 (the error names that cell, and its button selects it); the panel then tags a skipped
 cell as step ``double`` (its other tag kept) and adds ``prev:`` edges to another cell;
 Save writes the tags into the .ipynb on disk; Compile draws the DAG (one SVG box per
-step, the prev-only edge dashed); Export YAML downloads the KFP pipeline; Run shows the
+step, only the prev: edge that passes no data dashed, a legend; boxes keyboard-reachable); Export YAML downloads the KFP pipeline; Run shows the
 steps live until Succeeded, a step's log, a second run taken from the cache, and a third
 with another parameter value (typed in the panel) re-running only the steps it reaches;
 a run started from Python shows up through the job events. Every wait is on the UI's state (Playwright's ``expect``) or the file on disk, never a
@@ -139,6 +139,21 @@ def test_tags_saved_dag_drawn_run_live_then_cached(lab, browser_page):
     expect(dag.locator('.kf-PipelineDag-edge[data-source="load"][data-target="double"]')).to_contain_text("x")
     expect(dag.locator('.kf-PipelineDag-edge[data-source="double"][data-target="report"]')).to_contain_text("y")
     expect(dag.locator('.kf-PipelineDag-edge.kf-mod-explicit[data-source="load"][data-target="report"]')).to_have_count(1)
+    # Dashed: only the prev: edge that carries nothing (double -> report has prev: but carries y).
+    expect(dag.locator('.kf-PipelineDag-edge.kf-mod-orderOnly')).to_have_count(1)
+    expect(dag.locator('.kf-PipelineDag-edge.kf-mod-orderOnly[data-source="load"][data-target="report"]')).to_have_count(1)
+    edge_dash = lambda src, dst: dag.locator(f'.kf-PipelineDag-edge[data-source="{src}"][data-target="{dst}"] path').evaluate(
+        "p => getComputedStyle(p).strokeDasharray"
+    )
+    assert edge_dash("double", "report") == "none"
+    assert edge_dash("load", "report") != "none"
+    expect(panel.locator(".kf-PipelineDag-legend")).to_contain_text("order only")
+    # The boxes are buttons a keyboard reaches: Enter on one selects its step's first cell.
+    node = dag.locator('.kf-PipelineDag-node[data-step="load"]')
+    expect(node).to_have_attribute("role", "button")
+    node.focus()
+    page.keyboard.press("Enter")
+    expect(form.locator(".kf-PipelineTags-head")).to_contain_text("Cell 3")
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     sidebar.screenshot(path=str(SCREENSHOTS / "pipeline-tags-dag.png"))

@@ -9,6 +9,7 @@
 import { ReactWidget } from '@jupyterlab/apputils';
 import type { ICellModel } from '@jupyterlab/cells';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { Message } from '@lumino/messaging';
 import { ISignal } from '@lumino/signaling';
 import * as React from 'react';
 
@@ -18,8 +19,11 @@ import {
   cacheText,
   displayStatus,
   paramText,
+  restPath,
   runActive,
+  runMatchesPipeline,
   runParameters,
+  sameNotebook,
   stepSeconds,
   stepStates
 } from '../pipelinerun';
@@ -61,24 +65,27 @@ function useNotebook(tracker: INotebookTracker): NotebookPanel | null {
     };
   }, [tracker]);
   const model = panel?.content.model ?? null;
+  // Bumped when the cell list changes (a cell added, removed, moved or replaced at the same
+  // count): the effect below then subscribes to the cells there are now.
+  const [cellsVersion, setCellsVersion] = React.useState(0);
   React.useEffect(() => {
     if (!model) {
       return;
     }
     const bump = () => setTick(t => t + 1);
-    model.contentChanged.connect(bump);
-    model.cells.changed.connect(bump);
+    const cellsChanged = () => setCellsVersion(v => v + 1);
+    model.cells.changed.connect(cellsChanged);
+    // No contentChanged: the panel reads tags and cells, not sources (no render per keystroke).
     const cellModels: ICellModel[] = [];
     for (const cell of model.cells) {
       cellModels.push(cell);
       cell.metadataChanged.connect(bump);
     }
     return () => {
-      model.contentChanged.disconnect(bump);
-      model.cells.changed.disconnect(bump);
+      model.cells.changed.disconnect(cellsChanged);
       cellModels.forEach(cell => cell.metadataChanged.disconnect(bump));
     };
-  }, [model, model?.cells.length]);
+  }, [model, cellsVersion]);
   return panel;
 }
 
@@ -302,6 +309,11 @@ function CellTagForm(props: { cell: ICellModel; index: number; allTags: (unknown
 
 /* ---------------------------------------------------------------- the DAG */
 
+/** Dashed: an explicit `prev:` edge that passes no variable (order only). Solid: data flows. */
+export function orderOnly(edge: { explicit: boolean; names: readonly string[] }): boolean {
+  return edge.explicit && edge.names.length === 0;
+}
+
 export function DagView(props: {
   pipeline: IPipeline;
   states: Record<string, string>;
@@ -310,82 +322,117 @@ export function DagView(props: {
   const { pipeline, states, onStep } = props;
   const steps = Object.keys(pipeline.steps);
   const layout: IDagLayout = React.useMemo(() => layoutDag(steps, pipeline.edges), [pipeline]);
+  const dashed = layout.edges.some(orderOnly);
   return (
-    <svg
-      className="kf-PipelineDag"
-      role="img"
-      aria-label={`Pipeline ${pipeline.name}: ${steps.length} steps`}
-      viewBox={`0 0 ${layout.width} ${layout.height}`}
-      width={layout.width}
-      style={{ maxWidth: '100%' }}
-    >
-      <defs>
-        <marker id="kf-dag-arrow" viewBox="0 0 8 8" refX="7" refY="4" markerWidth="7" markerHeight="7" orient="auto">
-          <path d="M0,0 L8,4 L0,8 z" className="kf-PipelineDag-arrow" />
-        </marker>
-      </defs>
-      {layout.edges.map(e => (
-        <g
-          key={`${e.source}->${e.target}`}
-          className={`kf-PipelineDag-edge${e.explicit ? ' kf-mod-explicit' : ''}`}
-          data-source={e.source}
-          data-target={e.target}
-        >
-          <title>
-            {e.source} → {e.target}
-            {e.names.length ? `: ${e.names.join(', ')}` : ''}
-            {e.explicit ? ' (prev)' : ''}
-          </title>
-          <path d={e.d} markerEnd="url(#kf-dag-arrow)" />
-          {e.label ? (
-            <text
-              x={e.labelAnchor === 'end' ? e.labelX - 4 : e.labelX + 4}
-              y={e.labelY}
-              textAnchor={e.labelAnchor}
-              className="kf-PipelineDag-label"
-            >
-              {e.label}
-            </text>
-          ) : null}
-        </g>
-      ))}
-      {layout.nodes.map(n => {
-        const state = states[n.name] ?? '';
-        return (
+    <>
+      <svg
+        className="kf-PipelineDag"
+        role="group"
+        aria-label={`Pipeline ${pipeline.name}: ${steps.length} steps`}
+        viewBox={`0 0 ${layout.width} ${layout.height}`}
+        width={layout.width}
+        style={{ maxWidth: '100%' }}
+      >
+        <defs>
+          <marker id="kf-dag-arrow" viewBox="0 0 8 8" refX="7" refY="4" markerWidth="7" markerHeight="7" orient="auto">
+            <path d="M0,0 L8,4 L0,8 z" className="kf-PipelineDag-arrow" />
+          </marker>
+        </defs>
+        {layout.edges.map(e => (
           <g
-            key={n.name}
-            className={`kf-PipelineDag-node${state ? ` kf-status-${state.toLowerCase()}` : ''}`}
-            data-step={n.name}
-            data-status={state}
-            transform={`translate(${n.x},${n.y})`}
-            onClick={() => onStep?.(n.name)}
+            key={`${e.source}->${e.target}`}
+            className={`kf-PipelineDag-edge${e.explicit ? ' kf-mod-explicit' : ''}${orderOnly(e) ? ' kf-mod-orderOnly' : ''}`}
+            data-source={e.source}
+            data-target={e.target}
+            aria-hidden="true"
           >
             <title>
-              {n.name}
-              {state ? ` — ${state}` : ''}
+              {e.source} → {e.target}
+              {e.names.length ? `: ${e.names.join(', ')}` : ''}
+              {e.explicit ? ' (prev)' : ''}
             </title>
-            <rect width={n.width} height={n.height} rx={5} />
-            <text x={n.width / 2} y={n.height / 2} dominantBaseline="central" textAnchor="middle">
-              {n.name.length > 16 ? `${n.name.slice(0, 15)}…` : n.name}
-            </text>
+            <path d={e.d} markerEnd="url(#kf-dag-arrow)" />
+            {e.label ? (
+              <text
+                x={e.labelAnchor === 'end' ? e.labelX - 4 : e.labelX + 4}
+                y={e.labelY}
+                textAnchor={e.labelAnchor}
+                className="kf-PipelineDag-label"
+              >
+                {e.label}
+              </text>
+            ) : null}
           </g>
-        );
-      })}
-    </svg>
+        ))}
+        {layout.nodes.map(n => {
+          const state = states[n.name] ?? '';
+          const after = layout.edges.filter(e => e.target === n.name).map(e => e.source);
+          const label = `Step ${n.name}${state ? `, ${state}` : ''}${after.length ? `, after ${after.join(', ')}` : ''}: go to its cell`;
+          return (
+            <g
+              key={n.name}
+              className={`kf-PipelineDag-node${state ? ` kf-status-${state.toLowerCase()}` : ''}`}
+              data-step={n.name}
+              data-status={state}
+              transform={`translate(${n.x},${n.y})`}
+              role="button"
+              tabIndex={0}
+              aria-label={label}
+              onClick={() => onStep?.(n.name)}
+              onKeyDown={e => {
+                if (e.key === 'Enter' || e.key === ' ') {
+                  e.preventDefault();
+                  onStep?.(n.name);
+                }
+              }}
+            >
+              <title>
+                {n.name}
+                {state ? ` — ${state}` : ''}
+              </title>
+              <rect width={n.width} height={n.height} rx={5} />
+              <text x={n.width / 2} y={n.height / 2} dominantBaseline="central" textAnchor="middle">
+                {n.name.length > 16 ? `${n.name.slice(0, 15)}…` : n.name}
+              </text>
+            </g>
+          );
+        })}
+      </svg>
+      {layout.edges.length ? (
+        <div className="kf-PipelineDag-legend" aria-hidden="true">
+          <span className="kf-PipelineDag-legendItem">
+            <svg width="24" height="8">
+              <line x1="0" y1="4" x2="24" y2="4" className="kf-PipelineDag-legendLine" />
+            </svg>
+            data passed
+          </span>
+          {dashed ? (
+            <span className="kf-PipelineDag-legendItem">
+              <svg width="24" height="8">
+                <line x1="0" y1="4" x2="24" y2="4" className="kf-PipelineDag-legendLine kf-mod-orderOnly" />
+              </svg>
+              order only (prev:)
+            </span>
+          ) : null}
+        </div>
+      ) : null}
+    </>
   );
 }
 
 /* ---------------------------------------------------------------- a run */
 
-function StepRow(props: { run: IPipelineRun; step: IRunStep; api: PipelineApi; now: number }): JSX.Element {
-  const { run, step, api, now } = props;
+function StepRow(props: { run: IPipelineRun; step: IRunStep; api: PipelineApi; now: number; visible: boolean }): JSX.Element {
+  const { run, step, api, now, visible } = props;
   const [logs, setLogs] = React.useState<string | null>(null);
   const [open, setOpen] = React.useState(false);
   const status = displayStatus(step);
   const cache = cacheText(step);
-  // Logs: read when opened, and again on every new version of the step while it is open.
+  const running = step.status === 'Running';
+  // Logs: read when opened, and again on every new version of the step while it is open
+  // (each tick while it runs and the panel is shown).
   React.useEffect(() => {
-    if (!open) {
+    if (!open || (running && !visible)) {
       return;
     }
     let live = true;
@@ -396,7 +443,7 @@ function StepRow(props: { run: IPipelineRun; step: IRunStep; api: PipelineApi; n
     return () => {
       live = false;
     };
-  }, [open, run.id, step.status, step.finished_at, open && step.status === 'Running' ? now : 0]);
+  }, [open, run.id, step.status, step.finished_at, open && running && visible ? now : 0]);
   return (
     <li className={`kf-PipelineStep kf-status-${status.toLowerCase()}`} data-step={step.name} data-status={status}>
       <div className="kf-PipelineStep-row">
@@ -415,7 +462,12 @@ function StepRow(props: { run: IPipelineRun; step: IRunStep; api: PipelineApi; n
         <span className="kf-PipelineStep-cache" data-cached={step.cached ? 'true' : 'false'} title={cache.reason}>
           {cache.reason || cache.label}
         </span>
-        <button className="kf-PipelineStep-logsButton" onClick={() => setOpen(!open)} aria-expanded={open}>
+        <button
+          className="kf-PipelineStep-logsButton"
+          onClick={() => setOpen(!open)}
+          aria-expanded={open}
+          aria-label={`${open ? 'Hide the log' : 'Log'} of step ${step.name}`}
+        >
           {open ? 'Hide log' : 'Log'}
         </button>
       </div>
@@ -425,10 +477,10 @@ function StepRow(props: { run: IPipelineRun; step: IRunStep; api: PipelineApi; n
   );
 }
 
-function RunView(props: { run: IPipelineRun; api: PipelineApi; onCancel: () => void }): JSX.Element {
-  const { run, api, onCancel } = props;
+function RunView(props: { run: IPipelineRun; api: PipelineApi; onCancel: () => void; visible: boolean }): JSX.Element {
+  const { run, api, onCancel, visible } = props;
   const active = runActive(run);
-  const now = useNow(active);
+  const now = useNow(active && visible);
   const metrics = Object.entries(run.metrics || {});
   return (
     <div className="kf-PipelineRun" data-run={run.id} data-status={run.status}>
@@ -449,7 +501,7 @@ function RunView(props: { run: IPipelineRun; api: PipelineApi; onCancel: () => v
       {run.error ? <pre className="kf-PipelineRun-error">{run.error}</pre> : null}
       <ul className="kf-PipelineSteps">
         {(run.steps || []).map(step => (
-          <StepRow key={step.name} run={run} step={step} api={api} now={now} />
+          <StepRow key={step.name} run={run} step={step} api={api} now={now} visible={visible} />
         ))}
       </ul>
       {metrics.length ? (
@@ -485,20 +537,52 @@ function initial(path: string): IPanelState {
   return { path, pipeline: null, error: null, notice: null, run: null, busy: '', params: {} };
 }
 
+/** Whether the browser tab is shown (re-rendering when it changes). */
+function usePageVisible(): boolean {
+  const read = (): boolean => typeof document === 'undefined' || document.visibilityState !== 'hidden';
+  const [visible, setVisible] = React.useState(read);
+  React.useEffect(() => {
+    const onChange = (): void => setVisible(read());
+    document.addEventListener('visibilitychange', onChange);
+    return () => document.removeEventListener('visibilitychange', onChange);
+  }, []);
+  return visible;
+}
+
 export function PipelinePanel(props: {
   tracker: INotebookTracker;
   api: PipelineApi;
   activate?: (id: string) => void;
   /** Job events (the sidebar's push channel): a pipeline job that changes is re-read at once. */
   jobChanged?: ISignal<unknown, IJob>;
+  /** The section is shown (not folded, the sidebar open): polls only then. */
+  visible?: boolean;
 }): JSX.Element {
   const { tracker, api, activate, jobChanged } = props;
+  const pageVisible = usePageVisible();
+  const visible = (props.visible ?? true) && pageVisible;
   const panel = useNotebook(tracker);
-  const path = panel?.context.path ?? '';
+  // The path the REST API wants: under jupyter-collaboration the context's path carries a
+  // drive prefix (RTC:sub/nb.ipynb); its localPath does not.
+  const path = panel ? restPath(panel.context.path, (panel.context as { localPath?: string }).localPath) : '';
   const [state, setState] = React.useState<IPanelState>(() => initial(path));
   const current = state.path === path ? state : initial(path);
   const update = (patch: Partial<IPanelState>, forPath = path): void =>
     setState(s => (s.path === forPath ? { ...s, ...patch } : { ...initial(forPath), ...patch }));
+
+  // Reads of the run race (the poll, an event, an action): a response is shown only when
+  // no read started after it has been shown already.
+  const readSeq = React.useRef(0);
+  const shownSeq = React.useRef(0);
+  const readRun = async <T,>(read: () => Promise<T>): Promise<T | null> => {
+    const seq = ++readSeq.current;
+    const out = await read();
+    if (seq < shownSeq.current) {
+      return null; // older than what is shown
+    }
+    shownSeq.current = seq;
+    return out;
+  };
 
   // Another notebook: its latest run, if it has one.
   React.useEffect(() => {
@@ -507,9 +591,8 @@ export function PipelinePanel(props: {
       return;
     }
     let live = true;
-    api
-      .list(path)
-      .then(out => live && out.runs.length && update({ run: out.runs[0] }, path))
+    readRun(() => api.list(path))
+      .then(out => live && out && out.runs.length && update({ run: out.runs[0] }, path))
       .catch(() => undefined);
     return () => {
       live = false;
@@ -521,8 +604,9 @@ export function PipelinePanel(props: {
   const runId = run?.id ?? '';
   const active = runActive(run);
 
-  // A pipeline job changed (this run, or one started elsewhere: a magic, the CLI): re-read
-  // it, or the notebook's newest run, now rather than at the next poll.
+  // A pipeline job changed (this run, or one of this notebook started elsewhere: a magic,
+  // the CLI): re-read it, or the notebook's newest run, now rather than at the next poll.
+  // Other notebooks' runs are not this panel's business.
   React.useEffect(() => {
     if (!jobChanged || !path) {
       return;
@@ -532,12 +616,19 @@ export function PipelinePanel(props: {
       if (job.kind !== 'pipeline') {
         return;
       }
-      const read = job.id === runId ? api.get(runId).then(fresh => [fresh]) : api.list(path).then(out => out.runs);
-      read
+      let read: () => Promise<IPipelineRun[]>;
+      if (job.id === runId) {
+        read = () => api.get(runId).then(fresh => [fresh]);
+      } else if (sameNotebook(job.notebook, path)) {
+        read = () => api.list(path).then(out => out.runs);
+      } else {
+        return;
+      }
+      readRun(read)
         .then(runs => {
-          const newest = runs[0];
+          const newest = runs?.[0];
           if (live && newest && (newest.id === runId || !runId || newest.created_at > (run?.created_at ?? ''))) {
-            update({ run: newest }, path);
+            update({ run: newest, ...(newest.id === runId ? { notice: null } : {}) }, path);
           }
         })
         .catch(() => undefined);
@@ -549,17 +640,17 @@ export function PipelinePanel(props: {
     };
   }, [jobChanged, path, runId, run?.created_at]);
   React.useEffect(() => {
-    if (!runId || !active) {
-      return;
+    if (!runId || !active || !visible) {
+      return; // nothing to follow, or nobody to show it to (folded, hidden): no poll
     }
     let live = true;
     let timer = 0;
     const abort = new AbortController();
     const tick = async (): Promise<void> => {
       try {
-        const fresh = await api.get(runId, abort.signal);
-        if (live) {
-          update({ run: fresh }, path);
+        const fresh = await readRun(() => api.get(runId, abort.signal));
+        if (live && fresh) {
+          update({ run: fresh, notice: null }, path);
         }
       } catch (e) {
         if (live && (e as Error).name !== 'AbortError') {
@@ -570,13 +661,14 @@ export function PipelinePanel(props: {
         timer = window.setTimeout(() => void tick(), POLL_MS);
       }
     };
+    // Shown again after a pause: read now; otherwise after one interval.
     timer = window.setTimeout(() => void tick(), POLL_MS);
     return () => {
       live = false;
       abort.abort();
       window.clearTimeout(timer);
     };
-  }, [runId, active, path]);
+  }, [runId, active, path, visible]);
 
   if (!panel) {
     return (
@@ -607,6 +699,8 @@ export function PipelinePanel(props: {
     try {
       await saveFirst();
       const fresh = await api.run(path, runParameters(current.pipeline, current.params));
+      readSeq.current += 1;
+      shownSeq.current = readSeq.current; // reads started before the run are older
       update({ run: fresh, pipeline: fresh.pipeline ?? current.pipeline, busy: '' });
     } catch (e) {
       const cell = e instanceof PipelineCompileError ? e.cell : null;
@@ -637,7 +731,10 @@ export function PipelinePanel(props: {
       return;
     }
     try {
-      update({ run: await api.cancel(run.id) });
+      const fresh = await readRun(() => api.cancel(run.id));
+      if (fresh) {
+        update({ run: fresh, notice: null });
+      }
     } catch (e) {
       update({ notice: `Cannot cancel: ${(e as Error).message}` });
     }
@@ -649,23 +746,42 @@ export function PipelinePanel(props: {
     }
   };
 
+  // The graph: the pipeline compiled now, else the last run's (said so). The run's colours
+  // only on a graph the run ran (same steps, same programs).
+  const fromRun = !current.pipeline && !!run?.pipeline;
   const pipeline = current.pipeline ?? run?.pipeline ?? null;
-  const states = run && pipeline && run.pipeline?.name === pipeline.name ? stepStates(run) : {};
+  const states = run && runMatchesPipeline(run, pipeline) ? stepStates(run) : {};
   const busy = current.busy;
+  const saves = panel.context.model.dirty ? ' (saves the notebook first)' : ' (saves the notebook first if it has changes)';
   return (
     <div className="kf-PipelinePanel" data-notebook={path}>
       <div className="kf-Pipeline-notebook" title={path}>
         {path.split('/').pop()}
       </div>
       <div className="kf-Pipeline-actions">
-        <button className="jp-mod-styled kf-Pipeline-compile" disabled={!!busy} onClick={() => void compile()}>
+        <button
+          className="jp-mod-styled kf-Pipeline-compile"
+          disabled={!!busy}
+          title={`Compile the notebook's tagged cells into a pipeline${saves}`}
+          onClick={() => void compile()}
+        >
           {busy === 'compile' ? 'Compiling…' : 'Compile'}
         </button>
-        <button className="jp-mod-styled jp-mod-accept kf-Pipeline-run" disabled={!!busy || active} onClick={() => void start()}>
+        <button
+          className="jp-mod-styled jp-mod-accept kf-Pipeline-run"
+          disabled={!!busy || active}
+          title={`Run the pipeline${saves}`}
+          onClick={() => void start()}
+        >
           {busy === 'run' ? 'Starting…' : 'Run'}
         </button>
-        <button className="jp-mod-styled kf-Pipeline-export" disabled={!!busy} onClick={() => void exportYaml()}>
-          Export YAML
+        <button
+          className="jp-mod-styled kf-Pipeline-export"
+          disabled={!!busy}
+          title={`Download the Kubeflow Pipelines YAML${saves}`}
+          onClick={() => void exportYaml()}
+        >
+          {busy === 'export' ? 'Exporting…' : 'Export YAML'}
         </button>
       </div>
       {current.error ? (
@@ -700,17 +816,23 @@ export function PipelinePanel(props: {
       ) : null}
       <TagEditor panel={panel} />
       {pipeline ? (
-        <div className="kf-Pipeline-graph">
+        <div className={`kf-Pipeline-graph${fromRun ? ' kf-mod-lastRun' : ''}`} data-source={fromRun ? 'run' : 'compile'}>
           <div className="kf-Pipeline-graphHead">
+            {fromRun ? (
+              <span className="kf-Pipeline-graphOrigin">
+                {current.error ? "Last run's pipeline (not the notebook as it is now) · " : "Last run's pipeline · "}
+              </span>
+            ) : null}
             {pipeline.name} · {Object.keys(pipeline.steps).length} steps
             {Object.keys(pipeline.parameters || {}).length
               ? ` · parameters ${Object.keys(pipeline.parameters).join(', ')}`
               : ''}
+            {!fromRun && run && !runMatchesPipeline(run, pipeline) ? ' · changed since the last run' : ''}
           </div>
           <DagView pipeline={pipeline} states={states} onStep={showStep} />
         </div>
       ) : null}
-      {run ? <RunView run={run} api={api} onCancel={() => void cancel()} /> : null}
+      {run ? <RunView run={run} api={api} onCancel={() => void cancel()} visible={visible} /> : null}
     </div>
   );
 }
@@ -731,7 +853,24 @@ export class PipelinePanelWidget extends ReactWidget {
 
   render(): JSX.Element {
     return (
-      <PipelinePanel tracker={this._tracker} api={this._api} activate={this._activate} jobChanged={this._jobChanged} />
+      <PipelinePanel
+        tracker={this._tracker}
+        api={this._api}
+        activate={this._activate}
+        jobChanged={this._jobChanged}
+        visible={this.isVisible}
+      />
     );
+  }
+
+  /** Shown or hidden (the sidebar, its section folded): the run is polled only while shown. */
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this.update();
+  }
+
+  protected onBeforeHide(msg: Message): void {
+    super.onBeforeHide(msg);
+    this.update(); // runs after the hide, when isVisible is false
   }
 }
