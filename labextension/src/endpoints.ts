@@ -305,6 +305,9 @@ export class LogFollower {
         if (generation !== this._generation) {
           return;
         }
+        // The next good read is handed on even when its text is the last one: whoever
+        // showed the error replaces it then (an error never sticks).
+        this._last = null;
         this._options.onError?.(e as Error);
       }
     }

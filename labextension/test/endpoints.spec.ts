@@ -215,6 +215,32 @@ describe('LogFollower', () => {
     expect(seen).toEqual([]);
   });
 
+  it('hands on the text after an error even when it is the same as before (an error never sticks)', async () => {
+    const answers: (string | Error)[] = ['log', new Error('network'), 'log', 'log'];
+    const read = jest.fn(async () => {
+      const a = answers.shift() ?? 'log';
+      if (a instanceof Error) {
+        throw a;
+      }
+      return a;
+    });
+    const shown: string[] = [];
+    const follower = new LogFollower(read, t => shown.push(t), {
+      interval: 100,
+      onError: e => shown.push(`(${e.message})`)
+    });
+    follower.start();
+    await flush();
+    jest.advanceTimersByTime(100);
+    await flush();
+    jest.advanceTimersByTime(100);
+    await flush();
+    jest.advanceTimersByTime(100);
+    await flush();
+    expect(shown).toEqual(['log', '(network)', 'log']);
+    follower.stop();
+  });
+
   it('skips reads while paused and reports errors without stopping', async () => {
     let paused = true;
     let fail = true;

@@ -60,36 +60,43 @@ export class EndpointsApi {
   }
 }
 
-function useLog(api: EndpointsApi, ep: IEndpoint, open: boolean, visible: boolean): [string | null, boolean] {
+/** A followed log: its text, whether it is followed, and the last read's error ('' once a read succeeds). */
+function useLog(api: EndpointsApi, ep: IEndpoint, open: boolean, visible: boolean): [string | null, boolean, string] {
   const [text, setText] = React.useState<string | null>(null);
+  const [error, setError] = React.useState('');
   const follow = shouldFollow(open, visible, ep.status);
   React.useEffect(() => {
     if (!open) {
       setText(null);
+      setError('');
       return;
     }
     const read = async (): Promise<string> => (await api.logs(ep.id)).text;
+    const onText = (t: string): void => {
+      setText(t);
+      setError('');
+    };
     if (!follow) {
       let current = true;
       if (visible) {
         // an endpoint that stopped: its last log, once
         read()
-          .then(t => current && setText(t))
-          .catch(e => current && setText(`(${(e as Error).message})`));
+          .then(t => current && onText(t))
+          .catch(e => current && setError((e as Error).message));
       }
       return () => {
         current = false;
       };
     }
-    const follower = new LogFollower(read, setText, {
+    const follower = new LogFollower(read, onText, {
       interval: LOG_POLL_MS,
       paused: () => typeof document !== 'undefined' && document.visibilityState === 'hidden',
-      onError: e => setText(`(${e.message})`)
+      onError: e => setError(e.message)
     });
     follower.start();
     return () => follower.stop();
   }, [open, follow, visible, ep.id]);
-  return [text, follow];
+  return [text, follow, error];
 }
 
 function EndpointCard(props: { ep: IEndpoint; api: EndpointsApi; reload: () => void; visible: boolean }): JSX.Element {
@@ -101,7 +108,7 @@ function EndpointCard(props: { ep: IEndpoint; api: EndpointsApi; reload: () => v
   const [answer, setAnswer] = React.useState<string | null>(null);
   const [error, setError] = React.useState<string | null>(null);
   const [logsOpen, setLogsOpen] = React.useState(false);
-  const [logs, following] = useLog(api, ep, logsOpen, visible);
+  const [logs, following, logError] = useLog(api, ep, logsOpen, visible);
   const [busy, setBusy] = React.useState(false);
   const can = controls(ep);
 
@@ -206,6 +213,12 @@ function EndpointCard(props: { ep: IEndpoint; api: EndpointsApi; reload: () => v
           </span>
         ) : null}
       </div>
+      {logsOpen && logError ? (
+        <div className="kf-Endpoint-logerror" aria-live="polite">
+          Cannot read the log: {logError}
+          {following ? ' (retrying)' : ''}
+        </div>
+      ) : null}
       {logsOpen && logs !== null ? (
         <pre className="kf-Endpoint-logtext" data-following={following}>
           {logs || '(empty)'}

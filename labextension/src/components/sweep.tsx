@@ -31,14 +31,25 @@ export function formatResult(value: unknown): string {
 export function SweepResults(props: { api: KFApi; job: IJob; visible: boolean }): JSX.Element | null {
   const { api, job, visible } = props;
   const [results, setResults] = React.useState<ISweepResults | null>(null);
+  // '' while nothing failed; the last failure's message otherwise (cleared by a good read).
+  const [error, setError] = React.useState('');
+  const [loaded, setLoaded] = React.useState(false);
   const active = !isTerminal(job.status) && visible;
   React.useEffect(() => {
     const abort = new AbortController();
     const load = () =>
       api
         .getJob(job.id, abort.signal)
-        .then(full => setResults(((full as unknown) as { results?: ISweepResults }).results ?? null))
-        .catch(() => undefined);
+        .then(full => {
+          setResults(((full as unknown) as { results?: ISweepResults }).results ?? null);
+          setError('');
+          setLoaded(true);
+        })
+        .catch(e => {
+          if ((e as Error).name !== 'AbortError' && !abort.signal.aborted) {
+            setError((e as Error).message || 'unknown error');
+          }
+        });
     void load();
     const timer = active ? window.setInterval(load, SWEEP_REFRESH_MS) : 0;
     return () => {
@@ -49,7 +60,12 @@ export function SweepResults(props: { api: KFApi; job: IJob; visible: boolean })
     };
   }, [api, job.id, job.status, active]);
   if (!results || results.rows.length === 0) {
-    return <div className="kf-SweepResults kf-SweepResults-empty">No runs yet.</div>;
+    if (error) {
+      return <div className="kf-SweepResults kf-SweepResults-error">Cannot load the results: {error}</div>;
+    }
+    return (
+      <div className="kf-SweepResults kf-SweepResults-empty">{loaded ? 'No runs yet.' : 'Loading the results…'}</div>
+    );
   }
   return (
     <table className="kf-SweepResults">
