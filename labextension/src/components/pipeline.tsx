@@ -154,7 +154,8 @@ function CellTagForm(props: { cell: ICellModel; index: number; allTags: (unknown
   // The tags changed elsewhere (another view, undo): start over from the metadata, unless
   // the form holds an edit not written yet (a name being typed that is not valid yet).
   React.useEffect(() => {
-    if (storedKey !== JSON.stringify(serializeTags(draft, raw)) && !problemOf(draft)) {
+    const stale = storedKey !== JSON.stringify(serializeTags(draft, raw)) && !problemOf(draft);
+    if (stale || conflicts.length || draft.conflicts.length) {
       setDraft(stored);
     }
   }, [storedKey]);
