@@ -288,3 +288,12 @@ function bezier(p0: number, p1: number, p2: number, p3: number, t: number): numb
 function r(v: number): number {
   return Math.round(v * 10) / 10;
 }
+
+/**
+ * Whether an edge is drawn dashed: an explicit `prev:` edge that passes no variable
+ * (order only). An edge that carries data is solid, `prev:` or not (the same rule as
+ * kfjupyter/pipelines/render.py's SVG).
+ */
+export function orderOnly(edge: { explicit: boolean; names: readonly string[] }): boolean {
+  return edge.explicit && edge.names.length === 0;
+}

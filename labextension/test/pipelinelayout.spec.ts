@@ -1,4 +1,4 @@
-import { edgeLabel, IDagEdge, IDagLayout, LABEL_CHAR_PX, layoutDag } from '../src/pipelinelayout';
+import { edgeLabel, IDagEdge, IDagLayout, LABEL_CHAR_PX, layoutDag, orderOnly } from '../src/pipelinelayout';
 
 /** The boxes of the labels drawn (as the SVG places the text) and of the steps. */
 function labelBoxes(out: IDagLayout) {
@@ -126,5 +126,14 @@ describe('edgeLabel', () => {
     expect(edgeLabel(['alpha', 'beta', 'gamma', 'delta', 'epsilon'], 16)).toBe('alpha, beta +3');
     expect(edgeLabel(['a_really_long_variable_name_here'], 10)).toBe('a_really_…');
     expect(edgeLabel([])).toBe('');
+  });
+});
+
+describe('orderOnly (dashed edges)', () => {
+  it('dashes only a prev: edge that passes nothing', () => {
+    expect(orderOnly({ explicit: true, names: [] })).toBe(true);
+    expect(orderOnly({ explicit: true, names: ['y'] })).toBe(false); // double -> report carries y
+    expect(orderOnly({ explicit: false, names: ['x'] })).toBe(false);
+    expect(orderOnly({ explicit: false, names: [] })).toBe(false);
   });
 });

@@ -14,7 +14,7 @@ import { ISignal } from '@lumino/signaling';
 import * as React from 'react';
 
 import { IPipeline, IPipelineRun, IRunStep, PipelineApi, PipelineCompileError } from '../pipelineapi';
-import { IDagLayout, layoutDag } from '../pipelinelayout';
+import { IDagLayout, layoutDag, orderOnly } from '../pipelinelayout';
 import {
   cacheText,
   displayStatus,
@@ -309,11 +309,6 @@ function CellTagForm(props: { cell: ICellModel; index: number; allTags: (unknown
 }
 
 /* ---------------------------------------------------------------- the DAG */
-
-/** Dashed: an explicit `prev:` edge that passes no variable (order only). Solid: data flows. */
-export function orderOnly(edge: { explicit: boolean; names: readonly string[] }): boolean {
-  return edge.explicit && edge.names.length === 0;
-}
 
 export function DagView(props: {
   pipeline: IPipeline;
