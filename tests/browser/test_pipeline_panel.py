@@ -220,3 +220,51 @@ def test_tags_saved_dag_drawn_run_live_then_cached(lab, browser_page):
     finally:
         outside.wait(60)
     assert not [e for e in page.kf_errors if "kfjupyter" in e.lower()], page.kf_errors
+
+
+def test_tag_form_keeps_spelling_and_leaves_conflicts_alone(lab, browser_page):
+    """Kale's block: stays block: through an edit; a cell whose tags conflict shows the
+    conflict naming the tags, its form is read-only, and its tags stay as they were."""
+    from playwright.sync_api import expect
+
+    page = browser_page
+    path = lab.root / "kale.ipynb"
+    write_tagged(
+        path,
+        [
+            (["block:prep", "mine"], "x = 1"),
+            (["imports", "skip"], "import os"),
+        ],
+    )
+    page.goto(f"{lab.url}/lab/tree/kale.ipynb?token={lab.token}")
+    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    cells = notebook.locator(".jp-Cell")
+    expect(cells).to_have_count(2, timeout=60_000)
+    page.locator('.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="kfjupyter-sidebar"]').click()
+    sidebar = page.locator("#kfjupyter-sidebar")
+    titles = sidebar.locator(".jp-AccordionPanel-title")
+    expect(titles).to_have_count(5)
+    for i in range(4):
+        titles.nth(i).click()
+    panel = sidebar.locator("#kfjupyter-pipeline")
+    form = panel.locator(".kf-PipelineTags")
+
+    cells.nth(0).locator(".jp-InputPrompt").click()
+    expect(form.locator(".kf-PipelineTags-head")).to_contain_text("Cell 1")
+    expect(form.get_by_label("Step name")).to_have_value("prep")
+    form.get_by_label("Memory limit").fill("2GB")  # the compiler would refuse it: not written
+    expect(form.locator(".kf-PipelineTags-problem")).to_contain_text("not a Kubernetes quantity")
+    expect(form.locator(".kf-PipelineTag")).to_have_text(["block:prep", "mine"])
+    form.get_by_label("Memory limit").fill("2Gi")
+    expect(form.locator(".kf-PipelineTag")).to_have_text(["block:prep", "mine", "limit:memory:2Gi"])
+
+    cells.nth(1).locator(".jp-InputPrompt").click()
+    expect(form.locator(".kf-PipelineTags-head")).to_contain_text("Cell 2")
+    conflict = form.locator(".kf-PipelineTags-conflict")
+    expect(conflict).to_contain_text('"imports"')
+    expect(conflict).to_contain_text('"skip"')
+    expect(form.get_by_label("Cell role")).to_be_disabled()
+
+    page.keyboard.press("Control+s")
+    saved = wait_disk(path, lambda t: "limit:memory:2Gi" in t[0])
+    assert saved == [["block:prep", "mine", "limit:memory:2Gi"], ["imports", "skip"]]
