@@ -561,34 +561,60 @@ export function PipelinePanel(props: {
   // The path the REST API wants: under jupyter-collaboration the context's path carries a
   // drive prefix (RTC:sub/nb.ipynb); its localPath does not.
   const path = panel ? restPath(panel.context.path, (panel.context as { localPath?: string }).localPath) : '';
-  const [state, setState] = React.useState<IPanelState>(() => initial(path));
-  const current = state.path === path ? state : initial(path);
+  // One state per notebook: switching notebooks and back keeps each one's pipeline, run,
+  // typed parameters and the action in progress (so a Run cannot be started twice).
+  const [byPath, setStates] = React.useState<Record<string, IPanelState>>({});
+  const current = byPath[path] ?? initial(path);
   const update = (patch: Partial<IPanelState>, forPath = path): void =>
-    setState(s => (s.path === forPath ? { ...s, ...patch } : { ...initial(forPath), ...patch }));
+    setStates(all => ({ ...all, [forPath]: { ...(all[forPath] ?? initial(forPath)), ...patch } }));
+  /** The actions in progress, by notebook (set before the first await: a double click starts one). */
+  const inFlight = React.useRef(new Set<string>());
 
-  // Reads of the run race (the poll, an event, an action): a response is shown only when
-  // no read started after it has been shown already.
-  const readSeq = React.useRef(0);
-  const shownSeq = React.useRef(0);
-  const readRun = async <T,>(read: () => Promise<T>): Promise<T | null> => {
-    const seq = ++readSeq.current;
+  // Reads of a notebook's run race (the poll, an event, an action): a response is shown
+  // only when no read of that notebook started after it has been shown already.
+  const seqs = React.useRef(new Map<string, { started: number; shown: number }>());
+  const readRun = async <T,>(read: () => Promise<T>, forPath = path): Promise<T | null> => {
+    let seq = seqs.current.get(forPath);
+    if (!seq) {
+      seq = { started: 0, shown: 0 };
+      seqs.current.set(forPath, seq);
+    }
+    const mine = ++seq.started;
     const out = await read();
-    if (seq < shownSeq.current) {
+    if (mine < seq.shown) {
       return null; // older than what is shown
     }
-    shownSeq.current = seq;
+    seq.shown = mine;
     return out;
   };
+  /** Nothing read before now is shown any more (a run just started replaces it). */
+  const supersede = (forPath: string): void => {
+    const seq = seqs.current.get(forPath);
+    if (seq) {
+      seq.started += 1;
+      seq.shown = seq.started;
+    }
+  };
 
-  // Another notebook: its latest run, if it has one.
+  // A notebook shown (first time, or again): its latest run, when newer than the one kept.
   React.useEffect(() => {
-    setState(initial(path));
     if (!path) {
       return;
     }
     let live = true;
-    readRun(() => api.list(path))
-      .then(out => live && out && out.runs.length && update({ run: out.runs[0] }, path))
+    readRun(() => api.list(path), path)
+      .then(out => {
+        const newest = out?.runs[0];
+        if (live && newest) {
+          setStates(all => {
+            const s = all[path] ?? initial(path);
+            if (s.run && s.run.id !== newest.id && s.run.created_at >= newest.created_at) {
+              return all;
+            }
+            return { ...all, [path]: { ...s, run: newest } };
+          });
+        }
+      })
       .catch(() => undefined);
     return () => {
       live = false;
@@ -691,16 +717,22 @@ export function PipelinePanel(props: {
     }
   };
   const start = async (): Promise<void> => {
-    update({ busy: 'run', error: null, notice: null });
+    const forPath = path;
+    if (inFlight.current.has(forPath)) {
+      return;
+    }
+    inFlight.current.add(forPath);
+    update({ busy: 'run', error: null, notice: null }, forPath);
     try {
       await saveFirst();
-      const fresh = await api.run(path, runParameters(current.pipeline, current.params));
-      readSeq.current += 1;
-      shownSeq.current = readSeq.current; // reads started before the run are older
-      update({ run: fresh, pipeline: fresh.pipeline ?? current.pipeline, busy: '' });
+      const fresh = await api.run(forPath, runParameters(current.pipeline, current.params));
+      supersede(forPath); // reads started before the run are older
+      update({ run: fresh, pipeline: fresh.pipeline ?? current.pipeline, busy: '' }, forPath);
     } catch (e) {
       const cell = e instanceof PipelineCompileError ? e.cell : null;
-      update({ busy: '', error: { message: (e as Error).message, cell } });
+      update({ busy: '', error: { message: (e as Error).message, cell } }, forPath);
+    } finally {
+      inFlight.current.delete(forPath);
     }
   };
   const exportYaml = async (): Promise<void> => {
