@@ -440,6 +440,21 @@ function StepRow(props: { run: IPipelineRun; step: IRunStep; api: PipelineApi; n
       live = false;
     };
   }, [open, run.id, step.status, step.finished_at, open && running && visible ? now : 0]);
+  // The log follows its end (new lines in view) unless the user scrolled up to read.
+  const logRef = React.useRef<HTMLPreElement>(null);
+  const atEnd = React.useRef(true);
+  const onLogScroll = (): void => {
+    const pre = logRef.current;
+    if (pre) {
+      atEnd.current = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 8;
+    }
+  };
+  React.useLayoutEffect(() => {
+    const pre = logRef.current;
+    if (pre && atEnd.current) {
+      pre.scrollTop = pre.scrollHeight;
+    }
+  }, [logs, open]);
   return (
     <li className={`kf-PipelineStep kf-status-${status.toLowerCase()}`} data-step={step.name} data-status={status}>
       <div className="kf-PipelineStep-row">
@@ -468,7 +483,11 @@ function StepRow(props: { run: IPipelineRun; step: IRunStep; api: PipelineApi; n
         </button>
       </div>
       {step.error ? <pre className="kf-PipelineStep-error">{step.error}</pre> : null}
-      {open ? <pre className="kf-PipelineStep-logs">{logs === null ? 'Loading…' : logs || '(no output)'}</pre> : null}
+      {open ? (
+        <pre className="kf-PipelineStep-logs" ref={logRef} onScroll={onLogScroll}>
+          {logs === null ? 'Loading…' : logs || '(no output)'}
+        </pre>
+      ) : null}
     </li>
   );
 }
@@ -725,7 +744,8 @@ export function PipelinePanel(props: {
     update({ busy: 'run', error: null, notice: null }, forPath);
     try {
       await saveFirst();
-      const fresh = await api.run(forPath, runParameters(current.pipeline, current.params));
+      const known = current.pipeline ?? current.run?.pipeline ?? null;
+      const fresh = await api.run(forPath, runParameters(known, current.params));
       supersede(forPath); // reads started before the run are older
       update({ run: fresh, pipeline: fresh.pipeline ?? current.pipeline, busy: '' }, forPath);
     } catch (e) {
@@ -777,6 +797,8 @@ export function PipelinePanel(props: {
   // The graph: the pipeline compiled now, else the last run's (said so). The run's colours
   // only on a graph the run ran (same steps, same programs).
   const fromRun = !current.pipeline && !!run?.pipeline;
+  // The Parameters box: the compiled pipeline's, else the last run's (before any Compile).
+  const paramPipeline = current.pipeline ?? run?.pipeline ?? null;
   const pipeline = current.pipeline ?? run?.pipeline ?? null;
   const states = run && runMatchesPipeline(run, pipeline) ? stepStates(run) : {};
   const busy = current.busy;
@@ -826,10 +848,13 @@ export function PipelinePanel(props: {
         </div>
       ) : null}
       {current.notice ? <div className="kf-Pipeline-notice">{current.notice}</div> : null}
-      {current.pipeline && Object.keys(current.pipeline.parameters || {}).length ? (
+      {paramPipeline && Object.keys(paramPipeline.parameters || {}).length ? (
         <fieldset className="kf-PipelineParams">
           <legend>Parameters of the next run</legend>
-          {Object.values(current.pipeline.parameters).map(p => (
+          {current.pipeline ? null : (
+            <div className="kf-PipelineParams-origin">As in the last run's pipeline; Compile to read the notebook's.</div>
+          )}
+          {Object.values(paramPipeline.parameters).map(p => (
             <label key={p.name} className="kf-PipelineField">
               <span title={p.type}>{p.name}</span>
               <input
