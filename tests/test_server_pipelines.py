@@ -238,7 +238,7 @@ async def test_run_with_parameters(jp_fetch, jp_root_dir):
     nb = notebook(
         [
             (["pipeline-parameters"], "greeting = 'hello'\ntimes = 1"),
-            (["step:say"], "print(greeting * times, flush=True)"),
+            (["step:say"], "print(greeting * times, flush=True)\nprint('said', flush=True)"),
         ]
     )
     write(jp_root_dir, "params.ipynb", nb)
@@ -249,6 +249,8 @@ async def test_run_with_parameters(jp_fetch, jp_root_dir):
     assert run["status"] == "Succeeded", run
     logs = await get_json(jp_fetch, "pipelines", "runs", run["id"], "steps", "say", "logs")
     assert tricky * 2 in logs["text"], logs  # a string, never code; "2" from a form is an int
+    tail = await get_json(jp_fetch, "pipelines", "runs", run["id"], "steps", "say", "logs", tail=1)
+    assert tail["text"] == "said" != logs["text"]  # the end of the log only
     code, err = await post(jp_fetch, "pipelines", "runs", body={"path": "params.ipynb", "parameters": {"nope": 1}})
     assert code == 400 and "nope" in err["message"], err
     code, err = await post(jp_fetch, "pipelines", "runs", body={"path": "params.ipynb", "parameters": {"times": "many"}})

@@ -108,8 +108,10 @@ export class PipelineApi {
     return this.api.json(`pipelines/runs/${encodeURIComponent(id)}/cancel`, { method: 'POST', body: '{}' });
   }
 
-  stepLogs(id: string, step: string): Promise<{ run_id: string; step: string; text: string }> {
-    return this.api.json(`pipelines/runs/${encodeURIComponent(id)}/steps/${encodeURIComponent(step)}/logs`);
+  /** A step's log: its last `tail` lines, or all of it. */
+  stepLogs(id: string, step: string, tail?: number): Promise<{ run_id: string; step: string; text: string }> {
+    const query = tail ? `?tail=${tail}` : '';
+    return this.api.json(`pipelines/runs/${encodeURIComponent(id)}/steps/${encodeURIComponent(step)}/logs${query}`);
   }
 
   /** `GET /pipelines/export?path=`: the KFP IR YAML text. */

@@ -140,12 +140,12 @@ def _cancel(run_id: str) -> dict:
     return run_json(_pipelines().get_run(run_id))
 
 
-def _step_logs(run_id: str, step: str) -> dict:
+def _step_logs(run_id: str, step: str, tail: int | None) -> dict:
     run = _get_run(run_id)
-    steps = [s.get("name") for s in run.to_dict().get("steps") or []]
+    steps = list(run.pipeline.steps)
     if step not in steps:
         raise api_error(404, f"pipeline run {run_id} has no step {step!r} (steps: {', '.join(steps)})", "StepNotFound")
-    return {"run_id": run_id, "step": step, "text": run.step_logs(step) or ""}
+    return {"run_id": run_id, "step": step, "text": run.step_logs(step, tail=tail) or ""}
 
 
 def _export(path: Path, default_image: str | None) -> str:
@@ -212,7 +212,8 @@ class StepLogsHandler(PipelinesBase):
     @web.authenticated
     @authorized
     async def get(self, run_id: str, step: str) -> None:
-        self.finish(dumps(await self.call(_step_logs, run_id, step)))
+        tail = self.int_arg("tail", None, minimum=0)
+        self.finish(dumps(await self.call(_step_logs, run_id, step, tail or None)))
 
 
 class ExportHandler(PipelinesBase):

@@ -44,6 +44,9 @@ import { formatDuration } from '../format';
 import { IJob } from '../types';
 import { useNow } from './common';
 
+/** Lines of a running step's log read at each refresh (the whole log once it ends). */
+export const RUNNING_LOG_TAIL = 2000;
+
 /** Milliseconds between two reads of an active run. */
 export const POLL_MS = 1000;
 
@@ -433,7 +436,7 @@ function StepRow(props: { run: IPipelineRun; step: IRunStep; api: PipelineApi; n
     }
     let live = true;
     api
-      .stepLogs(run.id, step.name)
+      .stepLogs(run.id, step.name, running ? RUNNING_LOG_TAIL : undefined)
       .then(out => live && setLogs(out.text))
       .catch(e => live && setLogs(`(${(e as Error).message})`));
     return () => {
