@@ -1,5 +1,7 @@
 import * as React from 'react';
 
+import { ReactWidget } from '@jupyterlab/ui-components';
+import { Message } from '@lumino/messaging';
 import { ISignal } from '@lumino/signaling';
 
 import { formatDuration, jobDuration } from '../format';
@@ -76,4 +78,21 @@ export function Button(
       {...rest}
     />
   );
+}
+
+/**
+ * A ReactWidget that renders again when it is shown or hidden (the sidebar, its section
+ * folded, a tab in the background), so its content can pass `this.isVisible` down and
+ * hold streams, polls and timers only while it is seen.
+ */
+export abstract class VisibilityAwareWidget extends ReactWidget {
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this.update();
+  }
+
+  protected onBeforeHide(msg: Message): void {
+    super.onBeforeHide(msg);
+    this.update(); // runs after the hide, when isVisible is false
+  }
 }

@@ -7,13 +7,12 @@ import * as React from 'react';
 
 import { MainAreaWidget } from '@jupyterlab/apputils';
 import { ReactWidget } from '@jupyterlab/ui-components';
-import { Message } from '@lumino/messaging';
 
 import { formatDuration, jobDuration, notebookApiPath, parseTime } from '../format';
 import { JobsModel } from '../model';
 import { IJob, IMetricRow, isTerminal } from '../types';
 import { MetricsChart } from './chart';
-import { Button, Duration, StatusBadge, useNow } from './common';
+import { Button, Duration, StatusBadge, useNow, VisibilityAwareWidget } from './common';
 import { IJobActions } from './jobs';
 import { LogViewer } from './logs';
 import { SweepResults } from './sweep';
@@ -171,7 +170,7 @@ export function JobDetail(props: {
   );
 }
 
-class JobDetailContent extends ReactWidget {
+class JobDetailContent extends VisibilityAwareWidget {
   constructor(private readonly _props: React.ComponentProps<typeof JobDetail>) {
     super();
     this.addClass('kf-JobDetailContent');
@@ -179,17 +178,6 @@ class JobDetailContent extends ReactWidget {
 
   protected render(): JSX.Element {
     return <JobDetail {...this._props} visible={this.isVisible} />;
-  }
-
-  protected onAfterShow(msg: Message): void {
-    super.onAfterShow(msg);
-    this.update();
-  }
-
-  protected onBeforeHide(msg: Message): void {
-    super.onBeforeHide(msg);
-    // The update runs after the hide is done, so `isVisible` is false by then.
-    this.update();
   }
 }
 

@@ -6,8 +6,6 @@
  * push channel) and after every action. The logic without React is in `../endpoints`.
  */
 
-import { ReactWidget } from '@jupyterlab/apputils';
-import { Message } from '@lumino/messaging';
 import * as React from 'react';
 
 import { KFApi } from '../api';
@@ -23,6 +21,7 @@ import {
   shouldFollow,
   trafficSplit
 } from '../endpoints';
+import { VisibilityAwareWidget } from './common';
 
 export type { IEndpoint } from '../endpoints';
 
@@ -260,7 +259,8 @@ export function EndpointsPanel(props: { api: EndpointsApi; tick: number; visible
   );
 }
 
-export class EndpointsPanelWidget extends ReactWidget {
+/** Logs follow only while the panel is shown. */
+export class EndpointsPanelWidget extends VisibilityAwareWidget {
   private _tick = 0;
 
   constructor(private readonly _api: EndpointsApi) {
@@ -279,16 +279,5 @@ export class EndpointsPanelWidget extends ReactWidget {
 
   render(): JSX.Element {
     return <EndpointsPanel api={this._api} tick={this._tick} visible={this.isVisible} />;
-  }
-
-  /** Shown or hidden (the sidebar, its section folded): logs follow only while shown. */
-  protected onAfterShow(msg: Message): void {
-    super.onAfterShow(msg);
-    this.update();
-  }
-
-  protected onBeforeHide(msg: Message): void {
-    super.onBeforeHide(msg);
-    this.update(); // runs after the hide, when isVisible is false
   }
 }

@@ -6,10 +6,8 @@
  * server compiles (`POST /pipelines/compile`) and runs (`POST /pipelines/runs`).
  */
 
-import { ReactWidget } from '@jupyterlab/apputils';
 import type { ICellModel } from '@jupyterlab/cells';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
-import { Message } from '@lumino/messaging';
 import { ISignal } from '@lumino/signaling';
 import * as React from 'react';
 
@@ -42,7 +40,7 @@ import {
 } from '../pipelinetags';
 import { formatDuration } from '../format';
 import { IJob } from '../types';
-import { useNow } from './common';
+import { useNow, VisibilityAwareWidget } from './common';
 
 /** Lines of a running step's log read at each refresh (the whole log once it ends). */
 export const RUNNING_LOG_TAIL = 2000;
@@ -893,7 +891,8 @@ export function PipelinePanel(props: {
   );
 }
 
-export class PipelinePanelWidget extends ReactWidget {
+/** The run is polled only while the panel is shown. */
+export class PipelinePanelWidget extends VisibilityAwareWidget {
   constructor(
     private readonly _tracker: INotebookTracker,
     private readonly _api: PipelineApi,
@@ -917,16 +916,5 @@ export class PipelinePanelWidget extends ReactWidget {
         visible={this.isVisible}
       />
     );
-  }
-
-  /** Shown or hidden (the sidebar, its section folded): the run is polled only while shown. */
-  protected onAfterShow(msg: Message): void {
-    super.onAfterShow(msg);
-    this.update();
-  }
-
-  protected onBeforeHide(msg: Message): void {
-    super.onBeforeHide(msg);
-    this.update(); // runs after the hide, when isVisible is false
   }
 }
