@@ -276,9 +276,12 @@ class PipelineRun(Job):
 
     def pipeline_metrics(self) -> dict[str, float]:
         """The ``pipeline-metrics`` of the run: name → the value its step reported."""
+        return self._named_metrics(self.step_metrics())
+
+    def _named_metrics(self, per_step: dict[str, dict[str, float]]) -> dict[str, float]:
         names = self._record.spec["pipeline"].get("metrics", [])
         found: dict[str, float] = {}
-        for values in self.step_metrics().values():
+        for values in per_step.values():
             for name in names:
                 if name in values:
                     found[name] = values[name]
@@ -304,8 +307,9 @@ class PipelineRun(Job):
         data = super().to_dict()
         data["spec"] = {k: v for k, v in (data.get("spec") or {}).items() if k != "pipeline"}
         data["steps"] = [r.to_dict() for r in get_workspace().list_pipeline_steps(self.id)]
-        data["metrics"] = self.pipeline_metrics()
-        data["step_metrics"] = self.step_metrics()
+        per_step = self.step_metrics()  # the steps' metric files, read once
+        data["metrics"] = self._named_metrics(per_step)
+        data["step_metrics"] = per_step
         data["parameters"] = self.parameters
         data["pipeline"] = self._record.spec["pipeline"]
         return data
