@@ -608,16 +608,13 @@ class LocalPipelineBackend:
 
     def metrics(self, job_id: str, info: dict) -> list[dict]:
         """What the steps reported: rows with ``pipeline_step`` and the reported values."""
-        from ..training.local import read_lines
+        from ..training.local import read_records
 
         out: list[dict] = []
         launch = json.loads((Path(info["job_dir"]) / LAUNCH).read_text())
         for name in launch["pipeline"]["steps"]:
-            for line in read_lines(step_dir(Path(info["job_dir"]), name) / "metrics.jsonl"):
-                try:
-                    out.append({"rank": 0, "pipeline_step": name, **json.loads(line)})
-                except json.JSONDecodeError:
-                    pass  # a line being written right now
+            path = step_dir(Path(info["job_dir"]), name) / "metrics.jsonl"
+            out += [{"rank": 0, "pipeline_step": name, **record} for record in read_records(path)]
         return out
 
     def cancel(self, job_id: str, info: dict, timeout: float = 10.0) -> None:

@@ -42,6 +42,18 @@ def read_lines(path: Path, tail: int | None = None) -> list[str]:
     return lines[-tail:] if tail else lines
 
 
+def read_records(path: Path) -> list[dict]:
+    """The JSON objects of a JSON-lines file (``kfjupyter.report``'s metrics file); a last
+    line still being written is left for the next read."""
+    out: list[dict] = []
+    for line in read_lines(path):
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass  # a line being written right now
+    return out
+
+
 def follow_file(path: Path, done, tail: int | None = None, poll: float = 0.1) -> Iterator[str]:
     """Yield the lines of a growing file until ``done()`` is true and it is read to the end."""
     offset = 0
@@ -115,11 +127,7 @@ class LocalTrainBackend:
         out: list[dict] = []
         for path in sorted((get_workspace().job_dir(job_id) / "metrics").glob("rank-*.jsonl")):
             rank = int(path.stem.split("-")[1])
-            for line in read_lines(path):
-                try:
-                    out.append({"rank": rank, **json.loads(line)})
-                except json.JSONDecodeError:
-                    pass  # a line being written right now
+            out += [{"rank": rank, **record} for record in read_records(path)]
         return out
 
     def cancel(self, job_id: str, info: dict, timeout: float = 5.0) -> None:
