@@ -21,7 +21,7 @@ from ..runtime.processes import alive, kill_tree, start_detached
 from ..runtime.supervisor import LAUNCH
 from ..status import Observation
 from ..store.workspace import get_workspace
-from ..training.local import LocalTrainBackend, read_lines
+from ..training.local import LocalTrainBackend
 
 RUNNER = "kfjupyter.notebook_runs.runner"
 SWEEPER = "kfjupyter.notebook_runs.sweep"
@@ -114,4 +114,4 @@ class LocalSweepBackend(LocalTrainBackend):
             raise error
 
 
-__all__ = ["LocalNotebookBackend", "LocalSweepBackend", "read_lines"]
+__all__ = ["LocalNotebookBackend", "LocalSweepBackend"]
