@@ -1,28 +1,53 @@
-"""Job handles: one view of a job whoever started it and wherever it runs.
+"""Jobs: the one way every kind of job is created, and one handle on any job.
 
+``kfjupyter.jobs.create(spec)`` records, prepares and starts a job of any kind (a typed
+spec: ``TrainSpec``, ``TuneSpec``, ``PipelineSpec``, ``NotebookSpec``, ``SweepSpec``,
+``EndpointSpec``); a refusal leaves no record, no folder and no process.
 ``kfjupyter.jobs.get(id)`` re-attaches to any job in the workspace store (started from
 another kernel, before a restart, from the CLI …); ``kfjupyter.jobs.list()`` lists them.
+
+A :class:`Job` reads its status, its log and metric channels, its child tasks, and
+:meth:`Job.follow` follows it (state changes and log lines; Ctrl-C cancels), the same
+way whatever kind of job it is and wherever it runs.
 """
 
 from __future__ import annotations
 
 import builtins
+import queue
 import shutil
+import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from . import status as st
+from .backends import get_backend, handle_class, spec_class
 from .errors import InvalidOptionError, KFJupyterError, PreflightError
-from .store.models import JobRecord
+from .runtime.engine import Channels, Engine, JobSpec, UnknownChannelError
+from .store.models import ChildRecord, JobRecord
 from .store.workspace import as_aware, get_workspace
-from .backends import get_backend
-from .training.backends import TrainBackend
+
+#: What a job handle offers that a capability implements, bound late (the core imports
+#: no capability): ``Job.register_model`` is the registry's ``register_model``.
+REGISTER_MODEL = "kfjupyter.registry:register_model"
 
 
 class JobFailedError(KFJupyterError):
     """Raised by :meth:`Job.wait` with ``raise_on_failure`` when the job did not succeed."""
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """What :meth:`Job.follow` reports: a state change (``"status"``), a log line
+    (``"line"``, with its ``channel``), or that time passed (``"tick"``, every ``poll``)."""
+
+    kind: str
+    status: str
+    channel: str | None = None
+    line: str | None = None
 
 
 class Job:
@@ -31,31 +56,36 @@ class Job:
     def __init__(self, job_id: str, record: JobRecord | None = None):
         self.id = job_id
         self._record: JobRecord = record if record is not None else get_workspace().get_job(job_id)
-        self._backend: TrainBackend | None = None
+        self._engine: Engine | None = None
 
     def _submitted_info(self) -> dict | None:
-        """What the backend needs to find the job, or None while it is being submitted."""
+        """What the engine needs to find the job, or None while it is being submitted."""
         if not self._record.backend_info:
             self.refresh()
         return self._record.backend_info or None
 
     # -- state -------------------------------------------------------------------
     @property
-    def backend(self) -> TrainBackend:
-        if self._backend is None:
-            self._backend = get_backend(self._record.kind, self._record.backend)
-        return self._backend
+    def engine(self) -> Engine:
+        """The engine of this job's kind and backend (:mod:`kfjupyter.runtime.engine`)."""
+        if self._engine is None:
+            self._engine = get_backend(self._record.kind, self._record.backend)
+        return self._engine
+
+    #: the former name of :attr:`engine`
+    backend = engine
 
     def refresh(self) -> JobRecord:
-        """Read the record, asking the backend when the job is still active."""
+        """Read the record, asking the engine when the job is still active."""
         ws = get_workspace()
         record = ws.get_job(self.id)
         if record.status not in st.TERMINAL and record.backend_info:
-            seen = self.backend.observe(self.id, record.backend_info)
+            seen = self.engine.observe(self.id, record.backend_info)
             if seen.status != record.status:
-                record = ws.update_job(
-                    self.id, only_if_active=True, status=seen.status, error=seen.error, message=seen.message
-                )
+                fields: dict[str, Any] = dict(status=seen.status, error=seen.error, message=seen.message)
+                if seen.reason is not None:
+                    fields["end_reason"] = seen.reason.to_dict()
+                record = ws.update_job(self.id, only_if_active=True, **fields)
         self._record = record
         return record
 
@@ -78,6 +108,11 @@ class Job:
     @property
     def error(self) -> str | None:
         return self.refresh().error
+
+    @property
+    def end_reason(self) -> st.SupervisorLost | None:
+        """Why the job ended when its status alone does not say (a lost supervisor)."""
+        return st.SupervisorLost.from_dict(self._record.end_reason)
 
     @property
     def record(self) -> JobRecord:
@@ -116,22 +151,137 @@ class Job:
         """The program the ranks run (imports, captured definitions, the cell)."""
         return (self.job_dir / "bundle" / "program.py").read_text()
 
-    # -- logs and metrics ------------------------------------------------------------
-    def logs(self, rank: int = 0, follow: bool = False, tail: int | None = None) -> str | Iterator[str]:
-        """One rank's log: the text, or with ``follow`` an iterator of lines until the job ends."""
+    # -- channels, logs and metrics ------------------------------------------------------
+    def channels(self) -> Channels:
+        """The job's own log and metric channels (its children's are on its children)."""
+        info = self._submitted_info()
+        return self.engine.channels(self.id, info) if info is not None else Channels()
+
+    def log_channel(self, rank: int | None = None, channel: str | None = None) -> str:
+        """The name of the log channel ``channel`` names, or of the job's channel ``rank``."""
+        if channel is not None:
+            return channel
+        chosen = self.channels().log(0 if rank is None else rank)
+        if chosen is None:
+            known = ", ".join(f"{c.rank} ({c.label})" for c in self.channels().logs if c.rank is not None) or "none"
+            raise UnknownChannelError(f"job {self.id} has no log of rank {rank}; its ranks: {known}")
+        return chosen.name
+
+    def logs(
+        self,
+        rank: int | None = None,
+        follow: bool = False,
+        tail: int | None = None,
+        *,
+        channel: str | None = None,
+        stop: threading.Event | None = None,
+    ) -> str | Iterator[str]:
+        """A log of the job: the text, or with ``follow`` an iterator of lines until its
+        producer ends. ``channel`` names it (``rank-1``, ``step/prep``, ``trial/3`` …; see
+        :meth:`channels` and :meth:`children`); else ``rank`` picks one of the job's own
+        (default 0: ranks of a training job, workers of a study, servers of an endpoint …).
+        ``stop``: an event that ends a follow at once (a reader whose client left)."""
         info = self._submitted_info()
         if info is None:  # not submitted yet: nothing logged
             return iter(()) if follow else ""
-        lines = self.backend.logs(self.id, info, rank=rank, follow=follow, tail=tail)
+        name = self.log_channel(rank, channel)
+        lines = self.engine.read_log(self.id, info, name, tail=tail, follow=follow, stop=stop)
         return lines if follow else "\n".join(lines)
 
-    def metrics(self, rank: int | None = None) -> list[dict]:
-        """Metrics passed to ``kfjupyter.report``: dicts with rank, step, time and values."""
+    def metrics(self, rank: int | None = None, *, channel: str | None = None) -> list[dict]:
+        """Metrics passed to ``kfjupyter.report``: dicts with rank, step, time and values
+        (of one metric channel, or of the one of ``rank``, or all)."""
         info = self._submitted_info()
-        rows = self.backend.metrics(self.id, info) if info is not None else []
+        if info is None:
+            return []
+        rows = self.engine.read_metrics(self.id, info, channel)
         return [r for r in rows if rank is None or r.get("rank") == rank]
 
-    # -- control ---------------------------------------------------------------------
+    # -- child tasks -------------------------------------------------------------------
+    def children(self, kind: str | None = None) -> list[ChildRecord]:
+        """The job's child tasks (pipeline steps, trials, sweep runs, servers), in order."""
+        if self._record.status not in st.TERMINAL:
+            self.refresh()  # a remote engine brings its children up to date as it observes
+        return get_workspace().list_children(self.id, kind)
+
+    def child(self, name: str) -> ChildRecord:
+        return get_workspace().get_child(self.id, name)
+
+    # -- following and waiting ------------------------------------------------------------
+    def follow(
+        self,
+        on_event: Callable[[JobEvent], Any] | None = None,
+        *,
+        channels: Iterable[str] = (),
+        tail: int | None = None,
+        poll: float = 0.5,
+        timeout: float | None = None,
+        cancel_on_interrupt: bool = True,
+    ) -> "Job":
+        """Follow the job until it ends, calling ``on_event`` with every state change, every
+        line of the log ``channels`` (from their last ``tail`` lines) and a tick every
+        ``poll`` seconds. Returns the job once it has ended and its logs are read.
+
+        Ctrl-C (KeyboardInterrupt, in the wait or in ``on_event``) cancels the job, unless
+        ``cancel_on_interrupt=False``, and is raised again. ``timeout``: TimeoutError if
+        the job is still active after that many seconds (it goes on running).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        stop = threading.Event()
+        lines: queue.Queue = queue.Queue()
+        names = builtins.list(channels)
+        open_channels = len(names)
+        for name in names:
+            threading.Thread(target=self._pump, args=(name, tail, stop, lines), daemon=True,
+                             name=f"kfjupyter-follow-{self.id}-{name}").start()  # fmt: skip
+        emit = on_event or (lambda _event: None)
+        last = None
+        try:
+            while True:
+                status = self.status
+                if status != last:
+                    emit(JobEvent("status", status))
+                    last = status
+                if status in st.TERMINAL and open_channels == 0:
+                    return self
+                until = time.monotonic() + poll
+                while True:
+                    try:
+                        what, name, line = lines.get(timeout=max(0.0, until - time.monotonic()))
+                    except queue.Empty:
+                        break
+                    if what == "line":
+                        emit(JobEvent("line", status, name, line))
+                    elif what == "error":
+                        open_channels -= 1
+                        raise line
+                    else:
+                        open_channels -= 1
+                emit(JobEvent("tick", status))
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"job {self.id} still {status} after {timeout} s")
+        except KeyboardInterrupt:
+            if cancel_on_interrupt:
+                self.cancel()
+                raise KeyboardInterrupt(f"{self.kind} job {self.id} cancelled") from None
+            raise
+        finally:
+            stop.set()
+
+    def _pump(self, channel: str, tail: int | None, stop: threading.Event, out: queue.Queue) -> None:
+        """Put the lines of a followed channel on ``out`` (a :meth:`follow` reader thread)."""
+        try:
+            while not stop.is_set() and self._submitted_info() is None:
+                if self._record.status in st.TERMINAL or stop.wait(0.1):
+                    return
+            for line in self.logs(channel=channel, follow=True, tail=tail, stop=stop):
+                out.put(("line", channel, line))
+        except Exception as exc:  # noqa: BLE001  (the follower raises it)
+            out.put(("error", channel, exc))
+            return
+        finally:
+            out.put(("end", channel, None))
+
     def wait(
         self,
         timeout: float | None = None,
@@ -140,25 +290,16 @@ class Job:
         raise_on_failure: bool = False,
     ) -> "Job":
         """Block until the job ends. Ctrl-C cancels it (unless ``cancel_on_interrupt=False``)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while self.status not in st.TERMINAL:
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"job {self.id} still {self._record.status} after {timeout} s")
-                time.sleep(poll)
-        except KeyboardInterrupt:
-            if cancel_on_interrupt:
-                self.cancel()
-            raise
+        self.follow(poll=poll, timeout=timeout, cancel_on_interrupt=cancel_on_interrupt)
         if raise_on_failure and self._record.status != st.SUCCEEDED:
             raise JobFailedError(f"job {self.id} {self._record.status}:\n{self._record.error or ''}")
         return self
 
     def cancel(self) -> "Job":
-        """Stop every rank and mark the job Cancelled. Does nothing to a finished job."""
+        """Stop everything the job runs and mark it Cancelled. Does nothing to a finished job."""
         if self.refresh().status not in st.TERMINAL:
             if self._record.backend_info:
-                self.backend.cancel(self.id, self._record.backend_info)
+                self.engine.cancel(self.id, self._record.backend_info)
             else:  # still being submitted: the submitter sees this and stops what it started
                 get_workspace().update_job(
                     self.id, only_if_active=True, status=st.CANCELLED, message="cancelled by the user"
@@ -171,39 +312,27 @@ class Job:
         """Register this job's model as a new version of ``name``: its saved outputs (or
         ``path_or_object``), its last reported metrics and its lineage (see
         :func:`kfjupyter.register_model` for ``options``)."""
-        from .registry import register_model
+        from .backends import _load
 
-        return register_model(name, path_or_object, job=self, **options)
+        return _load(REGISTER_MODEL)(name, path_or_object, job=self, **options)
 
     def to_dict(self) -> dict:
+        """The job as every client shows it: its record, its duration and its channels."""
         data = self._record.to_dict()
         data["duration_s"] = self.duration()
+        data["channels"] = self.channels().to_dict() if self._record.backend_info else Channels().to_dict()
         return data
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self._record.kind} {self._record.status} backend={self._record.backend}>"
 
 
-#: Job kinds whose handle says more than :class:`Job` (their steps, their runs' results …),
-#: by import path, loaded on first use.
-_HANDLES: dict[str, str] = {
-    "pipeline": "kfjupyter.pipelines.api:PipelineRun",
-    "notebook": "kfjupyter.notebook_runs.api:NotebookRun",
-    "sweep": "kfjupyter.notebook_runs.api:Sweep",
-}
-
-
 def get(job_id: str) -> Job:
     """Re-attach to a job of the workspace by id: the handle of its kind (a
     ``PipelineRun``, a ``Sweep`` …), else a plain :class:`Job`."""
     record = get_workspace().get_job(job_id)
-    path = _HANDLES.get(record.kind)
-    if path is None:
-        return Job(job_id, record)
-    import importlib
-
-    module, _, cls = path.partition(":")
-    return getattr(importlib.import_module(module), cls)(job_id, record)
+    cls = handle_class(record.kind) or Job
+    return cls(job_id, record)
 
 
 def count(kind: str | None = None, status: str | None = None) -> int:
@@ -217,45 +346,106 @@ def list(kind: str | None = None, status: str | None = None, limit: int | None =
     return [Job(r.id, r) for r in records]
 
 
-# -- submission: the one way every capability starts a job it has recorded ------------------
+# -- creating a job: the one way every capability makes one --------------------------------------
+#: Errors that mean "refused": nothing was started, so nothing is kept.
+REFUSALS = (InvalidOptionError, PreflightError)
+
+
 def forget(job_id: str) -> None:
-    """Delete a job's record and folder: what a refused submission leaves behind."""
+    """Delete a job's record, its children and its folder: what a refused job leaves behind."""
     ws = get_workspace()
-    with ws.session() as s, s.begin():
-        record = s.get(JobRecord, job_id)
-        if record is not None:
-            s.delete(record)
+    ws.delete_job(job_id)
     shutil.rmtree(ws.job_dir(job_id), ignore_errors=True)
 
 
-def start_job(
-    job_id: str,
-    start: Callable[[], dict],
-    cancel: Callable[[dict], None],
+def create(
+    spec: JobSpec,
     *,
-    on_refusal: Callable[[KFJupyterError], None] | None = None,
-    failed: str = "submission failed",
-) -> JobRecord:
-    """Start the recorded (Pending) job ``job_id``: ``start()`` returns its ``backend_info``.
+    prepare: Callable[[str, Path], None] | None = None,
+    children: Iterable[ChildRecord] = (),
+    start: bool = True,
+    notebook: str | None = None,
+    cell: str | None = None,
+    job_id: str | None = None,
+) -> Job:
+    """Create a job of ``spec``'s kind: record it, prepare its folder, start it on its engine.
 
-    A refusal (:class:`InvalidOptionError`, :class:`PreflightError`) calls
-    ``on_refusal(error)`` (default: :func:`forget` the job, so nothing is left behind); any
-    other error marks the job Failed. Either way the error is re-raised.
-    A job cancelled while it was being started is stopped at once with ``cancel(info)``.
+    ``prepare(job_id, job_dir)`` writes what the engine needs (a captured program's
+    bundle, a notebook's copy …); ``children`` are its child tasks (their ``job_id`` is
+    set here). A refusal — :class:`InvalidOptionError` or :class:`PreflightError`, from
+    ``prepare`` or from the engine before it started anything — leaves no record, no
+    folder and no process; any other error marks the job Failed (with the error) and is
+    raised. ``start=False`` records the job Pending for someone else to :func:`start`
+    (a sweep's runs). ``notebook`` defaults to the kernel's notebook (``JPY_SESSION_NAME``).
     """
+    import os
+
+    engine = get_backend(spec.kind, spec.backend)
+    ws = get_workspace()
+    job_id = job_id or spec.new_job_id()
+    job_dir = ws.job_dir(job_id)
+    recorded = False
+    try:
+        if prepare is not None:
+            prepare(job_id, job_dir)
+        record = JobRecord(
+            id=job_id, name=spec.name, kind=spec.kind, backend=spec.backend, status=st.PENDING,
+            workers=spec.workers, spec=spec.to_dict(), backend_info={},
+            notebook=notebook if notebook is not None else os.environ.get("JPY_SESSION_NAME"), cell=cell,
+        )  # fmt: skip
+        kids = builtins.list(children)
+        for kid in kids:
+            kid.job_id = job_id
+        with ws.session() as s, s.begin():
+            s.add(record)
+            s.add_all(kids)
+        recorded = True
+    except BaseException:
+        forget(job_id) if recorded else shutil.rmtree(job_dir, ignore_errors=True)
+        raise
+    if start:
+        _start(job_id, spec, job_dir, engine)
+    return get(job_id)
+
+
+def start(job_id: str) -> JobRecord:
+    """Start a job recorded with ``create(…, start=False)``."""
+    ws = get_workspace()
+    record = ws.get_job(job_id)
+    spec = spec_class(record.kind).from_dict(record.spec)
+    engine = get_backend(record.kind, record.backend)
+    return _start(job_id, spec, ws.job_dir(job_id), engine, forget_refused=False)
+
+
+def resubmit(job_id: str, spec: JobSpec, prepare: Callable[[str, Path], None] | None = None, **fields: Any) -> Job:
+    """Start an ended job again with ``spec`` (a resumed study): its record and folder are
+    kept, so a refusal marks it Failed instead of forgetting it."""
+    ws = get_workspace()
+    if prepare is not None:
+        prepare(job_id, ws.job_dir(job_id))
+    ws.update_job(job_id, status=st.PENDING, error=None, end_reason=None, finished_at=None, backend_info={},
+                  spec=spec.to_dict(), workers=spec.workers, **fields)  # fmt: skip
+    _start(job_id, spec, ws.job_dir(job_id), get_backend(spec.kind, spec.backend), forget_refused=False)
+    return get(job_id)
+
+
+def _start(job_id: str, spec: Any, job_dir: Path, engine: Engine, forget_refused: bool = True) -> JobRecord:
     ws = get_workspace()
     try:
-        info = start()
-    except (InvalidOptionError, PreflightError) as exc:
-        (on_refusal or (lambda _: forget(job_id)))(exc)
+        info = engine.submit(job_id, spec, job_dir)
+    except REFUSALS as exc:
+        if forget_refused:
+            forget(job_id)
+        else:
+            ws.update_job(job_id, status=st.FAILED, error=str(exc))
         raise
     except KFJupyterError as exc:
         ws.update_job(job_id, status=st.FAILED, error=str(exc))
         raise
     except BaseException as exc:
-        ws.update_job(job_id, status=st.FAILED, error=f"{failed}: {exc!r}")
+        ws.update_job(job_id, status=st.FAILED, error=f"submission failed: {exc!r}")
         raise
     record = ws.update_job(job_id, backend_info=info)
     if record.status == st.CANCELLED:  # cancelled while it was being started
-        cancel(info)
+        engine.cancel(job_id, info)
     return record

@@ -89,12 +89,12 @@ for i in range(600):
 def test_cancel_stops_every_rank_within_5_seconds(workdir):
     job = kfjupyter.train(LONG_CELL, workers=2, name="long", user_ns={})
     wait_for(lambda: "started" in job.logs(rank=1), timeout=30)
-    supervisor = psutil.Process(job.record.backend_info["pid"])
-    ranks = supervisor.children(recursive=True)
-    assert len(ranks) == 2
+    keeper = psutil.Process(job.record.backend_info["pid"])
+    under = keeper.children(recursive=True)  # the supervisor and its ranks
+    assert len([p for p in under if "kf_bootstrap.py" in " ".join(p.cmdline())]) == 2
     started = time.monotonic()
     job.cancel()
-    gone, alive = psutil.wait_procs(ranks + [supervisor], timeout=max(0.1, 5 - (time.monotonic() - started)))
+    gone, alive = psutil.wait_procs(under + [keeper], timeout=max(0.1, 5 - (time.monotonic() - started)))
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
     assert time.monotonic() - started < 5
     assert job.status == st.CANCELLED
@@ -136,12 +136,15 @@ def test_a_crashing_rank_fails_the_job_promptly_with_its_traceback(workdir):
 
 
 def test_a_lost_supervisor_marks_the_job_failed(workdir, workspace):
+    """The keeper and the supervisor both killed: the next reader says so."""
     job = kfjupyter.train(LONG_CELL, workers=1, name="orphan", user_ns={})
     wait_for(lambda: "started" in job.logs(rank=0), timeout=30)
-    pid = job.record.backend_info["pid"]
-    psutil.Process(pid).kill()  # the ranks die with it (PR_SET_PDEATHSIG)
+    keeper = psutil.Process(job.record.backend_info["pid"])
+    for proc in [keeper] + keeper.children():
+        proc.kill()  # the ranks die with their supervisor (PR_SET_PDEATHSIG)
     wait_for(lambda: job.status == st.FAILED, timeout=10)
-    assert "supervisor process ended unexpectedly" in job.error
+    assert "supervisor ended unexpectedly" in job.error
+    assert job.end_reason == st.SupervisorLost()
     wait_for(lambda: not processes_of(workspace), timeout=10)
 
 
@@ -211,18 +214,18 @@ class TestPreflightThroughTheMagic:
 
 def test_a_job_cancelled_while_being_submitted_is_stopped(workdir, monkeypatch):
     """Cancel can arrive between the record and the submission (e.g. from the sidebar)."""
-    from kfjupyter.training.local import LocalTrainBackend
+    from kfjupyter.training.local import LocalTrainEngine
 
-    real_submit = LocalTrainBackend.submit
+    real_submit = LocalTrainEngine.submit
     seen = {}
 
-    def submit_after_a_cancel(self, job_id, spec, bundle, job_dir):
+    def submit_after_a_cancel(self, job_id, spec, job_dir):
         job = kfjupyter.jobs.get(job_id)
         seen["logs"], seen["metrics"] = job.logs(), job.metrics()  # nothing yet, no error
         job.cancel()
-        return real_submit(self, job_id, spec, bundle, job_dir)
+        return real_submit(self, job_id, spec, job_dir)
 
-    monkeypatch.setattr(LocalTrainBackend, "submit", submit_after_a_cancel)
+    monkeypatch.setattr(LocalTrainEngine, "submit", submit_after_a_cancel)
     job = kfjupyter.train(LONG_CELL, workers=2, name="early-cancel", user_ns={})
     assert seen == {"logs": "", "metrics": []}
     assert job.status == st.CANCELLED

@@ -25,7 +25,6 @@ import inspect
 import json
 import os
 import pickle
-import shutil
 import sys
 import textwrap
 import types
@@ -293,6 +292,45 @@ def capture_function(fn: Callable[[], Any], namespace: dict[str, Any] | None = N
     return capture(f"{fn.__name__}()", ns, **kw)
 
 
+#: Largest program (source + values + modules) each backend accepts; a ConfigMap holds 1 MiB.
+MAX_PAYLOAD = {"local": 512 * 2**20, "kubernetes": 1000 * 2**10}
+
+
+def _ipython_state() -> tuple[dict[str, Any] | None, list[str]]:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        return None, []
+    shell = get_ipython()
+    if shell is None:
+        return None, []
+    return shell.user_ns, [c for c in shell.user_ns.get("In", []) if isinstance(c, str)]
+
+
+def capture_cell(
+    fn_or_source: Callable[[], Any] | str,
+    namespace: dict[str, Any] | None = None,
+    history: list[str] | None = None,
+    workdir: str | None = None,
+    caller_depth: int = 2,
+) -> Program:
+    """The program of a cell's source or of a zero-argument function, what ``train`` and
+    ``tune`` run. A source's names resolve in ``namespace`` (default: the IPython
+    namespace, else the globals of the frame ``caller_depth`` levels up)."""
+    from ..errors import InvalidOptionError
+
+    if isinstance(fn_or_source, str):
+        if namespace is None:
+            namespace, ipy_history = _ipython_state()
+            if namespace is None:  # plain Python: the caller's globals
+                namespace = inspect.stack()[caller_depth].frame.f_globals
+            history = ipy_history if history is None else history
+        return capture(fn_or_source, namespace, history=history, workdir=workdir)
+    if callable(fn_or_source):
+        return capture_function(fn_or_source, namespace, history=history, workdir=workdir)
+    raise InvalidOptionError(f"needs a function or the source of a cell, not {type(fn_or_source).__name__}")
+
+
 def write_bundle(program: Program, dest: Path, header: str = "", max_bytes: int | None = None) -> Bundle:
     """Check the payload size, then write the program's files into ``dest``."""
     if max_bytes is not None:
@@ -330,6 +368,3 @@ def write_bundle(program: Program, dest: Path, header: str = "", max_bytes: int 
     (dest / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return Bundle(dest)
 
-
-def discard(dest: Path) -> None:
-    shutil.rmtree(dest, ignore_errors=True)

@@ -15,13 +15,22 @@ Environment it reads:
                             stopping orders metrics by it)
     KFJUPYTER_TUNE_SPACE    a tuning trial's search space (JSON); ``param`` then reads the
                             trial's value of NAME from KFJUPYTER_PARAM_<NAME>
+    KFJUPYTER_STORE_FD      (rank 0 of a local job) a listening socket on 127.0.0.1 that the
+                            launcher bound: rank 0 serves torch.distributed's rendezvous
+                            store on it, once the program imports torch.distributed
+
+A metrics write that fails (a full or read-only disk, a folder that went away) never
+fails the program: the records are kept, a warning is printed once, and they are
+written at the next ``report`` that can, or at exit.
 """
 
+import atexit
 import json
 import os
 import pickle
 import runpy
 import sys
+import threading
 import time
 import traceback
 import types
@@ -33,6 +42,87 @@ from pathlib import Path
 report_hooks = []
 
 
+class _MetricsFile:
+    """Appends records to KFJUPYTER_METRICS_FILE; what cannot be written now is kept and
+    written later (the file is kept open between reports; reopened when it changes)."""
+
+    #: bytes kept while the file cannot be written; older records beyond it are dropped
+    MAX_PENDING = 64 * 2**20
+    #: seconds the last write at exit keeps trying
+    EXIT_RETRY_S = 10.0
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.fd = None
+        self.path = None
+        self.pending = b""
+        self.failing = False
+        self.dropped = 0
+
+    def append(self, path, line):
+        with self.lock:
+            self.pending += line.encode("utf-8")
+            if len(self.pending) > self.MAX_PENDING:
+                cut = self.pending.find(b"\n", len(self.pending) - self.MAX_PENDING) + 1
+                self.dropped += self.pending[:cut].count(b"\n")
+                self.pending = self.pending[cut:]
+            self._write(path)
+
+    def _close(self):
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
+
+    def _write(self, path):
+        try:
+            if self.fd is None or self.path != path:
+                self._close()
+                self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                self.path = path
+            while self.pending:
+                written = os.write(self.fd, self.pending)
+                self.pending = self.pending[written:]
+        except OSError as exc:
+            self._close()
+            if not self.failing:
+                self.failing = True
+                _warn(f"kfjupyter: cannot write metrics to {path} ({exc}); keeping them and retrying")
+            return False
+        if self.failing:
+            self.failing = False
+            lost = f" ({self.dropped} record(s) dropped)" if self.dropped else ""
+            _warn(f"kfjupyter: metrics written to {path} again{lost}")
+        return True
+
+    def flush_at_exit(self):
+        """At exit: keep trying for a while to write what is still pending."""
+        deadline = time.monotonic() + self.EXIT_RETRY_S
+        with self.lock:
+            while self.pending and self.path:
+                if self._write(self.path) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            if self.pending:
+                count = self.pending.count(b"\n")
+                _warn(f"kfjupyter: {count} metric record(s) could not be written to {self.path}")
+            self._close()
+
+
+def _warn(text):
+    try:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+_metrics = _MetricsFile()
+atexit.register(_metrics.flush_at_exit)
+
+
 def report(step=None, **metrics):
     """Record metrics of the running rank (same contract as ``kfjupyter.report``)."""
     record = {"time": time.time(), "step": step}
@@ -40,8 +130,7 @@ def report(step=None, **metrics):
         record[key] = float(value)
     path = os.environ.get("KFJUPYTER_METRICS_FILE")
     if path:
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
+        _metrics.append(path, json.dumps(record) + "\n")
     if os.environ.get("KFJUPYTER_PRINT_METRICS") == "1":
         pairs = ([f"step={step}"] if step is not None else []) + [
             f"{k}={float(v)!r}" for k, v in metrics.items()
@@ -129,7 +218,59 @@ def _close_process_group():
         dist.destroy_process_group()
 
 
+class _AfterImport:
+    """A one-shot import hook: ``callback(module)`` right after ``name`` is first imported."""
+
+    def __init__(self, name, callback):
+        self.name = name
+        self.callback = callback
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        import importlib.machinery
+
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+        callback = self.callback
+
+        def exec_module(module):
+            run(module)
+            callback(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+#: rank 0's rendezvous store server, kept alive for the whole program
+_store = None
+
+
+def _serve_store(dist):
+    """Serve torch.distributed's rendezvous store on the launcher's loopback socket."""
+    global _store
+    fd = int(os.environ.pop("KFJUPYTER_STORE_FD"))
+    from datetime import timedelta
+
+    _store = dist.TCPStore(
+        "127.0.0.1", int(os.environ["MASTER_PORT"]), int(os.environ.get("WORLD_SIZE", "1")), True,
+        timedelta(minutes=30), wait_for_workers=False, master_listen_fd=fd,
+    )  # fmt: skip
+
+
+def _prepare_store():
+    if os.environ.get("KFJUPYTER_STORE_FD"):
+        if "torch.distributed" in sys.modules:
+            _serve_store(sys.modules["torch.distributed"])
+        else:
+            sys.meta_path.insert(0, _AfterImport("torch.distributed", _serve_store))
+
+
 def main():
+    _prepare_store()
     bundle = Path(os.environ.get("KFJUPYTER_BUNDLE") or Path(__file__).resolve().parent)
     modules = bundle / "modules"
     if modules.is_dir():

@@ -1,4 +1,12 @@
-"""Small process helpers shared by the local supervisor and its clients."""
+"""Process helpers of the local runtime: detached starts, process groups, stopping whole trees.
+
+Every process a local job starts for user code (a rank, a trial worker, a pipeline step,
+a notebook's kernel) runs in a process group of its own, so stopping it stops whatever
+it started too (``kill_group``), even after it exited and its children were handed to
+another parent. The groups of a job are written to its ``groups`` file
+(:func:`register_group`), so whoever ends the job (its supervisor, its keeper, a
+canceller) can stop every one of them.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +16,42 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Iterable
 
 import psutil
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+#: The file (in a job's folder) listing the process groups the job started.
+GROUPS = "groups"
+
+
+def _prctl(option: int, value: int) -> bool:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        return libc.prctl(option, value, 0, 0, 0) == 0
+    except OSError:  # not Linux
+        return False
 
 
 def die_with_parent() -> None:
     """In a child (preexec_fn): get SIGKILL when the parent dies, so no rank outlives it."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:  # not Linux: the supervisor's cleanup still applies
-        pass
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def become_subreaper() -> bool:
+    """Make this process the parent of every orphan among its descendants (Linux), so it
+    can find and stop what they leave behind. False where the platform has no such thing."""
+    return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def own_group() -> None:
+    """In a child (preexec_fn): a process group of its own, and death with its parent."""
+    os.setpgid(0, 0)
+    die_with_parent()
 
 
 def free_port() -> int:
@@ -43,6 +73,13 @@ def alive(pid: int | None, create_time: float | None = None) -> bool:
         return False
 
 
+def create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return None
+
+
 def kill_tree(procs: list[psutil.Process], grace: float = 3.0) -> None:
     """SIGTERM every process, then SIGKILL those still there after ``grace`` seconds."""
     for proc in procs:
@@ -59,38 +96,107 @@ def kill_tree(procs: list[psutil.Process], grace: float = 3.0) -> None:
     psutil.wait_procs(still, timeout=grace)
 
 
-def kill_with_children(pids, grace: float = 3.0) -> None:
-    """Stop each process of ``pids`` and everything it started (see :func:`kill_tree`)."""
-    procs = []
-    for pid in pids:
-        try:
-            proc = psutil.Process(pid)
-            procs += [proc] + proc.children(recursive=True)
-        except psutil.NoSuchProcess:
-            pass
-    kill_tree(procs, grace)
-
-
-def kill_group(pgid: int) -> None:
+def descendants(pid: int | None, create_time: float | None = None) -> list[psutil.Process]:
+    """``pid`` and every process under it (empty if it is gone)."""
+    if not alive(pid, create_time):
+        return []
     try:
-        os.killpg(pgid, signal.SIGKILL)
+        proc = psutil.Process(pid)
+        return [proc] + proc.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+# -- process groups ---------------------------------------------------------------------------
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid``."""
+    members = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                members.append(proc.pid)
+        except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
+            pass
+    return members
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+        return True
     except (ProcessLookupError, PermissionError):
-        pass
+        return False
 
 
+def kill_groups(pgids: Iterable[int], grace: float = 3.0, reap: Iterable[subprocess.Popen] = ()) -> None:
+    """Stop process groups whole: SIGTERM, then SIGKILL whatever is left after ``grace`` s.
+
+    ``reap``: child processes of this one among them (polled, so a zombie leader does
+    not look alive).
+    """
+    reap = list(reap)
+    own = os.getpgrp()
+    targets = [g for g in dict.fromkeys(pgids) if g and g > 1 and g != own]
+    targets = [g for g in targets if _signal_group(g, signal.SIGTERM)]
+    deadline = time.monotonic() + grace
+    while targets and time.monotonic() < deadline:
+        for child in reap:
+            child.poll()
+        targets = [g for g in targets if group_members(g)]
+        if targets:
+            time.sleep(0.05)
+    for g in targets:
+        _signal_group(g, signal.SIGKILL)
+    for child in reap:
+        try:
+            child.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def register_group(job_dir: Path, pgid: int, owner: int | None = None) -> None:
+    """Note process group ``pgid`` (started by process ``owner``) in the job's ``groups`` file."""
+    with open(Path(job_dir) / GROUPS, "a", encoding="ascii") as fh:
+        fh.write(f"{pgid} {owner or os.getpid()}\n")
+
+
+def registered_groups(job_dir: Path, owner: int | None = None) -> list[int]:
+    """The process groups of the job (only those started by ``owner``, if given)."""
+    try:
+        text = (Path(job_dir) / GROUPS).read_text(encoding="ascii")
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit() and (owner is None or parts[1] == str(owner)):
+            out.append(int(parts[0]))
+    return out
+
+
+def kill_job_processes(job_dir: Path, grace: float = 3.0) -> None:
+    """Stop every process group the job registered (what its processes left behind)."""
+    kill_groups(registered_groups(job_dir), grace=grace)
+
+
+# -- detached supervisors ------------------------------------------------------------------------
 #: detached processes started by this process, polled so they don't linger as zombies
 _children: list[subprocess.Popen] = []
 
+#: The keeper module: parent of every detached supervisor (see :mod:`.keeper`).
+KEEPER = "kfjupyter.runtime.keeper"
+
 
 def start_detached(module: str, job_dir: Path, env: dict[str, str]) -> dict:
-    """Run ``python -m module job_dir`` in a session of its own (it outlives this process).
+    """Run ``python -m module job_dir`` under a keeper, in a session of its own (it outlives
+    this process; the keeper records how it ended, see :mod:`.keeper`).
 
-    Its output goes to ``job_dir/supervisor.log``. Returns what finds it again:
-    ``{"pid", "create_time", "job_dir"}``.
+    Their output goes to ``job_dir/supervisor.log``. Returns what finds them again:
+    ``{"pid", "create_time", "job_dir"}`` (of the keeper).
     """
     with open(job_dir / "supervisor.log", "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", module, str(job_dir)],
+            [sys.executable, "-m", KEEPER, module, str(job_dir)],
             start_new_session=True,  # survives kernel and server restarts
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -98,12 +204,9 @@ def start_detached(module: str, job_dir: Path, env: dict[str, str]) -> dict:
             close_fds=True,
             env=env,
         )
-    try:
-        created = psutil.Process(proc.pid).create_time()
-    except psutil.NoSuchProcess:  # it died already; whoever observes it will say why
-        created = None
     _children.append(proc)
-    return {"pid": proc.pid, "create_time": created, "job_dir": str(job_dir)}
+    # None: it died already; whoever observes it will say why
+    return {"pid": proc.pid, "create_time": create_time(proc.pid), "job_dir": str(job_dir)}
 
 
 def reap_children() -> None:

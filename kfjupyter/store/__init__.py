@@ -1,10 +1,7 @@
-"""The workspace store (SQLAlchemy): job records shared by kernels, the CLI and the server."""
+"""The workspace store (SQLAlchemy): job records and child tasks shared by kernels, the CLI
+and the server. It imports no capability: each keeps its own tables on :class:`Base`."""
 
-from .models import JobRecord
-from .workspace import Workspace, get_workspace
+from .models import Base, ChildRecord, JobRecord
+from .workspace import ChildNotFoundError, Workspace, get_workspace
 
-# the model registry's tables live in the same database: registered on Base before any
-# get_workspace() runs create_all
-from ..registry import tables as _registry_tables  # noqa: E402,F401
-
-__all__ = ["JobRecord", "Workspace", "get_workspace"]
+__all__ = ["Base", "ChildNotFoundError", "ChildRecord", "JobRecord", "Workspace", "get_workspace"]

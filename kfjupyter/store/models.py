@@ -1,11 +1,18 @@
-"""SQLAlchemy models of the workspace store."""
+"""SQLAlchemy models of the workspace store's core: jobs and their child tasks.
+
+Capabilities keep their own tables on the same :class:`Base` (the registry's models,
+the pipeline step cache …) and create them on first use (``Workspace.ensure_tables``);
+this module knows none of them.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text
+from sqlalchemy import JSON, DateTime, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from .. import status as st
 
 
 def utcnow() -> datetime:
@@ -17,12 +24,19 @@ def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
+def _iso(value: datetime | None) -> str | None:
+    return as_utc(value).isoformat() if value is not None else None
+
+
 class Base(DeclarativeBase):
     pass
 
 
 class JobRecord(Base):
-    """One long-running thing (training job today; tuning, pipelines … later)."""
+    """One long-running thing: a training job, a study, a pipeline run, a notebook run, a
+    sweep, an endpoint. ``spec`` is its kind's typed spec as JSON; ``backend_info`` what
+    its engine needs to find it again; ``end_reason`` why it ended when that is more than
+    its status says (a lost supervisor: ``{"kind": "supervisor_lost", "signal": 9, …}``)."""
 
     __tablename__ = "jobs"
 
@@ -36,6 +50,7 @@ class JobRecord(Base):
     backend_info: Mapped[dict] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    end_reason: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     notebook: Mapped[str | None] = mapped_column(Text, nullable=True)
     cell: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -50,45 +65,53 @@ class JobRecord(Base):
         }
 
 
-class PipelineStepRecord(Base):
-    """One step of one pipeline run: its state, and why it was (not) taken from the cache.
+class ChildRecord(Base):
+    """One child task of a job: a pipeline step, a trial of a study, a run of a sweep, a
+    server of an endpoint. Every kind has the same shape — parent, name, status, times,
+    a log channel (``kind/name``) — and its own details in ``attrs``. A child that is a
+    job of its own (a sweep's run) names it in ``job_ref``.
 
-    ``fingerprint`` is what the step cache keys on: ``{"program": sha256 of the step's
-    program, "inputs": {name: content hash}, "parameters": {name: value}}``;
-    ``outputs`` the content hashes of the values it passed on (``{name: hash}``);
-    ``source_run`` the run whose results a cached step reused.
+    Statuses are the job states plus Skipped, Cached and Pruned (:data:`~kfjupyter.status.CHILD_STATES`).
     """
 
-    __tablename__ = "pipeline_steps"
+    __tablename__ = "job_children"
 
-    run_id: Mapped[str] = mapped_column(String(63), primary_key=True)
-    name: Mapped[str] = mapped_column(String(63), primary_key=True)
-    pipeline: Mapped[str] = mapped_column(String(63), index=True)
+    job_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
     position: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(20), index=True)
-    cached: Mapped[bool] = mapped_column(Boolean, default=False)
-    cache_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    cache_key: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    fingerprint: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    outputs: Mapped[dict] = mapped_column(JSON, default=dict)
-    source_run: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    job_ref: Mapped[str | None] = mapped_column(String(63), nullable=True, index=True)
+    attrs: Mapped[dict] = mapped_column(JSON, default=dict)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
-    def to_dict(self) -> dict:
-        """The step as the run's ``steps`` list shows it (JSON-ready, times in UTC)."""
+    @property
+    def channel(self) -> str:
+        """The log channel of this child (see :func:`kfjupyter.runtime.engine.child_channel`)."""
+        return f"{self.kind}/{self.name}"
+
+    def duration(self) -> float | None:
         start = as_utc(self.started_at) if self.started_at else None
         end = as_utc(self.finished_at) if self.finished_at else None
-        upto = end or (utcnow() if self.status == "Running" else None)  # a running step: so far
+        upto = end or (utcnow() if self.status == st.RUNNING else None)  # a running child: so far
+        return round((upto - start).total_seconds(), 3) if start and upto else None
+
+    def to_dict(self) -> dict:
+        """The child as every client shows it (JSON-ready, times in UTC)."""
         return {
             "name": self.name,
+            "kind": self.kind,
+            "position": self.position,
             "status": self.status,
-            "cached": bool(self.cached),
-            "cache_reason": self.cache_reason or "",
-            "started_at": start.isoformat() if start else None,
-            "finished_at": end.isoformat() if end else None,
-            "duration_s": round((upto - start).total_seconds(), 3) if start and upto else None,
+            "message": self.message,
             "error": self.error,
-            "source_run": self.source_run,
+            "job_ref": self.job_ref,
+            "channel": self.channel,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "duration_s": self.duration(),
+            "attrs": dict(self.attrs or {}),
         }

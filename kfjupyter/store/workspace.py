@@ -8,14 +8,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, func, select
+from sqlalchemy import Table, create_engine, delete, event, func, inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import status as st
 from ..config import database_url, workspace_home
-from ..errors import JobNotFoundError
-from .models import Base, JobRecord, PipelineStepRecord, as_utc, utcnow
+from ..errors import JobNotFoundError, KFJupyterError
+from .models import Base, ChildRecord, JobRecord, as_utc, utcnow
+
+
+class ChildNotFoundError(KFJupyterError, LookupError):
+    """A job has no child task by that name."""
 
 
 @dataclass
@@ -26,6 +30,20 @@ class Workspace:
     def __post_init__(self) -> None:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(self.engine.execution_options(readonly=True), expire_on_commit=False)
+        self._tables: set[str] = set()
+        self._tables_lock = threading.Lock()
+
+    def ensure_tables(self, *tables: Table) -> None:
+        """Create the capability tables ``tables`` if this workspace lacks them (once per
+        process). A capability calls it before it first uses its own tables."""
+        missing = [t for t in tables if t.name not in self._tables]
+        if not missing:
+            return
+        with self._tables_lock:
+            missing = [t for t in missing if t.name not in self._tables]
+            if missing:
+                _create_tables(self.engine, missing)
+                self._tables.update(t.name for t in missing)
 
     # -- files ---------------------------------------------------------------
     def job_dir(self, job_id: str) -> Path:
@@ -90,72 +108,77 @@ class Workspace:
                 raise JobNotFoundError(f"no job {job_id!r} in the workspace at {self.home}")
             if only_if_active and record.status in st.TERMINAL:
                 return record
-            new_status = fields.get("status")
-            if new_status == st.RUNNING and record.started_at is None:
-                record.started_at = utcnow()
-            if new_status in st.TERMINAL and record.finished_at is None:
-                record.finished_at = utcnow()
-            for key, value in fields.items():
-                setattr(record, key, value)
+            _stamp(record, fields, st.TERMINAL)
         return record
 
-    # -- pipeline steps --------------------------------------------------------
-    def add_pipeline_steps(self, records: list[PipelineStepRecord]) -> None:
+    def delete_job(self, job_id: str) -> None:
+        """Delete a job's record and its children's (its folder is the caller's to remove)."""
+        with self.session() as s, s.begin():
+            record = s.get(JobRecord, job_id)
+            if record is not None:
+                s.delete(record)
+            s.execute(delete(ChildRecord).where(ChildRecord.job_id == job_id))
+
+    # -- child tasks -----------------------------------------------------------
+    def add_children(self, records: list[ChildRecord]) -> None:
         with self.session() as s, s.begin():
             s.add_all(records)
 
-    def list_pipeline_steps(self, run_id: str) -> list[PipelineStepRecord]:
-        """The steps of one pipeline run, in the pipeline's order."""
-        query = (
-            select(PipelineStepRecord)
-            .where(PipelineStepRecord.run_id == run_id)
-            .order_by(PipelineStepRecord.position)
-        )
+    def list_children(self, job_id: str, kind: str | None = None) -> list[ChildRecord]:
+        """The children of one job, in their order."""
+        query = select(ChildRecord).where(ChildRecord.job_id == job_id)
+        if kind:
+            query = query.where(ChildRecord.kind == kind)
         with self.reader() as s:
-            return list(s.scalars(query))
+            return list(s.scalars(query.order_by(ChildRecord.position, ChildRecord.name)))
 
-    def update_pipeline_step(self, run_id: str, name: str, **fields: Any) -> PipelineStepRecord:
-        """Change a step's fields; moving to Running stamps ``started_at``, to an end state
-        ``finished_at`` (unless given)."""
-        with self.session() as s, s.begin():
-            record = s.get(PipelineStepRecord, (run_id, name), with_for_update=True)
-            if record is None:
-                raise JobNotFoundError(f"no step {name!r} in pipeline run {run_id!r}")
-            new_status = fields.get("status")
-            if new_status == st.RUNNING and record.started_at is None and "started_at" not in fields:
-                record.started_at = utcnow()
-            if new_status in STEP_TERMINAL and record.finished_at is None and "finished_at" not in fields:
-                record.finished_at = utcnow()
-            for key, value in fields.items():
-                setattr(record, key, value)
+    def get_child(self, job_id: str, name: str) -> ChildRecord:
+        with self.reader() as s:
+            record = s.get(ChildRecord, (job_id, name))
+        if record is None:
+            raise ChildNotFoundError(f"job {job_id!r} has no child task {name!r}")
         return record
 
-    def last_pipeline_step(self, pipeline: str, step: str, exclude_run: str | None = None) -> PipelineStepRecord | None:
-        """The latest step ``step`` of pipeline ``pipeline`` that ran or was cached (for
-        saying why the cache did not answer: what changed since)."""
-        query = (
-            select(PipelineStepRecord)
-            .where(
-                PipelineStepRecord.pipeline == pipeline,
-                PipelineStepRecord.name == step,
-                PipelineStepRecord.status.in_(("Succeeded", "Cached")),
-                PipelineStepRecord.fingerprint.is_not(None),
-            )
-            .order_by(PipelineStepRecord.finished_at.desc())
-        )
-        if exclude_run:
-            query = query.where(PipelineStepRecord.run_id != exclude_run)
-        with self.reader() as s:
-            return s.scalars(query.limit(1)).first()
-
-    def delete_pipeline_steps(self, run_id: str) -> None:
+    def update_child(self, job_id: str, name: str, **fields: Any) -> ChildRecord:
+        """Change a child's fields; moving to Running stamps ``started_at``, to an end state
+        ``finished_at`` (unless given)."""
         with self.session() as s, s.begin():
-            for record in s.scalars(select(PipelineStepRecord).where(PipelineStepRecord.run_id == run_id)):
-                s.delete(record)
+            record = s.get(ChildRecord, (job_id, name), with_for_update=True)
+            if record is None:
+                raise ChildNotFoundError(f"job {job_id!r} has no child task {name!r}")
+            _stamp(record, fields, st.CHILD_TERMINAL)
+        return record
+
+    def sync_children(self, job_id: str, rows: list[dict[str, Any]]) -> None:
+        """Make the job's children say what ``rows`` say (one dict of ChildRecord fields
+        per child, keyed by ``name``): new ones are added, changed ones updated. For
+        engines that learn their children's states from elsewhere (a study's journal,
+        KFP, Katib)."""
+        if not rows:
+            return
+        with self.session() as s, s.begin():
+            current = {c.name: c for c in s.scalars(select(ChildRecord).where(ChildRecord.job_id == job_id))}
+            for row in rows:
+                record = current.get(row["name"])
+                if record is None:
+                    s.add(ChildRecord(job_id=job_id, **row))
+                    continue
+                for key, value in row.items():
+                    if getattr(record, key) != value:
+                        setattr(record, key, value)
 
 
-#: Step states that end a step (the run's states plus Skipped and Cached).
-STEP_TERMINAL = frozenset(st.TERMINAL | {"Skipped", "Cached"})
+def _stamp(record, fields: dict[str, Any], terminal) -> None:
+    """Apply ``fields``; a move to Running stamps ``started_at``, to a state of ``terminal``
+    ``finished_at`` (unless the fields give them)."""
+    new_status = fields.get("status")
+    if new_status == st.RUNNING and record.started_at is None and "started_at" not in fields:
+        record.started_at = utcnow()
+    if new_status in terminal and record.finished_at is None and "finished_at" not in fields:
+        record.finished_at = utcnow()
+    for key, value in fields.items():
+        setattr(record, key, value)
+
 
 _lock = threading.Lock()
 _cache: dict[tuple[str, str], Workspace] = {}
@@ -191,8 +214,9 @@ def get_workspace() -> Workspace:
             if url.startswith("sqlite"):
                 event.listen(engine, "connect", _sqlite_connect)
                 event.listen(engine, "begin", _sqlite_begin)
-            _create_tables(engine)
+            _create_tables(engine, CORE_TABLES)
             ws = _cache[(str(home), url)] = Workspace(home, engine)
+            ws._tables.update(t.name for t in CORE_TABLES)
         return ws
 
 
@@ -200,14 +224,27 @@ def get_workspace() -> Workspace:
 _SCHEMA_LOCK = 0x6B666A75  # "kfju"
 
 
-def _create_tables(engine: Engine) -> None:
-    """Create the missing tables. Processes opening a fresh PostgreSQL database at once
-    (a supervisor, its steps, the server …) would race on CREATE TABLE, so there they
-    take turns under an advisory lock held for the transaction (DDL is transactional)."""
+#: The store's own tables; capabilities create theirs with ``Workspace.ensure_tables``.
+CORE_TABLES = (JobRecord.__table__, ChildRecord.__table__)
+
+
+def _create_tables(engine: Engine, tables) -> None:
+    """Create the missing ``tables``, and the columns a newer kfjupyter added to existing
+    ones (nullable columns only: the store's schema only ever grows). Processes opening a
+    fresh PostgreSQL database at once (a supervisor, its steps, the server …) would race
+    on CREATE TABLE, so there they take turns under an advisory lock held for the
+    transaction (DDL is transactional)."""
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
-        Base.metadata.create_all(conn)
+        Base.metadata.create_all(conn, tables=list(tables))
+        inspector = inspect(conn)
+        for table in tables:
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have and column.nullable:
+                    kind = column.type.compile(dialect=conn.dialect)
+                    conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
 
 
 def as_aware(value: datetime | None) -> datetime | None:

@@ -2,47 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
-import os
-import shutil
 from typing import Any, Callable
 
-from .. import status as st
-from ..capture.program import Program, capture, capture_function, write_bundle
+from ..capture.program import MAX_PAYLOAD, capture_cell, write_bundle
 from ..config import default_backend, default_image
-from ..errors import InvalidOptionError, PreflightError
-from ..jobs import Job, start_job
-from ..store.models import JobRecord
-from ..store.workspace import get_workspace
-from .backends import get_backend
+from ..jobs import Job, create
 from .spec import TrainSpec
-
-#: Largest program (source + values + modules) each backend accepts; a ConfigMap holds 1 MiB.
-MAX_PAYLOAD = {"local": 512 * 2**20, "kubernetes": 1000 * 2**10}
-
-
-def _ipython_state() -> tuple[dict[str, Any] | None, list[str]]:
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - IPython is a dependency
-        return None, []
-    shell = get_ipython()
-    if shell is None:
-        return None, []
-    return shell.user_ns, [c for c in shell.user_ns.get("In", []) if isinstance(c, str)]
-
-
-def _program(fn_or_source, namespace, history, workdir) -> Program:
-    if isinstance(fn_or_source, str):
-        if namespace is None:
-            namespace, ipy_history = _ipython_state()
-            if namespace is None:  # plain Python: the caller's globals
-                namespace = inspect.stack()[2].frame.f_globals
-            history = ipy_history if history is None else history
-        return capture(fn_or_source, namespace, history=history, workdir=workdir)
-    if callable(fn_or_source):
-        return capture_function(fn_or_source, namespace, history=history, workdir=workdir)
-    raise InvalidOptionError(f"train() needs a function or the source of a cell, not {type(fn_or_source).__name__}")
 
 
 def train(
@@ -82,40 +47,12 @@ def train(
         backend=backend or default_backend(),
         namespace=namespace,
     )
-    program = _program(fn_or_source, user_ns, history, workdir)
-    ws = get_workspace()
-    job_id = spec.new_job_id()
-    job_dir = ws.job_dir(job_id)
-    limit = max_payload if max_payload is not None else MAX_PAYLOAD[spec.backend]
-    try:
-        bundle = write_bundle(
-            program,
-            job_dir / "bundle",
-            header=f"kfjupyter program of job {job_id} ({spec.workers} worker(s))",
-            max_bytes=limit,
-        )
-    except PreflightError:
-        shutil.rmtree(job_dir, ignore_errors=True)
-        raise
-    ws.add_job(
-        JobRecord(
-            id=job_id,
-            name=spec.name,
-            kind="train",
-            backend=spec.backend,
-            status=st.PENDING,
-            workers=spec.workers,
-            spec=spec.to_dict(),
-            backend_info={},
-            notebook=os.environ.get("JPY_SESSION_NAME"),
-            cell=program.body,
-        )
-    )
-    start_job(
-        job_id,
-        lambda: get_backend(spec.backend).submit(job_id, spec, bundle, job_dir),
-        lambda info: get_backend(spec.backend).cancel(job_id, info),
-    )
-    job = Job(job_id)
-    return job.wait() if wait else job
+    program = capture_cell(fn_or_source, user_ns, history, workdir)
+    limit = max_payload if max_payload is not None else MAX_PAYLOAD.get(spec.backend, MAX_PAYLOAD["kubernetes"])
 
+    def prepare(job_id, job_dir) -> None:
+        header = f"kfjupyter program of job {job_id} ({spec.workers} worker(s))"
+        write_bundle(program, job_dir / "bundle", header=header, max_bytes=limit)
+
+    job = create(spec, prepare=prepare, cell=program.body)
+    return job.wait() if wait else job
