@@ -68,8 +68,9 @@ def kinds() -> list[str]:
     return list(dict.fromkeys(k for k, _ in _ENGINES))
 
 
-def backend_names(kind: str) -> list[str]:
-    return [name for k, name in _ENGINES if k == kind]
+def backend_names(kind: str | None = None) -> list[str]:
+    """The backends ``kind`` jobs run on (every backend of any kind, without ``kind``)."""
+    return list(dict.fromkeys(name for k, name in _ENGINES if kind is None or k == kind))
 
 
 def check_backend(kind: str, name: Any) -> str:

@@ -41,13 +41,15 @@ class JobFailedError(KFJupyterError):
 
 @dataclass(frozen=True)
 class JobEvent:
-    """What :meth:`Job.follow` reports: a state change (``"status"``), a log line
-    (``"line"``, with its ``channel``), or that time passed (``"tick"``, every ``poll``)."""
+    """What :meth:`Job.follow` reports: a state change of the job (``"status"``) or of one
+    of its child tasks (``"child"``, with the ``child``), a log line (``"line"``, with its
+    ``channel``), or that time passed (``"tick"``, every ``poll``)."""
 
     kind: str
     status: str
     channel: str | None = None
     line: str | None = None
+    child: ChildRecord | None = None
 
 
 class Job:
@@ -213,14 +215,16 @@ class Job:
         on_event: Callable[[JobEvent], Any] | None = None,
         *,
         channels: Iterable[str] = (),
+        children: bool = False,
         tail: int | None = None,
         poll: float = 0.5,
         timeout: float | None = None,
         cancel_on_interrupt: bool = True,
     ) -> "Job":
-        """Follow the job until it ends, calling ``on_event`` with every state change, every
-        line of the log ``channels`` (from their last ``tail`` lines) and a tick every
-        ``poll`` seconds. Returns the job once it has ended and its logs are read.
+        """Follow the job until it ends, calling ``on_event`` with every state change (of the
+        job, and with ``children`` of its child tasks), every line of the log ``channels``
+        (from their last ``tail`` lines) and a tick every ``poll`` seconds. Returns the job
+        once it has ended and its logs are read.
 
         Ctrl-C (KeyboardInterrupt, in the wait or in ``on_event``) cancels the job, unless
         ``cancel_on_interrupt=False``, and is raised again. ``timeout``: TimeoutError if
@@ -236,12 +240,18 @@ class Job:
                              name=f"kfjupyter-follow-{self.id}-{name}").start()  # fmt: skip
         emit = on_event or (lambda _event: None)
         last = None
+        seen: dict[str, str] = {}
         try:
             while True:
                 status = self.status
                 if status != last:
                     emit(JobEvent("status", status))
                     last = status
+                if children:
+                    for kid in get_workspace().list_children(self.id):
+                        if seen.get(kid.name) != kid.status:
+                            seen[kid.name] = kid.status
+                            emit(JobEvent("child", status, child=kid))
                 if status in st.TERMINAL and open_channels == 0:
                     return self
                 until = time.monotonic() + poll

@@ -8,14 +8,11 @@ Parsing options and showing results is all they do.
 
 from __future__ import annotations
 
-import time
-
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import jobs
-from . import status as st
 from .errors import InvalidOptionError
 from .training.api import train
 from .validation import parse_env_pairs
@@ -31,23 +28,20 @@ def _parse(magic, line: str):
         raise UsageError(f"invalid options {line!r}: {exc}") from None
 
 
-def watch(job: jobs.Job, wait: bool, poll: float = 0.5) -> jobs.Job:
-    """Show a live view of ``job``; with ``wait``, block until it ends (Ctrl-C cancels)."""
+def watch(job: jobs.Job, view, wait: bool, poll: float = 0.5) -> jobs.Job:
+    """Show ``view`` (a live view of ``job``: it has ``refresh()``); with ``wait``, follow the
+    job until it ends (Ctrl-C cancels it), else refresh the view in the background."""
     from IPython.display import display
 
-    view = view_for(job, blocking=wait)
     display(view)
     if not wait:
         follow_in_background(view)
         return job
     try:
-        while job.status not in st.TERMINAL:
-            view.refresh()
-            time.sleep(poll)
-    except KeyboardInterrupt:
-        job.cancel()
+        job.follow(lambda event: view.refresh(), poll=poll)
+    except KeyboardInterrupt as exc:
         view.refresh()
-        print(f"job {job.id} cancelled")
+        print(exc)
         raise
     view.refresh()
     return job
@@ -95,7 +89,7 @@ class KFMagics(Magics):
             raise UsageError(str(exc)) from None
         if args.out:
             self.shell.user_ns[args.out] = job
-        watch(job, wait=not args.no_wait)
+        watch(job, view_for(job, blocking=not args.no_wait), wait=not args.no_wait)
         return None
 
     @magic_arguments()
@@ -157,25 +151,11 @@ class KFMagics(Magics):
             )
         except InvalidOptionError as exc:
             raise UsageError(str(exc)) from None
-        from IPython.display import display
-
-        view = study_view(study, blocking=not args.no_wait)
-        display(view)
+        if args.no_wait and args.out:
+            self.shell.user_ns[args.out] = study
+        watch(study.job, study_view(study, blocking=not args.no_wait), wait=not args.no_wait)
         if args.no_wait:
-            if args.out:
-                self.shell.user_ns[args.out] = study
-            follow_in_background(view)
             return None
-        try:
-            while study.job.status not in st.TERMINAL:
-                view.refresh()
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            study.cancel()
-            view.refresh()
-            print(f"study {study.id} cancelled")
-            raise
-        view.refresh()
         if args.out and study.best_params is not None:
             self.shell.user_ns[args.out] = study.best_params
         return None
@@ -201,7 +181,7 @@ class KFMagics(Magics):
         job = jobs.get(args.job_id)
         if args.cancel:
             job.cancel()
-        return watch(job, wait=args.wait)
+        return watch(job, view_for(job, blocking=args.wait), wait=args.wait)
 
 
 def _models_parser():
@@ -467,25 +447,36 @@ def _pipeline_steps_html(pipeline) -> str:
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
+class _StepsView:
+    """A pipeline run's steps table, updated in place (``refresh()``)."""
+
+    def __init__(self, run):
+        from IPython.display import HTML, DisplayHandle
+
+        self.run = run
+        self.handle = DisplayHandle()
+        self.html = HTML
+
+    def _ipython_display_(self) -> None:
+        from .pipelines.api import steps_html
+
+        self.handle.display(self.html(steps_html(self.run)))
+
+    def refresh(self) -> None:
+        from .pipelines.api import steps_html
+
+        self.handle.update(self.html(steps_html(self.run)))
+
+
 def _watch_pipeline(run, wait: bool, poll: float = 0.5):
     """Show the run's steps (live until it ends when ``wait``); Ctrl-C cancels it."""
-    from IPython.display import HTML, display
+    from IPython.display import display
 
-    from .pipelines.api import steps_html
-
-    handle = display(HTML(steps_html(run)), display_id=True)
+    view = _StepsView(run)
     if not wait:
+        display(view)
         return None
-    try:
-        while run.status not in st.TERMINAL:
-            time.sleep(poll)
-            handle.update(HTML(steps_html(run)))
-    except KeyboardInterrupt:
-        run.cancel()
-        handle.update(HTML(steps_html(run)))
-        print(f"pipeline run {run.id} cancelled")
-        raise
-    handle.update(HTML(steps_html(run)))
+    watch(run, view, wait=True, poll=poll)
     return None
 
 

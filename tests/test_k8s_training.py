@@ -65,6 +65,12 @@ def make_bundle(root: Path, program: str, values: dict | None = None, modules: d
     return Bundle(root)
 
 
+def job_with_bundle(job_dir: Path, program: str) -> Path:
+    """A job folder holding a bundle of ``program`` (where the engine looks for it)."""
+    make_bundle(job_dir / "bundle", program)
+    return job_dir
+
+
 def unchecked(spec: TrainSpec, **changes) -> TrainSpec:
     """``spec`` with fields changed behind TrainSpec's own validation (as from a stale record)."""
     for key, value in changes.items():
@@ -101,7 +107,7 @@ def test_two_nodes_train_with_torch_distributed_and_succeed(fake_k8s, tmp_path):
     bundle = make_bundle(tmp_path / "bundle", TRAIN, values={"lr": 0.1, "epochs": 3},
                          modules={"helpers/__init__.py": "", "helpers/maths.py": "def halve(x):\n    return x / 2\n"})  # fmt: skip
     backend = KubernetesTrainBackend()
-    info = backend.submit("fit-a1b2c", TrainSpec(name="fit", workers=2, cpu="1", memory="1Gi"), bundle, tmp_path / "job")
+    info = backend.submit("fit-a1b2c", TrainSpec(name="fit", workers=2, cpu="1", memory="1Gi"), tmp_path)
 
     assert info["namespace"] == NS and info["trainjob"] == "fit-a1b2c" and info["configmap"] == "fit-a1b2c-bundle"
     assert json.loads(json.dumps(info)) == info
@@ -114,20 +120,20 @@ def test_two_nodes_train_with_torch_distributed_and_succeed(fake_k8s, tmp_path):
     ]
     assert "values.pkl" in configmap["binaryData"] and "program.py" in configmap["data"]
     assert trainjob["spec"]["trainer"]["numNodes"] == 2 and trainjob["spec"]["trainer"]["numProcPerNode"] == 1
-    assert (tmp_path / "job" / "trainjob.json").exists()
+    assert (tmp_path / "trainjob.json").exists()
 
     # Following rank 0's log streams it until the rank ends.
-    rank0 = list(backend.logs("fit-a1b2c", info, rank=0, follow=True))
+    rank0 = list(backend.read_log("fit-a1b2c", info, "rank-0", follow=True))
     assert "rank 0 of 2: all_reduce gave 3.0, lr 0.1" in rank0
 
     final = backend.wait("fit-a1b2c", info, timeout=45)
     assert final.status == status.SUCCEEDED, final
     assert backend.observe("fit-a1b2c", info).status == status.SUCCEEDED
-    rank1 = list(backend.logs("fit-a1b2c", info, rank=1))
+    rank1 = list(backend.read_log("fit-a1b2c", info, "rank-1"))
     assert "rank 1 of 2: all_reduce gave 3.0, lr 0.1" in rank1
-    assert list(backend.logs("fit-a1b2c", info, rank=1, tail=2)) == rank1[-2:] == ["step=1 loss=0.5", "step=2 loss=0.25"]
+    assert list(backend.read_log("fit-a1b2c", info, "rank-1", tail=2)) == rank1[-2:] == ["step=1 loss=0.5", "step=2 loss=0.25"]
 
-    metrics = backend.metrics("fit-a1b2c", info)
+    metrics = backend.read_metrics("fit-a1b2c", info)
     assert [(m["rank"], m["step"], m["loss"]) for m in metrics] == [
         (0, 0, 1.0), (0, 1, 0.5), (0, 2, 0.25), (1, 0, 1.0), (1, 1, 0.5), (1, 2, 0.25)
     ]  # fmt: skip
@@ -149,7 +155,7 @@ def test_a_crashing_rank_fails_the_job_with_its_traceback(fake_k8s, tmp_path):
         dist.all_reduce(torch.ones(1))       # rank 0 then loses its peer
     """)  # fmt: skip
     backend = KubernetesTrainBackend()
-    info = backend.submit("crash-a1b2c", TrainSpec(name="crash", workers=2), bundle, tmp_path / "job")
+    info = backend.submit("crash-a1b2c", TrainSpec(name="crash", workers=2), tmp_path)
 
     final = backend.wait("crash-a1b2c", info, timeout=45)
 
@@ -169,8 +175,8 @@ def test_cancel_deletes_the_trainjob_its_configmap_and_processes(fake_k8s, tmp_p
         time.sleep(300)
     """)
     backend = KubernetesTrainBackend()
-    info = backend.submit("slow-a1b2c", TrainSpec(name="slow", workers=2), bundle, tmp_path / "job")
-    for line in backend.logs("slow-a1b2c", info, rank=1, follow=True):
+    info = backend.submit("slow-a1b2c", TrainSpec(name="slow", workers=2), tmp_path)
+    for line in backend.read_log("slow-a1b2c", info, "rank-1", follow=True):
         if line == "ready":
             break  # closing the stream early is fine
     deadline = time.monotonic() + 20
@@ -205,13 +211,13 @@ def _group_alive(pgid: int) -> bool:
 def test_a_job_asking_for_gpus_the_cluster_lacks_stays_pending_with_the_reason(fake_k8s, tmp_path):
     bundle = make_bundle(tmp_path / "bundle", "print('never runs')\n")
     backend = KubernetesTrainBackend()
-    info = backend.submit("gpu-a1b2c", TrainSpec(name="gpu", workers=2, gpus=1), bundle, tmp_path / "job")
+    info = backend.submit("gpu-a1b2c", TrainSpec(name="gpu", workers=2, gpus=1), tmp_path)
     deadline = time.monotonic() + 10
     while (obs := backend.observe("gpu-a1b2c", info)).message is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert obs.status == status.PENDING
     assert "Insufficient nvidia.com/gpu" in obs.message
-    assert list(backend.logs("gpu-a1b2c", info, rank=0)) == []
+    assert list(backend.read_log("gpu-a1b2c", info, "rank-0")) == []
     limits = fake_k8s.get("trainjobs", NS, "gpu-a1b2c")["spec"]["trainer"]["resourcesPerNode"]["limits"]
     assert limits == {"nvidia.com/gpu": 1}
 
@@ -233,7 +239,7 @@ def test_invalid_jobs_are_refused_before_any_request(fake_k8s, tmp_path, job_id,
     bundle = make_bundle(tmp_path / "bundle", "print('hi')\n")
     spec = unchecked(TrainSpec(name="ok"), **changes)
     with pytest.raises(InvalidOptionError) as refused:
-        KubernetesTrainBackend().submit(job_id, spec, bundle, tmp_path / "job")
+        KubernetesTrainBackend().submit(job_id, spec, tmp_path)
     assert problem in str(refused.value)
     assert fake_k8s.requests == []
 
@@ -248,7 +254,7 @@ def test_train_spec_itself_refuses_reserved_env_and_bad_quantities():
 def test_a_bundle_over_one_mebibyte_is_refused_before_sending(fake_k8s, tmp_path):
     bundle = make_bundle(tmp_path / "bundle", "print('hi')\n", extra={"weights.bin": os.urandom(1_100_000)})
     with pytest.raises(PreflightError) as refused:
-        KubernetesTrainBackend().submit("big-a1b2c", TrainSpec(name="big"), bundle, tmp_path / "job")
+        KubernetesTrainBackend().submit("big-a1b2c", TrainSpec(name="big"), tmp_path)
     message = str(refused.value)
     assert "ConfigMap 'big-a1b2c-bundle'" in message and "1 MiB" in message and "weights.bin" in message
     assert f"{bundle.size()}" in message or "bytes" in message
@@ -265,7 +271,7 @@ def test_a_failed_trainjob_create_leaves_nothing_behind(fake_k8s, tmp_path):
     fake_k8s.requests.clear()
 
     with pytest.raises(BackendError, match="409.*already exists"):
-        KubernetesTrainBackend().submit("dup-a1b2c", TrainSpec(name="dup"), bundle, tmp_path / "job")
+        KubernetesTrainBackend().submit("dup-a1b2c", TrainSpec(name="dup"), tmp_path)
 
     assert api_paths(fake_k8s) == [("POST", CONFIGMAPS), ("POST", TRAINJOBS), ("DELETE", f"{CONFIGMAPS}/dup-a1b2c-bundle")]
     assert fake_k8s.list("configmaps", NS) == []
@@ -391,7 +397,7 @@ def test_every_cel_rule_of_the_vendored_crd_is_understood():
 def test_trainjob_conditions_map_to_job_states(fake_k8s_manual, tmp_path):
     fake = fake_k8s_manual
     backend = KubernetesTrainBackend()
-    info = backend.submit("obs-a1b2c", TrainSpec(name="obs", workers=2), make_bundle(tmp_path / "b", "pass\n"), tmp_path / "j")
+    info = backend.submit("obs-a1b2c", TrainSpec(name="obs", workers=2), job_with_bundle(tmp_path, "pass\n"))
     assert backend.observe("obs-a1b2c", info) == status.Observation(status.PENDING)
     fake.add_pod(NS, "obs-a1b2c", 0, "Running")
     assert backend.observe("obs-a1b2c", info).status == status.RUNNING
@@ -405,7 +411,7 @@ def test_trainjob_conditions_map_to_job_states(fake_k8s_manual, tmp_path):
 def test_the_error_of_a_failed_job_is_the_traceback_of_the_rank_that_failed_first(fake_k8s_manual, tmp_path):
     fake = fake_k8s_manual
     backend = KubernetesTrainBackend()
-    info = backend.submit("tb-a1b2c", TrainSpec(name="tb", workers=2), make_bundle(tmp_path / "b", "pass\n"), tmp_path / "j")
+    info = backend.submit("tb-a1b2c", TrainSpec(name="tb", workers=2), job_with_bundle(tmp_path, "pass\n"))
     fake.add_pod(NS, "tb-a1b2c", 1, "Failed", exit_code=1, log=[
         "loading data", "Traceback (most recent call last):", '  File "program.py", line 3, in <module>',
         "KeyError: 'label'", "E1123 18:06:04.023000 42 torch/distributed/elastic/multiprocessing/api.py:1002] failed",
@@ -427,19 +433,19 @@ def test_the_error_of_a_failed_job_is_the_traceback_of_the_rank_that_failed_firs
 def test_metrics_are_the_name_value_lines_of_every_rank(fake_k8s_manual, tmp_path):
     fake = fake_k8s_manual
     backend = KubernetesTrainBackend()
-    info = backend.submit("met-a1b2c", TrainSpec(name="met", workers=2), make_bundle(tmp_path / "b", "pass\n"), tmp_path / "j")
+    info = backend.submit("met-a1b2c", TrainSpec(name="met", workers=2), job_with_bundle(tmp_path, "pass\n"))
     fake.add_pod(NS, "met-a1b2c", 0, "Succeeded", exit_code=0,
                  log=["epoch 1 done", "step=1 loss=0.5 accuracy=0.75", "step=2 loss=nope", "loss=0.25"])  # fmt: skip
     fake.add_pod(NS, "met-a1b2c", 1, "Pending")
-    metrics = backend.metrics("met-a1b2c", info)
+    metrics = backend.read_metrics("met-a1b2c", info)
     assert [{k: v for k, v in m.items() if k != "time"} for m in metrics] == [
         {"rank": 0, "step": 1, "loss": 0.5, "accuracy": 0.75},
         {"rank": 0, "step": None, "loss": 0.25},
     ]
     assert all(isinstance(m["time"], float) for m in metrics)
-    assert list(backend.logs("met-a1b2c", info, rank=1)) == []  # not started yet
-    with pytest.raises(InvalidOptionError, match="rank 2"):
-        list(backend.logs("met-a1b2c", info, rank=2))
+    assert list(backend.read_log("met-a1b2c", info, "rank-1")) == []  # not started yet
+    with pytest.raises(InvalidOptionError, match="no log channel 'rank-2'"):
+        list(backend.read_log("met-a1b2c", info, "rank-2"))
 
 
 def test_parse_metric_line():
@@ -458,7 +464,7 @@ def test_namespace_comes_from_argument_env_then_kubeconfig(fake_k8s, monkeypatch
     assert connect().namespace == "from-env"
     assert connect(namespace="explicit").namespace == "explicit"
     backend = KubernetesTrainBackend()
-    info = backend.submit("ns-a1b2c", TrainSpec(name="ns", namespace="elsewhere", gpus=1), make_bundle(tmp_path / "b", "pass\n"), tmp_path / "j")
+    info = backend.submit("ns-a1b2c", TrainSpec(name="ns", namespace="elsewhere", gpus=1), job_with_bundle(tmp_path, "pass\n"))
     assert info["namespace"] == "elsewhere" and fake_k8s.get("trainjobs", "elsewhere", "ns-a1b2c")
     backend.cancel("ns-a1b2c", info)
     assert fake_k8s.list("trainjobs") == [] and fake_k8s.list("configmaps") == []

@@ -16,6 +16,7 @@ from fake_kfp import FakeKFP
 from kfjupyter import status as st
 from kfjupyter.errors import BackendError, InvalidOptionError
 from kfjupyter.pipelines.kfp import DEFAULT_IMAGE, KFPCompileError, compile_kfp, runtime_parameters
+from kfjupyter.pipelines.spec import PipelineSpec
 from kfjupyter.pipelines.kubernetes import KFPEndpointError, KFPPipelineBackend, validate_body
 from kfjupyter.pipelines.model import Edge, Parameter, Pipeline, Step
 
@@ -203,8 +204,9 @@ def test_the_demo_pipeline_is_uploaded_run_and_followed_to_succeeded(kfp_server,
 
     pipeline = from_notebook(DEMO)
     backend = KFPPipelineBackend()
-    launch = {"pipeline": pipeline.to_dict(), "parameters": {"C": 2.5, "seed": 7}, "cache": True}
-    info = backend.submit("iris-demo-a1b2c", launch, tmp_path / "job")
+    spec = PipelineSpec(name=pipeline.name, backend="kubernetes", pipeline=pipeline.to_dict(),
+                        parameters={"C": 2.5, "seed": 7}, cache=True)  # fmt: skip
+    info = backend.submit("iris-demo-a1b2c", spec, tmp_path / "job")
     assert json.loads(json.dumps(info)) == info and "token" not in json.dumps(info).lower().replace("token_from", "")
     # the upload: multipart, the IR we compile, named after the pipeline
     paths = [(r["method"], r["path"]) for r in kfp_server.requests]
@@ -224,9 +226,10 @@ def test_the_demo_pipeline_is_uploaded_run_and_followed_to_succeeded(kfp_server,
     # followed to the end through KFP's states
     assert follow(backend, "iris-demo-a1b2c", info) == [st.PENDING, st.RUNNING, st.SUCCEEDED]
     assert {s["name"]: s["status"] for s in backend.steps("iris-demo-a1b2c", info)} == dict.fromkeys(pipeline.steps, st.SUCCEEDED)
-    assert "train-logreg: Succeeded" in "\n".join(backend.logs("iris-demo-a1b2c", info))
+    assert "train-logreg: Succeeded" in "\n".join(backend.read_log("iris-demo-a1b2c", info, "run"))
     # a second run of the same pipeline adds a version instead of failing on the name
-    info2 = backend.submit("iris-demo-d4e5f", {"pipeline": pipeline.to_dict(), "parameters": {}}, tmp_path / "job2")
+    info2 = backend.submit("iris-demo-d4e5f", PipelineSpec(name=pipeline.name, backend="kubernetes", pipeline=pipeline.to_dict()),
+                           tmp_path / "job2")  # fmt: skip
     assert info2["pipeline_id"] == info["pipeline_id"] and info2["pipeline_version_id"] != info["pipeline_version_id"]
     assert kfp_server.requests[-2]["path"] == "/apis/v2beta1/pipelines/upload_version"
     assert kfp_server.requests[-2]["query"]["pipelineid"] == info["pipeline_id"]

@@ -480,7 +480,7 @@ async def test_log_stream_reports_a_failure_midway(jp_fetch, event_stream, monke
 
     job = await train("print('hi')", name="one", wait=True)
 
-    def broken_logs(self, rank=0, follow=False, tail=None):
+    def broken_logs(self, rank=0, follow=False, tail=None, **_channel):
         yield "a line"
         raise BackendError("lost the pod's log")
 

@@ -18,16 +18,14 @@ from typing import Any
 
 from .. import status as st
 from ..errors import InvalidOptionError, KFJupyterError
-from ..jobs import Job, start_job
-from ..runtime.supervisor import LAUNCH
-from ..store.models import JobRecord
+from ..jobs import REFUSALS, Job, create, forget
+from ..runtime.engine import MAX_NAME_LENGTH
+from ..store.models import ChildRecord
 from ..store.workspace import get_workspace
-from ..training.spec import MAX_NAME_LENGTH
 from ..validation import check_job_name
 from . import params as P
-from .local import LocalNotebookBackend, LocalSweepBackend
+from .spec import NotebookSpec, SweepSpec
 
-BACKEND = "local"
 #: Columns of a results table after the parameters and metrics.
 STATUS_COLUMN, JOB_COLUMN = "status", "job_id"
 _CELL_LINE = re.compile(r"^cell (\d+)/(\d+)")
@@ -260,37 +258,12 @@ def default_name(path: Path, max_length: int = MAX_NAME_LENGTH) -> str:
     return slug[:max_length].rstrip("-")
 
 
-def _new_id(name: str) -> str:
-    return f"{name}-{secrets.token_hex(3)[:5]}"
-
-
 def _check_parallel(max_parallel: Any) -> int | None:
     if max_parallel is None:
         return None
     if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1:
         raise InvalidOptionError(f"invalid max_parallel {max_parallel!r}: expected an integer >= 1")
     return max_parallel
-
-
-def _run_record(job_id, name, nb_path, parameters, kernel, cwd, sweep_id=None, index=None) -> JobRecord:
-    return JobRecord(
-        id=job_id,
-        name=name,
-        kind="notebook",
-        backend=BACKEND,
-        status=st.PENDING,
-        workers=1,
-        spec={
-            "notebook": str(nb_path),
-            "parameters": parameters,
-            "kernel": kernel,
-            "cwd": cwd,
-            "sweep_id": sweep_id,
-            "index": index,
-        },
-        backend_info={},
-        notebook=str(nb_path),
-    )
 
 
 #: The tag of the cell a run's copy gains to report the ``pipeline-metrics`` values.
@@ -337,13 +310,14 @@ def with_pipeline_metrics(data: bytes) -> bytes:
     return json.dumps(nb, indent=1).encode()
 
 
-def _prepare_run(job_id: str, data: bytes, spec: dict) -> Path:
-    """The run's folder: a copy of the notebook (what papermill reads) and the launch file."""
-    job_dir = get_workspace().job_dir(job_id)
-    job_dir.mkdir(parents=True, exist_ok=True)
-    (job_dir / "input.ipynb").write_bytes(with_pipeline_metrics(data))
-    LocalNotebookBackend().prepare(job_dir, {"job_id": job_id, **spec})
-    return job_dir
+def _copy_notebook(data: bytes):
+    """The ``prepare`` of a run: a copy of the notebook in its folder (what papermill reads)."""
+
+    def prepare(job_id: str, job_dir: Path) -> None:
+        job_dir.mkdir(parents=True, exist_ok=True)
+        (job_dir / "input.ipynb").write_bytes(with_pipeline_metrics(data))
+
+    return prepare
 
 
 def run_notebook(
@@ -392,70 +366,50 @@ def run_notebook(
     return _submit_sweep(name, nb_path, data, fixed, swept, grid, kernel_name, cwd, max_parallel, wait)
 
 
-def _start(job_id: str, job_dir: Path, engine) -> None:
-    start_job(job_id, lambda: engine.start(job_dir), lambda info: engine.cancel(job_id, info), failed="could not be started")
-
-
 def _submit_run(name, nb_path, data, fixed, kernel, cwd, wait) -> NotebookRun:
-    ws = get_workspace()
-    job_id = _new_id(name)
-    record = _run_record(job_id, name, nb_path, fixed, kernel, cwd)
-    job_dir = _prepare_run(job_id, data, record.spec)
-    ws.add_job(record)
-    _start(job_id, job_dir, LocalNotebookBackend())
-    run = NotebookRun(job_id)
+    spec = NotebookSpec(name=name, notebook=str(nb_path), parameters=fixed, kernel=kernel, cwd=cwd)
+    run = create(spec, prepare=_copy_notebook(data), notebook=str(nb_path))
     if wait:
         run.wait()
     return run
 
 
 def _submit_sweep(name, nb_path, data, fixed, swept, grid, kernel, cwd, max_parallel, wait) -> Sweep:
-    ws = get_workspace()
-    sweep_id = _new_id(name)
+    sweep_id = f"{name}-{secrets.token_hex(3)[:5]}"
     run_ids = [f"{sweep_id}-{i + 1}" for i in range(len(grid))]
     parallel = max_parallel or max(1, min(len(grid), os.cpu_count() or 1))
-    records = [
-        _run_record(run_id, name, nb_path, params, kernel, cwd, sweep_id=sweep_id, index=i)
+    prepare_run = _copy_notebook(data)
+    spec = SweepSpec(
+        name=name, notebook=str(nb_path), parameters=fixed, sweep=swept, grid=grid, runs=run_ids,
+        max_parallel=parallel, kernel=kernel, cwd=cwd,
+    )  # fmt: skip
+    children = [
+        ChildRecord(name=str(i + 1), kind="run", position=i, status=st.PENDING, job_ref=run_id,
+                    attrs={"parameters": params})  # fmt: skip
         for i, (run_id, params) in enumerate(zip(run_ids, grid))
     ]
-    for record in records:
-        _prepare_run(record.id, data, record.spec)
-    sweep_dir = ws.job_dir(sweep_id)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    (sweep_dir / "input.ipynb").write_bytes(data)
-    (sweep_dir / LAUNCH).write_text(
-        json.dumps({"job_id": sweep_id, "runs": run_ids, "max_parallel": parallel}, indent=1)
-    )
-    parent = JobRecord(
-        id=sweep_id,
-        name=name,
-        kind="sweep",
-        backend=BACKEND,
-        status=st.PENDING,
-        workers=parallel,
-        spec={
-            "notebook": str(nb_path),
-            "parameters": fixed,
-            "sweep": swept,
-            "grid": grid,
-            "runs": run_ids,
-            "max_parallel": parallel,
-            "kernel": kernel,
-            "cwd": cwd,
-        },
-        backend_info={},
-        notebook=str(nb_path),
-    )
-    with ws.session() as s, s.begin():
-        s.add(parent)
-        s.add_all(records)
+    created: list[str] = []
     try:
-        _start(sweep_id, sweep_dir, LocalSweepBackend())
-    except BaseException:
-        for run_id in run_ids:
-            ws.update_job(run_id, only_if_active=True, status=st.CANCELLED, message="the sweep could not be started")
+        for i, (run_id, params) in enumerate(zip(run_ids, grid)):
+            run = NotebookSpec(name=name, notebook=str(nb_path), parameters=params, kernel=kernel, cwd=cwd,
+                               sweep_id=sweep_id, index=i)  # fmt: skip
+            create(run, prepare=prepare_run, start=False, job_id=run_id, notebook=str(nb_path))
+            created.append(run_id)
+
+        def prepare(job_id: str, job_dir: Path) -> None:
+            job_dir.mkdir(parents=True, exist_ok=True)
+            (job_dir / "input.ipynb").write_bytes(data)
+
+        handle = create(spec, prepare=prepare, children=children, job_id=sweep_id, notebook=str(nb_path))
+    except REFUSALS:
+        for run_id in created:
+            forget(run_id)
         raise
-    handle = Sweep(sweep_id)
+    except BaseException:
+        for run_id in created:
+            get_workspace().update_job(run_id, only_if_active=True, status=st.CANCELLED,
+                                       message="the sweep could not be started")  # fmt: skip
+        raise
     if wait:
         handle.wait()
     return handle

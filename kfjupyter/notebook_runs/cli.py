@@ -12,7 +12,6 @@ started. With ``--no-wait`` the job id is printed and the job runs on.
 from __future__ import annotations
 
 import sys
-import time
 
 
 def add_commands(subparsers) -> None:
@@ -75,18 +74,15 @@ def _run(args) -> int:
         return 0
     try:
         return _follow_sweep(handle) if isinstance(handle, Sweep) else _follow_run(handle)
-    except KeyboardInterrupt:
-        handle.cancel()
-        print(f"\n{handle.id} {handle.record.status}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"\n{exc}", file=sys.stderr)
         return 130
 
 
 def _follow_run(run) -> int:
     from .. import status as st
 
-    for line in run.logs(follow=True):
-        print(line, flush=True)
-    run.wait()
+    run.follow(lambda e: print(e.line, flush=True) if e.kind == "line" else None, channels=[run.log_channel()])
     took = run.duration()
     print(f"{run.id} {run.record.status}" + (f" in {took:.1f} s" if took is not None else ""))
     if run.output_notebook.exists():
@@ -104,20 +100,18 @@ def _follow_run(run) -> int:
 def _follow_sweep(sweep, poll: float = 0.5) -> int:
     from .. import status as st
 
-    seen: dict[str, str] = {}
     total = len(sweep.grid)
-    while True:
-        done = sweep.status in st.TERMINAL
-        for index, run in enumerate(sweep.runs):
-            status = run.status
-            if seen.get(run.id, st.PENDING) != status:
-                seen[run.id] = status
-                shown = " ".join(f"{k}={v!r}" for k, v in run.parameters.items())
-                first = (run.record.error or "").splitlines()[:1] if status == st.FAILED else []
-                print(f"[{index + 1}/{total}] {run.id} {status}  {shown}" + (f"  {first[0]}" if first else ""), flush=True)
-        if done:
-            break
-        time.sleep(poll)
+
+    def show(event) -> None:
+        run = event.child
+        if event.kind != "child" or (run.status == st.PENDING and not run.started_at):
+            return
+        shown = " ".join(f"{k}={v!r}" for k, v in (run.attrs.get("parameters") or {}).items())
+        first = (run.error or "").splitlines()[:1] if run.status == st.FAILED else []
+        print(f"[{run.position + 1}/{total}] {run.job_ref} {run.status}  {shown}" + (f"  {first[0]}" if first else ""),
+              flush=True)  # fmt: skip
+
+    sweep.follow(show, children=True, poll=poll)
     print()
     print(sweep.results_text())
     print()

@@ -1,117 +1,142 @@
 """The local engines of notebook runs (kind ``notebook``) and sweeps (kind ``sweep``).
 
-A run is one detached :mod:`~kfjupyter.notebook_runs.runner` process executing the
-notebook with papermill; a sweep is one detached :mod:`~kfjupyter.notebook_runs.sweep`
-supervisor starting its runs (each a ``notebook`` job of its own) up to ``max_parallel``
-at a time. Both keep the training backend's bookkeeping (``backend_info`` =
-``{"pid", "create_time", "job_dir"}``), so any process re-attaches to them.
+A run is one detached :mod:`~kfjupyter.notebook_runs.runner` supervisor executing the
+notebook with papermill; its channels are ``notebook`` (the run's log: cell progress and
+the cells' output) and the metric channel ``notebook`` (what the notebook reported). A
+sweep is one detached :mod:`~kfjupyter.notebook_runs.sweep` supervisor starting its runs
+(each a ``notebook`` job of its own, and a child task ``run`` of the sweep) up to
+``max_parallel`` at a time; its channels are ``sweep`` (its progress), and per run
+``run/N`` (that run's log and metrics).
 """
 
 from __future__ import annotations
 
-import json
-import os
+import threading
 from pathlib import Path
-
-import psutil
+from typing import Iterator
 
 from .. import status as st
-from ..errors import BackendError
-from ..runtime.processes import alive, kill_tree, start_detached
-from ..runtime.supervisor import LAUNCH
-from ..status import Observation
+from ..runtime.detached import DetachedEngine
+from ..runtime.engine import Channel, Channels, Features, SupervisorLost
+from ..runtime.ranks import rank_paths
 from ..store.workspace import get_workspace
-from ..training.local import LocalTrainBackend
 
 RUNNER = "kfjupyter.notebook_runs.runner"
 SWEEPER = "kfjupyter.notebook_runs.sweep"
+NOTEBOOK_CHANNEL = Channel("notebook", "notebook", rank=0)
+SWEEP_CHANNEL = Channel("sweep", "sweep", rank=0)
+RUN = "run"
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "KFJUPYTER_HOME": str(get_workspace().home)}
+def run_log(job_dir: Path) -> Path:
+    """The log of a run (and of a sweep: its progress)."""
+    return rank_paths(job_dir, 0)["log"]
 
 
-def _descendants(pid: int | None, create_time: float | None) -> list[psutil.Process]:
-    if not alive(pid, create_time):
-        return []
-    try:
-        proc = psutil.Process(pid)
-        return [proc] + proc.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
+class LocalNotebookEngine(DetachedEngine):
+    """One papermill run."""
+
+    kind = "notebook"
+    supervisor = RUNNER
+    what = "the notebook runner"
+    features = Features(supervised=True, metrics=True)
+    cancel_timeout = 8.0
+
+    def launch(self, job_id: str, spec, job_dir: Path) -> dict:
+        return {"notebook": spec.notebook, "parameters": spec.parameters, "kernel": spec.kernel, "cwd": spec.cwd,
+                "sweep_id": spec.sweep_id, "index": spec.index}  # fmt: skip
+
+    def channels(self, job_id: str, info: dict) -> Channels:
+        return Channels(logs=(NOTEBOOK_CHANNEL,), metrics=(NOTEBOOK_CHANNEL,))
+
+    def log_path(self, job_id: str, job_dir: Path, channel: str) -> Path | None:
+        return run_log(job_dir) if channel == NOTEBOOK_CHANNEL.name else None
+
+    def metric_paths(self, job_id: str, job_dir: Path) -> list[tuple[Channel, Path]]:
+        return [(NOTEBOOK_CHANNEL, rank_paths(job_dir, 0)["metrics"])]
 
 
-class LocalNotebookBackend(LocalTrainBackend):
-    """One papermill run: logs and metrics in the files a training rank 0 would use."""
-
-    name = "local"
-
-    def prepare(self, job_dir: Path, launch: dict) -> None:
-        """Write what the runner reads (done at submission, also for a sweep's later runs)."""
-        job_dir.mkdir(parents=True, exist_ok=True)
-        (job_dir / LAUNCH).write_text(json.dumps(launch, indent=1))
-
-    def start(self, job_dir: Path) -> dict:
-        return start_detached(RUNNER, job_dir, _env())
-
-    def cancel(self, job_id: str, info: dict, timeout: float = 8.0) -> None:
-        # the kernel lives in a session of its own: take note of it before the runner goes
-        procs = _descendants(info.get("pid"), info.get("create_time"))
-        try:
-            super().cancel(job_id, info, timeout=timeout)
-        finally:
-            left = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-            if left:
-                kill_tree(left, grace=1.0)
+def _runs(job_id: str) -> list[str]:
+    return list(get_workspace().get_job(job_id).spec.get("runs") or [])
 
 
-class LocalSweepBackend(LocalTrainBackend):
-    """A grid of runs under one supervisor; its log is the supervisor's progress."""
+def run_channel(index: int) -> Channel:
+    """The channel (log and metrics) of a sweep's run ``index`` (0-based): ``run/index+1``."""
+    return Channel(f"{RUN}/{index + 1}", f"run {index + 1}", rank=index, child=str(index + 1))
 
-    name = "local"
 
-    def start(self, job_dir: Path) -> dict:
-        return start_detached(SWEEPER, job_dir, _env())
+class LocalSweepEngine(DetachedEngine):
+    """A grid of runs under one supervisor."""
 
-    @staticmethod
-    def run_ids(job_id: str) -> list[str]:
-        return list(get_workspace().get_job(job_id).spec.get("runs") or [])
+    kind = "sweep"
+    supervisor = SWEEPER
+    what = "the sweep's supervisor"
+    features = Features(supervised=True, metrics=True, children=True)
+    cancel_timeout = 20.0
 
-    def observe(self, job_id: str, info: dict) -> Observation:
-        seen = super().observe(job_id, info)
-        if seen.status == st.FAILED and "supervisor process ended unexpectedly" in (seen.error or ""):
-            self._end_pending(job_id, "the sweep's supervisor ended before starting this run")
-        return seen
+    def launch(self, job_id: str, spec, job_dir: Path) -> dict:
+        return {"runs": spec.runs, "max_parallel": spec.max_parallel}
 
-    def _end_pending(self, job_id: str, reason: str) -> None:
-        ws = get_workspace()
-        for run_id in self.run_ids(job_id):
-            record = ws.get_job(run_id)
-            if record.status == st.PENDING and not record.backend_info:
-                ws.update_job(run_id, only_if_active=True, status=st.CANCELLED, message=reason)
+    def channels(self, job_id: str, info: dict) -> Channels:
+        return Channels(logs=(SWEEP_CHANNEL,), metrics=tuple(run_channel(i) for i in range(len(_runs(job_id)))))
 
-    def metrics(self, job_id: str, info: dict) -> list[dict]:
+    def log_path(self, job_id: str, job_dir: Path, channel: str) -> Path | None:
+        return run_log(job_dir) if channel == SWEEP_CHANNEL.name else None
+
+    def _run_of(self, job_id: str, channel: str) -> str | None:
+        kind, _, number = channel.partition("/")
+        runs = _runs(job_id)
+        if kind == RUN and number.isdigit() and 1 <= int(number) <= len(runs):
+            return runs[int(number) - 1]
+        return None
+
+    def read_log(self, job_id: str, info: dict, channel: str, *, tail: int | None = None, follow: bool = False,
+                 stop: threading.Event | None = None) -> Iterator[str]:  # fmt: skip
+        """``sweep``: the sweep's progress; ``run/N``: the log of its N-th run."""
+        run_id = self._run_of(job_id, channel)
+        if run_id is None:
+            return super().read_log(job_id, info, channel, tail=tail, follow=follow, stop=stop)
+        from ..jobs import Job
+
+        run = Job(run_id)
+        out = run.logs(follow=follow, tail=tail, stop=stop)
+        return out if follow else iter(out.split("\n") if out else [])
+
+    def read_metrics(self, job_id: str, info: dict, channel: str | None = None) -> list[dict]:
         """Every run's reported metrics; ``rank`` is the run's index in the grid, ``run`` its id."""
-        runs = LocalNotebookBackend()
+        runs = LocalNotebookEngine()
         rows = []
-        for index, run_id in enumerate(self.run_ids(job_id)):
-            for row in runs.metrics(run_id, {}):
-                rows.append({**row, "rank": index, "run": run_id})
+        for index, run_id in enumerate(_runs(job_id)):
+            if channel in (None, run_channel(index).name):
+                record = get_workspace().get_job(run_id)
+                if record.backend_info:
+                    rows += [{**row, "rank": index, "run": run_id} for row in runs.read_metrics(run_id, record.backend_info)]
         return rows
 
-    def cancel(self, job_id: str, info: dict, timeout: float = 20.0) -> None:
+    def on_supervisor_lost(self, job_id: str, info: dict, reason: SupervisorLost) -> None:
+        """The runs it started go on (each has a supervisor of its own); those it had not
+        started never will."""
+        ws = get_workspace()
+        for index, run_id in enumerate(_runs(job_id)):
+            record = ws.get_job(run_id)
+            if record.status == st.PENDING and not record.backend_info:
+                why = "the sweep's supervisor ended before starting this run"
+                ws.update_job(run_id, only_if_active=True, status=st.CANCELLED, message=why)
+                ws.update_child(job_id, str(index + 1), status=st.CANCELLED, message=why)
+
+    def cancel(self, job_id: str, info: dict) -> None:
         """Stop the supervisor first (so it starts nothing more), then every run it started."""
+        from ..errors import BackendError
         from ..jobs import Job
 
         error = None
         try:
-            super().cancel(job_id, info, timeout=timeout)
+            super().cancel(job_id, info)
         except BackendError as exc:
             error = exc
-        for run_id in self.run_ids(job_id):
-            Job(run_id).cancel()
+        ws = get_workspace()
+        for index, run_id in enumerate(_runs(job_id)):
+            run = Job(run_id).cancel()
+            ws.update_child(job_id, str(index + 1), status=run.record.status, error=run.record.error)
         if error is not None:
             raise error
-
-
-__all__ = ["LocalNotebookBackend", "LocalSweepBackend"]

@@ -20,10 +20,8 @@ Usage: ``python -m kfjupyter.notebook_runs.runner JOB_DIR`` (reads JOB_DIR/launc
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import signal
 import sys
 import time
 import traceback
@@ -33,7 +31,8 @@ import psutil
 
 from .. import status as st
 from ..runtime.processes import kill_tree
-from ..runtime.supervisor import LAUNCH, rank_paths, supervise
+from ..runtime.ranks import rank_paths
+from ..runtime.supervisor import Supervisor
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -114,25 +113,19 @@ class Progress:
             self.log.write(self.failed["traceback"].rstrip("\n") + "\n")
 
 
-class Runner:
+class Runner(Supervisor):
+    what = "the notebook runner"
+
     def __init__(self, job_dir: Path):
-        self.job_dir = job_dir
-        self.launch = json.loads((job_dir / LAUNCH).read_text())
-        self.job_id = self.launch["job_id"]
-        self.paths = rank_paths(job_dir, 0)
+        super().__init__(job_dir)
+        self.paths = rank_paths(self.job_dir, 0)
         self.log = Log(self.paths["log"])
-        self._store = None
 
-    @property
-    def store(self):
-        if self._store is None:
-            from ..store.workspace import get_workspace
-
-            self._store = get_workspace()
-        return self._store
-
-    def _on_sigterm(self, *_args) -> None:
-        # stop the kernel (its own session: it would not die with us) and everything under us
+    def on_signal(self, *_args) -> None:
+        # papermill is blocked in the kernel: stop it (its own session: it would not die
+        # with us) and everything under us, and go (the canceller, or the keeper that
+        # passed the signal on, records the cancel: this handler may have interrupted a
+        # write to the store)
         try:
             kill_tree(psutil.Process().children(recursive=True), grace=2.0)
         finally:
@@ -154,12 +147,10 @@ class Runner:
         os.environ.pop("KFJUPYTER_ERROR_FILE", None)
 
     def run(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_sigterm)
-        signal.signal(signal.SIGINT, self._on_sigterm)
         record = self.store.get_job(self.job_id)
         if record.status in st.TERMINAL:  # cancelled before it started
             return
-        self.store.update_job(self.job_id, only_if_active=True, status=st.RUNNING)
+        self.set_status(st.RUNNING)
         self.kernel_env()
         launch = self.launch
         params = launch.get("parameters") or {}
@@ -208,7 +199,7 @@ class Runner:
             self.stop_children()
         took = time.monotonic() - started
         self.log.line(f"done: {progress.done} cell(s) in {took:.1f} s; output notebook {self.job_dir / 'output.ipynb'}")
-        self.store.update_job(self.job_id, only_if_active=True, status=st.SUCCEEDED)
+        self.set_status(st.SUCCEEDED)
 
     def cell_error(self, exc, progress: Progress) -> str:
         failed = progress.failed or {}
@@ -221,7 +212,7 @@ class Runner:
 
     def finish_failed(self, error: str) -> None:
         self.log.line("failed: " + error.splitlines()[0])
-        self.store.update_job(self.job_id, only_if_active=True, status=st.FAILED, error=error)
+        self.set_status(st.FAILED, error=error)
 
     def stop_children(self) -> None:
         """papermill shuts its kernel down; whatever is left under us goes too."""
@@ -230,10 +221,12 @@ class Runner:
         except psutil.Error:
             pass
 
+    def stop(self) -> None:
+        self.stop_children()
+        super().stop()
 
-def main(argv: list[str] | None = None) -> None:
-    runner = Runner(Path((argv or sys.argv[1:])[0]))
-    supervise(runner.job_id, runner.run, runner.stop_children, "the notebook runner")
+
+main = Runner.main
 
 
 if __name__ == "__main__":

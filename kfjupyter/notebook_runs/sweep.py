@@ -19,39 +19,28 @@ Usage: ``python -m kfjupyter.notebook_runs.sweep JOB_DIR`` (reads JOB_DIR/launch
 
 from __future__ import annotations
 
-import json
-import signal
-import sys
 import time
-from pathlib import Path
 
 from .. import status as st
 from ..runtime.processes import reap_children
-from ..runtime.supervisor import LAUNCH, rank_paths, supervise
+from ..runtime.supervisor import Supervisor
+from .local import run_log
 from .runner import Log
 
 POLL_S = 0.2
 
 
-class SweepSupervisor:
-    def __init__(self, job_dir: Path):
-        self.job_dir = job_dir
-        self.launch = json.loads((job_dir / LAUNCH).read_text())
-        self.job_id = self.launch["job_id"]
+class SweepSupervisor(Supervisor):
+    what = "the sweep supervisor"
+
+    def __init__(self, job_dir):
+        super().__init__(job_dir)
         self.runs: list[str] = list(self.launch["runs"])
         self.max_parallel = int(self.launch["max_parallel"])
-        self.log = Log(rank_paths(job_dir, 0)["log"])
-        self.cancelled = False
+        self.log = Log(run_log(self.job_dir))
         self.started: dict[str, float] = {}
         self.reported: set[str] = set()
-        from ..store.workspace import get_workspace
-        from .local import LocalNotebookBackend
-
-        self.store = get_workspace()
-        self.engine = LocalNotebookBackend()
-
-    def _on_sigterm(self, *_args) -> None:
-        self.cancelled = True
+        self.shown: dict[str, str] = {}
 
     def label(self, run_id: str) -> str:
         index = self.runs.index(run_id)
@@ -60,28 +49,30 @@ class SweepSupervisor:
         return f"run {index + 1}/{len(self.runs)} {run_id} ({shown})"
 
     def status_of(self, run_id: str):
+        from ..jobs import Job
+
         record = self.store.get_job(run_id)
         if record.status in st.TERMINAL or not record.backend_info:
             return record
-        seen = self.engine.observe(run_id, record.backend_info)
-        if seen.status != record.status:
-            record = self.store.update_job(
-                run_id, only_if_active=True, status=seen.status, error=seen.error, message=seen.message
-            )
-        return record
+        return Job(run_id, record).refresh()
+
+    def show(self, run_id: str, record) -> None:
+        """The run's state on its child task of the sweep."""
+        if self.shown.get(run_id) != record.status:
+            self.shown[run_id] = record.status
+            self.store.update_child(self.job_id, str(self.runs.index(run_id) + 1), status=record.status,
+                                    error=record.error, message=record.message)  # fmt: skip
 
     def start_run(self, run_id: str) -> None:
-        info = self.engine.start(self.store.job_dir(run_id))
-        record = self.store.update_job(run_id, backend_info=info)
+        from ..jobs import start
+
+        record = start(run_id)
         self.started[run_id] = time.monotonic()
         self.log.line(f"{self.label(run_id)} started")
-        if record.status == st.CANCELLED:  # cancelled on its own while being started
-            self.engine.cancel(run_id, info)
+        self.show(run_id, record)
 
     def run(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_sigterm)
-        signal.signal(signal.SIGINT, self._on_sigterm)
-        self.store.update_job(self.job_id, only_if_active=True, status=st.RUNNING)
+        self.set_status(st.RUNNING)
         self.log.line(f"sweep of {len(self.runs)} run(s), at most {self.max_parallel} at a time")
         while True:
             reap_children()
@@ -90,6 +81,7 @@ class SweepSupervisor:
                 return
             records = {run_id: self.status_of(run_id) for run_id in self.runs}
             for run_id, record in records.items():
+                self.show(run_id, record)
                 if record.status in st.TERMINAL and run_id not in self.reported:
                     self.reported.add(run_id)
                     took = time.monotonic() - self.started[run_id] if run_id in self.started else None
@@ -117,30 +109,34 @@ class SweepSupervisor:
             lines = [f"{len(failed)} of {len(records)} run(s) failed:"]
             for run_id, record in failed:
                 lines.append(f"{run_id}: {((record.error or '').splitlines() or ['?'])[0]}")
-            self.store.update_job(self.job_id, only_if_active=True, status=st.FAILED, error="\n".join(lines))
+            self.set_status(st.FAILED, error="\n".join(lines))
         else:
-            self.store.update_job(self.job_id, only_if_active=True, status=st.SUCCEEDED, message=summary)
+            self.set_status(st.SUCCEEDED, message=summary)
 
     def cancel_all(self) -> None:
+        from ..jobs import Job
+
         self.log.line("cancelling the sweep")
         for run_id in self.runs:
             record = self.store.get_job(run_id)
-            if record.status in st.TERMINAL:
-                continue
-            if record.backend_info:
-                try:
-                    self.engine.cancel(run_id, record.backend_info)
-                except Exception as exc:  # keep going: the canceller tries again
-                    self.log.line(f"{run_id}: could not be stopped: {exc}")
-            else:
-                self.store.update_job(run_id, only_if_active=True, status=st.CANCELLED, message="the sweep was cancelled")
-        self.store.update_job(self.job_id, only_if_active=True, status=st.CANCELLED, message="cancelled by the user")
+            if record.status not in st.TERMINAL:
+                if record.backend_info:
+                    try:
+                        record = Job(run_id, record).cancel().record
+                    except Exception as exc:  # keep going: the canceller tries again
+                        self.log.line(f"{run_id}: could not be stopped: {exc}")
+                else:
+                    why = "the sweep was cancelled"
+                    record = self.store.update_job(run_id, only_if_active=True, status=st.CANCELLED, message=why)
+            self.show(run_id, record)
+        self.set_status(st.CANCELLED, message="cancelled by the user")
+
+    def stop(self) -> None:
+        self.cancel_all()
+        super().stop()
 
 
-def main(argv: list[str] | None = None) -> None:
-    supervisor = SweepSupervisor(Path((argv or sys.argv[1:])[0]))
-    supervise(supervisor.job_id, supervisor.run, supervisor.cancel_all, "the sweep supervisor")
-
+main = SweepSupervisor.main
 
 if __name__ == "__main__":
     main()

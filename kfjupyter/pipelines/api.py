@@ -12,20 +12,19 @@ import html
 import inspect
 import json
 import os
-import re
-import secrets
 from pathlib import Path
 from typing import Any, Iterator
 
 from .. import status as st
+from ..backends import check_backend
 from ..config import default_backend
 from ..errors import InvalidOptionError, JobNotFoundError
-from ..jobs import Job, forget, start_job
-from ..store.models import JobRecord, PipelineStepRecord
+from ..jobs import Job, create
+from ..store.models import JobRecord
 from ..store.workspace import get_workspace
 from .model import PARAM_TYPES, Parameter, Pipeline
-
-BACKENDS = ("local", "kubernetes")
+from .spec import PipelineSpec
+from .steps import list_steps, new_steps, step_dict
 
 
 # -- checks ----------------------------------------------------------------------------
@@ -124,11 +123,6 @@ def _resumed(resume: str, pipeline: Pipeline, backend: str) -> JobRecord:
     return record
 
 
-def new_run_id(pipeline_name: str) -> str:
-    slug = re.sub(r"[^a-z0-9-]+", "-", pipeline_name.lower()).strip("-")[:50].strip("-") or "pipeline"
-    return f"{slug}-{secrets.token_hex(3)[:5]}"
-
-
 # -- starting a run ----------------------------------------------------------------------
 def run_pipeline(
     path_or_pipeline: Any,
@@ -150,11 +144,7 @@ def run_pipeline(
     at once (default: the CPU count, at least 2). ``cache=False`` runs every step even if
     its result is cached. ``wait``: block until the run ends (Ctrl-C cancels it).
     """
-    from ..backends import get_backend
-
-    backend = backend or default_backend()
-    if backend not in BACKENDS:
-        raise InvalidOptionError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    backend = check_backend("pipeline", backend or default_backend())
     if max_parallel is None:
         max_parallel = max(2, os.cpu_count() or 1)
     if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1:
@@ -169,59 +159,23 @@ def run_pipeline(
         old = _resumed(resume, pipeline, backend)
         base = {k: v for k, v in (old.spec or {}).get("parameters", {}).items() if k in pipeline.parameters}
     values = check_parameters(pipeline, parameters, base)
+    spec = PipelineSpec(
+        name=pipeline.name[:63], backend=backend, pipeline=pipeline.to_dict(), parameters=values,
+        max_parallel=max_parallel, cache=bool(cache), resume=resume,
+        workdir=str(Path(pipeline.notebook).resolve().parent) if pipeline.notebook else os.getcwd(),
+    )  # fmt: skip
 
-    ws = get_workspace()
-    run_id = new_run_id(pipeline.name)
-    job_dir = ws.job_dir(run_id)
-    workdir = str(Path(pipeline.notebook).resolve().parent) if pipeline.notebook else os.getcwd()
-    spec = {
-        "pipeline": pipeline.to_dict(),
-        "parameters": values,
-        "max_parallel": max_parallel,
-        "cache": bool(cache),
-        "resume": resume,
-    }
-    ws.add_job(
-        JobRecord(
-            id=run_id,
-            name=pipeline.name[:63],
-            kind="pipeline",
-            backend=backend,
-            status=st.PENDING,
-            workers=1,
-            spec=spec,
-            backend_info={},
-            notebook=str(Path(pipeline.notebook).resolve()) if pipeline.notebook else None,
-        )
-    )
-
-    def start() -> dict:
-        ws.add_pipeline_steps(
-            [
-                PipelineStepRecord(run_id=run_id, name=name, pipeline=pipeline.name[:63], position=i, status=st.PENDING)
-                for i, name in enumerate(pipeline.steps)
-            ]
-        )
+    def prepare(run_id: str, job_dir: Path) -> None:
         for name, step in pipeline.steps.items():
             folder = job_dir / "steps" / name
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "program.py").write_text(step.program)
-        launch = {"job_id": run_id, **spec, "workdir": workdir, "env": {}}
-        return get_backend("pipeline", backend).submit(run_id, launch, job_dir)
 
-    start_job(
-        run_id,
-        start,
-        lambda info: get_backend("pipeline", backend).cancel(run_id, info),
-        on_refusal=lambda _: _forget(run_id),
-    )
-    run = PipelineRun(run_id)
+    run = create(
+        spec, prepare=prepare, children=new_steps(list(pipeline.steps)),
+        notebook=str(Path(pipeline.notebook).resolve()) if pipeline.notebook else None,
+    )  # fmt: skip
     return run.wait() if wait else run
-
-
-def _forget(run_id: str) -> None:
-    get_workspace().delete_pipeline_steps(run_id)
-    forget(run_id)
 
 
 class PipelineRun(Job):
@@ -239,7 +193,7 @@ class PipelineRun(Job):
     def steps(self) -> list[dict[str, Any]]:
         """Every step: name, status, cached, cache_reason, times, error."""
         self.refresh()
-        return [r.to_dict() for r in get_workspace().list_pipeline_steps(self.id)]
+        return [step_dict(r) for r in list_steps(self.id)]
 
     def step(self, name: str) -> dict[str, Any]:
         for row in self.steps:
@@ -255,12 +209,7 @@ class PipelineRun(Job):
     def step_logs(self, step: str, follow: bool = False, tail: int | None = None) -> str | Iterator[str]:
         """One step's output; with ``follow`` an iterator of lines until the step ends."""
         self._check_step(step)
-        info = self._submitted_info()
-        reader = getattr(self.backend, "step_logs", None)
-        if info is None or reader is None:
-            return iter(()) if follow else ""
-        lines = reader(self.id, info, step, follow=follow, tail=tail)
-        return lines if follow else "\n".join(lines)
+        return self.logs(channel=f"step/{step}", follow=follow, tail=tail)
 
     def step_program(self, step: str) -> str:
         self._check_step(step)
@@ -306,7 +255,7 @@ class PipelineRun(Job):
         self.refresh()
         data = super().to_dict()
         data["spec"] = {k: v for k, v in (data.get("spec") or {}).items() if k != "pipeline"}
-        data["steps"] = [r.to_dict() for r in get_workspace().list_pipeline_steps(self.id)]
+        data["steps"] = [step_dict(r) for r in list_steps(self.id)]
         per_step = self.step_metrics()  # the steps' metric files, read once
         data["metrics"] = self._named_metrics(per_step)
         data["step_metrics"] = per_step

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 
 def add_commands(subparsers) -> None:
@@ -99,8 +98,8 @@ def _main(args) -> int | None:
         return 0
     if args.command == "logs":
         if args.follow:
-            for line in run.step_logs(args.step, follow=True, tail=args.tail):
-                print(line, flush=True)
+            run.follow(lambda e: print(e.line, flush=True) if e.kind == "line" else None,
+                       channels=[f"step/{args.step}"], tail=args.tail, cancel_on_interrupt=False)  # fmt: skip
         else:
             print(run.step_logs(args.step, tail=args.tail))
         return 0
@@ -131,22 +130,17 @@ def _follow(run) -> int:
     from .. import status as st
     from .api import steps_text
 
-    seen: dict[str, str] = {}
+    def show(event) -> None:
+        if event.kind == "child":
+            step = event.child
+            reason = (step.attrs or {}).get("cache_reason")
+            why = f"  ({reason})" if step.status != st.RUNNING and reason else ""
+            print(f"{step.name}: {step.status}{why}", flush=True)
+
     try:
-        while True:
-            done = run.status in st.TERMINAL
-            for step in run.steps:
-                key = step["status"]
-                if seen.get(step["name"]) != key:
-                    seen[step["name"]] = key
-                    why = f"  ({step['cache_reason']})" if key != "Running" and step["cache_reason"] else ""
-                    print(f"{step['name']}: {key}{why}", flush=True)
-            if done:
-                break
-            time.sleep(0.3)
-    except KeyboardInterrupt:
-        run.cancel()
-        print(f"{run.id} cancelled", file=sys.stderr)
+        run.follow(show, children=True, poll=0.3)
+    except KeyboardInterrupt as exc:
+        print(exc, file=sys.stderr)
         return 130
     print()
     print(steps_text(run))

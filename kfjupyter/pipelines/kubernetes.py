@@ -34,7 +34,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -44,6 +43,8 @@ from typing import Any, Iterator
 
 from .. import status as st
 from ..errors import BackendError, InvalidOptionError, KFJupyterError
+from ..runtime.engine import Channel, Channels, EngineBase, Features
+from ..runtime.logs import poll_follow
 from ..status import Observation
 from ..validation import check_dns1123_label
 from .model import Pipeline
@@ -244,10 +245,17 @@ def _kfp_message(raw: bytes) -> str | None:
 # --------------------------------------------------------------------------- backend
 
 
-class KFPPipelineBackend:
-    """Runs pipelines on Kubeflow Pipelines v2 (see the module docstring)."""
+RUN_CHANNEL = Channel("run", "run", rank=0)
 
+
+class KFPPipelineBackend(EngineBase):
+    """Runs pipelines on Kubeflow Pipelines v2 (see the module docstring). Channels: ``run``
+    and ``step/NAME`` carry the steps' states and errors (KFP's REST API serves no pod
+    logs); the steps are the run's child tasks, kept up to date as it is observed."""
+
+    kind = "pipeline"
     name = "kubernetes"
+    features = Features(children=True)
 
     def __init__(self, url: str | None = None, poll_interval: float = 1.0):
         self._url = url
@@ -260,13 +268,10 @@ class KFPPipelineBackend:
 
     # -- the engine protocol
 
-    def submit(self, job_id: str, launch: dict, job_dir: Path) -> dict:
-        """The engine protocol of :func:`kfjupyter.pipelines.run_pipeline`: ``launch`` holds
-        ``pipeline`` (``Pipeline.to_dict()``), ``parameters`` and ``cache``."""
-        pipeline = launch["pipeline"]
-        if not isinstance(pipeline, Pipeline):
-            pipeline = Pipeline.from_dict(pipeline)
-        return self.submit_pipeline(job_id, pipeline, launch.get("parameters"), job_dir, cache=launch.get("cache", True))
+    def submit(self, job_id: str, spec, job_dir: Path) -> dict:
+        """The engine protocol of :func:`kfjupyter.pipelines.run_pipeline`: ``spec`` is a
+        :class:`~kfjupyter.pipelines.spec.PipelineSpec`."""
+        return self.submit_pipeline(job_id, Pipeline.from_dict(spec.pipeline), spec.parameters, job_dir, cache=spec.cache)
 
     def submit_pipeline(self, job_id: str, pipeline: Pipeline, parameters: dict | None = None,
                         job_dir: Path | None = None, *, cache: bool = True, **options: Any) -> dict:  # fmt: skip
@@ -401,11 +406,13 @@ class KFPPipelineBackend:
 
     def _sync_steps(self, job_id: str, info: dict, run: dict) -> None:
         """Copy the steps' KFP states into the run's step records (when the store has them)."""
+        from . import steps as ksteps
+
         try:
             from ..store.workspace import get_workspace
 
             ws = get_workspace()
-            known = {r.name: r for r in ws.list_pipeline_steps(job_id)}
+            known = {r.name: r for r in ksteps.list_steps(job_id, ws)}
         except Exception:  # noqa: BLE001 - no store, no step records: nothing to keep in sync
             return
         for step in self.steps(job_id, info, run):
@@ -418,7 +425,7 @@ class KFPPipelineBackend:
             if step.get("error"):
                 fields["error"] = step["error"]
             try:
-                ws.update_pipeline_step(job_id, step["name"], **fields)
+                ksteps.update_step(ws, job_id, step["name"], **fields)
             except KFJupyterError:
                 pass
 
@@ -446,33 +453,33 @@ class KFPPipelineBackend:
                 step["status"] = ended if step["status"] == st.PENDING or ended == st.CANCELLED else st.FAILED
         return out
 
-    def logs(self, job_id: str, info: dict, rank: int = 0, follow: bool = False, tail: int | None = None,
-             step: str | None = None) -> Iterator[str]:  # fmt: skip
-        """Step states and errors (KFP's REST API serves no pod logs; see the module docstring)."""
-        seen: list[str] = []
-        while True:
-            lines = []
-            for s in self.steps(job_id, info):
-                if step is not None and s["name"] != step:
-                    continue
-                line = f"{s['name']}: {s['status']}" + (f" (pod {s['pod_name']})" if s.get("pod_name") else "")
-                lines.append(line)
-                if s.get("error"):
-                    lines.extend(f"  {e}" for e in str(s["error"]).splitlines())
-            new = [line for line in lines if line not in seen]
-            seen.extend(new)
-            yield from (new[-tail:] if tail and not follow else new)
-            if not follow or self.observe(job_id, info).status in st.TERMINAL:
-                return
-            time.sleep(self.poll_interval)
+    def channels(self, job_id: str, info: dict) -> Channels:
+        return Channels(logs=(RUN_CHANNEL,))
 
-    def step_logs(self, job_id: str, info: dict, step: str, follow: bool = False, tail: int | None = None):
-        return self.logs(job_id, info, follow=follow, tail=tail, step=step)
+    def _state_lines(self, job_id: str, info: dict, step: str | None) -> list[str]:
+        lines = []
+        for s in self.steps(job_id, info):
+            if step is not None and s["name"] != step:
+                continue
+            lines.append(f"{s['name']}: {s['status']}" + (f" (pod {s['pod_name']})" if s.get("pod_name") else ""))
+            if s.get("error"):
+                lines.extend(f"  {e}" for e in str(s["error"]).splitlines())
+        return lines
 
-    def metrics(self, job_id: str, info: dict) -> list[dict]:
-        """Metrics live in the steps' ``kfjupyter_metrics`` artifacts and logs on KFP; the
-        REST API does not return them."""
-        return []
+    def read_log(self, job_id: str, info: dict, channel: str, *, tail: int | None = None, follow: bool = False,
+                 stop=None) -> Iterator[str]:  # fmt: skip
+        """Step states and errors (KFP's REST API serves no pod logs; see the module
+        docstring): of every step on ``run``, of one on ``step/NAME``."""
+        kind, _, name = channel.partition("/")
+        if channel != RUN_CHANNEL.name and not (kind == "step" and name in (info.get("steps") or [])):
+            raise self.unknown_channel(job_id, channel, self.channels(job_id, info))
+        step = name if kind == "step" else None
+        read = functools.partial(self._state_lines, job_id, info, step)
+        if follow:
+            done = lambda: self.observe(job_id, info).status in st.TERMINAL  # noqa: E731
+            return poll_follow(read, done, stop=stop, poll=self.poll_interval)
+        lines = read()
+        return iter(lines[-tail:] if tail else lines)
 
     def cancel(self, job_id: str, info: dict) -> None:
         try:

@@ -54,23 +54,28 @@ from typing import Any, Iterator
 
 
 from .. import status as st
-from ..runtime.processes import die_with_parent, kill_with_children
-from ..runtime.supervisor import supervise
 from ..config import workspace_home
-from ..status import Observation
+from ..runtime.detached import DetachedEngine
+from ..runtime.engine import Channel, Channels, Features
+from ..runtime.logs import read_records
+from ..runtime.processes import die_with_parent, kill_groups, own_group
+from ..runtime.supervisor import LAUNCH, Supervisor
 from . import cache as kcache
+from . import steps as ksteps
 from .model import Pipeline, Step
 
-LAUNCH = "launch.json"
 RUN_LOG = "run.log"
 POLL_S = 0.01
 
 # step states beyond the job states
-SKIPPED = "Skipped"
-CACHED = "Cached"
+SKIPPED = st.SKIPPED
+CACHED = st.CACHED
 STEP_STATES = (st.PENDING, st.RUNNING, st.SUCCEEDED, st.FAILED, st.CANCELLED, SKIPPED, CACHED)
-STEP_DONE = frozenset({st.SUCCEEDED, CACHED})
-STEP_TERMINAL = frozenset(st.TERMINAL | {SKIPPED, CACHED})
+STEP_DONE = ksteps.DONE
+STEP_TERMINAL = st.CHILD_TERMINAL
+#: The run's own log, and its metric channel (a row per report of any step).
+RUN_CHANNEL = Channel("run", "run", rank=0)
+STEPS_METRICS = Channel("steps", "steps", rank=0)
 
 
 def step_dir(job_dir: Path, step: str) -> Path:
@@ -156,6 +161,7 @@ def fork_step(args: list[str], env: dict[str, str], workdir: str | None, log: Pa
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.setpgid(0, 0)  # a process group of its own: stopping the step stops what it started
         die_with_parent()
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 1)
@@ -196,11 +202,12 @@ def fork_step(args: list[str], env: dict[str, str], workdir: str | None, log: Pa
             os._exit(code)
 
 
-class PipelineSupervisor:
+class PipelineSupervisor(Supervisor):
+    what = "the kfjupyter pipeline supervisor"
+
     def __init__(self, job_dir: Path):
-        self.job_dir = job_dir
-        self.launch = json.loads((job_dir / LAUNCH).read_text())
-        self.run_id: str = self.launch["job_id"]
+        super().__init__(job_dir)
+        self.run_id: str = self.job_id
         self.pipeline = Pipeline.from_dict(self.launch["pipeline"])
         self.values: dict[str, Any] = self.launch["parameters"]
         self.max_parallel: int = self.launch["max_parallel"]
@@ -211,23 +218,13 @@ class PipelineSupervisor:
         self.hashes: dict[str, dict[str, str]] = {}  # step → {output name: content hash}
         self.running: dict[str, tuple[subprocess.Popen, dict]] = {}
         self.errors: list[str] = []
-        self.cancelled = False
         self.home = workspace_home()  # the cache's home, known without loading the store
         self.fork = sys.platform.startswith("linux") and os.environ.get("KFJUPYTER_PIPELINE_FORK", "1") != "0"
         self._preloaded = False
-        self._store = None
         self._resumed: dict[str, Any] = {}
-        self._log = open(job_dir / RUN_LOG, "a", buffering=1, encoding="utf-8")
+        self._log = open(self.job_dir / RUN_LOG, "a", buffering=1, encoding="utf-8")
 
     # -- plumbing ----------------------------------------------------------------
-    @property
-    def store(self):
-        if self._store is None:
-            from ..store.workspace import get_workspace
-
-            self._store = get_workspace()
-        return self._store
-
     def close(self) -> None:
         self._log.close()
 
@@ -236,10 +233,7 @@ class PipelineSupervisor:
 
     def set_step(self, name: str, status: str, **fields: Any) -> None:
         self.status[name] = status
-        self.store.update_pipeline_step(self.run_id, name, status=status, **fields)
-
-    def _on_sigterm(self, *_args) -> None:
-        self.cancelled = True
+        ksteps.update_step(self.store, self.run_id, name, status=status, **fields)
 
     def preload(self) -> None:
         """Import the modules of the ``imports`` cells once, here, so that every step
@@ -274,7 +268,7 @@ class PipelineSupervisor:
 
     def _resumed_step(self, name: str):
         if not self._resumed and self.resume:
-            self._resumed = {r.name: r for r in self.store.list_pipeline_steps(self.resume)}
+            self._resumed = {r.name: r for r in ksteps.list_steps(self.resume, self.store)}
         return self._resumed.get(name)
 
     def try_reuse(self, step: Step, fp: dict[str, Any], key: str) -> dict[str, Any]:
@@ -286,12 +280,13 @@ class PipelineSupervisor:
         step). Nothing is linked yet (:meth:`record_cached` does).
         """
         old = self._resumed_step(step.name) if self.resume else None
-        if old is not None and old.status in STEP_DONE and old.fingerprint == fp:
+        if old is not None and old.status in STEP_DONE and ksteps.attr(old, "fingerprint") == fp:
             old_dir = step_dir(self.store.job_dir(self.resume), step.name)
             if all((old_dir / "outputs" / n).exists() for n in step.outputs):
-                self.hashes[step.name] = dict(old.outputs or {})
+                self.hashes[step.name] = dict(ksteps.attr(old, "outputs") or {})
+                source = ksteps.attr(old, "source_run")
                 return dict(hit=True, reason=f"cached: succeeded in run {self.resume}, which this run resumes",
-                            source=old.source_run if old.status == CACHED and old.source_run else self.resume,
+                            source=source if old.status == CACHED and source else self.resume,
                             **{"from": old_dir, "from_run": True, "log_src": old_dir / "log"})
         if not step.cache:
             return dict(hit=False, reason="not cached: cache:false tag")
@@ -303,14 +298,14 @@ class PipelineSupervisor:
             return dict(hit=True, reason=f"cached: same code, inputs and parameters as run {entry['run_id']}",
                         source=entry["run_id"],
                         **{"from": Path(entry["dir"]), "from_run": False, "log_src": Path(entry["dir"]) / "log"})
-        if old is not None and old.status not in STEP_DONE and old.fingerprint == fp:
+        if old is not None and old.status not in STEP_DONE and ksteps.attr(old, "fingerprint") == fp:
             return dict(hit=False, reason=f"not cached: {old.status.lower()} in run {self.resume}")
         return dict(hit=False, reason=None)
 
     def explain(self, step: Step, fp: dict[str, Any]) -> str:
         """Why a step not taken from the cache was not: what changed since its last run."""
-        previous = self.store.last_pipeline_step(self.pipeline.name[:63], step.name, exclude_run=self.run_id)
-        return kcache.explain_miss(previous.fingerprint if previous else None, fp)
+        previous = ksteps.last_step(self.store, self.pipeline.name, step.name, exclude_run=self.run_id)
+        return kcache.explain_miss(ksteps.attr(previous, "fingerprint") if previous else None, fp)
 
     # -- steps ---------------------------------------------------------------------
     def ready(self) -> list[str]:
@@ -393,8 +388,9 @@ class PipelineSupervisor:
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    preexec_fn=die_with_parent,
+                    preexec_fn=own_group,
                 )
+        self.register_group(proc.pid)
         self.running[name] = (proc, dict(d, started=started))
 
     def record_started(self, name: str) -> None:
@@ -460,7 +456,7 @@ class PipelineSupervisor:
             todo += self.pipeline.downstream(child)
 
     def stop_all(self) -> None:
-        kill_with_children(proc.pid for proc, _ in self.running.values())
+        kill_groups([proc.pid for proc, _ in self.running.values()])
         for name, (proc, _) in list(self.running.items()):
             proc.poll()
             self.set_step(name, st.CANCELLED, error="cancelled by the user")
@@ -479,18 +475,19 @@ class PipelineSupervisor:
                 return False
             decisions.append(decision)
         self.say(f"run {self.run_id} of pipeline {self.pipeline.name}: every step's result is in the cache")
-        self.store.update_job(self.run_id, only_if_active=True, status=st.RUNNING)
+        self.set_status(st.RUNNING)
         for decision in decisions:
             self.record_cached(decision)
-        self.store.update_job(self.run_id, only_if_active=True, status=st.SUCCEEDED,
-                              message=f"{len(decisions)} cached")
+        self.set_status(st.SUCCEEDED, message=f"{len(decisions)} cached")
         self.say(f"done: {len(decisions)} cached")
         return True
 
     # -- the run ---------------------------------------------------------------------
+    def stop(self) -> None:
+        self.stop_all()
+        super().stop()
+
     def run(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_sigterm)
-        signal.signal(signal.SIGINT, self._on_sigterm)
         self.say(f"run {self.run_id} of pipeline {self.pipeline.name}: {len(self.status)} steps, "
                  f"up to {self.max_parallel} at a time" + (f", resuming run {self.resume}" if self.resume else ""))
         # the first steps start before the store is loaded (SQLAlchemy takes a while to
@@ -503,7 +500,7 @@ class PipelineSupervisor:
                 early.append(self.decide(name))
                 if not early[-1]["hit"]:
                     self.spawn(early[-1])
-        self.store.update_job(self.run_id, only_if_active=True, status=st.RUNNING)
+        self.set_status(st.RUNNING)
         for d in early:
             if d["hit"]:
                 self.record_cached(d)
@@ -512,8 +509,7 @@ class PipelineSupervisor:
         while True:
             if self.cancelled:
                 self.stop_all()
-                self.store.update_job(self.run_id, only_if_active=True, status=st.CANCELLED,
-                                      message="cancelled by the user")
+                self.set_status(st.CANCELLED, message="cancelled by the user")
                 self.say("cancelled")
                 return
             for name, (proc, _) in list(self.running.items()):
@@ -536,29 +532,33 @@ class PipelineSupervisor:
             counts[state] = counts.get(state, 0) + 1
         summary = ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
         if self.errors:
-            self.store.update_job(self.run_id, only_if_active=True, status=st.FAILED,
-                                  error="\n\n".join(self.errors), message=summary)
+            self.set_status(st.FAILED, error="\n\n".join(self.errors), message=summary)
         else:
-            self.store.update_job(self.run_id, only_if_active=True, status=st.SUCCEEDED, message=summary)
+            self.set_status(st.SUCCEEDED, message=summary)
         self.say(f"done: {summary}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    supervisor = PipelineSupervisor(Path((argv or sys.argv[1:])[0]))
-    supervise(supervisor.run_id, supervisor.run, supervisor.stop_all, "the kfjupyter pipeline supervisor")
+main = PipelineSupervisor.main
 
 
 # -- the engine the job handles talk to ----------------------------------------------
-class LocalPipelineBackend:
-    """Answers for local pipeline runs (registered as ("pipeline", "local"))."""
+class LocalPipelineEngine(DetachedEngine):
+    """Local pipeline runs. Channels: ``run`` (the supervisor's account of the run),
+    ``step/NAME`` (a step's output; its metrics too), and the metric channel ``steps``
+    (every step's reports, with ``pipeline_step``)."""
 
-    name = "local"
+    kind = "pipeline"
+    supervisor = "kfjupyter.pipelines.local"
+    what = "the run's pipeline supervisor"
+    features = Features(supervised=True, metrics=True, children=True)
+    cancel_timeout = 10.0
 
-    def submit(self, run_id: str, launch: dict, job_dir: Path) -> dict:
+    def launch(self, job_id: str, spec, job_dir: Path) -> dict:
+        return spec.launch(job_dir)
+
+    def submit(self, job_id: str, spec, job_dir: Path) -> dict:
         """Write the launch file and start the run's supervisor; return ``backend_info``."""
-        from ..runtime.processes import start_detached
-        from ..store.workspace import get_workspace
-
+        launch = {"job_id": job_id, "kind": self.kind, **self.launch(job_id, spec, job_dir)}
         (job_dir / LAUNCH).write_text(json.dumps(launch, indent=1))
         if launch.get("cache", True) and not launch.get("resume"):
             # every result cached: answered here, without starting a supervisor
@@ -568,75 +568,39 @@ class LocalPipelineBackend:
                     return {"pid": None, "create_time": None, "job_dir": str(job_dir), "supervisor": False}
             finally:
                 supervisor.close()
+        return self.start(job_dir)
+
+    def environment(self) -> dict[str, str]:
         # a fixed hash seed: a set or a dict of strings pickles in the same order in every
         # run, so an unchanged value has the same content hash and the cache recognises it
-        env = {**os.environ, "KFJUPYTER_HOME": str(get_workspace().home), "PYTHONHASHSEED": "0"}
-        return start_detached("kfjupyter.pipelines.local", job_dir, env)
+        return {**super().environment(), "PYTHONHASHSEED": "0"}
 
-    def observe(self, job_id: str, info: dict) -> Observation:
-        from ..training.local import LocalTrainBackend
+    def tidy(self, job_id: str, info: dict, reason: str) -> None:
+        ksteps.sweep_steps(job_id, reason)
 
-        seen = LocalTrainBackend().observe(job_id, info)
-        if seen.status == st.FAILED and "ended unexpectedly" in (seen.error or ""):
-            sweep_steps(job_id, "the run's supervisor ended unexpectedly")
-        return seen
+    def _steps(self, job_dir: Path) -> list[str]:
+        return list(json.loads((job_dir / LAUNCH).read_text())["pipeline"]["steps"])
 
-    def logs(self, job_id: str, info: dict, rank: int = 0, follow: bool = False, tail: int | None = None) -> Iterator[str]:
-        """The supervisor's account of the run (``run.log``); a step's own log is
-        :meth:`step_logs`."""
-        from ..training.local import follow_file, read_lines
+    def channels(self, job_id: str, info: dict) -> Channels:
+        return Channels(logs=(RUN_CHANNEL,), metrics=(STEPS_METRICS,))
 
-        path = Path(info["job_dir"]) / RUN_LOG
-        if not follow:
-            return iter(read_lines(path, tail))
-        return follow_file(path, lambda: self.observe(job_id, info).status in st.TERMINAL, tail)
+    def log_path(self, job_id: str, job_dir: Path, channel: str) -> Path | None:
+        if channel == RUN_CHANNEL.name:
+            return job_dir / RUN_LOG
+        kind, _, name = channel.partition("/")
+        if kind == ksteps.STEP and name in self._steps(job_dir):
+            return step_dir(job_dir, name) / "log"
+        return None
 
-    def step_logs(self, job_id: str, info: dict, step: str, follow: bool = False, tail: int | None = None):
-        from ..training.local import follow_file, read_lines
-
-        path = step_dir(Path(info["job_dir"]), step) / "log"
-        if not follow:
-            return iter(read_lines(path, tail))
-
-        def done() -> bool:
-            from ..store.workspace import get_workspace
-
-            states = {r.name: r.status for r in get_workspace().list_pipeline_steps(job_id)}
-            return states.get(step) in STEP_TERMINAL or self.observe(job_id, info).status in st.TERMINAL
-
-        return follow_file(path, done, tail)
-
-    def metrics(self, job_id: str, info: dict) -> list[dict]:
+    def read_metrics(self, job_id: str, info: dict, channel: str | None = None) -> list[dict]:
         """What the steps reported: rows with ``pipeline_step`` and the reported values."""
-        from ..training.local import read_records
-
+        job_dir = Path(info["job_dir"])
         out: list[dict] = []
-        launch = json.loads((Path(info["job_dir"]) / LAUNCH).read_text())
-        for name in launch["pipeline"]["steps"]:
-            path = step_dir(Path(info["job_dir"]), name) / "metrics.jsonl"
-            out += [{"rank": 0, "pipeline_step": name, **record} for record in read_records(path)]
+        for name in self._steps(job_dir):
+            if channel in (None, STEPS_METRICS.name, f"{ksteps.STEP}/{name}"):
+                path = step_dir(job_dir, name) / "metrics.jsonl"
+                out += [{"rank": 0, "pipeline_step": name, **record} for record in read_records(path)]
         return out
-
-    def cancel(self, job_id: str, info: dict, timeout: float = 10.0) -> None:
-        from ..training.local import LocalTrainBackend
-
-        try:
-            LocalTrainBackend().cancel(job_id, info, timeout=timeout)
-        finally:
-            sweep_steps(job_id, "cancelled by the user")
-
-
-def sweep_steps(run_id: str, reason: str) -> None:
-    """No step stays Pending or Running once nothing runs it (the supervisor normally
-    does this itself)."""
-    from ..store.workspace import get_workspace
-
-    ws = get_workspace()
-    for record in ws.list_pipeline_steps(run_id):
-        if record.status == st.RUNNING:
-            ws.update_pipeline_step(run_id, record.name, status=st.CANCELLED, error=reason)
-        elif record.status == st.PENDING:
-            ws.update_pipeline_step(run_id, record.name, status=SKIPPED, cache_reason=f"not run: {reason}")
 
 
 if __name__ == "__main__":

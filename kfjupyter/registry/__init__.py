@@ -188,10 +188,43 @@ def get_version(ref: str, version: int | str | None = None, alias: str | None = 
     return get_registry().get_version(ref, version=version, alias=alias)
 
 
-def list_models(query: str | None = None, **filters: Any) -> Page[RegisteredModel]:
+def list_models(query: str | None = None, *, metrics: dict | None = None, **filters: Any) -> Page[RegisteredModel]:
     """Registered models: ``query`` (in name or description), ``state``, ``framework``,
-    ``alias``, ``limit``/``offset``, ``order_by`` (updated, created, name), ``descending``."""
+    ``alias``, ``limit``/``offset``, ``order_by`` (updated, created, name), ``descending``;
+    ``metrics={"accuracy": (0.9, None)}``: only models with a version in those (inclusive)
+    ranges."""
+    if metrics:
+        return _models_with_metrics(query, metrics, **filters)
     return get_registry().list_models(query, **filters)
+
+
+#: Versions read per page while finding the models that have one in metric ranges.
+_SEARCH_PAGE = 1000
+
+
+def _models_with_metrics(
+    query: str | None, metrics: dict, *, state: str | None = None, framework: str | None = None,
+    alias: str | None = None, limit: int | None = 50, offset: int = 0, order_by: str = "updated",
+    descending: bool = True,
+) -> Page[RegisteredModel]:  # fmt: skip
+    """A page of the models that have a version in the metric ranges (and match the rest)."""
+    names: list[str] = []
+    at = 0
+    while True:
+        page = search_versions(None, framework=framework, alias=alias, state=state, metrics=metrics,
+                               limit=_SEARCH_PAGE, offset=at)  # fmt: skip
+        names += [v.model for v in page if v.model not in names]
+        if page.next_offset is None:
+            break
+        at = page.next_offset
+    models = [get_model(n) for n in names]
+    if query:
+        q = query.lower()
+        models = [m for m in models if q in m.name.lower() or q in (m.description or "").lower()]
+    key = {"name": lambda m: m.name, "created": lambda m: str(m.created_at), "updated": lambda m: str(m.updated_at)}
+    models.sort(key=key[order_by], reverse=descending)
+    items = models[offset : offset + limit] if limit is not None else models[offset:]
+    return Page(items=items, total=len(models), offset=offset, limit=limit)
 
 
 def list_versions(model: str, state: str | None = None, limit: int | None = None, offset: int = 0) -> Page[ModelVersion]:

@@ -19,7 +19,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from ..store.models import Base, utcnow
+from ..store.models import utcnow
 from ..store.workspace import Workspace, as_aware
 from .artifacts import ArtifactStore
 from .base import MetricRanges, Registry, VersionSpec, current_user
@@ -49,7 +49,6 @@ from .tables import (
 
 RM, MV, MA, MM, AL, AE = RegisteredModelRow, ModelVersionRow, ModelArtifactRow, ModelMetricRow, AliasRow, AliasEventRow
 
-_created: set[int] = set()
 
 #: retries of a transaction that lost a race (unique violation, serialization failure, lock timeout)
 RETRIES = 20
@@ -79,9 +78,7 @@ class LocalRegistry(Registry):
             self._contains = lambda column, text: column.like(_like(text), escape="\\")
         else:
             self._contains = lambda column, text: column.ilike(_like(text), escape="\\")
-        if id(engine) not in _created:  # tables exist wherever the workspace is opened; be sure
-            Base.metadata.create_all(engine, tables=TABLES)
-            _created.add(id(engine))
+        workspace.ensure_tables(*TABLES)  # the registry's own tables, on first use
 
     def __repr__(self) -> str:
         return f"<LocalRegistry {self.ws.engine.url.render_as_string(hide_password=True)} artifacts={self.store.root_uri}>"

@@ -1,7 +1,8 @@
 """SQLAlchemy tables of the embedded model registry, in the workspace database.
 
-They live on the workspace store's ``Base``, so ``get_workspace()`` creates them with the
-job tables (``kfjupyter.store`` imports this module). The shapes follow Kubeflow Model
+They live on the workspace store's ``Base``, in the workspace database; the registry
+creates them on first use (``Workspace.ensure_tables``: the store itself knows no
+capability's tables). The shapes follow Kubeflow Model
 Registry: a RegisteredModel has ModelVersions, a version has ModelArtifacts, models and
 versions are LIVE or ARCHIVED and carry custom properties. Two things Kubeflow's
 registry lacks are added: aliases, and the history of every alias move.

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Protocol, runtime_checkable
 
@@ -132,10 +132,14 @@ class JobSpec:
     backend: str = "local"
 
     def __post_init__(self) -> None:
-        check_job_name(self.name, "job name", self.max_name_length)
+        self.check_name()
         from ..backends import check_backend
 
         check_backend(self.kind, self.backend)
+
+    def check_name(self) -> None:
+        """Job names are DNS-1123 labels that start with a letter (they name Kubernetes objects)."""
+        check_job_name(self.name, "job name", self.max_name_length)
 
     def new_job_id(self) -> str:
         return f"{self.name}-{secrets.token_hex(ID_SUFFIX_LEN // 2)[: ID_SUFFIX_LEN - 1]}"
@@ -218,8 +222,3 @@ class EngineBase:
         )
 
 
-def spec_field(default: Any = None, **kw: Any) -> Any:
-    """A dataclass field of a spec (``dict``/``list`` defaults are copied per spec)."""
-    if isinstance(default, (dict, list)):
-        return field(default_factory=lambda: type(default)(default), **kw)
-    return field(default=default, **kw)

@@ -58,38 +58,53 @@ def read_records(path: Path) -> list[dict]:
     return out
 
 
+def read_span(path: Path, start: int, end: int | None = None) -> str:
+    """The text of a file from byte ``start`` to ``end`` (default: its end)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            return fh.read(None if end is None else max(0, end - start)).decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
 def follow_file(
     path: Path,
     done: Callable[[], bool],
     tail: int | None = None,
     poll: float = 0.1,
     stop: threading.Event | None = None,
+    start: int = 0,
+    end: Callable[[], int | None] | None = None,
 ) -> Iterator[str]:
     """Yield the lines of a growing file until ``done()`` is true and it is read to the end.
 
     ``tail``: start with the last ``tail`` complete lines (default: from the beginning).
     ``stop``: an event another thread sets to end the iteration at the next poll (a
-    reader whose client went away).
+    reader whose client went away). ``start``, ``end()``: follow only the part of the file
+    from byte ``start`` to where ``end()`` says, once it says (one trial's part of its
+    worker's log).
     """
-    offset = 0
-    if tail:
+    offset = start
+    if tail and not start:
         try:
             with open(path, "rb") as fh:  # one read: the tail and where following starts agree
-                data, end = _tail_bytes(fh, tail)
+                data, size = _tail_bytes(fh, tail)
         except FileNotFoundError:
-            data, end = b"", 0
+            data, size = b"", 0
         complete = data.rfind(b"\n") + 1  # complete lines only; the rest is read below
-        offset = end - (len(data) - complete)
+        offset = size - (len(data) - complete)
         yield from data[:complete].decode(errors="replace").splitlines()[-tail:]
     pending = b""
     while True:
         if stop is not None and stop.is_set():
             return
         finished = done()
+        limit = end() if end is not None and finished else None
         try:
             with open(path, "rb") as fh:
                 fh.seek(offset)
-                chunk = fh.read()
+                chunk = fh.read() if limit is None else fh.read(max(0, limit - offset))
         except FileNotFoundError:
             chunk = b""
         offset += len(chunk)
@@ -106,3 +121,27 @@ def follow_file(
                 return
         else:
             time.sleep(poll)
+
+
+def poll_follow(
+    read: Callable[[], list[str]],
+    done: Callable[[], bool],
+    tail: int | None = None,
+    poll: float = 1.0,
+    stop: threading.Event | None = None,
+) -> Iterator[str]:
+    """Follow a log that can only be read whole (a remote engine's summary): every ``poll``
+    seconds ``read()`` it and yield each line not seen before, until ``done()``."""
+    seen: set[str] = set()
+    first = True
+    while True:
+        finished = done()
+        lines = read()
+        fresh = [line for line in lines if line not in seen]
+        seen.update(fresh)
+        if first and tail:
+            fresh = fresh[-tail:]
+        first = False
+        yield from fresh
+        if finished or (stop is not None and stop.wait(poll)) or (stop is None and time.sleep(poll)):
+            return

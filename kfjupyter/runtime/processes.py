@@ -54,6 +54,14 @@ def own_group() -> None:
     die_with_parent()
 
 
+def cpu_threads(cpu: str | None) -> int | None:
+    """Threads per process for a ``--cpu`` quantity (``2``, ``500m``); None: not set."""
+    if cpu is None:
+        return None
+    value = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    return max(1, int(value))
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

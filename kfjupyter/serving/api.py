@@ -11,25 +11,30 @@ from __future__ import annotations
 import http.client
 import importlib.util
 import json
-import os
-import secrets
 import time
 import warnings
 from typing import Any
 from urllib.parse import urlsplit
 
 from .. import status as st
+from ..backends import check_backend
 from ..config import default_backend
 from ..errors import BackendError, InvalidOptionError, KFJupyterError
+from ..jobs import create
+from ..runtime.engine import UnknownChannelError
 from ..store.models import JobRecord
 from ..store.workspace import get_workspace
 from ..validation import check_dns1123_label
+from .spec import MAX_ENDPOINT_NAME, EndpointSpec
 
 #: Registry formats a local model server can serve. Defined here, not in predictors.py,
 #: so that importing the API (the server extension does) needs no kserve installed.
 SUPPORTED = ("sklearn", "xgboost", "pytorch", "onnx", "custom")
 
 KIND = "endpoint"
+#: The file (in an endpoint's folder) of the notebook code its servers run: a model class
+#: to rebuild a state dict, pre- and post-processing functions (cloudpickled).
+HOOKS = "hooks.pkl"
 VERSION_HEADER = "x-kfjupyter-version"
 
 
@@ -117,23 +122,20 @@ def deploy(
     """
     import cloudpickle
 
-    from ..backends import get_backend
-
     if not isinstance(model, str) or not model.strip():
         raise InvalidOptionError(f"model must be a registry reference like 'iris@production', got {model!r}")
-    backend = backend or default_backend()
+    backend = check_backend(KIND, backend or default_backend())
     if backend == "local" and importlib.util.find_spec("kserve") is None:
         raise InvalidOptionError(
             "serving on the local backend needs KServe's model server: pip install 'kfjupyter[serving]'"
         )
-    name = check_dns1123_label(name or _default_name(model), "endpoint name", max_length=45)
+    name = check_dns1123_label(name or _default_name(model), "endpoint name", max_length=MAX_ENDPOINT_NAME)
     if canary is not None:
         canary_percent = _check_percent(canary_percent)
     elif canary_percent not in (10, None):
         _check_percent(canary_percent)
     if port is not None and backend != "local":
         raise InvalidOptionError("port applies to local endpoints only")
-    engine = get_backend(KIND, backend)  # unknown backend → a clear error
     local = backend == "local"
     version = resolve_version(model, local=local)
     canary_version = resolve_version(canary, local=local) if canary is not None else None
@@ -141,51 +143,39 @@ def deploy(
         version["uri"] = storage_uri
     if canary_storage_uri and canary_version:
         canary_version["uri"] = canary_storage_uri
-    ws = get_workspace()
-    for rec in ws.list_jobs(kind=KIND, limit=None):
+    for rec in get_workspace().list_jobs(kind=KIND, limit=None):
         if rec.name == name and rec.status not in st.TERMINAL:
             raise InvalidOptionError(f"an endpoint named {name!r} is already deployed ({rec.id}): undeploy it or choose another name")
-    spec = {
-        "name": name,
-        "model": model,
-        "version": version,
-        "canary": canary_version,
-        "canary_percent": canary_percent if canary_version else 0,
-        "port": port,
-        "namespace": namespace,
-        "resources": resources,
-        "min_replicas": min_replicas,
-        "max_replicas": max_replicas,
-        "deployment_mode": deployment_mode,
-    }
     for v in (version, canary_version):
         if v and v["format"] == "pytorch" and v["properties"].get("torch_kind") == "state_dict" and model_class is None:
             raise InvalidOptionError(
                 f"version {v['ref']} is a pytorch state dict: pass model_class= (and model_kwargs=) to rebuild "
                 "the module, or register the whole module or a TorchScript one"
             )
-    if hasattr(engine, "validate"):
-        engine.validate(spec)  # refused before any record or process exists
+    spec = EndpointSpec(
+        name=name, backend=backend, model=model, version=version, canary=canary_version,
+        canary_percent=canary_percent if canary_version else 0, port=port, namespace=namespace,
+        resources=resources, min_replicas=min_replicas, max_replicas=max_replicas, deployment_mode=deployment_mode,
+    )  # fmt: skip
     hooks = {k: v for k, v in {"model_class": model_class, "model_kwargs": model_kwargs,
                                "pre": preprocess, "post": postprocess}.items() if v is not None}
-    extra = cloudpickle.dumps(hooks) if hooks else None
-    job_id = f"{name}-{secrets.token_hex(4)}"
-    job_dir = ws.job_dir(job_id)
-    job_dir.mkdir(parents=True, exist_ok=True)
-    ws.add_job(JobRecord(id=job_id, name=name, kind=KIND, backend=backend, status=st.PENDING, workers=1,
-                         spec=spec, backend_info={}, notebook=os.environ.get("JPY_SESSION_NAME")))
-    try:
-        info = engine.submit(job_id, spec, job_dir, extra=extra)
-    except BaseException as exc:
-        ws.update_job(job_id, status=st.FAILED, error=f"deploy failed: {exc}")
-        raise
-    record = _record_deployment(engine, job_id, spec, info)
+
+    def prepare(job_id: str, job_dir) -> None:
+        job_dir.mkdir(parents=True, exist_ok=True)
+        if hooks:  # the notebook code the model servers run (the engine refuses it where it can't)
+            (job_dir / HOOKS).write_bytes(cloudpickle.dumps(hooks))
+
+    # a refusal (a manifest the cluster would reject, a port in use …) leaves nothing;
+    # a server that fails to start leaves a Failed endpoint that says why
+    job = create(spec, prepare=prepare)
+    engine, info = job.engine, job.record.backend_info
+    record = _record_deployment(engine, job.id, spec.to_dict(), info)
     if record is not None:
         info = {**info, REGISTRY_RECORD: record}
-    status = st.RUNNING if local else st.PENDING
-    ws.update_job(job_id, only_if_active=True, backend_info=info, status=status,
-                  message=f"serving {version['ref']}" + (f", canary {canary_version['ref']} at {canary_percent}%" if canary_version else ""))
-    endpoint = Endpoint(job_id)
+    shown = f"serving {version['ref']}" + (f", canary {canary_version['ref']} at {canary_percent}%" if canary_version else "")
+    get_workspace().update_job(job.id, only_if_active=True, backend_info=info,
+                               status=st.RUNNING if local else st.PENDING, message=shown)  # fmt: skip
+    endpoint = Endpoint(job.id)
     if wait and not local:
         endpoint.wait_ready(timeout=timeout or 600)
     return endpoint
@@ -203,7 +193,7 @@ def _record_deployment(engine: Any, job_id: str, spec: dict, info: dict) -> dict
     (a process on 127.0.0.1) has none and is not recorded. The endpoint is up whatever the
     registry answers: a refusal is a warning and the record's ``error``, not a failed deploy.
     """
-    environment = engine.serving_environment(info) if hasattr(engine, "serving_environment") else None
+    environment = engine.serving_environment(info)
     if environment is None:
         return None
     from ..registry import get_registry
@@ -285,8 +275,7 @@ class Endpoint:
         info = self.info
         if "url" in info:
             return info["url"]
-        engine = self.job.backend
-        return engine.url(info) if info and hasattr(engine, "url") else None
+        return self.job.engine.url(info) if info else None
 
     @property
     def predict_url(self) -> str | None:
@@ -309,8 +298,7 @@ class Endpoint:
         deadline = time.monotonic() + timeout
         while True:
             status = self.status
-            engine = self.job.backend
-            if status == st.RUNNING and (not hasattr(engine, "rolled_out") or engine.rolled_out(self.info)):
+            if status == st.RUNNING and self.job.engine.rolled_out(self.info):
                 return self  # Ready, and for the latest spec (a canary patched in after the create)
             if status in st.TERMINAL:
                 raise BackendError(f"endpoint {self.name} is {status}: {self.job.error or self.record.message or ''}")
@@ -374,8 +362,15 @@ class Endpoint:
 
     # -- control ------------------------------------------------------------------------------
     def logs(self, server: int = 0, tail: int | None = None, follow: bool = False):
-        """The model server's log (``server=1``: the canary's; ``-1``: the router's)."""
-        return self.job.logs(rank=server, tail=tail, follow=follow)
+        """The model server's log (``server=1``: the canary's; ``-1``: the router's): the
+        channel ``server/primary``, ``server/canary`` or ``server/router`` of the endpoint."""
+        try:
+            channel = self.job.log_channel(rank=server)
+        except UnknownChannelError:
+            known = ", ".join(f"{c.rank} ({c.label})" for c in self.job.channels().logs) or "none yet"
+            what = {1: "canary", -1: "canary router"}.get(server, f"server {server}")
+            raise InvalidOptionError(f"server={server}: endpoint {self.name} has no {what}; it has server {known}") from None
+        return self.job.logs(channel=channel, tail=tail, follow=follow)
 
     def undeploy(self) -> "Endpoint":
         """Stop serving: every process (or the InferenceService) goes; the record reads Cancelled."""
@@ -415,8 +410,13 @@ class Endpoint:
         return self._control("rollback")
 
     def to_dict(self) -> dict:
+        """The endpoint as every client shows it: its job, where to call it, what it serves."""
         data = self.job.to_dict()
-        data.update(url=self.url, versions=self.versions)
+        spec = self.job.record.spec or {}
+        data.update(
+            url=self.url, versions=self.versions, model=spec.get("model"), canary_percent=spec.get("canary_percent") or 0,
+            predict_url=self.predict_url, infer_url=self.infer_url,
+        )  # fmt: skip
         return data
 
     def __repr__(self) -> str:

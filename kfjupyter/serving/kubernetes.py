@@ -18,11 +18,13 @@ from __future__ import annotations
 import functools
 import re
 import time
+from pathlib import Path
 from typing import Iterator
 
 from .. import status as st
 from ..errors import BackendError, InvalidOptionError
 from ..k8s.schema import SCHEMAS_DIR, ManifestError, _check_metadata, _Validator, load_crd_schema
+from ..runtime.engine import Channel, Channels, EngineBase, Features
 from ..status import Observation
 from ..validation import check_quantity
 
@@ -144,10 +146,17 @@ def _ready(obj: dict) -> tuple[bool, str | None, str | None]:
     return False, None, None
 
 
-class KubernetesEndpointBackend:
-    """The ``("endpoint", "kubernetes")`` engine."""
+PRIMARY = Channel("server/primary", "primary", rank=0, child="primary")
+CANARY = Channel("server/canary", "canary", rank=1, child="canary")
 
+
+class KubernetesEndpointBackend(EngineBase):
+    """The ``("endpoint", "kubernetes")`` engine. Channels: ``server/primary`` (a predictor
+    pod of the primary revision) and, with a canary, ``server/canary``."""
+
+    kind = "endpoint"
     name = "kubernetes"
+    features = Features(children=True)
     #: the model runtime an InferenceService names in Kubeflow Model Registry: KServe's, the
     #: ServingRuntime left to KServe's selection by ``modelFormat``
     runtime = "kserve"
@@ -162,7 +171,7 @@ class KubernetesEndpointBackend:
         return connect(namespace)
 
     def validate(self, spec: dict) -> None:
-        """Build and check the manifest(s) before any record exists."""
+        """Build and check the manifest(s) before anything is sent."""
         validate_isvc(build_isvc("check", spec, spec.get("namespace") or "default"))
         if spec.get("canary"):
             validate_isvc(build_isvc("check", spec, spec.get("namespace") or "default", spec["canary"], spec["canary_percent"]))
@@ -204,11 +213,15 @@ class KubernetesEndpointBackend:
             time.sleep(0.2)
         raise BackendError(f"InferenceService {info['name']} not Ready within {timeout} s")
 
-    def submit(self, job_id: str, spec: dict, job_dir, extra: bytes | None = None) -> dict:
+    def submit(self, job_id: str, spec, job_dir) -> dict:
         from kubernetes.client.exceptions import ApiException
 
-        if extra:
+        from .api import HOOKS
+
+        spec = spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
+        if (Path(job_dir) / HOOKS).exists():
             raise InvalidOptionError("model_class/preprocess/postprocess apply to local endpoints only")
+        self.validate(spec)
         k8s = self._clients(spec.get("namespace"))
         manifest = validate_isvc(build_isvc(job_id, spec, k8s.namespace))
         try:
@@ -216,7 +229,7 @@ class KubernetesEndpointBackend:
                                                        field_validation="Strict")
         except ApiException as exc:
             raise BackendError(f"the API server refused InferenceService {spec['name']}: {exc.status} {exc.reason}: {exc.body}") from exc
-        info = {"namespace": k8s.namespace, "name": spec["name"], "server": k8s.server}
+        info = {"namespace": k8s.namespace, "name": spec["name"], "server": k8s.server, "canary": bool(spec.get("canary"))}
         if spec.get("canary"):
             # KServe splits between the last rolled-out revision and the spec: primary first
             self._wait_ready(info)
@@ -226,13 +239,42 @@ class KubernetesEndpointBackend:
     def observe(self, job_id: str, info: dict) -> Observation:
         obj = self._get(info)
         if obj is None:
-            return Observation(st.FAILED, error=f"InferenceService {info['name']} no longer exists")
-        ready, reason, message = _ready(obj)
-        if ready:
-            return Observation(st.RUNNING)
-        if reason and "Fail" in reason:
-            return Observation(st.FAILED, error=f"{reason}: {message or ''}")
-        return Observation(st.PENDING, message=message)
+            seen = Observation(st.FAILED, error=f"InferenceService {info['name']} no longer exists")
+        else:
+            ready, reason, message = _ready(obj)
+            if ready:
+                seen = Observation(st.RUNNING)
+            elif reason and "Fail" in reason:
+                seen = Observation(st.FAILED, error=f"{reason}: {message or ''}")
+            else:
+                seen = Observation(st.PENDING, message=message)
+        self._sync_children(job_id, info, seen)
+        return seen
+
+    def _sync_children(self, job_id: str, info: dict, seen: Observation) -> None:
+        """The revisions serving the endpoint as its child tasks."""
+        from ..store.workspace import get_workspace
+
+        spec = get_workspace().get_job(job_id).spec or {}
+        rows = [{"name": "primary", "kind": "server", "position": 0, "status": seen.status, "error": seen.error,
+                 "attrs": {"version": (spec.get("version") or {}).get("ref")}}]  # fmt: skip
+        canary = spec.get("canary")
+        rows.append({"name": "canary", "kind": "server", "position": 1,
+                     "status": seen.status if canary else st.CANCELLED,
+                     "attrs": {"version": canary.get("ref") if canary else None}})  # fmt: skip
+        get_workspace().sync_children(job_id, rows if canary or get_workspace().list_children(job_id) else rows[:1])
+
+    def channels(self, job_id: str, info: dict) -> Channels:
+        from ..store.workspace import get_workspace
+
+        canary = (get_workspace().get_job(job_id).spec or {}).get("canary")
+        return Channels(logs=(PRIMARY, CANARY) if canary else (PRIMARY,))
+
+    def read_log(self, job_id: str, info: dict, channel: str, *, tail: int | None = None, follow: bool = False,
+                 stop=None) -> Iterator[str]:  # fmt: skip
+        if channel not in (PRIMARY.name, CANARY.name):
+            raise self.unknown_channel(job_id, channel, self.channels(job_id, info))
+        return self.logs(job_id, info, rank=0 if channel == PRIMARY.name else 1, follow=follow, tail=tail)
 
     def rolled_out(self, info: dict) -> bool:
         """KServe has acted on the latest spec (``status.observedGeneration`` caught up)."""
@@ -291,9 +333,6 @@ class KubernetesEndpointBackend:
         from ..k8s.client import stream_lines
 
         return stream_lines(resp)
-
-    def metrics(self, job_id: str, info: dict) -> list[dict]:
-        return []
 
     def cancel(self, job_id: str, info: dict) -> None:
         from kubernetes.client.exceptions import ApiException

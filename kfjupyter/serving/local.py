@@ -25,6 +25,8 @@ import psutil
 
 from .. import status as st
 from ..errors import BackendError, InvalidOptionError
+from ..runtime.engine import Channel, Channels, EngineBase, Features
+from ..runtime.logs import follow_file, read_lines
 from ..runtime.processes import alive, free_port, kill_tree
 from ..status import Observation
 from . import router as router_mod
@@ -206,12 +208,49 @@ def upstream(server: dict, weight: float) -> dict:
     return {"url": server["url"], "version": server["version"], "weight": weight}
 
 
-class LocalEndpointBackend:
-    """The ``("endpoint", "local")`` engine: answers for endpoint job records."""
+#: The roles of an endpoint's processes: its child tasks, and their log channels
+#: (``server/primary`` …, selected by rank 0, 1 and -1 as ``Endpoint.logs(server=…)`` does).
+ROLES = {"primary": 0, "canary": 1, "router": -1}
 
+
+def _processes(info: dict) -> dict[str, dict]:
+    """The endpoint's processes by role (a lone server is the primary)."""
+    servers = info.get("servers") or []
+    out = {("primary" if i == 0 else "canary"): s for i, s in enumerate(servers[:2])}
+    if info.get("router"):
+        out["router"] = info["router"]
+    return out
+
+
+def _hooks(job_dir: Path) -> bytes | None:
+    from .api import HOOKS
+
+    path = Path(job_dir) / HOOKS
+    return path.read_bytes() if path.exists() else None
+
+
+class LocalEndpointBackend(EngineBase):
+    """The ``("endpoint", "local")`` engine: answers for endpoint job records. Its servers
+    (primary, canary, the canary router) are the endpoint's child tasks."""
+
+    kind = "endpoint"
     name = "local"
+    features = Features(children=True)
+    #: Kubeflow Model Registry records cluster deployments only
+    runtime = None
 
-    def submit(self, job_id: str, spec: dict, job_dir: Path, extra: bytes | None = None) -> dict:
+    def serving_environment(self, info: dict) -> str | None:
+        return None
+
+    def url(self, info: dict) -> str | None:
+        return info.get("url")
+
+    def rolled_out(self, info: dict) -> bool:
+        return True
+
+    def submit(self, job_id: str, spec, job_dir: Path) -> dict:
+        spec = spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
+        extra = _hooks(job_dir)
         servers: list[dict] = []
         router = None
         started = []
@@ -237,7 +276,9 @@ class LocalEndpointBackend:
             stop_process(router)
             raise
         url = router["url"] if router else servers[0]["url"]
-        return {"url": url, "servers": servers, "router": router, "previous": None}
+        info = {"url": url, "servers": servers, "router": router, "previous": None}
+        _sync_servers(job_id, info)
+        return info
 
     # -- the job interface ---------------------------------------------------------------------
     def observe(self, job_id: str, info: dict, _again: bool = True) -> Observation:
@@ -254,24 +295,26 @@ class LocalEndpointBackend:
         if dead:
             p = dead[0]
             what = "the canary router" if p["role"] == "router" else f"the model server of {p['version']}"
+            _sync_servers(job_id, info, failed={id(x) for x in dead})
             return Observation(st.FAILED, error=f"{what} stopped:\n{_log_tail(Path(p['log']))}")
         return Observation(st.RUNNING)
 
-    def logs(self, job_id: str, info: dict, rank: int = 0, follow: bool = False, tail: int | None = None) -> Iterator[str]:
-        """Log of server ``rank`` (0: the primary, 1: the canary; the router's log is rank -1)."""
-        from ..training.local import follow_file, read_lines
+    def channels(self, job_id: str, info: dict) -> Channels:
+        return Channels(logs=tuple(Channel(f"server/{role}", role, rank=ROLES[role], child=role)
+                                   for role in _processes(info)))  # fmt: skip
 
-        procs = info.get("servers") or []
-        p = info.get("router") if rank == -1 else (procs[rank] if rank < len(procs) else None)
+    def read_log(self, job_id: str, info: dict, channel: str, *, tail: int | None = None, follow: bool = False,
+                 stop=None) -> Iterator[str]:  # fmt: skip
+        """The log of one of the endpoint's processes (``server/primary``, ``server/canary``,
+        ``server/router``)."""
+        kind, _, role = channel.partition("/")
+        p = _processes(info).get(role) if kind == "server" else None
         if not p:
-            return iter(())
+            raise self.unknown_channel(job_id, channel, self.channels(job_id, info))
         path = Path(p["log"])
         if follow:
-            return follow_file(path, lambda: not alive(p.get("pid"), p.get("create_time")), tail=tail)
+            return follow_file(path, lambda: not alive(p.get("pid"), p.get("create_time")), tail=tail, stop=stop)
         return iter(read_lines(path, tail))
-
-    def metrics(self, job_id: str, info: dict) -> list[dict]:
-        return []
 
     def cancel(self, job_id: str, info: dict) -> None:
         """Undeploy: stop the router and every server; the record reads Cancelled."""
@@ -282,6 +325,7 @@ class LocalEndpointBackend:
         stop_process(info.get("router"))
         for s in info.get("servers") or []:
             stop_process(s)
+        _sync_servers(job_id, {}, previous=info)
 
     # -- canary control ---------------------------------------------------------------------------
     def promote(self, job_id: str, spec: dict, info: dict) -> tuple[dict, dict]:
@@ -306,9 +350,7 @@ class LocalEndpointBackend:
         from ..store.workspace import get_workspace
 
         job_dir = get_workspace().job_dir(job_id)
-        extra_files = sorted(job_dir.glob("servers/*/extra.pkl"))
-        extra = extra_files[0].read_bytes() if extra_files else None
-        back = start_server(job_dir, spec["name"], spec["previous"], extra=extra)
+        back = start_server(job_dir, spec["name"], spec["previous"], extra=_hooks(job_dir))
         back["role"] = "primary"
         try:
             router = set_traffic(info["router"], [upstream(back, 100)])
@@ -322,10 +364,32 @@ class LocalEndpointBackend:
         return spec, info
 
 
+def _sync_servers(job_id: str, info: dict, failed: set[int] = frozenset(), previous: dict | None = None) -> None:
+    """The endpoint's processes as its child tasks: those of ``info`` Running (or Failed),
+    the others it had Cancelled (stopped)."""
+    from ..store.workspace import get_workspace
+
+    ws = get_workspace()
+    now = _processes(info)
+    rows = []
+    for role, p in now.items():
+        rows.append({"name": role, "kind": "server", "position": [*ROLES].index(role),
+                     "status": st.FAILED if id(p) in failed else st.RUNNING,
+                     "attrs": {"version": p.get("version"), "port": p.get("port"), "url": p.get("url"), "pid": p.get("pid")}})
+    for record in ws.list_children(job_id, "server"):
+        if record.name not in now and record.status not in st.TERMINAL:
+            rows.append({"name": record.name, "kind": "server", "position": record.position, "status": st.CANCELLED})
+    for role in _processes(previous or {}):
+        if role not in now and not any(r["name"] == role for r in rows):
+            rows.append({"name": role, "kind": "server", "position": [*ROLES].index(role), "status": st.CANCELLED})
+    ws.sync_children(job_id, rows)
+
+
 def _record_switch(job_id: str, spec: dict, info: dict) -> dict:
     """Record the servers now taking the traffic before the old ones stop, so that no
     status read in between takes a stopped server of the old set for a failure."""
     from ..store.workspace import get_workspace
 
     get_workspace().update_job(job_id, only_if_active=True, spec=spec, backend_info=info)
+    _sync_servers(job_id, info)
     return info

@@ -139,15 +139,34 @@ class Workspace:
             raise ChildNotFoundError(f"job {job_id!r} has no child task {name!r}")
         return record
 
-    def update_child(self, job_id: str, name: str, **fields: Any) -> ChildRecord:
-        """Change a child's fields; moving to Running stamps ``started_at``, to an end state
-        ``finished_at`` (unless given)."""
+    def update_child(self, job_id: str, name: str, attrs: dict[str, Any] | None = None, **fields: Any) -> ChildRecord:
+        """Change a child's fields (``attrs``: keys to set in its ``attrs``, the others
+        kept); moving to Running stamps ``started_at``, to an end state ``finished_at``
+        (unless given)."""
         with self.session() as s, s.begin():
             record = s.get(ChildRecord, (job_id, name), with_for_update=True)
             if record is None:
                 raise ChildNotFoundError(f"job {job_id!r} has no child task {name!r}")
+            if attrs:
+                fields["attrs"] = {**(record.attrs or {}), **attrs}
             _stamp(record, fields, st.CHILD_TERMINAL)
         return record
+
+    def last_child(self, kind: str, job_name: str, name: str, statuses: tuple[str, ...],
+                   exclude_job: str | None = None) -> list[ChildRecord]:  # fmt: skip
+        """The children ``name`` of the jobs of ``kind`` named ``job_name`` that ended in
+        one of ``statuses``, the latest first (a pipeline's step in earlier runs)."""
+        query = (
+            select(ChildRecord)
+            .join(JobRecord, JobRecord.id == ChildRecord.job_id)
+            .where(JobRecord.kind == kind, JobRecord.name == job_name, ChildRecord.name == name,
+                   ChildRecord.status.in_(statuses))
+            .order_by(ChildRecord.finished_at.desc())
+        )  # fmt: skip
+        if exclude_job:
+            query = query.where(ChildRecord.job_id != exclude_job)
+        with self.reader() as s:
+            return list(s.scalars(query.limit(20)))
 
     def sync_children(self, job_id: str, rows: list[dict[str, Any]]) -> None:
         """Make the job's children say what ``rows`` say (one dict of ChildRecord fields
@@ -164,8 +183,14 @@ class Workspace:
                     s.add(ChildRecord(job_id=job_id, **row))
                     continue
                 for key, value in row.items():
-                    if getattr(record, key) != value:
+                    if not _same(getattr(record, key), value):
                         setattr(record, key, value)
+
+
+def _same(old: Any, new: Any) -> bool:
+    if isinstance(old, datetime) and isinstance(new, datetime):
+        return as_utc(old) == as_utc(new)
+    return old == new
 
 
 def _stamp(record, fields: dict[str, Any], terminal) -> None:

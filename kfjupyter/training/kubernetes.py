@@ -32,6 +32,7 @@ from ..capture.bundle import BOOTSTRAP, Bundle
 from ..errors import BackendError, InvalidOptionError
 from ..k8s.client import K8sClients, connect, merge_patch, stream_lines
 from ..k8s.schema import TRAINER_GROUP, TRAINER_VERSION, parse_rfc3339, validate_configmap, validate_trainjob
+from ..runtime.engine import Channels, EngineBase, Features, ranked
 from ..status import Observation
 from ..validation import check_dns1123_label
 from .spec import TrainSpec
@@ -206,10 +207,12 @@ def parse_metric_line(line: str) -> dict | None:
 # --------------------------------------------------------------------------- backend
 
 
-class KubernetesTrainBackend:
+class KubernetesTrainBackend(EngineBase):
     """Runs training jobs as Kubeflow Trainer ``TrainJob``\\ s (see the module docstring)."""
 
+    kind = "train"
     name = "kubernetes"
+    features = Features(metrics=True)
 
     def __init__(self, clients: K8sClients | None = None, poll_interval: float = 0.5):
         self._clients = clients
@@ -245,7 +248,8 @@ class KubernetesTrainBackend:
 
     # -- TrainBackend
 
-    def submit(self, job_id: str, spec: TrainSpec, bundle: Bundle, job_dir: Path) -> dict:
+    def submit(self, job_id: str, spec: TrainSpec, job_dir: Path) -> dict:
+        bundle = Bundle(Path(job_dir) / "bundle")
         check_dns1123_label(job_id, "job id")
         files = bundle.files()
         if BOOTSTRAP not in files:
@@ -354,12 +358,19 @@ class KubernetesTrainBackend:
             obs = self.observe(job_id, info)
         return obs
 
-    def logs(
-        self, job_id: str, info: dict, rank: int = 0, follow: bool = False, tail: int | None = None
-    ) -> Iterator[str]:
+    def channels(self, job_id: str, info: dict) -> Channels:
         workers = int(info.get("workers", 1))
-        if not 0 <= rank < workers:
-            raise InvalidOptionError(f"invalid rank {rank}: job {job_id} has ranks 0..{workers - 1}")
+        return Channels(logs=ranked("rank", "rank", workers), metrics=ranked("rank", "rank", workers))
+
+    def read_log(self, job_id: str, info: dict, channel: str, *, tail: int | None = None, follow: bool = False,
+                 stop=None) -> Iterator[str]:  # fmt: skip
+        """``rank-N``: the log of rank N's newest pod (followed until the pod ends)."""
+        known = self.channels(job_id, info)
+        if channel not in {c.name for c in known.logs}:
+            raise self.unknown_channel(job_id, channel, known)
+        return self._rank_log(job_id, info, int(channel.split("-")[1]), follow, tail)
+
+    def _rank_log(self, job_id: str, info: dict, rank: int, follow: bool, tail: int | None) -> Iterator[str]:
         clients = self._connect(info)
         name = info.get("trainjob", job_id)
         if not follow:
@@ -392,7 +403,10 @@ class KubernetesTrainBackend:
                 resp.release_conn()
             return
 
-    def metrics(self, job_id: str, info: dict) -> list[dict]:
+    def read_metrics(self, job_id: str, info: dict, channel: str | None = None) -> list[dict]:
+        """The ``name=value`` lines each rank printed (``kfjupyter.report`` on Kubernetes)."""
+        if channel is not None:
+            return [r for r in self.read_metrics(job_id, info) if f"rank-{r['rank']}" == channel]
         clients = self._connect(info)
         name = info.get("trainjob", job_id)
         out: list[dict] = []

@@ -10,6 +10,7 @@ from ..capture.bundle import Bundle
 from ..errors import InvalidOptionError
 from ..runtime.detached import DetachedEngine
 from ..runtime.engine import Channel, Channels, Features, ranked
+from ..runtime.processes import cpu_threads
 from ..runtime.ranks import rank_paths
 from ..store.workspace import get_workspace
 from .spec import TrainSpec
@@ -21,14 +22,6 @@ def local_gpu_count() -> int:
     except (OSError, subprocess.TimeoutExpired):
         return 0
     return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
-
-
-def cpu_threads(cpu: str | None) -> int | None:
-    """Threads per process for a ``--cpu`` quantity (``2``, ``500m``); None: not set."""
-    if cpu is None:
-        return None
-    value = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
-    return max(1, int(value))
 
 
 class LocalTrainEngine(DetachedEngine):

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 from .. import status as st
-from ..backends import get_backend
-from ..capture.bundle import Bundle
-from ..capture.program import Program, write_bundle
+from ..capture.program import MAX_PAYLOAD, Program, capture_cell, write_bundle
 from ..config import default_backend, default_image
-from ..errors import InvalidOptionError, PreflightError
-from ..jobs import Job, start_job
-from ..store.models import JobRecord
+from ..errors import InvalidOptionError
+from ..jobs import Job, create, resubmit
 from ..store.workspace import get_workspace
-from ..training.api import MAX_PAYLOAD, _program
 from .space import ParamSpec, SearchSpace, as_param_spec, build_space
 from .spec import TuneSpec
 from .study import Study
@@ -110,7 +105,7 @@ def tune(
     :class:`~kfjupyter.errors.KFJupyterError` means nothing was left behind.
     """
     options = _param_options(params)
-    program = _program(fn_or_source, user_ns, history, workdir)
+    program = capture_cell(fn_or_source, user_ns, history, workdir)
     space, facts = build_space(_program_sources(program), options)
     _check_objective(objective, facts)
     fields = dict(
@@ -122,54 +117,23 @@ def tune(
     if resume is not None:
         return _resume(resume, program, fields, trials, name, max_payload, wait)
     spec = TuneSpec(name=name or "tune", trials=10 if trials is None else trials, **fields)
-    ws = get_workspace()
-    job_id = spec.new_job_id()
-    job_dir = ws.job_dir(job_id)
-    bundle = _write(program, job_dir, job_id, spec, max_payload)
-    ws.add_job(
-        JobRecord(
-            id=job_id,
-            name=spec.name,
-            kind="tune",
-            backend=spec.backend,
-            status=st.PENDING,
-            workers=spec.parallel,
-            spec=spec.to_dict(),
-            backend_info={},
-            notebook=os.environ.get("JPY_SESSION_NAME"),
-            cell=program.body,
-        )
-    )
-    _submit(job_id, spec, lambda engine: engine.submit(job_id, spec, bundle, job_dir))
-    study = Study(job_id)
+    job = create(spec, prepare=_bundle_writer(program, spec, max_payload), cell=program.body)
+    study = Study(job)
     return study.wait() if wait else study
 
 
-def _write(
-    program: Program, job_dir: Path, job_id: str, spec: TuneSpec, max_payload: int | None, discard_job_dir: bool = True
-) -> Bundle:
-    limit = max_payload if max_payload is not None else MAX_PAYLOAD[spec.backend]
-    try:
-        return write_bundle(
-            program,
-            job_dir / "bundle",
-            header=f"kfjupyter program of tuning job {job_id} ({spec.space.describe()})",
-            max_bytes=limit,
-        )
-    except PreflightError:
-        if discard_job_dir:  # a new study leaves nothing behind; a resumed one keeps its journal
-            shutil.rmtree(job_dir, ignore_errors=True)
-        raise
+def _bundle_writer(program: Program, spec: TuneSpec, max_payload: int | None):
+    """The ``prepare`` of a study: its program's bundle (a resumed study's replaced)."""
+    limit = max_payload if max_payload is not None else MAX_PAYLOAD.get(spec.backend, MAX_PAYLOAD["kubernetes"])
 
+    def prepare(job_id: str, job_dir: Path) -> None:
+        shutil.rmtree(job_dir / "bundle", ignore_errors=True)  # the program as the notebook has it now
+        write_bundle(
+            program, job_dir / "bundle",
+            header=f"kfjupyter program of tuning job {job_id} ({spec.space.describe()})", max_bytes=limit,
+        )  # fmt: skip
 
-def _submit(job_id: str, spec: TuneSpec, call, forget: bool = True) -> None:
-    """Start the recorded study; a refused resume keeps its record (marked Failed)."""
-    start_job(
-        job_id,
-        lambda: call(get_backend("tune", spec.backend)),
-        lambda info: get_backend("tune", spec.backend).cancel(job_id, info),
-        on_refusal=None if forget else lambda exc: get_workspace().update_job(job_id, status=st.FAILED, error=str(exc)),
-    )
+    return prepare
 
 
 def find_study(ref: str) -> Job:
@@ -213,14 +177,7 @@ def _resume(ref, program, fields, trials, name, max_payload, wait) -> Study:
                 f"--resume {ref!r}: the study's {key} is {getattr(old, key)!r}, not {fields[key]!r}"
             )
     spec = TuneSpec(name=old.name, trials=old.trials if trials is None else trials, **fields)
-    ws = get_workspace()
-    job_dir = ws.job_dir(job.id)
-    shutil.rmtree(job_dir / "bundle", ignore_errors=True)  # the program as the notebook has it now
-    bundle = _write(program, job_dir, job.id, spec, max_payload, discard_job_dir=False)
-    ws.update_job(
-        job.id, status=st.PENDING, error=None, message="resumed", finished_at=None,
-        spec=spec.to_dict(), workers=spec.parallel, cell=program.body,
-    )  # fmt: skip
-    _submit(job.id, spec, lambda engine: engine.start(job.id, spec, bundle, job_dir), forget=False)
+    # a refused program leaves the study as it was; a refused start marks it Failed
+    resubmit(job.id, spec, prepare=_bundle_writer(program, spec, max_payload), message="resumed", cell=program.body)
     study = Study(job.id)
     return study.wait() if wait else study

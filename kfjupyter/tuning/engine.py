@@ -15,7 +15,7 @@ import fcntl
 import os
 import threading
 import warnings
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +160,8 @@ def state_name(trial: FrozenTrial) -> str:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+    """An Optuna time (this machine's local time, without an offset) with its offset."""
+    return value.astimezone().isoformat() if value else None
 
 
 def trial_row(trial: FrozenTrial, space: SearchSpace | None = None) -> dict:
@@ -184,6 +185,47 @@ def trial_row(trial: FrozenTrial, space: SearchSpace | None = None) -> dict:
         "error": trial.user_attrs.get(ATTR_ERROR) or trial.user_attrs.get(ATTR_CANCELLED),
         "worker": trial.user_attrs.get(ATTR_WORKER),
     }
+
+
+#: Trial states (as :func:`state_name` spells them) → the states of child tasks.
+CHILD_STATUS = {
+    "COMPLETE": "Succeeded", "PRUNED": "Pruned", "FAIL": "Failed", "CANCELLED": "Cancelled",
+    "RUNNING": "Running", "WAITING": "Pending",
+}  # fmt: skip
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Optuna's times are this machine's local time, without an offset."""
+    return value.astimezone(timezone.utc) if value is not None else None
+
+
+def trial_child(trial: FrozenTrial) -> dict[str, Any]:
+    """A trial as the study's child task (the fields of a ``ChildRecord``)."""
+    state = state_name(trial)
+    return {
+        "name": str(trial.number),
+        "kind": "trial",
+        "position": trial.number,
+        "status": CHILD_STATUS.get(state, state),
+        "error": trial.user_attrs.get(ATTR_ERROR) or trial.user_attrs.get(ATTR_CANCELLED),
+        "started_at": _utc(trial.datetime_start),
+        "finished_at": _utc(trial.datetime_complete),
+        "attrs": {
+            "state": state,
+            "params": dict(trial.params),
+            "value": trial.value if trial.state == TrialState.COMPLETE else None,
+            "worker": trial.user_attrs.get(ATTR_WORKER),
+        },
+    }
+
+
+def sync_trial_children(job_id: str, storage: JournalStorage, study_name: str, trials=None) -> None:
+    """Bring the study's child tasks in the store up to date with its journal."""
+    from ..store.workspace import get_workspace
+
+    if trials is None:
+        trials = storage.get_all_trials(storage.get_study_id_from_name(study_name), deepcopy=False)
+    get_workspace().sync_children(job_id, [trial_child(t) for t in trials])
 
 
 def end_running_trials(

@@ -11,6 +11,7 @@ assignments, observation, conditions) and the Experiment's ``currentOptimalTrial
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -18,8 +19,10 @@ from typing import Iterator
 from .. import status as st
 from ..capture.bundle import BOOTSTRAP, Bundle
 from ..errors import BackendError, InvalidOptionError
-from ..k8s.client import K8sClients, connect, merge_patch
+from ..k8s.client import K8sClients, connect, merge_patch, stream_lines
 from ..k8s.schema import parse_rfc3339, validate_configmap
+from ..runtime.engine import Channel, Channels, EngineBase, Features, UnknownChannelError
+from ..runtime.logs import poll_follow
 from ..status import Observation
 from ..store.workspace import get_workspace
 from ..training.kubernetes import bundle_configmap, configmap_name
@@ -54,8 +57,26 @@ def _iso(stamp: str | None) -> str | None:
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat() if seconds is not None else None
 
 
-class KubernetesTuneBackend:
+#: Trial states (the Study view's) → the states of child tasks.
+CHILD_STATUS = {
+    "COMPLETE": st.SUCCEEDED, "PRUNED": st.PRUNED, "FAIL": st.FAILED, "CANCELLED": st.CANCELLED,
+    "RUNNING": st.RUNNING, "WAITING": st.PENDING,
+}  # fmt: skip
+EXPERIMENT_CHANNEL = Channel("experiment", "experiment", rank=0)
+TRIALS_CHANNEL = Channel("trials", "trials", rank=0)
+
+
+def _stamp(iso: str | None) -> datetime | None:
+    return datetime.fromisoformat(iso) if iso else None
+
+
+class KubernetesTuneBackend(EngineBase):
+    """Studies as Katib Experiments. Channels: ``experiment`` (a line per trial state seen),
+    ``trial/N`` (the trial's primary pod's log) and the metric channel ``trials``."""
+
+    kind = "tune"
     name = "kubernetes"
+    features = Features(metrics=True, children=True)
 
     def __init__(self, clients: K8sClients | None = None):
         self._clients = clients
@@ -78,8 +99,9 @@ class KubernetesTuneBackend:
 
     # -- submit
 
-    def submit(self, job_id: str, spec: TuneSpec, bundle: Bundle, job_dir: Path) -> dict:
+    def submit(self, job_id: str, spec: TuneSpec, job_dir: Path) -> dict:
         check_dns1123_label(job_id, "tuning job id", katib.MAX_NAME_LENGTH)
+        bundle = Bundle(job_dir / "bundle")
         files = bundle.files()
         if BOOTSTRAP not in files:
             raise InvalidOptionError(f"bundle {bundle.root} has no {BOOTSTRAP}")
@@ -145,6 +167,8 @@ class KubernetesTuneBackend:
 
     def observe(self, job_id: str, info: dict) -> Observation:
         obj = self._experiment(info)
+        if obj is not None:
+            self._sync_children(job_id, info)
         if obj is None:
             return Observation(st.CANCELLED, message=f"Experiment {job_id} no longer exists (cancelled or deleted)")
         conditions = {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
@@ -270,7 +294,26 @@ class KubernetesTuneBackend:
         row.update(value=value, params=params)
         return row
 
-    def metrics(self, job_id: str, info: dict) -> list[dict]:
+    def _sync_children(self, job_id: str, info: dict) -> None:
+        """The Experiment's Trials as the study's child tasks in the store."""
+        rows = []
+        for t in self.trials(job_id, info):
+            rows.append({
+                "name": str(t["number"]), "kind": "trial", "position": t["number"],
+                "status": CHILD_STATUS.get(t["state"], t["state"]), "error": t["error"],
+                "started_at": _stamp(t["datetime_start"]), "finished_at": _stamp(t["datetime_complete"]),
+                "attrs": {"state": t["state"], "params": t["params"], "value": t["value"], "trial": t["name"]},
+            })  # fmt: skip
+        get_workspace().sync_children(job_id, rows)
+
+    # -- channels
+
+    def channels(self, job_id: str, info: dict) -> Channels:
+        return Channels(logs=(EXPERIMENT_CHANNEL,), metrics=(TRIALS_CHANNEL,))
+
+    def read_metrics(self, job_id: str, info: dict, channel: str | None = None) -> list[dict]:
+        if channel not in (None, TRIALS_CHANNEL.name):
+            return []
         spec = self._spec(job_id)
         return [
             {"rank": 0, "step": t["number"], "time": None, spec.objective: t["value"]}
@@ -278,19 +321,33 @@ class KubernetesTuneBackend:
             if t["value"] is not None
         ]
 
-    def logs(self, job_id: str, info: dict, rank: int = 0, follow: bool = False, tail: int | None = None) -> Iterator[str]:
-        """One line per trial (a study has no single log; see :meth:`trial_log`)."""
+    def _summary(self, job_id: str, info: dict) -> list[str]:
         lines = []
         for t in self.trials(job_id, info):
             value = f" value={t['value']:.6g}" if t["value"] is not None else ""
             lines.append(f"trial {t['number']} {t['name']} {t['state']}{value} {t['params']}")
-        return iter(lines[-tail:] if tail else lines)
+        return lines
 
-    def trial_log(self, job_id: str, info: dict, number: int) -> str:
+    def read_log(self, job_id: str, info: dict, channel: str, *, tail: int | None = None, follow: bool = False,
+                 stop: threading.Event | None = None) -> Iterator[str]:  # fmt: skip
+        """``experiment``: one line per trial in its current state (followed: a line each
+        time a trial's state changes); ``trial/N``: the log of the trial's primary pod."""
+        done = lambda: self.observe(job_id, info).status in st.TERMINAL  # noqa: E731
+        if channel == EXPERIMENT_CHANNEL.name:
+            if follow:
+                return poll_follow(lambda: self._summary(job_id, info), done, tail=tail, stop=stop)
+            lines = self._summary(job_id, info)
+            return iter(lines[-tail:] if tail else lines)
+        kind, _, number = channel.partition("/")
+        if kind != "trial" or not number.isdigit():
+            raise self.unknown_channel(job_id, channel, self.channels(job_id, info))
+        return self._trial_log(job_id, info, int(number), tail, follow, stop)
+
+    def _trial_log(self, job_id, info, number, tail, follow, stop) -> Iterator[str]:
         """The log of the trial's primary pod (rank 0 of a distributed trial)."""
         objects = self._trial_objects(info)
         if not 0 <= number < len(objects):
-            raise KeyError(f"no trial {number} in study {job_id}")
+            raise UnknownChannelError(f"study {job_id} has no trial {number}")
         clients = self._connect(info)
         name = objects[number]["metadata"]["name"]
         resp = clients.core.list_namespaced_pod(
@@ -300,7 +357,7 @@ class KubernetesTuneBackend:
             pods = json.loads(resp.data)["items"]
         finally:
             resp.release_conn()
-        texts = []
+        lines: list[str] = []
         for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
             labels = pod["metadata"].get("labels") or {}
             if labels.get("batch.kubernetes.io/job-completion-index", "0") != "0":
@@ -308,11 +365,15 @@ class KubernetesTuneBackend:
             container = katib.CONTAINER if "jobset.sigs.k8s.io/jobset-name" not in labels else "node"
             try:
                 log = clients.core.read_namespaced_pod_log(
-                    pod["metadata"]["name"], clients.namespace, container=container, _preload_content=False
-                )
-                texts.append(log.data.decode("utf-8", errors="replace"))
-                log.release_conn()
+                    pod["metadata"]["name"], clients.namespace, container=container, follow=follow or None,
+                    tail_lines=tail, _preload_content=False,
+                )  # fmt: skip
             except Exception as exc:
                 if getattr(exc, "status", None) not in (400, 404):
                     raise self._api_error(exc, f"read the log of {pod['metadata']['name']}") from exc
-        return "\n".join(texts)
+                continue
+            if follow:
+                return stream_lines(log)
+            lines += log.data.decode("utf-8", errors="replace").splitlines()
+            log.release_conn()
+        return iter(lines[-tail:] if tail else lines)

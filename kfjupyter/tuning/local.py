@@ -1,95 +1,157 @@
-"""The local tuning backend: an Optuna study run by trial workers under a detached supervisor.
+"""The local tuning engine: an Optuna study run by trial workers under a detached supervisor
+(:mod:`kfjupyter.tuning.supervisor`).
 
-It answers for tune jobs the way the local training backend answers for training jobs
-(same supervisor pid bookkeeping, the same cancel), with logs per trial worker
-(``rank`` is the worker's index) and metrics as one row per finished trial.
+Channels: one log per trial worker (``worker-N``, ``rank`` N), one per trial
+(``trial/N``: its part of its worker's log, or its ranks' logs when distributed), and one
+metric channel ``trials`` (a row per finished trial: ``step`` is the trial number, plus
+its objective). The trials are the study's child tasks (the supervisor keeps them in the
+store as the journal changes).
 """
 
 from __future__ import annotations
 
-import json
 import os
+import threading
 from pathlib import Path
-
+from typing import Iterator
 
 from .. import status as st
-from ..capture.bundle import Bundle
-from ..status import Observation
+from ..runtime.detached import DetachedEngine
+from ..runtime.engine import Channel, Channels, Features, UnknownChannelError, ranked
+from ..runtime.logs import follow_file, read_span
+from ..runtime.processes import cpu_threads
 from ..store.workspace import get_workspace
-from ..runtime.processes import start_detached
-from ..training.local import LocalTrainBackend, read_lines
 from .spec import TuneSpec
-from .supervisor import LAUNCH, worker_log
+
+TRIAL = "trial"
+TRIALS_CHANNEL = Channel("trials", "trials", rank=0)
 
 
 def study_name(job_id: str) -> str:
     return job_id
 
 
-class LocalTuneBackend(LocalTrainBackend):
-    name = "local"
+def worker_log(job_dir: Path, index: int) -> Path:
+    return job_dir / "logs" / f"worker-{index}.log"
 
-    def submit(self, job_id: str, spec: TuneSpec, bundle: Bundle, job_dir: Path) -> dict:  # type: ignore[override]
+
+def trial_dir(job_dir: Path, number: int) -> Path:
+    return job_dir / "trials" / str(number)
+
+
+class LocalTuneEngine(DetachedEngine):
+    kind = "tune"
+    supervisor = "kfjupyter.tuning.supervisor"
+    what = "the study's tuning supervisor"
+    features = Features(supervised=True, metrics=True, children=True)
+    cancel_timeout = 10.0
+
+    def submit(self, job_id: str, spec: TuneSpec, job_dir: Path) -> dict:
         from . import engine
 
-        engine.create_study(job_dir, study_name(job_id), spec)
-        return self.start(job_id, spec, bundle, job_dir)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        engine.create_study(job_dir, study_name(job_id), spec)  # a resumed study's is loaded
+        return {**super().submit(job_id, spec, job_dir), "study": study_name(job_id)}
 
-    def start(self, job_id: str, spec: TuneSpec, bundle: Bundle, job_dir: Path) -> dict:
-        """Write the launch file and start the supervisor (also used to resume a study)."""
+    def launch(self, job_id: str, spec: TuneSpec, job_dir: Path) -> dict:
+        from ..capture.bundle import Bundle
+
         threads = max(1, (os.cpu_count() or 1) // max(1, spec.parallel * spec.workers_per_trial))
-        if spec.cpu:
-            from ..training.local import _threads
-
-            threads = _threads(spec.cpu) or threads
-        launch = {
-            "job_id": job_id,
+        return {
             "study_name": study_name(job_id),
             "spec": spec.to_dict(),
             "env": spec.env,
-            "threads": threads,
-            "workdir": bundle.manifest.get("workdir"),
+            "threads": cpu_threads(spec.cpu) or threads,
+            "workdir": Bundle(job_dir / "bundle").manifest.get("workdir"),
         }
-        (job_dir / LAUNCH).write_text(json.dumps(launch, indent=1))
-        env = {**os.environ, "KFJUPYTER_HOME": str(get_workspace().home)}
-        info = start_detached("kfjupyter.tuning.supervisor", job_dir, env)
-        return {**info, "study": study_name(job_id)}
 
-    def observe(self, job_id: str, info: dict) -> Observation:
-        seen = super().observe(job_id, info)
-        if seen.status == st.FAILED and "supervisor process ended unexpectedly" in (seen.error or ""):
-            self._sweep(info, "the study's supervisor process ended unexpectedly")
-        return seen
-
-    def cancel(self, job_id: str, info: dict, timeout: float = 10.0) -> None:
-        try:
-            super().cancel(job_id, info, timeout=timeout)
-        finally:
-            self._sweep(info, "cancelled by the user")
-
-    def _sweep(self, info: dict, reason: str) -> None:
+    def tidy(self, job_id: str, info: dict, reason: str) -> None:
         """No trial stays RUNNING once nothing runs it (the supervisor normally does this)."""
         from . import engine
 
         job_dir = Path(info["job_dir"])
         if (job_dir / engine.JOURNAL).exists():
-            engine.end_running_trials(engine.open_storage(job_dir), info.get("study", job_dir.name), reason)
+            storage = engine.open_storage(job_dir)
+            name = info.get("study", job_dir.name)
+            engine.end_running_trials(storage, name, reason)
+            engine.sync_trial_children(job_id, storage, name)
 
-    def _rank_file(self, info: dict, rank: int, kind: str) -> Path:
-        return worker_log(Path(info["job_dir"]), rank)
+    # -- channels
+    def _spec(self, job_id: str) -> TuneSpec:
+        return TuneSpec.from_dict(get_workspace().get_job(job_id).spec)
 
-    def metrics(self, job_id: str, info: dict) -> list[dict]:
+    def channels(self, job_id: str, info: dict) -> Channels:
+        parallel = int(get_workspace().get_job(job_id).spec.get("parallel") or 1)
+        return Channels(logs=ranked("worker", "worker", parallel), metrics=(TRIALS_CHANNEL,))
+
+    def log_path(self, job_id: str, job_dir: Path, channel: str) -> Path | None:
+        prefix, _, number = channel.partition("-")
+        if prefix == "worker" and number.isdigit():
+            return worker_log(job_dir, int(number))
+        return None
+
+    def read_log(self, job_id: str, info: dict, channel: str, *, tail: int | None = None, follow: bool = False,
+                 stop: threading.Event | None = None) -> Iterator[str]:  # fmt: skip
+        kind, _, number = channel.partition("/")
+        if kind != TRIAL:
+            return super().read_log(job_id, info, channel, tail=tail, follow=follow, stop=stop)
+        if not number.isdigit():
+            raise self.unknown_channel(job_id, channel)
+        return self._trial_log(job_id, info, int(number), tail, follow, stop)
+
+    def _trial(self, job_id: str, info: dict, number: int):
+        for trial in self._all_trials(job_id, info):
+            if trial.number == number:
+                return trial
+        return None
+
+    def _trial_log(self, job_id, info, number, tail, follow, stop) -> Iterator[str]:
+        """A trial's output: its ranks' logs if it was distributed, else its part of its
+        worker's log (followed while it runs)."""
+        from . import engine
+
+        job_dir = Path(info["job_dir"])
+        ranks = sorted((trial_dir(job_dir, number) / "logs").glob("rank-*.log"))
+        trial = self._trial(job_id, info, number)
+        if trial is None and not ranks:
+            raise UnknownChannelError(f"study {job_id} has no trial {number}")
+
+        def ended() -> bool:
+            now = self._trial(job_id, info, number)
+            return now is None or now.state.is_finished() or self.observe(job_id, info).status in st.TERMINAL
+
+        if ranks:
+            if follow:
+                return follow_file(ranks[0], ended, tail, stop=stop)
+            text = "\n".join(f"--- {p.stem} ---\n{p.read_text(errors='replace')}" for p in ranks)
+            lines = text.splitlines()
+            return iter(lines[-tail:] if tail else lines)
+        worker, span = trial.user_attrs.get(engine.ATTR_WORKER), trial.user_attrs.get(engine.ATTR_LOG)
+        if worker is None or not span:
+            return iter(())
+        path = worker_log(job_dir, worker)
+        if follow:
+            def end() -> int | None:
+                now = self._trial(job_id, info, number)
+                return (now.user_attrs.get(engine.ATTR_LOG) or [None, None])[1] if now is not None else None
+
+            return follow_file(path, ended, stop=stop, start=span[0], end=end)
+        lines = read_span(path, span[0], span[1]).splitlines()
+        return iter(lines[-tail:] if tail else lines)
+
+    def read_metrics(self, job_id: str, info: dict, channel: str | None = None) -> list[dict]:
         """One row per finished trial: ``step`` is the trial number, plus its objective."""
-        spec = TuneSpec.from_dict(get_workspace().get_job(job_id).spec)
-        rows = []
-        for trial in self.trials(job_id, info):
-            if trial["value"] is not None:
-                rows.append({"rank": 0, "step": trial["number"], "time": None, spec.objective: trial["value"]})
-        return rows
+        if channel not in (None, TRIALS_CHANNEL.name):
+            return []
+        spec = self._spec(job_id)
+        return [
+            {"rank": 0, "step": t["number"], "time": None, spec.objective: t["value"]}
+            for t in self.trials(job_id, info)
+            if t["value"] is not None
+        ]
 
     # -- the Study view
-
-    def trials(self, job_id: str, info: dict) -> list[dict]:
+    def _all_trials(self, job_id: str, info: dict):
         from . import engine
 
         job_dir = Path(info["job_dir"])
@@ -100,30 +162,17 @@ class LocalTuneBackend(LocalTrainBackend):
             study_id = storage.get_study_id_from_name(info.get("study", job_id))
         except KeyError:
             return []
-        return [engine.trial_row(t) for t in storage.get_all_trials(study_id, deepcopy=False)]
+        return storage.get_all_trials(study_id, deepcopy=False)
 
-    def trial_log(self, job_id: str, info: dict, number: int) -> str:
-        """The output of one trial (its span of its worker's log; its ranks' logs if distributed)."""
+    def trials(self, job_id: str, info: dict) -> list[dict]:
         from . import engine
 
-        job_dir = Path(info["job_dir"])
-        ranks = sorted((job_dir / "trials" / str(number) / "logs").glob("rank-*.log"))
-        if ranks:
-            return "\n".join(f"--- {p.stem} ---\n{p.read_text(errors='replace')}" for p in ranks)
-        storage = _storage(job_dir)
-        study_id = storage.get_study_id_from_name(info.get("study", job_id))
-        for trial in storage.get_all_trials(study_id, deepcopy=False):
-            if trial.number == number:
-                worker, span = trial.user_attrs.get(engine.ATTR_WORKER), trial.user_attrs.get(engine.ATTR_LOG)
-                if worker is None or not span:
-                    return ""
-                with open(worker_log(job_dir, worker), "rb") as fh:
-                    fh.seek(span[0])
-                    return fh.read(span[1] - span[0]).decode(errors="replace")
-        raise KeyError(f"no trial {number} in study {job_id}")
+        return [engine.trial_row(t) for t in self._all_trials(job_id, info)]
 
-    def worker_logs(self, info: dict) -> list[str]:
-        return [str(p) for p in sorted((Path(info["job_dir"]) / "logs").glob("worker-*.log"))]
+    def best(self, job_id: str, info: dict, spec: TuneSpec) -> dict | None:
+        from .study import best_of
+
+        return best_of(self.trials(job_id, info), spec.direction)
 
 
 _storages: dict[str, object] = {}
@@ -139,4 +188,4 @@ def _storage(job_dir: Path):
     return _storages[key]
 
 
-__all__ = ["LocalTuneBackend", "read_lines"]
+__all__ = ["LocalTuneEngine", "study_name", "trial_dir", "worker_log"]

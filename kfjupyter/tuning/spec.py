@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import re
-import secrets
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import InvalidOptionError
-from ..validation import check_job_name, check_placement
+from ..runtime.engine import ID_SUFFIX_LEN, JobSpec
+from ..validation import check_placement
 from .space import SearchSpace
 
-BACKENDS = ("local", "kubernetes")
 #: Katib's names for the algorithms both backends run.
 ALGORITHMS = ("random", "grid", "tpe", "multivariate-tpe", "cmaes", "sobol")
 #: Early stopping: ``median`` is Katib's ``medianstop``; ``hyperband`` runs locally only.
@@ -21,8 +20,7 @@ DIRECTIONS = ("minimize", "maximize")
 #: ``best`` is the min (minimize) or max (maximize) of the reported values, ``latest`` the last.
 STRATEGIES = ("best", "latest")
 #: Katib limits Experiment names to 40 characters; the id adds a dash and 5 hex digits.
-_ID_SUFFIX_LEN = 6
-MAX_NAME_LENGTH = 40 - _ID_SUFFIX_LEN
+MAX_NAME_LENGTH = 40 - ID_SUFFIX_LEN
 #: Katib's medianstop defaults, used by both backends.
 MEDIAN_MIN_TRIALS = 3
 MEDIAN_START_STEP = 4
@@ -35,8 +33,8 @@ def _positive_int(value: Any, what: str, minimum: int = 1) -> int:
     return value
 
 
-@dataclass(frozen=True)
-class TuneSpec:
+@dataclass(frozen=True, kw_only=True)
+class TuneSpec(JobSpec):
     """A hyperparameter search: objective, budget, algorithm, and each trial's resources.
 
     ``trials`` is the study's whole budget (finished trials, whatever their end);
@@ -45,7 +43,10 @@ class TuneSpec:
     trial as a distributed training job of that many ranks.
     """
 
-    objective: str
+    kind: ClassVar[str] = "tune"
+    max_name_length: ClassVar[int] = MAX_NAME_LENGTH
+
+    objective: str = ""
     space: SearchSpace = field(default_factory=SearchSpace)
     direction: str = "minimize"
     trials: int = 10
@@ -56,7 +57,6 @@ class TuneSpec:
     max_failed: int = 3
     strategy: str = "best"
     name: str = "tune"
-    backend: str = "local"
     gpus: int = 0
     cpu: str | None = None
     memory: str | None = None
@@ -85,14 +85,12 @@ class TuneSpec:
             )
         if self.strategy not in STRATEGIES:
             raise InvalidOptionError(f"invalid strategy {self.strategy!r}: choose best or latest")
-        if self.backend not in BACKENDS:
-            raise InvalidOptionError(f"unknown backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
+        super().__post_init__()
         if self.backend == "kubernetes" and self.early_stopping == "hyperband":
             raise InvalidOptionError(
                 "early stopping 'hyperband' runs on the local backend only: Katib's early stopping "
                 "is 'median' (medianstop)"
             )
-        check_job_name(self.name, "tuning job name", MAX_NAME_LENGTH)
         check_placement(self)
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise InvalidOptionError(f"invalid seed {self.seed!r}: expected an integer")
@@ -114,8 +112,9 @@ class TuneSpec:
         object.__setattr__(self, "parallel", min(self.parallel, trials))
         object.__setattr__(self, "max_failed", min(self.max_failed, trials))
 
-    def new_job_id(self) -> str:
-        return f"{self.name}-{secrets.token_hex(_ID_SUFFIX_LEN // 2)[: _ID_SUFFIX_LEN - 1]}"
+    @property
+    def workers(self) -> int:
+        return self.parallel
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

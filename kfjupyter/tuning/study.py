@@ -7,6 +7,7 @@ from typing import Any
 from .. import status as st
 from ..errors import InvalidOptionError, KFJupyterError
 from ..jobs import Job
+from ..runtime.engine import UnknownChannelError
 from .spec import TuneSpec
 
 #: Trial states, the same words for both backends (Katib's in brackets):
@@ -83,12 +84,9 @@ class Study:
     @property
     def best_trial(self) -> dict | None:
         """The best COMPLETE trial so far (None before the first completes)."""
-        backend = self.job.backend
         if not self.submitted:
             return None
-        if hasattr(backend, "best"):
-            return backend.best(self.job.id, self.job.record.backend_info, self.spec)
-        return best_of(self.trials, self.spec.direction)
+        return self.job.engine.best(self.job.id, self.job.record.backend_info, self.spec)
 
     @property
     def best_params(self) -> dict[str, Any] | None:
@@ -123,11 +121,15 @@ class Study:
         columns += [f"params_{n}" for n in self.spec.space] + ["error"]
         return pd.DataFrame(rows, columns=columns)
 
-    def trial_log(self, number: int) -> str:
-        """What trial ``number`` printed (KeyError: no such trial)."""
+    def trial_log(self, number: int, tail: int | None = None) -> str:
+        """What trial ``number`` printed (KeyError: no such trial); its log channel is
+        ``trial/NUMBER`` (``study.job.logs(channel=…, follow=True)`` follows it)."""
         if not self.submitted:
             raise KeyError(f"no trial {number} in study {self.id}: it has not started yet")
-        return self.job.backend.trial_log(self.job.id, self.job.record.backend_info, number)
+        try:
+            return self.job.logs(channel=f"trial/{number}", tail=tail)
+        except UnknownChannelError:
+            raise KeyError(f"no trial {number} in study {self.id}") from None
 
     # -- control
 
@@ -142,10 +144,32 @@ class Study:
         return self
 
     def to_dict(self) -> dict:
-        """Everything a client shows (the sidebar's Tuning panel reads this)."""
+        """Everything a client shows (the sidebar's Tuning panel reads this); every time
+        with its offset."""
         record = self.job.refresh()
         trials = self.trials
-        best = best_of(trials, self.spec.direction) if not hasattr(self.job.backend, "best") else self.best_trial
+        best = self.best_trial
+        return self._head(record) | {"best": best, "trials": trials, "space": self.spec.space.to_dict()}
+
+    def summary(self) -> dict:
+        """The study for a list: :meth:`to_dict` without its trials and space, with how many
+        trials it has in each state (every state, zeros included). When its trials cannot
+        be read (a cluster out of reach), its record alone, the counts None."""
+        try:
+            data = self.to_dict()
+        except (KFJupyterError, KeyError, OSError):
+            return self._head(self.job.record) | {"best": None, "n_trials": None, "trial_counts": None}
+        trials = data.pop("trials")
+        data.pop("space")
+        counts = {state: 0 for state in TRIAL_STATES}
+        for trial in trials:
+            counts[trial.get("state")] = counts.get(trial.get("state"), 0) + 1
+        return data | {"n_trials": len(trials), "trial_counts": counts}
+
+    def _head(self, record) -> dict:
+        """What the record and the spec say of the study."""
+        from ..store.workspace import as_aware
+
         return {
             "id": self.id,
             "name": self.name,
@@ -160,11 +184,8 @@ class Study:
             "trials_budget": self.spec.trials,
             "parallel": self.spec.parallel,
             "workers_per_trial": self.spec.workers_per_trial,
-            "space": self.spec.space.to_dict(),
-            "created_at": record.created_at.isoformat() if record.created_at else None,
+            "created_at": as_aware(record.created_at).isoformat() if record.created_at else None,
             "duration_s": self.job.duration(),
-            "best": best,
-            "trials": trials,
         }
 
     def __repr__(self) -> str:

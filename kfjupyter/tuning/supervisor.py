@@ -20,20 +20,17 @@ Usage: ``python -m kfjupyter.tuning.supervisor JOB_DIR`` (reads JOB_DIR/launch.j
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-import psutil
 
 from .. import status as st
-from ..runtime.processes import die_with_parent, kill_tree
-from ..runtime.supervisor import supervise
-LAUNCH = "launch.json"
+from ..runtime.processes import kill_groups, own_group, registered_groups
+from ..runtime.supervisor import Supervisor
+from .local import worker_log
+
 #: Why the workers are being stopped; a worker records it on the trial it ends.
 STOP_REASON = "stop_reason"
 POLL_S = 0.05
@@ -41,31 +38,17 @@ CHECK_S = 0.25
 GRACE_S = 3.0
 
 
-def worker_log(job_dir: Path, index: int) -> Path:
-    return job_dir / "logs" / f"worker-{index}.log"
+class TuneSupervisor(Supervisor):
+    what = "the kfjupyter tuning supervisor"
 
-
-class TuneSupervisor:
-    def __init__(self, job_dir: Path):
-        self.job_dir = job_dir
-        self.launch = json.loads((job_dir / LAUNCH).read_text())
-        self.job_id = self.launch["job_id"]
+    def __init__(self, job_dir):
+        super().__init__(job_dir)
         self.study_name = self.launch["study_name"]
-        self.cancelled = False
         self.workers: dict[int, subprocess.Popen] = {}
         self.restarts = 0
         self._log_start: dict[int, int] = {}
-        self._store = None
         self._storage = None
-        self._message = None
-
-    @property
-    def store(self):
-        if self._store is None:
-            from ..store.workspace import get_workspace
-
-            self._store = get_workspace()
-        return self._store
+        self._synced = None
 
     @property
     def storage(self):
@@ -74,9 +57,6 @@ class TuneSupervisor:
 
             self._storage = open_storage(self.job_dir)
         return self._storage
-
-    def _on_sigterm(self, *_args) -> None:
-        self.cancelled = True
 
     # -- workers
 
@@ -91,42 +71,48 @@ class TuneSupervisor:
             env["OMP_NUM_THREADS"] = str(self.launch["threads"])
         with open(worker_log(self.job_dir, index), "ab", buffering=0) as log:
             self._log_start[index] = log.tell()
-            self.workers[index] = subprocess.Popen(
+            proc = subprocess.Popen(
                 [sys.executable, "-u", "-m", "kfjupyter.tuning.worker", str(self.job_dir), str(index)],
                 cwd=self.launch.get("workdir") or None,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
+                preexec_fn=own_group,  # a trial's processes go with its worker
             )
+        self.workers[index] = proc
+        self.register_group(proc.pid)
+
+    def _groups_of(self, procs) -> list[int]:
+        """The process groups of workers ``procs``: their own, and their trials' ranks'."""
+        groups = []
+        for proc in procs:
+            groups += [proc.pid] + registered_groups(self.job_dir, owner=proc.pid)
+        return groups
 
     def stop_workers(self, reason: str) -> None:
-        """Stop every worker (its running trial is marked with ``reason``), then sweep."""
+        """Stop every worker (its running trial is marked with ``reason``), what they
+        started with them, then sweep."""
         (self.job_dir / STOP_REASON).write_text(reason)
-        procs: list[psutil.Process] = []
-        for proc in self.workers.values():
+        procs = list(self.workers.values())
+        for proc in procs:
             if proc.poll() is None:
                 try:
-                    procs.append(psutil.Process(proc.pid))
                     proc.send_signal(signal.SIGTERM)
-                except (psutil.NoSuchProcess, ProcessLookupError):
+                except ProcessLookupError:
                     pass
         deadline = time.monotonic() + GRACE_S
-        while time.monotonic() < deadline and any(p.poll() is None for p in self.workers.values()):
+        while time.monotonic() < deadline and any(p.poll() is None for p in procs):
             time.sleep(POLL_S)
-        leftovers: list[psutil.Process] = []
-        for proc in procs:  # the stubborn ones, and whatever they started (distributed ranks)
-            try:
-                leftovers += [proc] + proc.children(recursive=True)
-            except psutil.NoSuchProcess:
-                pass
-        kill_tree(leftovers, grace=1.0)
-        for proc in self.workers.values():
-            proc.poll()
+        kill_groups(self._groups_of(procs), grace=1.0, reap=procs)  # the stubborn ones, and what they left
         from .engine import end_running_trials
 
         end_running_trials(self.storage, self.study_name, reason)
+        self.sync_children(force=True)
+
+    def stop(self) -> None:
+        self.stop_workers("the tuning supervisor failed")
+        super().stop()
 
     def _let_workers_start(self, limit: float = 3.0) -> None:
         """Wait (briefly) for the workers' first output before importing the store and
@@ -160,14 +146,17 @@ class TuneSupervisor:
             text += f"; best {spec['objective']}={best.value:.6g} (trial {best.number})"
         return text
 
-    def _set_message(self, text: str) -> None:
-        if text != self._message:
-            self._message = text
-            self.store.update_job(self.job_id, only_if_active=True, message=text)
+    def sync_children(self, trials=None, force: bool = False) -> None:
+        """The trials as the study's child tasks in the store, when they changed."""
+        from .engine import sync_trial_children
+
+        trials = self._trials() if trials is None else trials
+        seen = [(t.number, t.state, t.value, t.datetime_complete, bool(t.user_attrs)) for t in trials]
+        if force or seen != self._synced:
+            sync_trial_children(self.job_id, self.storage, self.study_name, trials)
+            self._synced = seen
 
     def run(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_sigterm)
-        signal.signal(signal.SIGINT, self._on_sigterm)
         try:
             (self.job_dir / STOP_REASON).unlink()
         except FileNotFoundError:
@@ -175,7 +164,7 @@ class TuneSupervisor:
         for index in range(self.launch["spec"]["parallel"]):
             self.start_worker(index)
         self._let_workers_start()
-        self.store.update_job(self.job_id, only_if_active=True, status=st.RUNNING)
+        self.set_status(st.RUNNING)
         from .engine import end_running_trials, failed
 
         spec = self.launch["spec"]
@@ -183,8 +172,8 @@ class TuneSupervisor:
         while True:
             if self.cancelled:
                 self.stop_workers("cancelled by the user")
-                self._set_message(self._progress(self._trials()))
-                self.store.update_job(self.job_id, only_if_active=True, status=st.CANCELLED)
+                self.set_message(self._progress(self._trials()))
+                self.set_status(st.CANCELLED)
                 return
             for index, proc in list(self.workers.items()):
                 code = proc.poll()
@@ -197,6 +186,7 @@ class TuneSupervisor:
                         self.storage, self.study_name, f"the trial's worker process {how}",
                         cancelled=False, only_pids={proc.pid},
                     )  # fmt: skip
+                    kill_groups(self._groups_of([proc]), grace=1.0)  # what its trial left running
                     if self.restarts < spec["trials"]:
                         self.restarts += 1
                         self.start_worker(index)
@@ -208,13 +198,11 @@ class TuneSupervisor:
                 if len(fails) > spec["max_failed"]:
                     reason = f"stopped: the study failed ({len(fails)} trials failed, --max-failed {spec['max_failed']})"
                     self.stop_workers(reason)
-                    self._set_message(self._progress(self._trials()))
-                    self.store.update_job(
-                        self.job_id, only_if_active=True, status=st.FAILED,
-                        error=_failure_summary(fails, spec["max_failed"]),
-                    )  # fmt: skip
+                    self.set_message(self._progress(self._trials()))
+                    self.set_status(st.FAILED, error=_failure_summary(fails, spec["max_failed"]))
                     return
-                self._set_message(self._progress(trials))
+                self.sync_children(trials)
+                self.set_message(self._progress(trials))
                 if not self.workers:
                     self._finish(trials)
                     return
@@ -227,14 +215,15 @@ class TuneSupervisor:
 
         end_running_trials(self.storage, self.study_name, "its worker ended without finishing it", cancelled=False)
         trials = self._trials()
+        self.sync_children(trials)
         if any(t.state == TrialState.COMPLETE for t in trials):
-            self.store.update_job(self.job_id, only_if_active=True, status=st.SUCCEEDED)
+            self.set_status(st.SUCCEEDED)
             return
         fails = failed(trials)
         error = "no trial completed"
         if fails:
             error += f"; the last of {len(fails)} failed trial(s), trial {fails[-1].number}:\n{_error_of(fails[-1])}"
-        self.store.update_job(self.job_id, only_if_active=True, status=st.FAILED, error=error)
+        self.set_status(st.FAILED, error=error)
 
 
 def _error_of(trial) -> str:
@@ -251,10 +240,7 @@ def _failure_summary(fails, max_failed: int) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    supervisor = TuneSupervisor(Path((argv or sys.argv[1:])[0]))
-    supervise(supervisor.job_id, supervisor.run, lambda: supervisor.stop_workers("the tuning supervisor failed"), "the kfjupyter tuning supervisor")
-
+main = TuneSupervisor.main
 
 if __name__ == "__main__":
     main()

@@ -33,9 +33,12 @@ from optuna.storages.journal._file import get_lock_file
 from optuna.trial import TrialState
 
 from ..runtime import bootstrap
+from ..runtime.ranks import RankGroup, rank_paths
+from ..runtime.supervisor import LAUNCH
 from . import engine
+from .local import trial_dir
 from .spec import TuneSpec
-from .supervisor import LAUNCH, STOP_REASON
+from .supervisor import STOP_REASON
 
 #: Characters of a failed trial's traceback kept in the study.
 ERROR_CHARS = 4000
@@ -44,10 +47,6 @@ ERROR_CHARS = 4000
 class TrialStopped(BaseException):
     """Raised in the running trial when the worker is told to stop (not an ``Exception``,
     so the program's ``except Exception`` does not swallow it)."""
-
-
-def trial_dir(job_dir: Path, number: int) -> Path:
-    return job_dir / "trials" / str(number)
 
 
 def objective_of(reports: list[float], spec: TuneSpec) -> float:
@@ -139,6 +138,7 @@ class Worker:
         start = self._log_position()
         shown = ", ".join(f"{k}={v!r}" for k, v in trial.params.items())
         print(f"[kfjupyter] trial {number} started: {shown}", flush=True)
+        self._mark_log(trial, [start, None])  # its log is followed from here while it runs
         state, value, error, stopped = TrialState.FAIL, None, None, None
         reports: list[float] = []
         try:
@@ -171,10 +171,17 @@ class Worker:
         if stopped:
             raise TrialStopped()
 
-    def _tell(self, trial, state, value, error, stopped, log_span) -> None:
+    def _mark_log(self, trial, log_span) -> None:
+        """Which worker runs the trial, and the part of its log the trial's output is."""
         try:
             self.storage.set_trial_user_attr(trial._trial_id, engine.ATTR_WORKER, self.index)
             self.storage.set_trial_user_attr(trial._trial_id, engine.ATTR_LOG, log_span)
+        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, KeyError):
+            pass  # the supervisor ended it meanwhile (cancel)
+
+    def _tell(self, trial, state, value, error, stopped, log_span) -> None:
+        self._mark_log(trial, log_span)
+        try:
             if stopped:
                 self.storage.set_trial_user_attr(trial._trial_id, engine.ATTR_CANCELLED, stopped)
             elif error:
@@ -230,29 +237,19 @@ class Worker:
     # -- one trial as a distributed training run
 
     def run_distributed(self, trial: optuna.Trial) -> list[float]:
-        from ..runtime.supervisor import Supervisor, rank_paths
-
         folder = trial_dir(self.job_dir, trial.number)
         folder.mkdir(parents=True, exist_ok=True)
-        link = folder / "bundle"
-        if not link.exists():
-            link.symlink_to(self.job_dir / "bundle", target_is_directory=True)
         env = dict(self.spec.env)
         env["KFJUPYTER_TUNE_SPACE"] = self.spec.space.env_json()
         env["KFJUPYTER_TRIAL_NUMBER"] = str(trial.number)
         for name, value in trial.params.items():
             env[f"KFJUPYTER_PARAM_{name}"] = self.spec.space[name].text(value)
-        launch = {
-            "job_id": f"{self.launch['job_id']}-t{trial.number}",
-            "workers": self.spec.workers_per_trial,
-            "env": env,
-            "gpus": self.spec.gpus,
-            "threads": self.launch.get("threads"),
-            "workdir": self.launch.get("workdir"),
-        }
-        (folder / "launch.json").write_text(json.dumps(launch, indent=1))
-        ranks = Supervisor(folder)
-        ranks.start_ranks()
+        ranks = RankGroup(
+            folder, run_id=f"{self.launch['job_id']}-t{trial.number}", job_id=self.launch["job_id"],
+            workers=self.spec.workers_per_trial, bundle=self.job_dir / "bundle", groups_dir=self.job_dir,
+            env=env, gpus=self.spec.gpus, threads=self.launch.get("threads"), workdir=self.launch.get("workdir"),
+        )  # fmt: skip
+        ranks.start()
         reports: list[float] = []
         hook = self._reporter(trial, reports)
         metrics, offset = rank_paths(folder, 0)["metrics"], 0
@@ -260,7 +257,7 @@ class Worker:
             while True:
                 if self.stopping:
                     raise TrialStopped()
-                codes = [r.poll() for r in ranks.ranks]
+                outcome, failure = ranks.outcome()
                 if metrics.exists():  # rank 0's reports, as they come
                     with open(metrics, "rb") as fh:
                         fh.seek(offset)
@@ -269,14 +266,13 @@ class Worker:
                     offset += len(complete)
                     for line in complete.splitlines():
                         hook(json.loads(line))
-                failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
-                if failed:
-                    raise _TrialFailed(ranks.failure_text(*ranks.first_failure(failed)))
-                if all(c == 0 for c in codes):
+                if outcome == "failed":
+                    raise _TrialFailed(ranks.failure_text(*failure))
+                if outcome == "succeeded":
                     return reports
                 time.sleep(0.05)
         finally:
-            ranks.stop_ranks()
+            ranks.stop(grace=1.0)
 
 
 class _TrialFailed(Exception):

@@ -10,7 +10,7 @@ from traitlets import Float, Instance, Int, TraitError, Unicode, default, valida
 from traitlets.config import Configurable
 
 from kfjupyter.errors import InvalidOptionError
-from kfjupyter.training.spec import BACKENDS
+from kfjupyter.backends import backend_names
 from kfjupyter.validation import check_dns1123_label
 
 from . import endpoints, handlers, models, pipelines
@@ -36,6 +36,7 @@ ROUTES = [
     (rf"/{API_PREFIX}/jobs/{JOB}/logs", handlers.LogsHandler),
     (rf"/{API_PREFIX}/jobs/{JOB}/logs/stream", handlers.LogStreamHandler),
     (rf"/{API_PREFIX}/jobs/{JOB}/metrics", handlers.MetricsHandler),
+    (rf"/{API_PREFIX}/jobs/{JOB}/children", handlers.ChildrenHandler),
     (rf"/{API_PREFIX}/studies", handlers.StudiesHandler),
     (rf"/{API_PREFIX}/studies/{STUDY}", handlers.StudyHandler),
     (rf"/{API_PREFIX}/studies/{STUDY}/cancel", handlers.StudyCancelHandler),
@@ -122,8 +123,8 @@ class KFJupyter(Configurable):
 
     @validate("default_backend")
     def _check_backend(self, proposal) -> str:
-        if proposal.value not in BACKENDS:
-            raise TraitError(f"KFJupyter.default_backend must be one of {', '.join(BACKENDS)}, not {proposal.value!r}")
+        if proposal.value not in backend_names():
+            raise TraitError(f"KFJupyter.default_backend must be one of {', '.join(backend_names())}, not {proposal.value!r}")
         return proposal.value
 
     @validate("namespace")
@@ -173,7 +174,7 @@ class KFJupyter(Configurable):
             "default_backend": self.default_backend,
             "namespace": self.namespace,
             "image": self.image,
-            "backends": list(BACKENDS),
+            "backends": backend_names(),
         }
 
 

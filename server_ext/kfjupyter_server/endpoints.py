@@ -20,19 +20,13 @@ from tornado import web
 from kfjupyter import registry, serving
 
 from .handlers import KFJupyterHandler, bad_request
-from .serialize import dumps
+from .serialize import dumps, job_json
 
 PROTOCOLS = ("v1", "v2")
 
 
 def endpoint_json(ep: serving.Endpoint) -> dict:
-    data = ep.to_dict()
-    spec = ep.spec
-    data["model"] = spec.get("model")
-    data["canary_percent"] = spec.get("canary_percent") or 0
-    data["predict_url"] = ep.predict_url
-    data["infer_url"] = ep.infer_url
-    return data
+    return job_json(ep)
 
 
 class EndpointsBase(KFJupyterHandler):

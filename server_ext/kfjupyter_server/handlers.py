@@ -31,7 +31,7 @@ from kfjupyter import status as st
 from kfjupyter.errors import BackendError, InvalidOptionError, JobNotFoundError, KFJupyterError
 from kfjupyter.tuning import study as studies
 
-from .serialize import dumps, job_json, study_json, study_summary
+from .serialize import dumps, job_json
 from .watcher import STOPPED
 
 AUTH_RESOURCE = "kfjupyter"
@@ -129,10 +129,20 @@ class KFJupyterHandler(ExtensionHandlerMixin, APIHandler):
             raise bad_request(f"{name} must be {bounds}, got {value}")
         return value
 
-    @staticmethod
-    def check_rank(job: jobs.Job, rank: int | None) -> None:
-        if rank is not None and not 0 <= rank < job.workers:
-            raise bad_request(f"invalid rank {rank}: job {job.id} has ranks 0..{job.workers - 1}")
+    def channel_args(self, job: jobs.Job, metrics: bool = False) -> tuple[int | None, str | None]:
+        """``rank`` and ``channel`` of a log or metrics request: a channel the job has, or a
+        rank among its own channels (checked once the job has reached its backend)."""
+        channel = (self.get_query_argument("channel", None) or "").strip() or None
+        rank = self.int_arg("rank", None if metrics or channel else 0, minimum=-1)
+        if submitted(job) and rank is not None and channel is None:
+            known = job.channels()
+            own = known.metrics if metrics else known.logs
+            if not any(c.rank == rank for c in own):
+                ranks = sorted(c.rank for c in own if c.rank is not None)
+                shown = f"ranks {ranks[0]}..{ranks[-1]}" if ranks == list(range(ranks[0], ranks[-1] + 1)) and ranks else \
+                    f"ranks {', '.join(map(str, ranks)) or 'none'}"
+                raise bad_request(f"invalid rank {rank}: job {job.id} has {shown}")
+        return rank, channel
 
     async def load_job(self, job_id: str) -> jobs.Job:
         return await self.call(load_job, job_id, self.log)
@@ -202,29 +212,46 @@ class CancelHandler(KFJupyterHandler):
 
 
 class LogsHandler(KFJupyterHandler):
+    """One log channel of a job or of one of its child tasks, read once (``tail`` lines)."""
+
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        rank = self.int_arg("rank", 0)
         tail = self.int_arg("tail", 200)
         job = await self.call(jobs.get, job_id)
-        self.check_rank(job, rank)
+        rank, channel = await self.call(self.channel_args, job)
         lines: list[str] = []
         if submitted(job):
-            text = await self.call(job.logs, rank=rank, tail=tail or None)
+            text = await self.call(job.logs, rank=rank, tail=tail or None, channel=channel)
             lines = text.split("\n") if text else []
-        self.finish(dumps({"job_id": job.id, "rank": rank, "lines": lines}))
+        answer = {"job_id": job.id, "rank": rank, "lines": lines}
+        if channel is not None:
+            answer["channel"] = channel
+        self.finish(dumps(answer))
 
 
 class MetricsHandler(KFJupyterHandler):
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        rank = self.int_arg("rank", None)
         job = await self.call(jobs.get, job_id)
-        self.check_rank(job, rank)
-        rows = await self.call(job.metrics, rank) if submitted(job) else []
+        rank, channel = await self.call(self.channel_args, job, True)
+        rows = await self.call(job.metrics, rank, channel=channel) if submitted(job) else []
         self.finish(dumps({"job_id": job.id, "metrics": rows}))
+
+
+def children_json(job: jobs.Job) -> dict:
+    return {"job_id": job.id, "children": [c.to_dict() for c in job.children()]}
+
+
+class ChildrenHandler(KFJupyterHandler):
+    """A job's child tasks: pipeline steps, trials, sweep runs, an endpoint's servers."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        job = await self.load_job(job_id)
+        self.finish(dumps(await self.call(children_json, job)))
 
 
 class SettingsHandler(KFJupyterHandler):
@@ -247,38 +274,6 @@ def load_study(study_id: str) -> studies.Study:
         raise api_error(404, f"no tuning study {study_id!r} in this workspace", "StudyNotFound") from None
 
 
-def summary_of(study: studies.Study, log=None) -> dict:
-    """A study's list entry; its record alone (no trial counts) when its trials can't be read."""
-    try:
-        return study_summary(study.to_dict())
-    except (KFJupyterError, KeyError, OSError) as exc:
-        if log is not None:
-            log.debug("kfjupyter: could not read the trials of study %s: %s", study.id, exc)
-        record = study.job.record
-        spec = study.spec
-        return study_summary(
-            {
-                "id": study.id,
-                "name": study.name,
-                "status": record.status,
-                "backend": record.backend,
-                "message": record.message,
-                "error": record.error,
-                "objective": spec.objective,
-                "direction": spec.direction,
-                "algorithm": spec.algorithm,
-                "early_stopping": spec.early_stopping,
-                "trials_budget": spec.trials,
-                "parallel": spec.parallel,
-                "workers_per_trial": spec.workers_per_trial,
-                "created_at": record.created_at.isoformat() if record.created_at else None,
-                "duration_s": study.job.duration(),
-                "best": None,
-                "trials": [],
-            }
-        ) | {"n_trials": None, "trial_counts": None}
-
-
 class StudiesHandler(KFJupyterHandler):
     @web.authenticated
     @authorized
@@ -292,7 +287,7 @@ class StudiesHandler(KFJupyterHandler):
         def page() -> dict:
             found = studies.list_studies(status=status, limit=limit, offset=offset) if limit else []
             total = jobs.count(kind="tune", status=status)
-            return {"studies": [summary_of(s, self.log) for s in found], "total": total, "limit": limit, "offset": offset}
+            return {"studies": [s.summary() for s in found], "total": total, "limit": limit, "offset": offset}
 
         self.finish(dumps(await self.call(page)))
 
@@ -301,7 +296,7 @@ class StudyHandler(KFJupyterHandler):
     @web.authenticated
     @authorized
     async def get(self, study_id: str) -> None:
-        data = await self.call(lambda: study_json(load_study(study_id).to_dict()))
+        data = await self.call(lambda: load_study(study_id).to_dict())
         self.finish(dumps(data))
 
 
@@ -309,7 +304,7 @@ class StudyCancelHandler(KFJupyterHandler):
     @web.authenticated
     @authorized
     async def post(self, study_id: str) -> None:
-        data = await self.call(lambda: study_json(load_study(study_id).cancel().to_dict()))
+        data = await self.call(lambda: load_study(study_id).cancel().to_dict())
         self.finish(dumps(data))
 
 
@@ -333,6 +328,15 @@ class TrialLogHandler(KFJupyterHandler):
             return {"study_id": study.id, "number": int(number), "lines": lines[-tail:] if tail else lines}
 
         self.finish(dumps(await self.call(read)))
+
+
+def _check_channel(job: jobs.Job, channel: str) -> None:
+    """400 when the job has no log channel ``channel`` (its own, or a child task's)."""
+    own = {c.name for c in job.channels().logs}
+    kids = {c.channel for c in job.children()} if job.engine.features.children else set()
+    if channel not in own | kids:
+        names = ", ".join(sorted(own | kids)) or "none"
+        raise bad_request(f"job {job.id} has no log channel {channel!r}; its channels: {names}")
 
 
 # -- server-sent events ------------------------------------------------------------------
@@ -391,15 +395,21 @@ class EventStreamHandler(KFJupyterHandler):
 
 
 class LogStreamHandler(EventStreamHandler):
-    """One rank's log: the last ``tail`` lines, then new lines as they come, then an ``end`` event."""
+    """One log channel of any job or child task (``channel``, else the job's ``rank``): the
+    last ``tail`` lines, then (``follow``, the default) new lines as they come until its
+    producer ends, then an ``end`` event with the job's state."""
 
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        rank = self.int_arg("rank", 0)
         tail = self.int_arg("tail", 200)
+        follow = self.get_query_argument("follow", "true").strip().lower()
+        if follow not in ("true", "false", "1", "0"):
+            raise bad_request(f"follow must be true or false, got {follow!r}")
         job = await self.call(jobs.get, job_id)
-        self.check_rank(job, rank)
+        rank, channel = await self.call(self.channel_args, job)
+        if channel is not None and submitted(job):
+            await self.call(_check_channel, job, channel)
         self.start_stream()
         if not await self.send(": connected\n\n"):
             return
@@ -408,8 +418,13 @@ class LogStreamHandler(EventStreamHandler):
             job = await self._wait(job_id, lambda j: submitted(j) or j.record.status in st.TERMINAL)
             if job is None:
                 return
-            if submitted(job) and not await self._follow(job, rank, tail):
+            live = follow in ("true", "1")
+            if submitted(job) and not await self._follow(job, rank, channel, tail, live):
                 self.end()  # the client left, or reading failed (an error event says why)
+                return
+            if not live:
+                await self.send(sse({"status": job.record.status}, "end"))
+                self.end()
                 return
             # the log is drained: wait for the job's final state
             job = await self._wait(job_id, lambda j: j.record.status in st.TERMINAL)
@@ -436,13 +451,14 @@ class LogStreamHandler(EventStreamHandler):
                 if not await self.send(": keepalive\n\n"):
                     return None
 
-    async def _follow(self, job: jobs.Job, rank: int, tail: int) -> bool:
-        """Stream lines until the backend's follow iterator ends; False if the client left or it failed.
+    async def _follow(self, job: jobs.Job, rank: int | None, channel: str | None, tail: int, live: bool) -> bool:
+        """Stream lines until the backend's follow iterator ends (``live``; else the tail
+        read once); False if the client left or it failed.
 
         ``Job.logs(follow=True)`` blocks, so a reader thread runs it and hands lines to
         the event loop. A slow client holds the reader back (LOG_BUFFER lines ahead at
-        most). When the client leaves, the reader stops at its next line or at the
-        job's end, whichever comes first.
+        most). When the client leaves, the reader is told to stop (``stop``): it ends at
+        once, or at its next line for an engine that cannot be interrupted.
         """
         loop = asyncio.get_running_loop()
         queue = self._queue = asyncio.Queue()
@@ -455,9 +471,15 @@ class LogStreamHandler(EventStreamHandler):
             except RuntimeError:  # the loop is closed: the server is gone
                 stop.set()
 
+        def lines():
+            if live:
+                return job.logs(rank=rank, channel=channel, follow=True, tail=tail or None, stop=stop)
+            text = job.logs(rank=rank, channel=channel, tail=tail or None)
+            return text.split("\n") if text else []
+
         def read() -> None:
             try:
-                for line in job.logs(rank=rank, follow=True, tail=tail or None):
+                for line in lines():
                     while not credits.acquire(timeout=0.5):
                         if stop.is_set():
                             return
@@ -470,7 +492,7 @@ class LogStreamHandler(EventStreamHandler):
             finally:
                 put(("done", None))
 
-        reader = threading.Thread(target=read, name=f"kfjupyter-log-{job.id}-{rank}", daemon=True)
+        reader = threading.Thread(target=read, name=f"kfjupyter-log-{job.id}-{channel or rank}", daemon=True)
         reader.start()
         try:
             while True:
@@ -493,7 +515,7 @@ class LogStreamHandler(EventStreamHandler):
                         message, reason = str(value), type(value).__name__
                         if not isinstance(value, KFJupyterError):
                             message = "Unhandled error while reading the log"
-                        self.log.warning("kfjupyter: log stream of %s rank %d failed", job.id, rank, exc_info=value)
+                        self.log.warning("kfjupyter: log stream of %s (%s) failed", job.id, channel or rank, exc_info=value)
                         await self.send(sse({"message": message, "reason": reason}, "error"))
                         return False
                     else:  # done

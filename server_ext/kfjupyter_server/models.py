@@ -99,46 +99,8 @@ class ModelsHandler(ModelsBase):
             "order_by": self.choice_arg("order_by", MODEL_ORDER, "updated"),
             "descending": self.bool_arg("descending", True),
         }
-        metrics = self.metric_args()
-        if metrics:
-            # models with at least one version in the ranges: the registry searches versions
-            self.finish(dumps(await self.call(models_with_metrics, query, metrics, filters)))
-            return
-        page = await self.call(registry.list_models, query, **filters)
+        page = await self.call(registry.list_models, query, metrics=self.metric_args(), **filters)
         self.finish(dumps(page_json(page)))
-
-
-def models_with_metrics(query: str | None, metrics: dict, filters: dict) -> dict:
-    """A page of models that have a version in the metric ranges (and match the rest)."""
-    names: list[str] = []
-    offset = 0
-    while True:
-        page = registry.search_versions(
-            None, framework=filters["framework"], alias=filters["alias"], state=filters["state"],
-            metrics=metrics, limit=MAX_PAGE, offset=offset,
-        )  # fmt: skip
-        for v in page:
-            if v.model not in names:
-                names.append(v.model)
-        if page.next_offset is None:
-            break
-        offset = page.next_offset
-    models = [registry.get_model(n) for n in names]
-    if query:
-        q = query.lower()
-        models = [m for m in models if q in m.name.lower() or q in (m.description or "").lower()]
-    key = {"name": lambda m: m.name, "created": lambda m: str(m.created_at), "updated": lambda m: str(m.updated_at)}
-    models.sort(key=key[filters["order_by"]], reverse=filters["descending"])
-    start, limit = filters["offset"], filters["limit"]
-    items = models[start : start + limit]
-    end = start + len(items)
-    return {
-        "items": [m.to_dict() for m in items],
-        "total": len(models),
-        "offset": start,
-        "limit": limit,
-        "next_offset": end if end < len(models) else None,
-    }
 
 
 class VersionSearchHandler(ModelsBase):

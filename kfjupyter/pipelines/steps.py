@@ -1,0 +1,86 @@
+"""A pipeline run's steps: its child tasks in the store (kind ``step``).
+
+Each step is a :class:`~kfjupyter.store.models.ChildRecord` of the run: status, times and
+error as every child task has them, and in ``attrs`` what the step cache says of it:
+
+``cached``        the result was taken from the cache (or the resumed run)
+``cache_reason``  why it was (not) taken from the cache
+``cache_key``     what the step cache keys on (a hash of ``fingerprint``)
+``fingerprint``   ``{"program": sha256 of the step's program, "inputs": {name: content
+                  hash}, "parameters": {name: value}, …}``
+``outputs``       the content hashes of the values it passed on (``{name: hash}``)
+``source_run``    the run whose results a cached step reused
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import status as st
+from ..store.models import ChildRecord
+from ..store.workspace import Workspace, get_workspace
+
+STEP = "step"
+#: The fields of a step kept in its ``attrs``.
+ATTRS = ("cached", "cache_reason", "cache_key", "fingerprint", "outputs", "source_run")
+#: States of a step whose result the next steps can use.
+DONE = frozenset({st.SUCCEEDED, st.CACHED})
+
+
+def new_steps(names: list[str]) -> list[ChildRecord]:
+    """The Pending step records of a new run."""
+    return [
+        ChildRecord(name=name, kind=STEP, position=i, status=st.PENDING, attrs={"cached": False, "outputs": {}})
+        for i, name in enumerate(names)
+    ]
+
+
+def list_steps(run_id: str, ws: Workspace | None = None) -> list[ChildRecord]:
+    return (ws or get_workspace()).list_children(run_id, STEP)
+
+
+def update_step(ws: Workspace, run_id: str, name: str, **fields: Any) -> ChildRecord:
+    """Change a step: its record's fields, and the cache's (:data:`ATTRS`) in its attrs."""
+    attrs = {k: fields.pop(k) for k in list(fields) if k in ATTRS}
+    return ws.update_child(run_id, name, attrs=attrs, **fields)
+
+
+def attr(record: ChildRecord, key: str, default: Any = None) -> Any:
+    return (record.attrs or {}).get(key, default)
+
+
+def last_step(ws: Workspace, pipeline: str, step: str, exclude_run: str | None = None) -> ChildRecord | None:
+    """The latest step ``step`` of pipeline ``pipeline`` that ran or was cached (for saying
+    why the cache did not answer: what changed since)."""
+    for record in ws.last_child("pipeline", pipeline[:63], step, tuple(DONE), exclude_job=exclude_run):
+        if attr(record, "fingerprint") is not None:
+            return record
+    return None
+
+
+def step_dict(record: ChildRecord) -> dict[str, Any]:
+    """A step as a run's ``steps`` list shows it (JSON-ready, times in UTC)."""
+    data = record.to_dict()
+    return {
+        "name": record.name,
+        "status": record.status,
+        "cached": bool(attr(record, "cached", False)),
+        "cache_reason": attr(record, "cache_reason") or "",
+        "started_at": data["started_at"],
+        "finished_at": data["finished_at"],
+        "duration_s": data["duration_s"],
+        "error": record.error,
+        "source_run": attr(record, "source_run"),
+        "channel": record.channel,
+    }
+
+
+def sweep_steps(run_id: str, reason: str) -> None:
+    """No step stays Pending or Running once nothing runs it (the supervisor normally
+    does this itself)."""
+    ws = get_workspace()
+    for record in list_steps(run_id, ws):
+        if record.status == st.RUNNING:
+            update_step(ws, run_id, record.name, status=st.CANCELLED, error=reason)
+        elif record.status == st.PENDING:
+            update_step(ws, run_id, record.name, status=st.SKIPPED, cache_reason=f"not run: {reason}")
