@@ -48,7 +48,8 @@ _SPECS: dict[str, str] = {
 }
 
 
-def _load(path: str) -> Any:
+def load(path: str) -> Any:
+    """The object ``"package.module:name"`` names (imported on first use)."""
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -85,17 +86,17 @@ def check_backend(kind: str, name: Any) -> str:
 def get_backend(kind: str, name: str) -> Any:
     """The engine of ``kind`` jobs on backend ``name`` (a fresh instance)."""
     check_backend(kind, name)
-    return _load(_ENGINES[(kind, name)])()
+    return load(_ENGINES[(kind, name)])()
 
 
 def spec_class(kind: str) -> Any:
     """The spec class of ``kind`` jobs."""
     if kind not in _SPECS:
         raise InvalidOptionError(f"unknown job kind {kind!r} (known: {', '.join(_SPECS)})")
-    return _load(_SPECS[kind])
+    return load(_SPECS[kind])
 
 
 def handle_class(kind: str) -> type | None:
     """The handle class of ``kind`` jobs, or None for a plain ``Job``."""
     path = _HANDLES.get(kind)
-    return _load(path) if path else None
+    return load(path) if path else None

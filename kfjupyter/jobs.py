@@ -322,9 +322,9 @@ class Job:
         """Register this job's model as a new version of ``name``: its saved outputs (or
         ``path_or_object``), its last reported metrics and its lineage (see
         :func:`kfjupyter.register_model` for ``options``)."""
-        from .backends import _load
+        from .backends import load
 
-        return _load(REGISTER_MODEL)(name, path_or_object, job=self, **options)
+        return load(REGISTER_MODEL)(name, path_or_object, job=self, **options)
 
     def to_dict(self) -> dict:
         """The job as every client shows it: its record, its duration and its channels."""

@@ -124,7 +124,7 @@ def test_two_nodes_train_with_torch_distributed_and_succeed(fake_k8s, tmp_path):
 
     # Following rank 0's log streams it until the rank ends.
     rank0 = list(backend.read_log("fit-a1b2c", info, "rank-0", follow=True))
-    assert "rank 0 of 2: all_reduce gave 3.0, lr 0.1" in rank0
+    assert "rank 0 of 2: all_reduce gave 3.0, lr 0.1" in rank0, "\n".join(rank0)
 
     final = backend.wait("fit-a1b2c", info, timeout=45)
     assert final.status == status.SUCCEEDED, final

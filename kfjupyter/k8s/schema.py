@@ -113,7 +113,7 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-class _Validator:
+class Validator:
     """Walks a value alongside a structural schema, collecting (path, problem) pairs."""
 
     def __init__(self) -> None:
@@ -194,7 +194,7 @@ class _Validator:
             self.error(path, f"{value!r:.60} matches a forbidden form")
 
     def _passes(self, value: Any, schema: dict, path: str) -> bool:
-        probe = _Validator()
+        probe = Validator()
         probe.validate(value, schema, path)
         return not probe.problems
 
@@ -205,7 +205,7 @@ class _Validator:
         for key, item in value.items():
             sub = _join(path, key)
             if not path and key == "metadata":
-                continue  # ObjectMeta: checked by _check_metadata, as the API server does
+                continue  # ObjectMeta: checked by check_metadata, as the API server does
             if key in props:
                 self.validate(item, props[key], sub)
             elif isinstance(extra, dict):
@@ -356,7 +356,7 @@ def unsupported_cel_rules(schema: dict) -> list[str]:
 # --------------------------------------------------------------------------- objects
 
 
-def _check_metadata(meta: Any, v: _Validator, name_rule: str) -> None:
+def check_metadata(meta: Any, v: Validator, name_rule: str) -> None:
     if not isinstance(meta, dict):
         v.error("metadata", "required object is missing")
         return
@@ -405,7 +405,7 @@ def _qualified_name_ok(key: Any) -> bool:
 
 def validate_trainjob(manifest: dict) -> dict:
     """Return ``manifest`` if the API server would accept it; raise :class:`ManifestError`."""
-    v = _Validator()
+    v = Validator()
     name = (manifest.get("metadata") or {}).get("name") if isinstance(manifest, dict) else None
     if not isinstance(manifest, dict):
         raise ManifestError("TrainJob", name, [("", "a TrainJob must be an object")])
@@ -413,7 +413,7 @@ def validate_trainjob(manifest: dict) -> dict:
         v.error("apiVersion", f"expected {TRAINER_GROUP}/{TRAINER_VERSION}, got {manifest.get('apiVersion')!r}")
     if manifest.get("kind") != "TrainJob":
         v.error("kind", f"expected TrainJob, got {manifest.get('kind')!r}")
-    _check_metadata(manifest.get("metadata"), v, "label")
+    check_metadata(manifest.get("metadata"), v, "label")
     if v.problems:  # the CEL rules on the root read metadata.name: stop here
         raise ManifestError("TrainJob", name, v.problems)
     v.validate(manifest, load_crd_schema(), "")
@@ -456,12 +456,12 @@ def validate_configmap(manifest: dict) -> dict:
     Raises :class:`ConfigMapTooLargeError` (a :class:`~kfjupyter.errors.PreflightError`)
     when its data exceeds 1 MiB, :class:`ManifestError` for any other problem.
     """
-    v = _Validator()
+    v = Validator()
     meta = manifest.get("metadata") if isinstance(manifest, dict) else None
     name = meta.get("name") if isinstance(meta, dict) else None
     if manifest.get("apiVersion") != "v1" or manifest.get("kind") != "ConfigMap":
         v.error("kind", "expected apiVersion v1, kind ConfigMap")
-    _check_metadata(meta, v, "subdomain")
+    check_metadata(meta, v, "subdomain")
     for key in manifest:
         if key not in ("apiVersion", "kind", "metadata", "data", "binaryData", "immutable"):
             v.error(key, f"unknown field {key!r}")

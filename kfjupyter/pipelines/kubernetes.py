@@ -156,9 +156,9 @@ def _resolve(schema: Any, depth: int = 0) -> Any:
 def validate_body(definition: str, body: dict) -> dict:
     """Return ``body`` if it is a valid ``definition`` of the KFP swagger (unknown fields are
     errors, as with KFP's proto JSON parsing); raise :class:`InvalidOptionError`."""
-    from ..k8s.schema import _Validator
+    from ..k8s.schema import Validator
 
-    v = _Validator()
+    v = Validator()
     v.validate(body, _resolve({"$ref": f"#/definitions/{definition}"}), "")
     if v.problems:
         lines = "\n".join(f"  {p or '<root>'}: {why}" for p, why in v.problems[:20])

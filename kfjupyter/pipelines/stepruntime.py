@@ -270,11 +270,12 @@ def parse_param(type_: str, text: str) -> Any:
 
 
 def _kfjupyter():
-    """The ``kfjupyter`` module the program will import (real, bootstrap stand-in, minimal)."""
+    """What gives the program ``kfjupyter.report``: the real package's (its rank runtime),
+    else the bootstrap's stand-in, else a minimal one."""
     try:
-        import kfjupyter
+        from kfjupyter.runtime import bootstrap
 
-        return kfjupyter
+        return bootstrap
     except ImportError:
         pass
     boot = Path(__file__).resolve().with_name("bootstrap.py")

@@ -23,7 +23,7 @@ from typing import Iterator
 
 from .. import status as st
 from ..errors import BackendError, InvalidOptionError
-from ..k8s.schema import SCHEMAS_DIR, ManifestError, _check_metadata, _Validator, load_crd_schema
+from ..k8s.schema import SCHEMAS_DIR, ManifestError, check_metadata, Validator, load_crd_schema
 from ..runtime.engine import Channel, Channels, EngineBase, Features
 from ..status import Observation
 from ..validation import check_quantity
@@ -106,13 +106,13 @@ def build_isvc(job_id: str, spec: dict, namespace: str, version: dict | None = N
 
 def validate_isvc(manifest: dict) -> dict:
     """Return ``manifest`` if the API server (and KServe's webhook) would accept it."""
-    v = _Validator()
+    v = Validator()
     name = (manifest.get("metadata") or {}).get("name")
     if manifest.get("apiVersion") != f"{GROUP}/{VERSION}":
         v.error("apiVersion", f"expected {GROUP}/{VERSION}, got {manifest.get('apiVersion')!r}")
     if manifest.get("kind") != "InferenceService":
         v.error("kind", f"expected InferenceService, got {manifest.get('kind')!r}")
-    _check_metadata(manifest.get("metadata"), v, "label")
+    check_metadata(manifest.get("metadata"), v, "label")
     if isinstance(name, str) and not _ISVC_NAME.match(name):
         v.error("metadata.name", f"{name!r}: an InferenceService name starts with a letter (DNS-1035 label)")
     v.validate(manifest, isvc_schema(), "")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..capture.bundle import BOOTSTRAP
-from ..k8s.schema import SCHEMAS_DIR, ManifestError, _check_metadata, _Validator, validate_trainjob
+from ..k8s.schema import SCHEMAS_DIR, ManifestError, check_metadata, Validator, validate_trainjob
 from ..training.kubernetes import BUNDLE_DIR, BUNDLE_VOLUME, OUTPUT_DIR, OUTPUT_VOLUME, configmap_name, trainjob_manifest
 from ..training.spec import TrainSpec
 from .spec import MEDIAN_MIN_TRIALS, MEDIAN_START_STEP, TuneSpec
@@ -260,7 +260,7 @@ def _number(text: Any) -> float | None:
 
 def validate_experiment(manifest: dict) -> dict:
     """Return ``manifest`` if Katib and the API server would accept it; raise :class:`ManifestError`."""
-    v = _Validator()
+    v = Validator()
     meta = manifest.get("metadata") if isinstance(manifest, dict) else None
     name = meta.get("name") if isinstance(meta, dict) else None
     if not isinstance(manifest, dict):
@@ -269,7 +269,7 @@ def validate_experiment(manifest: dict) -> dict:
         v.error("apiVersion", f"expected {API_VERSION}, got {manifest.get('apiVersion')!r}")
     if manifest.get("kind") != "Experiment":
         v.error("kind", f"expected Experiment, got {manifest.get('kind')!r}")
-    _check_metadata(meta, v, "label")
+    check_metadata(meta, v, "label")
     if isinstance(name, str):
         if len(name) > MAX_NAME_LENGTH:
             v.error("metadata.name", f"{name!r} is longer than Katib's {MAX_NAME_LENGTH} characters ({len(name)})")
@@ -284,7 +284,7 @@ def validate_experiment(manifest: dict) -> dict:
     return manifest
 
 
-def _katib_rules(spec: dict, v: _Validator) -> None:
+def _katib_rules(spec: dict, v: Validator) -> None:
     """What Katib's validating webhook and the schema README add to the schema."""
     max_trials, parallel, max_failed = (spec.get(k) for k in ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount"))
     ints = {k: x for k, x in (("maxTrialCount", max_trials), ("parallelTrialCount", parallel),
@@ -364,7 +364,7 @@ def _katib_rules(spec: dict, v: _Validator) -> None:
     _trial_template_rules(spec.get("trialTemplate"), names, v)
 
 
-def _trial_template_rules(template: Any, parameter_names: set, v: _Validator) -> None:
+def _trial_template_rules(template: Any, parameter_names: set, v: Validator) -> None:
     path = "spec.trialTemplate"
     if not isinstance(template, dict):
         v.error(path, "must be specified")
@@ -419,7 +419,7 @@ _JOB_SPEC_FIELDS = {
 }  # fmt: skip
 
 
-def _batch_job_rules(job: dict, path: str, v: _Validator) -> None:
+def _batch_job_rules(job: dict, path: str, v: Validator) -> None:
     """Katib converts a batch Job template to the Go type and rejects what does not survive."""
     for key in job:
         if key not in ("apiVersion", "kind", "metadata", "spec"):
@@ -432,7 +432,7 @@ def _batch_job_rules(job: dict, path: str, v: _Validator) -> None:
     if not isinstance(template, dict):
         v.error(f"{path}.spec.template", "required field is missing")
         return
-    probe = _Validator()
+    probe = Validator()
     probe.validate(template, resolved_schema("io.k8s.api.core.v1.PodTemplateSpec"), f"{path}.spec.template")
     for where, problem in probe.problems:
         v.error(where, problem)
