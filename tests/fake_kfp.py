@@ -28,7 +28,8 @@ Run states: a created run is ``PENDING``; every ``GET`` of it then moves it one 
 of the pipeline (``display_name`` = the task's ``taskInfo.name``). :meth:`FakeKFP.fail_next`
 makes the next run (or :meth:`FakeKFP.fail_run` a given run) end ``FAILED`` at a task with an
 error message, as KFP reports a failed pod. ``:terminate`` moves a run to ``CANCELING``,
-then ``CANCELED``.
+then ``CANCELED`` (with ``execute=True``, once its running task's process is killed, as KFP
+deletes the run's pods).
 
 With ``execute=True`` the fake plays the KFP driver + launcher instead: it really runs each
 task's container command (``python3`` = this venv's Python, with a ``kfjupyter`` that cannot
@@ -328,6 +329,8 @@ class FakeKFP:
                 if run["state"] in ("PENDING", "RUNNING"):
                     self._set_state(run, "CANCELING")
                     self.plans[run["run_id"]]["terminate"] = True
+                    for proc in self.plans[run["run_id"]].get("running", []):
+                        proc.kill()  # KFP deletes the run's pods
                 return {}
         raise RpcError(UNIMPLEMENTED, f"the fake does not implement {method} {op}")
 
@@ -580,9 +583,15 @@ class FakeKFP:
                 self._task_detail(run, name, "RUNNING")
                 proc = subprocess.Popen(argv, env=env, cwd=base / key, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
                 self.processes.append(proc)
+                self.plans[run_id].setdefault("running", []).append(proc)
             log, _ = proc.communicate()
             (base / key / "log.txt").write_bytes(log)
             with self.lock:
+                self.plans[run_id]["running"].remove(proc)
+                if self.plans[run_id]["terminate"]:
+                    self._task_detail(run, name, "CANCELED")
+                    self._set_state(run, "CANCELED")
+                    return
                 if proc.returncode != 0:
                     tail = "\n".join(log.decode(errors="replace").splitlines()[-15:])
                     self._task_detail(run, name, "FAILED", f"exit status {proc.returncode}: {tail}")

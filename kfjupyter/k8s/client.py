@@ -108,9 +108,22 @@ def merge_patch(method, *args, **kwargs):
     return method(*args, **kwargs)
 
 
-def stream_lines(resp) -> Iterator[str]:
+def stream_lines(resp, stop=None) -> Iterator[str]:
     """Lines (without newline) of a streamed (``follow``) log response, until the server
-    ends it; the response is closed when the reader stops."""
+    ends it; the response is closed when the reader stops, or as soon as ``stop`` (a
+    ``threading.Event``) is set (a reader whose client left)."""
+    import threading
+
+    done = threading.Event()
+    if stop is not None:
+
+        def close_on_stop() -> None:
+            while not done.wait(0.2):
+                if stop.is_set():
+                    resp.close()
+                    return
+
+        threading.Thread(target=close_on_stop, daemon=True, name="kfjupyter-log-stop").start()
     buffer = b""
     try:
         for chunk in resp.stream(amt=None, decode_content=False):
@@ -120,5 +133,9 @@ def stream_lines(resp) -> Iterator[str]:
                 yield line.decode("utf-8", errors="replace").rstrip("\r")
         if buffer:
             yield buffer.decode("utf-8", errors="replace")
+    except Exception:
+        if stop is None or not stop.is_set():
+            raise  # a stream closed because its reader left just ends
     finally:
+        done.set()
         resp.close()

@@ -259,10 +259,12 @@ class KubernetesEndpointBackend(EngineBase):
         rows = [{"name": "primary", "kind": "server", "position": 0, "status": seen.status, "error": seen.error,
                  "attrs": {"version": (spec.get("version") or {}).get("ref")}}]  # fmt: skip
         canary = spec.get("canary")
-        rows.append({"name": "canary", "kind": "server", "position": 1,
-                     "status": seen.status if canary else st.CANCELLED,
-                     "attrs": {"version": canary.get("ref") if canary else None}})  # fmt: skip
-        get_workspace().sync_children(job_id, rows if canary or get_workspace().list_children(job_id) else rows[:1])
+        had_canary = any(c.name == "canary" for c in get_workspace().list_children(job_id, "server"))
+        if canary or had_canary:  # a canary, or one that was (promoted or rolled back): stopped
+            rows.append({"name": "canary", "kind": "server", "position": 1,
+                         "status": seen.status if canary else st.CANCELLED,
+                         "attrs": {"version": canary.get("ref") if canary else None}})  # fmt: skip
+        get_workspace().sync_children(job_id, rows)
 
     def channels(self, job_id: str, info: dict) -> Channels:
         from ..store.workspace import get_workspace
@@ -274,7 +276,9 @@ class KubernetesEndpointBackend(EngineBase):
                  stop=None) -> Iterator[str]:  # fmt: skip
         if channel not in (PRIMARY.name, CANARY.name):
             raise self.unknown_channel(job_id, channel, self.channels(job_id, info))
-        return self.logs(job_id, info, rank=0 if channel == PRIMARY.name else 1, follow=follow, tail=tail)
+        if channel == CANARY.name and CANARY not in self.channels(job_id, info).logs:
+            return iter(())  # a canary no more: its pods are gone with its revision
+        return self.logs(job_id, info, rank=0 if channel == PRIMARY.name else 1, follow=follow, tail=tail, stop=stop)
 
     def rolled_out(self, info: dict) -> bool:
         """KServe has acted on the latest spec (``status.observedGeneration`` caught up)."""
@@ -309,7 +313,8 @@ class KubernetesEndpointBackend(EngineBase):
         pods.sort(key=lambda p: (p.status is not None and p.status.phase == "Running", str(p.metadata.creation_timestamp or "")))
         return pods[-1].metadata.name if pods else None
 
-    def logs(self, job_id: str, info: dict, rank: int = 0, follow: bool = False, tail: int | None = None) -> Iterator[str]:
+    def logs(self, job_id: str, info: dict, rank: int = 0, follow: bool = False, tail: int | None = None,
+             stop=None) -> Iterator[str]:  # fmt: skip
         """The model server's log (container ``kserve-container``) of a predictor pod; with
         ``follow``, its lines as they come until the pod goes (undeploy, a new revision)."""
         from kubernetes.client.exceptions import ApiException
@@ -332,7 +337,7 @@ class KubernetesEndpointBackend(EngineBase):
                 resp.release_conn()
         from ..k8s.client import stream_lines
 
-        return stream_lines(resp)
+        return stream_lines(resp, stop)
 
     def cancel(self, job_id: str, info: dict) -> None:
         from kubernetes.client.exceptions import ApiException
@@ -352,6 +357,7 @@ class KubernetesEndpointBackend(EngineBase):
                 if before.status not in st.TERMINAL:
                     ws.update_job(job_id, status=before.status, finished_at=None, message=f"undeploy failed: {exc.reason}")
                 raise BackendError(f"cannot delete InferenceService {info['name']}: {exc.reason}") from exc
+        ws.end_children(job_id, st.CANCELLED, "undeployed")
 
     def promote(self, job_id: str, spec: dict, info: dict) -> tuple[dict, dict]:
         self._patch(info, validate_isvc(build_isvc(job_id, spec, info["namespace"], spec["canary"], None)))

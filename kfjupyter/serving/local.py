@@ -309,8 +309,15 @@ class LocalEndpointBackend(EngineBase):
         ``server/router``)."""
         kind, _, role = channel.partition("/")
         p = _processes(info).get(role) if kind == "server" else None
-        if not p:
-            raise self.unknown_channel(job_id, channel, self.channels(job_id, info))
+        if not p:  # a server that was stopped (a promoted canary's old primary …): its log stays
+            from ..store.workspace import ChildNotFoundError, get_workspace
+
+            try:
+                p = dict(get_workspace().get_child(job_id, role).attrs) if kind == "server" else None
+            except ChildNotFoundError:
+                p = None
+            if not p or not p.get("log"):
+                raise self.unknown_channel(job_id, channel, self.channels(job_id, info))
         path = Path(p["log"])
         if follow:
             return follow_file(path, lambda: not alive(p.get("pid"), p.get("create_time")), tail=tail, stop=stop)
@@ -375,7 +382,7 @@ def _sync_servers(job_id: str, info: dict, failed: set[int] = frozenset(), previ
     for role, p in now.items():
         rows.append({"name": role, "kind": "server", "position": [*ROLES].index(role),
                      "status": st.FAILED if id(p) in failed else st.RUNNING,
-                     "attrs": {"version": p.get("version"), "port": p.get("port"), "url": p.get("url"), "pid": p.get("pid")}})
+                     "attrs": {k: p.get(k) for k in ("version", "port", "url", "pid", "create_time", "log")}})
     for record in ws.list_children(job_id, "server"):
         if record.name not in now and record.status not in st.TERMINAL:
             rows.append({"name": record.name, "kind": "server", "position": record.position, "status": st.CANCELLED})

@@ -168,6 +168,14 @@ class Workspace:
         with self.reader() as s:
             return list(s.scalars(query.limit(20)))
 
+    def end_children(self, job_id: str, status: str, error: str | None = None) -> None:
+        """End every child of the job still Pending or Running with ``status`` (what nothing
+        runs any more: its parent was cancelled and its objects are gone)."""
+        with self.session() as s, s.begin():
+            for record in s.scalars(select(ChildRecord).where(ChildRecord.job_id == job_id)):
+                if record.status not in st.CHILD_TERMINAL:
+                    _stamp(record, {"status": status, "error": record.error or error}, st.CHILD_TERMINAL)
+
     def sync_children(self, job_id: str, rows: list[dict[str, Any]]) -> None:
         """Make the job's children say what ``rows`` say (one dict of ChildRecord fields
         per child, keyed by ``name``): new ones are added, changed ones updated. For

@@ -368,9 +368,9 @@ class KubernetesTrainBackend(EngineBase):
         known = self.channels(job_id, info)
         if channel not in {c.name for c in known.logs}:
             raise self.unknown_channel(job_id, channel, known)
-        return self._rank_log(job_id, info, int(channel.split("-")[1]), follow, tail)
+        return self._rank_log(job_id, info, int(channel.split("-")[1]), follow, tail, stop)
 
-    def _rank_log(self, job_id: str, info: dict, rank: int, follow: bool, tail: int | None) -> Iterator[str]:
+    def _rank_log(self, job_id: str, info: dict, rank: int, follow: bool, tail: int | None, stop=None) -> Iterator[str]:
         clients = self._connect(info)
         name = info.get("trainjob", job_id)
         if not follow:
@@ -382,7 +382,7 @@ class KubernetesTrainBackend(EngineBase):
         while True:  # follow: wait for the pod to start, then stream until it ends
             pod = self._pod_for_rank(clients, name, rank)
             if pod is None or _phase(pod) == "Pending":
-                if self.observe(job_id, info).status in st.TERMINAL:
+                if self.observe(job_id, info).status in st.TERMINAL or (stop is not None and stop.is_set()):
                     return
                 time.sleep(self.poll_interval)
                 continue
@@ -397,7 +397,7 @@ class KubernetesTrainBackend(EngineBase):
                     continue
                 raise self._api_error(exc, f"read the log of {pod['metadata']['name']}") from exc
             try:
-                yield from stream_lines(resp)
+                yield from stream_lines(resp, stop)
             finally:
                 resp.close()
                 resp.release_conn()

@@ -207,6 +207,7 @@ class KubernetesTuneBackend(EngineBase):
         except Exception as exc:
             if getattr(exc, "status", None) != 404:
                 raise self._api_error(exc, f"delete ConfigMap {configmap_name(job_id)}") from exc
+        get_workspace().end_children(job_id, st.CANCELLED, "cancelled by the user")  # the Trials went with it
 
     # -- the Study view
 
@@ -373,7 +374,7 @@ class KubernetesTuneBackend(EngineBase):
                     raise self._api_error(exc, f"read the log of {pod['metadata']['name']}") from exc
                 continue
             if follow:
-                return stream_lines(log)
+                return stream_lines(log, stop)
             lines += log.data.decode("utf-8", errors="replace").splitlines()
             log.release_conn()
         return iter(lines[-tail:] if tail else lines)
