@@ -48,6 +48,27 @@ function query(params: Record<string, string | number | undefined | null>): stri
   return parts.length ? `?${parts.join('&')}` : '';
 }
 
+/** Which log of a job to read, and how much of it. */
+export interface ILogQuery {
+  /** A channel by name (the job's `channels.logs`, a child task's `channel`); wins over `rank`. */
+  channel?: string;
+  /** One of the job's own channels by its rank (the server's default: 0). */
+  rank?: number;
+  /** The last `tail` lines (0: the whole log; the server's default: 200). */
+  tail?: number;
+  /** Streams: follow the channel until it ends (the default), or send the tail and end. */
+  follow?: boolean;
+}
+
+function logQuery(q: ILogQuery): string {
+  return query({
+    channel: q.channel,
+    rank: q.channel ? undefined : q.rank,
+    tail: q.tail,
+    follow: q.follow === undefined ? undefined : String(q.follow)
+  });
+}
+
 export class KFApi {
   constructor(readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings()) {}
 
@@ -105,10 +126,9 @@ export class KFApi {
     return this.json<IJob>(`jobs/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
   }
 
-  logs(id: string, rank = 0, tail = 200, signal?: AbortSignal): Promise<ILogs> {
-    return this.json<ILogs>(`jobs/${encodeURIComponent(id)}/logs${query({ rank, tail })}`, {
-      signal
-    });
+  /** `GET /jobs/{id}/logs`: the last lines of one log channel, read once. */
+  logs(id: string, q: ILogQuery = {}, signal?: AbortSignal): Promise<ILogs> {
+    return this.json<ILogs>(`jobs/${encodeURIComponent(id)}/logs${logQuery(q)}`, { signal });
   }
 
   metrics(id: string, rank?: number, signal?: AbortSignal): Promise<IMetrics> {
@@ -169,18 +189,23 @@ export class KFApi {
     await readEventStream(response, onEvent);
   }
 
-  /** `GET /jobs/{id}/logs/stream`: `message` events carry one line (a JSON string) each. */
+  /**
+   * `GET /jobs/{id}/logs/stream`: any log channel of a job or of its child tasks.
+   * `message` events carry one line (a JSON string) each; `end` closes a log read to
+   * its end, `error` one whose read failed midway.
+   */
   streamLogs(
     id: string,
-    rank: number,
-    tail: number,
+    q: ILogQuery,
     onEvent: (event: ISSEEvent) => void,
-    signal: AbortSignal
+    signal: AbortSignal,
+    onOpen?: () => void
   ): Promise<void> {
     return this.stream(
-      `jobs/${encodeURIComponent(id)}/logs/stream${query({ rank, tail })}`,
+      `jobs/${encodeURIComponent(id)}/logs/stream${logQuery(q)}`,
       onEvent,
-      signal
+      signal,
+      onOpen
     );
   }
 

@@ -1,8 +1,9 @@
 /**
  * The Endpoints panel's logic, without React: status labels, the traffic split, the "try
  * it" payload (V1 `{"instances": …}` or Open Inference Protocol V2 `{"inputs": […]}`,
- * converted between the two), the answer's text, and the log follower (a poll of the
- * server's log tail while the log is open, the panel shown and the endpoint live).
+ * converted between the two), the answer's text, and when its log is followed (streamed
+ * through the endpoint job's channels `server/primary`, `server/canary`, `server/router`
+ * while the log is open, the panel shown and the endpoint live).
  */
 
 import { IJob } from './types';
@@ -247,77 +248,13 @@ export function shouldFollow(open: boolean, visible: boolean, status: string): b
   return open && visible && endpointStatus(status).live;
 }
 
-export interface ILogFollowerOptions {
-  /** Milliseconds between two reads (from the end of one to the start of the next). */
-  interval?: number;
-  /** Skip reads meanwhile (e.g. the browser tab is hidden); keeps following. */
-  paused?: () => boolean;
-  onError?: (error: Error) => void;
-}
+/** The tail an endpoint's log starts from (then followed while the endpoint is live). */
+export const ENDPOINT_LOG_TAIL = 200;
 
 /**
- * Re-reads a log (its tail) every `interval` ms until stopped, handing on each text that
- * differs from the last. One read at a time; a read that ends after `stop()` is dropped.
+ * What the endpoint's servers are: it changes when promote or rollback replaces a server,
+ * whose log is then another one (a followed log starts over with it).
  */
-export class LogFollower {
-  constructor(
-    private readonly _read: () => Promise<string>,
-    private readonly _onText: (text: string) => void,
-    private readonly _options: ILogFollowerOptions = {}
-  ) {}
-
-  get running(): boolean {
-    return this._running;
-  }
-
-  /** Read now, then every interval. */
-  start(): void {
-    if (this._running) {
-      return;
-    }
-    this._running = true;
-    this._generation += 1;
-    void this._tick(this._generation);
-  }
-
-  stop(): void {
-    this._running = false;
-    this._generation += 1;
-    if (this._timer !== null) {
-      clearTimeout(this._timer);
-      this._timer = null;
-    }
-  }
-
-  private async _tick(generation: number): Promise<void> {
-    this._timer = null;
-    if (!this._options.paused?.()) {
-      try {
-        const text = await this._read();
-        if (generation !== this._generation) {
-          return;
-        }
-        if (text !== this._last) {
-          this._last = text;
-          this._onText(text);
-        }
-      } catch (e) {
-        if (generation !== this._generation) {
-          return;
-        }
-        // The next good read is handed on even when its text is the last one: whoever
-        // showed the error replaces it then (an error never sticks).
-        this._last = null;
-        this._options.onError?.(e as Error);
-      }
-    }
-    if (generation === this._generation) {
-      this._timer = setTimeout(() => void this._tick(generation), this._options.interval ?? 2000);
-    }
-  }
-
-  private _running = false;
-  private _generation = 0;
-  private _last: string | null = null;
-  private _timer: ReturnType<typeof setTimeout> | null = null;
+export function servingKey(ep: Pick<IEndpoint, 'versions' | 'channels'>): string {
+  return JSON.stringify([ep.versions || {}, (ep.channels?.logs || []).map(c => c.name)]);
 }

@@ -1,6 +1,7 @@
 /**
  * The pipeline routes of the REST API (`/pipelines…`) and the shapes they answer:
- * `Pipeline.to_dict()` for a compile, `PipelineRun.to_dict()` for a run.
+ * `Pipeline.to_dict()` for a compile, `PipelineRun.to_dict()` for a run. A step's log is
+ * the run's channel `step/NAME`, streamed like any job's log (`KFApi.streamLogs`).
  */
 
 import { ServerConnection } from '@jupyterlab/services';
@@ -52,6 +53,8 @@ export interface IRunStep {
   finished_at: string | null;
   duration_s: number | null;
   error: string | null;
+  /** The step's log channel (`step/NAME`): `GET /jobs/{run}/logs/stream?channel=`. */
+  channel?: string;
 }
 
 export interface IPipelineRun extends IJob {
@@ -106,12 +109,6 @@ export class PipelineApi {
 
   cancel(id: string): Promise<IPipelineRun> {
     return this.api.json(`pipelines/runs/${encodeURIComponent(id)}/cancel`, { method: 'POST', body: '{}' });
-  }
-
-  /** A step's log: its last `tail` lines, or all of it. */
-  stepLogs(id: string, step: string, tail?: number): Promise<{ run_id: string; step: string; text: string }> {
-    const query = tail ? `?tail=${tail}` : '';
-    return this.api.json(`pipelines/runs/${encodeURIComponent(id)}/steps/${encodeURIComponent(step)}/logs${query}`);
   }
 
   /** `GET /pipelines/export?path=`: the KFP IR YAML text. */

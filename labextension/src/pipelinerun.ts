@@ -22,6 +22,22 @@ export function runActive(run: IPipelineRun | null): boolean {
   return !isTerminal(run.status) || (run.steps || []).some(s => s.status === 'Running');
 }
 
+/** Lines of a running step's log read first (then followed); once it ended, all of it. */
+export const RUNNING_LOG_TAIL = 2000;
+
+/** The log channel of a step (`step/NAME`; the server names it, this is its fallback). */
+export function stepChannel(step: Pick<IRunStep, 'name' | 'channel'>): string {
+  return step.channel || `step/${step.name}`;
+}
+
+/**
+ * How a step's log is read: a running step's last `RUNNING_LOG_TAIL` lines, followed;
+ * any other step's whole log (`tail` 0), once (pending: empty; ended: all it printed).
+ */
+export function stepLogRead(step: Pick<IRunStep, 'status'>): { follow: boolean; tail: number } {
+  return step.status === 'Running' ? { follow: true, tail: RUNNING_LOG_TAIL } : { follow: false, tail: 0 };
+}
+
 /** Seconds a step ran: the server's figure when done, else since it started (client clock). */
 export function stepSeconds(step: IRunStep, now: number): number | null {
   if (typeof step.duration_s === 'number' && (stepDone(step.status) || step.status !== 'Running')) {

@@ -55,6 +55,23 @@ export interface IJob {
   started_at?: string | null;
   finished_at?: string | null;
   duration_s?: number | null;
+  /** The job's own log and metric channels (empty until the job reached its backend). */
+  channels?: IChannels;
+}
+
+/** One stream of a job: what `channel=` takes (`rank-0`, `worker-1`, `server/primary` …). */
+export interface IChannel {
+  name: string;
+  label: string;
+  /** What `rank=` takes (null: by name only). */
+  rank: number | null;
+  /** The child task the channel belongs to, if any. */
+  child: string | null;
+}
+
+export interface IChannels {
+  logs: IChannel[];
+  metrics: IChannel[];
 }
 
 export interface IJobList {
@@ -66,7 +83,9 @@ export interface IJobList {
 
 export interface ILogs {
   job_id: string;
-  rank: number;
+  rank: number | null;
+  /** The channel read, when named. */
+  channel?: string;
   lines: string[];
 }
 

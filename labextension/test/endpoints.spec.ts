@@ -5,7 +5,7 @@ import {
   endpointStatus,
   formatAnswer,
   IEndpoint,
-  LogFollower,
+  servingKey,
   shouldFollow,
   tensorInstances,
   trafficLabel,
@@ -164,113 +164,22 @@ describe('shouldFollow', () => {
   });
 });
 
-describe('LogFollower', () => {
-  beforeEach(() => jest.useFakeTimers());
-  afterEach(() => jest.useRealTimers());
-
-  const flush = async (): Promise<void> => {
-    for (let i = 0; i < 5; i++) {
-      await Promise.resolve();
-    }
-  };
-
-  it('reads now and every interval, hands on changed text only, and stops', async () => {
-    const texts = ['a', 'a', 'a\nb', 'a\nb\nc'];
-    const read = jest.fn(async () => texts.shift() ?? 'end');
-    const seen: string[] = [];
-    const follower = new LogFollower(read, t => seen.push(t), { interval: 1000 });
-    follower.start();
-    follower.start(); // once
-    await flush();
-    expect(read).toHaveBeenCalledTimes(1);
-    expect(seen).toEqual(['a']);
-    jest.advanceTimersByTime(999);
-    await flush();
-    expect(read).toHaveBeenCalledTimes(1);
-    jest.advanceTimersByTime(1);
-    await flush();
-    expect(seen).toEqual(['a']); // unchanged: not handed on
-    jest.advanceTimersByTime(1000);
-    await flush();
-    expect(seen).toEqual(['a', 'a\nb']);
-    follower.stop();
-    expect(follower.running).toBe(false);
-    jest.advanceTimersByTime(10_000);
-    await flush();
-    expect(read).toHaveBeenCalledTimes(3);
+describe('servingKey', () => {
+  const servers = (...names: string[]) => ({
+    logs: names.map((name, rank) => ({ name, label: name, rank, child: null })),
+    metrics: []
   });
 
-  it('drops a read that ends after stop, and waits for one read before the next', async () => {
-    let resolve: (t: string) => void = () => undefined;
-    const read = jest.fn(() => new Promise<string>(r => (resolve = r)));
-    const seen: string[] = [];
-    const follower = new LogFollower(read, t => seen.push(t), { interval: 100 });
-    follower.start();
-    jest.advanceTimersByTime(1000);
-    await flush();
-    expect(read).toHaveBeenCalledTimes(1); // still waiting for the first
-    follower.stop();
-    resolve('late');
-    await flush();
-    expect(seen).toEqual([]);
-  });
-
-  it('hands on the text after an error even when it is the same as before (an error never sticks)', async () => {
-    const answers: (string | Error)[] = ['log', new Error('network'), 'log', 'log'];
-    const read = jest.fn(async () => {
-      const a = answers.shift() ?? 'log';
-      if (a instanceof Error) {
-        throw a;
-      }
-      return a;
-    });
-    const shown: string[] = [];
-    const follower = new LogFollower(read, t => shown.push(t), {
-      interval: 100,
-      onError: e => shown.push(`(${e.message})`)
-    });
-    follower.start();
-    await flush();
-    jest.advanceTimersByTime(100);
-    await flush();
-    jest.advanceTimersByTime(100);
-    await flush();
-    jest.advanceTimersByTime(100);
-    await flush();
-    expect(shown).toEqual(['log', '(network)', 'log']);
-    follower.stop();
-  });
-
-  it('skips reads while paused and reports errors without stopping', async () => {
-    let paused = true;
-    let fail = true;
-    const read = jest.fn(async () => {
-      if (fail) {
-        throw new Error('gone');
-      }
-      return 'ok';
-    });
-    const errors: string[] = [];
-    const seen: string[] = [];
-    const follower = new LogFollower(read, t => seen.push(t), {
-      interval: 100,
-      paused: () => paused,
-      onError: e => errors.push(e.message)
-    });
-    follower.start();
-    await flush();
-    jest.advanceTimersByTime(100);
-    await flush();
-    expect(read).not.toHaveBeenCalled();
-    paused = false;
-    jest.advanceTimersByTime(100);
-    await flush();
-    expect(errors).toEqual(['gone']);
-    fail = false;
-    jest.advanceTimersByTime(100);
-    await flush();
-    expect(seen).toEqual(['ok']);
-    expect(follower.running).toBe(true);
-    follower.stop();
+  it('changes when promote or rollback replaces the servers, not otherwise', () => {
+    const before = canaryEp();
+    before.channels = servers('server/primary', 'server/canary', 'server/router');
+    const again = canaryEp();
+    again.channels = servers('server/primary', 'server/canary', 'server/router');
+    again.message = 'serving';
+    expect(servingKey(again)).toBe(servingKey(before));
+    const promoted = endpoint({ versions: { 'iris:2': 100 }, channels: servers('server/primary', 'server/router') });
+    expect(servingKey(promoted)).not.toBe(servingKey(before));
+    const rolledBack = endpoint({ versions: { 'iris:1': 100 }, channels: servers('server/primary', 'server/router') });
+    expect(servingKey(rolledBack)).not.toBe(servingKey(promoted));
   });
 });

@@ -9,6 +9,9 @@ import {
   runMatchesPipeline,
   sameNotebook,
   runParameters,
+  RUNNING_LOG_TAIL,
+  stepChannel,
+  stepLogRead,
   stepSeconds,
   stepStates
 } from '../src/pipelinerun';
@@ -56,6 +59,21 @@ describe('a run as the panel shows it', () => {
     expect(formatDuration(1.34)).toBe('1.3s');
     expect(formatDuration(75)).toBe('1m 15s');
     expect(formatDuration(null)).toBe('–');
+  });
+});
+
+describe("a step's log", () => {
+  it("is the run's channel step/NAME", () => {
+    expect(stepChannel(step({ name: 'prep', channel: 'step/prep' }))).toBe('step/prep');
+    expect(stepChannel(step({ name: 'train' }))).toBe('step/train'); // a server that does not say
+  });
+
+  it("follows a running step from its tail, and reads another step's whole log once", () => {
+    expect(stepLogRead(step({ status: 'Running' }))).toEqual({ follow: true, tail: RUNNING_LOG_TAIL });
+    expect(RUNNING_LOG_TAIL).toBe(2000);
+    for (const status of ['Pending', 'Succeeded', 'Failed', 'Cancelled', 'Skipped', 'Cached']) {
+      expect(stepLogRead(step({ status }))).toEqual({ follow: false, tail: 0 });
+    }
   });
 });
 

@@ -4,7 +4,8 @@ A tiny scikit-learn model (iris) is registered through the Python API in the tes
 workspace (the lab's KFJUPYTER_HOME). In the lab: Deploy on its version in the Models
 panel, the endpoint shows Ready in the Endpoints panel (URL, version, 100 %), "Try it"
 sends a V1 payload through the server and shows the answer, and Undeploy stops it. Then
-a canary endpoint (deployed from Python) shows its split, follows its log, is promoted and
+a canary endpoint (deployed from Python) shows its split, streams its servers' logs (the
+endpoint job's channels server/primary, server/canary, server/router), is promoted and
 rolled back from the panel.
 Every wait is on the UI's state (Playwright's ``expect``) or on the endpoint's processes,
 never a fixed sleep.
@@ -12,6 +13,7 @@ never a fixed sleep.
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -99,13 +101,28 @@ def test_deploy_from_models_try_it_undeploy_and_canary_controls(lab, browser_pag
         expect(card.locator(".kf-Endpoint-status")).to_have_text("Ready", timeout=60_000)
         versions = card.locator(".kf-Endpoint-version")
         expect(versions).to_have_text(["iris:1 70%", "iris:2 30% canary"])
-        card.locator(".kf-Endpoint-logs").click()  # the log, followed while the endpoint serves
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        # the log, streamed while the endpoint serves: a tab per server (the job's channels)
+        card.locator(".kf-Endpoint-logs").click()
         expect(card.locator(".kf-Endpoint-following")).to_be_visible()
+        log = card.locator(".kf-Endpoint-log")
+        expect(log).to_have_attribute("data-channel", "server/primary")
+        expect(log.locator(".kf-RankTab")).to_have_text(["primary", "canary", "router"])
+        expect(card.locator(".kf-Endpoint-logtext")).not_to_be_empty(timeout=30_000)
+        log.locator('.kf-RankTab[data-channel="server/canary"]').click()
+        expect(log).to_have_attribute("data-channel", "server/canary")
+        expect(log).to_have_attribute("data-stream", "streaming", timeout=30_000)
         expect(card.locator(".kf-Endpoint-logtext")).not_to_be_empty()
+        sidebar.screenshot(path=str(SCREENSHOTS / "endpoints-logs.png"))
 
         card.locator(".kf-Endpoint-promote").click()
         expect(versions).to_have_text(["iris:2 100%"], timeout=30_000)
         expect(card.locator(".kf-Endpoint-promote")).to_have_count(0)
+        # the canary is the primary now: its channel is gone, the log shows the primary's
+        expect(log).to_have_attribute("data-channel", "server/primary", timeout=30_000)
+        expect(log.locator('.kf-RankTab[data-channel="server/canary"]')).to_have_count(0)
+        expect(card.locator(".kf-Endpoint-logtext")).not_to_be_empty()
         assert serving.get_endpoint("canary").versions == {"iris:2": 100}
         card.locator(".kf-Endpoint-rollback").click()  # undo the promote: iris:1 comes back up
         expect(versions).to_have_text(["iris:1 100%"], timeout=60_000)
@@ -115,7 +132,14 @@ def test_deploy_from_models_try_it_undeploy_and_canary_controls(lab, browser_pag
         card.locator(".kf-Endpoint-undeploy").click()
         expect(card.locator(".kf-Endpoint-status")).to_have_text("Undeployed", timeout=30_000)
         expect(card.locator(".kf-Endpoint-following")).to_have_count(0)  # stopped following
+        expect(log).to_have_attribute("data-stream", "ended", timeout=30_000)  # its last lines, once
+        expect(card.locator(".kf-Endpoint-logtext")).not_to_be_empty()
         wait_stopped("canary")
+        streams = [u for u in requests if "/logs/stream?" in u]
+        assert any("channel=server%2Fprimary" in u and "follow=true" in u for u in streams), streams
+        assert any("channel=server%2Fcanary" in u for u in streams), streams
+        assert any("channel=server%2Fprimary" in u and "follow=false" in u for u in streams), streams
+        assert not [u for u in requests if re.search(r"/endpoints/[^/?]+/logs", u)], requests  # no poll
     finally:
         for ep in serving.list_endpoints():
             if ep.status not in ("Cancelled", "Failed", "Succeeded"):

@@ -87,6 +87,9 @@ def test_jobs_panel_follows_train_and_cancel(lab, browser_page):
     detail = page.locator('.kf-JobDetail[data-job-id]').filter(has=page.locator(".kf-JobDetail-name", has_text="ui-train"))
     expect(detail).to_be_visible()
     logs = detail.locator(".kf-LogViewer-text")
+    # a tab per log channel of the job (its ranks), once the job has reached its backend
+    expect(detail.locator(".kf-RankTab")).to_have_text(["rank 0", "rank 1"], timeout=60_000)
+    expect(detail.locator(".kf-LogViewer")).to_have_attribute("data-channel", "rank-0")
     expect(logs).to_contain_text("rank 0 step 0", timeout=90_000)
     expect(logs).to_contain_text("rank 0 done", timeout=90_000)
     expect(train).to_have_attribute("data-status", "Succeeded", timeout=90_000)
@@ -94,7 +97,9 @@ def test_jobs_panel_follows_train_and_cancel(lab, browser_page):
     expect(detail.locator(".kf-LogViewer")).to_have_attribute("data-stream", "ended", timeout=30_000)
     expect(detail.locator(".kf-LogViewer-state")).to_contain_text("Succeeded")
     detail.locator('.kf-RankTab[data-rank="1"]').click()
-    expect(detail.locator('.kf-LogViewer[data-rank="1"] .kf-LogViewer-text')).to_contain_text("rank 1 done")
+    expect(detail.locator('.kf-LogViewer[data-channel="rank-1"][data-rank="1"] .kf-LogViewer-text')).to_contain_text(
+        "rank 1 done"
+    )
     expect(logs).not_to_contain_text("rank 0 step")
     chart = detail.locator('.kf-Chart[data-metric="loss"]')
     expect(chart.locator(".kf-Chart-series")).to_have_count(2, timeout=30_000)

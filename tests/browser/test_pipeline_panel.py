@@ -166,11 +166,16 @@ def test_tags_saved_dag_drawn_run_live_then_cached(lab, browser_page):
     assert exported["pipelineInfo"]["name"] == "ui-pipe"
     expect(panel.locator(".kf-Pipeline-notice")).to_contain_text("Exported")
 
-    # Run: the steps live — load runs (3 s), then every step succeeds.
+    # Run: the steps live — load runs (3 s), then every step succeeds. Its log, opened
+    # while it runs, is the run's channel step/load, streamed (no poll of a step-logs route).
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
     panel.locator(".kf-Pipeline-run").click()
     steps = panel.locator(".kf-PipelineStep")
     expect(steps).to_have_count(3, timeout=30_000)
-    expect(panel.locator('.kf-PipelineStep[data-step="load"]')).to_have_attribute("data-status", "Running", timeout=60_000)
+    load = panel.locator('.kf-PipelineStep[data-step="load"]')
+    expect(load).to_have_attribute("data-status", "Running", timeout=60_000)
+    load.locator(".kf-PipelineStep-logsButton").click()
     expect(dag.locator('.kf-PipelineDag-node[data-step="load"]')).to_have_attribute("data-status", "Running")
     for step in ("load", "double", "report"):
         expect(panel.locator(f'.kf-PipelineStep[data-step="{step}"]')).to_have_attribute(
@@ -178,10 +183,13 @@ def test_tags_saved_dag_drawn_run_live_then_cached(lab, browser_page):
         )
     expect(panel.locator(".kf-PipelineRun")).to_have_attribute("data-status", "Succeeded", timeout=30_000)
     expect(dag.locator('.kf-PipelineDag-node[data-status="Succeeded"]')).to_have_count(3)
-    load = panel.locator('.kf-PipelineStep[data-step="load"]')
-    load.locator(".kf-PipelineStep-logsButton").click()
     expect(load.locator(".kf-PipelineStep-logs")).to_contain_text("loaded 21", timeout=30_000)
+    expect(load.locator(".kf-PipelineStep-logs")).to_have_attribute("data-stream", "ended", timeout=30_000)
     expect(load.locator(".kf-PipelineStep-cache")).to_contain_text("not cached")
+    streams = [u for u in requests if "/logs/stream?" in u]
+    assert any("channel=step%2Fload" in u for u in streams), streams
+    # once the step has ended, its whole log is read once (tail=0, follow=false)
+    assert any("channel=step%2Fload&tail=0&follow=false" in u for u in streams), streams
     sidebar.screenshot(path=str(SCREENSHOTS / "pipeline-panel.png"))
 
     # A second run: nothing changed, every step from the cache, with the reason.
@@ -208,6 +216,8 @@ def test_tags_saved_dag_drawn_run_live_then_cached(lab, browser_page):
     expect(double.locator(".kf-PipelineStep-cache")).to_contain_text("not cached")
     double.locator(".kf-PipelineStep-logsButton").click()
     expect(double.locator(".kf-PipelineStep-logs")).to_contain_text("double 63", timeout=30_000)
+    expect(load.locator(".kf-PipelineStep-logs")).to_have_count(0)  # one step's log open: one stream
+    assert not [u for u in requests if "/steps/" in u and u.split("?")[0].endswith("/logs")], requests
 
     # A run started elsewhere (the Python API, as %kf_pipeline or the CLI would): its job
     # event brings it into the panel.

@@ -5,7 +5,9 @@ A notebook runs ``%%kf_tune --trials 6 --parallel 2 --algorithm random``: the st
 the server's job events, no timer), the objective plot draw its dots and the
 best-so-far line, and the study reach Succeeded with its best trial shown; a trial's log
 opens on demand. A second study (``ui-tune-cancel``, sleeping) is cancelled from the
-panel. Every wait is on the UI's state (Playwright's ``expect``), never a fixed sleep.
+panel. A study started from Python (``kfjupyter.tune``) has a job tab with a log tab per
+trial worker (its ``channels.logs``), streamed. Every wait is on the UI's state
+(Playwright's ``expect``), never a fixed sleep.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import json
 import re
 
 import pytest
+
+import kfjupyter
 
 from .conftest import SCREENSHOTS, write_notebook
 
@@ -157,3 +161,66 @@ def test_tuning_panel_follows_a_study_and_cancels_another(lab, browser_page):
 
     assert not [e for e in page.kf_errors if "kfjupyter" in e.lower()], page.kf_errors
     assert re.search(r"6/6 trials done", studies["ui-tune"]["message"] or "")
+
+
+WORKER_CELL = """\
+import time
+x = kfjupyter.param("x", low=0.0, high=1.0)
+for step in range(3):
+    print(f"worker line x={x:.4f} step {step}", flush=True)
+    kfjupyter.report(step=step, loss=x)
+    time.sleep(0.3)
+"""
+
+
+def test_a_study_job_tab_streams_its_trial_workers_logs(lab, browser_page):
+    """The job tab of a tune job: one log tab per trial worker (``worker-0``, ``worker-1``),
+    each streamed through its channel, to the end of the study."""
+    from playwright.sync_api import expect
+
+    page = browser_page
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    study = kfjupyter.tune(
+        WORKER_CELL, "loss", trials=2, parallel=2, algorithm="random", seed=5, name="ui-tune-logs",
+        user_ns={}, workdir=str(lab.root),
+    )  # fmt: skip
+    try:
+        page.goto(f"{lab.url}/lab?token={lab.token}")
+        page.locator('.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="kfjupyter-sidebar"]').click()
+        sidebar = page.locator("#kfjupyter-sidebar")
+        row = sidebar.locator(f'.kf-JobRow[data-job-id="{study.id}"]')
+        expect(row).to_be_visible(timeout=60_000)
+        row.click()
+        detail = page.locator(f'.kf-JobDetail[data-job-id="{study.id}"]')
+        expect(detail).to_be_visible()
+        tabs = detail.locator(".kf-RankTab")
+        expect(tabs).to_have_text(["worker 0", "worker 1"], timeout=60_000)
+        viewer = detail.locator(".kf-LogViewer")
+        expect(viewer).to_have_attribute("data-channel", "worker-0")
+        logs = detail.locator(".kf-LogViewer-text")
+        expect(logs).to_contain_text("worker line x=", timeout=60_000)
+        expect(detail).to_have_attribute("data-status", "Succeeded", timeout=90_000)
+        expect(viewer).to_have_attribute("data-stream", "ended", timeout=30_000)
+        expect(detail.locator(".kf-LogViewer-state")).to_contain_text("Succeeded")
+
+        # Each worker's own lines: the trial it ran, with its x.
+        done = study.wait(timeout=60)
+        by_worker = {t["worker"]: t for t in done.trials}
+        assert set(by_worker) == {0, 1}, done.trials
+        for worker in (0, 1):
+            tabs.nth(worker).click()
+            expect(viewer).to_have_attribute("data-channel", f"worker-{worker}")
+            x = by_worker[worker]["params"]["x"]
+            expect(logs).to_contain_text(f"worker line x={x:.4f} step 2", timeout=30_000)
+            expect(logs).not_to_contain_text(f"x={by_worker[1 - worker]['params']['x']:.4f}")
+            expect(viewer).to_have_attribute("data-stream", "ended", timeout=30_000)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "tune-job-tab.png"))
+        streams = [u for u in requests if f"/jobs/{study.id}/logs/stream" in u]
+        assert any("channel=worker-0" in u for u in streams), streams
+        assert any("channel=worker-1" in u for u in streams), streams
+        assert not [e for e in page.kf_errors if "kfjupyter" in e.lower()], page.kf_errors
+    finally:
+        if study.status not in ("Succeeded", "Failed", "Cancelled"):
+            study.cancel()

@@ -34,6 +34,18 @@ export function useNow(active: boolean, ms = 1000): number {
   return active ? now : Date.now();
 }
 
+/** Whether the browser tab is shown (re-rendering when it changes). */
+export function usePageVisible(): boolean {
+  const read = (): boolean => typeof document === 'undefined' || document.visibilityState !== 'hidden';
+  const [visible, setVisible] = React.useState(read);
+  React.useEffect(() => {
+    const onChange = (): void => setVisible(read());
+    document.addEventListener('visibilitychange', onChange);
+    return () => document.removeEventListener('visibilitychange', onChange);
+  }, []);
+  return visible;
+}
+
 export function StatusBadge(props: { status: string }): JSX.Element {
   const { status } = props;
   return (

@@ -1,5 +1,5 @@
 /**
- * A job's tab in the main area: its state, log (per rank, live), metrics
+ * A job's tab in the main area: its state, log (a tab per log channel, live), metrics
  * chart, Cancel, and the way back to the cell that started it.
  */
 

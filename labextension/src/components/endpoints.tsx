@@ -1,7 +1,8 @@
 /**
  * The Endpoints panel: deployed models (`GET /endpoints`) with status, URL, version(s) and
- * traffic split; a "try it" box (`POST /endpoints/{id}/predict`), the server's log
- * (followed: re-read every 2 s while it is open, the panel shown and the endpoint live),
+ * traffic split; a "try it" box (`POST /endpoints/{id}/predict`), the servers' logs (the
+ * endpoint job's channels `server/primary`, `server/canary`, `server/router`, streamed
+ * while the log is open, the panel shown and the endpoint live; one log open at a time),
  * promote/rollback and undeploy. Re-read when an `endpoint` job changes (the jobs model's
  * push channel) and after every action. The logic without React is in `../endpoints`.
  */
@@ -13,20 +14,23 @@ import {
   buildRequest,
   controls,
   convertPayload,
+  ENDPOINT_LOG_TAIL,
   endpointStatus,
   formatAnswer,
   IEndpoint,
-  LogFollower,
   Protocol,
+  servingKey,
   shouldFollow,
   trafficSplit
 } from '../endpoints';
-import { VisibilityAwareWidget } from './common';
+import { logChannels, pickChannel } from '../logfollower';
+import { usePageVisible, VisibilityAwareWidget } from './common';
+import { ChannelTabs, useChannelLog } from './logs';
 
 export type { IEndpoint } from '../endpoints';
 
-/** Milliseconds between two reads of a followed log. */
-export const LOG_POLL_MS = 2000;
+/** The most lines of a followed endpoint log the panel keeps. */
+export const ENDPOINT_LOG_CAPACITY = 2000;
 
 export class EndpointsApi {
   constructor(readonly api: KFApi) {}
@@ -53,61 +57,70 @@ export class EndpointsApi {
   undeploy(id: string): Promise<IEndpoint> {
     return this.api.json(`endpoints/${encodeURIComponent(id)}`, { method: 'DELETE' });
   }
-
-  logs(id: string): Promise<{ text: string }> {
-    return this.api.json(`endpoints/${encodeURIComponent(id)}/logs?tail=200`);
-  }
 }
 
-/** A followed log: its text, whether it is followed, and the last read's error ('' once a read succeeds). */
-function useLog(api: EndpointsApi, ep: IEndpoint, open: boolean, visible: boolean): [string | null, boolean, string] {
-  const [text, setText] = React.useState<string | null>(null);
-  const [error, setError] = React.useState('');
-  const follow = shouldFollow(open, visible, ep.status);
-  React.useEffect(() => {
-    if (!open) {
-      setText(null);
-      setError('');
-      return;
-    }
-    const read = async (): Promise<string> => (await api.logs(ep.id)).text;
-    const onText = (t: string): void => {
-      setText(t);
-      setError('');
-    };
-    if (!follow) {
-      let current = true;
-      if (visible) {
-        // an endpoint that stopped: its last log, once
-        read()
-          .then(t => current && onText(t))
-          .catch(e => current && setError((e as Error).message));
-      }
-      return () => {
-        current = false;
-      };
-    }
-    const follower = new LogFollower(read, onText, {
-      interval: LOG_POLL_MS,
-      paused: () => typeof document !== 'undefined' && document.visibilityState === 'hidden',
-      onError: e => setError(e.message)
-    });
-    follower.start();
-    return () => follower.stop();
-  }, [open, follow, visible, ep.id]);
-  return [text, follow, error];
+/**
+ * The log of one of the endpoint's servers (its channels; the primary first): followed
+ * while it is open, the panel shown and the endpoint live, else its last lines read once.
+ */
+function EndpointLog(props: { api: EndpointsApi; ep: IEndpoint; visible: boolean; following: boolean }): JSX.Element {
+  const { api, ep, visible, following } = props;
+  const channels = logChannels(ep);
+  const [selected, setSelected] = React.useState<string | null>(null);
+  const channel = pickChannel(channels, selected);
+  const { buffer: log, state, error } = useChannelLog(api.api, ep.id, {
+    channel: channel?.name ?? null,
+    tail: ENDPOINT_LOG_TAIL,
+    follow: following,
+    active: visible,
+    capacity: ENDPOINT_LOG_CAPACITY,
+    restart: servingKey(ep)
+  });
+  const read = log.length > 0 || state === 'streaming' || state === 'ended';
+  return (
+    <div className="kf-Endpoint-log" data-channel={channel?.name ?? ''} data-stream={state}>
+      {channels.length > 1 ? (
+        <ChannelTabs
+          channels={channels}
+          selected={channel?.name ?? null}
+          onSelect={setSelected}
+          label={`Servers of ${ep.name}`}
+        />
+      ) : null}
+      {error ? (
+        <div className="kf-Endpoint-logerror" aria-live="polite">
+          Cannot read the log: {error}
+          {following && state !== 'failed' ? ' (retrying)' : ''}
+        </div>
+      ) : null}
+      {read ? (
+        <pre className="kf-Endpoint-logtext" data-following={following}>
+          {log.length ? log.text() : '(empty)'}
+        </pre>
+      ) : !channel ? (
+        <div className="kf-Endpoint-nolog">(no log yet)</div>
+      ) : null}
+    </div>
+  );
 }
 
-function EndpointCard(props: { ep: IEndpoint; api: EndpointsApi; reload: () => void; visible: boolean }): JSX.Element {
-  const { ep, api, reload, visible } = props;
+function EndpointCard(props: {
+  ep: IEndpoint;
+  api: EndpointsApi;
+  reload: () => void;
+  visible: boolean;
+  /** Its log is open (one at a time in the panel: one live stream). */
+  logsOpen: boolean;
+  onToggleLogs: () => void;
+}): JSX.Element {
+  const { ep, api, reload, visible, logsOpen, onToggleLogs } = props;
   const status = endpointStatus(ep.status);
   const live = status.live;
+  const following = shouldFollow(logsOpen, visible, ep.status);
   const [payload, setPayload] = React.useState('{"instances": [[5.1, 3.5, 1.4, 0.2]]}');
   const [protocol, setProtocol] = React.useState<Protocol>('v1');
   const [answer, setAnswer] = React.useState<string | null>(null);
   const [error, setError] = React.useState<string | null>(null);
-  const [logsOpen, setLogsOpen] = React.useState(false);
-  const [logs, following, logError] = useLog(api, ep, logsOpen, visible);
   const [busy, setBusy] = React.useState(false);
   const can = controls(ep);
 
@@ -199,36 +212,25 @@ function EndpointCard(props: { ep: IEndpoint; api: EndpointsApi; reload: () => v
         </div>
       ) : null}
       <div className="kf-Endpoint-logbar">
-        <button
-          className="jp-mod-styled kf-Endpoint-logs"
-          aria-pressed={logsOpen}
-          onClick={() => setLogsOpen(open => !open)}
-        >
+        <button className="jp-mod-styled kf-Endpoint-logs" aria-pressed={logsOpen} onClick={onToggleLogs}>
           {logsOpen ? 'Hide logs' : 'Logs'}
         </button>
-        {logsOpen && following ? (
-          <span className="kf-Endpoint-following" title="Re-read every few seconds">
+        {following ? (
+          <span className="kf-Endpoint-following" title="Streamed as the server writes it">
             following
           </span>
         ) : null}
       </div>
-      {logsOpen && logError ? (
-        <div className="kf-Endpoint-logerror" aria-live="polite">
-          Cannot read the log: {logError}
-          {following ? ' (retrying)' : ''}
-        </div>
-      ) : null}
-      {logsOpen && logs !== null ? (
-        <pre className="kf-Endpoint-logtext" data-following={following}>
-          {logs || '(empty)'}
-        </pre>
-      ) : null}
+      {logsOpen ? <EndpointLog api={api} ep={ep} visible={visible} following={following} /> : null}
     </li>
   );
 }
 
 export function EndpointsPanel(props: { api: EndpointsApi; tick: number; visible?: boolean }): JSX.Element {
-  const visible = props.visible ?? true;
+  const pageVisible = usePageVisible();
+  const visible = (props.visible ?? true) && pageVisible;
+  /** The endpoint whose log is open (one at a time). */
+  const [openLog, setOpenLog] = React.useState<string | null>(null);
   const [items, setItems] = React.useState<IEndpoint[]>([]);
   const [error, setError] = React.useState<string | null>(null);
   const [own, setOwn] = React.useState(0);
@@ -252,14 +254,22 @@ export function EndpointsPanel(props: { api: EndpointsApi; tick: number; visible
       {items.length === 0 ? <div className="kf-Endpoints-empty">No endpoints. Deploy a model version from Models.</div> : null}
       <ul className="kf-Endpoints">
         {items.map(ep => (
-          <EndpointCard key={ep.id} ep={ep} api={props.api} visible={visible} reload={() => setOwn(n => n + 1)} />
+          <EndpointCard
+            key={ep.id}
+            ep={ep}
+            api={props.api}
+            visible={visible}
+            reload={() => setOwn(n => n + 1)}
+            logsOpen={openLog === ep.id}
+            onToggleLogs={() => setOpenLog(open => (open === ep.id ? null : ep.id))}
+          />
         ))}
       </ul>
     </div>
   );
 }
 
-/** Logs follow only while the panel is shown. */
+/** Logs are streamed only while the panel is shown. */
 export class EndpointsPanelWidget extends VisibilityAwareWidget {
   private _tick = 0;
 

@@ -1,64 +1,69 @@
 /**
- * A job's log, one rank at a time, streamed live (`GET …/logs/stream`).
+ * Logs, streamed live (`GET /jobs/{id}/logs/stream?channel=…`): `useChannelLog` (one
+ * channel of a job or of one of its child tasks, through one `LogFollower`), the channel
+ * tabs, and a job's log viewer (one tab per channel of `job.channels.logs`).
  *
- * One stream per viewer: switching rank or closing the tab aborts it. Lines
+ * One stream per view: switching channel, hiding the view or closing it aborts it. Lines
  * go into a bounded `LogBuffer`; the view redraws at most once per frame.
  */
 
 import * as React from 'react';
 
-import { decodeLogLine, KFApi, KFApiError } from '../api';
+import { KFApi } from '../api';
 import { FollowState, LogBuffer } from '../logbuffer';
-import { isAbortError } from '../sse';
-import { IJob, isTerminal } from '../types';
+import { LogFollower, LogFollowerState, logChannels, pickChannel } from '../logfollower';
+import { IChannel, IJob, isTerminal } from '../types';
 import { Button } from './common';
 
 export const LOG_TAIL = 1000;
 export const LOG_CAPACITY = 5000;
 
-function parseField(data: string, field: string): string {
-  try {
-    const value = JSON.parse(data)?.[field];
-    return typeof value === 'string' ? value : '';
-  } catch {
-    return '';
-  }
+/** A follower's state, or `idle` (no channel to read) and `paused` (not shown). */
+export type ChannelLogState = LogFollowerState | 'idle' | 'paused';
+
+export interface IChannelLogOptions {
+  /** The channel to read (null: none; the lines held are dropped). */
+  channel: string | null;
+  /** The last lines read first (0: the whole log). */
+  tail: number;
+  /** Follow the channel until it ends, or read it once (the tail, then `end`). */
+  follow: boolean;
+  /** Stream only while true: the lines shown stay meanwhile, and are read anew after. */
+  active: boolean;
+  /** The most lines kept (read once, when the view is made). */
+  capacity?: number;
+  /** Starts the stream over when it changes (e.g. an endpoint's servers were replaced). */
+  restart?: string;
 }
 
-type StreamState = 'connecting' | 'streaming' | 'ended' | 'waiting' | 'error' | 'paused';
+export interface IChannelLog {
+  /** The lines (read them while rendering: they change without a new object). */
+  buffer: LogBuffer;
+  state: ChannelLogState;
+  /** The job's status sent with `end`, once the log was read to its end. */
+  endStatus: string | null;
+  /** The last read's error, until the next connection opens ('' when none). */
+  error: string;
+}
 
-export function LogViewer(props: {
-  api: KFApi;
-  job: IJob;
-  /** Stream only while shown: a hidden tab holds no connection open. */
-  visible?: boolean;
-}): JSX.Element {
-  const { api, job, visible = true } = props;
-  const [rank, setRank] = React.useState(0);
-  const [follow, setFollow] = React.useState(true);
-  const [streamState, setStreamState] = React.useState<StreamState>('connecting');
+/** Stream one log channel of job `jobId` while `active`. */
+export function useChannelLog(api: KFApi, jobId: string, options: IChannelLogOptions): IChannelLog {
+  const { channel, tail, follow, active, capacity = LOG_CAPACITY, restart = '' } = options;
+  const buffer = React.useRef<LogBuffer | null>(null);
+  if (buffer.current === null) {
+    buffer.current = new LogBuffer({ capacity });
+  }
+  const [state, setState] = React.useState<ChannelLogState>('idle');
   const [endStatus, setEndStatus] = React.useState<string | null>(null);
-  const [message, setMessage] = React.useState('');
+  const [error, setError] = React.useState('');
   const [, setVersion] = React.useState(0);
-  const buffer = React.useRef(new LogBuffer({ capacity: LOG_CAPACITY }));
-  const followState = React.useRef(new FollowState(true));
-  const pre = React.useRef<HTMLPreElement>(null);
   const frame = React.useRef(0);
-  const terminal = isTerminal(job.status);
+  /** Whose lines the buffer holds (`job\nchannel`). */
+  const held = React.useRef('');
 
   React.useEffect(() => {
-    if (!visible) {
-      // Keep the lines shown; the stream starts over (fresh tail) when shown again.
-      setStreamState('paused');
-      return;
-    }
-    const abort = new AbortController();
-    const log = buffer.current;
-    log.clear();
-    setVersion(v => v + 1);
-    setEndStatus(null);
-    setMessage('');
-    const redraw = () => {
+    const log = buffer.current!;
+    const redraw = (): void => {
       if (!frame.current) {
         frame.current = requestAnimationFrame(() => {
           frame.current = 0;
@@ -66,61 +71,109 @@ export function LogViewer(props: {
         });
       }
     };
-    const run = async () => {
-      for (let attempt = 0; !abort.signal.aborted; attempt++) {
-        setStreamState(attempt === 0 ? 'connecting' : 'waiting');
-        let ended = false;
-        try {
-          await api.streamLogs(
-            job.id,
-            rank,
-            LOG_TAIL,
-            event => {
-              if (event.event === 'message') {
-                log.append([decodeLogLine(event.data)]);
-                setStreamState('streaming');
-                redraw();
-              } else if (event.event === 'end') {
-                ended = true;
-                setEndStatus(parseField(event.data, 'status') || 'ended');
-              } else if (event.event === 'error') {
-                setMessage(parseField(event.data, 'message') || 'the log stream failed');
-              }
-            },
-            abort.signal
-          );
-          if (ended) {
-            setStreamState('ended');
-            return;
+    const key = channel === null ? '' : `${jobId}\n${channel}`;
+    if (held.current !== key) {
+      // another channel: its lines only (a restart of the same one keeps them until it opens)
+      held.current = key;
+      log.clear();
+      setVersion(v => v + 1);
+      setEndStatus(null);
+      setError('');
+    }
+    if (channel === null) {
+      setState('idle');
+      return;
+    }
+    if (!active) {
+      setState('paused');
+      return;
+    }
+    const follower = new LogFollower(
+      (onEvent, signal, onOpen) => api.streamLogs(jobId, { channel, tail, follow }, onEvent, signal, onOpen),
+      {
+        opened: () => {
+          log.clear();
+          setError('');
+          setEndStatus(null);
+          redraw();
+        },
+        line: text => {
+          log.append([text]);
+          redraw();
+        },
+        state: (next, detail) => {
+          setState(next);
+          if (next === 'ended') {
+            setEndStatus(detail.status || 'ended');
+          } else if (next === 'error' || next === 'waiting' || next === 'failed') {
+            setError(detail.message ?? '');
           }
-          // Closed without an end (server restart, backend error): read again.
-          setStreamState('error');
-        } catch (error) {
-          if (isAbortError(error) || abort.signal.aborted) {
-            return;
-          }
-          // No log yet, or the connection dropped: start over after a pause.
-          const status = error instanceof KFApiError ? error.status : 0;
-          setMessage((error as Error).message);
-          setStreamState(status === 404 ? 'waiting' : 'error');
         }
-        await new Promise(resolve => setTimeout(resolve, Math.min(5000, 1000 * (attempt + 1))));
-        if (abort.signal.aborted) {
-          return;
-        }
-        log.clear();
-        redraw();
-      }
-    };
-    void run();
+      },
+      { retry: follow }
+    );
+    follower.start();
     return () => {
-      abort.abort();
+      follower.stop();
       if (frame.current) {
         cancelAnimationFrame(frame.current);
         frame.current = 0;
       }
     };
-  }, [api, job.id, rank, visible]);
+  }, [api, jobId, channel, tail, follow, active, restart]);
+
+  return { buffer: buffer.current, state, endStatus, error };
+}
+
+/** A tab per log channel (their labels). */
+export function ChannelTabs(props: {
+  channels: readonly IChannel[];
+  selected: string | null;
+  onSelect: (name: string) => void;
+  label?: string;
+}): JSX.Element {
+  const { channels, selected, onSelect, label = 'Log channels' } = props;
+  return (
+    <div className="kf-RankTabs" role="tablist" aria-label={label}>
+      {channels.map(c => (
+        <button
+          key={c.name}
+          type="button"
+          role="tab"
+          aria-selected={c.name === selected}
+          className={`kf-RankTab${c.name === selected ? ' kf-mod-active' : ''}`}
+          data-channel={c.name}
+          data-rank={c.rank ?? undefined}
+          onClick={() => onSelect(c.name)}
+        >
+          {c.label}
+        </button>
+      ))}
+    </div>
+  );
+}
+
+/** A job's log: a tab per channel of `job.channels.logs`, the chosen one streamed live. */
+export function LogViewer(props: {
+  api: KFApi;
+  job: IJob;
+  /** Stream only while shown: a hidden tab holds no connection open. */
+  visible?: boolean;
+}): JSX.Element {
+  const { api, job, visible = true } = props;
+  const channels = logChannels(job);
+  const [selected, setSelected] = React.useState<string | null>(null);
+  const channel = pickChannel(channels, selected);
+  const [follow, setFollow] = React.useState(true);
+  const followState = React.useRef(new FollowState(true));
+  const pre = React.useRef<HTMLPreElement>(null);
+  const terminal = isTerminal(job.status);
+  const { buffer: log, state, endStatus, error } = useChannelLog(api, job.id, {
+    channel: channel?.name ?? null,
+    tail: LOG_TAIL,
+    follow: true,
+    active: visible
+  });
 
   // Stick to the bottom while following.
   React.useLayoutEffect(() => {
@@ -133,8 +186,8 @@ export function LogViewer(props: {
     }
   });
 
-  const log = buffer.current;
-  const ranks = Array.from({ length: Math.max(1, job.workers || 1) }, (_, i) => i);
+  // No channel yet: the job has not reached its backend (or never did).
+  const streamState: ChannelLogState | 'none' = channel ? state : terminal ? 'none' : 'waiting';
   const statusText =
     streamState === 'streaming'
       ? terminal
@@ -145,29 +198,24 @@ export function LogViewer(props: {
         : streamState === 'waiting'
           ? 'waiting for the log…'
           : streamState === 'error'
-            ? `reconnecting… ${message}`
-            : streamState === 'paused'
-              ? 'paused (tab hidden)'
-              : 'connecting…';
+            ? `reconnecting… ${error}`
+            : streamState === 'failed'
+              ? `cannot read the log: ${error}`
+              : streamState === 'paused'
+                ? 'paused (tab hidden)'
+                : streamState === 'none'
+                  ? 'no log'
+                  : 'connecting…';
 
   return (
-    <div className="kf-LogViewer" data-rank={rank} data-stream={streamState}>
+    <div
+      className="kf-LogViewer"
+      data-channel={channel?.name ?? ''}
+      data-rank={channel?.rank ?? undefined}
+      data-stream={streamState}
+    >
       <div className="kf-LogViewer-bar">
-        <div className="kf-RankTabs" role="tablist" aria-label="Ranks">
-          {ranks.map(r => (
-            <button
-              key={r}
-              type="button"
-              role="tab"
-              aria-selected={r === rank}
-              className={`kf-RankTab${r === rank ? ' kf-mod-active' : ''}`}
-              data-rank={r}
-              onClick={() => setRank(r)}
-            >
-              rank {r}
-            </button>
-          ))}
-        </div>
+        <ChannelTabs channels={channels} selected={channel?.name ?? null} onSelect={setSelected} />
         <span className="kf-LogViewer-state">{statusText}</span>
         <label className="kf-Follow" title="Keep the newest line in view">
           <input

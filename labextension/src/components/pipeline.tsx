@@ -3,7 +3,8 @@
  * into the cell's metadata through the notebook model, so Save puts them in the .ipynb),
  * Compile / Run / Export YAML, the DAG as an SVG graph, and the latest run's steps live
  * (status, duration, cached or not and why, logs). The panel holds no pipeline logic: the
- * server compiles (`POST /pipelines/compile`) and runs (`POST /pipelines/runs`).
+ * server compiles (`POST /pipelines/compile`) and runs (`POST /pipelines/runs`). A step's
+ * log is the run's channel `step/NAME`, streamed (`useChannelLog`), one open at a time.
  */
 
 import type { ICellModel } from '@jupyterlab/cells';
@@ -22,6 +23,8 @@ import {
   runMatchesPipeline,
   runParameters,
   sameNotebook,
+  stepChannel,
+  stepLogRead,
   stepSeconds,
   stepStates
 } from '../pipelinerun';
@@ -40,10 +43,11 @@ import {
 } from '../pipelinetags';
 import { formatDuration } from '../format';
 import { IJob } from '../types';
-import { useNow, VisibilityAwareWidget } from './common';
+import { useNow, usePageVisible, VisibilityAwareWidget } from './common';
+import { useChannelLog } from './logs';
 
-/** Lines of a running step's log read at each refresh (the whole log once it ends). */
-export const RUNNING_LOG_TAIL = 2000;
+/** The most lines of a step's log the panel keeps (a running step's from its last RUNNING_LOG_TAIL). */
+export const STEP_LOG_CAPACITY = 20000;
 
 /** Milliseconds between two reads of an active run. */
 export const POLL_MS = 1000;
@@ -419,28 +423,41 @@ export function DagView(props: {
 
 /* ---------------------------------------------------------------- a run */
 
-function StepRow(props: { run: IPipelineRun; step: IRunStep; api: PipelineApi; now: number; visible: boolean }): JSX.Element {
-  const { run, step, api, now, visible } = props;
-  const [logs, setLogs] = React.useState<string | null>(null);
-  const [open, setOpen] = React.useState(false);
+function StepRow(props: {
+  run: IPipelineRun;
+  step: IRunStep;
+  api: PipelineApi;
+  now: number;
+  visible: boolean;
+  /** The step's log is open (one at a time in the panel: one live stream). */
+  open: boolean;
+  onToggle: () => void;
+}): JSX.Element {
+  const { run, step, api, now, visible, open, onToggle } = props;
   const status = displayStatus(step);
   const cache = cacheText(step);
-  const running = step.status === 'Running';
-  // Logs: read when opened, and again on every new version of the step while it is open
-  // (each tick while it runs and the panel is shown).
-  React.useEffect(() => {
-    if (!open || (running && !visible)) {
-      return;
-    }
-    let live = true;
-    api
-      .stepLogs(run.id, step.name, running ? RUNNING_LOG_TAIL : undefined)
-      .then(out => live && setLogs(out.text))
-      .catch(e => live && setLogs(`(${(e as Error).message})`));
-    return () => {
-      live = false;
-    };
-  }, [open, run.id, step.status, step.finished_at, open && running && visible ? now : 0]);
+  // The log (the run's channel step/NAME) while it is open and the panel shown: a running
+  // step's tail, followed; another step's whole log, read once (again when its status changes).
+  const read = stepLogRead(step);
+  const { buffer: log, state, error } = useChannelLog(api.api, run.id, {
+    channel: open ? stepChannel(step) : null,
+    tail: read.tail,
+    follow: read.follow,
+    active: visible,
+    capacity: STEP_LOG_CAPACITY,
+    restart: step.status
+  });
+  const loading = (state === 'idle' || state === 'connecting') && !log.length;
+  const text = loading
+    ? 'Loading…'
+    : [
+        log.dropped ? `(${log.dropped} earlier lines not kept)` : '',
+        log.length ? log.text() : error ? '' : '(no output)',
+        // A failed read says so after what was read; the next good read clears it.
+        error ? `(${error})` : ''
+      ]
+        .filter(Boolean)
+        .join('\n');
   // The log follows its end (new lines in view) unless the user scrolled up to read.
   const logRef = React.useRef<HTMLPreElement>(null);
   const atEnd = React.useRef(true);
@@ -455,7 +472,7 @@ function StepRow(props: { run: IPipelineRun; step: IRunStep; api: PipelineApi; n
     if (pre && atEnd.current) {
       pre.scrollTop = pre.scrollHeight;
     }
-  }, [logs, open]);
+  }, [text, open]);
   return (
     <li className={`kf-PipelineStep kf-status-${status.toLowerCase()}`} data-step={step.name} data-status={status}>
       <div className="kf-PipelineStep-row">
@@ -476,7 +493,7 @@ function StepRow(props: { run: IPipelineRun; step: IRunStep; api: PipelineApi; n
         </span>
         <button
           className="kf-PipelineStep-logsButton"
-          onClick={() => setOpen(!open)}
+          onClick={onToggle}
           aria-expanded={open}
           aria-label={`${open ? 'Hide the log' : 'Log'} of step ${step.name}`}
         >
@@ -485,8 +502,8 @@ function StepRow(props: { run: IPipelineRun; step: IRunStep; api: PipelineApi; n
       </div>
       {step.error ? <pre className="kf-PipelineStep-error">{step.error}</pre> : null}
       {open ? (
-        <pre className="kf-PipelineStep-logs" ref={logRef} onScroll={onLogScroll}>
-          {logs === null ? 'Loading…' : logs || '(no output)'}
+        <pre className="kf-PipelineStep-logs" ref={logRef} onScroll={onLogScroll} data-stream={state}>
+          {text}
         </pre>
       ) : null}
     </li>
@@ -498,6 +515,8 @@ function RunView(props: { run: IPipelineRun; api: PipelineApi; onCancel: () => v
   const active = runActive(run);
   const now = useNow(active && visible);
   const metrics = Object.entries(run.metrics || {});
+  // One step's log open at a time: the panel holds one log stream.
+  const [openStep, setOpenStep] = React.useState<string | null>(null);
   return (
     <div className="kf-PipelineRun" data-run={run.id} data-status={run.status}>
       <div className="kf-PipelineRun-head">
@@ -517,7 +536,16 @@ function RunView(props: { run: IPipelineRun; api: PipelineApi; onCancel: () => v
       {run.error ? <pre className="kf-PipelineRun-error">{run.error}</pre> : null}
       <ul className="kf-PipelineSteps">
         {(run.steps || []).map(step => (
-          <StepRow key={step.name} run={run} step={step} api={api} now={now} visible={visible} />
+          <StepRow
+            key={step.name}
+            run={run}
+            step={step}
+            api={api}
+            now={now}
+            visible={visible}
+            open={openStep === step.name}
+            onToggle={() => setOpenStep(open => (open === step.name ? null : step.name))}
+          />
         ))}
       </ul>
       {metrics.length ? (
@@ -551,18 +579,6 @@ interface IPanelState {
 
 function initial(path: string): IPanelState {
   return { path, pipeline: null, error: null, notice: null, run: null, busy: '', params: {} };
-}
-
-/** Whether the browser tab is shown (re-rendering when it changes). */
-function usePageVisible(): boolean {
-  const read = (): boolean => typeof document === 'undefined' || document.visibilityState !== 'hidden';
-  const [visible, setVisible] = React.useState(read);
-  React.useEffect(() => {
-    const onChange = (): void => setVisible(read());
-    document.addEventListener('visibilitychange', onChange);
-    return () => document.removeEventListener('visibilitychange', onChange);
-  }, []);
-  return visible;
 }
 
 export function PipelinePanel(props: {
