@@ -489,3 +489,38 @@ async def test_log_stream_reports_a_failure_midway(jp_fetch, event_stream, monke
     response = await stream.finished(10)
     assert response.code == 200
     assert stream.events == [("message", "a line"), ("error", {"message": "lost the pod's log", "reason": "BackendError"})]
+
+
+@async_test
+async def test_any_channel_of_any_job_streams_and_a_childs_ends_with_the_child(jp_fetch, event_stream, tmp_path):
+    from pipeline_notebooks import write_notebook
+
+    nb = write_notebook(
+        tmp_path / "two.ipynb",
+        [(["step:quick"], "print('quick done', flush=True)\nx = 1"),
+         (["step:slow"], "import time\nprint('slow started', flush=True)\ntime.sleep(2)\nprint('slow done', x, flush=True)")],
+        name="two",
+    )  # fmt: skip
+    run = await blocking(kfjupyter.run_pipeline, nb, cache=False)
+    job = await get_json(jp_fetch, "jobs", run.id)
+    check_schema(job, "Job")
+    assert [c["name"] for c in job["channels"]["logs"]] == ["run"]
+    children = await get_json(jp_fetch, "jobs", run.id, "children")
+    check_schema(children, "ChildList")
+    assert [(c["name"], c["channel"]) for c in children["children"]] == [("quick", "step/quick"), ("slow", "step/slow")]
+    # the first step's channel ends with the step, while the run goes on
+    quick = event_stream("jobs", run.id, "logs", "stream", channel="step/quick")
+    await quick.finished(30)
+    assert ("message", "quick done") in quick.events
+    assert quick.events[-1][0] == "end" and quick.events[-1][1]["child"] == "quick"
+    assert quick.events[-1][1]["child_status"] == st.SUCCEEDED
+    slow = event_stream("jobs", run.id, "logs", "stream", channel="step/slow")
+    await slow.finished(30)
+    assert [e for e in slow.events if e[0] == "message"] == [("message", "slow started"), ("message", "slow done 1")]
+    once = event_stream("jobs", run.id, "logs", "stream", channel="step/slow", tail=1, follow="false")
+    await once.finished(10)
+    assert once.events == [("message", "slow done 1"), ("end", {"status": st.SUCCEEDED, "child": "slow", "child_status": st.SUCCEEDED})]
+    lines = await get_json(jp_fetch, "jobs", run.id, "logs", channel="step/quick")
+    assert lines["lines"] == ["quick done"] and lines["channel"] == "step/quick"
+    code, body = await error_of(jp_fetch, "jobs", run.id, "logs", "stream", channel="step/nope")
+    assert code == 400 and "no log channel 'step/nope'" in body["message"]

@@ -330,6 +330,13 @@ class TrialLogHandler(KFJupyterHandler):
         self.finish(dumps(await self.call(read)))
 
 
+def _child_of(job: jobs.Job, channel: str):
+    """The child task whose log channel ``channel`` is, or None (a channel of the job's own)."""
+    if not job.engine.features.children:
+        return None
+    return next((c for c in job.children() if c.channel == channel), None)
+
+
 def _check_channel(job: jobs.Job, channel: str) -> None:
     """400 when the job has no log channel ``channel`` (its own, or a child task's)."""
     own = {c.name for c in job.channels().logs}
@@ -422,8 +429,13 @@ class LogStreamHandler(EventStreamHandler):
             if submitted(job) and not await self._follow(job, rank, channel, tail, live):
                 self.end()  # the client left, or reading failed (an error event says why)
                 return
-            if not live:
-                await self.send(sse({"status": job.record.status}, "end"))
+            child = await self.call(_child_of, job, channel) if channel and submitted(job) else None
+            if not live or child is not None:
+                # read once; or a child task's channel, which ends with the child (a step, a
+                # trial, a replaced server) while the job goes on: end now, with both states
+                job = await self.load_job(job_id)
+                end = {"status": job.record.status} | ({"child": child.name, "child_status": child.status} if child else {})
+                await self.send(sse(end, "end"))
                 self.end()
                 return
             # the log is drained: wait for the job's final state
