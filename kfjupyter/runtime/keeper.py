@@ -124,15 +124,14 @@ def record_lost(job_dir, reason, cancelled: bool) -> None:
     if cancelled:
         ws.update_job(job_id, only_if_active=True, status=st.CANCELLED, message="cancelled by the user")
         return
+    from ..backends import get_backend
     from .detached import lost_error
 
-    record = ws.update_job(
-        job_id, only_if_active=True, status=st.FAILED, error=lost_error(job_dir, reason), end_reason=reason.to_dict()
-    )
+    engine = get_backend(record.kind, record.backend)
+    error = lost_error(job_dir, reason, engine.what)
+    record = ws.update_job(job_id, only_if_active=True, status=st.FAILED, error=error, end_reason=reason.to_dict())
     if record.end_reason == reason.to_dict():
-        from ..backends import get_backend
-
-        get_backend(record.kind, record.backend).on_supervisor_lost(job_id, record.backend_info or {"job_dir": str(job_dir)}, reason)
+        engine.on_supervisor_lost(job_id, record.backend_info or {"job_dir": str(job_dir)}, reason)
 
 
 def _reap() -> None:
