@@ -36,7 +36,39 @@ def new_steps(names: list[str]) -> list[ChildRecord]:
 
 
 def list_steps(run_id: str, ws: Workspace | None = None) -> list[ChildRecord]:
-    return (ws or get_workspace()).list_children(run_id, STEP)
+    ws = ws or get_workspace()
+    adopt_legacy_steps(ws)
+    return ws.list_children(run_id, STEP)
+
+
+#: Where kfjupyter up to 0.1 kept the steps of pipeline runs (a table of its own).
+LEGACY_TABLE = "pipeline_steps"
+_adopted: set[int] = set()
+
+
+def adopt_legacy_steps(ws: Workspace) -> None:
+    """Once per workspace and process: the steps of runs recorded by an earlier kfjupyter
+    (table ``pipeline_steps``) become child tasks, so no run loses its steps; the old
+    table is then renamed ``pipeline_steps_v1`` (kept, never read again)."""
+    if id(ws.engine) in _adopted:
+        return
+    _adopted.add(id(ws.engine))
+    from sqlalchemy import MetaData, Table, inspect, select, text
+
+    if LEGACY_TABLE not in inspect(ws.engine).get_table_names():
+        return
+    old = Table(LEGACY_TABLE, MetaData(), autoload_with=ws.engine)
+    with ws.session() as s, s.begin():
+        have = {(c.job_id, c.name) for c in s.scalars(select(ChildRecord).where(ChildRecord.kind == STEP))}
+        for row in s.execute(select(old)).mappings():
+            if (row["run_id"], row["name"]) in have:
+                continue
+            s.add(ChildRecord(
+                job_id=row["run_id"], name=row["name"], kind=STEP, position=row["position"] or 0,
+                status=row["status"], error=row["error"], started_at=row["started_at"], finished_at=row["finished_at"],
+                attrs={k: row[k] for k in ATTRS if k in row},
+            ))  # fmt: skip
+        s.execute(text(f'ALTER TABLE "{LEGACY_TABLE}" RENAME TO "{LEGACY_TABLE}_v1"'))
 
 
 def update_step(ws: Workspace, run_id: str, name: str, **fields: Any) -> ChildRecord:
@@ -52,6 +84,7 @@ def attr(record: ChildRecord, key: str, default: Any = None) -> Any:
 def last_step(ws: Workspace, pipeline: str, step: str, exclude_run: str | None = None) -> ChildRecord | None:
     """The latest step ``step`` of pipeline ``pipeline`` that ran or was cached (for saying
     why the cache did not answer: what changed since)."""
+    adopt_legacy_steps(ws)
     for record in ws.last_child("pipeline", pipeline[:63], step, tuple(DONE), exclude_job=exclude_run):
         if attr(record, "fingerprint") is not None:
             return record

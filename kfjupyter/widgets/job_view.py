@@ -64,18 +64,18 @@ class TextJobView:
     def __init__(self, job: Job, blocking: bool = False):
         self.job = job
         self._status = None
-        self._seen = [0] * job.workers
+        self._seen: dict[str, int] = {}
 
     def _ipython_display_(self) -> None:
         pass  # it prints as it goes
 
     def refresh(self) -> None:
         status = self.job.status
-        for rank in range(self.job.workers):
-            lines = self.job.logs(rank=rank).splitlines()
-            for line in lines[self._seen[rank] :]:
-                print(f"[rank {rank}] {line}")
-            self._seen[rank] = len(lines)
+        for channel in self.job.channels().logs:
+            lines = self.job.logs(channel=channel.name).splitlines()
+            for line in lines[self._seen.get(channel.name, 0) :]:
+                print(f"[{channel.label}] {line}")
+            self._seen[channel.name] = len(lines)
         if status != self._status:
             self._status = status
             print(_headline(self.job))
@@ -84,7 +84,8 @@ class TextJobView:
 
 
 class WidgetJobView:
-    """The notebook panel: status, elapsed time, per-rank log tabs, metrics chart, Cancel."""
+    """The notebook panel: status, elapsed time, a log tab per channel (rank, worker …),
+    metrics chart, Cancel."""
 
     def __init__(self, job: Job, blocking: bool = False):
         import ipywidgets as w
@@ -98,10 +99,8 @@ class WidgetJobView:
         self.blocking_hint = w.HTML(
             "<i>interrupt the kernel (■) to cancel</i>" if blocking else "",
         )
-        self.logs = [w.HTML() for _ in range(job.workers)]
-        self.tabs = w.Tab(children=self.logs)
-        for rank in range(job.workers):
-            self.tabs.set_title(rank, f"rank {rank}")
+        self.logs: dict[str, object] = {}  # channel name → its tab's HTML
+        self.tabs = w.Tab()
         self.chart = w.HTML()
         self.error = w.HTML()
         self.widget = w.VBox(
@@ -122,15 +121,24 @@ class WidgetJobView:
     def refresh(self) -> None:
         status = self.job.status
         self._set("header", self.header, f"<b>{html.escape(_headline(self.job))}</b>")
-        for rank, view in enumerate(self.logs):
-            text = self.job.logs(rank=rank, tail=TAIL_LINES)
+        channels = self.job.channels().logs
+        if [c.name for c in channels] != list(self.logs):  # known once submitted; an endpoint's change
+            import ipywidgets as w
+
+            self.logs = {c.name: w.HTML() for c in channels}
+            self.tabs.children = list(self.logs.values())
+            for i, channel in enumerate(channels):
+                self.tabs.set_title(i, channel.label)
+        for name, view in self.logs.items():
+            text = self.job.logs(channel=name, tail=TAIL_LINES)
             self._set(
-                f"log{rank}",
+                f"log:{name}",
                 view,
                 '<pre style="max-height:16em;overflow:auto;display:flex;flex-direction:column-reverse;'
                 f'margin:0"><div>{html.escape(text)}</div></pre>',
             )
-        self._set("chart", self.chart, metrics_svg(self.job.metrics(rank=0)))
+        metrics = self.job.channels().metrics
+        self._set("chart", self.chart, metrics_svg(self.job.metrics(channel=metrics[0].name) if metrics else []))
         if status in st.TERMINAL:
             self.cancel_button.disabled = True
             self.blocking_hint.value = ""
