@@ -16,8 +16,7 @@ import {
   IMetrics,
   IServerSettings,
   IStudy,
-  IStudyList,
-  ITrialLog
+  IStudyList
 } from './types';
 
 export const API_BASE = 'kfjupyter/api/v1';
@@ -156,14 +155,6 @@ export class KFApi {
 
   cancelStudy(id: string): Promise<IStudy> {
     return this.json<IStudy>(`studies/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
-  }
-
-  /** What trial `number` of a study printed (its last `tail` lines; 0: all). */
-  trialLog(id: string, number: number, tail = 1000, signal?: AbortSignal): Promise<ITrialLog> {
-    return this.json<ITrialLog>(
-      `studies/${encodeURIComponent(id)}/trials/${number}/log${query({ tail })}`,
-      { signal }
-    );
   }
 
   serverSettings(): Promise<IServerSettings> {

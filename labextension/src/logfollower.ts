@@ -213,3 +213,18 @@ export function pickChannel(channels: readonly IChannel[], selected: string | nu
 export function logChannels(job: { channels?: { logs?: IChannel[] } | null }): IChannel[] {
   return job.channels?.logs ?? [];
 }
+
+/** How a log view reads its channel: `channel=`'s `follow` and `tail`. */
+export interface ILogRead {
+  follow: boolean;
+  tail: number;
+}
+
+/**
+ * How the log of a child task (a pipeline step, a trial) is read: while it runs, its
+ * last `tail` lines, then followed (the stream ends with the task); once it has ended,
+ * its whole log (`tail` 0), read once.
+ */
+export function logRead(live: boolean, tail: number): ILogRead {
+  return live ? { follow: true, tail } : { follow: false, tail: 0 };
+}

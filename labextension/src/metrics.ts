@@ -2,7 +2,7 @@
  * Metrics reported by `kfjupyter.report(step=…, **metrics)`, shaped for a chart.
  */
 
-import { IMetricRow } from './types';
+import { IChannel, IMetricRow } from './types';
 
 const RESERVED = new Set(['rank', 'step', 'time', 'job_id']);
 
@@ -54,6 +54,14 @@ export function metricSeries(rows: readonly IMetricRow[], name: string): ISeries
   return [...byRank.entries()]
     .sort((a, b) => a[0] - b[0])
     .map(([rank, points]) => ({ rank, points: points.sort((a, b) => a.x - b.x) }));
+}
+
+/**
+ * What a series of `rank` is called: the label of the job's metric channel of that rank
+ * (`job.channels.metrics`: a study's `trials`, a training job's `rank 1` …), else `rank N`.
+ */
+export function seriesLabel(rank: number, channels: readonly IChannel[] = []): string {
+  return channels.find(c => c.rank === rank)?.label || `rank ${rank}`;
 }
 
 /** The latest value of each metric on `rank` (or any rank). */

@@ -4,6 +4,7 @@
  */
 
 import { parseTime } from './format';
+import { ILogRead, logRead } from './logfollower';
 import { IPipeline, IPipelineRun, IRunStep } from './pipelineapi';
 import { isTerminal } from './types';
 
@@ -34,8 +35,8 @@ export function stepChannel(step: Pick<IRunStep, 'name' | 'channel'>): string {
  * How a step's log is read: a running step's last `RUNNING_LOG_TAIL` lines, followed;
  * any other step's whole log (`tail` 0), once (pending: empty; ended: all it printed).
  */
-export function stepLogRead(step: Pick<IRunStep, 'status'>): { follow: boolean; tail: number } {
-  return step.status === 'Running' ? { follow: true, tail: RUNNING_LOG_TAIL } : { follow: false, tail: 0 };
+export function stepLogRead(step: Pick<IRunStep, 'status'>): ILogRead {
+  return logRead(step.status === 'Running', RUNNING_LOG_TAIL);
 }
 
 /** Seconds a step ran: the server's figure when done, else since it started (client clock). */

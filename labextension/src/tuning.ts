@@ -1,10 +1,11 @@
 /**
  * Tuning studies as the Tuning panel shows them: best-so-far, progress, the
- * trial table's order, and the list of studies kept current by re-reads.
- * Pure functions (no DOM, no JupyterLab), unit-tested in test/tuning.spec.ts.
+ * trial table's order, the list of studies kept current by re-reads, and how a
+ * trial's log is read. Pure functions (no DOM), unit-tested in test/tuning.spec.ts.
  */
 
 import { formatDuration, parseTime } from './format';
+import { ILogRead, logRead } from './logfollower';
 import { IPoint } from './metrics';
 import { IStudy, IStudySummary, ITrial, TRIAL_STATES } from './types';
 
@@ -314,4 +315,27 @@ export function formatTrialDuration(seconds: number | null): string {
     return `${(Math.floor(seconds * 10) / 10).toFixed(1)}s`;
   }
   return formatDuration(seconds);
+}
+
+/* ------------------------------------------------------------ a trial's log */
+
+/** Lines of a live trial's log read first (then followed); once it ended, all of it. */
+export const TRIAL_LOG_TAIL = 1000;
+
+/** A trial's log: the channel `trial/N` of the study's job. */
+export function trialChannel(number: number): string {
+  return `trial/${number}`;
+}
+
+/** Whether a trial may still print: it runs, or waits to. */
+export function trialLive(trial: Pick<ITrial, 'state'>): boolean {
+  return trial.state === 'RUNNING' || trial.state === 'WAITING';
+}
+
+/**
+ * How a trial's log is read: a running (or waiting) trial's last `TRIAL_LOG_TAIL` lines,
+ * followed until the trial ends; an ended trial's whole log, once.
+ */
+export function trialLogRead(trial: Pick<ITrial, 'state'>): ILogRead {
+  return logRead(trialLive(trial), TRIAL_LOG_TAIL);
 }

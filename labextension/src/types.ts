@@ -206,9 +206,3 @@ export interface IStudyList {
   limit: number;
   offset: number;
 }
-
-export interface ITrialLog {
-  study_id: string;
-  number: number;
-  lines: string[];
-}

@@ -5,6 +5,7 @@ import {
   LogFollower,
   LogFollowerState,
   logChannels,
+  logRead,
   OpenLogStream,
   pickChannel
 } from '../src/logfollower';
@@ -242,6 +243,11 @@ describe('channels', () => {
     expect(logChannels({ channels: { logs: [] } })).toEqual([]);
     expect(logChannels({})).toEqual([]);
   });
+
+  it("of a live task are followed from their tail; an ended task's read whole, once", () => {
+    expect(logRead(true, 500)).toEqual({ follow: true, tail: 500 });
+    expect(logRead(false, 500)).toEqual({ follow: false, tail: 0 });
+  });
 });
 
 describe('KFApi.streamLogs', () => {
@@ -269,10 +275,12 @@ describe('KFApi.streamLogs', () => {
     await api.streamLogs('pipe-1', { channel: 'step/prep', tail: 2000, follow: true }, e => events.push(e), abort.signal, opened);
     await api.streamLogs('pipe-1', { channel: 'step/prep', tail: 0, follow: false }, () => undefined, abort.signal);
     await api.streamLogs('train 1', { rank: 1, tail: 1000 }, () => undefined, abort.signal);
+    await api.streamLogs('tune-1', { channel: 'trial/3', tail: 1000, follow: true }, () => undefined, abort.signal);
     expect(api.paths).toEqual([
       'jobs/pipe-1/logs/stream?channel=step%2Fprep&tail=2000&follow=true',
       'jobs/pipe-1/logs/stream?channel=step%2Fprep&tail=0&follow=false',
-      'jobs/train%201/logs/stream?rank=1&tail=1000'
+      'jobs/train%201/logs/stream?rank=1&tail=1000',
+      'jobs/tune-1/logs/stream?channel=trial%2F3&tail=1000&follow=true'
     ]);
     expect(opened).toHaveBeenCalledTimes(1);
     expect(events).toEqual([

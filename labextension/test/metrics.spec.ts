@@ -1,5 +1,14 @@
-import { formatValue, latestValues, linePath, metricNames, metricSeries, niceTicks, scale } from '../src/metrics';
-import { IMetricRow } from '../src/types';
+import {
+  formatValue,
+  latestValues,
+  linePath,
+  metricNames,
+  metricSeries,
+  niceTicks,
+  scale,
+  seriesLabel
+} from '../src/metrics';
+import { IChannel, IMetricRow } from '../src/types';
 
 const rows: IMetricRow[] = [
   { rank: 0, step: 1, time: 1.0, loss: 0.9, acc: 0.1 },
@@ -27,6 +36,15 @@ describe('metrics', () => {
       { x: 1, y: 1.0 },
       { x: 2, y: 0.7 }
     ]);
+  });
+
+  it("names a series by the job's metric channel of its rank, else rank N", () => {
+    const ch = (name: string, label: string, rank: number): IChannel => ({ name, label, rank, child: null });
+    expect(seriesLabel(0, [ch('trials', 'trials', 0)])).toBe('trials');
+    const ranks = [ch('rank-0', 'rank 0', 0), ch('rank-1', 'rank 1', 1)];
+    expect(seriesLabel(1, ranks)).toBe('rank 1');
+    expect(seriesLabel(2, ranks)).toBe('rank 2'); // a rank the channels do not list
+    expect(seriesLabel(0)).toBe('rank 0'); // a job without channels yet
   });
 
   it('gives the latest values', () => {

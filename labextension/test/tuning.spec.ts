@@ -14,7 +14,11 @@ import {
   sortTrials,
   stepLine,
   summarize,
+  trialChannel,
   trialDuration,
+  TRIAL_LOG_TAIL,
+  trialLive,
+  trialLogRead,
   upsertStudy
 } from '../src/tuning';
 import { IStudy, IStudySummary, ITrial } from '../src/types';
@@ -245,5 +249,24 @@ describe('trial table', () => {
     expect(trialDuration(running, 10_000, 7_000)).toBe(7);
     expect(trialDuration(done(1, 1, { duration_s: 4 }), 10_000, 7_000)).toBe(4);
     expect(trialDuration(trial(2, { state: 'WAITING' }), 10_000, 7_000)).toBeNull();
+  });
+});
+
+describe("a trial's log", () => {
+  it("is the study job's channel trial/N", () => {
+    expect(trialChannel(0)).toBe('trial/0');
+    expect(trialChannel(12)).toBe('trial/12');
+  });
+
+  it('follows a running or waiting trial from its tail, and reads an ended one whole, once', () => {
+    expect(TRIAL_LOG_TAIL).toBe(1000);
+    for (const state of ['RUNNING', 'WAITING']) {
+      expect(trialLive(trial(1, { state }))).toBe(true);
+      expect(trialLogRead(trial(1, { state }))).toEqual({ follow: true, tail: TRIAL_LOG_TAIL });
+    }
+    for (const state of ['COMPLETE', 'PRUNED', 'FAIL', 'CANCELLED']) {
+      expect(trialLive(trial(1, { state }))).toBe(false);
+      expect(trialLogRead(trial(1, { state }))).toEqual({ follow: false, tail: 0 });
+    }
   });
 });

@@ -103,6 +103,8 @@ def test_jobs_panel_follows_train_and_cancel(lab, browser_page):
     expect(logs).not_to_contain_text("rank 0 step")
     chart = detail.locator('.kf-Chart[data-metric="loss"]')
     expect(chart.locator(".kf-Chart-series")).to_have_count(2, timeout=30_000)
+    # a training job's metric channels are labelled by rank: the legend keeps "rank N"
+    expect(chart.locator(".kf-Chart-legendItem")).to_contain_text(["rank 0: ", "rank 1: "])
     expect(detail.locator(".kf-Cancel")).to_have_count(0)
     # A hidden job tab holds no log stream open; shown again, it reads the log anew.
     tabs = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab")

@@ -4,8 +4,10 @@ A notebook runs ``%%kf_tune --trials 6 --parallel 2 --algorithm random``: the st
 ``ui-tune`` must appear in the Tuning panel, its trials fill in while it runs (pushed by
 the server's job events, no timer), the objective plot draw its dots and the
 best-so-far line, and the study reach Succeeded with its best trial shown; a trial's log
-opens on demand. A second study (``ui-tune-cancel``, sleeping) is cancelled from the
-panel. A study started from Python (``kfjupyter.tune``) has a job tab with a log tab per
+opens on demand: the study job's channel ``trial/N`` (``GET /jobs/{id}/logs/stream``), an
+ended trial's read whole once, a running trial's followed until it ends, never the old
+``/studies/{id}/trials/{n}/log`` route. A second study (``ui-tune-cancel``, sleeping) is
+cancelled from the panel while one of its trials' log is followed. A study started from Python (``kfjupyter.tune``) has a job tab with a log tab per
 trial worker (its ``channels.logs``), streamed. Every wait is on the UI's state
 (Playwright's ``expect``), never a fixed sleep.
 """
@@ -47,6 +49,8 @@ def test_tuning_panel_follows_a_study_and_cancels_another(lab, browser_page):
     from playwright.sync_api import expect
 
     page = browser_page
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
     write_notebook(lab.root / "tune.ipynb", ["%load_ext kfjupyter\nimport kfjupyter", TUNE_CELL, CANCEL_CELL])
     for route in ("kfjupyter/api/v1/studies", "kfjupyter/api/v1/studies/x/trials/0/log"):
         status, _ = lab.api(route, token="")
@@ -126,11 +130,17 @@ def test_tuning_panel_follows_a_study_and_cancels_another(lab, browser_page):
     expect(detail.locator(".kf-TrialRow").first).to_have_attribute("data-trial", str(best["number"]))
     expect(detail.locator('th[data-column="value"]')).to_have_attribute("aria-sort", "ascending")
 
-    # A trial's log, on demand.
+    # A trial's log, on demand: the study job's channel trial/N, the whole log read once.
     best_row.click()
-    log = detail.locator(f'.kf-TrialLog[data-trial="{best["number"]}"] .kf-TrialLog-text')
+    trial_log = detail.locator(f'.kf-TrialLog[data-trial="{best["number"]}"]')
+    log = trial_log.locator(".kf-TrialLog-text")
     expect(log).to_contain_text(f"x={best['params']['x']:.4f} step 3")
     expect(log).not_to_contain_text("step 4")
+    expect(trial_log).to_have_attribute("data-follow", "false")
+    expect(trial_log).to_have_attribute("data-stream", "ended")
+    study_id = studies["ui-tune"]["id"]
+    trial_stream = f"/kfjupyter/api/v1/jobs/{study_id}/logs/stream?channel=trial%2F{best['number']}&tail=0&follow=false"
+    assert any(trial_stream in u for u in requests), [u for u in requests if "/logs/stream" in u]
     sidebar.screenshot(path=str(SCREENSHOTS / "tuning-panel.png"))
     page.screenshot(path=str(SCREENSHOTS / "tuning-lab.png"))
 
@@ -140,9 +150,22 @@ def test_tuning_panel_follows_a_study_and_cancels_another(lab, browser_page):
     cancel_row.click()
     cancel_detail = tuning.locator('.kf-StudyDetail[data-study-id^="ui-tune-cancel-"]')
     expect(cancel_detail.locator('.kf-TrialRow[data-state="RUNNING"]').first).to_be_visible(timeout=60_000)
+    # A running trial's log is followed (its tail, then the trial's channel stays open) …
+    cancel_id = cancel_detail.get_attribute("data-study-id")
+    number = cancel_detail.locator('.kf-TrialRow[data-state="RUNNING"]').first.get_attribute("data-trial")
+    cancel_detail.locator(f'.kf-TrialRow[data-trial="{number}"]').click()
+    running_log = cancel_detail.locator(f'.kf-TrialLog[data-trial="{number}"]')
+    expect(running_log).to_have_attribute("data-follow", "true")
+    expect(running_log).to_have_attribute("data-stream", "streaming", timeout=30_000)
+    expect(running_log.locator(".kf-TrialLog-state")).to_have_text("live")
+    followed = f"/kfjupyter/api/v1/jobs/{cancel_id}/logs/stream?channel=trial%2F{number}&tail=1000&follow=true"
+    assert any(followed in u for u in requests), [u for u in requests if "/logs/stream" in u]
     cancel_detail.locator(".kf-Cancel").click()
     expect(cancel_row).to_have_attribute("data-status", "Cancelled", timeout=60_000)
     expect(cancel_detail.locator('.kf-TrialRow[data-state="CANCELLED"]').first).to_be_visible()
+    # … until the trial ends: then its whole log, read once.
+    expect(running_log).to_have_attribute("data-follow", "false", timeout=30_000)
+    expect(running_log).to_have_attribute("data-stream", "ended", timeout=30_000)
     expect(cancel_detail.locator('.kf-TrialRow[data-state="RUNNING"]')).to_have_count(0)
     expect(cancel_detail.locator(".kf-Cancel")).to_have_count(0)
     expect(cancel_detail.locator(".kf-ObjectivePlot-empty")).to_contain_text("No trial has reported")
@@ -161,6 +184,8 @@ def test_tuning_panel_follows_a_study_and_cancels_another(lab, browser_page):
 
     assert not [e for e in page.kf_errors if "kfjupyter" in e.lower()], page.kf_errors
     assert re.search(r"6/6 trials done", studies["ui-tune"]["message"] or "")
+    # Every trial log came through the log stream: none through the old per-trial route.
+    assert not [u for u in requests if re.search(r"/studies/[^?]*/trials/[^?]*/log", u)], requests
 
 
 WORKER_CELL = """\
@@ -203,6 +228,11 @@ def test_a_study_job_tab_streams_its_trial_workers_logs(lab, browser_page):
         expect(detail).to_have_attribute("data-status", "Succeeded", timeout=90_000)
         expect(viewer).to_have_attribute("data-stream", "ended", timeout=30_000)
         expect(detail.locator(".kf-LogViewer-state")).to_contain_text("Succeeded")
+        # The chart's series is the study's metric channel, named by its label.
+        chart = detail.locator('.kf-Chart[data-metric="loss"]')
+        expect(chart.locator(".kf-Chart-series")).to_have_attribute("data-label", "trials", timeout=30_000)
+        expect(chart.locator(".kf-Chart-legendItem")).to_contain_text(["trials: "])
+        expect(chart.locator(".kf-Chart-legend")).not_to_contain_text("rank")
 
         # Each worker's own lines: the trial it ran, with its x.
         done = study.wait(timeout=60)

@@ -1,6 +1,7 @@
 /**
- * Reported metrics as a plain SVG line chart: one line per rank, one metric
- * at a time. Colours come from JupyterLab's theme variables.
+ * Reported metrics as a plain SVG line chart: one line per rank (named by the job's
+ * metric channel of that rank), one metric at a time. Colours come from JupyterLab's
+ * theme variables.
  */
 
 import * as React from 'react';
@@ -11,9 +12,10 @@ import {
   metricNames,
   metricSeries,
   niceTicks,
-  scale
+  scale,
+  seriesLabel
 } from '../metrics';
-import { IMetricRow } from '../types';
+import { IChannel, IMetricRow } from '../types';
 
 const WIDTH = 560;
 const HEIGHT = 220;
@@ -29,8 +31,12 @@ const RANK_COLOURS = [
   'var(--jp-accent-color1)'
 ];
 
-export function MetricsChart(props: { rows: IMetricRow[] }): JSX.Element {
-  const { rows } = props;
+export function MetricsChart(props: {
+  rows: IMetricRow[];
+  /** The job's metric channels (`job.channels.metrics`): each series is named by its label. */
+  channels?: readonly IChannel[];
+}): JSX.Element {
+  const { rows, channels } = props;
   const names = metricNames(rows);
   const [chosen, setChosen] = React.useState<string>('');
   const name = names.includes(chosen) ? chosen : names.includes('loss') ? 'loss' : names[0];
@@ -82,7 +88,7 @@ export function MetricsChart(props: { rows: IMetricRow[] }): JSX.Element {
                 className="kf-Chart-swatch"
                 style={{ background: RANK_COLOURS[s.rank % RANK_COLOURS.length] }}
               />
-              rank {s.rank}: {formatValue(last[i].y)}
+              {seriesLabel(s.rank, channels)}: {formatValue(last[i].y)}
             </span>
           ))}
         </span>
@@ -119,12 +125,12 @@ export function MetricsChart(props: { rows: IMetricRow[] }): JSX.Element {
         {series.map(s => {
           const colour = RANK_COLOURS[s.rank % RANK_COLOURS.length];
           return (
-            <g key={s.rank} className="kf-Chart-series" data-rank={s.rank}>
+            <g key={s.rank} className="kf-Chart-series" data-rank={s.rank} data-label={seriesLabel(s.rank, channels)}>
               <path d={linePath(s.points, sx, sy)} fill="none" stroke={colour} strokeWidth={2} />
               {s.points.length <= 60
                 ? s.points.map((p, i) => (
                     <circle key={i} cx={sx(p.x)} cy={sy(p.y)} r={2.5} fill={colour}>
-                      <title>{`rank ${s.rank}, step ${p.x}: ${name} = ${p.y}`}</title>
+                      <title>{`${seriesLabel(s.rank, channels)}, step ${p.x}: ${name} = ${p.y}`}</title>
                     </circle>
                   ))
                 : null}

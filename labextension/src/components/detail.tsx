@@ -160,7 +160,7 @@ export function JobDetail(props: {
       ) : null}
       <section className="kf-JobDetail-section">
         <h3>Metrics</h3>
-        <MetricsChart rows={metrics} />
+        <MetricsChart rows={metrics} channels={job.channels?.metrics} />
       </section>
       <section className="kf-JobDetail-section kf-JobDetail-logs">
         <h3>Logs</h3>

@@ -2,12 +2,10 @@
  * The Tuning panel of the Kubeflow sidebar: the workspace's tuning studies
  * (status, progress, best value) and, for the one selected, its trials live
  * (table and objective plot), its best trial, Cancel, and a trial's log on
- * demand.
+ * demand (the study job's channel `trial/N`, streamed).
  */
 
 import * as React from 'react';
-
-import { ReactWidget } from '@jupyterlab/ui-components';
 
 import { IStudiesState, StudiesModel } from '../studies';
 import {
@@ -20,10 +18,13 @@ import {
   paramNames,
   progress,
   sortTrials,
-  trialDuration
+  trialChannel,
+  trialDuration,
+  trialLogRead
 } from '../tuning';
 import { isTerminal, IStudy, IStudySummary, ITrial } from '../types';
-import { Button, StatusBadge, useNow, useSignal } from './common';
+import { Button, StatusBadge, useNow, usePageVisible, useSignal, VisibilityAwareWidget } from './common';
+import { useChannelLog } from './logs';
 import { ObjectivePlot } from './objective';
 
 /** What the panel's buttons do (the plugin's commands). */
@@ -97,35 +98,47 @@ function StudyRow(props: {
   );
 }
 
+/**
+ * A trial's log: the channel `trial/N` of the study's job, streamed while the panel is
+ * shown. A running (or waiting) trial's tail, followed until the trial ends (the stream's
+ * `end`); an ended trial's whole log, read once (again when its state changes, or on
+ * Reload).
+ */
 function TrialLogView(props: {
   model: StudiesModel;
   study: IStudy;
   trial: ITrial;
+  visible: boolean;
   onClose: () => void;
 }): JSX.Element {
-  const { model, study, trial, onClose } = props;
-  const [lines, setLines] = React.useState<string[] | null>(null);
-  const [error, setError] = React.useState<string | null>(null);
+  const { model, study, trial, visible, onClose } = props;
   const [reload, setReload] = React.useState(0);
   const number = trial.number as number;
-  React.useEffect(() => {
-    const abort = new AbortController();
-    setError(null);
-    model.api
-      .trialLog(study.id, number, 1000, abort.signal)
-      .then(log => setLines(log.lines))
-      .catch(e => {
-        if (!abort.signal.aborted) {
-          setError((e as Error).message);
-        }
-      });
-    return () => abort.abort();
-    // Read again when the trial's state changes (e.g. it finished) or on Reload.
-  }, [model, study.id, number, trial.state, reload]);
+  const read = trialLogRead(trial);
+  const { buffer: log, state, error } = useChannelLog(model.api, study.id, {
+    channel: trialChannel(number),
+    tail: read.tail,
+    follow: read.follow,
+    active: visible,
+    restart: `${trial.state}#${reload}`
+  });
+  const failed = state === 'failed' || state === 'error';
+  const loading = (state === 'idle' || state === 'connecting') && !log.length;
   return (
-    <section className="kf-TrialLog" data-trial={number} aria-label={`Log of trial ${number}`}>
+    <section
+      className="kf-TrialLog"
+      data-trial={number}
+      data-follow={read.follow}
+      data-stream={state}
+      aria-label={`Log of trial ${number}`}
+    >
       <div className="kf-TrialLog-bar">
         <span className="kf-TrialLog-title">Trial {number} log</span>
+        {read.follow && state === 'streaming' ? (
+          <span className="kf-TrialLog-state" title="Streamed as the trial prints">
+            live
+          </span>
+        ) : null}
         <span className="kf-JobDetail-spacer" />
         <Button onClick={() => setReload(r => r + 1)} title="Read the log again">
           Reload
@@ -134,18 +147,24 @@ function TrialLogView(props: {
           Close
         </Button>
       </div>
-      {error ? (
+      {failed && error ? (
         <div className="kf-TuningPanel-error" role="alert">
-          {error}
+          {state === 'error' ? `${error} (retrying)` : error}
         </div>
-      ) : (
+      ) : null}
+      {state === 'failed' && !log.length ? null : (
         <pre className="kf-TrialLog-text">
-          {lines === null ? (
+          {log.dropped ? `(${log.dropped} earlier lines not kept)\n` : ''}
+          {log.length ? (
+            log.text()
+          ) : loading ? (
             <span className="kf-LogViewer-empty">Loading…</span>
-          ) : lines.length ? (
-            lines.join('\n')
-          ) : (
+          ) : state === 'waiting' ? (
+            <span className="kf-LogViewer-empty">Waiting for the trial's log…</span>
+          ) : state === 'ended' || !read.follow ? (
             <span className="kf-LogViewer-empty">The trial has printed nothing.</span>
+          ) : (
+            <span className="kf-LogViewer-empty">The trial has printed nothing yet.</span>
           )}
         </pre>
       )}
@@ -261,8 +280,9 @@ function StudyDetail(props: {
   model: StudiesModel;
   state: IStudiesState;
   actions: IStudyActions;
+  visible: boolean;
 }): JSX.Element | null {
-  const { model, state, actions } = props;
+  const { model, state, actions, visible } = props;
   const study = state.detail;
   const [cancelling, setCancelling] = React.useState(false);
   const [openLog, setOpenLog] = React.useState<number | null>(null);
@@ -365,6 +385,7 @@ function StudyDetail(props: {
           model={model}
           study={study}
           trial={logTrial}
+          visible={visible}
           onClose={() => setOpenLog(null)}
         />
       ) : null}
@@ -372,9 +393,16 @@ function StudyDetail(props: {
   );
 }
 
-export function TuningPanel(props: { model: StudiesModel; actions: IStudyActions }): JSX.Element {
+export function TuningPanel(props: {
+  model: StudiesModel;
+  actions: IStudyActions;
+  /** The section is shown (not folded, the sidebar open): a trial's log streams only then. */
+  visible?: boolean;
+}): JSX.Element {
   const { model, actions } = props;
   const state = useSignal(model.stateChanged, () => model.state);
+  const pageVisible = usePageVisible();
+  const visible = (props.visible ?? true) && pageVisible;
   return (
     <div className="kf-TuningPanel">
       {state.error ? (
@@ -399,7 +427,7 @@ export function TuningPanel(props: { model: StudiesModel; actions: IStudyActions
           />
         ))}
       </ul>
-      {state.selected ? <StudyDetail model={model} state={state} actions={actions} /> : null}
+      {state.selected ? <StudyDetail model={model} state={state} actions={actions} visible={visible} /> : null}
       {state.loaded && state.total > state.studies.length ? (
         <div className="kf-TuningPanel-footer">
           {state.studies.length} of {state.total} studies (the newest)
@@ -409,8 +437,8 @@ export function TuningPanel(props: { model: StudiesModel; actions: IStudyActions
   );
 }
 
-/** The Tuning section of the sidebar. */
-export class TuningPanelWidget extends ReactWidget {
+/** The Tuning section of the sidebar (a trial's log is streamed only while it is shown). */
+export class TuningPanelWidget extends VisibilityAwareWidget {
   constructor(private readonly _options: { model: StudiesModel; actions: IStudyActions }) {
     super();
     this.id = 'kfjupyter-tuning';
@@ -420,6 +448,6 @@ export class TuningPanelWidget extends ReactWidget {
   }
 
   protected render(): JSX.Element {
-    return <TuningPanel {...this._options} />;
+    return <TuningPanel {...this._options} visible={this.isVisible} />;
   }
 }
