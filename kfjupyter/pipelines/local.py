@@ -47,7 +47,6 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -58,7 +57,7 @@ from ..config import workspace_home
 from ..runtime.detached import DetachedEngine
 from ..runtime.engine import Channel, Channels, Features
 from ..runtime.logs import read_records
-from ..runtime.processes import die_with_parent, kill_groups, own_group
+from ..runtime.processes import die_with_parent, kill_groups, own_group, run_as_program
 from ..runtime.supervisor import LAUNCH, Supervisor
 from . import cache as kcache
 from . import steps as ksteps
@@ -157,49 +156,40 @@ def fork_step(args: list[str], env: dict[str, str], workdir: str | None, log: Pa
     pid = os.fork()
     if pid:
         return ForkedStep(pid)
-    code = 1
-    try:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.setpgid(0, 0)  # a process group of its own: stopping the step stops what it started
-        die_with_parent()
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
-        sys.stdin = open(0, closefd=False)
-        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
-                                      errors="backslashreplace", write_through=True)
-        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
-                                      errors="backslashreplace", write_through=True)
-        os.environ.clear()
-        os.environ.update(env)
-        if workdir:
-            os.chdir(workdir)
-        sys.path[0] = os.getcwd()
-        # the store's connections belong to the supervisor: never use them here
-        store = sys.modules.get("kfjupyter.store.workspace")
-        if store is not None:
-            for ws in list(store._cache.values()):
-                ws.engine.dispose(close=False)
-            store._cache.clear()
-        sys.argv = [stepruntime_path(), *args]
-        from . import stepruntime
+    run_as_program(lambda: _step_child(args, env, workdir, log))
 
-        code = stepruntime.main(args) or 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:  # noqa: BLE001
-        traceback.print_exc()
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
+
+def _step_child(args: list[str], env: dict[str, str], workdir: str | None, log: Path) -> int:
+    """The forked step: its own process group, output, environment and folder, then the step."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.setpgid(0, 0)  # a process group of its own: stopping the step stops what it started
+    die_with_parent()
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    sys.stdin = open(0, closefd=False)
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
+                                  errors="backslashreplace", write_through=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
+                                  errors="backslashreplace", write_through=True)
+    os.environ.clear()
+    os.environ.update(env)
+    if workdir:
+        os.chdir(workdir)
+    sys.path[0] = os.getcwd()
+    # the store's connections belong to the supervisor: never use them here
+    store = sys.modules.get("kfjupyter.store.workspace")
+    if store is not None:
+        store.forget_workspaces()
+    sys.argv = [stepruntime_path(), *args]
+    from . import stepruntime
+
+    return stepruntime.main(args) or 0
 
 
 class PipelineSupervisor(Supervisor):

@@ -32,25 +32,16 @@ def _run_supervisor(module: str, job_dir: str) -> None:
     """In the forked child: run ``module`` as ``python -m module job_dir`` would."""
     import runpy
 
+    from .processes import run_as_program
+
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    code = 0
-    try:
-        sys.argv = [module, job_dir]
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:  # noqa: BLE001  (the supervisor's wrapper has recorded it)
-        import traceback
+    sys.argv = [module, job_dir]
 
-        traceback.print_exc()
-        code = 1
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
+    def run() -> None:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+    run_as_program(run)
 
 
 def main(argv: list[str] | None = None) -> None:

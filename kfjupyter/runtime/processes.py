@@ -62,6 +62,27 @@ def cpu_threads(cpu: str | None) -> int | None:
     return max(1, int(value))
 
 
+def run_as_program(main) -> None:
+    """In a forked child: run ``main()`` as the program of this process would run (its
+    return value, a ``SystemExit`` or an uncaught error, printed, is the exit code), then
+    leave at once with that code, never returning into the parent's code."""
+    code = 1
+    try:
+        code = main() or 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # noqa: BLE001
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -217,6 +217,15 @@ _lock = threading.Lock()
 _cache: dict[tuple[str, str], Workspace] = {}
 
 
+def forget_workspaces() -> None:
+    """In a forked child: drop the parent's workspaces without closing their connections
+    (they are the parent's); the next ``get_workspace()`` opens its own."""
+    with _lock:
+        for ws in list(_cache.values()):
+            ws.engine.dispose(close=False)
+        _cache.clear()
+
+
 def _sqlite_connect(dbapi_connection, _record) -> None:
     # Several processes (kernel, supervisor, CLI, server) write the same file: WAL, a
     # generous busy timeout, and transactions that take the write lock up front

@@ -184,6 +184,7 @@ def trial_row(trial: FrozenTrial, space: SearchSpace | None = None) -> dict:
         "duration_s": duration,
         "error": trial.user_attrs.get(ATTR_ERROR) or trial.user_attrs.get(ATTR_CANCELLED),
         "worker": trial.user_attrs.get(ATTR_WORKER),
+        "channel": f"trial/{trial.number}",
     }
 
 

@@ -257,6 +257,7 @@ class KubernetesTuneBackend(EngineBase):
             "duration_s": (end or now) - start if start else None,
             "error": error,
             "worker": None,
+            "channel": f"trial/{number}",
         }
 
     @staticmethod
@@ -315,12 +316,9 @@ class KubernetesTuneBackend(EngineBase):
     def read_metrics(self, job_id: str, info: dict, channel: str | None = None) -> list[dict]:
         if channel not in (None, TRIALS_CHANNEL.name):
             return []
-        spec = self._spec(job_id)
-        return [
-            {"rank": 0, "step": t["number"], "time": None, spec.objective: t["value"]}
-            for t in self.trials(job_id, info)
-            if t["value"] is not None
-        ]
+        from .study import trial_metrics
+
+        return trial_metrics(self.trials(job_id, info), self._spec(job_id).objective)
 
     def _summary(self, job_id: str, info: dict) -> list[str]:
         lines = []

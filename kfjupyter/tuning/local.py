@@ -143,12 +143,9 @@ class LocalTuneEngine(DetachedEngine):
         """One row per finished trial: ``step`` is the trial number, plus its objective."""
         if channel not in (None, TRIALS_CHANNEL.name):
             return []
-        spec = self._spec(job_id)
-        return [
-            {"rank": 0, "step": t["number"], "time": None, spec.objective: t["value"]}
-            for t in self.trials(job_id, info)
-            if t["value"] is not None
-        ]
+        from .study import trial_metrics
+
+        return trial_metrics(self.trials(job_id, info), self._spec(job_id).objective)
 
     # -- the Study view
     def _all_trials(self, job_id: str, info: dict):

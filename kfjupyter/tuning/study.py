@@ -194,6 +194,11 @@ class Study:
         return f"<Study {self.id} {self.job.record.status} {self.direction} {self.objective}{tail}>"
 
 
+def trial_metrics(trials: list[dict], objective: str) -> list[dict]:
+    """A study's metric channel ``trials``: a row per finished trial (``step`` is its number)."""
+    return [{"rank": 0, "step": t["number"], "time": None, objective: t["value"]} for t in trials if t["value"] is not None]
+
+
 def best_of(trials: list[dict], direction: str) -> dict | None:
     complete = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
     if not complete:
