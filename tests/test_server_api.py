@@ -524,3 +524,21 @@ async def test_any_channel_of_any_job_streams_and_a_childs_ends_with_the_child(j
     assert lines["lines"] == ["quick done"] and lines["channel"] == "step/quick"
     code, body = await error_of(jp_fetch, "jobs", run.id, "logs", "stream", channel="step/nope")
     assert code == 400 and "no log channel 'step/nope'" in body["message"]
+
+
+@async_test
+async def test_a_sweeps_metric_ranks_are_its_runs(jp_fetch, tmp_path):
+    from test_notebook_runs import make_notebook
+
+    nb = make_notebook(tmp_path / "nb.ipynb", "a = 1", "import kfjupyter\nkfjupyter.report(score=a * 10.0)")
+    sweep = await blocking(kfjupyter.run_notebook, nb, sweep={"a": [1, 2, 3]}, max_parallel=3, wait=True)
+    assert sweep.status == st.SUCCEEDED, sweep.error
+    job = await get_json(jp_fetch, "jobs", sweep.id)
+    assert [(c["name"], c["rank"]) for c in job["channels"]["metrics"]] == [("run/1", 0), ("run/2", 1), ("run/3", 2)]
+    # ranks 0..2 though the sweep's `workers` column holds its parallelism, not its runs
+    rows = (await get_json(jp_fetch, "jobs", sweep.id, "metrics", rank=2))["metrics"]
+    assert [(r["rank"], r["score"]) for r in rows] == [(2, 30.0)]
+    run2 = (await get_json(jp_fetch, "jobs", sweep.id, "metrics", channel="run/2"))["metrics"]
+    assert [(r["rank"], r["score"]) for r in run2] == [(1, 20.0)]
+    code, body = await error_of(jp_fetch, "jobs", sweep.id, "metrics", rank=3)
+    assert code == 400 and "ranks 0..2" in body["message"]

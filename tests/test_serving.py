@@ -149,6 +149,18 @@ def test_failed_start_leaves_no_process(workspace):
     assert job.status == st.FAILED and "callable" in job.error
 
 
+def test_a_deploy_its_engine_refuses_leaves_no_record_no_folder_no_process(iris, workspace):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        with pytest.raises(InvalidOptionError, match=f"port {port} on 127.0.0.1 is in use"):
+            kfjupyter.deploy("iris@production", name="iris", port=port)
+    assert kfjupyter.jobs.count(kind="endpoint") == 0
+    assert not list((workspace / "jobs").glob("iris-*")) if (workspace / "jobs").exists() else True
+    assert not processes_of(workspace)
+
+
 def test_a_state_dict_needs_its_class(workspace):
     torch = pytest.importorskip("torch")
     kfjupyter.register_model("net", torch.nn.Linear(4, 2).state_dict(), framework="pytorch")
