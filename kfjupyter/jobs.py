@@ -14,6 +14,7 @@ way whatever kind of job it is and wherever it runs.
 from __future__ import annotations
 
 import builtins
+import os
 import queue
 import shutil
 import threading
@@ -388,13 +389,10 @@ def create(
     raised. ``start=False`` records the job Pending for someone else to :func:`start`
     (a sweep's runs). ``notebook`` defaults to the kernel's notebook (``JPY_SESSION_NAME``).
     """
-    import os
-
     engine = get_backend(spec.kind, spec.backend)
     ws = get_workspace()
     job_id = job_id or spec.new_job_id()
     job_dir = ws.job_dir(job_id)
-    recorded = False
     try:
         if prepare is not None:
             prepare(job_id, job_dir)
@@ -406,12 +404,11 @@ def create(
         kids = builtins.list(children)
         for kid in kids:
             kid.job_id = job_id
-        with ws.session() as s, s.begin():
+        with ws.session() as s, s.begin():  # the job and its children, or nothing
             s.add(record)
             s.add_all(kids)
-        recorded = True
     except BaseException:
-        forget(job_id) if recorded else shutil.rmtree(job_dir, ignore_errors=True)
+        shutil.rmtree(job_dir, ignore_errors=True)
         raise
     if start:
         _start(job_id, spec, job_dir, engine)

@@ -14,11 +14,13 @@ error as every child task has them, and in ``attrs`` what the step cache says of
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import status as st
-from ..store.models import ChildRecord
-from ..store.workspace import Workspace, get_workspace
+
+if TYPE_CHECKING:  # the store is loaded on first use: a run's supervisor starts its first steps before
+    from ..store.models import ChildRecord
+    from ..store.workspace import Workspace
 
 STEP = "step"
 #: The fields of a step kept in its ``attrs``.
@@ -27,8 +29,16 @@ ATTRS = ("cached", "cache_reason", "cache_key", "fingerprint", "outputs", "sourc
 DONE = frozenset({st.SUCCEEDED, st.CACHED})
 
 
+def _store():
+    from ..store.workspace import get_workspace
+
+    return get_workspace()
+
+
 def new_steps(names: list[str]) -> list[ChildRecord]:
     """The Pending step records of a new run."""
+    from ..store.models import ChildRecord
+
     return [
         ChildRecord(name=name, kind=STEP, position=i, status=st.PENDING, attrs={"cached": False, "outputs": {}})
         for i, name in enumerate(names)
@@ -36,7 +46,7 @@ def new_steps(names: list[str]) -> list[ChildRecord]:
 
 
 def list_steps(run_id: str, ws: Workspace | None = None) -> list[ChildRecord]:
-    ws = ws or get_workspace()
+    ws = ws or _store()
     adopt_legacy_steps(ws)
     return ws.list_children(run_id, STEP)
 
@@ -54,6 +64,8 @@ def adopt_legacy_steps(ws: Workspace) -> None:
         return
     _adopted.add(id(ws.engine))
     from sqlalchemy import MetaData, Table, inspect, select, text
+
+    from ..store.models import ChildRecord
 
     if LEGACY_TABLE not in inspect(ws.engine).get_table_names():
         return
@@ -111,7 +123,7 @@ def step_dict(record: ChildRecord) -> dict[str, Any]:
 def sweep_steps(run_id: str, reason: str) -> None:
     """No step stays Pending or Running once nothing runs it (the supervisor normally
     does this itself)."""
-    ws = get_workspace()
+    ws = _store()
     for record in list_steps(run_id, ws):
         if record.status == st.RUNNING:
             update_step(ws, run_id, record.name, status=st.CANCELLED, error=reason)

@@ -202,7 +202,7 @@ def _record_deployment(engine: Any, job_id: str, spec: dict, info: dict) -> dict
     try:
         canary = spec.get("canary")
         return reg.record_deployment(
-            environment, spec["name"], spec["version"]["ref"], runtime=getattr(engine, "runtime", None),
+            environment, spec["name"], spec["version"]["ref"], runtime=engine.runtime,
             canary=canary["ref"] if canary else None, canary_percent=spec.get("canary_percent") or 0, endpoint_id=job_id,
         )
     except KFJupyterError as exc:

@@ -183,8 +183,10 @@ class Workspace:
         KFP, Katib)."""
         if not rows:
             return
+        names = [row["name"] for row in rows]
         with self.session() as s, s.begin():
-            current = {c.name: c for c in s.scalars(select(ChildRecord).where(ChildRecord.job_id == job_id))}
+            query = select(ChildRecord).where(ChildRecord.job_id == job_id, ChildRecord.name.in_(names))
+            current = {c.name: c for c in s.scalars(query)}
             for row in rows:
                 record = current.get(row["name"])
                 if record is None:

@@ -22,6 +22,7 @@ from ..runtime.logs import follow_file, read_span
 from ..runtime.processes import cpu_threads
 from ..store.workspace import get_workspace
 from .spec import TuneSpec
+from .supervisor import trial_dir, worker_log
 
 TRIAL = "trial"
 TRIALS_CHANNEL = Channel("trials", "trials", rank=0)
@@ -29,14 +30,6 @@ TRIALS_CHANNEL = Channel("trials", "trials", rank=0)
 
 def study_name(job_id: str) -> str:
     return job_id
-
-
-def worker_log(job_dir: Path, index: int) -> Path:
-    return job_dir / "logs" / f"worker-{index}.log"
-
-
-def trial_dir(job_dir: Path, number: int) -> Path:
-    return job_dir / "trials" / str(number)
 
 
 class LocalTuneEngine(DetachedEngine):
@@ -185,4 +178,4 @@ def _storage(job_dir: Path):
     return _storages[key]
 
 
-__all__ = ["LocalTuneEngine", "study_name", "trial_dir", "worker_log"]
+__all__ = ["LocalTuneEngine", "study_name"]

@@ -25,17 +25,26 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from .. import status as st
 from ..runtime.processes import kill_groups, own_group, registered_groups
 from ..runtime.supervisor import Supervisor
-from .local import worker_log
 
 #: Why the workers are being stopped; a worker records it on the trial it ends.
 STOP_REASON = "stop_reason"
 POLL_S = 0.05
 CHECK_S = 0.25
 GRACE_S = 3.0
+
+
+def worker_log(job_dir: Path, index: int) -> Path:
+    return job_dir / "logs" / f"worker-{index}.log"
+
+
+def trial_dir(job_dir: Path, number: int) -> Path:
+    """A trial's own folder (its outputs, metrics; a distributed trial's ranks' files)."""
+    return job_dir / "trials" / str(number)
 
 
 class TuneSupervisor(Supervisor):
@@ -48,7 +57,7 @@ class TuneSupervisor(Supervisor):
         self.restarts = 0
         self._log_start: dict[int, int] = {}
         self._storage = None
-        self._synced = None
+        self._synced: dict[int, tuple] = {}
 
     @property
     def storage(self):
@@ -147,14 +156,18 @@ class TuneSupervisor(Supervisor):
         return text
 
     def sync_children(self, trials=None, force: bool = False) -> None:
-        """The trials as the study's child tasks in the store, when they changed."""
+        """The trials that changed since the last look, as the study's child tasks in the store."""
         from .engine import sync_trial_children
 
         trials = self._trials() if trials is None else trials
-        seen = [(t.number, t.state, t.value, t.datetime_complete, bool(t.user_attrs)) for t in trials]
-        if force or seen != self._synced:
-            sync_trial_children(self.job_id, self.storage, self.study_name, trials)
-            self._synced = seen
+        changed = []
+        for t in trials:
+            seen = (t.state, t.value, t.datetime_complete, len(t.user_attrs))
+            if force or self._synced.get(t.number) != seen:
+                self._synced[t.number] = seen
+                changed.append(t)
+        if changed:
+            sync_trial_children(self.job_id, self.storage, self.study_name, changed)
 
     def run(self) -> None:
         try:

@@ -36,9 +36,8 @@ from ..runtime import bootstrap
 from ..runtime.ranks import RankGroup, rank_paths
 from ..runtime.supervisor import LAUNCH
 from . import engine
-from .local import trial_dir
 from .spec import TuneSpec
-from .supervisor import STOP_REASON
+from .supervisor import STOP_REASON, trial_dir
 
 #: Characters of a failed trial's traceback kept in the study.
 ERROR_CHARS = 4000
@@ -180,8 +179,8 @@ class Worker:
             pass  # the supervisor ended it meanwhile (cancel)
 
     def _tell(self, trial, state, value, error, stopped, log_span) -> None:
-        self._mark_log(trial, log_span)
         try:
+            self.storage.set_trial_user_attr(trial._trial_id, engine.ATTR_LOG, log_span)
             if stopped:
                 self.storage.set_trial_user_attr(trial._trial_id, engine.ATTR_CANCELLED, stopped)
             elif error:
