@@ -205,7 +205,11 @@ class Job:
         """The job's child tasks (pipeline steps, trials, sweep runs, servers), in order."""
         if self._record.status not in st.TERMINAL:
             self.refresh()  # a remote engine brings its children up to date as it observes
-        return get_workspace().list_children(self.id, kind)
+        kids = get_workspace().list_children(self.id, kind)
+        if not kids and self._record.backend_info and self.engine.features.children:
+            self.engine.backfill_children(self.id, self._record.backend_info)  # a job from before children
+            kids = get_workspace().list_children(self.id, kind)
+        return kids
 
     def child(self, name: str) -> ChildRecord:
         return get_workspace().get_child(self.id, name)
@@ -309,12 +313,14 @@ class Job:
     def cancel(self) -> "Job":
         """Stop everything the job runs and mark it Cancelled. Does nothing to a finished job."""
         if self.refresh().status not in st.TERMINAL:
-            if self._record.backend_info:
-                self.engine.cancel(self.id, self._record.backend_info)
-            else:  # still being submitted: the submitter sees this and stops what it started
-                get_workspace().update_job(
+            if not self._record.backend_info:  # still being submitted: its submitter stops it …
+                record = get_workspace().update_job(
                     self.id, only_if_active=True, status=st.CANCELLED, message="cancelled by the user"
                 )
+                if record.backend_info:  # … unless it had just handed it to its engine
+                    self.engine.cancel(self.id, record.backend_info)
+            else:
+                self.engine.cancel(self.id, self._record.backend_info)
         self.refresh()
         return self
 
@@ -381,18 +387,18 @@ def create(
 ) -> Job:
     """Create a job of ``spec``'s kind: record it, prepare its folder, start it on its engine.
 
-    ``prepare(job_id, job_dir)`` writes what the engine needs (a captured program's
-    bundle, a notebook's copy …); ``children`` are its child tasks (their ``job_id`` is
-    set here). A refusal — :class:`InvalidOptionError` or :class:`PreflightError`, from
-    ``prepare`` or from the engine before it started anything — leaves no record, no
-    folder and no process; any other error marks the job Failed (with the error) and is
-    raised. ``start=False`` records the job Pending for someone else to :func:`start`
-    (a sweep's runs). ``notebook`` defaults to the kernel's notebook (``JPY_SESSION_NAME``).
+    ``prepare(job_id, job_dir)`` writes what the engine needs into the job's new folder (a
+    captured program's bundle, a notebook's copy …); ``children`` are its child tasks
+    (their ``job_id`` is set here). Any error of ``prepare`` leaves nothing (no record, no
+    folder); so does a refusal of the engine (:class:`InvalidOptionError`,
+    :class:`PreflightError`: it started nothing); any other error of the engine's submit
+    marks the job Failed, with the error, and is raised. ``start=False`` records the job
+    Pending for someone else to :func:`start` (a sweep's runs). ``notebook`` defaults to
+    the kernel's notebook (``JPY_SESSION_NAME``).
     """
     engine = get_backend(spec.kind, spec.backend)
     ws = get_workspace()
-    job_id = job_id or spec.new_job_id()
-    job_dir = ws.job_dir(job_id)
+    job_id, job_dir = _new_folder(ws, spec, job_id)
     try:
         if prepare is not None:
             prepare(job_id, job_dir)
@@ -415,6 +421,21 @@ def create(
     return get(job_id)
 
 
+def _new_folder(ws, spec: JobSpec, job_id: str | None) -> tuple[str, Path]:
+    """A job id whose folder did not exist (made here): no job takes over another's."""
+    for _ in range(20):
+        candidate = job_id or spec.new_job_id()
+        folder = ws.job_dir(candidate)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir()
+            return candidate, folder
+        except FileExistsError:
+            if job_id:
+                raise InvalidOptionError(f"a job {job_id!r} exists already in the workspace at {ws.home}") from None
+    raise InvalidOptionError(f"no free job id for {spec.name!r}: the workspace at {ws.home} holds too many of that name")
+
+
 def start(job_id: str) -> JobRecord:
     """Start a job recorded with ``create(…, start=False)``."""
     ws = get_workspace()
@@ -426,7 +447,8 @@ def start(job_id: str) -> JobRecord:
 
 def resubmit(job_id: str, spec: JobSpec, prepare: Callable[[str, Path], None] | None = None, **fields: Any) -> Job:
     """Start an ended job again with ``spec`` (a resumed study): its record and folder are
-    kept, so a refusal marks it Failed instead of forgetting it."""
+    kept. An error of ``prepare`` leaves the job as it was; a refusal of its engine marks
+    it Failed (nothing is forgotten)."""
     ws = get_workspace()
     if prepare is not None:
         prepare(job_id, ws.job_dir(job_id))

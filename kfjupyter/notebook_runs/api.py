@@ -340,8 +340,9 @@ def run_notebook(
     ``python3``. The notebook itself is never written: the run executes a copy and keeps
     the executed notebook as ``run.output_notebook``. With ``wait`` it returns when done.
 
-    Every option is checked before anything is recorded or started; a
-    :class:`~kfjupyter.errors.KFJupyterError` means nothing was.
+    Every option is checked before anything is recorded or started: a refusal
+    (:class:`~kfjupyter.errors.InvalidOptionError`) leaves nothing behind; a run that
+    cannot be started is left Failed, saying why.
     """
     nb_path = Path(path).expanduser().resolve()
     data = nb_path.read_bytes() if nb_path.is_file() else b""

@@ -113,9 +113,21 @@ class LocalSweepEngine(DetachedEngine):
                     rows += [{**row, "rank": index, "run": run_id} for row in runs.read_metrics(run_id, record.backend_info)]
         return rows
 
+    def backfill_children(self, job_id: str, info: dict) -> None:
+        """A sweep from before child tasks: its runs, as its spec lists them."""
+        ws = get_workspace()
+        spec = ws.get_job(job_id).spec
+        rows = []
+        for index, (run_id, params) in enumerate(zip(spec.get("runs") or [], spec.get("grid") or [])):
+            run = ws.get_job(run_id)
+            rows.append({"name": str(index + 1), "kind": RUN, "position": index, "status": run.status, "job_ref": run_id,
+                         "error": run.error, "started_at": run.started_at, "finished_at": run.finished_at,
+                         "attrs": {"parameters": params}})  # fmt: skip
+        ws.sync_children(job_id, rows)
+
     def on_supervisor_lost(self, job_id: str, info: dict, reason: SupervisorLost) -> None:
-        """The runs it started go on (each has a supervisor of its own); those it had not
-        started never will."""
+        """The runs it started are stopped with it (its keeper stops everything under its
+        supervisor: they end Cancelled); those it had not started never will."""
         ws = get_workspace()
         for index, run_id in enumerate(_runs(job_id)):
             record = ws.get_job(run_id)

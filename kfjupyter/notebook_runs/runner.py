@@ -75,8 +75,9 @@ def first_line(source: str, width: int = 60) -> str:
 class Progress:
     """nbclient hooks: ``cell k/N`` lines in the log as the notebook runs."""
 
-    def __init__(self, log: Log):
+    def __init__(self, log: Log, on_kernel=lambda: None):
         self.log = log
+        self.on_kernel = on_kernel
         self.total = 0
         self.done = 0
         self.current = None  # (k, cell_index, first line) of the running cell
@@ -88,6 +89,7 @@ class Progress:
         self.total = code_cell_count(notebook) + sum(
             1 for c in notebook.cells if "injected-parameters" in (c.get("metadata", {}).get("tags") or [])
         )
+        self.on_kernel()
         self.log.line(f"kernel started; {self.total} code cell(s) to run")
 
     def on_cell_start(self, cell, cell_index, **_):
@@ -156,7 +158,7 @@ class Runner(Supervisor):
         params = launch.get("parameters") or {}
         shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "none"
         self.log.line(f"papermill: {launch['notebook']} with kernel {launch['kernel']}; parameters: {shown}")
-        progress = Progress(self.log)
+        progress = Progress(self.log, on_kernel=self.note_kernel)
         started = time.monotonic()
 
         # jsonschema (via nbformat) imports rfc3987_syntax for its optional "iri" format
@@ -213,6 +215,16 @@ class Runner(Supervisor):
     def finish_failed(self, error: str) -> None:
         self.log.line("failed: " + error.splitlines()[0])
         self.set_status(st.FAILED, error=error)
+
+    def note_kernel(self) -> None:
+        """The kernel runs in a session of its own: its process group is the job's too."""
+        own = os.getpgrp()
+        for child in psutil.Process().children():
+            try:
+                if os.getpgid(child.pid) != own:
+                    self.register_group(os.getpgid(child.pid))
+            except ProcessLookupError:
+                pass
 
     def stop_children(self) -> None:
         """papermill shuts its kernel down; whatever is left under us goes too."""

@@ -2,8 +2,9 @@
 
 Everything a run needs is checked before anything is created (the pipeline compiles,
 the parameters exist and have the right types, the run to resume exists and is of the
-same pipeline): a :class:`~kfjupyter.errors.KFJupyterError` from :func:`run_pipeline`
-means no record, no folder and no process were left behind.
+same pipeline): a refusal from :func:`run_pipeline` (``InvalidOptionError``, a
+``PipelineError``) means no record, no folder and no process were left behind; a backend
+that fails to start the run (Kubeflow Pipelines unreachable) leaves it Failed, saying why.
 """
 
 from __future__ import annotations

@@ -456,6 +456,11 @@ class KFPPipelineBackend(EngineBase):
     def channels(self, job_id: str, info: dict) -> Channels:
         return Channels(logs=(RUN_CHANNEL,))
 
+    def backfill_children(self, job_id: str, info: dict) -> None:
+        from . import steps as ksteps
+
+        ksteps.list_steps(job_id)  # adopts the steps an earlier kfjupyter kept in a table of their own
+
     def _state_lines(self, job_id: str, info: dict, step: str | None) -> list[str]:
         lines = []
         for s in self.steps(job_id, info):

@@ -56,7 +56,7 @@ from .. import status as st
 from ..config import workspace_home
 from ..runtime.detached import DetachedEngine
 from ..runtime.engine import Channel, Channels, Features
-from ..runtime.logs import read_records
+from ..runtime.logs import read_lines, read_records
 from ..runtime.processes import die_with_parent, kill_groups, own_group, run_as_program
 from ..runtime.supervisor import LAUNCH, Supervisor
 from . import cache as kcache
@@ -69,7 +69,6 @@ POLL_S = 0.01
 # step states beyond the job states
 SKIPPED = st.SKIPPED
 CACHED = st.CACHED
-STEP_STATES = (st.PENDING, st.RUNNING, st.SUCCEEDED, st.FAILED, st.CANCELLED, SKIPPED, CACHED)
 STEP_DONE = ksteps.DONE
 STEP_TERMINAL = st.CHILD_TERMINAL
 #: The run's own log, and its metric channel (a row per report of any step).
@@ -418,9 +417,7 @@ class PipelineSupervisor(Supervisor):
         if error_file.exists() and error_file.read_text(errors="replace").strip():
             detail = error_file.read_text(errors="replace")
         else:
-            log = sdir / "log"
-            lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-            detail = "\n".join(lines[-40:])
+            detail = "\n".join(read_lines(sdir / "log", 40))
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
         self.fail(name, f"step {name} failed ({how}):\n{detail}".rstrip())
 
@@ -546,19 +543,15 @@ class LocalPipelineEngine(DetachedEngine):
     def launch(self, job_id: str, spec, job_dir: Path) -> dict:
         return spec.launch(job_dir)
 
-    def submit(self, job_id: str, spec, job_dir: Path) -> dict:
-        """Write the launch file and start the run's supervisor; return ``backend_info``."""
-        launch = {"job_id": job_id, "kind": self.kind, **self.launch(job_id, spec, job_dir)}
-        (job_dir / LAUNCH).write_text(json.dumps(launch, indent=1))
-        if launch.get("cache", True) and not launch.get("resume"):
-            # every result cached: answered here, without starting a supervisor
-            supervisor = PipelineSupervisor(job_dir)
-            try:
-                if supervisor.all_cached():
-                    return {"pid": None, "create_time": None, "job_dir": str(job_dir), "supervisor": False}
-            finally:
-                supervisor.close()
-        return self.start(job_dir)
+    def answer_without_supervisor(self, job_dir: Path) -> dict | None:
+        """Every result cached: the run is answered here, without starting a supervisor."""
+        supervisor = PipelineSupervisor(job_dir)
+        try:
+            if supervisor.use_cache and not supervisor.resume and supervisor.all_cached():
+                return {"pid": None, "create_time": None, "job_dir": str(job_dir), "supervisor": False}
+        finally:
+            supervisor.close()
+        return None
 
     def environment(self) -> dict[str, str]:
         # a fixed hash seed: a set or a dict of strings pickles in the same order in every
@@ -567,6 +560,9 @@ class LocalPipelineEngine(DetachedEngine):
 
     def tidy(self, job_id: str, info: dict, reason: str) -> None:
         ksteps.sweep_steps(job_id, reason)
+
+    def backfill_children(self, job_id: str, info: dict) -> None:
+        ksteps.list_steps(job_id)  # adopts the steps an earlier kfjupyter kept in a table of their own
 
     def _steps(self, job_dir: Path) -> list[str]:
         return list(json.loads((job_dir / LAUNCH).read_text())["pipeline"]["steps"])

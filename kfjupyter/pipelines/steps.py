@@ -62,25 +62,33 @@ def adopt_legacy_steps(ws: Workspace) -> None:
     table is then renamed ``pipeline_steps_v1`` (kept, never read again)."""
     if id(ws.engine) in _adopted:
         return
-    _adopted.add(id(ws.engine))
     from sqlalchemy import MetaData, Table, inspect, select, text
+    from sqlalchemy.exc import DBAPIError
 
     from ..store.models import ChildRecord
 
     if LEGACY_TABLE not in inspect(ws.engine).get_table_names():
+        _adopted.add(id(ws.engine))
         return
-    old = Table(LEGACY_TABLE, MetaData(), autoload_with=ws.engine)
-    with ws.session() as s, s.begin():
-        have = {(c.job_id, c.name) for c in s.scalars(select(ChildRecord).where(ChildRecord.kind == STEP))}
-        for row in s.execute(select(old)).mappings():
-            if (row["run_id"], row["name"]) in have:
-                continue
-            s.add(ChildRecord(
-                job_id=row["run_id"], name=row["name"], kind=STEP, position=row["position"] or 0,
-                status=row["status"], error=row["error"], started_at=row["started_at"], finished_at=row["finished_at"],
-                attrs={k: row[k] for k in ATTRS if k in row},
-            ))  # fmt: skip
-        s.execute(text(f'ALTER TABLE "{LEGACY_TABLE}" RENAME TO "{LEGACY_TABLE}_v1"'))
+    try:
+        with ws.session() as s, s.begin():  # writers take turns: a second process finds it adopted
+            if not inspect(s.connection()).has_table(LEGACY_TABLE):
+                return
+            old = Table(LEGACY_TABLE, MetaData(), autoload_with=s.connection())
+            have = {(c.job_id, c.name) for c in s.scalars(select(ChildRecord).where(ChildRecord.kind == STEP))}
+            for row in s.execute(select(old)).mappings():
+                if (row["run_id"], row["name"]) in have:
+                    continue
+                s.add(ChildRecord(
+                    job_id=row["run_id"], name=row["name"], kind=STEP, position=row["position"] or 0,
+                    status=row["status"], error=row["error"], started_at=row["started_at"],
+                    finished_at=row["finished_at"], attrs={k: row[k] for k in ATTRS if k in row},
+                ))  # fmt: skip
+            s.execute(text(f'ALTER TABLE "{LEGACY_TABLE}" RENAME TO "{LEGACY_TABLE}_v1"'))
+    except DBAPIError:
+        if LEGACY_TABLE in inspect(ws.engine).get_table_names():
+            raise  # not another process's adoption: a real failure
+    _adopted.add(id(ws.engine))
 
 
 def update_step(ws: Workspace, run_id: str, name: str, **fields: Any) -> ChildRecord:

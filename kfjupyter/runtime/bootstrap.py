@@ -255,10 +255,15 @@ def _serve_store(dist):
     fd = int(os.environ.pop("KFJUPYTER_STORE_FD"))
     from datetime import timedelta
 
-    _store = dist.TCPStore(
-        "127.0.0.1", int(os.environ["MASTER_PORT"]), int(os.environ.get("WORLD_SIZE", "1")), True,
-        timedelta(minutes=30), wait_for_workers=False, master_listen_fd=fd,
-    )  # fmt: skip
+    try:
+        _store = dist.TCPStore(
+            "127.0.0.1", int(os.environ["MASTER_PORT"]), int(os.environ.get("WORLD_SIZE", "1")), True,
+            timedelta(minutes=30), wait_for_workers=False, master_listen_fd=fd,
+        )  # fmt: skip
+    except TypeError:  # a torch without master_listen_fd: rank 0 hosts the store itself, as torch does
+        os.close(fd)
+        os.environ.pop("TORCHELASTIC_USE_AGENT_STORE", None)
+        _warn("kfjupyter: this torch cannot serve the rendezvous store on loopback only; rank 0 hosts it")
 
 
 def _prepare_store():

@@ -31,7 +31,7 @@ from ..errors import BackendError
 from ..status import Observation, SupervisorLost
 from .engine import Channel, Channels, EngineBase, Features, JobSpec
 from .logs import follow_file, read_lines, read_records
-from .processes import alive, descendants, kill_job_processes, kill_tree, reap_children, start_detached
+from .processes import alive, descendants, forget_groups, kill_job_processes, kill_tree, reap_children, start_detached
 from .supervisor import LAUNCH
 
 #: Lines of the supervisor's own log put in the error of a lost supervisor.
@@ -72,7 +72,13 @@ class DetachedEngine(EngineBase):
         launch = {"job_id": job_id, "kind": self.kind, **self.launch(job_id, spec, job_dir)}
         job_dir.mkdir(parents=True, exist_ok=True)
         (job_dir / LAUNCH).write_text(json.dumps(launch, indent=1))
-        return self.start(job_dir)
+        forget_groups(job_dir)  # a resumed job's earlier processes are not this run's
+        return self.answer_without_supervisor(job_dir) or self.start(job_dir)
+
+    def answer_without_supervisor(self, job_dir: Path) -> dict | None:
+        """The job settled here and now, without a supervisor (every pipeline step cached):
+        its ``backend_info``; None: it needs one."""
+        return None
 
     def environment(self) -> dict[str, str]:
         """The supervisor's environment: this process's, with the workspace it uses."""
@@ -92,15 +98,8 @@ class DetachedEngine(EngineBase):
         record = ws.get_job(job_id)  # it may have ended while we looked
         if record.status in st.TERMINAL:
             return _observation(record)
-        reason = SupervisorLost()  # the keeper is gone too: nobody saw how it ended
-        record = ws.update_job(
-            job_id, only_if_active=True, status=st.FAILED,
-            error=lost_error(Path(info["job_dir"]), reason, self.what), end_reason=reason.to_dict(),
-        )  # fmt: skip
-        if record.end_reason == reason.to_dict():
-            kill_job_processes(Path(info["job_dir"]), grace=1.0)
-            self.on_supervisor_lost(job_id, info, reason)
-        return _observation(record)
+        record_lost(self, job_id, info, SupervisorLost())  # the keeper is gone too: nobody saw how it ended
+        return _observation(ws.get_job(job_id))
 
     def on_supervisor_lost(self, job_id: str, info: dict, reason: SupervisorLost) -> None:
         self.tidy(job_id, info, reason.message(self.what))
@@ -174,6 +173,21 @@ class DetachedEngine(EngineBase):
             if channel is None or chan.name == channel:
                 out += [{"rank": chan.rank, **record} for record in read_records(path)]
         return out
+
+
+def record_lost(engine: "DetachedEngine", job_id: str, info: dict, reason: SupervisorLost) -> bool:
+    """Mark the job Failed by the loss of its supervisor (``reason``), unless it has ended
+    already; first stop what it left and let its engine tidy (its trials, steps, runs), so
+    that nothing of a Failed job reads active. Whether this call ended it: the keeper and
+    a reader may both see the loss, the tidying is idempotent, one of them records it."""
+    ws = _store()
+    if ws.get_job(job_id).status in st.TERMINAL:
+        return False
+    job_dir = Path(info["job_dir"])
+    kill_job_processes(job_dir, grace=1.0)
+    engine.on_supervisor_lost(job_id, info, reason)
+    error = lost_error(job_dir, reason, engine.what)
+    return ws.end_job(job_id, st.FAILED, error=error, end_reason=reason.to_dict()) is not None
 
 
 def _observation(record) -> Observation:

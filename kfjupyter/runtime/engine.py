@@ -200,6 +200,10 @@ class Engine(Protocol):
     def on_supervisor_lost(self, job_id: str, info: dict, reason: SupervisorLost) -> None:
         """Tidy what the job keeps (trials, steps, runs) when its supervisor is gone."""
 
+    def backfill_children(self, job_id: str, info: dict) -> None:
+        """Give a job recorded by an earlier kfjupyter (without child tasks in the store)
+        the children it has: from its journal, its spec, its old tables. Idempotent."""
+
 
 class EngineBase:
     """Defaults every engine may inherit: no metrics, no children, nothing to tidy."""
@@ -212,6 +216,9 @@ class EngineBase:
         return []
 
     def on_supervisor_lost(self, job_id: str, info: dict, reason: SupervisorLost) -> None:
+        pass
+
+    def backfill_children(self, job_id: str, info: dict) -> None:
         pass
 
     @staticmethod

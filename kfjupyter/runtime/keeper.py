@@ -49,21 +49,25 @@ def main(argv: list[str] | None = None) -> None:
     from .processes import become_subreaper
 
     become_subreaper()
+    child: list[int] = []  # the supervisor's pid, once forked
+    signals: list[int] = []  # a cancel: the signals to pass on (one may come before the fork)
+
+    def forward(signum, _frame) -> None:
+        signals.append(signum)
+        if child:
+            try:
+                os.kill(child[0], signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)  # before the fork: no window where a cancel kills us alone
+    signal.signal(signal.SIGINT, forward)
     pid = os.fork()
     if pid == 0:
         _run_supervisor(module, job_dir)
-    cancelled = False
-
-    def forward(signum, _frame) -> None:
-        nonlocal cancelled
-        cancelled = True
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    child.append(pid)
+    for signum in signals:  # a cancel that came while we forked
+        os.kill(pid, signum)
     status = None
     while status is None:
         try:
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
             status = wait_status
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    finish(job_dir, status, cancelled)
+    finish(job_dir, status, bool(signals))
 
 
 def finish(job_dir: str, status: int | None, cancelled: bool) -> None:
@@ -104,25 +108,17 @@ def record_lost(job_dir, reason, cancelled: bool) -> None:
     import json
 
     from .. import status as st
-    from ..store.workspace import get_workspace
-
-    launch = json.loads((job_dir / "launch.json").read_text())
-    job_id = launch["job_id"]
-    ws = get_workspace()
-    record = ws.get_job(job_id)
-    if record.status in st.TERMINAL:
-        return
-    if cancelled:
-        ws.update_job(job_id, only_if_active=True, status=st.CANCELLED, message="cancelled by the user")
-        return
     from ..backends import get_backend
-    from .detached import lost_error
+    from ..store.workspace import get_workspace
+    from .detached import record_lost as record
 
-    engine = get_backend(record.kind, record.backend)
-    error = lost_error(job_dir, reason, engine.what)
-    record = ws.update_job(job_id, only_if_active=True, status=st.FAILED, error=error, end_reason=reason.to_dict())
-    if record.end_reason == reason.to_dict():
-        engine.on_supervisor_lost(job_id, record.backend_info or {"job_dir": str(job_dir)}, reason)
+    job_id = json.loads((job_dir / "launch.json").read_text())["job_id"]
+    ws = get_workspace()
+    if cancelled:
+        ws.end_job(job_id, st.CANCELLED, message="cancelled by the user")
+        return
+    job = ws.get_job(job_id)
+    record(get_backend(job.kind, job.backend), job_id, job.backend_info or {"job_dir": str(job_dir)}, reason)
 
 
 def _reap() -> None:

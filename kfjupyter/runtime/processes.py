@@ -184,13 +184,26 @@ def kill_groups(pgids: Iterable[int], grace: float = 3.0, reap: Iterable[subproc
 
 
 def register_group(job_dir: Path, pgid: int, owner: int | None = None) -> None:
-    """Note process group ``pgid`` (started by process ``owner``) in the job's ``groups`` file."""
+    """Note process group ``pgid`` (its leader started at its creation time, by process
+    ``owner``) in the job's ``groups`` file."""
     with open(Path(job_dir) / GROUPS, "a", encoding="ascii") as fh:
-        fh.write(f"{pgid} {owner or os.getpid()}\n")
+        fh.write(f"{pgid} {owner or os.getpid()} {create_time(pgid) or 0:.3f}\n")
+
+
+def _ours(pgid: int, started: float) -> bool:
+    """Whether process group ``pgid`` is still the one noted: a group's id is its leader's
+    pid, which the system never gives another process while the group has members; so a
+    live process with that pid started at another time means our group is gone and the
+    number was reused."""
+    if not started:
+        return True
+    born = create_time(pgid)
+    return born is None or abs(born - started) < 0.01
 
 
 def registered_groups(job_dir: Path, owner: int | None = None) -> list[int]:
-    """The process groups of the job (only those started by ``owner``, if given)."""
+    """The process groups of the job still alive and still its own (only those started by
+    ``owner``, if given)."""
     try:
         text = (Path(job_dir) / GROUPS).read_text(encoding="ascii")
     except FileNotFoundError:
@@ -198,9 +211,19 @@ def registered_groups(job_dir: Path, owner: int | None = None) -> list[int]:
     out = []
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[0].isdigit() and (owner is None or parts[1] == str(owner)):
-            out.append(int(parts[0]))
+        if len(parts) >= 2 and parts[0].isdigit() and (owner is None or parts[1] == str(owner)):
+            started = float(parts[2]) if len(parts) > 2 else 0.0
+            if _ours(int(parts[0]), started):
+                out.append(int(parts[0]))
     return out
+
+
+def forget_groups(job_dir: Path) -> None:
+    """A job starting (again): the groups of an earlier run of it are not its own any more."""
+    try:
+        (Path(job_dir) / GROUPS).unlink()
+    except FileNotFoundError:
+        pass
 
 
 def kill_job_processes(job_dir: Path, grace: float = 3.0) -> None:

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .logs import read_lines
 from .processes import kill_groups, own_group, register_group
 
 #: Lines of a failed rank's log put in the error when it wrote no traceback.
@@ -99,6 +100,8 @@ class RankGroup:
             MASTER_PORT=str(port),
             TORCHELASTIC_RUN_ID=self.run_id,
             TORCHELASTIC_USE_AGENT_STORE="True",
+            TORCHELASTIC_RESTART_COUNT="0",  # as torchrun sets them (torch < 2.4 reads them with the agent store)
+            TORCHELASTIC_MAX_RESTARTS="0",
             PYTHONUNBUFFERED="1",
             KFJUPYTER_JOB_ID=self.job_id,
             KFJUPYTER_BUNDLE=str(self.bundle),
@@ -164,8 +167,7 @@ class RankGroup:
         if paths["error"].exists():
             detail = paths["error"].read_text(errors="replace")
         else:
-            lines = paths["log"].read_text(errors="replace").splitlines() if paths["log"].exists() else []
-            detail = "\n".join(lines[-ERROR_TAIL_LINES:])
+            detail = "\n".join(read_lines(paths["log"], ERROR_TAIL_LINES))
         how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
         return f"rank {rank} {how}\n{detail}".rstrip()
 

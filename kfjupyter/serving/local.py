@@ -61,9 +61,7 @@ def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
 
 
 def _log_tail(path: Path, lines: int = 30) -> str:
-    if not path.exists():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return "\n".join(read_lines(path, lines))
 
 
 def _spawn(module: str, folder: Path, log: Path) -> subprocess.Popen:
@@ -298,6 +296,9 @@ class LocalEndpointBackend(EngineBase):
             _sync_servers(job_id, info, failed={id(x) for x in dead})
             return Observation(st.FAILED, error=f"{what} stopped:\n{_log_tail(Path(p['log']))}")
         return Observation(st.RUNNING)
+
+    def backfill_children(self, job_id: str, info: dict) -> None:
+        _sync_servers(job_id, info)
 
     def channels(self, job_id: str, info: dict) -> Channels:
         return Channels(logs=tuple(Channel(f"server/{role}", role, rank=ROLES[role], child=role)

@@ -111,6 +111,18 @@ class Workspace:
             _stamp(record, fields, st.TERMINAL)
         return record
 
+    def end_job(self, job_id: str, status: str, **fields: Any) -> JobRecord | None:
+        """End an active job with ``status``: the record, or None if it had ended already
+        (so of several processes that see the same end, one acts on it)."""
+        with self.session() as s, s.begin():
+            record = s.get(JobRecord, job_id, with_for_update=True)
+            if record is None:
+                raise JobNotFoundError(f"no job {job_id!r} in the workspace at {self.home}")
+            if record.status in st.TERMINAL:
+                return None
+            _stamp(record, {"status": status, **fields}, st.TERMINAL)
+        return record
+
     def delete_job(self, job_id: str) -> None:
         """Delete a job's record and its children's (its folder is the caller's to remove)."""
         with self.session() as s, s.begin():
@@ -120,10 +132,6 @@ class Workspace:
             s.execute(delete(ChildRecord).where(ChildRecord.job_id == job_id))
 
     # -- child tasks -----------------------------------------------------------
-    def add_children(self, records: list[ChildRecord]) -> None:
-        with self.session() as s, s.begin():
-            s.add_all(records)
-
     def list_children(self, job_id: str, kind: str | None = None) -> list[ChildRecord]:
         """The children of one job, in their order."""
         query = select(ChildRecord).where(ChildRecord.job_id == job_id)
@@ -183,6 +191,14 @@ class Workspace:
         KFP, Katib)."""
         if not rows:
             return
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            self._sync_children(job_id, rows)
+        except IntegrityError:  # another process added the same new child meanwhile (PostgreSQL)
+            self._sync_children(job_id, rows)
+
+    def _sync_children(self, job_id: str, rows: list[dict[str, Any]]) -> None:
         names = [row["name"] for row in rows]
         with self.session() as s, s.begin():
             query = select(ChildRecord).where(ChildRecord.job_id == job_id, ChildRecord.name.in_(names))

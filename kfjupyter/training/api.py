@@ -33,8 +33,9 @@ def train(
     ``fn_or_source`` is a zero-argument function or the source of a cell; the names it
     reads are resolved in ``user_ns`` (default: the IPython namespace, or the caller's
     globals). Options are checked and the program is captured and preflighted before
-    anything starts; a :class:`~kfjupyter.errors.KFJupyterError` means nothing was left
-    behind.
+    anything starts: a refusal (:class:`~kfjupyter.errors.InvalidOptionError`,
+    :class:`~kfjupyter.errors.PreflightError`) leaves nothing behind; a backend that fails
+    to start the job leaves it Failed, saying why.
     """
     spec = TrainSpec(
         name=name or "train",

@@ -101,8 +101,10 @@ def tune(
     runs every trial as a distributed training job. ``resume`` names a study (job id or
     name) to continue: it runs until the study has ``trials`` finished trials.
 
-    Every option, the search space and the program are checked before anything starts; a
-    :class:`~kfjupyter.errors.KFJupyterError` means nothing was left behind.
+    Every option, the search space and the program are checked before anything starts: a
+    refusal (:class:`~kfjupyter.errors.InvalidOptionError`, ``PreflightError``) leaves
+    nothing behind (a resumed study stays as it was); a backend that fails to start the
+    study leaves it Failed, saying why.
     """
     options = _param_options(params)
     program = capture_cell(fn_or_source, user_ns, history, workdir)
@@ -127,11 +129,19 @@ def _bundle_writer(program: Program, spec: TuneSpec, max_payload: int | None):
     limit = max_payload if max_payload is not None else MAX_PAYLOAD.get(spec.backend, MAX_PAYLOAD["kubernetes"])
 
     def prepare(job_id: str, job_dir: Path) -> None:
-        shutil.rmtree(job_dir / "bundle", ignore_errors=True)  # the program as the notebook has it now
-        write_bundle(
-            program, job_dir / "bundle",
-            header=f"kfjupyter program of tuning job {job_id} ({spec.space.describe()})", max_bytes=limit,
-        )  # fmt: skip
+        # the program as the notebook has it now; a refused one leaves a resumed study's as it was
+        new = job_dir / "bundle.new"
+        shutil.rmtree(new, ignore_errors=True)
+        try:
+            write_bundle(
+                program, new,
+                header=f"kfjupyter program of tuning job {job_id} ({spec.space.describe()})", max_bytes=limit,
+            )  # fmt: skip
+        except BaseException:
+            shutil.rmtree(new, ignore_errors=True)
+            raise
+        shutil.rmtree(job_dir / "bundle", ignore_errors=True)
+        new.rename(job_dir / "bundle")
 
     return prepare
 

@@ -15,7 +15,7 @@ import fcntl
 import os
 import threading
 import warnings
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -188,45 +188,28 @@ def trial_row(trial: FrozenTrial, space: SearchSpace | None = None) -> dict:
     }
 
 
-#: Trial states (as :func:`state_name` spells them) → the states of child tasks.
-CHILD_STATUS = {
-    "COMPLETE": "Succeeded", "PRUNED": "Pruned", "FAIL": "Failed", "CANCELLED": "Cancelled",
-    "RUNNING": "Running", "WAITING": "Pending",
-}  # fmt: skip
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """Optuna's times are this machine's local time, without an offset."""
-    return value.astimezone(timezone.utc) if value is not None else None
-
-
-def trial_child(trial: FrozenTrial) -> dict[str, Any]:
-    """A trial as the study's child task (the fields of a ``ChildRecord``)."""
-    state = state_name(trial)
-    return {
-        "name": str(trial.number),
-        "kind": "trial",
-        "position": trial.number,
-        "status": CHILD_STATUS.get(state, state),
-        "error": trial.user_attrs.get(ATTR_ERROR) or trial.user_attrs.get(ATTR_CANCELLED),
-        "started_at": _utc(trial.datetime_start),
-        "finished_at": _utc(trial.datetime_complete),
-        "attrs": {
-            "state": state,
-            "params": dict(trial.params),
-            "value": trial.value if trial.state == TrialState.COMPLETE else None,
-            "worker": trial.user_attrs.get(ATTR_WORKER),
-        },
-    }
-
-
 def sync_trial_children(job_id: str, storage: JournalStorage, study_name: str, trials=None) -> None:
     """Bring the study's child tasks in the store up to date with its journal."""
     from ..store.workspace import get_workspace
 
+    from .study import trial_child
+
     if trials is None:
         trials = storage.get_all_trials(storage.get_study_id_from_name(study_name), deepcopy=False)
-    get_workspace().sync_children(job_id, [trial_child(t) for t in trials])
+    get_workspace().sync_children(job_id, [trial_child(trial_row(t)) for t in trials])
+
+
+def close_log_spans(storage: JournalStorage, study_name: str, pids: set[int], end: int) -> None:
+    """The running trials of worker processes ``pids`` (which died) end their part of their
+    worker's log at ``end``: the worker that takes their place writes after it."""
+    study_id = storage.get_study_id_from_name(study_name)
+    for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+        span = trial.user_attrs.get(ATTR_LOG)
+        if trial.system_attrs.get(ATTR_PID) in pids and span and span[1] is None:
+            try:
+                storage.set_trial_user_attr(trial._trial_id, ATTR_LOG, [span[0], end])
+            except (KeyError, RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+                pass
 
 
 def end_running_trials(

@@ -57,17 +57,8 @@ def _iso(stamp: str | None) -> str | None:
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat() if seconds is not None else None
 
 
-#: Trial states (the Study view's) → the states of child tasks.
-CHILD_STATUS = {
-    "COMPLETE": st.SUCCEEDED, "PRUNED": st.PRUNED, "FAIL": st.FAILED, "CANCELLED": st.CANCELLED,
-    "RUNNING": st.RUNNING, "WAITING": st.PENDING,
-}  # fmt: skip
 EXPERIMENT_CHANNEL = Channel("experiment", "experiment", rank=0)
 TRIALS_CHANNEL = Channel("trials", "trials", rank=0)
-
-
-def _stamp(iso: str | None) -> datetime | None:
-    return datetime.fromisoformat(iso) if iso else None
 
 
 class KubernetesTuneBackend(EngineBase):
@@ -298,15 +289,13 @@ class KubernetesTuneBackend(EngineBase):
 
     def _sync_children(self, job_id: str, info: dict) -> None:
         """The Experiment's Trials as the study's child tasks in the store."""
-        rows = []
-        for t in self.trials(job_id, info):
-            rows.append({
-                "name": str(t["number"]), "kind": "trial", "position": t["number"],
-                "status": CHILD_STATUS.get(t["state"], t["state"]), "error": t["error"],
-                "started_at": _stamp(t["datetime_start"]), "finished_at": _stamp(t["datetime_complete"]),
-                "attrs": {"state": t["state"], "params": t["params"], "value": t["value"], "trial": t["name"]},
-            })  # fmt: skip
-        get_workspace().sync_children(job_id, rows)
+        from .study import trial_child
+
+        get_workspace().sync_children(job_id, [trial_child(t) for t in self.trials(job_id, info)])
+
+    def backfill_children(self, job_id: str, info: dict) -> None:
+        if self._experiment(info) is not None:
+            self._sync_children(job_id, info)
 
     # -- channels
 

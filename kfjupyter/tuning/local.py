@@ -69,6 +69,13 @@ class LocalTuneEngine(DetachedEngine):
             engine.end_running_trials(storage, name, reason)
             engine.sync_trial_children(job_id, storage, name)
 
+    def backfill_children(self, job_id: str, info: dict) -> None:
+        from . import engine
+
+        job_dir = Path(info["job_dir"])
+        if (job_dir / engine.JOURNAL).exists():
+            engine.sync_trial_children(job_id, _storage(job_dir), info.get("study", job_id))
+
     # -- channels
     def _spec(self, job_id: str) -> TuneSpec:
         return TuneSpec.from_dict(get_workspace().get_job(job_id).spec)

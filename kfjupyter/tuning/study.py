@@ -194,6 +194,29 @@ class Study:
         return f"<Study {self.id} {self.job.record.status} {self.direction} {self.objective}{tail}>"
 
 
+#: Trial states → the states of child tasks.
+CHILD_STATUS = {
+    "COMPLETE": st.SUCCEEDED, "PRUNED": st.PRUNED, "FAIL": st.FAILED, "CANCELLED": st.CANCELLED,
+    "RUNNING": st.RUNNING, "WAITING": st.PENDING,
+}  # fmt: skip
+
+
+def trial_child(row: dict) -> dict:
+    """A trial row (either backend's) as the study's child task (the fields of a ``ChildRecord``)."""
+    from datetime import datetime
+
+    def at(iso):
+        return datetime.fromisoformat(iso) if iso else None
+
+    attrs = {"state": row["state"], "params": row["params"], "value": row["value"]}
+    attrs |= {k: row[k] for k in ("worker", "name") if row.get(k) is not None}
+    return {
+        "name": str(row["number"]), "kind": "trial", "position": row["number"],
+        "status": CHILD_STATUS.get(row["state"], row["state"]), "error": row["error"],
+        "started_at": at(row["datetime_start"]), "finished_at": at(row["datetime_complete"]), "attrs": attrs,
+    }  # fmt: skip
+
+
 def trial_metrics(trials: list[dict], objective: str) -> list[dict]:
     """A study's metric channel ``trials``: a row per finished trial (``step`` is its number)."""
     return [{"rank": 0, "step": t["number"], "time": None, objective: t["value"]} for t in trials if t["value"] is not None]

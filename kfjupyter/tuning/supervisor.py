@@ -178,7 +178,7 @@ class TuneSupervisor(Supervisor):
             self.start_worker(index)
         self._let_workers_start()
         self.set_status(st.RUNNING)
-        from .engine import end_running_trials, failed
+        from .engine import close_log_spans, end_running_trials, failed
 
         spec = self.launch["spec"]
         next_check = 0.0
@@ -195,6 +195,7 @@ class TuneSupervisor(Supervisor):
                 del self.workers[index]
                 if code != 0:  # crashed: its trial failed; a fresh worker goes on with the budget
                     how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+                    close_log_spans(self.storage, self.study_name, {proc.pid}, worker_log(self.job_dir, index).stat().st_size)
                     end_running_trials(
                         self.storage, self.study_name, f"the trial's worker process {how}",
                         cancelled=False, only_pids={proc.pid},

@@ -29,6 +29,7 @@ from tornado.iostream import StreamClosedError
 from kfjupyter import jobs
 from kfjupyter import status as st
 from kfjupyter.errors import BackendError, InvalidOptionError, JobNotFoundError, KFJupyterError
+from kfjupyter.runtime.engine import UnknownChannelError
 from kfjupyter.tuning import study as studies
 
 from .serialize import dumps, job_json
@@ -338,12 +339,12 @@ def _child_of(job: jobs.Job, channel: str):
 
 
 def _check_channel(job: jobs.Job, channel: str) -> None:
-    """400 when the job has no log channel ``channel`` (its own, or a child task's)."""
-    own = {c.name for c in job.channels().logs}
-    kids = {c.channel for c in job.children()} if job.engine.features.children else set()
-    if channel not in own | kids:
-        names = ", ".join(sorted(own | kids)) or "none"
-        raise bad_request(f"job {job.id} has no log channel {channel!r}; its channels: {names}")
+    """400 when the job has no log channel ``channel`` (its own, or a child task's): its
+    engine says so, reading the channel's last line."""
+    try:
+        job.logs(channel=channel, tail=1)
+    except UnknownChannelError as exc:
+        raise bad_request(str(exc)) from None
 
 
 # -- server-sent events ------------------------------------------------------------------
