@@ -156,3 +156,42 @@ def test_local_ranks_listen_on_loopback_only(workdir):
     port = int(next(line for line in job.logs(rank=0).splitlines() if line.startswith("store port")).split()[-1])
     assert port in [addr.port for _, addr in listening], ("the rendezvous store listens", port, listening)
     assert all(addr.ip in ("127.0.0.1", "::1") for _, addr in listening), listening
+
+
+def test_a_reused_process_group_id_is_never_signalled(tmp_path):
+    """A job's groups file outlives its processes (a pod restart, pids that wrap): a group
+    id now held by another process is not the job's and is left alone."""
+    import subprocess
+    import sys
+
+    from kfjupyter.runtime.processes import own_group, register_group, registered_groups
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], preexec_fn=own_group)
+    try:
+        register_group(tmp_path, other.pid)
+        assert registered_groups(tmp_path) == [other.pid]  # noted with its leader's start time: ours
+        (tmp_path / "groups").write_text(f"{other.pid} 1 12345.000\n")  # the same id, noted long ago
+        assert registered_groups(tmp_path) == []
+    finally:
+        other.kill()
+        other.wait()
+
+
+CRASHING_TRIAL = """
+import os
+x = kfjupyter.param("x", low=0.0, high=1.0)
+if os.environ["KFJUPYTER_TRIAL_NUMBER"] == "0":
+    print("trial zero says goodbye", flush=True)
+    os._exit(3)
+print("a later trial", flush=True)
+kfjupyter.report(step=0, loss=x)
+"""
+
+
+def test_a_trial_whose_worker_died_keeps_its_own_log_only(workdir):
+    study = kfjupyter.tune(CRASHING_TRIAL, "loss", trials=2, name="crashy", user_ns={}).wait(timeout=90)
+    states = {t["number"]: t["state"] for t in study.trials}
+    assert states == {0: "FAIL", 1: "COMPLETE"}, study.trials
+    first = study.trial_log(0)
+    assert "trial zero says goodbye" in first and "a later trial" not in first  # its fresh worker writes after
+    assert "a later trial" in study.trial_log(1)

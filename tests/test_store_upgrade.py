@@ -42,3 +42,21 @@ def test_an_old_workspace_gains_the_new_columns_and_keeps_its_pipeline_steps(wor
     assert [c.channel for c in run.children()] == ["step/prep", "step/train"]
     tables = {r[0] for r in sqlite3.connect(workspace / "kfjupyter.db").execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "pipeline_steps_v1" in tables and "pipeline_steps" not in tables  # adopted once, kept
+
+
+def test_a_study_and_a_sweep_from_before_child_tasks_get_theirs_on_first_read(workspace, workdir):
+    from test_notebook_runs import make_notebook
+
+    from kfjupyter.store.models import ChildRecord
+    from kfjupyter.store.workspace import get_workspace
+
+    study = kfjupyter.tune("x = kfjupyter.param('x', low=0.0, high=1.0)\nkfjupyter.report(step=0, loss=x)", "loss",
+                           trials=2, user_ns={}).wait(timeout=90)  # fmt: skip
+    sweep = kfjupyter.run_notebook(make_notebook(workdir / "nb.ipynb", "a = 1", "b = a"), sweep={"a": [1, 2]}, wait=True)
+    ws = get_workspace()
+    with ws.session() as s, s.begin():  # as an earlier kfjupyter left them: no child rows
+        s.query(ChildRecord).delete()
+    assert [(c.name, c.status) for c in kfjupyter.jobs.get(study.id).children()] == [("0", "Succeeded"), ("1", "Succeeded")]
+    runs = kfjupyter.jobs.get(sweep.id).children()
+    assert [(c.name, c.job_ref, c.status) for c in runs] == [("1", f"{sweep.id}-1", "Succeeded"), ("2", f"{sweep.id}-2", "Succeeded")]
+    assert "trial/1" in {c.channel for c in kfjupyter.jobs.get(study.id).children()}

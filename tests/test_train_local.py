@@ -231,3 +231,16 @@ def test_a_job_cancelled_while_being_submitted_is_stopped(workdir, monkeypatch):
     assert job.status == st.CANCELLED
     wait_for(lambda: not psutil.pid_exists(job.record.backend_info["pid"])
              or psutil.Process(job.record.backend_info["pid"]).status() == psutil.STATUS_ZOMBIE, timeout=10)
+
+
+def test_a_new_job_never_takes_an_existing_jobs_folder(workdir, workspace, monkeypatch):
+    from kfjupyter.training.spec import TrainSpec
+
+    taken = workspace / "jobs" / "same-00000"
+    taken.mkdir(parents=True)
+    (taken / "keep.txt").write_text("another job's file")
+    ids = iter(["same-00000", "same-11111"])
+    monkeypatch.setattr(TrainSpec, "new_job_id", lambda self: next(ids))
+    job = kfjupyter.train("print('hi')", name="same", user_ns={}).wait(timeout=60)
+    assert job.id == "same-11111" and job.status == st.SUCCEEDED
+    assert (taken / "keep.txt").read_text() == "another job's file"
