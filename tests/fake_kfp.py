@@ -611,3 +611,32 @@ def _render_value(value) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return json.dumps(value)
+
+
+# -- fixtures (import them into a test module: ``from fake_kfp import kfp_server``) ---------------
+import pytest  # noqa: E402
+
+
+def _running(tmp_path, monkeypatch, execute: bool) -> FakeKFP:
+    server = FakeKFP(tmp_path / "kfp", execute=execute).start()
+    monkeypatch.setenv("KFJUPYTER_KFP_URL", server.url)
+    for name in ("KFP_HOST", "KFJUPYTER_KFP_TOKEN", "KFJUPYTER_KFP_EXPERIMENT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(tmp_path / "no-token"))
+    return server
+
+
+@pytest.fixture
+def kfp_server(tmp_path, monkeypatch):
+    """A fake KFP (KFJUPYTER_KFP_URL points at it) whose runs move on by themselves as they are read."""
+    server = _running(tmp_path, monkeypatch, execute=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def kfp_executor(tmp_path, monkeypatch):
+    """A fake KFP that really runs the steps (a long one runs until terminated)."""
+    server = _running(tmp_path, monkeypatch, execute=True)
+    yield server
+    server.stop()

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import psutil
 import pytest
 from fake_k8s import fake_k8s, fake_k8s_manual  # noqa: F401
-from fake_kfp import FakeKFP
+from fake_kfp import kfp_executor, kfp_server  # noqa: F401
 from pipeline_notebooks import write_notebook
 
 import kfjupyter
@@ -187,31 +187,6 @@ CASES = [
          expect="Registering model: iris", fixtures=("fake_k8s",), end=st.RUNNING),
 ]
 IDS = [c.id for c in CASES]
-
-
-def _fake_kfp(tmp_path, monkeypatch, execute: bool):
-    server = FakeKFP(tmp_path / "kfp", execute=execute).start()
-    monkeypatch.setenv("KFJUPYTER_KFP_URL", server.url)
-    for name in ("KFP_HOST", "KFJUPYTER_KFP_TOKEN", "KFJUPYTER_KFP_EXPERIMENT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(tmp_path / "no-token"))
-    return server
-
-
-@pytest.fixture
-def kfp_server(tmp_path, monkeypatch):
-    """A fake KFP whose runs move on by themselves as they are read."""
-    server = _fake_kfp(tmp_path, monkeypatch, execute=False)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def kfp_executor(tmp_path, monkeypatch):
-    """A fake KFP that really runs the steps (a long one runs until terminated)."""
-    server = _fake_kfp(tmp_path, monkeypatch, execute=True)
-    yield server
-    server.stop()
 
 
 def _ctx(request, case: Case, workdir: Path, long: bool = False) -> Ctx:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from fake_kfp import FakeKFP
+from fake_kfp import FakeKFP, kfp_server  # noqa: F401
 from kfjupyter import status as st
 from kfjupyter.errors import BackendError, InvalidOptionError
 from kfjupyter.pipelines.kfp import DEFAULT_IMAGE, KFPCompileError, compile_kfp, runtime_parameters
@@ -172,18 +172,6 @@ def test_the_vendored_swagger_is_kfp_2_17_unmodified_and_checks_run_bodies():
 
 
 # --------------------------------------------------------------------------- the REST path
-
-
-@pytest.fixture
-def kfp_server(tmp_path, monkeypatch):
-    server = FakeKFP(tmp_path / "kfp").start()
-    monkeypatch.setenv("KFJUPYTER_KFP_URL", server.url)
-    monkeypatch.delenv("KFP_HOST", raising=False)
-    monkeypatch.delenv("KFJUPYTER_KFP_TOKEN", raising=False)
-    monkeypatch.delenv("KFJUPYTER_KFP_EXPERIMENT", raising=False)
-    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(tmp_path / "no-token"))
-    yield server
-    server.stop()
 
 
 def follow(backend, job_id, info, timeout=60.0) -> list[str]:
