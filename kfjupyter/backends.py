@@ -59,12 +59,6 @@ def register_backend(kind: str, name: str, path: str) -> None:
     _ENGINES[(kind, name)] = path
 
 
-def register_handle(kind: str, path: str) -> None:
-    """Register ``"package.module:Class"`` (a :class:`~kfjupyter.jobs.Job` subclass) as the
-    handle of ``kind`` jobs."""
-    _HANDLES[kind] = path
-
-
 def kinds() -> list[str]:
     return list(dict.fromkeys(k for k, _ in _ENGINES))
 

@@ -57,7 +57,7 @@ from ..config import workspace_home
 from ..runtime.detached import DetachedEngine
 from ..runtime.engine import Channel, Channels, Features
 from ..runtime.logs import read_lines, read_records
-from ..runtime.processes import die_with_parent, kill_groups, own_group, run_as_program
+from ..runtime.processes import die_with_parent, kill_groups, run_as_program, start_in_group
 from ..runtime.supervisor import LAUNCH, Supervisor
 from . import cache as kcache
 from . import steps as ksteps
@@ -368,18 +368,9 @@ class PipelineSupervisor(Supervisor):
             self.preload()
         if self.fork:
             proc = fork_step(argv[3:], env, self.workdir, sdir / "log")
+            self.register_group(proc.pid)
         else:
-            with open(sdir / "log", "ab", buffering=0) as log:
-                proc = subprocess.Popen(
-                    argv,
-                    cwd=self.workdir or None,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    preexec_fn=own_group,
-                )
-        self.register_group(proc.pid)
+            proc = start_in_group(argv, sdir / "log", self.job_dir, env=env, cwd=self.workdir)
         self.running[name] = (proc, dict(d, started=started))
 
     def record_started(self, name: str) -> None:

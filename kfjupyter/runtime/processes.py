@@ -218,6 +218,20 @@ def registered_groups(job_dir: Path, owner: int | None = None) -> list[int]:
     return out
 
 
+def start_in_group(argv: list[str], log: Path, job_dir: Path, *, env: dict[str, str], cwd: str | None = None,
+                   pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:  # fmt: skip
+    """Start one of a job's processes (a rank, a trial worker, a pipeline step): its output
+    appended to ``log``, in a process group of its own noted in ``job_dir``'s groups, dying
+    with this process."""
+    with open(log, "ab", buffering=0) as out:
+        proc = subprocess.Popen(
+            argv, cwd=cwd or None, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            pass_fds=pass_fds, preexec_fn=own_group,
+        )  # fmt: skip
+    register_group(job_dir, proc.pid)
+    return proc
+
+
 def forget_groups(job_dir: Path) -> None:
     """A job starting (again): the groups of an earlier run of it are not its own any more."""
     try:

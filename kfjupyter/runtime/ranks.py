@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .logs import read_lines
-from .processes import kill_groups, own_group, register_group
+from .processes import kill_groups, start_in_group
 
 #: Lines of a failed rank's log put in the error when it wrote no traceback.
 ERROR_TAIL_LINES = 40
@@ -127,19 +127,10 @@ class RankGroup:
                 if rank == 0:  # rank 0 serves the rendezvous store on the launcher's socket
                     env["KFJUPYTER_STORE_FD"] = str(sock.fileno())
                     fds = (sock.fileno(),)
-                with open(rank_paths(self.folder, rank)["log"], "ab", buffering=0) as log:
-                    proc = subprocess.Popen(
-                        [sys.executable, "-u", str(bootstrap)],
-                        cwd=self.workdir or None,
-                        env=env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        pass_fds=fds,
-                        preexec_fn=own_group,
-                    )
-                self.ranks.append(proc)
-                register_group(self.groups_dir, proc.pid)
+                self.ranks.append(start_in_group(
+                    [sys.executable, "-u", str(bootstrap)], rank_paths(self.folder, rank)["log"], self.groups_dir,
+                    env=env, cwd=self.workdir, pass_fds=fds,
+                ))  # fmt: skip
         finally:
             sock.close()  # rank 0 holds it now
 

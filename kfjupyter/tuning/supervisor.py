@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from .. import status as st
-from ..runtime.processes import kill_groups, own_group, registered_groups
+from ..runtime.processes import kill_groups, registered_groups, start_in_group
 from ..runtime.supervisor import Supervisor
 
 #: Why the workers are being stopped; a worker records it on the trial it ends.
@@ -78,19 +78,12 @@ class TuneSupervisor(Supervisor):
         env["KFJUPYTER_BUNDLE"] = str(self.job_dir / "bundle")
         if self.launch.get("threads") and "OMP_NUM_THREADS" not in (self.launch.get("env") or {}):
             env["OMP_NUM_THREADS"] = str(self.launch["threads"])
-        with open(worker_log(self.job_dir, index), "ab", buffering=0) as log:
-            self._log_start[index] = log.tell()
-            proc = subprocess.Popen(
-                [sys.executable, "-u", "-m", "kfjupyter.tuning.worker", str(self.job_dir), str(index)],
-                cwd=self.launch.get("workdir") or None,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=own_group,  # a trial's processes go with its worker
-            )
-        self.workers[index] = proc
-        self.register_group(proc.pid)
+        log = worker_log(self.job_dir, index)
+        self._log_start[index] = log.stat().st_size if log.exists() else 0
+        self.workers[index] = start_in_group(  # a trial's processes go with its worker
+            [sys.executable, "-u", "-m", "kfjupyter.tuning.worker", str(self.job_dir), str(index)], log, self.job_dir,
+            env=env, cwd=self.launch.get("workdir"),
+        )  # fmt: skip
 
     def _groups_of(self, procs) -> list[int]:
         """The process groups of workers ``procs``: their own, and their trials' ranks'."""
