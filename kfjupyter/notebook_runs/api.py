@@ -311,11 +311,11 @@ def with_pipeline_metrics(data: bytes) -> bytes:
 
 
 def _copy_notebook(data: bytes):
-    """The ``prepare`` of a run: a copy of the notebook in its folder (what papermill reads)."""
+    """The ``prepare`` of a run or a sweep: ``data`` (the notebook's bytes) as the
+    ``input.ipynb`` of its folder (what papermill reads)."""
 
     def prepare(job_id: str, job_dir: Path) -> None:
-        job_dir.mkdir(parents=True, exist_ok=True)
-        (job_dir / "input.ipynb").write_bytes(with_pipeline_metrics(data))
+        (job_dir / "input.ipynb").write_bytes(data)
 
     return prepare
 
@@ -369,7 +369,7 @@ def run_notebook(
 
 def _submit_run(name, nb_path, data, fixed, kernel, cwd, wait) -> NotebookRun:
     spec = NotebookSpec(name=name, notebook=str(nb_path), parameters=fixed, kernel=kernel, cwd=cwd)
-    run = create(spec, prepare=_copy_notebook(data), notebook=str(nb_path))
+    run = create(spec, prepare=_copy_notebook(with_pipeline_metrics(data)), notebook=str(nb_path))
     if wait:
         run.wait()
     return run
@@ -379,7 +379,7 @@ def _submit_sweep(name, nb_path, data, fixed, swept, grid, kernel, cwd, max_para
     sweep_id = f"{name}-{secrets.token_hex(3)[:5]}"
     run_ids = [f"{sweep_id}-{i + 1}" for i in range(len(grid))]
     parallel = max_parallel or max(1, min(len(grid), os.cpu_count() or 1))
-    prepare_run = _copy_notebook(data)
+    prepare_run = _copy_notebook(with_pipeline_metrics(data))  # the same copy for every run
     spec = SweepSpec(
         name=name, notebook=str(nb_path), parameters=fixed, sweep=swept, grid=grid, runs=run_ids,
         max_parallel=parallel, kernel=kernel, cwd=cwd,
@@ -396,12 +396,7 @@ def _submit_sweep(name, nb_path, data, fixed, swept, grid, kernel, cwd, max_para
                                sweep_id=sweep_id, index=i)  # fmt: skip
             create(run, prepare=prepare_run, start=False, job_id=run_id, notebook=str(nb_path))
             created.append(run_id)
-
-        def prepare(job_id: str, job_dir: Path) -> None:
-            job_dir.mkdir(parents=True, exist_ok=True)
-            (job_dir / "input.ipynb").write_bytes(data)
-
-        handle = create(spec, prepare=prepare, children=children, job_id=sweep_id, notebook=str(nb_path))
+        handle = create(spec, prepare=_copy_notebook(data), children=children, job_id=sweep_id, notebook=str(nb_path))
     except REFUSALS:
         for run_id in created:
             forget(run_id)

@@ -161,7 +161,6 @@ def deploy(
                                "pre": preprocess, "post": postprocess}.items() if v is not None}
 
     def prepare(job_id: str, job_dir) -> None:
-        job_dir.mkdir(parents=True, exist_ok=True)
         if hooks:  # the notebook code the model servers run (the engine refuses it where it can't)
             (job_dir / HOOKS).write_bytes(cloudpickle.dumps(hooks))
 
