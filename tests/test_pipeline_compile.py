@@ -20,6 +20,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from conftest import REPO
 from kfjupyter.pipelines import Pipeline, PipelineError, from_notebook, render
+from kfjupyter.pipelines.graph import PipelineWarning
 from kfjupyter.pipelines.tags import CellTags, TagError, format_tags, parse_tags
 
 GOLDEN = REPO / "tests" / "golden" / "pipelines"
@@ -66,14 +67,16 @@ def test_kale_notebook_semantics():
     p = from_notebook(CASES["kale_style"])
     assert p.name == "kale-style"  # kubeflow_notebook.pipeline_name
     assert list(p.steps) == ["load_data", "train", "report", "notify"]
-    # block: and step: both start steps; untagged cells continue them; skip (and what
-    # follows it untagged) is left out; markdown cells count in the cell indexes
+    # block: and step: both start steps; untagged cells continue them; a skip cell is left
+    # out and the untagged cell after it continues the step before it (Kale's rule);
+    # markdown cells count in the cell indexes
     assert p.steps["load_data"].cells == [5, 6]
-    assert p.steps["train"].cells == [8, 9]
-    assert all(10 not in s.cells and 11 not in s.cells for s in p.steps.values())
+    assert p.steps["train"].cells == [8, 9, 11]
+    assert all(10 not in s.cells for s in p.steps.values())
     assert "plt" not in "".join(s.program for s in p.steps.values())
-    # the untagged cell after the imports joined them; the line magic is not run
-    assert "import random" in p.imports and "pass  # IPython syntax, not run in a step: %matplotlib inline" in p.imports
+    # the untagged cell after the imports joined them; the line magic runs, as in Kale's kernel
+    assert "import random" in p.imports
+    assert "get_ipython().run_line_magic('matplotlib', 'inline')" in p.steps["train"].program
     train = p.steps["train"]
     assert train.image == "python:3.11-slim" and p.steps["load_data"].image == "python:3.11"  # docker_image
     assert train.limits == {"cpu": "2", "memory": "1Gi", "nvidia.com/gpu": "1"}
@@ -88,8 +91,9 @@ def test_kale_notebook_semantics():
         "verbose": ("bool", True),
         "config": ("json", {"opt": "sgd", "momentum": 0.9}),
     }
-    assert p.metrics == ["train_loss"] and train.metrics == ["train_loss"]
-    assert "train_loss" in train.outputs
+    # the last step holding a metric reports it (report received it from train), as Kale does
+    assert p.metrics == ["train_loss"] and p.steps["report"].metrics == ["train_loss"]
+    assert "train_loss" in train.outputs and "train_loss" in p.steps["report"].outputs
     # imports and functions are in every program; parameter values in none
     for step in p.steps.values():
         assert "import math" in step.program and "def loss(w, data):" in step.program
@@ -141,8 +145,10 @@ def test_a_step_that_changes_an_input_in_place_passes_the_changed_value_on():
         (["step:train"], "model.fit(X, y)"),
         (["step:evaluate"], "score = model.score(X, y)"),
     ))  # fmt: skip
-    assert models.steps["evaluate"].inputs == {"model": "train", "X": "define", "y": "define"}
-    assert models.upstream("evaluate") == ["define", "train"]
+    # X and y come from train too: a step passes on to its descendants what it received
+    # (model.fit could have changed them), as in the notebook
+    assert models.steps["evaluate"].inputs == {"model": "train", "X": "train", "y": "train"}
+    assert models.upstream("evaluate") == ["train"]
     # explicit prev: tags that make train and evaluate parallel branches are kept: the
     # nearest *ancestor* supplies the name
     branches = from_notebook(_nb(
@@ -201,7 +207,7 @@ def compile_error(*cells) -> PipelineError:
     with pytest.raises(PipelineError) as info:
         from_notebook(notebook(*cells))
     err = info.value
-    assert str(err).startswith(f"cell {err.cell}: "), str(err)
+    assert str(err).startswith(f"cell {err.cell + 1}: "), str(err)
     return err
 
 
@@ -235,9 +241,11 @@ def test_name_assigned_only_by_a_later_step():
     assert err.cell == 1 and "'late'" in str(err) and "step 'b' assigns it, but runs later" in str(err)
 
 
-def test_duplicate_step_name_names_the_cell():
-    err = compile_error(("x = 1", "step:a"), ("y = x", "step:b"), ("z = y", "step:a"))
-    assert err.cell == 3 and "'a' is already used by cell 1" in str(err)
+def test_a_step_name_used_again_continues_that_step():
+    """Kale's rule: a later cell tagged with a step name already used joins that step."""
+    p = from_notebook(notebook(("x = 1", "step:a"), ("y = 2", "step:b"), ("z = x + 1", "step:a"), ("w = z + y", "step:c")))
+    assert p.steps["a"].cells == [1, 3] and "z = x + 1" in p.steps["a"].program
+    assert p.steps["c"].inputs == {"z": "a", "y": "b"}
 
 
 def test_the_same_step_tag_on_consecutive_cells_is_one_step():
@@ -245,7 +253,7 @@ def test_the_same_step_tag_on_consecutive_cells_is_one_step():
     assert p.steps["a"].cells == [1, 2] and p.steps["b"].inputs == {"y": "a"}
 
 
-@pytest.mark.parametrize("tag", ["step:Train", "step:-x", "step:a b", "block:", "step:x-", "prev:Bad"])
+@pytest.mark.parametrize("tag", ["step:Train", "step:-x", "step:a b", "step:x-", "prev:Bad"])
 def test_invalid_step_name_names_the_cell(tag):
     extra = ["step:ok"] if tag.startswith("prev:") else []
     err = compile_error(("x = 1", "step:first"), ("y = x", tag, *extra))
@@ -283,11 +291,13 @@ def test_parameter_literals_and_their_types():
     "tags, message",
     [
         (["limit:cpu"], "malformed tag 'limit:cpu'"),
-        (["limit:gpu:x"], "malformed tag"),
+        (["step:b", "limit:cpu:x"], "not a Kubernetes quantity"),
+        (["step:b", "limit:gpu:1"], "not a Kubernetes resource"),
         (["cache:maybe"], "malformed tag"),
         (["prev:a"], "needs a step:NAME tag"),
-        (["imports", "step:b"], "only one of"),
-        (["step:b", "step:c"], "two step names"),
+        (["step:b", "step:c"], "2 step tags"),
+        (["stpe:b"], "unknown tag 'stpe:b'; did you mean 'step:b'?"),
+        (["foo:bar"], "unknown tag 'foo:bar'"),
     ],
 )
 def test_malformed_tags_name_the_cell(tags, message):
@@ -295,12 +305,22 @@ def test_malformed_tags_name_the_cell(tags, message):
     assert err.cell == 2 and message in str(err)
 
 
-def test_untagged_cell_before_any_tag_names_the_cell():
-    err = compile_error(("x = 1",), ("y = x", "step:a"))
-    assert err.cell == 1 and "untagged" in str(err)
-    # leading cells of magics and shell lines only are no code: left out
-    p = from_notebook(notebook(("%load_ext kfjupyter\n# setup\n!pip install nothing",), ("x = 1", "step:a")))
+def test_untagged_cells_before_any_tag_are_left_out_with_a_warning():
+    """Kale's rule: they are not part of the pipeline; a step reading what one assigns
+    is told so."""
+    with pytest.warns(PipelineWarning, match="cell 2 .*not part of the pipeline"):
+        p = from_notebook(notebook(("%load_ext kfjupyter\n!pip install nothing",), ("x = 1", "step:a")))
     assert p.steps["a"].cells == [2]
+    with pytest.warns(PipelineWarning):
+        err = compile_error(("x = 1",), ("y = x", "step:a"))
+    assert err.cell == 2 and "cell 2 assigns it, but that cell is untagged" in str(err)
+
+
+def test_a_notebook_without_pipeline_tags_says_so():
+    with pytest.raises(PipelineError) as info:
+        from_notebook(notebook(("x = 1",), ("y = x",)))
+    err = info.value
+    assert "this notebook has no pipeline tags" in str(err) and "step:NAME" in str(err)
 
 
 def test_no_steps_is_an_error():
@@ -308,9 +328,9 @@ def test_no_steps_is_an_error():
         from_notebook(notebook(("import os", "imports")))
 
 
-def test_syntax_error_and_cell_magic_name_the_cell():
+def test_syntax_error_names_the_cell():
     assert compile_error(("x = 1", "step:a"), ("y = (", "step:b")).cell == 2
-    assert compile_error(("x = 1", "step:a"), ("%%time\ny = x",)).cell == 2
+    assert compile_error(("x = 1", "step:a"), ("%%time\ny = (",)).cell == 2
 
 
 @pytest.mark.parametrize(
@@ -353,9 +373,11 @@ def test_a_with_resource_used_only_inside_its_step_is_fine():
 
 def test_tag_grammar():
     t = parse_tags(["block:train", "prev:a", "prev:b", "prev:a", "image:ghcr.io/x/y:1.0@sha256:ab", "limit:cpu:500m",
-                    "limit:nvidia.com/gpu:1", "cache:False", "parameters", "annotation:x:y"])
+                    "limit:nvidia.com/gpu:1", "cache:False", "parameters", "annotation:x:y", "label:team:cv",
+                    "secret:db-creds:password:DB_PASSWORD", "report:disabled"])
     assert t == CellTags("step", "train", ["a", "b"], "ghcr.io/x/y:1.0@sha256:ab",
-                         {"cpu": "500m", "nvidia.com/gpu": "1"}, False)
+                         {"cpu": "500m", "nvidia.com/gpu": "1"}, False, {"x": "y"}, {"team": "cv"},
+                         {"DB_PASSWORD": {"name": "db-creds", "key": "password"}}, False)
     assert parse_tags(format_tags(t)) == t
     assert parse_tags([]).kind is None and parse_tags(["skip"]).kind == "skip"
     assert parse_tags(["pipeline-parameters", "parameters"]).kind == "pipeline-parameters"
@@ -421,14 +443,17 @@ def test_globals_read_by_a_called_function_of_the_functions_cells_are_inputs():
     assert err.cell == 4 and "step 'a' reads 'model' (through predict() of the functions cells)" in str(err)
 
 
-def test_only_ipython_syntax_is_turned_into_pass_lines():
+def test_ipython_syntax_runs_in_the_step_as_in_kale_and_only_it_is_touched():
+    """Kale runs a step's cells in an IPython kernel: magics and shell lines run. The step
+    program holds IPython's own translation; ``%time x = …`` assigns x for the analysis."""
     p = from_notebook(notebook(("%load_ext autoreload\nx = 1\n!ls -l", "step:a"),
-                               ("y = (x\n     % 2)\ntext = '''\n!important\n'''", "step:b")))
-    assert p.steps["a"].source.splitlines() == [
-        "pass  # IPython syntax, not run in a step: %load_ext autoreload", "x = 1",
-        "pass  # IPython syntax, not run in a step: !ls -l",
-    ]
-    assert p.steps["b"].source == "y = (x\n     % 2)\ntext = '''\n!important\n'''"
+                               ("y = (x\n     % 2)\ntext = '''\n!important\n'''", "step:b"),
+                               ("%time z = y + 1\n%timeit -n1 -r1 w = 2", "step:c"), ("print(z, w)", "step:d")))
+    assert p.steps["a"].source == "%load_ext autoreload\nx = 1\n!ls -l"
+    assert "get_ipython().run_line_magic('load_ext', 'autoreload')" in p.steps["a"].program
+    assert "get_ipython().system('ls -l')" in p.steps["a"].program
+    assert "y = (x\n     % 2)\ntext = '''\n!important\n'''" in p.steps["b"].program
+    assert p.steps["c"].inputs == {"y": "b"} and p.steps["d"].inputs == {"z": "c", "w": "c"}
 
 
 def test_cache_text_ignores_cell_numbers_and_the_header():

@@ -282,9 +282,24 @@ def changed_in_place(source: str) -> set[str]:
     ``cfg.lr = …``, ``del d[k]``, ``xs[0] += 1``), or a method called on it
     (``model.fit(…)``, ``xs.append(…)`` — conservatively, any method call).
 
+    A change made through another name counts for the names it aliases: ``d`` of
+    ``d = df1``, ``for d in [df1, df2]``, ``for d in frames``, ``a, b = df1, df2`` aliases
+    the names on the right (conservatively, each target aliases each of them).
+
     A pipeline step that changes an input this way passes the changed value on.
     """
     changed: set[str] = set()
+    aliases: dict[str, set[str]] = {}
+
+    def alias(target: ast.AST, value: ast.AST | None) -> None:
+        if value is None:
+            return
+        sources = {n.id for n in _alias_sources(value)}
+        if not sources:
+            return
+        for node in ast.walk(target):
+            if isinstance(node, ast.Name):
+                aliases.setdefault(node.id, set()).update(sources - {node.id})
 
     def store(target: ast.AST) -> None:
         if isinstance(target, (ast.Tuple, ast.List)):
@@ -301,20 +316,54 @@ def changed_in_place(source: str) -> set[str]:
         if isinstance(node, ast.Assign):
             for target in node.targets:
                 store(target)
+                alias(target, node.value)
         elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
             store(node.target)
+            alias(node.target, node.value)
+        elif isinstance(node, ast.NamedExpr):
+            alias(node.target, node.value)
         elif isinstance(node, ast.Delete):
             for target in node.targets:
                 store(target)
-        elif isinstance(node, (ast.For, ast.AsyncFor)):
+        elif isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
             store(node.target)
+            alias(node.target, node.iter)
         elif isinstance(node, ast.withitem) and node.optional_vars is not None:
             store(node.optional_vars)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             root = _root_name(node.func.value)
             if root:
                 changed.add(root)
+    todo = list(changed)
+    while todo:  # a change through an alias changes what it aliases
+        for name in aliases.get(todo.pop(), ()):
+            if name not in changed:
+                changed.add(name)
+                todo.append(name)
     return changed
+
+
+def _alias_sources(value: ast.AST) -> list[ast.Name]:
+    """The names whose objects ``value`` hands on as they are: ``df``, ``[a, b]``,
+    ``(a, *b)``, ``{"k": a}``, ``x if c else y``, ``zip(a, b)``, ``enumerate(a)``,
+    ``d.values()``/``d.items()``."""
+    if isinstance(value, ast.Name):
+        return [value]
+    if isinstance(value, ast.Starred):
+        return _alias_sources(value.value)
+    if isinstance(value, (ast.List, ast.Tuple, ast.Set)):
+        return [n for elt in value.elts for n in _alias_sources(elt)]
+    if isinstance(value, ast.Dict):
+        return [n for v in value.values for n in _alias_sources(v)]
+    if isinstance(value, ast.IfExp):
+        return _alias_sources(value.body) + _alias_sources(value.orelse)
+    if isinstance(value, ast.Call) and not value.keywords:
+        func = value.func
+        if isinstance(func, ast.Name) and func.id in ("zip", "enumerate", "reversed", "list", "tuple", "iter"):
+            return [n for a in value.args for n in _alias_sources(a)]
+        if isinstance(func, ast.Attribute) and func.attr in ("values", "items") and not value.args:
+            return _alias_sources(func.value)
+    return []
 
 
 @dataclass(frozen=True)

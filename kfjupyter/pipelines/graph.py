@@ -28,6 +28,7 @@ import builtins
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -54,7 +55,8 @@ class PipelineError(KFJupyterError, ValueError):
     """The notebook does not compile to a pipeline; ``cell`` is the cell at fault (or None)."""
 
     def __init__(self, message: str, cell: int | None = None):
-        super().__init__(f"cell {cell}: {message}" if cell is not None else message)
+        # cells are counted as JupyterLab's status bar does: from 1, markdown cells included
+        super().__init__(f"cell {cell + 1}: {message}" if cell is not None else message)
         self.cell = cell
         self.reason = message
 
@@ -70,8 +72,35 @@ class _Block:
 
     kind: str  # "step" or one of tags.KIND_TAGS
     cells: list[int]
-    sources: list[str]
+    sources: list[str]  # as the analysis reads them (IPython lines as Python or comments)
     tags: tagmod.CellTags = field(default_factory=tagmod.CellTags)
+    code: list[str] = field(default_factory=list)  # as the step runs them (plain Python)
+
+    def prepare(self) -> None:
+        """Turn IPython syntax into what the analysis reads and what the step runs."""
+        self.code, views = [], []
+        for cell, source in zip(self.cells, self.sources):
+            if _is_ipython(source):
+                try:
+                    code = _ipython_python(source)
+                    ast.parse(code)
+                except SyntaxError as exc:
+                    raise PipelineError(f"syntax error in the {self.label}, line {exc.lineno}: {exc.msg}", cell) from None
+                views.append(_python_view(source))
+            else:
+                code = source
+                views.append(source)
+            self.code.append(code)
+        self.sources = views
+        for cell, source in zip(self.cells, self.sources):
+            try:
+                ast.parse(source)
+            except SyntaxError as exc:
+                raise PipelineError(f"syntax error in the {self.label}, line {exc.lineno}: {exc.msg}", cell) from None
+
+    @property
+    def label(self) -> str:
+        return f"step {self.tags.name!r}" if self.kind == "step" else f"{self.kind} cell"
 
 
 def _load(notebook: Any) -> tuple[dict[str, Any], str | None]:
@@ -99,31 +128,67 @@ def _text(source: Any) -> str:
     return "".join(source) if isinstance(source, list) else str(source or "")
 
 
+#: Magics whose argument is Python the step runs (``%time x = f()``): what it binds counts.
+_CODE_MAGICS = frozenset({"time", "timeit", "prun", "capture"})
+
+
+def _ipython_python(source: str) -> str:
+    """``source`` with IPython syntax (``%magic``, ``!shell``, ``%%cell magic``) turned into
+    the plain Python IPython itself runs (``get_ipython().run_line_magic(…)``); the step
+    runtime provides ``get_ipython()`` to such a step, as Kale's kernel does."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(source)
+
+
+def _python_view(source: str) -> str:
+    """The code of ``source`` as the analysis sees it: IPython lines as comments, except the
+    Python that a ``%time``/``%timeit``/``%prun``/``%%time``/``%%capture`` runs."""
+    lines = source.splitlines()
+    if lines and lines[0].lstrip().startswith("%%"):
+        magic = lines[0].lstrip()[2:].split(" ", 1)[0]
+        body = lines[1:] if magic in _CODE_MAGICS else ["# " + ln for ln in lines[1:]]
+        return "\n".join(["# " + lines[0].strip()] + body)
+    out = []
+    for line in lines:
+        m = _MAGIC_LINE.match(line)
+        if not m:
+            out.append(line)
+            continue
+        indent, text = m[1], m[2]
+        if text.startswith("%") and not text.startswith("%%"):
+            parts = text[1:].split(None, 1)
+            if parts and parts[0] in _CODE_MAGICS and len(parts) == 2:
+                args = parts[1]
+                while args.startswith("-"):  # options such as %timeit -n1 -r1
+                    args = args.split(None, 1)[1] if " " in args else ""
+                out.append(indent + args)
+                continue
+        out.append(f"{indent}pass  # {text}")
+    return "\n".join(out)
+
+
 _MAGIC_LINE = re.compile(r"^(\s*)([%!].*)$")
 
 
-def _strip_ipython(source: str, cell: int) -> str:
-    """Line magics and ``!shell`` lines become ``pass`` lines; a cell magic is an error.
-
-    Only a cell that is not valid Python is touched (``x = (a\n % b)`` stays as it is).
-    """
-    if source.lstrip().startswith("%%"):
-        magic = source.lstrip().split()[0]
-        raise PipelineError(f"cell magic {magic} cannot run in a pipeline step; tag the cell skip", cell)
+def _is_ipython(source: str) -> bool:
     try:
         ast.parse(source)
-        return source
+        return False
     except SyntaxError:
-        pass
-    lines = []
-    for line in source.splitlines():
-        m = _MAGIC_LINE.match(line)
-        lines.append(f"{m[1]}pass  # IPython syntax, not run in a step: {m[2]}" if m else line)
-    return "\n".join(lines)
+        return bool(_MAGIC_LINE.search(source) or re.search(r"^\s*%|^\s*!|=\s*[%!]", source, re.M))
 
 
-def _blocks(cells: list[dict[str, Any]]) -> list[_Block]:
+def _blocks(cells: list[dict[str, Any]]) -> tuple[list[_Block], list[int]]:
+    """The blocks, and the untagged code cells before the first tagged one (not part of
+    the pipeline, Kale's rule). Kale's rules: an untagged cell continues the last block
+    before it, ``skip`` cells in between notwithstanding; a step name used again continues
+    that step; tagged cells after ``pipeline-metrics`` are an error."""
     blocks: list[_Block] = []
+    by_name: dict[str, _Block] = {}
+    current: _Block | None = None
+    leading: list[int] = []
+    any_tag = False
     for index, cell in enumerate(cells):
         if cell.get("cell_type") != "code":
             continue
@@ -132,35 +197,59 @@ def _blocks(cells: list[dict[str, Any]]) -> list[_Block]:
             parsed = tagmod.parse_tags((cell.get("metadata") or {}).get("tags") or [])
         except tagmod.TagError as exc:
             raise PipelineError(str(exc), index) from None
+        any_tag = any_tag or parsed.kind is not None
+        if parsed.kind == "skip":
+            continue
         if parsed.kind is None:
             if not source.strip():
                 continue
-            if not blocks and all(line.strip()[:1] in "%!#" for line in source.splitlines()):
-                continue  # leading magics (%load_ext, !pip install …): nothing a step runs
-            if not blocks:
-                raise PipelineError(
-                    "untagged code cell before any tagged cell: tag it step:NAME, imports, "
-                    "functions, pipeline-parameters or skip",
-                    index,
-                )
-            blocks[-1].cells.append(index)
-            blocks[-1].sources.append(source)
+            if current is None:
+                leading.append(index)
+                continue
+            current.cells.append(index)
+            current.sources.append(source)
             continue
-        if blocks and parsed.kind == "step" and blocks[-1].kind == "step" and blocks[-1].tags.name == parsed.name:
-            # the same step tag on consecutive cells: one step (Kale users tag every cell)
-            last = blocks[-1]
-            last.cells.append(index)
-            last.sources.append(source)
-            for p in parsed.prev:
-                if p not in last.tags.prev:
-                    last.tags.prev.append(p)
-            last.tags.image = parsed.image or last.tags.image
-            last.tags.limits.update(parsed.limits)
-            if parsed.cache is not None:
-                last.tags.cache = parsed.cache
+        if parsed.kind == "notebook":
+            raise PipelineError(
+                f"notebook:{parsed.name} (a Kale sub-pipeline) is not supported yet: copy the "
+                "referenced notebook's cells into this one, or run it as a pipeline of its own", index)
+        if current is not None and current.kind == "pipeline-metrics" and parsed.kind != "pipeline-metrics":
+            raise PipelineError(
+                f"the pipeline-metrics cell (cell {current.cells[0] + 1}) must be at the end of the "
+                f"notebook, after every {parsed.kind} cell: pipeline metrics are the pipeline's "
+                "results", index)
+        if parsed.kind == "step" and parsed.name in by_name:
+            # Kale: a step name used again continues that step (its code is merged in)
+            current = by_name[parsed.name]
+            current.cells.append(index)
+            current.sources.append(source)
+            _merge_options(current.tags, parsed)
             continue
-        blocks.append(_Block(parsed.kind, [index], [source], parsed))
-    return blocks
+        current = _Block(parsed.kind, [index], [source], parsed)
+        blocks.append(current)
+        if parsed.kind == "step":
+            by_name[parsed.name] = current
+    if not any_tag:
+        raise PipelineError(
+            "this notebook has no pipeline tags: tag the cells of each step step:NAME (and "
+            "prev:NAME for the steps it needs), the imports cells imports, the functions cells "
+            "functions, the parameters cell pipeline-parameters (the Kubeflow sidebar's tag "
+            "editor, or View › Cell Toolbar › Tags, writes them)")
+    return blocks, leading
+
+
+def _merge_options(into: tagmod.CellTags, more: tagmod.CellTags) -> None:
+    """A later cell of a step adds its prev: steps; its other options override."""
+    into.prev += [p for p in more.prev if p not in into.prev]
+    into.image = more.image or into.image
+    into.limits.update(more.limits)
+    into.annotations.update(more.annotations)
+    into.labels.update(more.labels)
+    into.secrets.update(more.secrets)
+    if more.cache is not None:
+        into.cache = more.cache
+    if more.report is not None:
+        into.report = more.report
 
 
 # ---------------------------------------------------------------------------------------
@@ -309,22 +398,15 @@ def _first_cell_reading(block: _Block, name: str) -> int:
 
 
 def _steps(blocks: list[_Block]) -> dict[str, _Block]:
-    """The step blocks by name: names unique, IPython syntax turned into comments, parsed."""
+    """The step blocks by name, their IPython syntax turned into Python, parsed."""
     steps: dict[str, _Block] = {}
     for block in blocks:
         if block.kind != "step":
             continue
         name = block.tags.name
         assert name is not None
-        if name in steps:
-            raise PipelineError(f"step name {name!r} is already used by cell {steps[name].cells[0]}", block.cells[0])
         steps[name] = block
-        block.sources = [_strip_ipython(s, c) for c, s in zip(block.cells, block.sources)]
-        for cell, source in zip(block.cells, block.sources):
-            try:
-                ast.parse(source)
-            except SyntaxError as exc:
-                raise PipelineError(f"syntax error in step {name!r}, line {exc.lineno}: {exc.msg}", cell) from None
+        block.prepare()
     if not steps:
         raise PipelineError("the notebook has no steps: tag the first cell of each step step:NAME")
     for name, block in steps.items():
@@ -340,15 +422,12 @@ def _steps(blocks: list[_Block]) -> dict[str, _Block]:
 
 
 def _shared_names(blocks: list[_Block]) -> set[str]:
-    """Names bound by the imports and functions cells (IPython syntax turned into comments)."""
+    """Names bound by the imports and functions cells."""
     names: set[str] = set()
     for block in blocks:
-        block.sources = [_strip_ipython(s, c) for c, s in zip(block.cells, block.sources)]
-        for cell, source in zip(block.cells, block.sources):
-            try:
-                names.update(bound_names(source))
-            except SyntaxError as exc:
-                raise PipelineError(f"syntax error in the {block.kind} cell, line {exc.lineno}: {exc.msg}", cell) from None
+        block.prepare()
+        for source in block.sources:
+            names.update(bound_names(source))
     return names
 
 
@@ -393,6 +472,7 @@ class _Flow:
     inputs: dict[str, dict[str, str]]  # step → {name: supplier}
     parameters: dict[str, list[str]]  # step → parameters read
     binds: dict[str, set[str]]  # step → names assigned
+    holds: dict[str, set[str]] = field(default_factory=dict)  # step → names assigned or received
 
 
 def _data_flow(
@@ -401,56 +481,85 @@ def _data_flow(
     shared: set[str],
     parameters: dict[str, Parameter],
     calls: dict[str, list[str]],
+    ignored: dict[str, int],
 ) -> _Flow:
-    """Each step's inputs: nearest ancestor providing the name, else nearest earlier step.
+    """Each step's inputs: the nearest ancestor (through ``prev:``) that assigns or
+    receives the name, else the nearest earlier step that assigns it or may change it.
 
-    A step provides the names it assigns, and the inputs it may change in place
-    (:func:`~kfjupyter.capture.analysis.changed_in_place`: ``df['b'] = …``,
-    ``model.fit(…)``): it passes the changed value on, as the notebook would see it.
+    "The next step sees what the notebook would have seen": a step passes on to its
+    descendants every value it received (it may have changed it through any path, an
+    alias, a function it called), as Kale's rule of the nearest ancestor naming it does;
+    to a later step that is not its descendant, the values it assigns and the inputs it
+    may change in place (:func:`~kfjupyter.capture.analysis.changed_in_place`:
+    ``df['b'] = …``, ``model.fit(…)``, ``for d in [df1, df2]: d['b'] = …``), so that
+    steps that only read a value still run side by side.
     """
     sources = {n: _joined(steps[n].sources) for n in order}
     binds = {n: set(bound_names(sources[n])) for n in order}
-    provides = dict(binds)
+    provides = dict(binds)  # to any later step
+    holds = dict(binds)  # to descendants
     ancestors: dict[str, set[str]] = {}
     flow = _Flow({}, {}, binds)
     for position, name in enumerate(order):
         block, earlier = steps[name], order[:position]
-        mine: set[str] = set()
+        explicit: set[str] = set()
         for p in block.tags.prev:
-            mine |= {p} | ancestors[p]
-        wanted: dict[str, str] = {}
-        used: list[str] = []
-        for var, via in _reads(sources[name], calls, shared).items():
-            if var in shared or (var in RUNTIME_NAMES and not any(var in binds[a] for a in earlier)):
-                continue
-            supplier = next((a for a in reversed(earlier) if a in mine and var in provides[a]), None)
-            if supplier is None:
-                supplier = next((a for a in reversed(earlier) if var in provides[a]), None)
-            if supplier is None:
-                if var in parameters:
-                    used.append(var)
+            explicit |= {p} | ancestors[p]
+        reads = _reads(sources[name], calls, shared)
+        mine, previous = explicit, None
+        for _ in range(len(reads) + 2):  # until the suppliers settle: a data edge makes more ancestors
+            wanted: dict[str, str] = {}
+            used: list[str] = []
+            for var, via in reads.items():
+                if var in shared or (var in RUNTIME_NAMES and not any(var in binds[a] for a in earlier)):
                     continue
-                later = [a for a in order[position + 1:] if var in binds[a]]
-                hint = f" (step {later[0]!r} assigns it, but runs later)" if later else ""
-                raise PipelineError(
-                    f"step {name!r} reads {var!r}"
-                    + (f" (through {via}() of the functions cells)" if via else "")
-                    + ", which no step before it assigns and which is "
-                    f"not a pipeline parameter, an import or a function{hint}",
-                    _first_cell_reading(block, via or var),
-                )
-            wanted[var] = supplier
-            mine |= {supplier} | ancestors[supplier]
+                supplier = next((a for a in reversed(earlier) if a in mine and var in holds[a]), None)
+                if supplier is None:
+                    supplier = next((a for a in reversed(earlier) if var in provides[a]), None)
+                if supplier is None:
+                    if var in parameters:
+                        used.append(var)
+                        continue
+                    later = [a for a in order[position + 1:] if var in binds[a]]
+                    hint = f" (step {later[0]!r} assigns it, but runs later)" if later else ""
+                    if not later and var in ignored:
+                        hint = (f" (cell {ignored[var] + 1} assigns it, but that cell is untagged and comes "
+                                "before the first tagged cell, so it is not part of the pipeline: tag it "
+                                "imports, functions or step:NAME)")
+                    raise PipelineError(
+                        f"step {name!r} reads {var!r}"
+                        + (f" (through {via}() of the functions cells)" if via else "")
+                        + ", which no step before it assigns and which is "
+                        f"not a pipeline parameter, an import or a function{hint}",
+                        _first_cell_reading(block, via or var),
+                    )
+                wanted[var] = supplier
+            if wanted == previous:
+                break
+            previous = wanted
+            mine = set(explicit)
+            for supplier in wanted.values():
+                mine |= {supplier} | ancestors[supplier]
         flow.inputs[name], flow.parameters[name], ancestors[name] = wanted, used, mine
         provides[name] = binds[name] | (changed_in_place(sources[name]) & set(wanted))
+        holds[name] = binds[name] | set(wanted)
+    flow.holds = holds
     return flow
 
 
-def _metric_steps(metric_names: list[tuple[str, int]], order: list[str], binds: dict[str, set[str]]) -> dict[str, list[str]]:
-    """Each pipeline metric goes to the last step (in running order) that assigns it."""
+def _metric_steps(metric_names: list[tuple[str, int]], order: list[str], flow: _Flow,
+                  parameters: dict[str, Parameter]) -> dict[str, list[str]]:
+    """Each pipeline metric is reported by the last step (in running order) that assigns or
+    receives it: its value as the notebook has it at the end. A pipeline parameter no step
+    assigns is reported by the last step reading it, else by the last step (Kale reports
+    parameters too)."""
     out: dict[str, list[str]] = {n: [] for n in order}
     for metric, cell in metric_names:
-        supplier = next((a for a in reversed(order) if metric in binds[a]), None)
+        supplier = next((a for a in reversed(order) if metric in flow.holds[a]), None)
+        if supplier is None and metric in parameters:
+            supplier = next((a for a in reversed(order) if metric in flow.parameters[a]), order[-1])
+            if metric not in flow.parameters[supplier]:
+                flow.parameters[supplier].append(metric)
         if supplier is None:
             raise PipelineError(f"pipeline metric {metric!r} is not assigned by any step", cell)
         out[supplier].append(metric)
@@ -509,7 +618,12 @@ def from_notebook(notebook: str | os.PathLike[str] | Mapping[str, Any], name: st
     """
     data, path = _load(notebook)
     settings = tagmod.notebook_settings(data.get("metadata"))
-    blocks = _blocks(data["cells"])
+    blocks, leading = _blocks(data["cells"])
+    if leading:
+        warnings.warn(
+            f"cell{'s' if len(leading) > 1 else ''} {', '.join(str(c + 1) for c in leading)} "
+            "(untagged, before the first tagged cell) are not part of the pipeline, as in Kale",
+            PipelineWarning, stacklevel=2)
     shared_blocks = [b for b in blocks if b.kind == "imports"] + [b for b in blocks if b.kind == "functions"]
     parameters: dict[str, Parameter] = {}
     metric_names: list[tuple[str, int]] = []
@@ -522,8 +636,9 @@ def from_notebook(notebook: str | os.PathLike[str] | Mapping[str, Any], name: st
     steps = _steps(blocks)
     shared = _shared_names(shared_blocks)
     order = _order(steps)
-    flow = _data_flow(steps, order, shared, parameters, _function_globals(shared_blocks, shared))
-    metrics = _metric_steps(metric_names, order, flow.binds)
+    ignored = _ignored_bindings(data["cells"], leading)
+    flow = _data_flow(steps, order, shared, parameters, _function_globals(shared_blocks, shared), ignored)
+    metrics = _metric_steps(metric_names, order, flow, parameters)
     outputs = _outputs(order, flow.inputs, metrics)
     for step_name in order:
         readers = {}
@@ -531,7 +646,11 @@ def from_notebook(notebook: str | os.PathLike[str] | Mapping[str, Any], name: st
             readers.update({v: target for v, s in flow.inputs[target].items() if s == step_name})
         _check_crossing(steps[step_name], step_name, outputs[step_name], readers)
 
-    default_image = settings.get("docker_image") or None
+    try:
+        defaults = tagmod.parse_defaults(settings.get("steps_defaults") or [])
+    except tagmod.TagError as exc:
+        raise PipelineError(f"notebook metadata kubeflow_notebook.{exc}") from None
+    default_image = settings.get("base_image") or settings.get("docker_image") or None
     pipeline = Pipeline(
         name=_pipeline_name(name, settings, path),
         steps={},
@@ -541,27 +660,66 @@ def from_notebook(notebook: str | os.PathLike[str] | Mapping[str, Any], name: st
         imports=_joined([s for b in shared_blocks if b.kind == "imports" for s in b.sources]),
         functions=_joined([s for b in shared_blocks if b.kind == "functions" for s in b.sources]),
         metrics=[m for m, _ in metric_names],
+        description=str(settings.get("pipeline_description") or ""),
+        experiment=settings.get("experiment_name") or None,
+        volumes=_volumes(settings.get("volumes")),
     )
-    shared_sections = [codegen.Section(b.kind, c, s) for b in shared_blocks for c, s in zip(b.cells, b.sources)]
+    shared_sections = [codegen.Section(b.kind, c, s) for b in shared_blocks for c, s in zip(b.cells, b.code)]
     for step_name in order:
         block = steps[step_name]
+        own, cache, report = block.tags, block.tags.cache, block.tags.report
         step = Step(
             name=step_name,
             cells=list(block.cells),
-            source=_joined(block.sources),
-            prev=list(block.tags.prev),
-            image=block.tags.image or default_image,
-            limits=dict(block.tags.limits),
-            cache=block.tags.cache is not False,
+            source=_joined([_text(data["cells"][c].get("source")) for c in block.cells]),
+            prev=list(own.prev),
+            image=own.image or defaults.image or default_image,
+            limits={**defaults.limits, **own.limits},
+            cache=(cache if cache is not None else defaults.cache) is not False,
+            annotations={**defaults.annotations, **own.annotations},
+            labels={**defaults.labels, **own.labels},
+            secrets={**defaults.secrets, **own.secrets},
+            report=report if report is not None else defaults.report,
             inputs=flow.inputs[step_name],
             outputs=outputs[step_name],
             parameters=flow.parameters[step_name],
             metrics=metrics[step_name],
         )
-        own = [codegen.Section("step", c, s) for c, s in zip(block.cells, block.sources)]
-        step.program = codegen.step_program(pipeline, step, shared_sections + own)
+        sections = [codegen.Section("step", c, s) for c, s in zip(block.cells, block.code)]
+        step.program = codegen.step_program(pipeline, step, shared_sections + sections)
         pipeline.steps[step_name] = step
     return pipeline
+
+
+class PipelineWarning(UserWarning):
+    """Something of the notebook the pipeline leaves out, as Kale does."""
+
+
+def _ignored_bindings(cells: list[dict[str, Any]], leading: list[int]) -> dict[str, int]:
+    """Names the ignored leading cells assign → the first such cell (for a hint)."""
+    out: dict[str, int] = {}
+    for index in leading:
+        try:
+            names = bound_names(_python_view(_text(cells[index].get("source"))))
+        except SyntaxError:
+            continue
+        for n in names:
+            out.setdefault(n, index)
+    return out
+
+
+def _volumes(value: Any) -> list[dict[str, Any]]:
+    """Kale's ``volumes`` metadata, checked: a list of {"name", "mount_point", "type", …}."""
+    if not value:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise PipelineError("notebook metadata kubeflow_notebook.volumes must be a list of "
+                            "{\"name\", \"mount_point\", \"type\"} objects")
+    for i, volume in enumerate(value):
+        missing = [k for k in ("name", "mount_point", "type") if not volume.get(k)]
+        if missing:
+            raise PipelineError(f"notebook metadata kubeflow_notebook.volumes[{i}] has no {', '.join(missing)}")
+    return [dict(v) for v in value]
 
 
 def _pipeline_name(name: str | None, settings: dict[str, Any], path: str | None) -> str:

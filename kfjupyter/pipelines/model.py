@@ -45,6 +45,10 @@ class Step:
     image: str | None = None
     limits: dict[str, str] = field(default_factory=dict)  # cpu, memory, nvidia.com/gpu
     cache: bool = True
+    annotations: dict[str, str] = field(default_factory=dict)  # the step pod's (``annotation:K:V``)
+    labels: dict[str, str] = field(default_factory=dict)  # the step pod's (``label:K:V``)
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict)  # env var → {"name", "key"} of a Secret
+    report: bool | None = None  # Kale's ``report:enabled|disabled`` (an HTML report of the step)
     inputs: dict[str, str] = field(default_factory=dict)  # name read → the step supplying it
     outputs: list[str] = field(default_factory=list)  # names downstream steps (or metrics) read
     parameters: list[str] = field(default_factory=list)  # pipeline parameters the step reads
@@ -62,6 +66,11 @@ class Pipeline:
     imports: str = ""  # source of the ``imports`` cells
     functions: str = ""  # source of the ``functions`` cells
     metrics: list[str] = field(default_factory=list)  # names listed by ``pipeline-metrics``
+    description: str = ""  # Kale's ``pipeline_description``
+    experiment: str | None = None  # Kale's ``experiment_name``
+    #: Kale's ``volumes``: [{"name": PVC, "mount_point": PATH, "type": "pvc", ...}], mounted on
+    #: every step (on Kubeflow Pipelines through kfp-kubernetes ``mount_pvc``)
+    volumes: list[dict[str, Any]] = field(default_factory=list)
 
     def upstream(self, step: str) -> list[str]:
         """Steps that must finish before ``step`` runs (data and explicit edges)."""
@@ -98,4 +107,7 @@ class Pipeline:
             imports=data.get("imports", ""),
             functions=data.get("functions", ""),
             metrics=list(data.get("metrics", [])),
+            description=data.get("description", ""),
+            experiment=data.get("experiment"),
+            volumes=list(data.get("volumes", [])),
         )

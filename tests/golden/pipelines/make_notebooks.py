@@ -37,7 +37,7 @@ def kale_style():
              "limit:memory:1Gi", "limit:nvidia.com/gpu:1"),
         code("train_loss = loss(w, data)\nprint(json.dumps({\"w\": w, \"loss\": train_loss}))"),
         code("import matplotlib.pyplot as plt\nplt.plot([x for x, _ in data])", "skip"),
-        code("print('still skipped: continues the skip cell')"),
+        code("print('after a skip cell: continues train, as in Kale')"),
         code("summary = {\"w\": w, \"loss\": train_loss, \"name\": name, \"layers\": layers}\n"
              "if verbose:\n    print(summary, config)", "step:report", "cache:false"),
         code("print(\"training finished\")", "step:notify", "prev:train"),

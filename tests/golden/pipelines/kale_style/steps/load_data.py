@@ -7,7 +7,7 @@
 #   metrics:    -
 
 # ---- imports: cell 1 ----
-pass  # IPython syntax, not run in a step: %matplotlib inline
+get_ipython().run_line_magic('matplotlib', 'inline')
 import json
 import math
 

@@ -3,11 +3,11 @@
 # and saves the outputs after it.
 #   parameters: name, layers, verbose, config
 #   inputs:     w (from train), train_loss (from train)
-#   outputs:    -
-#   metrics:    -
+#   outputs:    train_loss
+#   metrics:    train_loss
 
 # ---- imports: cell 1 ----
-pass  # IPython syntax, not run in a step: %matplotlib inline
+get_ipython().run_line_magic('matplotlib', 'inline')
 import json
 import math
 
