@@ -146,11 +146,18 @@ def _python_view(source: str) -> str:
     Python that a ``%time``/``%timeit``/``%prun``/``%%time``/``%%capture`` runs."""
     lines = source.splitlines()
     if lines and lines[0].lstrip().startswith("%%"):
-        magic = lines[0].lstrip()[2:].split(" ", 1)[0]
+        magic, _, args = lines[0].lstrip()[2:].partition(" ")
         body = lines[1:] if magic in _CODE_MAGICS else ["# " + ln for ln in lines[1:]]
-        return "\n".join(["# " + lines[0].strip()] + body)
+        head = ["# " + lines[0].strip()]
+        target = [a for a in args.split() if not a.startswith("-")]
+        if magic == "capture" and target and target[0].isidentifier():
+            head.append(f"{target[0]} = None  # what %%capture {target[0]} binds")
+        return "\n".join(head + body)
     out = []
     for line in lines:
+        if m := _MAGIC_ASSIGN.match(line):  # x = !ls, files = %sx ls
+            out.append(f"{m[1]}{m[2]} = None  # {line.strip()}")
+            continue
         m = _MAGIC_LINE.match(line)
         if not m:
             out.append(line)
@@ -169,6 +176,7 @@ def _python_view(source: str) -> str:
 
 
 _MAGIC_LINE = re.compile(r"^(\s*)([%!].*)$")
+_MAGIC_ASSIGN = re.compile(r"^(\s*)([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s*=\s*[%!].*$")
 
 
 def _is_ipython(source: str) -> bool:

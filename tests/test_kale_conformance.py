@@ -1,0 +1,233 @@
+"""kfjupyter reads a Kale notebook as Kale does: Kale's own notebook processor (kubeflow-kale
+2.3, installed with the test extras) is the oracle.
+
+One small notebook per rule of Kale's tag language; for each, the DAG Kale makes of it
+(steps and their cells, explicit edges, parameters, each step's inputs and parameters,
+which step reports each metric, the pod settings) and the DAG kfjupyter makes are equal.
+Where kfjupyter deliberately differs (README, "Where kfjupyter differs from Kale"), the
+test says so and holds kfjupyter's side of it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kfjupyter.pipelines import PipelineError, from_notebook
+
+from kale_oracle import ancestors, code, kale_dag, kfjupyter_dag, markdown, write
+
+pytest.importorskip("kale", reason="kubeflow-kale is one of the test extras")
+
+#: name → (cells, Kale metadata): each a rule of Kale's, both readers must agree on.
+RULES = {
+    # an untagged code cell continues the last step before it, skipped cells in between
+    "untagged_after_skip_continues_the_step": [
+        code("a = 1", "step:load"),
+        code("import matplotlib.pyplot as plt\nplt.plot([a])", "skip"),
+        code("a = a + 10"),
+        code("b = a * 2", "step:use", "prev:load"),
+    ],
+    # step: with an empty name is an untagged cell: it continues the step above
+    "empty_step_name_continues": [
+        code("x = 1", "step:first"),
+        code("x += 1", "step:"),
+        code("y = x", "step:second", "prev:first"),
+    ],
+    # skip wins over prev: (and over step:)
+    "skip_wins_over_prev": [
+        code("x = 1", "step:first"),
+        code("print('debug')", "skip", "prev:first"),
+        code("print('more debug')", "step:nothing", "skip"),
+        code("y = x", "step:second", "prev:first"),
+    ],
+    # a pipeline-metrics name that is a pipeline parameter is reported
+    "metric_that_is_a_parameter": [
+        code("lr = 0.1\nepochs = 3", "pipeline-parameters"),
+        code("loss = lr * epochs", "step:train"),
+        code("print(loss)\nprint(lr)", "pipeline-metrics"),
+    ],
+    # a step name used again on a later cell merges its code into that step
+    "step_name_used_again_merges": [
+        code("x = 1", "step:a"),
+        code("y = x + 1", "step:b", "prev:a"),
+        code("x = x * 100", "step:a"),
+        code("z = x + y", "step:c", "prev:b"),
+    ],
+    # step names Kale accepts: a leading or trailing underscore
+    "underscore_step_names": [
+        code("x = 1", "step:_load"),
+        code("y = x", "step:train_", "prev:_load"),
+    ],
+    # annotation: and label: tags go on the step's pod; secret: becomes an env var
+    "pod_annotations_labels_secrets": [
+        code("x = 1", "step:a", "annotation:team.io/owner:ana", "label:team:vision",
+             "secret:db-creds:password:DB_PASSWORD"),
+        code("y = x", "step:b", "prev:a", "label:tier:gpu"),
+    ],
+    # Kale 2.3's cache:enabled|disabled and report:, image:, limit:
+    "cache_report_image_limit": [
+        code("x = 1", "step:a", "cache:disabled", "report:disabled", "image:python:3.12-slim", "limit:cpu:2"),
+        code("y = x", "step:b", "prev:a", "cache:enabled"),
+    ],
+    # imports, functions and parameters cells take the untagged cells after them
+    "continuations_of_imports_functions_parameters": [
+        markdown("# A notebook"),
+        code("import math", "imports"),
+        code("import json"),
+        code("def double(v):\n    return 2 * v", "functions"),
+        code("def half(v):\n    return v / 2"),
+        code("n = 4", "pipeline-parameters"),
+        code("m = 'x'"),
+        code("a = double(n) + math.pi", "step:a"),
+        code("b = half(a)\ns = json.dumps(m)", "step:b", "prev:a"),
+    ],
+    # the first kind tag decides the cell
+    "first_kind_tag_decides": [
+        code("import os", "imports", "skip"),
+        code("x = os.sep", "step:a"),
+        code("print(x)", "skip", "imports"),
+        code("y = x", "step:b", "prev:a"),
+    ],
+    # a value comes from the nearest ancestor that names it; parallel branches keep their own
+    "nearest_ancestor_supplies": [
+        code("data = list(range(10))", "step:load"),
+        code("data = [d * 2 for d in data]", "step:clean", "prev:load"),
+        code("m1 = sum(data)", "step:model_a", "prev:clean"),
+        code("m2 = max(data)", "step:model_b", "prev:clean"),
+        code("best = max(m1, m2)", "step:results", "prev:model_a", "prev:model_b"),
+        code("print(best)", "pipeline-metrics"),
+    ],
+    # untagged cells before the first tagged cell are not part of the pipeline
+    "leading_untagged_cells_are_left_out": [
+        code("print('setup')"),
+        code("x = 1", "step:a"),
+        code("y = x", "step:b", "prev:a"),
+    ],
+    # the volumes and steps_defaults of the notebook metadata
+    "volumes_and_steps_defaults": [
+        code("x = 1", "step:a", "label:owner:me"),
+        code("y = x", "step:b", "prev:a"),
+    ],
+}
+
+METADATA = {
+    "volumes_and_steps_defaults": dict(
+        volumes=[{"name": "workspace-pvc", "mount_point": "/home/jovyan", "type": "pvc", "annotations": [],
+                  "size": 1, "size_type": "Gi"}],
+        steps_defaults=["label:team:vision", "annotation:owner:ana", "limit:memory:1Gi"],
+        base_image="python:3.11-slim",
+    ),
+}
+
+
+def _compare(kale: dict, ours: dict) -> None:
+    for key in ("steps", "edges", "parameters", "inputs", "metrics", "volumes"):
+        assert ours[key] == kale[key], key
+    # a step gets the parameters it reads; Kale also hands it those of an ancestor whose
+    # functions it calls (a difference the README lists)
+    for step, names in kale["step_parameters"].items():
+        assert ours["step_parameters"][step] <= names, step
+    for step, pod in kale["pods"].items():
+        mine = ours["pods"][step]
+        assert mine["labels"] == pod["labels"] and mine["annotations"] == pod["annotations"], step
+        assert mine["secrets"] == pod["secrets"] and mine["cache"] == pod["cache"], step
+        if pod["image"]:
+            assert mine["image"] == pod["image"], step
+    # kfjupyter also draws data edges; each is an order Kale's prev: edges already give
+    assert ours["data_edges"] <= ancestors(kale["edges"])
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_kfjupyter_reads_the_notebook_as_kale_does(rule, tmp_path):
+    path = write(tmp_path, rule, RULES[rule], **METADATA.get(rule, {}))
+    _compare(kale_dag(path), kfjupyter_dag(path))
+
+
+#: Notebooks both readers refuse: (cells, what kfjupyter's message says).
+REFUSED = {
+    "unknown_tag": ([code("x = 1", "step:a"), code("y = x", "stpe:b")], "unknown tag 'stpe:b'; did you mean 'step:b'?"),
+    "another_unknown_tag": ([code("x = 1", "step:a", "foo:bar")], "unknown tag 'foo:bar'"),
+    "two_step_names": ([code("x = 1", "step:a", "step:b")], "2 step tags"),
+    "prev_without_step": ([code("x = 1", "step:a"), code("y = x", "prev:a")], "needs a step:NAME tag"),
+    "label_without_step": ([code("x = 1", "step:a"), code("y = x", "label:a:b")], "needs a step:NAME tag"),
+    "step_after_metrics": ([code("x = 1", "step:a"), code("print(x)", "pipeline-metrics"),
+                            code("y = 2", "step:b")], "must be at the end of the notebook"),
+    "capitalised_step_name": ([code("x = 1", "step:Train")], "invalid step name 'Train'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_both_refuse_the_same_notebooks(case, tmp_path):
+    cells, message = REFUSED[case]
+    path = write(tmp_path, case, cells)
+    with pytest.raises(Exception):
+        kale_dag(path)
+    with pytest.raises(PipelineError, match=message.replace("?", r"\?").replace("(", r"\(")):
+        from_notebook(path)
+
+
+# ---------------------------------------------------------------------------------------
+# The deliberate differences (README: "Where kfjupyter differs from Kale")
+# ---------------------------------------------------------------------------------------
+
+
+def test_difference_a_notebook_without_tags_is_an_error_that_says_how_to_tag(tmp_path):
+    path = write(tmp_path, "untagged", [code("x = 1"), code("y = x")])
+    assert kale_dag(path)["steps"] == {}  # Kale: an empty pipeline
+    with pytest.raises(PipelineError, match="this notebook has no pipeline tags: tag the cells of each step step:NAME"):
+        from_notebook(path)
+
+
+def test_difference_a_value_from_a_step_that_is_no_ancestor_makes_a_data_edge(tmp_path):
+    """Kale leaves the value out (a NameError in the pod); kfjupyter runs the step after
+    the one that assigns it."""
+    path = write(tmp_path, "data_edge", [code("x = 1", "step:a"), code("y = x + 1", "step:b")])
+    assert kale_dag(path)["inputs"]["b"] == set()
+    ours = kfjupyter_dag(path)
+    assert ours["inputs"]["b"] == {"x"} and ours["data_edges"] == {("a", "b")}
+
+
+def test_difference_other_tools_tags_are_ignored(tmp_path):
+    """papermill's parameters and the display tags of nbconvert / Jupyter Book: Kale refuses them."""
+    path = write(tmp_path, "foreign", [code("n = 1", "pipeline-parameters", "parameters"),
+                                       code("x = n", "step:a", "hide-input")])
+    with pytest.raises(Exception):
+        kale_dag(path)
+    assert kfjupyter_dag(path)["steps"] == {"a": ["x = n"]}
+
+
+def test_difference_the_older_generation_block_and_docker_image_still_read(tmp_path):
+    path = write(tmp_path, "legacy", [code("x = 1", "block:a"), code("y = x", "block:b", "prev:a")],
+                 docker_image="python:3.10")
+    with pytest.raises(Exception):
+        kale_dag(path)  # Kale 2.3 refuses block: and docker_image
+    p = from_notebook(path)
+    assert list(p.steps) == ["a", "b"] and p.steps["a"].image == "python:3.10"
+
+
+def test_difference_prev_may_name_a_later_step(tmp_path):
+    path = write(tmp_path, "later_prev", [code("y = x", "step:b", "prev:a"), code("x = 1", "step:a")])
+    with pytest.raises(Exception):
+        kale_dag(path)  # "Step a does not exist"
+    assert list(from_notebook(path).steps) == ["a", "b"]
+
+
+def test_difference_a_steps_own_tag_wins_over_steps_defaults(tmp_path):
+    """Kale's docstring says a step keeps its own value; its code lets the default win."""
+    path = write(tmp_path, "defaults", [code("x = 1", "step:a", "label:team:own")], steps_defaults=["label:team:vision"])
+    assert kale_dag(path)["pods"]["a"]["labels"] == {"team": "vision"}
+    assert from_notebook(path).steps["a"].labels == {"team": "own"}
+
+
+def test_difference_a_step_gets_only_the_parameters_it_reads(tmp_path):
+    path = write(tmp_path, "params", [code("def half(v):\n    return v / 2", "functions"), code("n = 4", "pipeline-parameters"),
+                                      code("a = n", "step:a"), code("b = half(a)", "step:b", "prev:a")])
+    assert kale_dag(path)["step_parameters"]["b"] == {"n"}
+    assert from_notebook(path).steps["b"].parameters == []
+
+
+def test_difference_limits_are_checked_as_kubernetes_checks_them(tmp_path):
+    path = write(tmp_path, "limits", [code("x = 1", "step:a", "limit:memory:2GB")])
+    kale_dag(path)  # Kale accepts it; the cluster would refuse the pod
+    with pytest.raises(PipelineError, match="'2GB' is not a Kubernetes quantity"):
+        from_notebook(path)
