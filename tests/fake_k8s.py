@@ -12,9 +12,23 @@ API server: create/get/list/watch/patch/delete of ``configmaps``, ``pods`` (read
 traffic split, and a predictor pod per revision whose log a test writes),
 ``trainjobs`` (and read-only ``jobsets``, ``jobs``); ``pods/{name}/log`` with
 ``follow``, ``tailLines``, ``timestamps``; ``Status`` error bodies (400, 401, 404, 405,
-409, 422); resourceVersion, uid, creationTimestamp, defaults from the schema,
+409, 410, 422, 504); resourceVersion, uid, creationTimestamp, defaults from the schema,
 ``fieldValidation=Strict`` (400 on unknown fields; otherwise they are pruned with a
-``Warning`` header); garbage collection through ``metadata.ownerReferences``.
+``Warning`` header). As kube-apiserver and its garbage collector behave:
+
+* DELETE with ``propagationPolicy`` (query or DeleteOptions body): ``Background`` removes
+  an object without finalizers at once (the answer is a ``Status``); ``Foreground`` and
+  ``Orphan`` (and any object with finalizers) leave it with ``metadata.deletionTimestamp``
+  and the ``foregroundDeletion`` / ``orphan`` finalizer (the answer is the object) until
+  the garbage collector is done: it runs by itself, a pass at a time (:meth:`gc_tick`),
+  and a test holds it with :meth:`gc_paused` to see every step. Other finalizers stay
+  until a client removes them (PATCH, or PUT with the current ``resourceVersion``);
+  none can be added to an object being deleted;
+* WATCH with ``resourceVersion`` (410 Gone as an ERROR event for one older than the kept
+  events, see :meth:`compact`), ``allowWatchBookmarks`` (BOOKMARK events) and
+  ``timeoutSeconds``; DELETED events carry the deletion's resourceVersion;
+* every request is counted by verb (get, list, watch, create, update, patch, delete) and
+  object path (:meth:`count`, :attr:`counts`), so a test can hold a client's request rate.
 
 Controllers (Trainer + JobSet + Job + kubelet): a created TrainJob becomes a JobSet, an
 indexed Job ``<name>-node-0`` and ``numNodes`` pods labelled as Trainer/JobSet label
@@ -48,6 +62,8 @@ as Katib's experiment controller does (counts, ``currentOptimalTrial``, Succeede
 from __future__ import annotations
 
 import base64
+import collections
+import contextlib
 import copy
 import json
 import os
@@ -506,9 +522,21 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeKubernetes:
-    def __init__(self, workdir: Path, run_pods: bool = True, image_has_kfjupyter: bool = False, node_gpus: int = 0):
+    def __init__(self, workdir: Path, run_pods: bool = True, image_has_kfjupyter: bool = False, node_gpus: int = 0,
+                 bookmark_interval: float = 60.0, event_window: int = 10000):  # fmt: skip
         self.workdir = Path(workdir)
         self.run_pods, self.node_gpus = run_pods, node_gpus
+        #: how often a watch that allows bookmarks gets one (kube-apiserver: every minute,
+        #: and 2 s before the watch's timeoutSeconds run out)
+        self.bookmark_interval = bookmark_interval
+        #: how many events the fake keeps for watches (the watch cache's window); a watch
+        #: from a resourceVersion older than what is kept gets 410 Gone (see :meth:`compact`)
+        self.event_window = event_window
+        self.compacted = 0  # events up to this resourceVersion are gone
+        self.counts: collections.Counter = collections.Counter()  # (verb, object path) -> requests
+        self._gc_paused = 0
+        self._gc_wake = threading.Event()
+        self._gc_thread = threading.Thread(target=self._gc_loop, daemon=True, name="fake-k8s-gc")
         self.validator = TrainJobValidator()
         self.katib = ExperimentValidator(self.validator)
         self.isvcs = InferenceServiceValidator()
@@ -534,6 +562,7 @@ class FakeKubernetes:
 
     def start(self) -> "FakeKubernetes":
         self._thread.start()
+        self._gc_thread.start()
         return self
 
     def stop(self) -> None:
@@ -546,6 +575,8 @@ class FakeKubernetes:
                 run.cond.notify_all()
         for proc in procs:
             _kill(proc)
+        self._gc_wake.set()
+        self._gc_thread.join(5)
         self.httpd.shutdown()
         self.httpd.server_close()
         shutil.rmtree(self.workdir, onerror=_force_remove)
@@ -581,9 +612,34 @@ class FakeKubernetes:
             obj["metadata"]["resourceVersion"] = str(self.rv)
             meta = obj["metadata"]
             self.objects[(plural, meta.get("namespace", ""), meta["name"])] = obj
-            self.events.append((self.rv, plural, event, copy.deepcopy(obj)))
-            self.cond.notify_all()
+            self._event(plural, event, obj)
             return copy.deepcopy(obj)
+
+    def _event(self, plural: str, kind: str, obj: dict) -> None:
+        """Record a watch event at the current resourceVersion (the window drops the oldest)."""
+        self.events.append((self.rv, plural, kind, copy.deepcopy(obj)))
+        if len(self.events) > self.event_window:
+            dropped = self.events[: len(self.events) - self.event_window]
+            del self.events[: len(dropped)]
+            self.compacted = max(self.compacted, dropped[-1][0])
+        self.cond.notify_all()
+        self._gc_wake.set()
+
+    def compact(self) -> int:
+        """Forget every event so far, as etcd's compaction does: a watch from an older
+        resourceVersion than the current one gets 410 Gone. Returns that resourceVersion."""
+        with self.cond:
+            self.events.clear()
+            self.compacted = self.rv
+            return self.rv
+
+    def count(self, verb: str | None = None, path: str | None = None, since: float | None = None) -> int:
+        """Requests received (``verb``: get, list, watch, create, update, patch, delete;
+        ``path``: an object's path, e.g. ``/apis/kubeflow.org/v1beta1/namespaces/team-a/experiments/x``,
+        which a list or watch by ``fieldSelector=metadata.name=x`` also counts for; ``since``:
+        a ``time.monotonic()`` value)."""
+        return sum(1 for r in list(self.requests) if (verb is None or r["verb"] == verb)
+                   and (path is None or r["object"] == path) and (since is None or r["time"] >= since))  # fmt: skip
 
     def _new(self, plural: str, ns: str, obj: dict) -> dict:
         group, version, kind, _ = RESOURCES[plural]
@@ -591,38 +647,133 @@ class FakeKubernetes:
         obj["metadata"].update(namespace=ns, uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1)
         return self._store(plural, obj, "ADDED")
 
-    def _remove(self, plural: str, ns: str, name: str, policy: str = "Background") -> dict | None:
+    def _remove(self, plural: str, ns: str, name: str) -> dict | None:
+        """Remove an object now (what is left of a deletion once no finalizer holds it)."""
         with self.cond:
             obj = self.objects.pop((plural, ns, name), None)
             if obj is None:
                 return None
             self.rv += 1
-            self.events.append((self.rv, plural, "DELETED", copy.deepcopy(obj)))
-            if policy == "Orphan":
-                for dep in self.objects.values():
-                    refs = dep["metadata"].get("ownerReferences") or []
-                    dep["metadata"]["ownerReferences"] = [r for r in refs if r.get("uid") != obj["metadata"]["uid"]]
-            self.cond.notify_all()
+            obj["metadata"]["resourceVersion"] = str(self.rv)  # the DELETED event carries its own version
+            self._event(plural, "DELETED", obj)
         if plural == "pods" and (run := self.runs.get(obj["metadata"]["uid"])) and run.proc:
             threading.Thread(target=_kill, args=(run.proc,), daemon=True).start()
         elif plural == "pods" and run is not None:  # no process (a served model's pod): its log ends
             with run.cond:
                 run.done = True
                 run.cond.notify_all()
-        self._collect_garbage()
         return obj
 
-    def _collect_garbage(self) -> None:
-        """Delete every object whose owners (by uid) are all gone, as the GC controller does."""
-        while True:
+    def _delete(self, plural: str, ns: str, name: str, policy: str = "Background") -> tuple[dict, bool]:
+        """DELETE as kube-apiserver does it: (the object, whether it is gone).
+
+        ``Foreground`` adds the ``foregroundDeletion`` finalizer, ``Orphan`` the ``orphan``
+        one; an object with finalizers is only marked (``deletionTimestamp``) and stays
+        until they are removed (by the garbage collector, or by a client's PATCH/PUT).
+        ``Background`` with no finalizers removes it at once; the garbage collector then
+        deletes its dependants on its next pass.
+        """
+        with self.cond:
+            obj = self._existing(plural, ns, name)
+            meta = obj["metadata"]
+            finalizers = [f for f in meta.get("finalizers") or [] if f not in ("foregroundDeletion", "orphan")]
+            kept = [f for f in meta.get("finalizers") or [] if f in ("foregroundDeletion", "orphan")]
+            if policy == "Foreground":
+                finalizers.append("foregroundDeletion")
+            elif policy == "Orphan":
+                finalizers.append("orphan")
+            elif meta.get("deletionTimestamp"):  # a Background delete does not undo a cascade under way
+                finalizers += kept
+            if not finalizers:
+                return self._remove(plural, ns, name), True
+            if meta.get("deletionTimestamp") and meta.get("finalizers") == finalizers:
+                return obj, False  # already being deleted just so: nothing changes
+            meta.setdefault("deletionTimestamp", now())
+            meta.setdefault("deletionGracePeriodSeconds", 0)
+            meta["finalizers"] = finalizers
+            return self._store(plural, obj, "MODIFIED"), False
+
+    def _finalized(self, plural: str, obj: dict) -> dict:
+        """Store an update of ``obj``; one being deleted whose last finalizer went is removed
+        instead (one DELETED event, as kube-apiserver deletes it during the update)."""
+        meta = obj["metadata"]
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             with self.cond:
-                uids = {o["metadata"]["uid"] for o in self.objects.values()}
-                orphans = [(p, n, name) for (p, n, name), o in self.objects.items()
-                           if (refs := o["metadata"].get("ownerReferences")) and not any(r.get("uid") in uids for r in refs)]  # fmt: skip
-            if not orphans:
-                return
-            for key in orphans:
-                self._remove(*key)
+                self.objects[(plural, meta.get("namespace", ""), meta["name"])] = obj
+                return self._remove(plural, meta.get("namespace", ""), meta["name"])
+        return self._store(plural, obj, "MODIFIED")
+
+    @contextlib.contextmanager
+    def gc_paused(self):
+        """Hold the garbage collector (which otherwise runs by itself): a test sees each
+        step of a deletion, one :meth:`gc_tick` at a time."""
+        with self.cond:
+            self._gc_paused += 1
+        try:
+            yield self
+        finally:
+            with self.cond:
+                self._gc_paused -= 1
+            self._gc_wake.set()
+
+    def _gc_loop(self) -> None:
+        while not self.stopping:
+            self._gc_wake.wait(0.5)
+            self._gc_wake.clear()
+            while not self.stopping and not self._gc_paused and self.gc_tick():
+                time.sleep(0.01)
+
+    def gc_tick(self) -> bool:
+        """One pass of the garbage collector; whether it changed anything.
+
+        * an object being deleted with ``foregroundDeletion``: its dependants (objects whose
+          ``ownerReferences`` name its uid) not yet being deleted are deleted (Foreground
+          if they have dependants of their own); once none with ``blockOwnerDeletion`` is
+          left (as seen at the start of the pass), the finalizer is removed;
+        * ``orphan``: the dependants lose their reference to it, then the finalizer goes;
+        * an object whose owners are all gone is deleted (Background);
+        * an object being deleted whose finalizers are all gone is removed.
+        """
+        changed = False
+        with self.cond:
+            snapshot = {key: copy.deepcopy(o) for key, o in self.objects.items()}
+            live = {o["metadata"]["uid"] for o in snapshot.values()}
+
+            def dependants(uid: str) -> list[tuple[tuple, dict, dict]]:
+                return [(key, o, ref) for key, o in snapshot.items() for ref in o["metadata"].get("ownerReferences") or []
+                        if ref.get("uid") == uid]  # fmt: skip
+
+            for key, obj in snapshot.items():
+                meta = obj["metadata"]
+                refs = meta.get("ownerReferences") or []
+                if refs and not any(r.get("uid") in live for r in refs) and not meta.get("deletionTimestamp"):
+                    if key in self.objects:
+                        self._delete(*key, "Background")
+                        changed = True
+                if not meta.get("deletionTimestamp"):
+                    continue
+                finalizers = list(meta.get("finalizers") or [])
+                deps = dependants(meta["uid"])
+                if "orphan" in finalizers:
+                    for dep_key, _, _ in deps:
+                        if dep_key in self.objects:
+                            dep = self.objects[dep_key]
+                            dep["metadata"]["ownerReferences"] = [r for r in dep["metadata"].get("ownerReferences") or []
+                                                                  if r.get("uid") != meta["uid"]]  # fmt: skip
+                            self._store(dep_key[0], dep, "MODIFIED")
+                    finalizers.remove("orphan")
+                if "foregroundDeletion" in finalizers:
+                    for dep_key, dep, _ in deps:
+                        if dep_key in self.objects and not self.objects[dep_key]["metadata"].get("deletionTimestamp"):
+                            self._delete(*dep_key, "Foreground" if dependants(dep["metadata"]["uid"]) else "Background")
+                            changed = True
+                    if not any(ref.get("blockOwnerDeletion") for _, _, ref in deps):
+                        finalizers.remove("foregroundDeletion")
+                if finalizers != (meta.get("finalizers") or []) and key in self.objects:
+                    self.objects[key]["metadata"]["finalizers"] = finalizers
+                    self._finalized(key[0], self.objects[key])
+                    changed = True
+        return changed
 
     # -- HTTP
 
@@ -635,13 +786,19 @@ class FakeKubernetes:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw
-        self.requests.append({"method": method, "path": url.path, "query": query, "body": body})
+        m = re.fullmatch(r"/(?:api/(v1)|apis/([^/]+)/([^/]+))/namespaces/([^/]+)/([^/]+)(?:/([^/]+))?(?:/([^/]+))?", url.path)
+        verb, obj_path = _verb(method, m, query), url.path
+        if m and m.group(6) is None and (by_name := re.fullmatch(r"metadata\.name=([^,]+)", query.get("fieldSelector") or "")):
+            obj_path = f"{url.path}/{by_name.group(1)}"
+        with self.cond:
+            self.requests.append({"method": method, "path": url.path, "query": query, "body": body, "verb": verb,
+                                  "object": obj_path, "time": time.monotonic()})  # fmt: skip
+            self.counts[(verb, obj_path)] += 1
         try:
             if h.headers.get("Authorization") != f"Bearer {self.token}":
                 raise ApiError(401, "Unauthorized", "Unauthorized")
             if url.path == "/version":
                 return self._send(h, 200, {"major": "1", "minor": "33", "gitVersion": "v1.33.0-fake"})
-            m = re.fullmatch(r"/(?:api/(v1)|apis/([^/]+)/([^/]+))/namespaces/([^/]+)/([^/]+)(?:/([^/]+))?(?:/([^/]+))?", url.path)
             if not m or m.group(5) not in RESOURCES or RESOURCES[m.group(5)][:2] != (m.group(2) or "", m.group(1) or m.group(3)):
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
             _, _, _, ns, plural, name, sub = m.groups()
@@ -654,13 +811,19 @@ class FakeKubernetes:
             if sub is None and method == "GET":
                 return self._send(h, 200, self._existing(plural, ns, name))
             if sub is None and method == "DELETE":
-                self._existing(plural, ns, name)
-                policy = query.get("propagationPolicy") or (body or {}).get("propagationPolicy") or "Background"
-                obj = self._remove(plural, ns, name, policy)
+                options = body if isinstance(body, dict) else {}
+                policy = query.get("propagationPolicy") or options.get("propagationPolicy") or "Background"
+                if policy not in ("Background", "Foreground", "Orphan"):
+                    raise ApiError(422, "Invalid", f'propagationPolicy: Unsupported value: "{policy}": supported values: "Background", "Foreground", "Orphan"')
+                obj, gone = self._delete(plural, ns, name, policy)
+                if not gone:  # still there, with its deletionTimestamp: the API answers with the object
+                    return self._send(h, 200, obj)
                 return self._send(h, 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                            "details": {"name": name, "kind": plural, "uid": obj["metadata"]["uid"]}})  # fmt: skip
             if sub is None and method == "PATCH":
                 return self._patch(h, plural, ns, name, body, h.headers.get("Content-Type", ""))
+            if sub is None and method == "PUT":
+                return self._put(h, plural, ns, name, body)
             raise ApiError(405, "MethodNotAllowed", f"the fake does not support {method} on this resource")
         except ApiError as e:
             self._send(h, e.code, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
@@ -721,7 +884,6 @@ class FakeKubernetes:
             if (plural, ns, name) in self.objects:
                 raise ApiError(409, "AlreadyExists", f'{plural} "{name}" already exists')
             created = self._new(plural, ns, obj)
-        self._collect_garbage()
         self._send(h, 201, created, {"Warning": f'299 - "{w}"' for w in warnings[:1]})
         if plural == "trainjobs" and self.run_pods:
             threading.Thread(target=self._start_trainjob, args=(ns, name), daemon=True).start()
@@ -729,51 +891,131 @@ class FakeKubernetes:
             threading.Thread(target=self._reconcile_isvc, args=(ns, name), daemon=True).start()
 
     def _patch(self, h, plural: str, ns: str, name: str, body, content_type: str) -> None:
+        if "merge-patch" not in content_type:  # strategic merge patch is treated as a merge patch
+            raise ApiError(415, "UnsupportedMediaType", f"the fake does not support {content_type} on {plural}")
         if plural == "inferenceservices":
             return self._patch_isvc(h, ns, name, body, content_type)
-        if plural != "configmaps":
-            raise ApiError(405, "MethodNotAllowed", f"the fake does not patch {plural}")
-        if "merge-patch" not in content_type:  # strategic merge patch is treated as a merge patch
-            raise ApiError(415, "UnsupportedMediaType", f"the fake does not support {content_type}")
         with self.cond:
             old = self._existing(plural, ns, name)
-            new = _merge_patch(old, body)
+            patched = self._update(plural, old, _merge_patch(old, body))
+        self._send(h, 200, patched)
+
+    def _put(self, h, plural: str, ns: str, name: str, body) -> None:
+        if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
+            raise ApiError(400, "BadRequest", "the body must be an object with metadata")
+        if body["metadata"].get("name") != name or body["metadata"].get("namespace", ns) != ns:
+            raise ApiError(400, "BadRequest", "the name and namespace of the object must match the request's")
+        if not body["metadata"].get("resourceVersion"):
+            raise ApiError(422, "Invalid", "metadata.resourceVersion: Invalid value: 0: must be specified for an update")
+        if plural == "inferenceservices":
+            raise ApiError(405, "MethodNotAllowed", "the fake does not update inferenceservices: patch them")
+        with self.cond:
+            old = self._existing(plural, ns, name)
+            updated = self._update(plural, old, copy.deepcopy(body))
+        self._send(h, 200, updated)
+
+    def _update(self, plural: str, old: dict, new: dict, spec_changed: bool = False) -> dict:
+        """An update (PATCH or PUT) as the API server checks and stores it: the server's
+        metadata kept, optimistic concurrency on ``resourceVersion``, finalizer rules; an
+        object being deleted whose last finalizer goes is removed."""
+        meta, before = new.setdefault("metadata", {}), old["metadata"]
+        if meta.get("resourceVersion", before["resourceVersion"]) != before["resourceVersion"]:
+            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {plural} "{before["name"]}": the object '
+                           "has been modified; please apply your changes to the latest version and try again")  # fmt: skip
+        for key in ("name", "namespace", "uid", "creationTimestamp", "generation", "deletionTimestamp",
+                    "deletionGracePeriodSeconds", "resourceVersion"):  # fmt: skip
+            if key in before:
+                meta[key] = before[key]
+            else:
+                meta.pop(key, None)
+        if spec_changed:
+            meta["generation"] = before.get("generation", 1) + 1
+        finalizers = meta.get("finalizers") or []
+        for i, name in enumerate(finalizers):
+            if not re.fullmatch(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?", str(name)):
+                raise ApiError(422, "Invalid", f"metadata.finalizers[{i}]: Invalid value: {name!r}: a qualified name")
+        if before.get("deletionTimestamp") and set(finalizers) - set(before.get("finalizers") or []):
+            raise ApiError(422, "Invalid", "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted")
+        for i, ref in enumerate(meta.get("ownerReferences") or []):
+            for key in ("apiVersion", "kind", "name", "uid"):
+                if not ref.get(key):
+                    raise ApiError(422, "Invalid", f"metadata.ownerReferences[{i}].{key}: Required value")
+        if "status" in old:  # the status subresource: the main resource's updates leave it alone
+            new["status"] = copy.deepcopy(old["status"])
+        else:
+            new.pop("status", None)
+        if plural == "configmaps":
             for field in ("data", "binaryData"):
                 if old.get("immutable") and new.get(field) != old.get(field):
                     raise ApiError(422, "Invalid", f"{field}: Forbidden: field is immutable when `immutable` is set")
-            for i, ref in enumerate(new["metadata"].get("ownerReferences") or []):
-                for key in ("apiVersion", "kind", "name", "uid"):
-                    if not ref.get(key):
-                        raise ApiError(422, "Invalid", f"metadata.ownerReferences[{i}].{key}: Required value")
-            new["metadata"]["uid"] = old["metadata"]["uid"]
-            patched = self._store(plural, validate_configmap(new, False), "MODIFIED")
-        self._collect_garbage()  # an owner reference to a uid that does not exist: collected
-        self._send(h, 200, patched)
+            new = validate_configmap(new, False)
+        elif plural != "inferenceservices" and {k: v for k, v in new.items() if k != "metadata"} != {
+                k: v for k, v in old.items() if k != "metadata"}:  # fmt: skip
+            raise ApiError(405, "MethodNotAllowed", f"the fake changes only the metadata of {plural}")
+        return self._finalized(plural, new)
 
     def _watch(self, h, plural: str, ns: str, query: dict) -> None:
-        deadline = time.monotonic() + float(query.get("timeoutSeconds") or 1800)
+        """WATCH as kube-apiserver serves it.
+
+        ``resourceVersion`` unset or ``0``: ADDED events for what exists, then the changes;
+        ``N``: the changes after N (410 Gone, as an ERROR event, when N is older than the
+        events kept; 504 when N is ahead of the server). ``timeoutSeconds`` ends the stream
+        (default: 30 min). ``allowWatchBookmarks``: BOOKMARK events (an object with only
+        ``metadata.resourceVersion``) every ``bookmark_interval`` and 2 s before the timeout,
+        so a client resumes from a recent version even when nothing it watches changed.
+        """
+        timeout = float(query.get("timeoutSeconds") or 1800)
+        start = time.monotonic()
+        deadline = start + timeout
         labels, fields = query.get("labelSelector"), query.get("fieldSelector")
+        bookmarks = _go_bool(query.get("allowWatchBookmarks"))
+        group, version, kind, _ = RESOURCES[plural]
 
         def wanted(obj: dict) -> bool:
             return (obj["metadata"].get("namespace") == ns and _match_fields(obj, fields)
                     and _match_labels(obj["metadata"].get("labels") or {}, labels))  # fmt: skip
 
+        def next_bookmark(now_: float) -> float:
+            before_end = deadline - 2 if timeout > 2 else deadline
+            return min(now_ + self.bookmark_interval, before_end) if before_end > now_ else now_ + self.bookmark_interval
+
+        asked = query.get("resourceVersion") or "0"
+        if not asked.isdigit():
+            raise ApiError(400, "BadRequest", f'resourceVersion: Invalid value: "{asked}": must be a number')
         with self.cond:
-            since = int(query.get("resourceVersion") or 0)
+            since = int(asked)
+            if since > self.rv:
+                raise ApiError(504, "Timeout", f"Too large resource version: {since}, current: {self.rv}")
+            expired = since and since < self.compacted
             pending = [("ADDED", o) for o in self.list(plural, ns) if wanted(o)] if not since else []
             since = since or self.rv
         h.send_response(200)
         h.send_header("Content-Type", "application/json")
         h.send_header("Transfer-Encoding", "chunked")
         h.end_headers()
+        send = lambda kind_, obj: _chunk(h, json.dumps({"type": kind_, "object": obj}).encode() + b"\n")  # noqa: E731
         try:
+            if expired:
+                send("ERROR", {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "code": 410,
+                               "reason": "Expired", "message": f"too old resource version: {since} ({self.compacted})"})  # fmt: skip
+                return _chunk(h, b"")
+            bookmark_at = next_bookmark(start)
             while True:
-                for kind, obj in pending:
-                    _chunk(h, json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+                for kind_, obj in pending:
+                    send(kind_, obj)
+                if bookmarks and time.monotonic() >= bookmark_at:
+                    send("BOOKMARK", {"kind": kind, "apiVersion": f"{group}/{version}" if group else version,
+                                      "metadata": {"resourceVersion": str(since)}})  # fmt: skip
+                    bookmark_at = next_bookmark(time.monotonic())
                 with self.cond:
-                    while not self.stopping and self.rv <= since and time.monotonic() < deadline:
-                        self.cond.wait(max(0.0, min(1.0, deadline - time.monotonic())))
+                    wake = min(deadline, bookmark_at) if bookmarks else deadline
+                    while not self.stopping and self.rv <= since and time.monotonic() < wake:
+                        self.cond.wait(max(0.0, min(1.0, wake - time.monotonic())))
                     if self.stopping or time.monotonic() >= deadline:
+                        break
+                    if since < self.compacted:  # events this watch had not sent yet are gone
+                        send("ERROR", {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                       "code": 410, "reason": "Expired", "message": f"too old resource version: {since} ({self.compacted})"})  # fmt: skip
                         break
                     pending = [(t, o) for rv, p, t, o in self.events if rv > since and p == plural and wanted(o)]
                     since = self.rv
@@ -1172,16 +1414,11 @@ class FakeKubernetes:
         with self.cond:
             old = self._existing("inferenceservices", ns, name)
             new = _merge_patch(old, body)
-            status = new.pop("status", None)
+            new.pop("status", None)
             new, _ = self.isvcs.admit(new, False)
-            if new["spec"] != old["spec"]:
-                new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
-            if status is not None:
-                new["status"] = status
-            new["metadata"]["uid"] = old["metadata"]["uid"]
-            patched = self._store("inferenceservices", new, "MODIFIED")
+            patched = self._update("inferenceservices", old, new, spec_changed=new["spec"] != old["spec"])
         self._send(h, 200, patched)
-        if self.run_pods:
+        if self.run_pods and self.get("inferenceservices", ns, name):
             threading.Thread(target=self._reconcile_isvc, args=(ns, name), daemon=True).start()
 
     def _reconcile_isvc(self, ns: str, name: str) -> None:
@@ -1301,6 +1538,14 @@ class FakeKubernetes:
         run.started, run.done = phase != "Pending", True
         run.lines = [(now(nano=True), line.encode()) for line in log]
         return pod
+
+
+def _verb(method: str, m, query: dict) -> str:
+    """The API verb of a request (as kube-apiserver's audit log and metrics name it)."""
+    collection = m is None or m.group(6) is None
+    if method == "GET":
+        return ("watch" if _go_bool(query.get("watch")) else "list") if collection else "get"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, method.lower())
 
 
 def _go_bool(text: str | None) -> bool:

@@ -37,7 +37,13 @@ be imported — an image without the package), tasks in dependency order, placeh
 ``{{$.inputs.parameters['x']}}``, ``{{$.inputs.artifacts['x'].path}}`` and
 ``{{$.outputs.artifacts['x'].path}}`` rendered as KFP's launcher renders them (parameter
 values as text: numbers as JSON numbers, booleans ``true``/``false``, strings as they are),
-artifacts as local paths under the fake's workdir. The run's state follows the processes.
+artifacts as local paths under the fake's workdir, ``{{$}}`` as the executor input (JSON:
+``outputs.outputFile`` is the task's ``executor_output.json``, which must then parse as KFP's
+``ExecutorOutput`` proto, as the launcher reads it). The run's state follows the processes.
+
+An upload may hold a second YAML document, the platform spec (``platforms.kubernetes``, what
+kfp-kubernetes adds): it is parsed with ``PlatformSpec`` and each executor's config with
+kfp-kubernetes' ``KubernetesExecutorConfig`` (unknown fields refused).
 """
 
 from __future__ import annotations
@@ -184,7 +190,8 @@ class FakeKFP:
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         length = int(h.headers.get("Content-Length") or 0)
         raw = h.rfile.read(length) if length else b""
-        record = {"method": method, "path": path, "query": query, "headers": dict(h.headers), "raw": raw}
+        record = {"method": method, "path": path, "query": query, "headers": dict(h.headers), "raw": raw,
+                  "time": time.monotonic()}  # fmt: skip
         self.requests.append(record)
         upload = path in (f"{API}/pipelines/upload", f"{API}/pipelines/upload_version")
         try:
@@ -354,7 +361,8 @@ class FakeKFP:
                            "from the upload request: http: no such file", True)  # fmt: skip
         _, content = files["uploadfile"]
         try:
-            doc = yaml.safe_load(content)
+            docs = list(yaml.safe_load_all(content))
+            doc, platform = (docs + [None])[:2] if docs else (None, None)
         except yaml.YAMLError as exc:
             raise RpcError(INVALID_ARGUMENT, f"Failed to create a pipeline and a pipeline version: invalid YAML: {exc}", True) from None
         if not isinstance(doc, dict) or "pipelineInfo" not in doc or "root" not in doc:
@@ -366,6 +374,17 @@ class FakeKFP:
 
         try:
             json_format.ParseDict(doc, pipeline_spec_pb2.PipelineSpec())
+            if platform is not None or len(docs) > 2:
+                from kfp.kubernetes import kubernetes_executor_config_pb2
+
+                if len(docs) > 2 or not isinstance(platform, dict) or set(platform) != {"platforms"}:
+                    raise ValueError("the second YAML document is not a platform spec (platforms: …)")
+                json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec())
+                k8s = platform["platforms"].get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {})
+                for label, config in k8s.items():
+                    if label not in doc["deploymentSpec"]["executors"]:
+                        raise ValueError(f"platform spec: no executor {label}")
+                    json_format.ParseDict(config, kubernetes_executor_config_pb2.KubernetesExecutorConfig())
             components.load_component_from_text(content.decode("utf-8"))
         except Exception as exc:  # noqa: BLE001
             raise RpcError(INVALID_ARGUMENT, f"Failed to create a pipeline and a pipeline version: invalid pipeline spec: {exc}", True) from None
@@ -568,6 +587,10 @@ class FakeKFP:
                 path = base / key / aname
                 outputs[(key, aname)] = path
                 rendered[f"{{{{$.outputs.artifacts['{aname}'].path}}}}"] = str(path)
+            executor_output = base / key / "executor_output.json"
+            rendered["{{$}}"] = json.dumps({"outputs": {"outputFile": str(executor_output), "artifacts": {
+                n: {"artifacts": [{"name": n, "uri": f"minio://mlpipeline/{run_id}/{key}/{n}"}]} for n in
+                (component.get("outputDefinitions", {}).get("artifacts") or {})}}})  # fmt: skip
             argv = [rendered.get(a, a) for a in container["command"] + container.get("args", [])]
             if argv[0] == "python3":
                 argv[0] = sys.executable
@@ -597,6 +620,16 @@ class FakeKFP:
                     self._task_detail(run, name, "FAILED", f"exit status {proc.returncode}: {tail}")
                     self._set_state(run, "FAILED", f"task {name} failed with exit status {proc.returncode}")
                     return
+                if executor_output.exists():  # what the launcher parses (protojson): must be an ExecutorOutput
+                    from google.protobuf import json_format
+                    from kfp.pipeline_spec import pipeline_spec_pb2
+
+                    try:
+                        json_format.Parse(executor_output.read_text(), pipeline_spec_pb2.ExecutorOutput())
+                    except json_format.ParseError as exc:
+                        self._task_detail(run, name, "FAILED", f"failed to parse the executor output: {exc}")
+                        self._set_state(run, "FAILED", f"task {name}: invalid executor output")
+                        return
                 self._task_detail(run, name, "SUCCEEDED")
         with self.lock:
             self._set_state(run, "SUCCEEDED")

@@ -3,7 +3,7 @@ a notebook, and the DAG kfjupyter's compiler reads from it, in one comparable fo
 
 A DAG here is plain data::
 
-    {"steps": {name: [the step's own cell sources, stripped]},
+    {"steps": {name: the step's own cells' code, stripped, joined by blank lines},
      "edges": {(upstream, step)},          # explicit (prev:) edges
      "parameters": {name: default},
      "step_parameters": {step: {names}},
@@ -60,32 +60,52 @@ def kale_dag(path: Path) -> dict[str, Any]:
     declared = nbformat.read(path, as_version=4).metadata.get("kubeflow_notebook", {})
     processor = NotebookProcessor(str(path))
     pipeline = processor.run()
-    shared = processor._shared_block_count
     steps, metrics, inputs, params, pods = {}, {}, {}, {}, {}
-    for step in pipeline.steps:
-        own = []
-        for block in step.source[shared:]:
-            m = _METRICS.search(block)
-            if m and "_kale_kfputils.generate_mlpipeline_metrics" in block:
-                for key, value in ast.literal_eval("{" + re.sub(r":\s*(\w+)", r": '\1'", m["body"]) + "}").items():
-                    metrics[value] = step.name
+    edges: set[tuple[str, str]] = set()
+    members: dict[str, list[str]] = {}  # unit → its steps (a sub-pipeline's, prefixed)
+
+    def read(pipeline, processor, prefix: str) -> None:
+        shared = processor._shared_block_count
+        for step in pipeline.steps:
+            if hasattr(step, "pipeline") and step.pipeline is not None and step is not pipeline:
+                read(step.pipeline, step.pipeline.processor, f"{step.name}_")
+                members[step.name] = [f"{step.name}_{s.name}" for s in step.pipeline.steps]
                 continue
-            own.append(block.strip())
-        steps[step.name] = own
-        inputs[step.name] = set(step.ins)
-        params[step.name] = set(step.parameters or {})
-        config = step.config
-        pods[step.name] = {
-            "labels": {k: v for k, v in (config.labels or {}).items()},
-            "annotations": dict(config.annotations or {}),
-            "secrets": {env: {"name": s["secret_name"], "key": s["secret_key"]} for env, s in (config.secrets or {}).items()},
-            # only an image the notebook names (Kale's default image is not kfjupyter's)
-            "image": config.base_image or declared.get("base_image") or None,
-            "cache": config.enable_caching is not False,
-        }
+            name = prefix + step.name
+            members.setdefault(step.name if not prefix else name, [name])
+            own = []
+            for block in step.source[shared:]:
+                m = _METRICS.search(block)
+                if m and "_kale_kfputils.generate_mlpipeline_metrics" in block:
+                    for key, value in ast.literal_eval("{" + re.sub(r":\s*(\w+)", r": '\1'", m["body"]) + "}").items():
+                        metrics[value] = name
+                    continue
+                own.append(block.strip())
+            steps[name] = "\n\n".join(own)
+            inputs[name] = set(step.ins)
+            params[name] = set(step.parameters or {})
+            config = step.config
+            pods[name] = {
+                "labels": {k: v for k, v in (config.labels or {}).items()},
+                "annotations": dict(config.annotations or {}),
+                "secrets": {env: {"name": s["secret_name"], "key": s["secret_key"]} for env, s in (config.secrets or {}).items()},
+                # only an image the notebook names (Kale's default image is not kfjupyter's)
+                "image": config.base_image or declared.get("base_image") or None,
+                "cache": config.enable_caching is not False,
+            }
+        for a, b in pipeline.edges:
+            if prefix:
+                edges.add((prefix + a, prefix + b))
+            else:
+                unit_edges.add((a, b))
+
+    unit_edges: set[tuple[str, str]] = set()
+    read(pipeline, processor, "")
+    for a, b in unit_edges:  # a sub-pipeline runs as a whole: every step of a before every step of b
+        edges |= {(x, y) for x in members.get(a, [a]) for y in members.get(b, [b])}
     return {
         "steps": steps,
-        "edges": set(pipeline.edges),
+        "edges": edges,
         "parameters": {n: p.param_value for n, p in pipeline.pipeline_parameters.items()},
         "step_parameters": params,
         "inputs": inputs,
@@ -97,12 +117,11 @@ def kale_dag(path: Path) -> dict[str, Any]:
 
 def kfjupyter_dag(path: Path) -> dict[str, Any]:
     """The same of kfjupyter's compiler."""
-    nb = nbformat.read(path, as_version=4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pipeline = from_notebook(path)
     return {
-        "steps": {n: [nb.cells[c].source.strip() for c in s.cells] for n, s in pipeline.steps.items()},
+        "steps": {n: s.source for n, s in pipeline.steps.items()},
         "edges": {(e.source, e.target) for e in pipeline.edges if e.explicit},
         "parameters": {n: p.default for n, p in pipeline.parameters.items()},
         "step_parameters": {n: set(s.parameters) for n, s in pipeline.steps.items()},

@@ -143,6 +143,23 @@ def test_kfjupyter_reads_the_notebook_as_kale_does(rule, tmp_path):
     _compare(kale_dag(path), kfjupyter_dag(path))
 
 
+def test_a_notebook_cell_brings_in_another_notebook_as_kale_composes_it(tmp_path):
+    """``notebook:NAME`` (Kale 2.3's sub-pipelines): the referenced notebook's steps run
+    where the cell stands, in reading order; its parameters give way to this notebook's.
+    kfjupyter flattens it into steps NAME_STEP; the order of every pair of steps is Kale's."""
+    write(tmp_path, "features", [code("import math", "imports"), code("k = 3", "pipeline-parameters"),
+                                 code("feat = [math.sqrt(v) * k for v in raw]", "step:featurize"),
+                                 code("norm = [f / max(feat) for f in feat]", "step:normalise", "prev:featurize")])
+    reference = code("# the features notebook", "notebook:features")
+    reference.metadata["notebook_path"] = "features.ipynb"
+    path = write(tmp_path, "composed", [code("k = 2", "pipeline-parameters"), code("raw = [1.0, 4.0, 9.0]", "step:load"),
+                                        reference, code("total = sum(norm)", "step:report")])
+    kale, ours = kale_dag(path), kfjupyter_dag(path)
+    assert ours["steps"] == kale["steps"]
+    assert ours["inputs"] == kale["inputs"] and ours["parameters"] == kale["parameters"] == {"k": 2}
+    assert ancestors(ours["data_edges"]) == ancestors(kale["edges"])
+
+
 #: Notebooks both readers refuse: (cells, what kfjupyter's message says).
 REFUSED = {
     "unknown_tag": ([code("x = 1", "step:a"), code("y = x", "stpe:b")], "unknown tag 'stpe:b'; did you mean 'step:b'?"),
@@ -193,7 +210,7 @@ def test_difference_other_tools_tags_are_ignored(tmp_path):
                                        code("x = n", "step:a", "hide-input")])
     with pytest.raises(Exception):
         kale_dag(path)
-    assert kfjupyter_dag(path)["steps"] == {"a": ["x = n"]}
+    assert kfjupyter_dag(path)["steps"] == {"a": "x = n"}
 
 
 def test_difference_the_older_generation_block_and_docker_image_still_read(tmp_path):

@@ -147,3 +147,26 @@ def test_a_notebook_in_the_style_of_kales_examples_computes_what_run_all_compute
         (["pipeline-metrics"], "print(best_acc)\nprint(lr_acc)\nprint(svm_acc)\nprint(scaled_sum)"),
     ], name="iris-five-ways")
     assert_same_as_the_notebook(nb, ["best_acc", "lr_acc", "svm_acc", "scaled_sum"])
+
+
+def test_a_composed_notebook_runs_the_referenced_notebooks_steps_in_place(workdir):
+    """``notebook:features`` runs features.ipynb's steps where the cell stands, as Run All of
+    the root with that notebook's cells pasted in would."""
+    write_notebook(workdir / "features.ipynb", [
+        (["imports"], "import math"),
+        (["step:featurize"], "feat = [math.sqrt(v) for v in raw]"),
+        (["step:normalise", "prev:featurize"], "norm = [f / max(feat) for f in feat]"),
+    ])
+    nb = write_notebook(workdir / "composed.ipynb", [
+        (["step:load"], "raw = [1.0, 4.0, 16.0]"),
+        (["notebook:features"], "# features"),
+        (["step:report"], "total = sum(norm)"),
+        (["pipeline-metrics"], "print(total)"),
+    ])
+    data = nbformat.read(nb, as_version=4)
+    data.cells[1].metadata["notebook_path"] = "features.ipynb"
+    nbformat.write(data, nb)
+    run = run_pipeline(nb, wait=True)
+    assert run.status == st.SUCCEEDED, run.error
+    assert list(run.pipeline.steps) == ["load", "features_featurize", "features_normalise", "report"]
+    assert run.pipeline_metrics() == {"total": pytest.approx(0.25 + 0.5 + 1.0)}

@@ -418,3 +418,33 @@ def test_cli_no_wait_returns_and_the_run_goes_on(workspace, workdir):
     assert "cell 3/3 … import kfjupyter, time" in failed.stdout
     assert re.search(r"\S+ Failed in [\d.]+ s", failed.stdout)
     assert "raised TypeError" in failed.stderr
+
+
+# -- Kale notebooks (issue 18) ----------------------------------------------------------
+
+
+def test_a_kale_pipeline_parameters_cell_is_the_parameters_cell_of_a_papermill_run(workspace, workdir):
+    """`kfjupyter run NB -p CANDIES 10` on a Kale notebook (no cell tagged `parameters`): the
+    `pipeline-parameters` cell takes the parameters, papermill injects after it."""
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
+    nb.cells = [new_code_cell("import kfjupyter"), new_code_cell("CANDIES = 5\nname = 'kale'"),
+                new_code_cell("total = CANDIES * 2\nprint('total', total, name)\nkfjupyter.report(total=total)")]
+    nb.cells[0].metadata["tags"] = ["imports"]
+    nb.cells[1].metadata["tags"] = ["pipeline-parameters"]
+    nb.cells[2].metadata["tags"] = ["step:count"]
+    nbformat.write(nb, str(workdir / "kale.ipynb"))
+    before = fingerprint(workdir / "kale.ipynb")
+    done = cli("run", "kale.ipynb", "-p", "CANDIES", "10", home=workspace, cwd=workdir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = get_run(re.search(r"run ([\w-]+)", done.stdout).group(1))
+    assert run.status == st.SUCCEEDED and run.parameters == {"CANDIES": 10}
+    out = nbformat.read(str(run.output_notebook), as_version=4)
+    injected = [i for i, c in enumerate(out.cells) if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected == [2] and "CANDIES = 10" in out.cells[2].source  # right after the pipeline-parameters cell
+    assert "total 20 kale" in "".join(o.get("text", "") for o in out.cells[3].outputs)
+    assert run.metrics()[-1]["total"] == 20
+    assert fingerprint(workdir / "kale.ipynb") == before
+    # the same cell declares the names: another one is refused, naming the cell's names
+    with pytest.raises(KFJupyterError, match=r"'SWEETS' not in the 'pipeline-parameters' cell of .*kale.ipynb \(it defines: CANDIES, name\)"):
+        run_notebook(workdir / "kale.ipynb", {"SWEETS": 1})

@@ -4,7 +4,9 @@ the KFP REST API against a fake KFP server (tests/fake_kfp.py)."""
 from __future__ import annotations
 
 import hashlib
+import os
 import json
+import re
 import time
 from pathlib import Path
 
@@ -79,15 +81,15 @@ def test_the_demo_notebook_compiles_to_ir_that_kfp_loads_one_component_per_step(
     inputs = doc["root"]["inputDefinitions"]["parameters"]
     types = {"int": "NUMBER_INTEGER", "float": "NUMBER_DOUBLE", "str": "STRING", "bool": "BOOLEAN", "json": "STRING"}
     assert {n: (d["parameterType"], d["defaultValue"]) for n, d in inputs.items()} == {
-        p.name.lower(): (types[p.type], p.default) for p in pipeline.parameters.values()
+        p.name: (types[p.type], p.default) for p in pipeline.parameters.values()  # names as written (C stays C)
     }
     for key, task in tasks.items():
         step = pipeline.steps[task["taskInfo"]["name"]]
         given = {n: s["componentInputParameter"] for n, s in task.get("inputs", {}).get("parameters", {}).items()}
-        assert given == {p.lower(): p.lower() for p in step.parameters}
+        assert given == {p: p for p in step.parameters}
         arts = task.get("inputs", {}).get("artifacts", {})
         assert {n: a["taskOutputArtifact"]["producerTask"] for n, a in arts.items()} == {
-            n.lower(): s for n, s in step.inputs.items()
+            n: s for n, s in step.inputs.items()
         }
         container = executor(doc, key)
         assert container["image"] == (step.image or DEFAULT_IMAGE)
@@ -97,7 +99,7 @@ def test_the_demo_notebook_compiles_to_ir_that_kfp_loads_one_component_per_step(
         args = container["args"]
         for name in step.outputs:
             i = args.index(name)
-            assert args[i - 1] == "--output" and args[i + 1] == f"{{{{$.outputs.artifacts['{name.lower()}'].path}}}}"
+            assert args[i - 1] == "--output" and args[i + 1] == f"{{{{$.outputs.artifacts['{name}'].path}}}}"
         assert task["cachingOptions"].get("enableCache", False) == step.cache
     evaluate = executor(doc, "evaluate")["args"]
     assert [evaluate[i + 1] for i, a in enumerate(evaluate) if a == "--metric"] == pipeline.metrics
@@ -140,12 +142,7 @@ def test_a_parameter_with_quotes_and_code_is_a_parameter_never_source():
     assert runtime_parameters(hand_made(), {"note": "it's \"quoted\""})["note"] == "it's \"quoted\""
 
 
-def test_names_kfp_would_merge_and_bad_limits_are_refused_before_compiling():
-    p = hand_made()
-    p.parameters["LR"] = Parameter("LR", "float", 1.0)
-    p.steps["train"].parameters.append("LR")
-    with pytest.raises(KFPCompileError, match="'lr' and 'LR' both become 'lr'"):
-        compile_kfp(p)
+def test_bad_limits_and_parameters_are_refused_before_compiling():
     p = hand_made()
     p.steps["train"].limits["disk"] = "1Gi"
     with pytest.raises(KFPCompileError, match="unknown limit 'disk'"):
@@ -210,7 +207,7 @@ def test_the_demo_pipeline_is_uploaded_run_and_followed_to_succeeded(kfp_server,
     run_body = kfp_server.requests[3]["body"]
     assert run_body["pipeline_version_reference"] == {"pipeline_id": info["pipeline_id"],
                                                       "pipeline_version_id": info["pipeline_version_id"]}  # fmt: skip
-    assert run_body["runtime_config"]["parameters"] == {"c": 2.5, "seed": 7, "test_size": 0.3, "n_estimators": 50}
+    assert run_body["runtime_config"]["parameters"] == {"C": 2.5, "seed": 7, "test_size": 0.3, "n_estimators": 50}
     # followed to the end through KFP's states
     assert follow(backend, "iris-demo-a1b2c", info) == [st.PENDING, st.RUNNING, st.SUCCEEDED]
     assert {s["name"]: s["status"] for s in backend.steps("iris-demo-a1b2c", info)} == dict.fromkeys(pipeline.steps, st.SUCCEEDED)
@@ -342,7 +339,7 @@ def test_run_pipeline_with_the_kubernetes_backend_is_a_tracked_job(kfp_server, t
 
     run = run_pipeline(DEMO, {"C": 2.5}, backend="kubernetes")
     assert run.record.backend == "kubernetes" and run.record.backend_info["run_id"] in kfp_server.runs
-    assert kfp_server.requests[3]["body"]["runtime_config"]["parameters"]["c"] == 2.5
+    assert kfp_server.requests[3]["body"]["runtime_config"]["parameters"]["C"] == 2.5
     run.wait(timeout=60, poll=0.05)
     again = get_run(run.id)
     assert again.status == st.SUCCEEDED
@@ -382,10 +379,10 @@ def test_a_value_a_step_reads_and_passes_on_changed_crosses_twice(tmp_path, monk
     pipeline = Pipeline("twice", steps, edges, {"flag": Parameter("flag", "bool", False)})
     doc = load_ir(compile_kfp(pipeline))
     assert doc["root"]["dag"]["tasks"]["bump"]["inputs"]["artifacts"] == {
-        "x__in": {"taskOutputArtifact": {"outputArtifactKey": "x", "producerTask": "make"}}
+        "X__in": {"taskOutputArtifact": {"outputArtifactKey": "X", "producerTask": "make"}}
     }
-    assert executor(doc, "bump")["args"][-6:] == ["--input", "X", "{{$.inputs.artifacts['x__in'].path}}",
-                                                  "--output", "X", "{{$.outputs.artifacts['x'].path}}"]  # fmt: skip
+    assert executor(doc, "bump")["args"][-6:] == ["--input", "X", "{{$.inputs.artifacts['X__in'].path}}",
+                                                  "--output", "X", "{{$.outputs.artifacts['X'].path}}"]  # fmt: skip
     server = FakeKFP(tmp_path / "kfp", execute=True).start()
     try:
         monkeypatch.setenv("KFJUPYTER_KFP_URL", server.url)
@@ -396,3 +393,180 @@ def test_a_value_a_step_reads_and_passes_on_changed_crosses_twice(tmp_path, monk
         assert "got {'n': 2, 'flag': True}" in log
     finally:
         server.stop()
+
+
+# --------------------------------------------------------------------------- issue 18: KFP output a Kale user recognises
+
+
+def ir_and_platform(text: str) -> tuple[dict, dict]:
+    """The pipeline spec (checked as :func:`load_ir` does) and the kubernetes platform spec
+    (``platforms.kubernetes``, parsed with kfp-kubernetes' own proto) of compiled IR."""
+    from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_pb
+    from kfp.pipeline_spec import pipeline_spec_pb2 as pb
+
+    docs = list(yaml.safe_load_all(text))
+    doc = load_ir(yaml.safe_dump(docs[0]))
+    platform = docs[1] if len(docs) > 1 else {}
+    assert set(platform) <= {"platforms"}
+    json_format.ParseDict(platform, pb.PlatformSpec())
+    kubernetes = (platform.get("platforms") or {}).get("kubernetes", {})
+    for config in kubernetes.get("deploymentSpec", {}).get("executors", {}).values():
+        json_format.ParseDict(config, k8s_pb.KubernetesExecutorConfig())  # unknown fields refused
+    components.load_component_from_text(text)  # the whole file, as KFP's upload reads it
+    return doc, kubernetes
+
+
+def test_pipeline_metrics_are_a_system_metrics_output_that_kfp_reads_from_the_executor_output(tmp_path, monkeypatch):
+    doc = load_ir(compile_kfp(hand_made()))
+    outputs = doc["components"]["comp-score"]["outputDefinitions"]["artifacts"]
+    assert outputs["kfjupyter_metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"
+    assert all(o["artifactType"]["schemaTitle"] == "system.Artifact" for n, o in outputs.items() if n != "kfjupyter_metrics")
+    assert "{{$}}" in executor(doc, "score")["args"]  # the executor input: where KFP reads the logged metrics
+    assert "{{$}}" not in executor(doc, "train")["args"]  # no metrics, no executor output
+    server = FakeKFP(tmp_path / "kfp", execute=True).start()
+    try:
+        monkeypatch.setenv("KFJUPYTER_KFP_URL", server.url)
+        backend = KFPPipelineBackend()
+        info = backend.submit_pipeline("hand-m1m2m", hand_made(), {"lr": 2.0}, tmp_path / "job")
+        assert follow(backend, "hand-m1m2m", info)[-1] == st.SUCCEEDED, backend.observe("hand-m1m2m", info)
+        task = tmp_path / "kfp" / "runs" / info["run_id"] / "score"
+        # what the launcher parses (ExecutorOutput, protojson) holds the metric, as metrics.log_metric leaves it
+        out = pipeline_spec_pb2.ExecutorOutput()
+        json_format.Parse((task / "executor_output.json").read_text(), out)
+        logged = json_format.MessageToDict(out)["artifacts"]["kfjupyter_metrics"]["artifacts"][0]["metadata"]
+        assert logged == {"acc": pytest.approx((len(NASTY) + 5) * 2.0 / 10)}
+        # the local format (JSON lines) is still in the artifact's file
+        assert json.loads((task / "kfjupyter_metrics").read_text().splitlines()[-1])["acc"] == logged["acc"]
+    finally:
+        server.stop()
+
+
+def test_parameter_and_value_names_keep_their_case_and_only_names_kfp_refuses_are_refused():
+    p = hand_made()
+    p.parameters["LR"] = Parameter("LR", "float", 1.0)
+    p.steps["train"].parameters.append("LR")
+    p.steps["train"].outputs.append("Model_B")
+    p.steps["score"].inputs["Model_B"] = "train"
+    doc = load_ir(compile_kfp(p))
+    assert set(doc["root"]["inputDefinitions"]["parameters"]) == {"lr", "LR", "note", "sizes"}
+    train = doc["components"]["comp-train"]
+    assert set(train["inputDefinitions"]["parameters"]) == {"lr", "LR"}
+    assert "Model_B" in train["outputDefinitions"]["artifacts"]
+    assert doc["root"]["dag"]["tasks"]["train"]["inputs"]["parameters"]["LR"] == {"componentInputParameter": "LR"}
+    args = executor(doc, "train")["args"]
+    i = args.index("LR")
+    assert args[i - 1 : i + 3] == ["--param", "LR", "float", "{{$.inputs.parameters['LR']}}"]
+    assert doc["root"]["dag"]["tasks"]["score"]["inputs"]["artifacts"]["Model_B"] == {
+        "taskOutputArtifact": {"outputArtifactKey": "Model_B", "producerTask": "train"}}
+    assert runtime_parameters(p, {"LR": 3})["LR"] == 3.0 and runtime_parameters(p)["lr"] == 0.5
+    # what the kfp SDK refuses (a name must begin with an ASCII letter) is refused, saying why
+    for bad in ("_private", "données"):
+        q = hand_made()
+        q.parameters[bad] = Parameter(bad, "int", 1)
+        q.steps["load"].parameters.append(bad)
+        with pytest.raises(KFPCompileError, match=rf"parameter {bad!r}: Kubeflow Pipelines refuses this name"):
+            compile_kfp(q)
+    q = hand_made()
+    q.steps["load"].outputs.append("_tmp")
+    with pytest.raises(KFPCompileError, match=r"step load: value '_tmp': Kubeflow Pipelines refuses this name"):
+        compile_kfp(q)
+
+
+def test_labels_annotations_secrets_and_volumes_are_where_kfp_kubernetes_puts_them():
+    p = hand_made()
+    p.description = "Trains and scores, Kale style"
+    train = p.steps["train"]
+    train.labels = {"team": "ml", "app.kubernetes.io/part-of": "demo"}
+    train.annotations = {"sidecar.istio.io/inject": "false"}
+    train.secrets = {"AWS_ACCESS_KEY_ID": {"name": "s3-creds", "key": "access"},
+                     "AWS_SECRET_ACCESS_KEY": {"name": "s3-creds", "key": "secret"}}
+    p.volumes = [
+        {"name": "workspace-demo", "mount_point": "/home/jovyan", "type": "pvc", "expose_as_env_var": True},
+        {"name": "scratch", "mount_point": "/scratch", "type": "new_pvc", "size": 5, "size_type": "Gi",
+         "volume_access_mode": "rwo", "storage_class_name": "fast",
+         "annotations": [{"key": "backup", "value": "no"}, {"key": "", "value": ""}]},
+    ]
+    doc, k8s = ir_and_platform(compile_kfp(p))
+    assert doc["pipelineInfo"]["description"] == "Trains and scores, Kale style"
+    executors = k8s["deploymentSpec"]["executors"]
+    labels = doc["components"]["comp-train"]["executorLabel"]
+    pod = executors[labels]
+    assert pod["podMetadata"] == {"labels": train.labels, "annotations": train.annotations}
+    assert sorted((s["secretName"], s["keyToEnv"][0]["secretKey"], s["keyToEnv"][0]["envVar"]) for s in pod["secretAsEnv"]) == [
+        ("s3-creds", "access", "AWS_ACCESS_KEY_ID"), ("s3-creds", "secret", "AWS_SECRET_ACCESS_KEY")]
+    # every step mounts both volumes; the new one is created first, by KFP's createpvc
+    tasks = doc["root"]["dag"]["tasks"]
+    create = [k for k, t in tasks.items() if t["componentRef"]["name"].startswith("comp-createpvc")]
+    assert len(create) == 1
+    pvc_inputs = doc["components"][tasks[create[0]]["componentRef"]["name"]]["inputDefinitions"]["parameters"]
+    assert set(pvc_inputs) >= {"access_modes", "size", "pvc_name_suffix", "storage_class_name", "annotations"}
+    given = {n: v["runtimeValue"]["constant"] for n, v in tasks[create[0]]["inputs"]["parameters"].items()}
+    assert given == {"access_modes": ["ReadWriteOnce"], "size": "5Gi", "pvc_name_suffix": "-scratch",
+                     "storage_class_name": "fast", "annotations": {"backup": "no"}}
+    for step in p.steps:
+        mounts = executors[doc["components"][tasks[step]["componentRef"]["name"]]["executorLabel"]]["pvcMount"]
+        assert [m["mountPath"] for m in mounts] == ["/home/jovyan", "/scratch"]
+        assert mounts[0]["pvcNameParameter"] == {"runtimeValue": {"constant": "workspace-demo"}}
+        assert mounts[1]["pvcNameParameter"]["taskOutputParameter"] == {"outputParameterKey": "name", "producerTask": create[0]}
+        assert create[0] in tasks[step]["dependentTasks"]
+        env = {e["name"]: e["value"] for e in executor(doc, step)["env"]}
+        assert env["KALE_VOLUME_WORKSPACE_DEMO"] == "/home/jovyan" and "KALE_VOLUME_SCRATCH" not in env
+    assert "podMetadata" not in executors[doc["components"]["comp-load"]["executorLabel"]]
+    # a volume KFP cannot mount is refused, naming it
+    p.volumes = [{"name": "snap", "mount_point": "/data", "type": "clone"}]
+    with pytest.raises(KFPCompileError, match=r"volume 'snap': type 'clone' cannot be mounted on Kubeflow Pipelines"):
+        compile_kfp(p)
+    p.volumes = [{"name": "scratch", "mount_point": "/scratch", "type": "new_pvc"}]
+    with pytest.raises(KFPCompileError, match=r"volume 'scratch': a new_pvc volume needs a size"):
+        compile_kfp(p)
+
+
+def notebook_folder_pipeline(folder: Path) -> Pipeline:
+    """Steps importing a module of the notebook's folder (a package, too) and opening a data file."""
+    (folder / "helpers.py").write_text("def double(x):\n    return 2 * x\n")
+    (folder / "tools").mkdir()
+    (folder / "tools" / "__init__.py").write_text("from .inner import BASE\n")
+    (folder / "tools" / "inner.py").write_text("BASE = 100\n")
+    (folder / "data").mkdir()
+    (folder / "data" / "iris.csv").write_text("a,b\n1,2\n")
+    steps = {
+        "use": Step(name="use", cells=[1], source="", outputs=["value"],
+                    program="import helpers\nfrom tools import BASE\nvalue = helpers.double(3) + BASE\n"),
+        "show": Step(name="show", cells=[2], source="", inputs={"value": "use"},
+                     program="import os\nif os.path.exists('data/iris.csv'):\n    print(open('data/iris.csv').read())\n"
+                             "print('value', value)\n"),
+    }  # fmt: skip
+    return Pipeline("local-files", steps, [Edge("use", "show", ("value",))], {}, notebook=str(folder / "nb.ipynb"))
+
+
+def test_local_modules_travel_with_the_component_and_data_files_are_named_at_compile_time(tmp_path, monkeypatch):
+    from kfjupyter.pipelines.kfp import KFPCompileWarning
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    pipeline = notebook_folder_pipeline(folder)
+    with pytest.warns(KFPCompileWarning) as caught:
+        text = compile_kfp(pipeline)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and messages[0].startswith("step show: data/iris.csv (a file of the notebook's folder)")
+    assert "will not be in the step's container on Kubeflow Pipelines" in messages[0]
+    load_ir(text)
+    # the modules are run from the component itself: in an image without them, the step imports them
+    server = FakeKFP(tmp_path / "kfp", execute=True).start()
+    try:
+        monkeypatch.setenv("KFJUPYTER_KFP_URL", server.url)
+        backend = KFPPipelineBackend()
+        with pytest.warns(KFPCompileWarning):
+            info = backend.submit_pipeline("files-a1b2c", pipeline, None, tmp_path / "job")
+        assert follow(backend, "files-a1b2c", info)[-1] == st.SUCCEEDED, backend.observe("files-a1b2c", info)
+        log = (tmp_path / "kfp" / "runs" / info["run_id"] / "show" / "log.txt").read_text()
+        assert "value 106" in log and "a,b" not in log  # the data file did not travel, as the warning said
+    finally:
+        server.stop()
+    # a module too big for one command-line argument is not shipped, and the warning says so
+    (folder / "helpers.py").write_text("def double(x):\n    return 2 * x\n" + "".join(f"# {os.urandom(60).hex()}\n" for _ in range(3000)))
+    with pytest.warns(KFPCompileWarning) as caught:
+        compile_kfp(pipeline)
+    assert re.fullmatch(r"step use: local module helpers \(\d+ KiB\) is too big to travel inside the component "
+                        r"\(at most 127 KiB a step\): install it in the image", str(caught[0].message))
+    assert caught[0].filename == __file__  # the warning points at the caller

@@ -415,3 +415,38 @@ def test_editing_a_local_module_a_step_imports_reruns_that_step(workdir):
     again = run_pipeline(nb, wait=True)
     assert again.pipeline_metrics() == {"y": 30.0}
     assert [s["cache_reason"] for s in again.steps] == ["not cached: local module helpers changed"] * 2
+
+
+# -- cache reasons that say what happened (issue 18) ------------------------------------
+
+
+def test_a_step_whose_last_run_failed_says_so_not_first_run(workdir):
+    nb = _make_failing(workdir)
+    first = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    assert first.step("fragile")["status"] == st.FAILED
+    again = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    assert again.step("fragile")["cache_reason"] == f"not cached: its last run failed (run {first.id})"
+    assert again.step("start")["cached"]
+    (workdir / "ok.marker").write_text("fixed")
+    fixed = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    assert fixed.status == st.SUCCEEDED, fixed.error
+    assert fixed.step("fragile")["cache_reason"] == f"not cached: its last run failed (run {again.id})"
+    assert fixed.step("after")["cache_reason"] == "not cached: first run"  # skipped twice: it never ran
+
+
+def test_two_notebooks_sharing_a_kale_pipeline_name_have_separate_cache_histories(workdir):
+    def notebook(folder: str, code: str) -> Path:
+        (workdir / folder).mkdir(exist_ok=True)
+        return write_notebook(workdir / folder / "nb.ipynb", [(["step:make"], code), (["step:use"], "y = x + 1")],
+                              name="shared")
+
+    a, b = notebook("a", "x = 1"), notebook("b", "x = 2")
+    assert run_pipeline(a, wait=True).status == st.SUCCEEDED
+    first_b = run_pipeline(b, wait=True)
+    assert [s["cache_reason"] for s in first_b.steps] == ["not cached: first run"] * 2
+    notebook("b", "x = 3")
+    second_b = run_pipeline(b, wait=True)
+    assert second_b.step("make")["cache_reason"] == "not cached: code changed"
+    assert second_b.step("use")["cache_reason"] == "not cached: input x changed"
+    again_a = run_pipeline(a, wait=True)
+    assert all(s["cached"] for s in again_a.steps), again_a.steps

@@ -3,6 +3,7 @@ steps in every format, failures naming the step and the variable."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -291,3 +292,255 @@ def test_without_the_kfjupyter_package_report_still_works(tmp_path, with_bootstr
     assert ("stand-in" in note) is with_bootstrap
     records = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [x.get("loss") for x in records] == [0.25, None] and records[1]["acc"] == 1.0
+
+
+# ---------------------------------------------------------------------------------------
+# ML values cloudpickle cannot carry, and what a value that no format can save says
+# ---------------------------------------------------------------------------------------
+
+
+def test_xgboost_values_cross_steps(tmp_path):
+    pytest.importorskip("xgboost")
+    values = tmp_path / "values"
+    names = {"dtrain": "xgboost_dmatrix", "booster": "xgboost_booster", "clf": "sklearn"}
+    r = run_step(tmp_path, """
+        import numpy as np
+        import xgboost as xgb
+        X = np.random.default_rng(0).normal(size=(40, 3))
+        y = (X[:, 0] > 0).astype(int)
+        dtrain = xgb.DMatrix(X, label=y, weight=np.full(40, 0.5), feature_names=["a", "b", "c"])
+        booster = xgb.train({"objective": "binary:logistic", "max_depth": 2}, dtrain, num_boost_round=3)
+        expected = booster.predict(dtrain).tolist()
+        clf = xgb.XGBClassifier(n_estimators=3, max_depth=2).fit(X, y)
+        clf_expected = clf.predict_proba(X).tolist()
+        """, *[a for n in [*names, "expected", "clf_expected"] for a in ("--output", n, str(values / n))], step="train")
+    assert r.returncode == 0, r.stderr
+    assert {n: meta(values / n)["format"] for n in names} == names
+    assert (values / "dtrain" / "data.buffer").is_file() and (values / "booster" / "data.json").is_file()
+    r = run_step(tmp_path, """
+        import numpy as np
+        import xgboost as xgb
+        assert type(dtrain) is xgb.DMatrix and dtrain.num_row() == 40 and dtrain.feature_names == ["a", "b", "c"]
+        assert dtrain.get_weight().tolist() == [0.5] * 40 and set(dtrain.get_label().tolist()) == {0.0, 1.0}
+        assert type(booster) is xgb.Booster and np.allclose(booster.predict(dtrain), expected)
+        assert type(clf) is xgb.XGBClassifier and clf.get_params()["max_depth"] == 2  # hyperparameters kept
+        assert np.allclose(clf.predict_proba(dtrain.get_data().toarray()), clf_expected)
+        print("xgboost values arrived")
+        """, *[a for n in [*names, "expected", "clf_expected"] for a in ("--input", n, str(values / n))], step="evaluate")
+    assert r.returncode == 0, r.stderr
+    assert "xgboost values arrived" in r.stdout
+
+
+KERAS_ENV = {"KERAS_BACKEND": "torch"}  # torch is a test dependency; tensorflow is not
+
+
+@pytest.mark.skipif(importlib.util.find_spec("keras") is None, reason="keras is not installed")
+def test_a_keras_model_crosses_steps_with_a_layer_the_step_defines(tmp_path):
+    values = tmp_path / "values"
+    r = run_step(tmp_path, """
+        import keras
+        import numpy as np
+
+        class Doubling(keras.layers.Layer):  # defined in the step: no module holds it
+            def call(self, x):
+                return x * 2
+
+        plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        plain.compile(optimizer="adam", loss="mse")
+        plain.fit(np.ones((8, 3)), np.ones((8, 2)), epochs=1, verbose=0)
+        custom = keras.Sequential([keras.Input((3,)), Doubling(), keras.layers.Dense(1)])
+        x = np.arange(6.0).reshape(2, 3)
+        expected = [plain.predict(x, verbose=0).tolist(), custom.predict(x, verbose=0).tolist()]
+        """, *[a for n in ("plain", "custom", "expected") for a in ("--output", n, str(values / n))],
+        step="fit", env=KERAS_ENV)
+    assert r.returncode == 0, r.stderr
+    assert meta(values / "plain") == {"name": "plain", "format": "keras", "library": "keras",
+                                      "type": "keras.src.models.sequential.Sequential"}
+    assert meta(values / "custom")["format"] == "keras" and (values / "custom" / "custom.pkl").is_file()
+    r = run_step(tmp_path, """
+        import numpy as np
+        x = np.arange(6.0).reshape(2, 3)
+        assert np.allclose(plain.predict(x, verbose=0), expected[0]) and plain.optimizer is not None
+        assert np.allclose(custom.predict(x, verbose=0), expected[1])
+        assert type(custom.layers[0]).__name__ == "Doubling"
+        print("keras models arrived")
+        """, *[a for n in ("plain", "custom", "expected") for a in ("--input", n, str(values / n))],
+        step="predict", env=KERAS_ENV)
+    assert r.returncode == 0, r.stderr
+    assert "keras models arrived" in r.stdout
+
+
+def _notebook(*cells):
+    return {
+        "cells": [{"cell_type": "markdown", "metadata": {}, "source": "# t"}]
+        + [{"cell_type": "code", "metadata": {"tags": tags}, "source": source, "outputs": [], "execution_count": None}
+           for tags, source in cells],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
+    }
+
+
+@pytest.mark.parametrize("kind", ["lock", "quantile_dmatrix"])
+def test_a_value_no_format_can_save_names_its_cell_and_the_remedy(tmp_path, kind):
+    if kind == "lock":
+        imports, make, type_ = "import threading", "made = threading.Lock()", "_thread.lock"
+    else:
+        pytest.importorskip("xgboost")
+        imports = "import numpy as np\nimport xgboost as xgb"
+        make = "made = xgb.QuantileDMatrix(np.ones((4, 2)), label=np.ones(4))"
+        type_ = "xgboost.core.QuantileDMatrix"
+    nb = _notebook((["imports"], imports), (["step:make"], "n = 1"), ([], f"m = 2\n{make}"),
+                   (["step:use"], "print(made)"))
+    step = from_notebook(nb).steps["make"]
+    assert step.outputs == ["made"]
+    error_file = tmp_path / "error.txt"
+    r = run_step(tmp_path, step.program, "--output", "made", str(tmp_path / "made"), step="make",
+                 env={"KFJUPYTER_ERROR_FILE": str(error_file)})
+    assert r.returncode == 1
+    message = error_file.read_text()
+    assert message.startswith(f"step make: variable made ({type_}) cannot be passed to the next step: ")
+    # the notebook's 4th cell (JupyterLab's "Cell 4/5"), its 2nd line
+    assert "made was last assigned in cell 4 (line 2)." in message
+    assert message.rstrip().endswith(
+        "To pass it on, save it to a file in the step and pass the path, or recreate it in the next step, "
+        "or tag the cell that makes it with the step that uses it.")
+    assert not (tmp_path / "made").exists()
+
+
+def test_the_last_assignment_of_a_name_is_found_at_module_level():
+    lines = textwrap.dedent("""\
+        # ---- step a: cell 2 ----
+        x = 1
+        def f():
+            x = 5
+        # ---- step a: cell 3 ----
+        for x in range(2):
+            pass
+        y = [x for x in range(3)]
+        import os.path as x
+        """).splitlines()
+    assert stepruntime._last_assignment(lines, "x") == 9  # the import, not the comprehension
+    assert stepruntime._cell_at(lines, 9) == (3, 4)
+    assert stepruntime._last_assignment(lines, "f") == 3
+    assert stepruntime._last_assignment(lines, "nowhere") is None
+
+
+# ---------------------------------------------------------------------------------------
+# IPython magics and shell lines inside a step
+# ---------------------------------------------------------------------------------------
+
+MAGICS = """
+get_ipython().run_line_magic('time', 'x = 1')
+get_ipython().system('echo hi from the shell')
+get_ipython().run_cell_magic('capture', 'out', 'print(1)')
+captured = out.stdout
+lines = get_ipython().getoutput('echo a; echo b')
+listed = list(lines)
+"""
+
+
+def test_magics_and_shell_lines_run_in_the_steps_namespace(tmp_path):
+    values = tmp_path / "values"
+    r = run_step(tmp_path, MAGICS, *[a for n in ("x", "captured", "listed") for a in ("--output", n, str(values / n))])
+    assert r.returncode == 0, r.stderr
+    assert "hi from the shell" in r.stdout and "Wall time" in r.stdout
+    got = {n: json.loads((values / n / "data.json").read_text()) for n in ("x", "captured", "listed")}
+    assert got == {"x": 1, "captured": "1\n", "listed": ["a", "b"]}
+
+
+def test_matplotlib_inline_runs_headless(tmp_path):
+    pytest.importorskip("matplotlib")
+    r = run_step(tmp_path, """
+        get_ipython().run_line_magic('matplotlib', 'inline')
+        import matplotlib.pyplot as plt
+        plt.plot([1, 2, 3])
+        plt.show()
+        done = True
+        """, "--output", "done", str(tmp_path / "done"))
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_step_without_magics_never_imports_ipython(tmp_path):
+    r = run_step(tmp_path, """
+        import sys
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("IPython", "traitlets"))
+        offered = "get_" + "ipython" in globals()  # (the name itself would ask for it)
+        """, "--output", "loaded", str(tmp_path / "loaded"), "--output", "offered", str(tmp_path / "offered"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "loaded" / "data.json").read_text()) == []
+    assert json.loads((tmp_path / "offered" / "data.json").read_text()) is False
+
+
+def test_a_magic_without_ipython_names_its_cell(tmp_path):
+    """As in an image without IPython: only the runtime file, no site-packages."""
+    folder = tmp_path / "component"
+    folder.mkdir()
+    shutil.copy(RUNTIME, folder / "stepruntime.py")
+    program = "# ---- step s: cell 4 ----\nn = 1\nget_ipython().system('echo hi')\n"
+    r = run_step(tmp_path, program, runtime=folder / "stepruntime.py", python_flags=("-S", "-I"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith(
+        "step s: cell 5 line 2 (get_ipython().system('echo hi')) runs an IPython magic or !shell line, "
+        "but IPython cannot be imported where the step runs")
+    assert "install ipython in the step's image" in r.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# An input passed on unchanged is not written again
+# ---------------------------------------------------------------------------------------
+
+PASSED_ON = {"arr": "numpy", "frame": "pandas", "tensor": "torch_tensor", "clf": "sklearn",
+             "config": "json", "point": "cloudpickle"}
+
+
+def test_an_unchanged_input_passed_on_is_linked_a_changed_one_written(tmp_path):
+    first, same, again, changed = tmp_path / "first", tmp_path / "same", tmp_path / "again", tmp_path / "changed"
+    r = run_step(tmp_path, PRODUCER + "arr = np.arange(300_000, dtype=np.float64)\n",
+                 *[a for n in PASSED_ON for a in ("--output", n, str(first / n))], step="produce")
+    assert r.returncode == 0, r.stderr
+
+    def keep(src, dst):
+        r = run_step(tmp_path, "import numpy, pandas, torch, sklearn\n",
+                     *[a for n in PASSED_ON for a in ("--input", n, str(src / n), "--output", n, str(dst / n))],
+                     step="keep")
+        assert r.returncode == 0, r.stderr
+        return {n for n, fmt in PASSED_ON.items()
+                if meta(dst / n)["format"] == fmt and os.path.samefile(src / n / f"data.{stepruntime._EXT[fmt]}",
+                                                                       dst / n / f"data.{stepruntime._EXT[fmt]}")}
+
+    # a DataFrame with a str column pickles to other bytes once it has been unpickled (pandas'
+    # internals): written again on its first pass, linked from then on
+    assert keep(first, same) == set(PASSED_ON) - {"frame"}
+    assert keep(same, again) == set(PASSED_ON)
+    passed = [a for n in PASSED_ON for a in ("--input", n, str(first / n))]
+    r = run_step(tmp_path, """
+        import numpy, pandas, torch, sklearn
+        arr[-1] = -1.0        # the last bytes differ
+        frame["c"] = 1
+        tensor[0, 0] = 9.0
+        clf.coef_[0, 0] += 1
+        config["layers"].append(2)  # longer
+        point.y = 0
+        """, *passed, *[a for n in PASSED_ON for a in ("--output", n, str(changed / n))], step="change")
+    assert r.returncode == 0, r.stderr
+    for n, fmt in PASSED_ON.items():
+        assert not os.path.samefile(first / n / f"data.{stepruntime._EXT[fmt]}",
+                                    changed / n / f"data.{stepruntime._EXT[fmt]}"), n
+    r = run_step(tmp_path, """
+        import numpy as np
+        assert arr[-1] == -1.0 and arr[0] == 0.0 and len(arr) == 300_000
+        assert list(frame.columns) == ["a", "b", "c"]
+        assert float(tensor[0, 0]) == 9.0 and float(tensor[0, 1]) == 1.0
+        assert config["layers"] == [8, 4, 2] and point.norm2() == 9
+        print("changes arrived")
+        """, *[a for n in PASSED_ON for a in ("--input", n, str(changed / n))], step="check")
+    assert r.returncode == 0, r.stderr
+    assert "changes arrived" in r.stdout
+
+
+def test_a_value_shorter_than_the_input_it_replaces(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    stepruntime.save_value(list(range(100)), old, name="v")
+    stepruntime.save_value(list(range(10)), new, name="v", previous=old)
+    assert stepruntime.load_value(new) == list(range(10))
+    stepruntime.save_value(list(range(100)), new, name="v", previous=new)  # its own directory: written
+    assert stepruntime.load_value(new) == list(range(100))

@@ -11,6 +11,7 @@ import pytest
 import kfjupyter
 import kfjupyter.registry as registry
 from kfjupyter.errors import InvalidOptionError
+from kfjupyter.files import LinkRefusedError
 from kfjupyter.registry import ArtifactAccessError, ArtifactIntegrityError
 
 from registry_support import backend, iris_model, write  # noqa: F401
@@ -67,14 +68,43 @@ def test_a_symlink_planted_in_the_store_does_not_lead_out_of_it(tmp_path):
     assert v.artifact.sha256
 
 
-def test_registering_a_folder_with_symlinks_stores_their_content_not_the_links(tmp_path):
+def test_registering_a_folder_holding_a_link_is_refused_naming_the_link(tmp_path):
+    """Links are refused everywhere (kfjupyter.files): neither their target's content nor
+    the link is stored, whichever framework is named."""
     target = write(tmp_path / "elsewhere" / "weights.bin", b"w")
     folder = tmp_path / "model"
-    folder.mkdir()
+    write(folder / "config.json", b"{}")
     os.symlink(target, folder / "weights.bin")
-    kfjupyter.register_model("linked", folder)
-    stored = registry.local_path("linked") / "weights.bin"
-    assert not stored.is_symlink() and stored.read_bytes() == b"w"
+    for framework in (None, "custom"):
+        with pytest.raises(LinkRefusedError, match=r"'weights.bin' is a symbolic link \(to .*elsewhere/weights.bin\)"):
+            kfjupyter.register_model("linked", folder, framework=framework)
+    os.remove(folder / "weights.bin")
+    os.symlink(tmp_path / "elsewhere", folder / "sub")  # a linked folder too
+    with pytest.raises(LinkRefusedError, match="'sub' is a symbolic link"):
+        kfjupyter.register_model("linked", folder)
+    assert registry.list_models().total == 0
+
+
+LINKING_RANK = """
+import os
+out = kfjupyter.output_dir()
+(out / "model.txt").write_text("mine")
+os.symlink(SECRET, out / LINK)
+"""
+
+
+@pytest.mark.parametrize("link", ["leak.txt", "leaked-folder"])
+def test_a_job_that_links_a_file_or_folder_into_its_outputs_gets_nothing_registered(tmp_path, link):
+    secret = write(tmp_path / "secret" / "passwd", b"root:x:0:0")
+    source = (secret if link == "leak.txt" else secret.parent).as_posix()
+    job = kfjupyter.train(f"SECRET = {source!r}\nLINK = {link!r}\n" + LINKING_RANK, workers=1, name="linker", user_ns={})
+    job.wait(120)
+    assert job.status == "Succeeded", job.error
+    with pytest.raises(LinkRefusedError, match=f"job output .*'{link}' is a symbolic link"):
+        job.outputs
+    with pytest.raises(LinkRefusedError, match=f"'{link}' is a symbolic link"):
+        job.register_model("stolen")
+    assert registry.list_models().total == 0
 
 
 def test_an_artifact_whose_uri_points_outside_the_store_is_not_served(backend, tmp_path):

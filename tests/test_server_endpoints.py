@@ -95,7 +95,8 @@ async def test_deploy_predict_canary_logs_undeploy(jp_fetch, workspace):
         assert response.code == 200 and gone["status"] == "Cancelled"
         assert not processes_of(workspace) or all(not p.is_running() for p in processes_of(workspace))
         code, err = await post(jp_fetch, "endpoints", "iris", "predict", body={"instances": [ROW]})
-        assert code in (400, 502), err
+        assert code == 409 and err["reason"] == "NotDeployed", err
+        assert err["message"].startswith("endpoint iris is not deployed: it is Cancelled"), err
     finally:
         for ep in await blocking(serving.list_endpoints):
             await blocking(ep.undeploy)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import stat
 import subprocess
 import textwrap
 
@@ -19,7 +20,7 @@ import kfjupyter  # noqa: E402
 from kfjupyter import status as st  # noqa: E402
 from kfjupyter.errors import InvalidOptionError  # noqa: E402
 from kfjupyter.registry.errors import ModelNotFoundError  # noqa: E402
-from kfjupyter.serving import PredictionError, get_endpoint  # noqa: E402
+from kfjupyter.serving import EndpointNotDeployedError, PredictionError, get_endpoint  # noqa: E402
 from kfjupyter.serving.local import EndpointStartError  # noqa: E402
 
 from conftest import PYTHON, processes_of  # noqa: E402
@@ -50,10 +51,11 @@ def iris(workspace):
     return X, y, model
 
 
-def _post(url: str, path: str, payload) -> tuple[int, dict, dict]:
+def _post(url: str, path: str, payload, token: str | None = None, method: str = "POST") -> tuple[int, dict, dict]:
     host, port = url.split("//")[1].split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    conn.request("POST", path, body=json.dumps(payload), headers={"content-type": "application/json"})
+    headers = {"content-type": "application/json"} | ({"authorization": f"Bearer {token}"} if token else {})
+    conn.request(method, path, body=json.dumps(payload) if method == "POST" else None, headers=headers)
     resp = conn.getresponse()
     body = json.loads(resp.read())
     conn.close()
@@ -68,11 +70,18 @@ def test_deploy_predict_v1_v2_and_undeploy(iris, workspace):
         expected = model.predict(X[:5]).tolist()
         assert ep.predict(X[:5]) == expected
         assert ep.predict(X[:5].tolist(), protocol="v2") == expected
-        # the raw protocols, as any HTTP client sees them
-        code, body, _ = _post(ep.url, "/v1/models/iris:predict", {"instances": X[:2].tolist()})
+        # the raw protocols, as any HTTP client sees them: with the endpoint's token only
+        assert ep.token and len(ep.token) == 64
+        token_file = workspace / "jobs" / ep.id / "token"
+        assert token_file.read_text() == ep.token and stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        for path, method in (("/v1/models/iris:predict", "POST"), ("/metrics", "GET"), ("/v2/models/iris", "GET")):
+            for token in (None, "0" * 64):
+                code, body, headers = _post(ep.url, path, {"instances": X[:2].tolist()}, token=token, method=method)
+                assert code == 401 and "token" in body["error"] and headers["www-authenticate"] == "Bearer", (path, token)
+        code, body, _ = _post(ep.url, "/v1/models/iris:predict", {"instances": X[:2].tolist()}, token=ep.token)
         assert code == 200 and body["predictions"] == expected[:2]
         v2 = {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP64", "data": X[:2].ravel().tolist()}]}
-        code, body, _ = _post(ep.url, "/v2/models/iris/infer", v2)
+        code, body, _ = _post(ep.url, "/v2/models/iris/infer", v2, token=ep.token)
         assert code == 200 and body["outputs"][0]["data"] == expected[:2] and body["model_name"] == "iris"
         # loopback only
         port = int(ep.url.rsplit(":", 1)[1])
@@ -95,7 +104,7 @@ def test_deploy_predict_v1_v2_and_undeploy(iris, workspace):
         ep.undeploy()
     assert ep.status == st.CANCELLED
     assert not processes_of(workspace)
-    with pytest.raises(Exception):
+    with pytest.raises(EndpointNotDeployedError, match="endpoint iris is not deployed: it is Cancelled"):
         ep.predict(X[:1])
 
 
@@ -177,11 +186,17 @@ def test_canary_split_promote_rollback(iris, workspace):
     try:
         assert ep.versions == {"iris:1": 90, "iris:2": 10}
         host, port = ep.url.split("//")[1].split(":")
+        # the router asks for the endpoint's token too, and forwards nothing without it
+        for token in (None, "0" * 64):
+            for path in ("/v1/models/iris:predict", "/kfjupyter/router"):
+                code, body, _ = _post(ep.url, path, {"instances": X[:1].tolist()}, token=token)
+                assert code == 401 and "token" in body["error"], (path, token)
         conn = http.client.HTTPConnection(host, int(port), timeout=10)
         body = json.dumps({"instances": X[:1].tolist()})
         seen = {"iris:1": 0, "iris:2": 0}
         for _ in range(1000):
-            conn.request("POST", "/v1/models/iris:predict", body=body, headers={"content-type": "application/json"})
+            conn.request("POST", "/v1/models/iris:predict", body=body,
+                         headers={"content-type": "application/json", "authorization": f"Bearer {ep.token}"})
             resp = conn.getresponse()
             answer = json.loads(resp.read())["predictions"][0]
             version = resp.getheader("x-kfjupyter-version")

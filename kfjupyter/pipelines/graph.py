@@ -75,6 +75,16 @@ class _Block:
     sources: list[str]  # as the analysis reads them (IPython lines as Python or comments)
     tags: tagmod.CellTags = field(default_factory=tagmod.CellTags)
     code: list[str] = field(default_factory=list)  # as the step runs them (plain Python)
+    originals: list[str] = field(default_factory=list)  # as the notebook has them
+    referenced: str | None = None  # the notebook:NAME reference the block comes from
+
+    def __post_init__(self) -> None:
+        self.originals = self.originals or list(self.sources)
+
+    def add(self, cell: int, source: str) -> None:
+        self.cells.append(cell)
+        self.sources.append(source)
+        self.originals.append(source)
 
     def prepare(self) -> None:
         """Turn IPython syntax into what the analysis reads and what the step runs."""
@@ -187,63 +197,141 @@ def _is_ipython(source: str) -> bool:
         return bool(_MAGIC_LINE.search(source) or re.search(r"^\s*%|^\s*!|=\s*[%!]", source, re.M))
 
 
-def _blocks(cells: list[dict[str, Any]]) -> tuple[list[_Block], list[int]]:
+def _blocks(cells: list[dict[str, Any]], where: str | None = None,
+            reference: tuple[str, int] | None = None) -> tuple[list[_Block], list[int]]:
     """The blocks, and the untagged code cells before the first tagged one (not part of
     the pipeline, Kale's rule). Kale's rules: an untagged cell continues the last block
     before it, ``skip`` cells in between notwithstanding; a step name used again continues
-    that step; tagged cells after ``pipeline-metrics`` are an error."""
+    that step; tagged cells after ``pipeline-metrics`` are an error; a ``notebook:NAME``
+    cell brings in the steps of another notebook (:func:`_reference`).
+
+    ``where``: the notebook's path (references are relative to its folder); ``reference``:
+    (NAME, the referencing cell) when these are the cells of a referenced notebook."""
     blocks: list[_Block] = []
     by_name: dict[str, _Block] = {}
     current: _Block | None = None
+    pending: list[tuple[int, str]] | None = None  # untagged cells after a notebook: cell
     leading: list[int] = []
     any_tag = False
+    units: list[list[_Block]] = []  # Kale's reading order: steps and references
     for index, cell in enumerate(cells):
         if cell.get("cell_type") != "code":
             continue
+        at = reference[1] if reference else index
         source = _text(cell.get("source"))
         try:
             parsed = tagmod.parse_tags((cell.get("metadata") or {}).get("tags") or [])
         except tagmod.TagError as exc:
-            raise PipelineError(str(exc), index) from None
+            raise _in_reference(PipelineError(str(exc), index), reference) from None
         any_tag = any_tag or parsed.kind is not None
         if parsed.kind == "skip":
             continue
         if parsed.kind is None:
             if not source.strip():
                 continue
-            if current is None:
+            if pending is not None:
+                pending.append((at, source))
+            elif current is None:
                 leading.append(index)
-                continue
-            current.cells.append(index)
-            current.sources.append(source)
+            else:
+                current.add(at, source)
             continue
-        if parsed.kind == "notebook":
-            raise PipelineError(
-                f"notebook:{parsed.name} (a Kale sub-pipeline) is not supported yet: copy the "
-                "referenced notebook's cells into this one, or run it as a pipeline of its own", index)
         if current is not None and current.kind == "pipeline-metrics" and parsed.kind != "pipeline-metrics":
-            raise PipelineError(
+            raise _in_reference(PipelineError(
                 f"the pipeline-metrics cell (cell {current.cells[0] + 1}) must be at the end of the "
                 f"notebook, after every {parsed.kind} cell: pipeline metrics are the pipeline's "
-                "results", index)
+                "results", index), reference)
+        if parsed.kind == "notebook":
+            if reference is not None:
+                raise _in_reference(PipelineError(
+                    f"notebook:{parsed.name} is inside a notebook that notebook:{reference[0]} references: "
+                    "reference every notebook from the root notebook instead", index), reference)
+            if pending:
+                raise PipelineError("untagged code after a notebook: cell must be followed by a step: cell "
+                                    "that owns it (found another notebook: cell first)", index)
+            inner = _reference(parsed.name, cell, where, index)
+            blocks += inner
+            units.append([b for b in inner if b.kind == "step"])
+            current, pending = None, []
+            continue
+        prefix = f"{reference[0]}_" if reference else ""
+        if parsed.kind == "step":
+            parsed.name = prefix + parsed.name
+            parsed.prev = [prefix + p for p in parsed.prev]
         if parsed.kind == "step" and parsed.name in by_name:
             # Kale: a step name used again continues that step (its code is merged in)
             current = by_name[parsed.name]
-            current.cells.append(index)
-            current.sources.append(source)
+            for held in pending or ():
+                current.add(*held)
+            current.add(at, source)
             _merge_options(current.tags, parsed)
+            pending = None
             continue
-        current = _Block(parsed.kind, [index], [source], parsed)
+        current = _Block(parsed.kind, [c for c, _ in pending or ()] + [at],
+                         [s for _, s in pending or ()] + [source], parsed, referenced=reference and reference[0])
+        pending = None
         blocks.append(current)
         if parsed.kind == "step":
             by_name[parsed.name] = current
+            units.append([current])
+    if pending:
+        raise PipelineError("untagged code after a notebook: cell must be followed by a step: cell "
+                            "that owns it (reached the end of the notebook)")
     if not any_tag:
+        if reference:
+            raise PipelineError(f"notebook:{reference[0]} references a notebook with no pipeline tags", reference[1])
         raise PipelineError(
             "this notebook has no pipeline tags: tag the cells of each step step:NAME (and "
             "prev:NAME for the steps it needs), the imports cells imports, the functions cells "
             "functions, the parameters cell pipeline-parameters (the Kubeflow sidebar's tag "
             "editor, or View › Cell Toolbar › Tags, writes them)")
+    if reference is None and any(u and u[0].referenced for u in units):
+        _reading_order(units)
     return blocks, leading
+
+
+def _reference(name: str, cell: dict[str, Any], where: str | None, index: int) -> list[_Block]:
+    """The blocks of the notebook a ``notebook:NAME`` cell references (its path, relative to
+    this notebook's folder, in the cell's metadata ``notebook_path``): its steps become
+    steps ``NAME_STEP`` of this pipeline; its imports, functions, parameters (this
+    notebook's win) and metrics join this notebook's."""
+    rel = (cell.get("metadata") or {}).get("notebook_path")
+    if any(line.strip() and not line.strip().startswith("#") for line in _text(cell.get("source")).splitlines()):
+        raise PipelineError(f"the notebook:{name} cell holds code; a cell that references a notebook holds "
+                            "none: move the code to a step: cell of its own", index)
+    if not rel:
+        raise PipelineError(f"the notebook:{name} cell has no notebook_path in its metadata (the path of the "
+                            "notebook it references, relative to this one)", index)
+    folder = Path(where).parent if where else Path.cwd()
+    path = (folder / str(rel)).resolve()
+    if where and path == Path(where).resolve():
+        raise PipelineError(f"notebook:{name} references this notebook itself", index)
+    try:
+        data, _ = _load(path)
+    except PipelineError as exc:
+        raise PipelineError(f"notebook:{name}: {exc.reason}", index) from None
+    blocks, _leading = _blocks(data["cells"], str(path), (name, index))
+    return blocks
+
+
+def _in_reference(error: PipelineError, reference: tuple[str, int] | None) -> PipelineError:
+    if reference is None:
+        return error
+    return PipelineError(f"in the notebook notebook:{reference[0]} references, {error}", reference[1])
+
+
+def _reading_order(units: list[list[_Block]]) -> None:
+    """Kale's order of a notebook that references others: a step runs after every step or
+    reference above it; two references with nothing between them stay parallel. A
+    notebook without references keeps its prev: tags as they are."""
+    for i, later in enumerate(units):
+        for earlier in units[:i]:
+            if later and earlier and later[0].referenced and earlier[0].referenced:
+                continue
+            inside = {b.tags.name for b in later}
+            for block in later:
+                if not set(block.tags.prev) & inside:  # an entry step of the unit
+                    block.tags.prev += [b.tags.name for b in earlier if b.tags.name not in block.tags.prev]
 
 
 def _merge_options(into: tagmod.CellTags, more: tagmod.CellTags) -> None:
@@ -287,7 +375,8 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def _parameters(block: _Block, into: dict[str, Parameter]) -> None:
+def _parameters(block: _Block) -> dict[str, Parameter]:
+    into: dict[str, Parameter] = {}
     for cell, source in zip(block.cells, block.sources):
         try:
             tree = ast.parse(source)
@@ -323,6 +412,7 @@ def _parameters(block: _Block, into: dict[str, Parameter]) -> None:
                     cell,
                 )
             into[target.id] = Parameter(target.id, _param_type(value), value)
+    return into
 
 
 def metric_names(source: str, cell: int | None = None) -> list[str]:
@@ -626,7 +716,7 @@ def from_notebook(notebook: str | os.PathLike[str] | Mapping[str, Any], name: st
     """
     data, path = _load(notebook)
     settings = tagmod.notebook_settings(data.get("metadata"))
-    blocks, leading = _blocks(data["cells"])
+    blocks, leading = _blocks(data["cells"], path)
     if leading:
         warnings.warn(
             f"cell{'s' if len(leading) > 1 else ''} {', '.join(str(c + 1) for c in leading)} "
@@ -635,9 +725,11 @@ def from_notebook(notebook: str | os.PathLike[str] | Mapping[str, Any], name: st
     shared_blocks = [b for b in blocks if b.kind == "imports"] + [b for b in blocks if b.kind == "functions"]
     parameters: dict[str, Parameter] = {}
     metric_names: list[tuple[str, int]] = []
-    for block in blocks:
-        if block.kind == "pipeline-parameters":
-            _parameters(block, parameters)
+    for block in sorted(blocks, key=lambda b: b.referenced is not None):
+        if block.kind == "pipeline-parameters":  # this notebook's values win over a referenced one's
+            for name_, parameter in _parameters(block).items():
+                if block.referenced is None or name_ not in parameters:
+                    parameters[name_] = parameter
         elif block.kind == "pipeline-metrics":
             metric_names += [m for m in _metrics(block) if m[0] not in [n for n, _ in metric_names]]
 
@@ -679,7 +771,7 @@ def from_notebook(notebook: str | os.PathLike[str] | Mapping[str, Any], name: st
         step = Step(
             name=step_name,
             cells=list(block.cells),
-            source=_joined([_text(data["cells"][c].get("source")) for c in block.cells]),
+            source=_joined(block.originals),
             prev=list(own.prev),
             image=own.image or defaults.image or default_image,
             limits={**defaults.limits, **own.limits},
