@@ -3,17 +3,21 @@
 ``%%kf_train`` → :func:`kfjupyter.train`; ``%%kf_tune`` → :func:`kfjupyter.tune`;
 ``%kf_jobs`` → :mod:`kfjupyter.jobs`; ``%kf_models`` → :mod:`kfjupyter.registry`;
 ``%kf_deploy`` → :func:`kfjupyter.deploy`; ``%kf_pipeline`` → :mod:`kfjupyter.pipelines`.
-Parsing options and showing results is all they do.
+Parsing options and showing results is all they do; a kfjupyter error (a refused
+option, an unknown job, model or endpoint …) shows as one line naming the problem
+(:func:`one_line_errors`), never a traceback.
 """
 
 from __future__ import annotations
+
+import functools
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import jobs
-from .errors import InvalidOptionError
+from .errors import KFJupyterError
 from .training.api import train
 from .validation import parse_env_pairs
 from .widgets.job_view import follow_in_background, view_for
@@ -26,6 +30,20 @@ def _parse(magic, line: str):
         raise
     except SystemExit as exc:  # argparse's way of saying "bad option"
         raise UsageError(f"invalid options {line!r}: {exc}") from None
+
+
+def one_line_errors(magic):
+    """Every magic's wrapper: a :class:`KFJupyterError` it meets becomes IPython's
+    ``UsageError`` with the error's message, which IPython shows as one line."""
+
+    @functools.wraps(magic)
+    def run(*args, **kwargs):
+        try:
+            return magic(*args, **kwargs)
+        except KFJupyterError as exc:
+            raise UsageError(str(exc)) from None
+
+    return run
 
 
 def watch(job: jobs.Job, view, wait: bool, poll: float = 0.5) -> jobs.Job:
@@ -62,31 +80,25 @@ class KFMagics(Magics):
     @argument("--out", "-o", default=None, metavar="VAR", help="bind the Job handle to VAR")
     @argument("--no-wait", action="store_true", help="return at once; the job runs on")
     @cell_magic
+    @one_line_errors
     def kf_train(self, line: str, cell: str):
         """Run the cell as distributed torch.distributed ranks (see kfjupyter.train)."""
         args = _parse(self.kf_train, line)
-        try:
-            env = parse_env_pairs(args.env)
-        except InvalidOptionError as exc:
-            raise UsageError(str(exc)) from None
-        source = self.shell.transform_cell(cell)
-        try:
-            job = train(
-                source,
-                workers=args.workers,
-                name=args.name,
-                backend=args.backend,
-                gpus=args.gpus,
-                cpu=args.cpu,
-                memory=args.memory,
-                image=args.image,
-                env=env,
-                namespace=args.namespace,
-                user_ns=self.shell.user_ns,
-                history=[c for c in self.shell.user_ns.get("In", []) if isinstance(c, str)],
-            )
-        except InvalidOptionError as exc:
-            raise UsageError(str(exc)) from None
+        env = parse_env_pairs(args.env)
+        job = train(
+            self.shell.transform_cell(cell),
+            workers=args.workers,
+            name=args.name,
+            backend=args.backend,
+            gpus=args.gpus,
+            cpu=args.cpu,
+            memory=args.memory,
+            image=args.image,
+            env=env,
+            namespace=args.namespace,
+            user_ns=self.shell.user_ns,
+            history=[c for c in self.shell.user_ns.get("In", []) if isinstance(c, str)],
+        )
         if args.out:
             self.shell.user_ns[args.out] = job
         watch(job, view_for(job, blocking=not args.no_wait), wait=not args.no_wait)
@@ -117,40 +129,37 @@ class KFMagics(Magics):
     @argument("--env", "-e", action="append", default=[], metavar="K=V", help="environment variable")
     @argument("--no-wait", action="store_true", help="return at once; the study runs on")
     @cell_magic
+    @one_line_errors
     def kf_tune(self, line: str, cell: str):
         """Search the hyperparameters the cell declares with kfjupyter.param (see kfjupyter.tune)."""
         from .tuning.api import tune
         from .widgets.study_view import view_for as study_view
 
         args = _parse(self.kf_tune, line)
-        try:
-            env = parse_env_pairs(args.env)
-            study = tune(
-                self.shell.transform_cell(cell),
-                args.objective,
-                direction=args.direction,
-                trials=args.trials,
-                parallel=args.parallel,
-                algorithm=args.algorithm,
-                early_stopping=args.early_stopping,
-                workers_per_trial=args.workers_per_trial,
-                max_failed=args.max_failed,
-                params=args.param,
-                name=args.name,
-                backend=args.backend,
-                resume=args.resume,
-                gpus=args.gpus,
-                cpu=args.cpu,
-                memory=args.memory,
-                image=args.image,
-                env=env,
-                namespace=args.namespace,
-                seed=args.seed,
-                user_ns=self.shell.user_ns,
-                history=[c for c in self.shell.user_ns.get("In", []) if isinstance(c, str)],
-            )
-        except InvalidOptionError as exc:
-            raise UsageError(str(exc)) from None
+        study = tune(
+            self.shell.transform_cell(cell),
+            args.objective,
+            direction=args.direction,
+            trials=args.trials,
+            parallel=args.parallel,
+            algorithm=args.algorithm,
+            early_stopping=args.early_stopping,
+            workers_per_trial=args.workers_per_trial,
+            max_failed=args.max_failed,
+            params=args.param,
+            name=args.name,
+            backend=args.backend,
+            resume=args.resume,
+            gpus=args.gpus,
+            cpu=args.cpu,
+            memory=args.memory,
+            image=args.image,
+            env=parse_env_pairs(args.env),
+            namespace=args.namespace,
+            seed=args.seed,
+            user_ns=self.shell.user_ns,
+            history=[c for c in self.shell.user_ns.get("In", []) if isinstance(c, str)],
+        )
         if args.no_wait and args.out:
             self.shell.user_ns[args.out] = study
         watch(study.job, study_view(study, blocking=not args.no_wait), wait=not args.no_wait)
@@ -168,6 +177,7 @@ class KFMagics(Magics):
     @argument("--status", default=None)
     @argument("--limit", type=int, default=20)
     @line_magic
+    @one_line_errors
     def kf_jobs(self, line: str):
         """List the workspace's jobs, or re-attach to one: %kf_jobs [ID] [--cancel] [--wait]."""
         args = _parse(self.kf_jobs, line)
@@ -225,6 +235,7 @@ def _models_parser():
 @magics_class
 class KFModelsMagics(Magics):
     @line_magic
+    @one_line_errors
     def kf_models(self, line: str):
         """The model registry: %kf_models [list|search|show|alias|history] … (%kf_models -h)."""
         import shlex
@@ -232,7 +243,6 @@ class KFModelsMagics(Magics):
         from IPython.display import display
 
         from . import registry
-        from .errors import KFJupyterError
         from .registry import display as shown
 
         try:
@@ -241,44 +251,41 @@ class KFModelsMagics(Magics):
             if exc.code in (0, None):  # -h
                 return None
             raise UsageError(f"invalid %kf_models arguments {line!r}") from None
-        try:
-            action = args.action or "list"
-            if action == "list":
-                value = registry.list_models(
-                    getattr(args, "query", None), framework=getattr(args, "framework", None),
-                    alias=getattr(args, "alias", None), state=getattr(args, "state", None),
-                    limit=getattr(args, "limit", 50), offset=getattr(args, "offset", 0),
-                )
-                view = shown.models_table(value)
-            elif action == "search":
-                from .registry.entities import parse_metric_filters
+        action = args.action or "list"
+        if action == "list":
+            value = registry.list_models(
+                getattr(args, "query", None), framework=getattr(args, "framework", None),
+                alias=getattr(args, "alias", None), state=getattr(args, "state", None),
+                limit=getattr(args, "limit", 50), offset=getattr(args, "offset", 0),
+            )
+            view = shown.models_table(value)
+        elif action == "search":
+            from .registry.entities import parse_metric_filters
 
-                value = registry.search_versions(
-                    args.query, model=args.model, framework=args.framework, alias=args.alias, state=args.state,
-                    metrics=parse_metric_filters(args.metric), order_by=args.order_by, descending=not args.asc,
-                    limit=args.limit, offset=args.offset,
-                )
-                view = shown.versions_table(value)
-            elif action == "show" and (":" in args.ref or "@" in args.ref):
-                value = registry.get_version(args.ref)
-                view = shown.VersionCard(value)
-            elif action == "show":
-                value = registry.get_model(args.ref)
-                view = shown.versions_table(registry.list_versions(args.ref, limit=50))
-                view.caption = repr(value)
-            elif action == "alias" and args.delete:
-                value = registry.delete_alias(args.model, args.alias, reason=args.reason)
-                view = shown.history_table(registry.alias_history(args.model, args.alias))
-            elif action == "alias":
-                if args.version is None:
-                    raise UsageError("%kf_models alias MODEL ALIAS VERSION (or --delete)")
-                value = registry.set_alias(args.model, args.alias, args.version, reason=args.reason)
-                view = shown.VersionCard(value)
-            else:
-                value = registry.alias_history(args.model, args.alias)
-                view = shown.history_table(value)
-        except KFJupyterError as exc:
-            raise UsageError(str(exc)) from None
+            value = registry.search_versions(
+                args.query, model=args.model, framework=args.framework, alias=args.alias, state=args.state,
+                metrics=parse_metric_filters(args.metric), order_by=args.order_by, descending=not args.asc,
+                limit=args.limit, offset=args.offset,
+            )
+            view = shown.versions_table(value)
+        elif action == "show" and (":" in args.ref or "@" in args.ref):
+            value = registry.get_version(args.ref)
+            view = shown.VersionCard(value)
+        elif action == "show":
+            value = registry.get_model(args.ref)
+            view = shown.versions_table(registry.list_versions(args.ref, limit=50))
+            view.caption = repr(value)
+        elif action == "alias" and args.delete:
+            value = registry.delete_alias(args.model, args.alias, reason=args.reason)
+            view = shown.history_table(registry.alias_history(args.model, args.alias))
+        elif action == "alias":
+            if args.version is None:
+                raise UsageError("%kf_models alias MODEL ALIAS VERSION (or --delete)")
+            value = registry.set_alias(args.model, args.alias, args.version, reason=args.reason)
+            view = shown.VersionCard(value)
+        else:
+            value = registry.alias_history(args.model, args.alias)
+            view = shown.history_table(value)
         display(view)
         out = getattr(args, "out", None) or args.top_out
         if out:
@@ -302,6 +309,7 @@ class KFServingMagics(Magics):
     @argument("--undeploy", default=None, metavar="ENDPOINT", help="stop serving ENDPOINT")
     @argument("--out", "-o", default=None, metavar="VAR", help="bind the Endpoint handle to VAR")
     @line_magic
+    @one_line_errors
     def kf_deploy(self, line: str):
         """Serve a registered model: %kf_deploy iris@production [--name iris] [--canary iris@staging]."""
         from .serving import deploy, get_endpoint
@@ -360,6 +368,7 @@ def _pipeline_parser():
 @magics_class
 class KFPipelineMagics(Magics):
     @line_magic
+    @one_line_errors
     def kf_pipeline(self, line: str):
         """Pipelines from tagged cells: %kf_pipeline compile|run|debug|show|logs|cancel|list (-h)."""
         import os
@@ -368,7 +377,6 @@ class KFPipelineMagics(Magics):
         from IPython.display import HTML, SVG, display
 
         from . import pipelines
-        from .errors import KFJupyterError
         from .pipelines import api
 
         try:
@@ -383,41 +391,38 @@ class KFPipelineMagics(Magics):
             notebook = os.environ.get("JPY_SESSION_NAME")
             if not notebook:
                 raise UsageError(f"%kf_pipeline {action}: name the notebook (this kernel does not know its own)")
-        try:
-            if action == "compile":
-                from .pipelines.render import to_svg
+        if action == "compile":
+            from .pipelines.render import to_svg
 
-                pipeline = pipelines.from_notebook(notebook)
-                display(SVG(to_svg(pipeline)))
-                display(HTML(_pipeline_steps_html(pipeline)))
-                if args.out:
-                    self.shell.user_ns[args.out] = pipeline
-                return None
-            if action == "run":
-                run = api.run_pipeline(
-                    notebook, dict(args.param), backend=args.backend, resume=args.resume,
-                    max_parallel=args.max_parallel, cache=not args.no_cache,
-                )
-                if args.out:
-                    self.shell.user_ns[args.out] = run
-                return _watch_pipeline(run, wait=not args.no_wait)
-            if action == "debug":
-                api.debug(args.run_id, args.step, namespace=self.shell.user_ns)
-                return None
-            if action == "list":
-                runs = api.list_runs()
-                display(HTML("".join(api.steps_html(r) for r in runs) or "<p>no pipeline runs</p>"))
-                return None
-            run = api.get_run(args.run_id)
-            if action == "show":
-                display(HTML(api.steps_html(run)))
-            elif action == "logs":
-                print(run.step_logs(args.step))
-            elif action == "cancel":
-                run.cancel()
-                display(HTML(api.steps_html(run)))
-        except KFJupyterError as exc:
-            raise UsageError(str(exc)) from None
+            pipeline = pipelines.from_notebook(notebook)
+            display(SVG(to_svg(pipeline)))
+            display(HTML(_pipeline_steps_html(pipeline)))
+            if args.out:
+                self.shell.user_ns[args.out] = pipeline
+            return None
+        if action == "run":
+            run = api.run_pipeline(
+                notebook, dict(args.param), backend=args.backend, resume=args.resume,
+                max_parallel=args.max_parallel, cache=not args.no_cache,
+            )
+            if args.out:
+                self.shell.user_ns[args.out] = run
+            return _watch_pipeline(run, wait=not args.no_wait)
+        if action == "debug":
+            api.debug(args.run_id, args.step, namespace=self.shell.user_ns)
+            return None
+        if action == "list":
+            runs = api.list_runs()
+            display(HTML("".join(api.steps_html(r) for r in runs) or "<p>no pipeline runs</p>"))
+            return None
+        run = api.get_run(args.run_id)
+        if action == "show":
+            display(HTML(api.steps_html(run)))
+        elif action == "logs":
+            print(run.step_logs(args.step))
+        elif action == "cancel":
+            run.cancel()
+            display(HTML(api.steps_html(run)))
         return None
 
 
@@ -432,7 +437,7 @@ def _pipeline_steps_html(pipeline) -> str:
         extra += [f"{k}={v}" for k, v in step.limits.items()]
         if not step.cache:
             extra.append("cache:false")
-        cells = ", ".join(map(str, step.cells))
+        cells = ", ".join(str(c + 1) for c in step.cells)
         rows.append(
             "<tr>" + "".join(
                 f"<td>{html.escape(v)}</td>"

@@ -83,7 +83,7 @@ def test_bad_parameters_are_usage_errors_and_start_nothing(shell, workdir, monke
     assert "no pipeline run" in str(result.error_in_exec)
     broken = write_notebook(workdir / "broken.ipynb", [(["step:a"], "x = y + 1")])
     result = run_cell(shell, f"%kf_pipeline run {broken}")
-    assert "cell 0" in str(result.error_in_exec) and "'y'" in str(result.error_in_exec)
+    assert "cell 1:" in str(result.error_in_exec) and "'y'" in str(result.error_in_exec)
     monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
     result = run_cell(shell, "%kf_pipeline compile")
     assert "name the notebook" in str(result.error_in_exec)

@@ -93,7 +93,7 @@ async def test_a_broken_notebook_is_a_400_naming_the_cell(jp_fetch, jp_root_dir)
     assert code == 400, err
     check_schema(err, "CompileError")
     assert err["reason"] == "PipelineError" and err["cell"] == 2  # markdown cell 0 counted
-    assert "nowhere" in err["message"] and err["message"].startswith("cell 2")
+    assert "nowhere" in err["message"] and err["message"].startswith("cell 3:")  # counted from 1, as JupyterLab does
     # a name no step supplies: the cell that reads it
     missing = notebook([(["step:a"], "x = 1"), (["step:b"], "print(undefined_name)")])
     write(jp_root_dir, "missing.ipynb", missing)
