@@ -248,3 +248,40 @@ def test_difference_limits_are_checked_as_kubernetes_checks_them(tmp_path):
     kale_dag(path)  # Kale accepts it; the cluster would refuse the pod
     with pytest.raises(PipelineError, match="'2GB' is not a Kubernetes quantity"):
         from_notebook(path)
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_the_compiled_ir_of_each_conformance_notebook_loads_in_the_kfp_sdk(rule, tmp_path):
+    """Kubeflow Pipelines output: the IR loads back in the kfp SDK; pipeline metrics are
+    ``system.Metrics``; labels, annotations, secrets and volumes are in the Kubernetes
+    platform spec, where kfp-kubernetes puts them."""
+    pytest.importorskip("kfp")
+    import warnings
+
+    import yaml
+    from kfp import components
+
+    from kfjupyter.pipelines import compile_kfp
+
+    path = write(tmp_path, rule, RULES[rule], **METADATA.get(rule, {}))
+    pipeline = from_notebook(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        text = compile_kfp(pipeline)
+    components.load_component_from_text(text)
+    docs = list(yaml.safe_load_all(text))
+    spec, platform = docs[0], (docs[1] if len(docs) > 1 else {})
+    outputs = [c.get("outputDefinitions", {}).get("artifacts", {}) for c in spec["components"].values()]
+    reporting = [a for a in outputs if any(x["artifactType"]["schemaTitle"] == "system.Metrics" for x in a.values())]
+    assert len(reporting) == sum(bool(step.metrics) for step in pipeline.steps.values())
+    assert not any("metrics" in k and x["artifactType"]["schemaTitle"] == "system.Artifact" for a in outputs for k, x in a.items())
+    executors = (platform.get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {}))
+    labels = {k: v for e in executors.values() for k, v in (e.get("podMetadata", {}).get("labels") or {}).items()}
+    annotations = {k: v for e in executors.values() for k, v in (e.get("podMetadata", {}).get("annotations") or {}).items()}
+    for step in pipeline.steps.values():
+        assert step.labels.items() <= labels.items() and step.annotations.items() <= annotations.items()
+        for env, secret in step.secrets.items():
+            assert any(s.get("secretName") == secret["name"] or s.get("secretNameParameter")
+                       for e in executors.values() for s in e.get("secretAsEnv", [])), env
+    for volume in pipeline.volumes:
+        assert any(m.get("mountPath") == volume["mount_point"] for e in executors.values() for m in e.get("pvcMount", []))

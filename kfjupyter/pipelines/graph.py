@@ -664,14 +664,17 @@ def _metric_steps(metric_names: list[tuple[str, int]], order: list[str], flow: _
     return out
 
 
-def _outputs(order: list[str], inputs: dict[str, dict[str, str]], metrics: dict[str, list[str]]) -> dict[str, list[str]]:
+def _outputs(order: list[str], inputs: dict[str, dict[str, str]], metrics: dict[str, list[str]],
+             parameters: dict[str, list[str]]) -> dict[str, list[str]]:
+    """What each step saves: what later steps read from it, and the metrics it reports
+    (but not a parameter it reports: that value is the run's already)."""
     outputs: dict[str, list[str]] = {n: [] for n in order}
     for target in order:
         for var, source in inputs[target].items():
             if var not in outputs[source]:
                 outputs[source].append(var)
     for name in order:
-        outputs[name] += [m for m in metrics[name] if m not in outputs[name]]
+        outputs[name] += [m for m in metrics[name] if m not in outputs[name] and m not in parameters[name]]
     return outputs
 
 
@@ -739,7 +742,7 @@ def from_notebook(notebook: str | os.PathLike[str] | Mapping[str, Any], name: st
     ignored = _ignored_bindings(data["cells"], leading)
     flow = _data_flow(steps, order, shared, parameters, _function_globals(shared_blocks, shared), ignored)
     metrics = _metric_steps(metric_names, order, flow, parameters)
-    outputs = _outputs(order, flow.inputs, metrics)
+    outputs = _outputs(order, flow.inputs, metrics, flow.parameters)
     for step_name in order:
         readers = {}
         for target in reversed(order):
