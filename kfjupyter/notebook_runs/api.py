@@ -310,6 +310,12 @@ def with_pipeline_metrics(data: bytes) -> bytes:
     return json.dumps(nb, indent=1).encode()
 
 
+def run_copy(data: bytes) -> bytes:
+    """What a run executes of the notebook ``data``: its parameters cell tagged for papermill
+    (:func:`params.with_parameters_tag`), its pipeline metrics reported."""
+    return with_pipeline_metrics(P.with_parameters_tag(data))
+
+
 def _copy_notebook(data: bytes):
     """The ``prepare`` of a run or a sweep: ``data`` (the notebook's bytes) as the
     ``input.ipynb`` of its folder (what papermill reads)."""
@@ -332,8 +338,9 @@ def run_notebook(
 ) -> NotebookRun | Sweep:
     """Execute the notebook at ``path`` with papermill as a tracked job.
 
-    ``parameters`` are injected after the notebook's cell tagged ``parameters`` (a name
-    that cell does not assign is refused). With ``sweep={"lr": [0.1, 0.01], "layers":
+    ``parameters`` are injected after the notebook's cell tagged ``parameters`` (in a Kale
+    notebook without one, its ``pipeline-parameters`` cell; a name that cell does not
+    assign is refused). With ``sweep={"lr": [0.1, 0.01], "layers":
     [1, 2]}`` every combination runs (``parameters`` fixed for all), ``max_parallel`` at a
     time (default: the number of CPUs), and a :class:`Sweep` is returned; otherwise a
     :class:`NotebookRun`. ``kernel`` defaults to the notebook's kernelspec, else
@@ -369,7 +376,7 @@ def run_notebook(
 
 def _submit_run(name, nb_path, data, fixed, kernel, cwd, wait) -> NotebookRun:
     spec = NotebookSpec(name=name, notebook=str(nb_path), parameters=fixed, kernel=kernel, cwd=cwd)
-    run = create(spec, prepare=_copy_notebook(with_pipeline_metrics(data)), notebook=str(nb_path))
+    run = create(spec, prepare=_copy_notebook(run_copy(data)), notebook=str(nb_path))
     if wait:
         run.wait()
     return run
@@ -379,7 +386,7 @@ def _submit_sweep(name, nb_path, data, fixed, swept, grid, kernel, cwd, max_para
     sweep_id = f"{name}-{secrets.token_hex(3)[:5]}"
     run_ids = [f"{sweep_id}-{i + 1}" for i in range(len(grid))]
     parallel = max_parallel or max(1, min(len(grid), os.cpu_count() or 1))
-    prepare_run = _copy_notebook(with_pipeline_metrics(data))  # the same copy for every run
+    prepare_run = _copy_notebook(run_copy(data))  # the same copy for every run
     spec = SweepSpec(
         name=name, notebook=str(nb_path), parameters=fixed, sweep=swept, grid=grid, runs=run_ids,
         max_parallel=parallel, kernel=kernel, cwd=cwd,

@@ -6,7 +6,9 @@ Everything here raises :class:`~kfjupyter.errors.InvalidOptionError` (a
 Parameters the notebook does not declare are **refused**, where papermill only warns
 ("Passed unknown parameter"): a misspelt name would otherwise run the notebook — or a
 whole sweep — with the defaults. A notebook with no cell tagged ``parameters`` takes no
-parameters for the same reason (papermill would inject them as the first cell).
+parameters for the same reason (papermill would inject them as the first cell), unless it
+is a Kale notebook: its ``pipeline-parameters`` cell is its parameters cell (see
+:func:`parameters_cell`; a run's copy tags it ``parameters`` for papermill).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from ..errors import InvalidOptionError
 
 #: The cell tag papermill injects parameters after.
 PARAMETERS_TAG = "parameters"
+#: Kale's tag of the cell holding a pipeline's parameters (``NAME = literal`` lines).
+KALE_PARAMETERS_TAG = "pipeline-parameters"
 #: The tag of the cell papermill injects (ignored when counting a notebook's own cells).
 INJECTED_TAG = "injected-parameters"
 DEFAULT_KERNEL = "python3"
@@ -78,12 +82,27 @@ def load_notebook(path: str | Path, data: bytes | None = None):
     return nb
 
 
-def parameters_cell(nb) -> tuple[int, Any] | None:
-    """(index, cell) of the first cell tagged ``parameters``, or None."""
-    for index, cell in enumerate(nb.cells):
-        if PARAMETERS_TAG in (cell.get("metadata", {}).get("tags") or []):
-            return index, cell
+def parameters_cell(nb) -> tuple[int, Any, str] | None:
+    """(index, cell, tag) of the notebook's parameters cell, or None: the first cell tagged
+    ``parameters``, else (a Kale notebook) the first tagged ``pipeline-parameters``."""
+    for tag in (PARAMETERS_TAG, KALE_PARAMETERS_TAG):
+        for index, cell in enumerate(nb.cells):
+            if tag in (cell.get("metadata", {}).get("tags") or []):
+                return index, cell, tag
     return None
+
+
+def with_parameters_tag(data: bytes) -> bytes:
+    """The notebook (its bytes), its parameters cell (:func:`parameters_cell`) tagged
+    ``parameters`` so that papermill injects after it; the bytes as they are when it
+    already is, or has none."""
+    nb = json.loads(data)
+    found = parameters_cell(_node(nb))
+    if found is None or found[2] == PARAMETERS_TAG:
+        return data
+    metadata = nb["cells"][found[0]].setdefault("metadata", {})
+    metadata["tags"] = [*(metadata.get("tags") or []), PARAMETERS_TAG]
+    return json.dumps(nb, indent=1).encode()
 
 
 def declared_parameters(nb) -> dict[str, str] | None:
@@ -166,17 +185,18 @@ def check_parameters(parameters: dict[str, Any] | None, nb, notebook: Path, what
     if out:
         declared = declared_parameters(nb)
         if declared is not None:
-            if parameters_cell(nb) is None:
+            found = parameters_cell(nb)
+            if found is None:
                 raise InvalidOptionError(
-                    f"{notebook} has no cell tagged {PARAMETERS_TAG!r}, so it takes no parameters "
-                    f"(got {', '.join(out)}): tag the cell that defines them"
+                    f"{notebook} has no cell tagged {PARAMETERS_TAG!r} (or Kale's {KALE_PARAMETERS_TAG!r}), so it "
+                    f"takes no parameters (got {', '.join(out)}): tag the cell that defines them"
                 )
             unknown = [n for n in out if n not in declared]
             if unknown:
                 known = ", ".join(declared) or "none"
                 raise InvalidOptionError(
                     f"{what}{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} not in the "
-                    f"{PARAMETERS_TAG!r} cell of {notebook} (it defines: {known})"
+                    f"{found[2]!r} cell of {notebook} (it defines: {known})"
                 )
     return out
 

@@ -42,21 +42,59 @@ def program_hash(program: str) -> str:
     return hashlib.sha256(cache_text(program).encode("utf-8")).hexdigest()
 
 
-def local_modules(program: str, workdir: str | os.PathLike | None) -> dict[str, str]:
-    """sha256 of each module of the notebook's folder that the step imports (``helpers.py``,
-    or every ``.py`` file of a ``helpers/`` package): editing one changes the step."""
+def local_module_files(program: str, workdir: str | os.PathLike | None) -> dict[str, list[Path]]:
+    """The files of each module of the notebook's folder ``workdir`` that the step imports
+    (``helpers.py``, or every ``.py`` file of a ``helpers/`` package), by module name."""
     from ..capture.analysis import import_statements
 
     root = Path(workdir or ".")
-    out: dict[str, str] = {}
+    out: dict[str, list[Path]] = {}
     for module in sorted({stmt.module for stmt in import_statements(program, top_level_only=False)}):
         files = [root / f"{module}.py"] if (root / f"{module}.py").is_file() else sorted((root / module).rglob("*.py"))
         if files:
-            digest = hashlib.sha256()
-            for path in files:
-                digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-            out[module] = digest.hexdigest()
+            out[module] = files
     return out
+
+
+def local_modules(program: str, workdir: str | os.PathLike | None) -> dict[str, str]:
+    """sha256 of each module of the notebook's folder that the step imports
+    (:func:`local_module_files`): editing one changes the step."""
+    root = Path(workdir or ".")
+    out: dict[str, str] = {}
+    for module, files in local_module_files(program, workdir).items():
+        digest = hashlib.sha256()
+        for path in files:
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+        out[module] = digest.hexdigest()
+    return out
+
+
+def data_files(program: str, workdir: str | os.PathLike) -> list[str]:
+    """Relative paths that the step's code spells out (string literals: ``open("data.csv")``,
+    ``pd.read_csv("data/iris.csv")``) and that name a file of the notebook's folder
+    ``workdir``, other than its Python modules: what the step reads from there."""
+    import ast
+
+    try:
+        tree = ast.parse(program)
+    except SyntaxError:
+        return []
+    root = Path(workdir)
+    found: list[str] = []
+    for node in ast.walk(tree):
+        text = node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else ""
+        if not text or len(text) > 255 or "\n" in text or "://" in text or text.strip("./") == "":
+            continue
+        path = Path(text)
+        if path.is_absolute() or path.suffix == ".py" or text in found:
+            continue
+        try:
+            is_file = (root / path).is_file()
+        except (OSError, ValueError):
+            continue
+        if is_file:
+            found.append(text)
+    return found
 
 
 def fingerprint(step, input_hashes: dict[str, str], parameters: dict[str, Any], modules: dict[str, str] | None = None) -> dict[str, Any]:
@@ -185,9 +223,11 @@ def restore(source_dir: Path, step_dir: Path, files_dir: Path, *, from_run: bool
         shutil.copy2(source_dir / "metrics.jsonl", step_dir / "metrics.jsonl")
 
 
-def explain_miss(previous: dict[str, Any] | None, current: dict[str, Any]) -> str:
-    """Why a step with fingerprint ``current`` is not in the cache, compared with its
-    last run's fingerprint ``previous``."""
+def explain_miss(previous: dict[str, Any] | None, current: dict[str, Any], failed_in: str | None = None) -> str:
+    """Why a step with fingerprint ``current`` is not in the cache: its last run failed (in
+    run ``failed_in``), or what changed since its last run's fingerprint ``previous``."""
+    if failed_in:
+        return f"{NOT_CACHED}: its last run failed (run {failed_in})"
     if not previous:
         return f"{NOT_CACHED}: first run"
     changes = []

@@ -766,6 +766,7 @@ def from_notebook(notebook: str | os.PathLike[str] | Mapping[str, Any], name: st
         description=str(settings.get("pipeline_description") or ""),
         experiment=settings.get("experiment_name") or None,
         volumes=_volumes(settings.get("volumes")),
+        security_context=_security_context(settings.get("security_context")),
     )
     shared_sections = [codegen.Section(b.kind, c, s) for b in shared_blocks for c, s in zip(b.cells, b.code)]
     for step_name in order:
@@ -792,6 +793,26 @@ def from_notebook(notebook: str | os.PathLike[str] | Mapping[str, Any], name: st
         step.program = codegen.step_program(pipeline, step, shared_sections + sections)
         pipeline.steps[step_name] = step
     return pipeline
+
+
+def _security_context(value: Any) -> dict[str, Any] | None:
+    """Kale's ``security_context`` metadata (``enabled`` false: none)."""
+    if not value:
+        return None
+    if not isinstance(value, dict):
+        raise PipelineError("notebook metadata kubeflow_notebook.security_context must be an object "
+                            "{run_as_user, run_as_group, run_as_non_root, enabled}")
+    if value.get("enabled") is False:
+        return None
+    out = {"run_as_user": value.get("run_as_user", 65534), "run_as_group": value.get("run_as_group", 0),
+           "run_as_non_root": value.get("run_as_non_root", True)}
+    for key in ("run_as_user", "run_as_group"):
+        if not isinstance(out[key], int) or isinstance(out[key], bool) or out[key] < 0:
+            raise PipelineError(f"notebook metadata kubeflow_notebook.security_context.{key} must be a "
+                                f"user or group id (an integer ≥ 0), not {out[key]!r}")
+    if not isinstance(out["run_as_non_root"], bool):
+        raise PipelineError("notebook metadata kubeflow_notebook.security_context.run_as_non_root must be true or false")
+    return out
 
 
 class PipelineWarning(UserWarning):

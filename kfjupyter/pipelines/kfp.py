@@ -17,10 +17,10 @@ One component per step:
   and the step's generated program as it is. The loader writes them to a temporary folder
   and runs the step runtime.
   Program text travels as *data* (an argv element), never through a shell.
-* **names**: KFP lower-cases input/output and parameter names (``C`` → ``c``, see
-  :func:`io_name`); the step still sees its variables under their own names. Two names
-  that KFP would merge are refused. Tasks are named after the steps (``load_data`` becomes
-  task ``load-data`` with display name ``load_data``).
+* **names**: parameters and values keep their names (``LR`` stays ``LR``: each component is
+  a ``kfp.dsl.container_component``); a name the kfp SDK refuses (it must begin with an
+  ASCII letter: ``_tmp``, ``données``) is refused with the rule. Tasks are named after the
+  steps (``load_data`` becomes task ``load-data`` with display name ``load_data``).
 * **parameters**: every pipeline parameter is a typed pipeline input (``int``, ``float``,
   ``str``, ``bool``; ``json`` parameters are ``str`` inputs holding JSON text, so that
   integers inside lists stay integers) passed only to the steps that read it, as
@@ -35,8 +35,21 @@ One component per step:
   ``set_accelerator_limit``.
 * **caching**: ``cache:false`` → ``set_caching_options(False)``.
 * **metrics**: ``pipeline-metrics`` names become ``--metric NAME``; ``report`` prints
-  ``name=value`` lines in the step's log (``KFJUPYTER_PRINT_METRICS=1``) and a step with
-  metrics also writes them (JSON lines) to an output artifact ``kfjupyter_metrics``.
+  ``name=value`` lines in the step's log (``KFJUPYTER_PRINT_METRICS=1``); a step with
+  metrics has an ``Output[Metrics]`` (``system.Metrics``) named ``kfjupyter_metrics``, as
+  Kale's steps do: the loader logs each metric the way ``Metrics.log_metric`` does (in the
+  artifact's metadata, written to the executor output KFP reads: the UI shows them as the
+  run's metrics), and the artifact's file holds them as JSON lines (the local format).
+* **pods** (``kfp-kubernetes``): ``label:K:V`` → ``add_pod_label``, ``annotation:K:V`` →
+  ``add_pod_annotation``, ``secret:NAME:KEY:ENV`` → ``use_secret_as_env``; Kale's
+  ``volumes``: a ``pvc`` is mounted on every step (``mount_pvc``), a ``new_pvc`` is created
+  once (``CreatePVC``, named ``<run>-<name>``) then mounted, as Kale does; with
+  ``expose_as_env_var`` the steps get ``KALE_VOLUME_<NAME>`` = the mount point.
+* **local files**: the modules of the notebook's folder a step imports travel inside its
+  component (a zip, base64, in one argument: at most :data:`MAX_ARG_BYTES`); the loader
+  puts them on ``sys.path``. Data files of that folder a step names, and modules too big
+  to travel, are named in a :class:`KFPCompileWarning`: they are not in the container.
+* the pipeline's description is Kale's ``pipeline_description`` (else one of ours).
 * explicit ``prev:`` edges without data become ``.after()`` dependencies.
 """
 
@@ -47,6 +60,7 @@ import inspect
 import json
 import os
 import re
+import warnings
 import zlib
 from pathlib import Path
 from typing import Any
@@ -57,45 +71,80 @@ from .model import Pipeline, Step
 #: Image of a step that names none (and whose notebook names no default).
 DEFAULT_IMAGE = "python:3.11-slim"
 
-#: Pipeline parameter type → (KFP v1 component type, Python annotation, stepruntime TYPE).
-_PARAM_TYPES: dict[str, tuple[str, type]] = {
-    "int": ("Integer", int),
-    "float": ("Float", float),
-    "str": ("String", str),
-    "bool": ("Boolean", bool),
-    "json": ("String", str),  # JSON text: exact round trip (a LIST/STRUCT would turn 1 into 1.0)
+#: Pipeline parameter type → the Python annotation of its component / pipeline input.
+_PARAM_TYPES: dict[str, type] = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": bool,
+    "json": str,  # JSON text: exact round trip (a LIST/STRUCT would turn 1 into 1.0)
 }
 
-#: Name of the output artifact holding a step's reported metrics (JSON lines).
+#: Name of the ``system.Metrics`` output of a step with pipeline metrics.
 METRICS_ARTIFACT = "kfjupyter_metrics"
 
 #: Linux refuses one argv element longer than this (MAX_ARG_STRLEN, 32 pages).
 MAX_ARG_BYTES = 131072 - 1024
 
-#: Runs inside the step's container (``python3 -c LOADER RUNTIME BOOTSTRAP PROGRAM ARGS…``):
-#: writes the three sources to a temporary folder, then runs the step runtime on the rest.
-#: The runtime and the bootstrap, the same in every step, travel zlib-compressed and
-#: base64-encoded (a third of their size: the IR stays small); the program as it is, for
-#: the reader of the YAML.
+#: Runs inside the step's container (``python3 -c LOADER RUNTIME BOOTSTRAP PROGRAM [LOADER
+#: OPTIONS] ARGS…``): writes the three sources to a temporary folder, then runs the step
+#: runtime on ARGS. The runtime and the bootstrap, the same in every step, travel
+#: zlib-compressed and base64-encoded (a third of their size: the IR stays small); the
+#: program as it is, for the reader of the YAML. The loader's own options come first:
+#: ``--metrics-file PATH`` (where ``report`` writes), ``--modules ZIP`` (the local modules,
+#: base64: put on ``sys.path``), ``--kfp-metrics ARTIFACT NAMES EXECUTOR_INPUT`` (after a
+#: successful step, the last value of each metric of NAMES (comma-separated) logged in the
+#: metadata of output ARTIFACT, in the executor output file KFP's launcher reads; NaN and
+#: infinities are left out: KFP refuses them).
 LOADER = """\
-import base64, os, runpy, sys, tempfile, zlib
+import base64, io, json, os, runpy, sys, tempfile, zipfile, zlib
 d = tempfile.mkdtemp(prefix="kfjupyter-step-")
 texts = [zlib.decompress(base64.b64decode(a)).decode("utf-8") for a in sys.argv[1:3]] + [sys.argv[3]]
 for name, text in zip(("stepruntime.py", "bootstrap.py", "program.py"), texts):
     with open(os.path.join(d, name), "w", encoding="utf-8") as fh:
         fh.write(text)
 args = sys.argv[4:]
-if "--metrics-file" in args:
-    i = args.index("--metrics-file")
-    path = args[i + 1]
-    del args[i:i + 2]
+opts = {}
+arity = {"--metrics-file": 1, "--modules": 1, "--kfp-metrics": 3}
+while args and args[0] in arity:
+    n = arity[args[0]]
+    opts[args[0]] = args[1:1 + n]
+    del args[:1 + n]
+if "--metrics-file" in opts:
+    path = opts["--metrics-file"][0]
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     open(path, "a").close()
     os.environ["KFJUPYTER_METRICS_FILE"] = path
+if "--modules" in opts:
+    modules = os.path.join(d, "modules")
+    zipfile.ZipFile(io.BytesIO(base64.b64decode(opts["--modules"][0]))).extractall(modules)
+    sys.path.insert(0, modules)
 sys.path.insert(0, d)
 sys.argv = [os.path.join(d, "stepruntime.py"), "--program", os.path.join(d, "program.py")] + args
-runpy.run_path(sys.argv[0], run_name="__main__")
+code = 0
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+if code in (None, 0) and "--kfp-metrics" in opts:
+    artifact, names, executor_input = opts["--kfp-metrics"]
+    names, metrics = names.split(","), {}
+    with open(opts["--metrics-file"][0], encoding="utf-8") as fh:
+        for line in fh:
+            record = json.loads(line)
+            metrics.update({k: v for k, v in record.items() if k in names and isinstance(v, (int, float))
+                            and abs(v) != float("inf") and v == v})  # KFP takes finite numbers only
+    out = json.loads(executor_input)["outputs"]["outputFile"]
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    with open(out, "w", encoding="utf-8") as fh:
+        json.dump({"artifacts": {artifact: {"artifacts": [{"metadata": metrics}]}}}, fh)
+sys.exit(code)
 """
+
+
+class KFPCompileWarning(UserWarning):
+    """Something a step uses that the compiled pipeline does not carry (a data file of the
+    notebook's folder, a module too big to travel): the step may fail on Kubeflow Pipelines."""
 
 
 class KFPCompileError(InvalidOptionError):
@@ -136,30 +185,62 @@ def step_image(step: Step, default_image: str | None = None) -> str:
     return step.image or default_image or os.environ.get("KFJUPYTER_PIPELINE_IMAGE") or DEFAULT_IMAGE
 
 
-def io_name(name: str) -> str:
-    """The name KFP gives a component input/output or pipeline parameter called ``name``
-    (``kfp.dsl.utils.sanitize_input_name``: lower case, runs of other characters → '_')."""
-    return re.sub(r"[^_0-9a-z]+", "_", name.lower()).strip("_")
+#: A name the kfp SDK accepts for a parameter or an artifact (``kfp.dsl.pipeline_channel``:
+#: an ASCII letter, then letters, digits, '_'; what a Python identifier can be of its rule).
+_KFP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+#: Names a component cannot take (its ``__call__`` has a ``self``).
+_KFP_RESERVED = frozenset({"self"})
+
+
+def checked_name(what: str, name: str) -> str:
+    """``name`` as it is, if the kfp SDK accepts it (else a :class:`KFPCompileError` saying why)."""
+    if not _KFP_NAME.fullmatch(name) or name in _KFP_RESERVED:
+        raise KFPCompileError(
+            f"{what} {name!r}: Kubeflow Pipelines refuses this name (it must begin with an ASCII "
+            "letter and hold only letters, digits and '_', and not be 'self'): rename it"
+        )
+    return name
 
 
 def _input_name(step: Step, name: str) -> str:
-    return io_name(f"{name}__in" if name in step.outputs else name)
+    """The component input of value ``name`` (``NAME__in`` when the step also outputs it)."""
+    return f"{name}__in" if name in step.outputs else name
 
 
-def _check_unique(what: str, names: list[str]) -> None:
-    seen: dict[str, str] = {}
-    for original in names:
-        kfp = io_name(original)
-        if kfp in seen and seen[kfp] != original:
-            raise KFPCompileError(
-                f"{what}: {seen[kfp]!r} and {original!r} both become {kfp!r} in Kubeflow Pipelines "
-                "(KFP lower-cases names): rename one"
-            )
-        seen[kfp] = original
+def module_bundle(step: Step, workdir: str | os.PathLike) -> tuple[str, list[str]]:
+    """The local modules ``step`` imports (:func:`cache.local_module_files`), as the
+    ``--modules`` argument of the loader (a zip, base64; "" when none), and a line for each
+    module too big to travel in it (one argument holds at most :data:`MAX_ARG_BYTES`)."""
+    import io
+    import zipfile
+
+    from .cache import local_module_files
+
+    def b64zip(files: list[Path]) -> str:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
+            for path in files:
+                bundle.write(path, path.relative_to(root).as_posix())
+        return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+    root, bundle, shipped, too_big = Path(workdir), "", [], []
+    for module, files in local_module_files(step.program, root).items():
+        trial = b64zip(shipped + files)
+        if len(trial) > MAX_ARG_BYTES:
+            too_big.append(f"local module {module} ({len(b64zip(files)) // 1024} KiB) is too big to travel inside "
+                           f"the component (at most {MAX_ARG_BYTES // 1024} KiB a step): install it in the image")
+        else:
+            bundle, shipped = trial, shipped + files
+    return bundle, too_big
 
 
-def component_spec(pipeline: Pipeline, step: Step, default_image: str | None = None) -> dict:
-    """The KFP component (v1 component YAML, as ``kfp.components`` loads it) of one step."""
+def step_component(pipeline: Pipeline, step: Step, default_image: str | None = None, notes: list[str] | None = None):
+    """The KFP component of one step: a ``kfp.dsl.container_component`` whose inputs and
+    outputs are the step's parameters and values under their own names. What the step uses
+    and the component does not carry is added to ``notes`` (one line each)."""
+    _, _, dsl = _kfp()
+    from kfp.dsl import Artifact, Input, Metrics, Output
+
     runtime_src, bootstrap_src = _runtime_sources()
     for what, text in (("program", step.program), ("step runtime", runtime_src), ("bootstrap", bootstrap_src)):
         if len(text.encode("utf-8")) > MAX_ARG_BYTES:
@@ -167,43 +248,67 @@ def component_spec(pipeline: Pipeline, step: Step, default_image: str | None = N
                 f"step {step.name}: its {what} is {len(text.encode())} bytes, over the "
                 f"{MAX_ARG_BYTES} bytes one command-line argument can carry; move code to a module in the image"
             )
-    inputs: list[dict] = []
-    outputs: list[dict] = []
-    args: list[Any] = ["--step", step.name]
+    interface: dict[str, Any] = {}  # component input/output name → its annotation
     for name in step.parameters:
         param = pipeline.parameters.get(name)
         if param is None:
             raise KFPCompileError(f"step {step.name} reads parameter {name!r}, which the pipeline does not declare")
-        kfp_type = _PARAM_TYPES[param.type][0]
-        inputs.append({"name": io_name(name), "type": kfp_type})
-        args += ["--param", name, param.type, {"inputValue": io_name(name)}]
+        interface[checked_name("parameter", name)] = _PARAM_TYPES[param.type]
     for name in step.inputs:
-        comp_name = _input_name(step, name)
-        inputs.append({"name": comp_name, "type": "Artifact"})
-        args += ["--input", name, {"inputPath": comp_name}]
+        interface[_input_name(step, checked_name(f"step {step.name}: value", name))] = Input[Artifact]
     for name in step.outputs:
-        outputs.append({"name": io_name(name), "type": "Artifact"})
-        args += ["--output", name, {"outputPath": io_name(name)}]
-    for name in step.metrics:
-        args += ["--metric", name]
+        interface[checked_name(f"step {step.name}: value", name)] = Output[Artifact]
     if step.metrics:
-        outputs.append({"name": METRICS_ARTIFACT, "type": "Artifact"})
-        args += ["--metrics-file", {"outputPath": METRICS_ARTIFACT}]
-    _check_unique(f"step {step.name}", [*step.parameters, *(f"{n}__in" if n in step.outputs else n for n in step.inputs)])
-    _check_unique(f"step {step.name}", [*step.outputs, *([METRICS_ARTIFACT] if step.metrics else [])])
-    return {
-        "name": step.name,
-        "description": f"kfjupyter step {step.name} (notebook cells {', '.join(map(str, step.cells))})",
-        "inputs": inputs,
-        "outputs": outputs,
-        "implementation": {
-            "container": {
-                "image": step_image(step, default_image),
-                "command": ["python3", "-c", LOADER, packed(runtime_src), packed(bootstrap_src), step.program],
-                "args": args,
-            }
-        },
-    }
+        interface[METRICS_ARTIFACT] = Output[Metrics]
+    names = [*step.parameters, *map(lambda n: _input_name(step, n), step.inputs), *step.outputs,
+             *([METRICS_ARTIFACT] if step.metrics else [])]  # fmt: skip
+    if len(names) != len(interface):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise KFPCompileError(f"step {step.name}: {', '.join(twice)} would be two inputs/outputs of one component: rename one")
+    loader_options: list[Any] = []
+    if pipeline.notebook:  # the notebook's folder: its modules travel, its data files cannot
+        from .cache import data_files
+
+        workdir = Path(pipeline.notebook).parent
+        bundle, missing = module_bundle(step, workdir)
+        if bundle:
+            loader_options += ["--modules", bundle]
+        files = data_files(step.program, workdir)
+        if files:
+            missing.append(
+                f"{', '.join(files)} (a file of the notebook's folder) will not be in the step's container on "
+                "Kubeflow Pipelines: put it in the image or on a volume (Kale's volumes), or read it from storage"
+            )
+        if notes is not None:
+            notes += [f"step {step.name}: {text}" for text in missing]
+
+    def container(*placeholders):
+        given = dict(zip(interface, placeholders))
+        options = list(loader_options)
+        if step.metrics:
+            options += ["--metrics-file", given[METRICS_ARTIFACT].path, "--kfp-metrics", METRICS_ARTIFACT,
+                        ",".join(step.metrics), dsl.PIPELINE_TASK_EXECUTOR_INPUT_PLACEHOLDER]  # fmt: skip
+        args: list[Any] = [*options, "--step", step.name]
+        for name in step.parameters:
+            args += ["--param", name, pipeline.parameters[name].type, given[name]]
+        for name in step.inputs:
+            args += ["--input", name, given[_input_name(step, name)].path]
+        for name in step.outputs:
+            args += ["--output", name, given[name].path]
+        for name in step.metrics:
+            args += ["--metric", name]
+        return dsl.ContainerSpec(
+            image=step_image(step, default_image),
+            command=["python3", "-c", LOADER, packed(runtime_src), packed(bootstrap_src), step.program],
+            args=args,
+        )
+
+    container.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=a) for n, a in interface.items()]
+    )
+    container.__name__ = step.name
+    container.__doc__ = f"kfjupyter step {step.name} (notebook cells {', '.join(map(str, step.cells))})"
+    return dsl.container_component(container)
 
 
 def _apply_limits(task, step: Step) -> None:
@@ -229,31 +334,97 @@ def _apply_limits(task, step: Step) -> None:
             )
 
 
-def build_pipeline_func(pipeline: Pipeline, default_image: str | None = None):
-    """The ``@dsl.pipeline`` graph component of ``pipeline`` (what the compiler compiles)."""
-    _, components, dsl = _kfp()
-    import yaml
+def _kubernetes():
+    try:
+        from kfp import kubernetes
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise KFPCompileError(
+            "labels, annotations, secrets and volumes on Kubeflow Pipelines need kfp-kubernetes: "
+            "pip install 'kfjupyter[pipelines]'"
+        ) from exc
+    return kubernetes
 
-    specs = {name: component_spec(pipeline, step, default_image) for name, step in pipeline.steps.items()}
-    factories = {name: components.load_component_from_text(yaml.safe_dump(spec)) for name, spec in specs.items()}
-    param_names = list(pipeline.parameters)
-    _check_unique(f"pipeline {pipeline.name} parameters", param_names)
+
+#: Kale's short volume access modes (``volume_access_mode``) → Kubernetes'; Kale's default is rwm.
+_ACCESS_MODES = {"rom": "ReadOnlyMany", "rwo": "ReadWriteOnce", "rwm": "ReadWriteMany"}
+
+
+def _volume_mounts(pipeline: Pipeline) -> list[tuple[dict[str, Any], Any]]:
+    """Kale's ``volumes`` as (volume, PVC name: a name, or a ``CreatePVC`` task's output),
+    creating the ``new_pvc`` ones (call inside the pipeline's body)."""
+    if not pipeline.volumes:
+        return []
+    kubernetes = _kubernetes()
+    mounts = []
+    for vol in pipeline.volumes:
+        name, kind = vol.get("name"), vol.get("type")
+        if not name or not vol.get("mount_point"):
+            raise KFPCompileError(f"volume {vol!r}: a volume needs a name and a mount_point")
+        if kind == "pvc":
+            mounts.append((vol, name))
+        elif kind == "new_pvc":
+            if not vol.get("size"):
+                raise KFPCompileError(f"volume {name!r}: a new_pvc volume needs a size (and a size_type, e.g. Gi)")
+            modes = vol.get("volume_access_mode") or "rwm"
+            modes = [_ACCESS_MODES.get(m, m) for m in ([modes] if isinstance(modes, str) else modes)]
+            notes = vol.get("annotations") or {}
+            if isinstance(notes, list):  # Kale's [{"key": k, "value": v}], empty pairs dropped
+                notes = {a["key"]: a["value"] for a in notes if a.get("key") and a.get("value")}
+            create = kubernetes.CreatePVC(
+                pvc_name_suffix=f"-{name}", access_modes=modes, size=f"{vol['size']}{vol.get('size_type') or ''}",
+                storage_class_name=vol.get("storage_class_name") or None, annotations=notes or None,
+            )  # fmt: skip
+            create.set_display_name(f"create volume {name}")
+            mounts.append((vol, create.outputs["name"]))
+        else:
+            raise KFPCompileError(
+                f"volume {name!r}: type {kind!r} cannot be mounted on Kubeflow Pipelines (use pvc, an existing "
+                "PersistentVolumeClaim, or new_pvc)"
+            )
+    return mounts
+
+
+def _apply_pod(task, step: Step, mounts: list[tuple[dict[str, Any], Any]]) -> None:
+    """The step's labels, annotations and secrets, and the pipeline's volumes, on its pod."""
+    if not (step.labels or step.annotations or step.secrets or mounts):
+        return
+    kubernetes = _kubernetes()
+    for key, value in step.labels.items():
+        kubernetes.add_pod_label(task, key, str(value))
+    for key, value in step.annotations.items():
+        kubernetes.add_pod_annotation(task, key, str(value))
+    for env, secret in step.secrets.items():
+        kubernetes.use_secret_as_env(task, secret_name=secret["name"], secret_key_to_env={secret["key"]: env})
+    for vol, pvc in mounts:
+        kubernetes.mount_pvc(task, pvc_name=pvc, mount_path=vol["mount_point"])
+        if vol.get("expose_as_env_var"):  # Kale's KALE_VOLUME_<NAME>
+            task.set_env_variable("KALE_VOLUME_" + re.sub(r"[^A-Z0-9]", "_", vol["name"].upper()), vol["mount_point"])
+
+
+def build_pipeline_func(pipeline: Pipeline, default_image: str | None = None, notes: list[str] | None = None):
+    """The ``@dsl.pipeline`` graph component of ``pipeline`` (what the compiler compiles);
+    what its steps use and it does not carry is added to ``notes``."""
+    _, _, dsl = _kfp()
+    factories = {name: step_component(pipeline, step, default_image, notes) for name, step in pipeline.steps.items()}
+    param_names = [checked_name("parameter", name) for name in pipeline.parameters]
 
     def body(*values):
         given = dict(zip(param_names, values))
+        mounts = _volume_mounts(pipeline)
         tasks: dict[str, Any] = {}
         for name, step in pipeline.steps.items():
-            kwargs: dict[str, Any] = {io_name(p): given[p] for p in step.parameters}
+            kwargs: dict[str, Any] = {p: given[p] for p in step.parameters}
             for var, supplier in step.inputs.items():
                 if supplier not in tasks:
                     raise KFPCompileError(f"step {name} reads {var} from {supplier}, which does not run before it")
-                kwargs[_input_name(step, var)] = tasks[supplier].outputs[io_name(var)]
+                kwargs[_input_name(step, var)] = tasks[supplier].outputs[var]
             task = factories[name](**kwargs)
             task.set_display_name(name)
             task.set_caching_options(bool(step.cache))
             task.set_env_variable("PYTHONUNBUFFERED", "1")
             task.set_env_variable("KFJUPYTER_PRINT_METRICS", "1")
             _apply_limits(task, step)
+            _apply_pod(task, step, mounts)
             data_sources = set(step.inputs.values())
             for upstream in pipeline.upstream(name):
                 if upstream not in data_sources:
@@ -263,13 +434,13 @@ def build_pipeline_func(pipeline: Pipeline, default_image: str | None = None):
     signature = []
     for name, param in pipeline.parameters.items():
         default = json.dumps(param.default) if param.type == "json" else param.default
-        annotation = _PARAM_TYPES[param.type][1]
-        signature.append(
-            inspect.Parameter(io_name(name), inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation)
-        )
+        annotation = _PARAM_TYPES[param.type]
+        signature.append(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation))
     body.__signature__ = inspect.Signature(signature)  # type: ignore[attr-defined]
     body.__name__ = re.sub(r"\W", "_", pipeline.name) or "pipeline"
-    description = f"kfjupyter pipeline {pipeline.name}" + (f" from {pipeline.notebook}" if pipeline.notebook else "")
+    description = pipeline.description or (
+        f"kfjupyter pipeline {pipeline.name}" + (f" from {pipeline.notebook}" if pipeline.notebook else "")
+    )
     return dsl.pipeline(name=kfp_name(pipeline.name), description=description)(body)
 
 
@@ -287,7 +458,10 @@ def compile_kfp(pipeline: Pipeline | str | os.PathLike, path: str | os.PathLike 
     compiler, _, _ = _kfp()
     import tempfile
 
-    func = build_pipeline_func(pipeline, default_image)
+    notes: list[str] = []
+    func = build_pipeline_func(pipeline, default_image, notes)
+    for note in notes:
+        warnings.warn(note, KFPCompileWarning, stacklevel=2)
     with tempfile.TemporaryDirectory(prefix="kfjupyter-kfp-") as tmp:
         out = Path(tmp) / "pipeline.yaml"
         try:
@@ -304,7 +478,7 @@ def compile_kfp(pipeline: Pipeline | str | os.PathLike, path: str | os.PathLike 
 
 def runtime_parameters(pipeline: Pipeline, values: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run's ``runtime_config.parameters``: every parameter's value as the IR types it, keyed
-    by the IR's input names (:func:`io_name`)."""
+    by its name (the IR's pipeline inputs keep the parameters' names)."""
     unknown = sorted(set(values or {}) - set(pipeline.parameters))
     if unknown:
         raise KFPCompileError(
@@ -313,7 +487,7 @@ def runtime_parameters(pipeline: Pipeline, values: dict[str, Any] | None = None)
     out: dict[str, Any] = {}
     for name, value in pipeline.parameter_values(values).items():
         kind = pipeline.parameters[name].type
-        key = io_name(name)  # the pipeline input's name in the IR
+        key = name  # the pipeline input's name in the IR
         if kind == "json":
             out[key] = json.dumps(value)
         elif kind == "bool":

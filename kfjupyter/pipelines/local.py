@@ -39,6 +39,7 @@ Files of a run (``JOB_DIR``)::
 
 from __future__ import annotations
 
+import functools
 import importlib
 import io
 import json
@@ -291,9 +292,17 @@ class PipelineSupervisor(Supervisor):
             return dict(hit=False, reason=f"not cached: {old.status.lower()} in run {self.resume}")
         return dict(hit=False, reason=None)
 
+    @functools.cached_property
+    def notebook(self) -> str | None:
+        """The run's notebook (as its record has it): with the name, the pipeline's identity."""
+        return self.store.get_job(self.run_id).notebook
+
     def explain(self, step: Step, fp: dict[str, Any]) -> str:
-        """Why a step not taken from the cache was not: what changed since its last run."""
-        previous = ksteps.last_step(self.store, self.pipeline.name, step.name, exclude_run=self.run_id)
+        """Why a step not taken from the cache was not: its last run (of this pipeline from
+        this notebook) failed, or what changed since."""
+        previous = ksteps.last_step(self.store, self.pipeline.name, self.notebook, step.name, exclude_run=self.run_id)
+        if previous is not None and previous.status == st.FAILED:
+            return kcache.explain_miss(None, fp, failed_in=previous.job_id)
         return kcache.explain_miss(ksteps.attr(previous, "fingerprint") if previous else None, fp)
 
     # -- steps ---------------------------------------------------------------------

@@ -71,6 +71,9 @@ class Pipeline:
     #: Kale's ``volumes``: [{"name": PVC, "mount_point": PATH, "type": "pvc", ...}], mounted on
     #: every step (on Kubeflow Pipelines through kfp-kubernetes ``mount_pvc``)
     volumes: list[dict[str, Any]] = field(default_factory=list)
+    #: Kale's ``security_context``: {"run_as_user", "run_as_group", "run_as_non_root"} of
+    #: every step's pod (None: the cluster's defaults)
+    security_context: dict[str, Any] | None = None
 
     def upstream(self, step: str) -> list[str]:
         """Steps that must finish before ``step`` runs (data and explicit edges)."""
@@ -110,4 +113,5 @@ class Pipeline:
             description=data.get("description", ""),
             experiment=data.get("experiment"),
             volumes=list(data.get("volumes", [])),
+            security_context=data.get("security_context"),
         )

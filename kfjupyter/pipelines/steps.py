@@ -101,11 +101,15 @@ def attr(record: ChildRecord, key: str, default: Any = None) -> Any:
     return (record.attrs or {}).get(key, default)
 
 
-def last_step(ws: Workspace, pipeline: str, step: str, exclude_run: str | None = None) -> ChildRecord | None:
-    """The latest step ``step`` of pipeline ``pipeline`` that ran or was cached (for saying
-    why the cache did not answer: what changed since)."""
+def last_step(ws: Workspace, pipeline: str, notebook: str | None, step: str,
+              exclude_run: str | None = None) -> ChildRecord | None:  # fmt: skip
+    """The latest step ``step`` of pipeline ``pipeline`` run from ``notebook`` (a pipeline
+    is its name and its notebook: two notebooks with one Kale ``pipeline_name`` have
+    histories of their own) that ran, was cached or failed (for saying why the cache did
+    not answer: its last run failed, or what changed since)."""
     adopt_legacy_steps(ws)
-    for record in ws.last_child("pipeline", pipeline[:63], step, tuple(DONE), exclude_job=exclude_run):
+    statuses = (*sorted(DONE), st.FAILED)
+    for record in ws.last_child("pipeline", pipeline[:63], step, statuses, exclude_job=exclude_run, notebook=notebook):
         if attr(record, "fingerprint") is not None:
             return record
     return None

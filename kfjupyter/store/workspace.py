@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from .. import status as st
 from ..config import database_url, workspace_home
 from ..errors import JobNotFoundError, KFJupyterError
+from ..files import private_file
 from .models import Base, ChildRecord, JobRecord, as_utc, utcnow
 
 
@@ -161,13 +162,15 @@ class Workspace:
         return record
 
     def last_child(self, kind: str, job_name: str, name: str, statuses: tuple[str, ...],
-                   exclude_job: str | None = None) -> list[ChildRecord]:  # fmt: skip
-        """The children ``name`` of the jobs of ``kind`` named ``job_name`` that ended in
-        one of ``statuses``, the latest first (a pipeline's step in earlier runs)."""
+                   exclude_job: str | None = None, notebook: str | None = None) -> list[ChildRecord]:  # fmt: skip
+        """The children ``name`` of the jobs of ``kind`` named ``job_name`` started from
+        ``notebook`` (None: from no notebook) that ended in one of ``statuses``, the latest
+        first (a pipeline's step in earlier runs)."""
+        same_notebook = JobRecord.notebook.is_(None) if notebook is None else JobRecord.notebook == notebook
         query = (
             select(ChildRecord)
             .join(JobRecord, JobRecord.id == ChildRecord.job_id)
-            .where(JobRecord.kind == kind, JobRecord.name == job_name, ChildRecord.name == name,
+            .where(JobRecord.kind == kind, JobRecord.name == job_name, same_notebook, ChildRecord.name == name,
                    ChildRecord.status.in_(statuses))
             .order_by(ChildRecord.finished_at.desc())
         )  # fmt: skip
@@ -270,6 +273,8 @@ def get_workspace() -> Workspace:
     with _lock:
         ws = _cache.get((str(home), url))
         if ws is None:
+            if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+                private_file(Path(url[len("sqlite:///"):]))  # SQLite gives its -wal and -shm files its mode
             engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
             if url.startswith("sqlite"):
                 event.listen(engine, "connect", _sqlite_connect)
