@@ -35,11 +35,12 @@ import {
   LIMIT_KEYS,
   parseTags,
   ROLE_LABELS,
+  ROLE_TAGS,
   sameTags,
   serializeTags,
   stepNames,
-  tagProblem,
-  tagWarning
+  tagWarning,
+  writeProblem
 } from '../pipelinetags';
 import { formatDuration } from '../format';
 import { IJob } from '../types';
@@ -52,7 +53,16 @@ export const STEP_LOG_CAPACITY = 20000;
 /** Milliseconds between two reads of an active run. */
 export const POLL_MS = 1000;
 
-const ROLES: CellRole[] = ['continue', 'step', 'skip', 'imports', 'functions', 'pipeline-parameters', 'pipeline-metrics'];
+const ROLES: CellRole[] = [
+  'continue',
+  'step',
+  'skip',
+  'imports',
+  'functions',
+  'pipeline-parameters',
+  'pipeline-metrics',
+  'notebook' // offered only on a cell that has a notebook: tag
+];
 const LIMIT_LABELS: Record<string, string> = { cpu: 'CPU', memory: 'Memory', 'nvidia.com/gpu': 'GPUs' };
 const LIMIT_HINTS: Record<string, string> = { cpu: 'e.g. 2 or 500m', memory: 'e.g. 1Gi', 'nvidia.com/gpu': 'e.g. 1' };
 
@@ -153,7 +163,8 @@ function CellTagForm(props: { cell: ICellModel; index: number; allTags: (unknown
   const conflicts = stored.conflicts;
   const own = stored.role === 'step' ? stored.name : '';
   const others = stepNames(allTags).filter(n => n !== own);
-  const problemOf = (t: IStepTags): string => tagProblem(t);
+  // what the form would write must be tags the compiler takes
+  const problemOf = (t: IStepTags): string => writeProblem(t, cell.getMetadata('tags'));
   const [draft, setDraft] = React.useState<IStepTags>(stored);
 
   // The tags changed elsewhere (another view, undo): start over from the metadata, unless
@@ -194,6 +205,8 @@ function CellTagForm(props: { cell: ICellModel; index: number; allTags: (unknown
     change({ prev });
   };
   const prevChoices = [...others, ...draft.prev.filter(p => !others.includes(p))];
+  const roles = ROLES.filter(r => r !== 'notebook' || draft.role === 'notebook' || stored.role === 'notebook');
+  const unread = draft.role === stored.role ? stored.unread : [];
 
   return (
     <div className="kf-PipelineTags" data-cell={index}>
@@ -223,13 +236,24 @@ function CellTagForm(props: { cell: ICellModel; index: number; allTags: (unknown
           value={draft.role}
           onChange={e => change({ role: e.target.value as CellRole })}
         >
-          {ROLES.map(r => (
+          {roles.map(r => (
             <option key={r} value={r}>
               {ROLE_LABELS[r]}
             </option>
           ))}
         </select>
       </label>
+      {unread.length ? (
+        <div className="kf-PipelineTags-note">
+          {ROLE_TAGS.includes(draft.role) ? `Not read while "${draft.role}" decides the cell: ` : 'Not read ("step:" without a name): '}
+          {unread.join(', ')}
+        </div>
+      ) : null}
+      {draft.role === 'notebook' ? (
+        <div className="kf-PipelineTags-note">
+          References the notebook <code>{draft.name}</code> (Kale's sub-pipeline); Compile does not support it yet.
+        </div>
+      ) : null}
       {draft.role === 'step' ? (
         <>
           <label className="kf-PipelineField">
@@ -284,6 +308,40 @@ function CellTagForm(props: { cell: ICellModel; index: number; allTags: (unknown
               </label>
             ))}
           </div>
+          <EntryRows<[string, string]>
+            legend="Annotations"
+            noun="annotation"
+            columns={[
+              { label: 'key', placeholder: 'team.io/owner' },
+              { label: 'value', placeholder: 'ana' }
+            ]}
+            rows={draft.annotations}
+            blank={['', '']}
+            onChange={annotations => change({ annotations })}
+          />
+          <EntryRows<[string, string]>
+            legend="Labels"
+            noun="label"
+            columns={[
+              { label: 'key', placeholder: 'team' },
+              { label: 'value', placeholder: 'vision' }
+            ]}
+            rows={draft.labels}
+            blank={['', '']}
+            onChange={labels => change({ labels })}
+          />
+          <EntryRows<[string, string, string]>
+            legend="Secrets (env vars)"
+            noun="secret"
+            columns={[
+              { label: 'Secret', placeholder: 'db-creds' },
+              { label: 'key', placeholder: 'password' },
+              { label: 'env var', placeholder: 'DB_PASSWORD' }
+            ]}
+            rows={draft.secrets}
+            blank={['', '', '']}
+            onChange={secrets => change({ secrets })}
+          />
           <label className="kf-PipelineField kf-PipelineField-check">
             <input
               type="checkbox"
@@ -310,6 +368,54 @@ function CellTagForm(props: { cell: ICellModel; index: number; allTags: (unknown
         ))}
       </div>
     </div>
+  );
+}
+
+/**
+ * The rows of a step option that takes several values (annotations, labels, secrets): an
+ * input per column, a remove button per row, and Add. A blank row writes nothing.
+ */
+function EntryRows<R extends string[]>(props: {
+  legend: string;
+  noun: string;
+  columns: { label: string; placeholder: string }[];
+  rows: R[];
+  blank: R;
+  onChange: (rows: R[]) => void;
+}): JSX.Element {
+  const { legend, noun, columns, rows, blank, onChange } = props;
+  const edit = (i: number, j: number, value: string): void =>
+    onChange(rows.map((row, k) => (k === i ? (row.map((v, l) => (l === j ? value : v)) as R) : row)));
+  return (
+    <fieldset className="kf-PipelineField kf-PipelineTags-entries">
+      <legend>{legend}</legend>
+      {rows.map((row, i) => (
+        <div key={i} className="kf-PipelineTags-entry">
+          {columns.map((c, j) => (
+            <input
+              key={j}
+              aria-label={`${noun} ${i + 1} ${c.label}`}
+              value={row[j]}
+              placeholder={c.placeholder}
+              spellCheck={false}
+              onChange={e => edit(i, j, e.target.value)}
+            />
+          ))}
+          <button
+            type="button"
+            className="kf-PipelineTags-remove"
+            aria-label={`Remove ${noun} ${i + 1}`}
+            title={`Remove this ${noun}`}
+            onClick={() => onChange(rows.filter((_, k) => k !== i))}
+          >
+            ×
+          </button>
+        </div>
+      ))}
+      <button type="button" className="jp-mod-styled kf-PipelineTags-add" onClick={() => onChange([...rows, blank])}>
+        Add {noun}
+      </button>
+    </fieldset>
   );
 }
 
