@@ -68,11 +68,10 @@ IMAGE = re.compile(r"^image:(?P<image>\S+)$")
 LIMIT = re.compile(r"^limit:(?P<key>[_a-z\-./]+):(?P<value>[_a-zA-Z0-9.]+)$")
 
 #: What Kubernetes then accepts (checked here, where Kale leaves it to the cluster): KEY
-#: cpu, memory, ephemeral-storage, hugepages-SIZE or a vendor resource (nvidia.com/gpu);
-#: VALUE a quantity (2, 500m, 1.5, 4Gi, 1e3 …).
+#: cpu, memory, ephemeral-storage or a vendor resource (nvidia.com/gpu); VALUE a quantity
+#: (2, 500m, 1.5, 4Gi, 1e3 …).
 RESOURCE = re.compile(
-    r"^(?:cpu|memory|ephemeral-storage|hugepages-[0-9]+(?:[KMGT]i)?"
-    r"|[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?/[a-z0-9](?:[-a-z0-9._]*[a-z0-9])?)$")
+    r"^(?:cpu|memory|ephemeral-storage|[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?/[a-z0-9](?:[-a-z0-9._]*[a-z0-9])?)$")
 QUANTITY = re.compile(r"^[0-9]+(?:\.[0-9]+)?(?:[eE][0-9]+|[numkMGTPE]i?|Ki)?$")
 
 #: A Kubernetes annotation or label key: ``[prefix/]name``, segments of letters, digits and

@@ -111,9 +111,9 @@ export const TAG_RE = {
   image: /^image:(\S+)$/,
   /** tags.py LIMIT: Kale's shape `limit:KEY:VALUE`; KEY then checked with limitKey, VALUE with quantity. */
   limit: /^limit:([_a-z\-./]+):([_a-zA-Z0-9.]+)$/,
-  /** tags.py RESOURCE: cpu, memory, ephemeral-storage, hugepages-SIZE or a vendor resource (nvidia.com/gpu). */
+  /** tags.py RESOURCE: cpu, memory, ephemeral-storage or a vendor resource (nvidia.com/gpu). */
   limitKey:
-    /^(?:cpu|memory|ephemeral-storage|hugepages-[0-9]+(?:[KMGT]i)?|[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?\/[a-z0-9](?:[-a-z0-9._]*[a-z0-9])?)$/,
+    /^(?:cpu|memory|ephemeral-storage|[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?\/[a-z0-9](?:[-a-z0-9._]*[a-z0-9])?)$/,
   /** tags.py QUANTITY: a Kubernetes quantity (2, 500m, 1.5, 4Gi, 1e3 …). */
   quantity: /^[0-9]+(?:\.[0-9]+)?(?:[eE][0-9]+|[numkMGTPE]i?|Ki)?$/,
   /** tags.py ANNOTATION: `annotation:KEY:VALUE`, VALUE the rest of the tag. */

@@ -26,8 +26,8 @@ pytestmark = pytest.mark.slow
 CELLS = [
     (["imports"], "import time"),
     (["pipeline-parameters"], "factor = 2"),
-    (["step:load", "mytag"], "x = 21\ntime.sleep(3)\nprint('loaded', x)"),
-    (["skip", "keep-me"], "y = x * factor\nprint('double', y)"),
+    (["step:load", "hide-input"], "x = 21\ntime.sleep(3)\nprint('loaded', x)"),
+    (["skip", "remove-output"], "y = x * factor\nprint('double', y)"),
     (["step:report"], "print('report', y)"),
 ]
 
@@ -107,7 +107,7 @@ def test_tags_saved_dag_drawn_run_live_then_cached(lab, browser_page):
     expect(form.locator(".kf-PipelineTags-problem")).to_contain_text("needs a name")
     form.get_by_label("Step name").fill("double")
     expect(form.locator(".kf-PipelineTags-problem")).to_have_count(0)
-    expect(form.locator(".kf-PipelineTag")).to_have_text(["step:double", "keep-me"])
+    expect(form.locator(".kf-PipelineTag")).to_have_text(["step:double", "remove-output"])
 
     # Cell 5: after double (data flows too) and after load (no data: an explicit edge only).
     cells.nth(4).locator(".jp-InputPrompt").click()
@@ -124,8 +124,8 @@ def test_tags_saved_dag_drawn_run_live_then_cached(lab, browser_page):
     assert saved == [
         ["imports"],
         ["pipeline-parameters"],
-        ["step:load", "mytag"],
-        ["step:double", "keep-me"],
+        ["step:load", "hide-input"],
+        ["step:double", "remove-output"],
         ["step:report", "prev:double", "prev:load", "limit:cpu:1"],
     ]
 
@@ -242,8 +242,8 @@ def test_tag_form_keeps_spelling_and_leaves_conflicts_alone(lab, browser_page):
     write_tagged(
         path,
         [
-            (["block:prep", "mine"], "x = 1"),
-            (["imports", "skip"], "import os"),
+            (["block:prep", "hide-cell"], "x = 1"),
+            (["step:a", "step:b"], "import os"),
         ],
     )
     page.goto(f"{lab.url}/lab/tree/kale.ipynb?token={lab.token}")
@@ -264,17 +264,17 @@ def test_tag_form_keeps_spelling_and_leaves_conflicts_alone(lab, browser_page):
     expect(form.get_by_label("Step name")).to_have_value("prep")
     form.get_by_label("Memory limit").fill("2GB")  # the compiler would refuse it: not written
     expect(form.locator(".kf-PipelineTags-problem")).to_contain_text("not a Kubernetes quantity")
-    expect(form.locator(".kf-PipelineTag")).to_have_text(["block:prep", "mine"])
+    expect(form.locator(".kf-PipelineTag")).to_have_text(["block:prep", "hide-cell"])
     form.get_by_label("Memory limit").fill("2Gi")
-    expect(form.locator(".kf-PipelineTag")).to_have_text(["block:prep", "mine", "limit:memory:2Gi"])
+    expect(form.locator(".kf-PipelineTag")).to_have_text(["block:prep", "hide-cell", "limit:memory:2Gi"])
 
     cells.nth(1).locator(".jp-InputPrompt").click()
     expect(form.locator(".kf-PipelineTags-head")).to_contain_text("Cell 2")
     conflict = form.locator(".kf-PipelineTags-conflict")
-    expect(conflict).to_contain_text('"imports"')
-    expect(conflict).to_contain_text('"skip"')
+    expect(conflict).to_contain_text("step:a")
+    expect(conflict).to_contain_text("step:b")
     expect(form.get_by_label("Cell role")).to_be_disabled()
 
     page.keyboard.press("Control+s")
     saved = wait_disk(path, lambda t: "limit:memory:2Gi" in t[0])
-    assert saved == [["block:prep", "mine", "limit:memory:2Gi"], ["imports", "skip"]]
+    assert saved == [["block:prep", "hide-cell", "limit:memory:2Gi"], ["step:a", "step:b"]]
