@@ -116,6 +116,7 @@ METADATA = {
                   "size": 1, "size_type": "Gi"}],
         steps_defaults=["label:team:vision", "annotation:owner:ana", "limit:memory:1Gi"],
         base_image="python:3.11-slim",
+        security_context={"enabled": True, "run_as_user": 1000, "run_as_group": 100, "run_as_non_root": True},
     ),
 }
 
@@ -285,3 +286,7 @@ def test_the_compiled_ir_of_each_conformance_notebook_loads_in_the_kfp_sdk(rule,
                        for e in executors.values() for s in e.get("secretAsEnv", [])), env
     for volume in pipeline.volumes:
         assert any(m.get("mountPath") == volume["mount_point"] for e in executors.values() for m in e.get("pvcMount", []))
+    if pipeline.security_context:  # Kale's security_context, on every step's pod
+        assert len(executors) == len(pipeline.steps)
+        assert all(e.get("securityContext") == {"runAsUser": "1000", "runAsGroup": "100", "runAsNonRoot": True}
+                   or e.get("securityContext", {}).get("runAsUser") in (1000, "1000") for e in executors.values()), executors

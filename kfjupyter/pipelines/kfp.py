@@ -384,11 +384,15 @@ def _volume_mounts(pipeline: Pipeline) -> list[tuple[dict[str, Any], Any]]:
     return mounts
 
 
-def _apply_pod(task, step: Step, mounts: list[tuple[dict[str, Any], Any]]) -> None:
-    """The step's labels, annotations and secrets, and the pipeline's volumes, on its pod."""
-    if not (step.labels or step.annotations or step.secrets or mounts):
+def _apply_pod(task, step: Step, mounts: list[tuple[dict[str, Any], Any]],
+               security: dict[str, Any] | None = None) -> None:
+    """The step's labels, annotations and secrets, and the pipeline's volumes and Kale's
+    security context, on its pod."""
+    if not (step.labels or step.annotations or step.secrets or mounts or security):
         return
     kubernetes = _kubernetes()
+    if security:
+        kubernetes.set_security_context(task, **security)
     for key, value in step.labels.items():
         kubernetes.add_pod_label(task, key, str(value))
     for key, value in step.annotations.items():
@@ -424,7 +428,7 @@ def build_pipeline_func(pipeline: Pipeline, default_image: str | None = None, no
             task.set_env_variable("PYTHONUNBUFFERED", "1")
             task.set_env_variable("KFJUPYTER_PRINT_METRICS", "1")
             _apply_limits(task, step)
-            _apply_pod(task, step, mounts)
+            _apply_pod(task, step, mounts, pipeline.security_context)
             data_sources = set(step.inputs.values())
             for upstream in pipeline.upstream(name):
                 if upstream not in data_sources:
