@@ -240,8 +240,9 @@ def test_a_failure_says_which_notebook_cell_failed(tmp_path):
     step = from_notebook(nb).steps["a"]
     r = run_step(tmp_path, step.program, step="a")
     assert r.returncode == 1 and "ZeroDivisionError" in r.stderr
-    # the step's cell that called, then the functions cell where it raised
-    assert r.stderr.splitlines()[-1] == "(in notebook cell 3 line 2 → notebook cell 1 line 2)"
+    # the step's cell that called, then the functions cell where it raised (counted from 1,
+    # markdown cells too, as JupyterLab counts them)
+    assert r.stderr.splitlines()[-1] == "(in cell 4 line 2 → cell 2 line 2)"
 
 
 def test_a_missing_output_and_a_missing_input_name_the_step(tmp_path):
@@ -507,9 +508,9 @@ def test_an_unchanged_input_passed_on_is_linked_a_changed_one_written(tmp_path):
                 if meta(dst / n)["format"] == fmt and os.path.samefile(src / n / f"data.{stepruntime._EXT[fmt]}",
                                                                        dst / n / f"data.{stepruntime._EXT[fmt]}")}
 
-    # a DataFrame with a str column pickles to other bytes once it has been unpickled (pandas'
-    # internals): written again on its first pass, linked from then on
-    assert keep(first, same) == set(PASSED_ON) - {"frame"}
+    # a DataFrame with a str column and a fitted estimator pickle to other bytes once unpickled
+    # (the pickles' memo differs): written again on their first pass, linked from then on
+    assert keep(first, same) == set(PASSED_ON) - {"frame", "clf"}
     assert keep(same, again) == set(PASSED_ON)
     passed = [a for n in PASSED_ON for a in ("--input", n, str(first / n))]
     r = run_step(tmp_path, """
@@ -544,3 +545,14 @@ def test_a_value_shorter_than_the_input_it_replaces(tmp_path):
     assert stepruntime.load_value(new) == list(range(10))
     stepruntime.save_value(list(range(100)), new, name="v", previous=new)  # its own directory: written
     assert stepruntime.load_value(new) == list(range(100))
+
+
+def test_a_notebooks_magics_run_in_its_compiled_step(tmp_path):
+    nb = _notebook((["imports"], "import os"), (["step:a"], "%time z = len(os.sep) + 1\n!echo shell says hi"),
+                   (["step:b"], "print(z)"))
+    step = from_notebook(nb).steps["a"]
+    assert step.outputs == ["z"] and "get_ipython()" in step.program
+    r = run_step(tmp_path, step.program, "--output", "z", str(tmp_path / "z"), step="a")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "z" / "data.json").read_text()) == 2
+    assert "shell says hi" in r.stdout

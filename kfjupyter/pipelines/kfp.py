@@ -307,7 +307,7 @@ def step_component(pipeline: Pipeline, step: Step, default_image: str | None = N
         [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=a) for n, a in interface.items()]
     )
     container.__name__ = step.name
-    container.__doc__ = f"kfjupyter step {step.name} (notebook cells {', '.join(map(str, step.cells))})"
+    container.__doc__ = f"kfjupyter step {step.name} (notebook cells {', '.join(str(c + 1) for c in step.cells)})"
     return dsl.container_component(container)
 
 
