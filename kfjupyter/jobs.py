@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import os
 import queue
+import re
 import shutil
 import threading
 import time
@@ -27,6 +28,7 @@ from typing import Any, Callable, Iterable, Iterator
 from . import status as st
 from .backends import get_backend, handle_class, spec_class
 from .errors import InvalidOptionError, KFJupyterError, PreflightError
+from .files import DIR_MODE, files_under, make_private, private_dir
 from .runtime.engine import Channels, Engine, JobSpec, UnknownChannelError
 from .store.models import ChildRecord, JobRecord
 from .store.workspace import as_aware, get_workspace
@@ -36,8 +38,121 @@ from .store.workspace import as_aware, get_workspace
 REGISTER_MODEL = "kfjupyter.registry:register_model"
 
 
+#: a follower of a watched job looks at it anyway this often (what a watch cannot see)
+RESYNC_S = 60.0
+#: the longest pause between two looks at a job on an API that cannot be watched
+BACKOFF_CAP_S = 5.0
+
+
+class ChangeFeed:
+    """When a follower of a job should look at it again (observe it through its engine),
+    as its engine's ``features.changes`` says: every ``poll`` (a local job); when the
+    engine's watch saw a change, and every :data:`RESYNC_S` anyway (Kubernetes); at
+    intervals doubling from ``poll`` to :data:`BACKOFF_CAP_S` while nothing changes (a
+    remote API without watch: KFP). One feed per follower; ``close()`` ends its watch."""
+
+    def __init__(self, job: "Job", poll: float):
+        self.job, self.poll, self.interval = job, poll, poll
+        self.next = 0.0  # the first look is due at once
+        self.mode: str | None = None
+        self._changes: Any = None
+
+    def _watching(self) -> Any:
+        if self.mode is None and self.job.record.backend_info:  # not before the engine has the job
+            self.mode = self.job.engine.features.changes
+            if self.mode == "watch":
+                self._changes = self.job.engine.changes(self.job.id, self.job.record.backend_info)
+        return self._changes
+
+    def take(self) -> bool:
+        """Whether to look now (what changed so far is taken: a look sees it)."""
+        changes = self._watching()
+        changed = changes is not None and changes.wait(0)
+        return changed or time.monotonic() >= self.next
+
+    def looked(self, changed: bool) -> None:
+        """After a look: when the next one is due (``changed``: the look saw a change)."""
+        if self.mode == "watch":
+            interval = RESYNC_S
+        elif self.mode == "backoff":
+            self.interval = interval = self.poll if changed else min(self.interval * 2, BACKOFF_CAP_S)
+        else:
+            interval = self.poll
+        self.next = time.monotonic() + interval
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until the next look is due, a watched change, or ``timeout`` seconds."""
+        left = max(0.0, min(timeout, self.next - time.monotonic()))
+        changes = self._watching()
+        if changes is not None:
+            if changes.wait(left):
+                self.next = 0.0
+        else:
+            time.sleep(left)
+
+    def close(self) -> None:
+        if self._changes is not None:
+            self._changes.close()
+            self._changes = None
+
+    def __enter__(self) -> "ChangeFeed":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+#: how many of the failing rank's last lines a job's failure error shows
+ERROR_TAIL_LINES = 12
+
+
 class JobFailedError(KFJupyterError):
-    """Raised by :meth:`Job.wait` with ``raise_on_failure`` when the job did not succeed."""
+    """A job ended Failed: raised by :meth:`Job.wait` (unless ``raise_on_failure=False``)
+    and by the blocking magics, so the cell, papermill and ``nbconvert --execute`` fail.
+    ``job_id``, ``status`` and ``rank`` (the failing rank, when known) say which; the
+    message is short: the job, the failing rank and its last lines."""
+
+    def __init__(self, message: str, job_id: str = "", status: str = st.FAILED, rank: int | None = None):
+        super().__init__(message)
+        self.job_id, self.status, self.rank = job_id, status, rank
+
+
+class JobCancelledError(JobFailedError):
+    """A job ended Cancelled (by the user, the sidebar, another process …)."""
+
+
+class JobInterrupted(KeyboardInterrupt):
+    """Ctrl-C while following a job (see :meth:`Job.follow`): the job was cancelled, unless
+    told not to. IPython shows its one line, not a traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"KeyboardInterrupt: {self}"]
+
+
+_RANK = re.compile(r"^rank (\d+) ")
+
+
+def failed_rank(error: str | None) -> int | None:
+    """The rank a job's error names first (``rank 1 exited with code 1 …``), or None."""
+    match = _RANK.match(error or "")
+    return int(match.group(1)) if match else None
+
+
+def failure_text(kind: str, job_id: str, status: str, error: str | None, message: str | None = None,
+                 tail: int = ERROR_TAIL_LINES) -> str:
+    """The short story of a job that did not succeed: ``train job ID failed: rank 1 exited
+    with code 1`` and the last ``tail`` lines of its error (where the full text is, when cut)."""
+    what = "cancelled" if status == st.CANCELLED else status.lower()
+    lines = (error or "").strip("\n").splitlines()
+    head = f"{kind} job {job_id} {what}"
+    if status == st.CANCELLED:
+        return head + (f" ({message})" if message else "")
+    if not lines:
+        return head + (f": {message}" if message else "")
+    body = lines[1:]
+    cut = len(body) > tail
+    shown = [f"... {len(body) - tail} line(s) before (job.error, kfjupyter jobs show {job_id})"] if cut else []
+    return "\n".join([f"{head}: {lines[0]}", *shown, *body[-tail:]]) if body else f"{head}: {lines[0]}"
 
 
 @dataclass(frozen=True)
@@ -132,6 +247,10 @@ class Job:
     def done(self) -> bool:
         return self.status in st.TERMINAL
 
+    def changes(self, poll: float = 0.5) -> ChangeFeed:
+        """When to look at the job again (see :class:`ChangeFeed`): a follower's clock."""
+        return ChangeFeed(self, poll)
+
     # -- files ---------------------------------------------------------------------
     @property
     def job_dir(self) -> Path:
@@ -143,11 +262,11 @@ class Job:
 
     @property
     def outputs(self) -> dict[str, Path]:
-        """Files the job saved to ``kfjupyter.output_dir()``: relative name → path."""
+        """Files the job saved to ``kfjupyter.output_dir()``: relative name → path. A link
+        among them is refused (:class:`kfjupyter.files.LinkRefusedError` names it): what a
+        job links into its outputs is never listed, registered or served."""
         root = self.output_dir
-        if not root.exists():
-            return {}
-        return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
+        return {p.relative_to(root).as_posix(): p for p in files_under(self.job_dir, "outputs", "job output")}
 
     @property
     def program(self) -> str:
@@ -246,9 +365,15 @@ class Job:
         emit = on_event or (lambda _event: None)
         last = None
         seen: dict[str, str] = {}
+        feed = self.changes(poll)
         try:
             while True:
-                status = self.status
+                if feed.take():
+                    status = self.status
+                    feed.looked(status != last)
+                else:  # nothing new from the backend: the record (another process may have changed it)
+                    self._record = get_workspace().get_job(self.id)
+                    status = self._record.status
                 if status != last:
                     emit(JobEvent("status", status))
                     last = status
@@ -278,10 +403,11 @@ class Job:
         except KeyboardInterrupt:
             if cancel_on_interrupt:
                 self.cancel()
-                raise KeyboardInterrupt(f"{self.kind} job {self.id} cancelled") from None
+                raise JobInterrupted(f"{self.kind} job {self.id} cancelled") from None
             raise
         finally:
             stop.set()
+            feed.close()
 
     def _pump(self, channel: str, tail: int | None, stop: threading.Event, out: queue.Queue) -> None:
         """Put the lines of a followed channel on ``out`` (a :meth:`follow` reader thread)."""
@@ -302,17 +428,37 @@ class Job:
         timeout: float | None = None,
         poll: float = 0.2,
         cancel_on_interrupt: bool = True,
-        raise_on_failure: bool = False,
+        raise_on_failure: bool = True,
+        on_event: Callable[[JobEvent], Any] | None = None,
     ) -> "Job":
-        """Block until the job ends. Ctrl-C cancels it (unless ``cancel_on_interrupt=False``)."""
-        self.follow(poll=poll, timeout=timeout, cancel_on_interrupt=cancel_on_interrupt)
-        if raise_on_failure and self._record.status != st.SUCCEEDED:
-            raise JobFailedError(f"job {self.id} {self._record.status}:\n{self._record.error or ''}")
+        """Block until the job ends and return it; if it ended Failed or Cancelled, raise
+        :class:`JobFailedError` / :class:`JobCancelledError` (its job, failing rank and last
+        lines), unless ``raise_on_failure=False``. Ctrl-C cancels the job (unless
+        ``cancel_on_interrupt=False``). ``on_event``: called as :meth:`follow` calls it."""
+        self.follow(on_event, poll=poll, timeout=timeout, cancel_on_interrupt=cancel_on_interrupt)
+        if raise_on_failure:
+            self.raise_for_status()
+        return self
+
+    @property
+    def failed_rank(self) -> int | None:
+        """The rank (the job's own channel) whose failure failed the job, when it says."""
+        return failed_rank(self._record.error) if self._record.status == st.FAILED else None
+
+    def raise_for_status(self) -> "Job":
+        """Raise :class:`JobFailedError` (or :class:`JobCancelledError`) if the job ended that
+        way; return the job otherwise (also while it runs)."""
+        record = self._record
+        if record.status in (st.FAILED, st.CANCELLED):
+            cls = JobCancelledError if record.status == st.CANCELLED else JobFailedError
+            text = failure_text(record.kind, self.id, record.status, record.error, record.message)
+            raise cls(text, job_id=self.id, status=record.status, rank=self.failed_rank)
         return self
 
     def cancel(self) -> "Job":
-        """Stop everything the job runs and mark it Cancelled. Does nothing to a finished job."""
-        if self.refresh().status not in st.TERMINAL:
+        """Stop everything the job runs and mark it Cancelled (Cancelling while its backend
+        still deletes or stops what ran). Does nothing to a finished job."""
+        if self.refresh().status not in st.TERMINAL and self._record.status != st.CANCELLING:
             if not self._record.backend_info:  # still being submitted: its submitter stops it …
                 record = get_workspace().update_job(
                     self.id, only_if_active=True, status=st.CANCELLED, message="cancelled by the user"
@@ -426,9 +572,9 @@ def _new_folder(ws, spec: JobSpec, job_id: str | None) -> tuple[str, Path]:
     for _ in range(20):
         candidate = job_id or spec.new_job_id()
         folder = ws.job_dir(candidate)
-        folder.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(folder.parent)
         try:
-            folder.mkdir()
+            folder.mkdir(mode=DIR_MODE)
             return candidate, folder
         except FileExistsError:
             if job_id:
@@ -461,7 +607,10 @@ def resubmit(job_id: str, spec: JobSpec, prepare: Callable[[str, Path], None] | 
 def _start(job_id: str, spec: Any, job_dir: Path, engine: Engine, forget_refused: bool = True) -> JobRecord:
     ws = get_workspace()
     try:
-        info = engine.submit(job_id, spec, job_dir)
+        try:
+            info = engine.submit(job_id, spec, job_dir)
+        finally:  # what this process wrote there (the bundle, launch.json …): its processes write privately
+            make_private(job_dir)
     except REFUSALS as exc:
         if forget_refused:
             forget(job_id)

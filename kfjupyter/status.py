@@ -12,9 +12,13 @@ RUNNING = "Running"
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
 CANCELLED = "Cancelled"
+#: cancelled, and what ran is still being stopped (a Kubernetes object being deleted, a KFP
+#: run being terminated); Cancelled once it is gone
+CANCELLING = "Cancelling"
 
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
-ALL = (PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+ACTIVE = (PENDING, RUNNING, CANCELLING)
+ALL = (PENDING, RUNNING, CANCELLING, SUCCEEDED, FAILED, CANCELLED)
 
 # a child task (pipeline step, trial, sweep run, server) can also end these ways
 SKIPPED = "Skipped"  # not run: what it needed failed, or its parent was cancelled first
@@ -78,3 +82,12 @@ class Observation:
     error: str | None = None
     message: str | None = None
     reason: SupervisorLost | None = None
+
+
+def cancellation(what: str, *, gone: bool, detail: str | None = None) -> Observation:
+    """The one rule for a job whose backend object is being deleted or stopped: Cancelling
+    while that is under way (``gone=False``: a ``deletionTimestamp``, KFP's CANCELING),
+    Cancelled once it is gone (``gone=True``), for every kind of job on every backend."""
+    if gone:
+        return Observation(CANCELLED, message=f"{what} is gone (cancelled or deleted)" + (f": {detail}" if detail else ""))
+    return Observation(CANCELLING, message=f"{what} is being deleted" + (f": {detail}" if detail else ""))

@@ -16,6 +16,7 @@ from fake_k8s import ApiError, ExperimentValidator, TrainJobValidator, fake_k8s,
 from kubernetes.client.exceptions import ApiException
 
 import kfjupyter
+from conftest import wait_for
 from kfjupyter import status as st
 from kfjupyter.errors import InvalidOptionError
 from kfjupyter.k8s.client import connect
@@ -162,8 +163,8 @@ def test_cancel_deletes_the_experiment_and_its_configmap(fake_k8s_manual, workdi
     fake_k8s_manual.add_trial("team-a", study.id, {"x": "1.0", "opt": "adam"}, "Running")
     fake_k8s_manual.update_experiment("team-a", study.id)
     assert study.status == st.RUNNING
-    study.cancel()
-    assert study.status == st.CANCELLED
+    study.cancel()  # a foreground delete: Cancelling until the garbage collector is done
+    wait_for(lambda: study.status == st.CANCELLED, timeout=10)
     assert fake_k8s_manual.get("experiments", "team-a", study.id) is None
     assert fake_k8s_manual.get("configmaps", "team-a", f"{study.id}-bundle") is None
     assert fake_k8s_manual.list("trials") == []  # owned by the Experiment: collected

@@ -59,14 +59,14 @@ STATES = {
     "PENDING": st.PENDING,
     "PAUSED": st.PENDING,
     "RUNNING": st.RUNNING,
-    "CANCELING": st.RUNNING,
+    "CANCELING": st.CANCELLING,
     "SUCCEEDED": st.SUCCEEDED,
     "SKIPPED": st.SUCCEEDED,
     "FAILED": st.FAILED,
     "CANCELED": st.CANCELLED,
 }
 #: KFP's task states → our step states (``SKIPPED`` is a cache hit on KFP).
-STEP_STATES = dict(STATES, SKIPPED="Cached", CANCELED=st.CANCELLED, CANCELING=st.RUNNING)
+STEP_STATES = dict(STATES, SKIPPED="Cached", CANCELED=st.CANCELLED, CANCELING=st.CANCELLING)
 
 
 class KFPError(BackendError):
@@ -255,7 +255,8 @@ class KFPPipelineBackend(EngineBase):
 
     kind = "pipeline"
     name = "kubernetes"
-    features = Features(children=True)
+    #: KFP's REST API has no watch: followers back off
+    features = Features(children=True, changes="backoff")
 
     def __init__(self, url: str | None = None, poll_interval: float = 1.0):
         self._url = url
@@ -393,11 +394,13 @@ class KFPPipelineBackend(EngineBase):
             run = self.get_run(info)
         except KFPError as exc:
             if exc.status == 404:
-                return Observation(st.CANCELLED, message=f"KFP run {info.get('run_id')} no longer exists")
+                return st.cancellation(f"KFP run {info.get('run_id')}", gone=True)
             raise
         self._sync_steps(job_id, info, run)
         state = run.get("state") or "RUNTIME_STATE_UNSPECIFIED"
         status = STATES.get(state, st.PENDING)
+        if status == st.CANCELLING:  # terminated: KFP is deleting its pods
+            return st.cancellation(f"KFP run {info.get('run_id')}", gone=False, detail="KFP is terminating it (CANCELING)")
         if status == st.FAILED:
             error = _run_error(run) or f"KFP run {info.get('run_id')} failed"
             return Observation(st.FAILED, error=error, message=error.splitlines()[0])

@@ -53,8 +53,12 @@ class Features:
     children: bool = False
     #: a detached local supervisor runs the job (see :mod:`kfjupyter.runtime.detached`)
     supervised: bool = False
+    #: how a follower learns that the job changed: ``"poll"`` (observe it every poll: a
+    #: local job, cheap), ``"watch"`` (:meth:`Engine.changes` wakes it: a Kubernetes watch),
+    #: ``"backoff"`` (a remote API that cannot be watched: observe at growing intervals)
+    changes: str = "poll"
 
-    def to_dict(self) -> dict[str, bool]:
+    def to_dict(self) -> dict[str, bool | str]:
         return asdict(self)
 
 
@@ -204,6 +208,11 @@ class Engine(Protocol):
         """Give a job recorded by an earlier kfjupyter (without child tasks in the store)
         the children it has: from its journal, its spec, its old tables. Idempotent."""
 
+    def changes(self, job_id: str, info: dict) -> Any:
+        """With ``features.changes == "watch"``: an object whose ``wait(timeout)`` returns
+        True when what :meth:`observe` reads changed, ``pending()`` says so without
+        waiting, and ``close()`` ends (see :class:`kfjupyter.k8s.observe.Changes`)."""
+
 
 class EngineBase:
     """Defaults every engine may inherit: no metrics, no children, nothing to tidy."""
@@ -220,6 +229,9 @@ class EngineBase:
 
     def backfill_children(self, job_id: str, info: dict) -> None:
         pass
+
+    def changes(self, job_id: str, info: dict) -> Any:
+        raise NotImplementedError(f"the {self.kind} engine {self.name!r} does not watch (features.changes)")
 
     @staticmethod
     def unknown_channel(job_id: str, channel: str, known: Channels | None = None) -> UnknownChannelError:

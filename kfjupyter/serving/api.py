@@ -8,6 +8,7 @@ its ``backend_info`` says where (local processes, or an InferenceService).
 
 from __future__ import annotations
 
+import functools
 import http.client
 import importlib.util
 import json
@@ -35,6 +36,9 @@ KIND = "endpoint"
 #: The file (in an endpoint's folder) of the notebook code its servers run: a model class
 #: to rebuild a state dict, pre- and post-processing functions (cloudpickled).
 HOOKS = "hooks.pkl"
+#: The file (in a local endpoint's folder, 0600) of the token its servers and router ask
+#: every request for (``Authorization: Bearer TOKEN``): other local users cannot call them.
+TOKEN = "token"
 VERSION_HEADER = "x-kfjupyter-version"
 
 
@@ -48,6 +52,10 @@ class PredictionError(KFJupyterError):
 
 class EndpointNotFoundError(KFJupyterError, LookupError):
     """No endpoint by that name or id in the workspace."""
+
+
+class EndpointNotDeployedError(KFJupyterError):
+    """The endpoint exists but serves nothing: it was undeployed, or its server stopped."""
 
 
 # -- resolving what to serve ------------------------------------------------------------------
@@ -176,7 +184,10 @@ def deploy(
                                status=st.RUNNING if local else st.PENDING, message=shown)  # fmt: skip
     endpoint = Endpoint(job.id)
     if wait and not local:
-        endpoint.wait_ready(timeout=timeout or 600)
+        try:
+            endpoint.wait_ready(timeout=timeout or 600)
+        except TimeoutError:
+            raise TimeoutError(endpoint._remove_unready(timeout or 600)) from None
     return endpoint
 
 
@@ -271,10 +282,19 @@ class Endpoint:
     @property
     def url(self) -> str | None:
         """The base URL (local: ``http://127.0.0.1:PORT``; Kubernetes: the InferenceService's ``status.url``)."""
-        info = self.info
+        return self._url_of(self.info)
+
+    def _url_of(self, info: dict) -> str | None:
         if "url" in info:
             return info["url"]
         return self.job.engine.url(info) if info else None
+
+    @functools.cached_property
+    def token(self) -> str | None:
+        """The token a direct call of a local endpoint sends (``Authorization: Bearer
+        TOKEN``); None for an endpoint that asks for none (on Kubernetes)."""
+        path = get_workspace().job_dir(self.id) / TOKEN
+        return path.read_text().strip() if path.exists() else None
 
     @property
     def predict_url(self) -> str | None:
@@ -294,34 +314,65 @@ class Endpoint:
         return {spec["version"]["ref"]: 100}
 
     def wait_ready(self, timeout: float = 600, poll: float = 0.5) -> "Endpoint":
+        """Block until the endpoint serves its latest spec; TimeoutError after ``timeout`` s
+        (it is left as it is). Watches where the backend allows (see ``Job.changes``)."""
         deadline = time.monotonic() + timeout
-        while True:
-            status = self.status
-            if status == st.RUNNING and self.job.engine.rolled_out(self.info):
-                return self  # Ready, and for the latest spec (a canary patched in after the create)
-            if status in st.TERMINAL:
-                raise BackendError(f"endpoint {self.name} is {status}: {self.job.error or self.record.message or ''}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"endpoint {self.name} not ready after {timeout} s")
-            time.sleep(poll)
+        with self.job.changes(poll) as feed:
+            while True:
+                if feed.take():
+                    status = self.status
+                    feed.looked(True)
+                    if status == st.RUNNING and self.job.engine.rolled_out(self.record.backend_info or {}):
+                        return self  # Ready, and for the latest spec (a canary patched in after the create)
+                    if status in st.TERMINAL:
+                        raise BackendError(f"endpoint {self.name} is {status}: {self.job.error or self.record.message or ''}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"endpoint {self.name} not ready after {timeout} s")
+                feed.wait(deadline - time.monotonic())
+
+    def _remove_unready(self, timeout: float) -> str:
+        """``deploy(wait=True)`` gave up: remove what it created (nothing was serving
+        before it) and say what that was and how far it got."""
+        info = self.job.refresh().backend_info or {}
+        what = f"InferenceService {info.get('namespace')}/{info.get('name')}" if "namespace" in info else f"endpoint {self.name}"
+        seen = self.job.engine.observe(self.id, info) if info else None  # the condition now (the record keeps the first)
+        last = (seen and (seen.error or seen.message)) or "no condition reported yet"
+        try:
+            self.undeploy()
+        except KFJupyterError as exc:
+            return (f"endpoint {self.name} not ready after {timeout} s (last condition: {last}); removing {what} "
+                    f"failed ({exc}): remove it with kfjupyter.get_endpoint({self.id!r}).undeploy()")
+        get_workspace().update_job(self.id, message=f"not ready after {timeout} s ({last}); {what} was removed")
+        return (f"endpoint {self.name} not ready after {timeout} s (last condition: {last}); {what} was removed "
+                "(deploy again with a longer timeout=, or wait=False and follow endpoint.status)")
 
     # -- calling ------------------------------------------------------------------------------
     def request(self, path: str, payload: Any, timeout: float = 30.0) -> tuple[int, dict, dict]:
-        """POST JSON to ``path`` of the endpoint: (status, body, headers)."""
-        url = self.url
+        """POST JSON to ``path`` of the endpoint: (status, body, headers).
+        :class:`EndpointNotDeployedError` when it serves nothing (undeployed, or stopped)."""
+        record = self.job.refresh()
+        if record.status in st.TERMINAL:
+            why = record.message if record.status == st.CANCELLED else record.error
+            raise EndpointNotDeployedError(
+                f"endpoint {self.name} is not deployed: it is {record.status}" + (f" ({why.strip()})" if why else "")
+            )
+        url = self._url_of(record.backend_info or {})
         if not url:
-            raise BackendError(f"endpoint {self.name} has no URL yet (status {self.status})")
+            raise BackendError(f"endpoint {self.name} has no URL yet (status {record.status})")
         parts = urlsplit(url)
         conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         conn = conn_cls(parts.hostname, parts.port, timeout=timeout)
+        headers = {"content-type": "application/json"}
+        if self.token:
+            headers["authorization"] = f"Bearer {self.token}"
         try:
             body = json.dumps(payload).encode()
-            conn.request("POST", (parts.path or "") + path, body=body, headers={"content-type": "application/json"})
+            conn.request("POST", (parts.path or "") + path, body=body, headers=headers)
             resp = conn.getresponse()
             raw = resp.read()
             headers = {k.lower(): v for k, v in resp.getheaders()}
         except OSError as exc:
-            raise BackendError(f"endpoint {self.name} did not answer at {url}: {exc} (status {self.status})") from exc
+            raise BackendError(f"endpoint {self.name} did not answer at {url}: {exc} (status {record.status})") from exc
         finally:
             conn.close()
         try:
@@ -373,11 +424,13 @@ class Endpoint:
 
     def undeploy(self) -> "Endpoint":
         """Stop serving: every process (or the InferenceService) goes; the record reads Cancelled."""
+        undeployed = get_workspace().get_job(self.id).status == st.CANCELLED  # as recorded before this call
         record = self.job.refresh()
-        if record.backend_info:
-            self.job.backend.cancel(self.id, record.backend_info)
-        get_workspace().update_job(self.id, only_if_active=True, status=st.CANCELLED, message="undeployed")
-        if record.status != st.CANCELLED and (record.backend_info or {}).get(REGISTRY_RECORD):
+        if record.backend_info and record.status != st.CANCELLED:  # a Cancelled one's name may serve another now
+            self.job.backend.cancel(self.id, record.backend_info)  # Cancelled (Cancelling while the cluster deletes it)
+        elif not record.backend_info:
+            get_workspace().update_job(self.id, only_if_active=True, status=st.CANCELLED, message="undeployed")
+        if not undeployed and (record.backend_info or {}).get(REGISTRY_RECORD):
             _update_record(record.backend_info, undeployed=True)
         self.job.refresh()
         return self

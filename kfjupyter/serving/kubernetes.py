@@ -7,22 +7,25 @@ KServe v0.20.0 CRD (``kfjupyter/k8s/schemas/kserve-v0.20.0/``), plus the rules o
 validating webhook that the schema does not show (see ``schemas/README.md``).
 
 A canary follows KServe's model: the InferenceService names the new version with
-``canaryTrafficPercent``; KServe keeps the last rolled-out revision for the rest. So a
-canary deploy creates the service with the primary version, waits for it to be Ready,
-then patches in the canary. ``promote`` drops the percent (the canary takes it all);
-``rollback`` patches the previous version back.
+``canaryTrafficPercent``; KServe keeps the last rolled-out revision for the rest (on the
+first rollout there is none: the percent would be ignored). So a canary deploy creates
+the service with the primary version and returns; the first look at the endpoint
+(:meth:`~KubernetesEndpointBackend.observe`, whoever asks: ``deploy(wait=True)``, a status
+read, the sidebar) that finds the primary Ready and rolled out patches the canary in.
+``promote`` drops the percent (the canary takes it all); ``rollback`` patches the previous
+version back. Followers watch the InferenceService (:mod:`kfjupyter.k8s.observe`).
 """
 
 from __future__ import annotations
 
 import functools
 import re
-import time
 from pathlib import Path
 from typing import Iterator
 
 from .. import status as st
 from ..errors import BackendError, InvalidOptionError
+from ..k8s.observe import Changes, deletion
 from ..k8s.schema import SCHEMAS_DIR, ManifestError, check_metadata, Validator, load_crd_schema
 from ..runtime.engine import Channel, Channels, EngineBase, Features
 from ..status import Observation
@@ -139,6 +142,18 @@ def validate_isvc(manifest: dict) -> dict:
     return manifest
 
 
+def _canary_due(spec: dict, obj: dict) -> bool:
+    """The endpoint has a canary that the InferenceService does not carry yet, and the
+    primary is rolled out (KServe splits the traffic between the last rolled-out revision
+    and the spec): time to patch the canary in."""
+    canary = spec.get("canary")
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    predictor = ((obj.get("spec") or {}).get("predictor")) or {}
+    rolled = (obj.get("status") or {}).get("observedGeneration", 0) >= (obj.get("metadata") or {}).get("generation", 0)
+    return bool(canary) and rolled and "canaryTrafficPercent" not in predictor \
+        and annotations.get("kfjupyter.io/model-version") == (spec.get("version") or {}).get("ref")
+
+
 def _ready(obj: dict) -> tuple[bool, str | None, str | None]:
     for cond in (obj.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Ready":
@@ -156,7 +171,7 @@ class KubernetesEndpointBackend(EngineBase):
 
     kind = "endpoint"
     name = "kubernetes"
-    features = Features(children=True)
+    features = Features(children=True, changes="watch")
     #: the model runtime an InferenceService names in Kubeflow Model Registry: KServe's, the
     #: ServingRuntime left to KServe's selection by ``modelFormat``
     runtime = "kserve"
@@ -201,17 +216,11 @@ class KubernetesEndpointBackend(EngineBase):
         except ApiException as exc:
             raise BackendError(f"the API server refused the InferenceService change: {exc.status} {exc.reason}: {exc.body}") from exc
 
-    def _wait_ready(self, info: dict, generation_after: str | None = None, timeout: float = 600) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            obj = self._get(info)
-            if obj is not None:
-                ready, _, _ = _ready(obj)
-                rolled = (obj.get("status") or {}).get("observedGeneration", 0) >= obj["metadata"].get("generation", 0)
-                if ready and rolled:
-                    return
-            time.sleep(0.2)
-        raise BackendError(f"InferenceService {info['name']} not Ready within {timeout} s")
+    def changes(self, job_id: str, info: dict) -> Changes:
+        """A watch of the InferenceService (what :meth:`observe` reads)."""
+        k8s = self._clients(info["namespace"])
+        call = functools.partial(k8s.custom.list_namespaced_custom_object, GROUP, VERSION, info["namespace"], PLURAL)
+        return Changes().watch(call, field_selector=f"metadata.name={info['name']}")
 
     def submit(self, job_id: str, spec, job_dir) -> dict:
         from kubernetes.client.exceptions import ApiException
@@ -229,25 +238,26 @@ class KubernetesEndpointBackend(EngineBase):
                                                        field_validation="Strict")
         except ApiException as exc:
             raise BackendError(f"the API server refused InferenceService {spec['name']}: {exc.status} {exc.reason}: {exc.body}") from exc
-        info = {"namespace": k8s.namespace, "name": spec["name"], "server": k8s.server, "canary": bool(spec.get("canary"))}
-        if spec.get("canary"):
-            # KServe splits between the last rolled-out revision and the spec: primary first
-            self._wait_ready(info)
-            self._patch(info, validate_isvc(build_isvc(job_id, spec, k8s.namespace, spec["canary"], spec["canary_percent"])))
-        return info
+        # a canary is patched in by observe() once the primary is rolled out (see the module docstring)
+        return {"namespace": k8s.namespace, "name": spec["name"], "server": k8s.server, "canary": bool(spec.get("canary"))}
 
     def observe(self, job_id: str, info: dict) -> Observation:
+        from ..store.workspace import get_workspace
+
         obj = self._get(info)
-        if obj is None:
-            seen = Observation(st.FAILED, error=f"InferenceService {info['name']} no longer exists")
+        if seen := deletion(f"InferenceService {info['namespace']}/{info['name']}", obj):
+            return seen  # its servers were marked Cancelled by the undeploy
+        ready, reason, message = _ready(obj)
+        spec = get_workspace().get_job(job_id).spec or {}
+        if ready and _canary_due(spec, obj):
+            self._patch(info, validate_isvc(build_isvc(job_id, spec, info["namespace"], spec["canary"], spec["canary_percent"])))
+            seen = Observation(st.PENDING, message=f"the primary is Ready: rolling out the canary {spec['canary']['ref']}")
+        elif ready:
+            seen = Observation(st.RUNNING)
+        elif reason and "Fail" in reason:
+            seen = Observation(st.FAILED, error=f"{reason}: {message or ''}")
         else:
-            ready, reason, message = _ready(obj)
-            if ready:
-                seen = Observation(st.RUNNING)
-            elif reason and "Fail" in reason:
-                seen = Observation(st.FAILED, error=f"{reason}: {message or ''}")
-            else:
-                seen = Observation(st.PENDING, message=message)
+            seen = Observation(st.PENDING, message=": ".join(p for p in (reason, message) if p) or None)
         self._sync_children(job_id, info, seen)
         return seen
 
@@ -346,16 +356,13 @@ class KubernetesEndpointBackend(EngineBase):
 
         k8s = self._clients(info["namespace"])
         ws = get_workspace()
-        # Cancelled before the delete: a status read meanwhile must not take the missing
-        # InferenceService for a failure; a refused delete puts the status back
-        before = ws.get_job(job_id)
-        ws.update_job(job_id, only_if_active=True, status=st.CANCELLED, message="undeployed")
+        # the endpoint then reads Cancelling while the InferenceService is being deleted
+        # (KServe's finalizer), Cancelled once it is gone (k8s.observe.deletion)
         try:
             k8s.custom.delete_namespaced_custom_object(GROUP, VERSION, info["namespace"], PLURAL, info["name"])
         except ApiException as exc:
             if exc.status != 404:
-                if before.status not in st.TERMINAL:
-                    ws.update_job(job_id, status=before.status, finished_at=None, message=f"undeploy failed: {exc.reason}")
+                ws.update_job(job_id, only_if_active=True, message=f"undeploy failed: {exc.reason}")
                 raise BackendError(f"cannot delete InferenceService {info['name']}: {exc.reason}") from exc
         ws.end_children(job_id, st.CANCELLED, "undeployed")
 

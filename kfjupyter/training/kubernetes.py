@@ -21,6 +21,7 @@ Trainer runs the nodes as a JobSet; the pods of rank *r* carry the labels
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import time
@@ -31,6 +32,7 @@ from .. import status as st
 from ..capture.bundle import BOOTSTRAP, Bundle
 from ..errors import BackendError, InvalidOptionError
 from ..k8s.client import K8sClients, connect, merge_patch, stream_lines
+from ..k8s.observe import Changes, deletion
 from ..k8s.schema import TRAINER_GROUP, TRAINER_VERSION, parse_rfc3339, validate_configmap, validate_trainjob
 from ..runtime.engine import Channels, EngineBase, Features, ranked
 from ..status import Observation
@@ -212,7 +214,7 @@ class KubernetesTrainBackend(EngineBase):
 
     kind = "train"
     name = "kubernetes"
-    features = Features(metrics=True)
+    features = Features(metrics=True, changes="watch")
 
     def __init__(self, clients: K8sClients | None = None, poll_interval: float = 0.5):
         self._clients = clients
@@ -314,48 +316,36 @@ class KubernetesTrainBackend(EngineBase):
 
     def observe(self, job_id: str, info: dict) -> Observation:
         clients = self._connect(info)
+        name = info.get("trainjob", job_id)
         try:
-            obj = clients.custom.get_namespaced_custom_object(
-                TRAINER_GROUP, TRAINER_VERSION, clients.namespace, PLURAL, info.get("trainjob", job_id)
-            )
+            obj = clients.custom.get_namespaced_custom_object(TRAINER_GROUP, TRAINER_VERSION, clients.namespace, PLURAL, name)
         except Exception as exc:
-            if self._status_of(exc) == 404:
-                gone = f"TrainJob {job_id} no longer exists (cancelled or deleted)"
-                return Observation(st.CANCELLED, message=gone)
-            raise self._api_error(exc, f"read TrainJob {job_id}") from exc
-        if info.get("uid") and obj["metadata"].get("uid") != info["uid"]:
-            return Observation(st.CANCELLED, message=f"TrainJob {job_id} was deleted and replaced by another")
-        return self._observation(clients, job_id, obj)
+            if self._status_of(exc) != 404:
+                raise self._api_error(exc, f"read TrainJob {job_id}") from exc
+            obj = None
+        seen = deletion(f"TrainJob {clients.namespace}/{name}", obj, info.get("uid"))
+        return seen or self._observation(clients, job_id, obj)
+
+    def changes(self, job_id: str, info: dict) -> Changes:
+        """Watches of the TrainJob and of its pods (what :meth:`observe` reads)."""
+        clients = self._connect(info)
+        name, ns = info.get("trainjob", job_id), clients.namespace
+        return (
+            Changes()
+            .watch(functools.partial(clients.custom.list_namespaced_custom_object, TRAINER_GROUP, TRAINER_VERSION, ns, PLURAL),
+                   field_selector=f"metadata.name={name}")
+            .watch(functools.partial(clients.core.list_namespaced_pod, ns), label_selector=f"{JOBSET_NAME_LABEL}={name},{RJOB_NAME_LABEL}={NODE}")
+        )  # fmt: skip
 
     def wait(self, job_id: str, info: dict, timeout: float | None = None) -> Observation:
         """Watch the TrainJob until it ends (or ``timeout`` seconds); its last observation."""
-        from kubernetes import watch
-
         deadline = None if timeout is None else time.monotonic() + timeout
-        clients = self._connect(info)
-        obs = self.observe(job_id, info)
-        while obs.status not in st.TERMINAL:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return obs
-            w = watch.Watch()
-            try:
-                for event in w.stream(
-                    clients.custom.list_namespaced_custom_object,
-                    TRAINER_GROUP, TRAINER_VERSION, clients.namespace, PLURAL,
-                    field_selector=f"metadata.name={info.get('trainjob', job_id)}",
-                    timeout_seconds=max(1, int(left)) if left is not None else 60,
-                ):  # fmt: skip
-                    if event["type"] == "DELETED":
-                        return Observation(st.CANCELLED, message=f"TrainJob {job_id} was deleted")
-                    obs = self._observation(clients, job_id, event["object"])
-                    if obs.status in st.TERMINAL:
-                        return obs
-            except Exception as exc:
-                raise self._api_error(exc, f"watch TrainJob {job_id}") from exc
-            finally:
-                w.stop()
-            obs = self.observe(job_id, info)
+        with self.changes(job_id, info) as changes:
+            while (obs := self.observe(job_id, info)).status not in st.TERMINAL:
+                left = 60.0 if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    return obs
+                changes.wait(min(left, 60.0))
         return obs
 
     def channels(self, job_id: str, info: dict) -> Channels:
@@ -379,13 +369,14 @@ class KubernetesTrainBackend(EngineBase):
                 return
             yield from self._read_log(clients, pod["metadata"]["name"], tail=tail)
             return
-        while True:  # follow: wait for the pod to start, then stream until it ends
-            pod = self._pod_for_rank(clients, name, rank)
-            if pod is None or _phase(pod) == "Pending":
+        with self.changes(job_id, info) as changes:  # follow: wait (watching) for the pod to start
+            while (pod := self._pod_for_rank(clients, name, rank)) is None or _phase(pod) == "Pending":
                 if self.observe(job_id, info).status in st.TERMINAL or (stop is not None and stop.is_set()):
                     return
-                time.sleep(self.poll_interval)
-                continue
+                while not changes.wait(self.poll_interval):
+                    if stop is not None and stop.is_set():
+                        return
+        while True:  # then stream until it ends
             try:
                 resp = clients.core.read_namespaced_pod_log(
                     pod["metadata"]["name"], clients.namespace, container=NODE,
@@ -446,8 +437,6 @@ class KubernetesTrainBackend(EngineBase):
     # -- helpers
 
     def _observation(self, clients: K8sClients, job_id: str, obj: dict) -> Observation:
-        if (obj.get("metadata") or {}).get("deletionTimestamp"):
-            return Observation(st.CANCELLED, message=f"TrainJob {job_id} is being deleted")
         conditions = {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
 
         def true(kind: str) -> dict | None:

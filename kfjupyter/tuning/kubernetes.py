@@ -10,6 +10,7 @@ assignments, observation, conditions) and the Experiment's ``currentOptimalTrial
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from datetime import datetime, timezone
@@ -20,6 +21,7 @@ from .. import status as st
 from ..capture.bundle import BOOTSTRAP, Bundle
 from ..errors import BackendError, InvalidOptionError
 from ..k8s.client import K8sClients, connect, merge_patch, stream_lines
+from ..k8s.observe import Changes, deletion
 from ..k8s.schema import parse_rfc3339, validate_configmap
 from ..runtime.engine import Channel, Channels, EngineBase, Features, UnknownChannelError
 from ..runtime.logs import poll_follow
@@ -67,7 +69,7 @@ class KubernetesTuneBackend(EngineBase):
 
     kind = "tune"
     name = "kubernetes"
-    features = Features(metrics=True, children=True)
+    features = Features(metrics=True, children=True, changes="watch")
 
     def __init__(self, clients: K8sClients | None = None):
         self._clients = clients
@@ -158,10 +160,9 @@ class KubernetesTuneBackend(EngineBase):
 
     def observe(self, job_id: str, info: dict) -> Observation:
         obj = self._experiment(info)
-        if obj is not None:
-            self._sync_children(job_id, info)
-        if obj is None:
-            return Observation(st.CANCELLED, message=f"Experiment {job_id} no longer exists (cancelled or deleted)")
+        if seen := deletion(f"Experiment {info.get('namespace')}/{info['experiment']}", obj):
+            return seen  # its Trials go with it (they were marked Cancelled by the cancel)
+        self._sync_children(job_id, info)
         conditions = {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
 
         def true(kind: str) -> dict | None:
@@ -182,6 +183,13 @@ class KubernetesTuneBackend(EngineBase):
         if true("Running"):
             return Observation(st.RUNNING, message=progress)
         return Observation(st.PENDING, message=progress)
+
+    def changes(self, job_id: str, info: dict) -> Changes:
+        """Watches of the Experiment and of its Trials (what :meth:`observe` reads)."""
+        clients = self._connect(info)
+        call = functools.partial(clients.custom.list_namespaced_custom_object, katib.KATIB_GROUP, katib.KATIB_VERSION, clients.namespace)
+        return (Changes().watch(functools.partial(call, katib.EXPERIMENTS), field_selector=f"metadata.name={info['experiment']}")
+                .watch(functools.partial(call, katib.TRIALS), label_selector=f"{katib.EXPERIMENT_LABEL}={info['experiment']}"))  # fmt: skip
 
     def cancel(self, job_id: str, info: dict) -> None:
         clients = self._connect(info)

@@ -33,6 +33,7 @@ const STATUS_LABEL: Record<string, string> = {
   Pending: 'Starting',
   Running: 'Ready',
   Failed: 'Failed',
+  Cancelling: 'Undeploying',
   Cancelled: 'Undeployed',
   Succeeded: 'Stopped'
 };

@@ -42,7 +42,7 @@ export interface IPipeline {
   metrics: string[];
 }
 
-export type StepStatus = 'Pending' | 'Running' | 'Succeeded' | 'Failed' | 'Cancelled' | 'Skipped' | 'Cached';
+export type StepStatus = 'Pending' | 'Running' | 'Cancelling' | 'Succeeded' | 'Failed' | 'Cancelled' | 'Skipped' | 'Cached';
 
 export interface IRunStep {
   name: string;

@@ -5,6 +5,7 @@
 export type JobStatus =
   | 'Pending'
   | 'Running'
+  | 'Cancelling'
   | 'Succeeded'
   | 'Failed'
   | 'Cancelled';
@@ -12,6 +13,7 @@ export type JobStatus =
 export const JOB_STATUSES: readonly JobStatus[] = [
   'Pending',
   'Running',
+  'Cancelling',
   'Succeeded',
   'Failed',
   'Cancelled'

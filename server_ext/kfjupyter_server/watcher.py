@@ -150,7 +150,7 @@ class JobWatcher:
         The first look only records what is there.
         """
         found: dict[str, jobs.Job] = {job.id: job for job in jobs.list(limit=self.limit)}
-        for status in (st.PENDING, st.RUNNING):  # active jobs, however old
+        for status in st.ACTIVE:  # active jobs, however old
             found.update((job.id, job) for job in jobs.list(status=status, limit=None) if job.id not in found)
         previous = self._snapshot or {}
         for job_id, seen in previous.items():  # seen active last time, finished since, and old
