@@ -290,3 +290,14 @@ def test_the_compiled_ir_of_each_conformance_notebook_loads_in_the_kfp_sdk(rule,
         assert len(executors) == len(pipeline.steps)
         assert all(e.get("securityContext") == {"runAsUser": "1000", "runAsGroup": "100", "runAsNonRoot": True}
                    or e.get("securityContext", {}).get("runAsUser") in (1000, "1000") for e in executors.values()), executors
+
+
+def test_compiling_a_step_with_magics_warns_that_its_image_needs_ipython(tmp_path):
+    pytest.importorskip("kfp")
+    from kfjupyter.pipelines import compile_kfp
+    from kfjupyter.pipelines.kfp import KFPCompileWarning
+
+    path = write(tmp_path, "magics", [code("%time x = 1", "step:a"), code("y = x", "step:b", "prev:a")])
+    with pytest.warns(KFPCompileWarning, match=r"step a: it runs IPython magics .* needs ipython") as record:
+        compile_kfp(from_notebook(path))
+    assert not any("step b" in str(w.message) for w in record)

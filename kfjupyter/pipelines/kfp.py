@@ -281,6 +281,9 @@ def step_component(pipeline: Pipeline, step: Step, default_image: str | None = N
             )
         if notes is not None:
             notes += [f"step {step.name}: {text}" for text in missing]
+    if notes is not None and re.search(r"\bget_ipython\(\)", step.program):
+        notes.append(f"step {step.name}: it runs IPython magics or !shell lines, so its image "
+                     f"({step_image(step, default_image)}) needs ipython installed, as Kale's images have")
 
     def container(*placeholders):
         given = dict(zip(interface, placeholders))
