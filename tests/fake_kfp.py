@@ -139,7 +139,9 @@ class FakeKFP:
         self.pipelines: dict[str, dict] = {}
         self.versions: dict[str, dict] = {}  # version id -> version (with "_spec": the IR dict)
         self.runs: dict[str, dict] = {}
-        self.experiments = {"default-experiment"}
+        #: experiment id -> experiment (a v2beta1Experiment)
+        self.experiments: dict[str, dict] = {"default-experiment": {
+            "experiment_id": "default-experiment", "display_name": "Default", "storage_state": "AVAILABLE"}}
         self.plans: dict[str, dict] = {}  # run id -> {"fail": (task, message) | None, ...}
         self._fail_next: tuple[str | None, str] | None = None
         self.processes: list[subprocess.Popen] = []
@@ -316,6 +318,10 @@ class FakeKFP:
                     del self.versions[params["pipeline_version_id"]]
                     return {}
                 return self._public(version)
+            if op == f"{API}/experiments" and method == "POST":
+                return self._create_experiment(body)
+            if op == f"{API}/experiments":
+                return self._list_experiments(query)
             if op == f"{API}/runs" and method == "POST":
                 return self._create_run(body, query)
             if op == f"{API}/runs":
@@ -424,6 +430,36 @@ class FakeKFP:
                    "created_at": now(), "pipeline_spec": doc, "_spec": doc}  # fmt: skip
         self.versions[vid] = version
         return version
+
+    def _create_experiment(self, body: dict) -> dict:
+        name = body.get("display_name")
+        if not name:
+            raise RpcError(INVALID_ARGUMENT, "Failed to create a new experiment due to validation error: "
+                           "Experiment name is empty. Please specify a valid experiment name")  # fmt: skip
+        if any(e["display_name"] == name and e.get("namespace") == body.get("namespace") for e in self.experiments.values()):
+            raise RpcError(ALREADY_EXISTS, f"Failed to create a new experiment: Experiment {name} already exists")
+        experiment = {**body, "experiment_id": str(uuid.uuid4()), "storage_state": "AVAILABLE",
+                      "created_at": now()}
+        self.experiments[experiment["experiment_id"]] = experiment
+        return experiment
+
+    def _list_experiments(self, query: dict) -> dict:
+        """KFP's list, with the filter it documents (a JSON of predicates; EQUALS only here)."""
+        found = list(self.experiments.values())
+        if query.get("filter"):
+            try:
+                predicates = json.loads(query["filter"]).get("predicates", [])
+            except ValueError as exc:
+                raise RpcError(INVALID_ARGUMENT, f"Invalid filter: {exc}") from None
+            for p in predicates:
+                if p.get("operation") not in ("EQUALS", None):
+                    raise RpcError(UNIMPLEMENTED, f"filter operation {p.get('operation')} is not in this fake")
+                value = p.get("string_value", p.get("stringValue"))
+                found = [e for e in found if e.get(p.get("key")) == value]
+        if query.get("namespace"):
+            found = [e for e in found if e.get("namespace") in (None, query["namespace"])]
+        size = int(query.get("page_size") or 0) or len(found)
+        return {"experiments": found[:size], "total_size": len(found)}
 
     def _create_run(self, body: dict, query: dict) -> dict:
         if not body.get("display_name"):

@@ -195,8 +195,16 @@ def test_the_demo_pipeline_is_uploaded_run_and_followed_to_succeeded(kfp_server,
     assert json.loads(json.dumps(info)) == info and "token" not in json.dumps(info).lower().replace("token_from", "")
     # the upload: multipart, the IR we compile, named after the pipeline
     paths = [(r["method"], r["path"]) for r in kfp_server.requests]
+    # Kale's experiment_name: looked up, created when missing, the run filed under it
+    assert paths[:2] == [("GET", "/apis/v2beta1/experiments"), ("POST", "/apis/v2beta1/experiments")]
+    assert kfp_server.requests[1]["body"]["display_name"] == "kfjupyter-demo"
+    experiment = [e for e in kfp_server.experiments.values() if e["display_name"] == "kfjupyter-demo"]
+    assert len(experiment) == 1
+    kfp_server.requests[:2] = []
+    paths = paths[2:]
     assert paths == [("GET", "/apis/v2beta1/pipelines/names/iris-demo"), ("POST", "/apis/v2beta1/pipelines/upload"),
                      ("GET", f"/apis/v2beta1/pipelines/{info['pipeline_id']}/versions"), ("POST", "/apis/v2beta1/runs")]  # fmt: skip
+    assert kfp_server.requests[3]["body"]["experiment_id"] == experiment[0]["experiment_id"]
     upload = kfp_server.requests[1]
     assert upload["headers"]["Content-Type"].startswith("multipart/form-data; boundary=")
     assert upload["query"]["name"] == "iris-demo"
@@ -216,6 +224,9 @@ def test_the_demo_pipeline_is_uploaded_run_and_followed_to_succeeded(kfp_server,
     info2 = backend.submit("iris-demo-d4e5f", PipelineSpec(name=pipeline.name, backend="kubernetes", pipeline=pipeline.to_dict()),
                            tmp_path / "job2")  # fmt: skip
     assert info2["pipeline_id"] == info["pipeline_id"] and info2["pipeline_version_id"] != info["pipeline_version_id"]
+    # the experiment is found this time, not created again
+    assert len([e for e in kfp_server.experiments.values() if e["display_name"] == "kfjupyter-demo"]) == 1
+    assert kfp_server.requests[-1]["body"]["experiment_id"] == experiment[0]["experiment_id"]
     assert kfp_server.requests[-2]["path"] == "/apis/v2beta1/pipelines/upload_version"
     assert kfp_server.requests[-2]["query"]["pipelineid"] == info["pipeline_id"]
 
@@ -339,7 +350,8 @@ def test_run_pipeline_with_the_kubernetes_backend_is_a_tracked_job(kfp_server, t
 
     run = run_pipeline(DEMO, {"C": 2.5}, backend="kubernetes")
     assert run.record.backend == "kubernetes" and run.record.backend_info["run_id"] in kfp_server.runs
-    assert kfp_server.requests[3]["body"]["runtime_config"]["parameters"]["C"] == 2.5
+    created = next(r for r in kfp_server.requests if r["method"] == "POST" and r["path"] == "/apis/v2beta1/runs")
+    assert created["body"]["runtime_config"]["parameters"]["C"] == 2.5
     run.wait(timeout=60, poll=0.05)
     again = get_run(run.id)
     assert again.status == st.SUCCEEDED

@@ -248,6 +248,22 @@ def _kfp_message(raw: bytes) -> str | None:
 RUN_CHANNEL = Channel("run", "run", rank=0)
 
 
+def experiment_id(client: "KFPClient", name: str, namespace: str | None = None) -> str:
+    """The id of the KFP experiment named ``name`` (Kale's ``experiment_name``), created
+    when there is none."""
+    query = json.dumps({"predicates": [{"key": "display_name", "operation": "EQUALS", "string_value": name}]})
+    found = client.request("GET", f"{API}/experiments", query={"filter": query, "namespace": namespace, "page_size": 1},
+                           doing=f"look up experiment {name}")  # fmt: skip
+    for experiment in (found or {}).get("experiments") or []:
+        if experiment.get("display_name") == name:
+            return experiment["experiment_id"]
+    body: dict[str, Any] = {"display_name": name, "description": "created by kfjupyter"}
+    if namespace:
+        body["namespace"] = namespace
+    validate_body("v2beta1Experiment", body)
+    return client.request("POST", f"{API}/experiments", body=body, doing=f"create experiment {name}")["experiment_id"]
+
+
 class KFPPipelineBackend(EngineBase):
     """Runs pipelines on Kubeflow Pipelines v2 (see the module docstring). Channels: ``run``
     and ``step/NAME`` carry the steps' states and errors (KFP's REST API serves no pod
@@ -295,6 +311,8 @@ class KFPPipelineBackend(EngineBase):
         ir_yaml = compile_kfp(pipeline, default_image=options.get("default_image"))
         experiment = options.get("experiment_id") or os.environ.get("KFJUPYTER_KFP_EXPERIMENT")
         namespace = options.get("namespace") or os.environ.get("KFJUPYTER_NAMESPACE")
+        if not experiment and pipeline.experiment:  # Kale's experiment_name: found, or created
+            experiment = experiment_id(client, pipeline.experiment, namespace)
         run_body: dict[str, Any] = {
             "display_name": f"{name} {job_id}",
             "description": f"kfjupyter job {job_id}" + (f" ({pipeline.notebook})" if pipeline.notebook else ""),
