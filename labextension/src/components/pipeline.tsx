@@ -251,7 +251,8 @@ function CellTagForm(props: { cell: ICellModel; index: number; allTags: (unknown
       ) : null}
       {draft.role === 'notebook' ? (
         <div className="kf-PipelineTags-note">
-          References the notebook <code>{draft.name}</code> (Kale's sub-pipeline); Compile does not support it yet.
+          Runs the steps of another notebook here (Kale's sub-pipeline), as steps <code>{draft.name}_STEP</code>;
+          its path is the cell's <code>notebook_path</code> metadata.
         </div>
       ) : null}
       {draft.role === 'step' ? (
