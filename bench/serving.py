@@ -77,13 +77,12 @@ def wait_ready(url: str, timeout: float = 120) -> None:
     raise TimeoutError(url)
 
 
-async def _throughput(url: str, body: bytes, concurrency: int, seconds: float, max_requests: int) -> float:
+async def _throughput(url: str, body: bytes, concurrency: int, seconds: float, max_requests: int, headers: dict) -> float:
     import aiohttp
 
     done = 0
     errors = 0
     stop_at = time.perf_counter() + seconds
-    headers = {"content-type": "application/json"}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
         async def worker():
             nonlocal done, errors
@@ -102,13 +101,12 @@ async def _throughput(url: str, body: bytes, concurrency: int, seconds: float, m
     return done / elapsed
 
 
-async def _latency(url: str, body: bytes, rate: float, seconds: float) -> list[float]:
+async def _latency(url: str, body: bytes, rate: float, seconds: float, headers: dict) -> list[float]:
     """Open loop: one request every 1/rate s (not waiting for answers); latencies in ms."""
     import aiohttp
 
     n = int(rate * seconds)
     lat: list[float] = []
-    headers = {"content-type": "application/json"}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
         # warm the connections
         for _ in range(5):
@@ -180,15 +178,22 @@ def main() -> None:
             "router": canary.predict_url,
             "router_direct": f"{canary.info['servers'][0]['url']}/v1/models/iris-canary:predict",
         }
+        # every target gets the same headers: kfjupyter's endpoints ask for their token
+        # (Authorization: Bearer …), the plain server ignores it
+        headers = {k: {"content-type": "application/json"} for k in urls}
+        for key, target in (("kfjupyter", ep), ("router", canary), ("router_direct", canary), ("plain", ep)):
+            if target.token:
+                headers[key]["authorization"] = f"Bearer {target.token}"
         # short alternating slices: a noisy machine's drift falls on every target alike
         rps = {k: [] for k in ("plain", "kfjupyter")}
         lat = {k: [] for k in urls}
         for r in range(args.rounds):
             for key in ("plain", "kfjupyter") if r % 2 == 0 else ("kfjupyter", "plain"):
-                rps[key].append(asyncio.run(_throughput(urls[key], body, args.concurrency, args.slice, args.max_requests)))
+                rps[key].append(asyncio.run(_throughput(urls[key], body, args.concurrency, args.slice, args.max_requests,
+                                                        headers[key])))
             keys = list(urls) if r % 2 == 0 else list(reversed(urls))
             for key in keys:
-                lat[key] += asyncio.run(_latency(urls[key], body, args.rate, args.slice))
+                lat[key] += asyncio.run(_latency(urls[key], body, args.rate, args.slice, headers[key]))
             print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.0f} req/s" for k, v in rps.items())
                   + "; p50 so far " + ", ".join(f"{k} {pct(v, 0.5):.2f} ms" for k, v in lat.items()), flush=True)
     finally:

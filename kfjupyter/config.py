@@ -15,8 +15,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .files import private_dir
+
 
 def workspace_home() -> Path:
+    """The workspace folder: made if missing, and private (0700, see :mod:`kfjupyter.files`)."""
     env = os.environ.get("KFJUPYTER_HOME")
     if env:
         home = Path(env).expanduser()
@@ -24,8 +27,7 @@ def workspace_home() -> Path:
         from jupyter_core.paths import jupyter_data_dir
 
         home = Path(jupyter_data_dir()) / "kfjupyter"
-    home.mkdir(parents=True, exist_ok=True)
-    return home.resolve()
+    return private_dir(home).resolve()
 
 
 def database_url(home: Path | None = None) -> str:

@@ -94,7 +94,7 @@ def path_under(root: Path, relative: str, what: str = "path") -> Path:
         done.append(part)
         try:
             mode = os.lstat(current).st_mode
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # it does not exist
             return Path(root).joinpath(*rel.parts)
         except (OSError, ValueError) as exc:
             raise InvalidOptionError(f"{what} {_shown(relative)} refused: {getattr(exc, 'strerror', None) or exc}") from None
@@ -107,7 +107,9 @@ def path_under(root: Path, relative: str, what: str = "path") -> Path:
 def files_under(root: Path, relative: str | None = None, what: str = "folder") -> list[Path]:
     """Every file below ``root`` (or below ``root / relative``, itself checked by
     :func:`path_under`), sorted, following no link: a link anywhere below is a
-    :class:`LinkRefusedError` naming it. A folder that does not exist has no files."""
+    :class:`LinkRefusedError` naming it, and so is refused anything else that is not a
+    regular file or a folder (a FIFO would block whoever copies it). A folder that does
+    not exist has no files."""
     base = path_under(root, relative, what) if relative is not None else Path(root)
     if not base.is_dir():
         return []
@@ -116,26 +118,37 @@ def files_under(root: Path, relative: str | None = None, what: str = "folder") -
         here = Path(folder)
         for name in sorted(dirs + names):
             path = here / name
-            if path.is_symlink():
-                raise _refuse_link(path, f"{what} {base}: {_shown(path.relative_to(base).as_posix())}")
-        found += [here / n for n in names]
+            try:
+                mode = path.lstat().st_mode
+            except FileNotFoundError:  # removed meanwhile
+                continue
+            where = f"{what} {base}: {_shown(path.relative_to(base).as_posix())}"
+            if stat.S_ISLNK(mode):
+                raise _refuse_link(path, where)
+            if stat.S_ISREG(mode):
+                found.append(path)
+            elif not stat.S_ISDIR(mode):
+                raise InvalidOptionError(f"{where} is not a regular file (a FIFO, socket or device): refused")
     return sorted(found)
 
 
-def private_dir(path: Path, parents: bool = True) -> Path:
-    """Make the folder ``path`` (and missing parents, with ``parents``) readable by its
-    user only (0700); an existing folder of this user's is made so too (one of another
-    user's is left as it is). Returns ``path``."""
+def private_dir(path: Path, tighten: bool = True) -> Path:
+    """Make the folder ``path`` and its missing parents readable by their user only
+    (0700). With ``tighten``, an existing folder of this user's is made so too (one of
+    another user's is left as it is). Returns ``path``."""
     path = Path(path)
-    missing = [p for p in [path, *path.parents] if not p.exists()] if parents else [path]
-    for folder in reversed(missing):
-        try:
-            folder.mkdir(mode=DIR_MODE)
-        except FileExistsError:
-            pass
-    info = path.stat()
-    if stat.S_IMODE(info.st_mode) != DIR_MODE and info.st_uid == os.getuid():
-        path.chmod(DIR_MODE)
+    if not path.is_dir():
+        missing = [p for p in [path, *path.parents] if not p.exists()]
+        for folder in reversed(missing):
+            try:
+                folder.mkdir(mode=DIR_MODE)
+            except FileExistsError:
+                pass
+            folder.chmod(DIR_MODE)  # whatever the umask
+    elif tighten:
+        info = path.stat()
+        if stat.S_IMODE(info.st_mode) != DIR_MODE and info.st_uid == os.getuid():
+            path.chmod(DIR_MODE)
     return path
 
 

@@ -85,6 +85,14 @@ def test_registering_a_folder_holding_a_link_is_refused_naming_the_link(tmp_path
     assert registry.list_models().total == 0
 
 
+def test_registering_a_folder_holding_a_fifo_is_refused_not_blocked_on(tmp_path):
+    folder = tmp_path / "model"
+    write(folder / "config.json", b"{}")
+    os.mkfifo(folder / "pipe")
+    with pytest.raises(InvalidOptionError, match="'pipe' is not a regular file"):
+        kfjupyter.register_model("piped", folder, framework="custom")
+
+
 LINKING_RANK = """
 import os
 out = kfjupyter.output_dir()

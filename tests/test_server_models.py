@@ -143,7 +143,7 @@ async def test_artifact_files_download_and_traversal_refused(jp_fetch, tmp_path,
 
     response = await jp_fetch(API, "models", "iris", "versions", "3", "files", "sub", "config.json")
     assert response.code == 200 and response.body == b'{"layers": 2}'
-    assert response.headers["Content-Disposition"] == 'attachment; filename="config.json"'
+    assert response.headers["Content-Disposition"] == "attachment; filename=\"config.json\"; filename*=UTF-8''config.json"
     assert (await jp_fetch(API, "models", "iris", "versions", "latest-not", "files", raise_error=False)).code == 404
 
     base = f"{jp_base_url}{API}/models/iris/versions/3/files/"

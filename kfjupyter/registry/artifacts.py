@@ -12,7 +12,9 @@ fsspec URL: the filesystem's package must be installed), else
 directly; any other goes through fsspec, with a local cache keyed by hash.
 
 Serving a file (:meth:`ArtifactStore.resolve_file`) refuses any path that leaves the
-artifact's folder (``..``, absolute paths, symlinks) and any artifact outside the store.
+artifact's folder (``..``, absolute paths) and any artifact outside the store. No link is
+followed (:mod:`kfjupyter.files`): an artifact holding one is refused, naming it. Stored
+files are readable by their user only (0400), in folders of the user's only.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Iterator
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
+from ..files import files_under, path_under, private_dir
 from .errors import ArtifactAccessError, ArtifactIntegrityError, InvalidOptionError
 
 _CHUNK = 1 << 20
@@ -51,7 +54,7 @@ def file_sha256(path: Path) -> str:
 
 
 def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file())
+    return files_under(folder, what="artifact folder")
 
 
 def tree_sha256(folder: Path) -> tuple[str, int]:
@@ -97,9 +100,8 @@ class ArtifactStore:
         if self.local:
             if "://" not in self.root_uri:
                 self.root_uri = Path(self.root_uri).expanduser().resolve().as_uri()
-            self.root = uri_to_path(self.root_uri)
-            self.root.mkdir(parents=True, exist_ok=True)
-            self.root = self.root.resolve()
+            # made private; a store root of the user's own choosing keeps its mode
+            self.root = private_dir(uri_to_path(self.root_uri), tighten=False).resolve()
 
     # -- fsspec ----------------------------------------------------------------------
     def _fs(self, uri: str):
@@ -117,10 +119,8 @@ class ArtifactStore:
     def stage(self) -> Iterator[Path]:
         """An empty local folder to build an artifact in (removed afterwards)."""
         if self.local:
-            base = self.root / ".staging"
-            base.mkdir(parents=True, exist_ok=True)
-            path = base / uuid.uuid4().hex
-            path.mkdir()
+            path = private_dir(self.root / ".staging") / uuid.uuid4().hex
+            path.mkdir(mode=0o700)
         else:
             path = Path(tempfile.mkdtemp(prefix="kfjupyter-artifact-"))
         try:
@@ -137,9 +137,9 @@ class ArtifactStore:
         if self.local:
             final = self.root / rel
             if not final.exists():
-                final.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(final.parent)
                 for path in _files(staged):
-                    path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+                    path.chmod(stat.S_IRUSR)
                 try:
                     os.rename(staged, final)
                 except OSError:
@@ -180,7 +180,7 @@ class ArtifactStore:
             if verify and sha256:
                 self._verify(cached, sha256, uri)
             return cached
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.cache_dir)
         tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=self.cache_dir))
         try:
             fs, path = self._fs(uri)
@@ -223,9 +223,10 @@ class ArtifactStore:
         if not self.contains(uri):
             raise ArtifactAccessError(f"artifact {uri} is outside the artifact store; refused")
         folder = self.local_dir(uri, sha256, verify=False).resolve()
-        target = (folder / rel).resolve()
-        if folder not in target.parents:
-            raise ArtifactAccessError(f"path {relpath!r} refused: it leaves the artifact's folder")
+        try:
+            target = path_under(folder, str(rel), "artifact file")
+        except InvalidOptionError as exc:  # a link on its way (or a name the disk refuses)
+            raise ArtifactAccessError(f"{exc}; refused") from None
         if not target.is_file():
             raise ArtifactAccessError(f"no file {relpath!r} in artifact {uri}")
         return target

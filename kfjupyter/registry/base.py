@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..files import files_under
 from . import formats
 from .artifacts import ArtifactStore
 from .entities import (
@@ -356,10 +357,13 @@ class Registry(ABC):
     def _store_file(self, name: str, path: Path, framework: str | None = None) -> ArtifactSpec:
         if not path.exists():
             raise InvalidOptionError(f"no file or folder {str(path)!r} to register")
+        if path.is_dir():
+            files_under(path, what="model folder")  # a link in it is refused, named
         framework = framework or formats.detect_path(path)
         with self.store.stage() as stage:
             if path.is_dir():
-                shutil.copytree(path, stage, dirs_exist_ok=True)
+                # links are copied as links (never followed): the store refuses any it finds
+                shutil.copytree(path, stage, symlinks=True, dirs_exist_ok=True)
             else:
                 shutil.copy2(path, stage / path.name)
             main_file = formats.main_file_in(stage, framework)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..files import files_under
 from .entities import FRAMEWORKS
 from .errors import InvalidOptionError
 
@@ -74,7 +75,7 @@ def detect(obj: Any) -> str:
 def detect_path(path: Path) -> str:
     if path.is_file():
         return SUFFIXES.get(path.suffix.lower(), "custom")
-    found = {SUFFIXES.get(p.suffix.lower()) for p in path.rglob("*") if p.is_file()} - {None}
+    found = {SUFFIXES.get(p.suffix.lower()) for p in files_under(path, what="model folder")} - {None}
     return found.pop() if len(found) == 1 else "custom"
 
 
@@ -86,7 +87,7 @@ def check_framework(framework: str) -> str:
 
 def main_file_in(folder: Path, framework: str) -> str | None:
     """The file a loader opens in a registered folder."""
-    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    files = sorted(p.relative_to(folder).as_posix() for p in files_under(folder, what="model folder"))
     if len(files) == 1:
         return files[0]
     preferred, *suffixes = MAIN_FILES[framework]

@@ -22,6 +22,8 @@ from typing import Iterable
 
 import psutil
 
+from ..files import PRIVATE_UMASK
+
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -264,6 +266,7 @@ def start_detached(module: str, job_dir: Path, env: dict[str, str]) -> dict:
         proc = subprocess.Popen(
             [sys.executable, "-m", KEEPER, module, str(job_dir)],
             start_new_session=True,  # survives kernel and server restarts
+            umask=PRIVATE_UMASK,  # it, and everything under it, writes files only this user reads
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

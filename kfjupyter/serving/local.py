@@ -1,5 +1,7 @@
 """The local serving engine: KServe model servers (and a canary router) as detached
-processes on 127.0.0.1.
+processes on 127.0.0.1, each asking every request for the endpoint's token
+(``Authorization: Bearer TOKEN``, the token in the endpoint's folder: see ``api.TOKEN``),
+so no other local user can call them.
 
 Every process runs in a session of its own (``start_new_session``) so a kernel restart
 leaves it serving; its command line names its folder under the endpoint's job folder,
@@ -25,6 +27,7 @@ import psutil
 
 from .. import status as st
 from ..errors import BackendError, InvalidOptionError
+from ..files import PRIVATE_UMASK
 from ..runtime.engine import Channel, Channels, EngineBase, Features
 from ..runtime.logs import follow_file, read_lines
 from ..runtime.processes import alive, free_port, kill_tree
@@ -50,10 +53,25 @@ def check_port_free(port: int) -> int:
     return int(port)
 
 
-def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+def endpoint_token(job_dir: Path) -> str:
+    """The endpoint's token: read from its folder, or made there (0600) the first time."""
+    from .api import TOKEN
+
+    path = Path(job_dir) / TOKEN
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    token = secrets.token_hex(32)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token)
+    return token
+
+
+def http_get(port: int, path: str, token: str, timeout: float = 2.0) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers={"authorization": f"Bearer {token}"})
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
@@ -72,6 +90,7 @@ def _spawn(module: str, folder: Path, log: Path) -> subprocess.Popen:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # survives the kernel; killed by undeploy
+            umask=PRIVATE_UMASK,  # what it writes only this user reads
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
 
@@ -96,14 +115,14 @@ def stop_process(info: dict | None) -> None:
     kill_tree(procs, grace=5.0)
 
 
-def _wait_ready(proc: subprocess.Popen, port: int, path: str, log: Path, what: str, timeout: float) -> None:
+def _wait_ready(proc: subprocess.Popen, port: int, path: str, token: str, log: Path, what: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         code = proc.poll()
         if code is not None:
             raise EndpointStartError(f"{what} exited with code {code} before it was ready:\n{_log_tail(log)}")
         try:
-            status, body = http_get(port, path, timeout=1.0)
+            status, body = http_get(port, path, token, timeout=1.0)
             if status == 200:
                 return
         except OSError:
@@ -127,6 +146,7 @@ def launch_server(job_dir: Path, name: str, version: dict, port: int | None = No
         "properties": version.get("properties") or {},
         "port": port,
         "dir": str(folder),
+        "token": endpoint_token(job_dir),
     }
     (folder / server_mod.CONFIG).write_text(json.dumps(config, indent=1))
     if extra:
@@ -142,7 +162,8 @@ def await_ready(started: list, timeout: float = READY_TIMEOUT_S) -> list[dict]:
     """Wait until every started server's model is ready; on any failure stop them all."""
     try:
         for proc, info in started:
-            _wait_ready(proc, info["port"], f"/v1/models/{info['name']}", Path(info["log"]),
+            job_dir = Path(info["dir"]).parent.parent
+            _wait_ready(proc, info["port"], f"/v1/models/{info['name']}", endpoint_token(job_dir), Path(info["log"]),
                         f"the model server for {info['version']}", timeout)
     except BaseException:
         for proc, info in started:
@@ -164,7 +185,8 @@ def start_server(job_dir: Path, name: str, version: dict, port: int | None = Non
 def write_router_config(router_dir: Path, port: int, upstreams: list[dict], generation: int) -> None:
     path = router_dir / router_mod.CONFIG
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"port": port, "generation": generation, "upstreams": upstreams}, indent=1))
+    config = {"port": port, "generation": generation, "upstreams": upstreams, "token": endpoint_token(router_dir.parent)}
+    tmp.write_text(json.dumps(config, indent=1))
     os.replace(tmp, path)
 
 
@@ -178,7 +200,7 @@ def start_router(job_dir: Path, upstreams: list[dict], port: int | None = None, 
     info = {"role": "router", "port": port, "dir": str(folder), "log": str(log), "generation": 1,
             "url": f"http://127.0.0.1:{port}", **_proc_info(proc)}
     try:
-        _wait_ready(proc, port, "/kfjupyter/router", log, "the canary router", timeout)
+        _wait_ready(proc, port, "/kfjupyter/router", endpoint_token(job_dir), log, "the canary router", timeout)
     except BaseException:
         stop_process(info)
         proc.wait(timeout=10)
@@ -190,10 +212,11 @@ def set_traffic(router: dict, upstreams: list[dict], timeout: float = 10.0) -> d
     """Give the router a new split and wait until it serves it."""
     generation = router.get("generation", 1) + 1
     write_router_config(Path(router["dir"]), router["port"], upstreams, generation)
+    token = endpoint_token(Path(router["dir"]).parent)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            status, body = http_get(router["port"], "/kfjupyter/router")
+            status, body = http_get(router["port"], "/kfjupyter/router", token)
             if status == 200 and json.loads(body).get("generation") == generation:
                 return {**router, "generation": generation}
         except OSError:

@@ -4,12 +4,15 @@ A small HTTP/1.1 proxy (asyncio streams) on 127.0.0.1 in front of an endpoint's 
 goes to one upstream picked at random by weight (e.g. 90 % primary, 10 % canary); the
 response carries ``x-kfjupyter-version`` naming the model version that answered. The
 traffic split lives in ROUTER_DIR/router.json; the router re-reads it when it changes
-(promote, rollback), and ``GET /kfjupyter/router`` says which generation it serves.
+(promote, rollback), and ``GET /kfjupyter/router`` says which generation it serves. Every
+request needs the endpoint's token (``Authorization: Bearer TOKEN``, also in router.json):
+without it the answer is 401 and nothing is forwarded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import random
 import sys
@@ -28,6 +31,7 @@ class Router:
         self.urls: list[str] = []
         self.versions: list[str] = []
         self.cum: list[float] = []
+        self.expected: bytes | None = None
         self.reload()
 
     def reload(self) -> None:
@@ -43,11 +47,20 @@ class Router:
         for u in ups:
             total += u["weight"]
             cum.append(total)
+        self.expected = f"bearer {config['token']}".encode()
         self.urls = [u["url"] for u in ups]
         self.versions = [u["version"] for u in ups]
         self.cum = [c / total for c in cum]
         self.config = config
         self.mtime = mtime
+
+    def allowed(self, lower_head: bytes) -> bool:
+        """Whether the request's head (lowercased) carries the token."""
+        i = lower_head.find(b"\nauthorization:")
+        if i < 0 or self.expected is None:
+            return False
+        end = lower_head.find(b"\r", i + 1)
+        return hmac.compare_digest(lower_head[i + 16 : end].strip(), self.expected)
 
     def pick(self) -> int:
         if len(self.cum) == 1:
@@ -133,7 +146,11 @@ async def serve(router_dir: Path) -> None:
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 body = await _read_body(reader, head)
                 closing = b"\nconnection: close" in lower or head.startswith(b"HTTP/1.0")
-                if head.startswith(b"GET /kfjupyter/router "):
+                if not router.allowed(lower):
+                    data = b'{"error": "this endpoint needs its token: Authorization: Bearer TOKEN"}'
+                    writer.write(b"HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\nwww-authenticate: Bearer\r\n"
+                                 b"content-length: " + str(len(data)).encode() + b"\r\n\r\n" + data)
+                elif head.startswith(b"GET /kfjupyter/router "):
                     data = json.dumps({"generation": router.config.get("generation", 0),
                                        "upstreams": router.config.get("upstreams", [])}).encode()
                     writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "

@@ -1,8 +1,9 @@
 """The model-server process: ``python -m kfjupyter.serving.server SERVER_DIR``.
 
-Reads SERVER_DIR/server.json (endpoint name, artifact folder, format, port), loads the
-registered model, and runs a KServe ``ModelServer`` on 127.0.0.1 (KServe itself binds
-0.0.0.0; here its REST server is told to bind loopback only). Started detached by the
+Reads SERVER_DIR/server.json (endpoint name, artifact folder, format, port, token), loads
+the registered model, and runs a KServe ``ModelServer`` on 127.0.0.1 (KServe itself binds
+0.0.0.0; here its REST server is told to bind loopback only) that answers 401 to any
+request without the endpoint's token (``Authorization: Bearer TOKEN``), ``/metrics`` too. Started detached by the
 local serving engine; ``ModelServer.start()`` owns the process's event loop and signals,
 which is why it never runs inside a kernel or a thread.
 """
@@ -17,8 +18,34 @@ CONFIG = "server.json"
 HOST = "127.0.0.1"
 
 
-def _loopback_rest_server():
-    """KServe's RESTServer with its uvicorn config bound to 127.0.0.1."""
+class TokenCheck:
+    """ASGI middleware: a request goes on only with ``Authorization: Bearer TOKEN``; else 401."""
+
+    def __init__(self, app, token: str):
+        self.app = app
+        self.expected = f"bearer {token}".encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and not self.allowed(scope["headers"]):
+            body = b'{"error": "this endpoint needs its token: Authorization: Bearer TOKEN"}'
+            await send({"type": "http.response.start", "status": 401, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", b"Bearer")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+    def allowed(self, headers) -> bool:
+        import hmac
+
+        for name, value in headers:
+            if name == b"authorization":
+                return hmac.compare_digest(value.lower(), self.expected)
+        return False
+
+
+def _loopback_rest_server(token: str):
+    """KServe's RESTServer with its uvicorn config bound to 127.0.0.1, asking for ``token``."""
     import kserve.model_server as ms
 
     base = ms.RESTServer
@@ -27,6 +54,10 @@ def _loopback_rest_server():
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.config.host = HOST
+
+        def _add_middlewares(self, app):
+            super()._add_middlewares(app)
+            app.add_middleware(TokenCheck, token=token)  # the outermost: checked first
 
     ms.RESTServer = LoopbackRESTServer
 
@@ -66,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.argv = sys.argv[:1]
     import kserve
 
-    _loopback_rest_server()
+    _loopback_rest_server(config["token"])
     predictor = load_predictor(config)
     print(f"kfjupyter: serving {config['version']} ({config['format']}) as {config['name']!r} on {HOST}:{config['port']}", flush=True)
     kserve.ModelServer(

@@ -2,16 +2,17 @@
 
 Same rules as every kfjupyter route (``@web.authenticated`` + ``@authorized``, XSRF on
 POST/DELETE for cookie-authenticated browsers). Every serving call runs in the executor
-(a local deploy blocks for seconds). Local endpoints listen on 127.0.0.1 only, so
-``POST …/{endpoint}/predict`` is a pass-through: the server calls ``Endpoint.predict``.
+(a local deploy blocks for seconds). Local endpoints listen on 127.0.0.1 only and ask for
+their token, so ``POST …/{endpoint}/predict`` is a pass-through: the server calls
+``Endpoint.predict``, which sends it (jupyter_server's auth guards the route itself).
 Errors: ``EndpointNotFoundError`` → 404 ``EndpointNotFound``, ``ModelNotFoundError`` →
-404 ``ModelNotFound``, ``InvalidOptionError`` → 400, ``PredictionError`` → 422
+404 ``ModelNotFound``, ``EndpointNotDeployedError`` (predict on an undeployed or stopped
+endpoint) → 409 ``NotDeployed``, ``InvalidOptionError`` → 400, ``PredictionError`` → 422
 ``PredictionRefused``, ``BackendError`` → 502.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
@@ -32,19 +33,11 @@ def endpoint_json(ep: serving.Endpoint) -> dict:
 class EndpointsBase(KFJupyterHandler):
     ERRORS = (
         (serving.EndpointNotFoundError, 404, "EndpointNotFound"),
+        (serving.EndpointNotDeployedError, 409, "NotDeployed"),
         (registry.ModelNotFoundError, 404, "ModelNotFound"),
         (serving.PredictionError, 422, "PredictionRefused"),
         (TimeoutError, 504, "Timeout"),
     ) + KFJupyterHandler.ERRORS
-
-    def json_body(self) -> Any:
-        raw = self.request.body or b""
-        if not raw.strip():
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise bad_request("the body is not JSON") from None
 
     async def endpoint(self, endpoint: str) -> serving.Endpoint:
         return await self.call(serving.get_endpoint, endpoint)
@@ -73,9 +66,7 @@ class EndpointsHandler(EndpointsBase):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        body = self.json_body()
-        if not isinstance(body, dict):
-            raise bad_request("the body must be a JSON object like {\"model\": \"iris@production\"}")
+        body = self.json_object('{"model": "iris@production"}')
         model = body.get("model")
         if not isinstance(model, str) or not model.strip():
             raise bad_request("model (a registry reference like 'iris@production') is required")

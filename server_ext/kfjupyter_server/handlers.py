@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import re
 import threading
+import urllib.parse
 from http.client import responses
 from typing import Any, Callable
 
@@ -41,6 +43,8 @@ AUTH_RESOURCE = "kfjupyter"
 #: kinds added by later capabilities need no change here.
 KIND_RE = re.compile(r"^[a-z][a-z0-9_-]{0,19}$")
 MAX_PAGE = 1000
+#: The largest integer any route takes (a signed 64-bit integer: what the store holds).
+MAX_INT = 2**63 - 1
 #: Lines a log stream reads ahead of a slow client before its reader thread waits.
 LOG_BUFFER = 5000
 #: Lines written to a log stream in one flush.
@@ -59,6 +63,28 @@ def api_error(code: int, message: str, reason: str | None = None) -> web.HTTPErr
 
 def bad_request(message: str) -> web.HTTPError:
     return api_error(400, message, "BadRequest")
+
+
+def parse_int(raw: str, name: str, minimum: int | None = 0, maximum: int | None = None) -> int:
+    """``raw`` (a query or path parameter) as an integer from ``minimum`` to ``maximum``
+    (at most :data:`MAX_INT`); a 400 naming ``name`` otherwise. Every integer a route
+    takes is read here."""
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise bad_request(f"{name} must be an integer, got {raw[:100]!r}") from None
+    top = MAX_INT if maximum is None else min(maximum, MAX_INT)
+    if (minimum is not None and value < minimum) or value > top:
+        raise bad_request(f"{name} must be between {minimum} and {top}, got {raw.strip()[:100]}")
+    return value
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition offering ``filename`` as a download (RFC 6266): an ASCII
+    fallback, and the name itself percent-encoded as UTF-8 (RFC 5987), so any name (not
+    Latin-1, holding CR/LF or quotes) makes a valid header."""
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{urllib.parse.quote(filename, safe='')}"
 
 
 class KFJupyterHandler(ExtensionHandlerMixin, APIHandler):
@@ -121,14 +147,29 @@ class KFJupyterHandler(ExtensionHandlerMixin, APIHandler):
         raw = self.get_query_argument(name, None)
         if raw is None or raw.strip() == "":
             return default
+        return parse_int(raw, name, minimum, maximum)
+
+    def json_body(self) -> Any:
+        """The request's JSON body (None when it is empty); 400 when it is not JSON, or
+        nested deeper than a parser goes. Every JSON body a route takes is read here."""
+        raw = self.request.body or b""
+        if not raw.strip():
+            return None
         try:
-            value = int(raw.strip())
+            return json.loads(raw)
+        except RecursionError:
+            raise bad_request("the body is not JSON that can be read: it is nested too deeply") from None
         except ValueError:
-            raise bad_request(f"{name} must be an integer, got {raw!r}") from None
-        if value < minimum or (maximum is not None and value > maximum):
-            bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-            raise bad_request(f"{name} must be {bounds}, got {value}")
-        return value
+            raise bad_request("the body is not JSON") from None
+
+    def json_object(self, example: str, required: bool = True) -> dict:
+        """The request's body as a JSON object (``{}`` when empty and not ``required``)."""
+        body = self.json_body()
+        if body is None and not required:
+            return {}
+        if not isinstance(body, dict):
+            raise bad_request(f"the body must be a JSON object like {example}")
+        return body
 
     def channel_args(self, job: jobs.Job, metrics: bool = False) -> tuple[int | None, str | None]:
         """``rank`` and ``channel`` of a log or metrics request: a channel the job has, or a
@@ -313,20 +354,19 @@ class TrialLogHandler(KFJupyterHandler):
     @web.authenticated
     @authorized
     async def get(self, study_id: str, number: str) -> None:
-        if not number.isdigit():
-            raise bad_request(f"a trial number is an integer >= 0, got {number!r}")
+        trial = parse_int(number, "the trial number")
         tail = self.int_arg("tail", TRIAL_LOG_TAIL)
 
         def read() -> dict:
             study = load_study(study_id)
             try:
-                text = study.trial_log(int(number))
+                text = study.trial_log(trial)
             except KeyError:
-                raise api_error(404, f"study {study_id} has no trial {int(number)}", "TrialNotFound") from None
+                raise api_error(404, f"study {study_id} has no trial {trial}", "TrialNotFound") from None
             lines = text.split("\n") if text else []
             if lines and lines[-1] == "":
                 lines.pop()
-            return {"study_id": study.id, "number": int(number), "lines": lines[-tail:] if tail else lines}
+            return {"study_id": study.id, "number": trial, "lines": lines[-tail:] if tail else lines}
 
         self.finish(dumps(await self.call(read)))
 

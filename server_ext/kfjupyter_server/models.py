@@ -12,7 +12,6 @@ the artifact store is ever served (the registry resolves and checks every path).
 
 from __future__ import annotations
 
-import json
 import mimetypes
 from typing import Any
 
@@ -24,7 +23,7 @@ from kfjupyter.errors import InvalidOptionError
 from kfjupyter.registry.artifacts import safe_relpath
 from kfjupyter.registry.entities import parse_metric_filters
 
-from .handlers import MAX_PAGE, KFJupyterHandler, api_error, bad_request
+from .handlers import MAX_PAGE, KFJupyterHandler, api_error, attachment, bad_request, parse_int
 from .serialize import dumps
 
 CHUNK = 256 * 1024
@@ -35,7 +34,7 @@ STATES = ("LIVE", "ARCHIVED")
 
 def version_arg(version: str) -> int | str:
     """A version in a path: its number ("3") or its name ("1.2.0")."""
-    return int(version) if version.isdigit() else version
+    return parse_int(version, "a version number") if version.isdigit() else version
 
 
 class ModelsBase(KFJupyterHandler):
@@ -69,16 +68,7 @@ class ModelsBase(KFJupyterHandler):
             raise bad_request(str(exc)) from None
 
     def body(self) -> dict:
-        raw = self.request.body or b""
-        if not raw.strip():
-            return {}
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise bad_request("the body is not JSON") from None
-        if not isinstance(data, dict):
-            raise bad_request("the body must be a JSON object")
-        return data
+        return self.json_object('{"version": 2}', required=False)
 
 
 def page_json(page: Any) -> dict:
@@ -249,9 +239,8 @@ class FileHandler(ModelsBase):
             raise api_error(400, str(exc), "PathRefused") from exc
         artifact = self.get_query_argument("artifact", None) or None
         target = await self.call(registry.artifact_file, model, path, version=version_arg(version), artifact=artifact)
-        name = target.name.replace('"', "")
-        self.set_header("Content-Type", mimetypes.guess_type(name)[0] or "application/octet-stream")
-        self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+        self.set_header("Content-Type", mimetypes.guess_type(target.name)[0] or "application/octet-stream")
+        self.set_header("Content-Disposition", attachment(target.name))
         self.set_header("Content-Length", str(target.stat().st_size))
         self.set_header("X-Content-Type-Options", "nosniff")
         with open(target, "rb") as fh:

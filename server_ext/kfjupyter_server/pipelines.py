@@ -12,8 +12,6 @@ missing → 501 ``MissingDependency``; ``KFPCompileError`` otherwise → 400.
 
 from __future__ import annotations
 
-import json
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +20,10 @@ from jupyter_core.paths import is_hidden
 from tornado import web
 
 from kfjupyter import jobs
-from kfjupyter.errors import JobNotFoundError
+from kfjupyter.errors import InvalidOptionError, JobNotFoundError
+from kfjupyter.files import path_under
 
-from .handlers import KFJupyterHandler, api_error, bad_request
+from .handlers import KFJupyterHandler, api_error, attachment, bad_request
 from .serialize import dumps, job_json
 
 #: How many pipeline runs ``GET /pipelines/runs`` answers (the newest).
@@ -43,13 +42,6 @@ def _pipelines():
     import kfjupyter.pipelines as kp
 
     return kp
-
-
-def attachment(filename: str) -> str:
-    """A Content-Disposition for ``filename`` (RFC 6266): an ASCII fallback, and the
-    name itself percent-encoded as UTF-8 (headers carry Latin-1 only)."""
-    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename)
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{urllib.parse.quote(filename, safe='')}"
 
 
 class PipelinesBase(KFJupyterHandler):
@@ -81,14 +73,15 @@ class PipelinesBase(KFJupyterHandler):
         return Path(root).expanduser().resolve()
 
     def notebook(self, path: Any) -> Path:
-        """The notebook file ``path`` (under the server's root) names; 400/404 otherwise."""
+        """The notebook file ``path`` (under the server's root) names; 400/404 otherwise.
+        No link on its way is followed (:mod:`kfjupyter.files`): one is refused, named."""
         if not isinstance(path, str) or not path.strip():
             raise bad_request("path (the notebook's path under the server's root) is required")
         root = self.root()
-        relative = path.lstrip("/")
-        full = (root / relative).resolve()
-        if full != root and root not in full.parents:
-            raise bad_request(f"{path} is outside the server's root folder")
+        try:
+            full = path_under(root, path.lstrip("/"), "notebook path")
+        except InvalidOptionError as exc:
+            raise bad_request(f"{exc} (the server's root folder is {root})") from None
         if full.suffix != ".ipynb":
             raise bad_request(f"{path} is not a notebook (.ipynb)")
         if not full.is_file():
@@ -97,15 +90,8 @@ class PipelinesBase(KFJupyterHandler):
             raise api_error(404, f"no notebook {path}", "NotebookNotFound")  # as the contents API answers
         return full
 
-    def json_body(self) -> dict:
-        raw = self.request.body or b""
-        try:
-            body = json.loads(raw) if raw.strip() else None
-        except ValueError:
-            raise bad_request("the body is not JSON") from None
-        if not isinstance(body, dict):
-            raise bad_request('the body must be a JSON object like {"path": "pipeline.ipynb"}')
-        return body
+    def notebook_body(self) -> dict:
+        return self.json_object('{"path": "pipeline.ipynb"}')
 
 
 # -- the calls (in the executor) -----------------------------------------------------------
@@ -161,7 +147,7 @@ class CompileHandler(PipelinesBase):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        path = self.notebook(self.json_body().get("path"))
+        path = self.notebook(self.notebook_body().get("path"))
         self.finish(dumps(await self.call(_compile, path)))
 
 
@@ -177,7 +163,7 @@ class RunsHandler(PipelinesBase):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        body = self.json_body()
+        body = self.notebook_body()
         unknown = set(body) - {"path", "parameters", "backend"}
         if unknown:
             raise bad_request(f"unknown fields: {', '.join(sorted(unknown))}")
