@@ -14,6 +14,9 @@ The public API::
     kfjupyter.pipelines.from_notebook(path) -> Pipeline       tagged cells → pipeline steps
     kfjupyter.run_pipeline(path_or_pipeline, …) -> PipelineRun  run it (locally, or on KFP)
     kfjupyter.run_notebook(path, parameters={…}, sweep={…})  papermill runs as jobs
+    kfjupyter.log_params(**params)                           more params of the running job's run
+    kfjupyter.runs(experiment=…, filter=…, order_by=…)       every job is a run: a DataFrame
+    kfjupyter.compare(run_a, run_b, …)                       params that differ, metrics, curves
 
 In a notebook, ``%load_ext kfjupyter`` adds ``%%kf_train``, ``%%kf_tune``, ``%kf_jobs`` and
 ``%kf_models``.
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .runtime.bootstrap import output_dir, param, report
+from .runtime.bootstrap import log_params, output_dir, param, report
 
 __version__ = "0.1.0"
 
@@ -37,6 +40,7 @@ __all__ = [
     "jobs",
     "load_ipython_extension",
     "load_model",
+    "log_params",
     "output_dir",
     "param",
     "pipelines",
@@ -45,6 +49,8 @@ __all__ = [
     "register_model",
     "registry",
     "report",
+    "runs",
+    "compare",
     "Study",
     "train",
     "tune",
@@ -90,11 +96,15 @@ def __getattr__(name: str) -> Any:
         from .pipelines import run_pipeline
 
         return run_pipeline
+    if name in ("runs", "compare"):
+        from . import tracking
+
+        return getattr(tracking, name)
     if name == "run_notebook":
         from .notebook_runs import run_notebook
 
         return run_notebook
-    if name in ("registry", "pipelines", "notebook_runs"):
+    if name in ("registry", "pipelines", "notebook_runs", "tracking"):
         import importlib
 
         return importlib.import_module("." + name, __name__)

@@ -30,12 +30,16 @@ from .backends import get_backend, handle_class, spec_class
 from .errors import InvalidOptionError, KFJupyterError, PreflightError
 from .files import DIR_MODE, files_under, make_private, private_dir
 from .runtime.engine import Channels, Engine, JobSpec, UnknownChannelError
+from .capture.provenance import environment
 from .store.models import ChildRecord, JobRecord
+from .store.runs import DEFAULT_EXPERIMENT, RunRecord
 from .store.workspace import as_aware, get_workspace
 
 #: What a job handle offers that a capability implements, bound late (the core imports
 #: no capability): ``Job.register_model`` is the registry's ``register_model``.
 REGISTER_MODEL = "kfjupyter.registry:register_model"
+#: ``Job.rerun`` is tracking's ``rerun``.
+RERUN = "kfjupyter.tracking:rerun"
 
 
 #: a follower of a watched job looks at it anyway this often (what a watch cannot see)
@@ -146,13 +150,25 @@ def failure_text(kind: str, job_id: str, status: str, error: str | None, message
     lines = (error or "").strip("\n").splitlines()
     head = f"{kind} job {job_id} {what}"
     if status == st.CANCELLED:
-        return head + (f" ({message})" if message else "")
+        return head + (f": {message}" if message and not message.lower().startswith("cancelled") else "")
     if not lines:
         return head + (f": {message}" if message else "")
     body = lines[1:]
     cut = len(body) > tail
     shown = [f"... {len(body) - tail} line(s) before (job.error, kfjupyter jobs show {job_id})"] if cut else []
     return "\n".join([f"{head}: {lines[0]}", *shown, *body[-tail:]]) if body else f"{head}: {lines[0]}"
+
+
+def last_values(rows: Iterable[dict]) -> dict[str, Any]:
+    """The last reported value of each metric of ``rows`` (as :meth:`Job.metrics` gives them,
+    in the order they were reported); ``rank``, ``step``, ``time`` (and a sweep's ``run``)
+    are not metrics."""
+    last: dict[str, Any] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key not in ("rank", "step", "time", "run") and value is not None:
+                last[key] = value
+    return last
 
 
 @dataclass(frozen=True)
@@ -319,6 +335,10 @@ class Job:
         rows = self.engine.read_metrics(self.id, info, channel)
         return [r for r in rows if rank is None or r.get("rank") == rank]
 
+    def last_metrics(self, rank: int | None = None, *, channel: str | None = None) -> dict[str, Any]:
+        """The last value of each metric passed to ``kfjupyter.report`` (see :meth:`metrics`)."""
+        return last_values(self.metrics(rank, channel=channel))
+
     # -- child tasks -------------------------------------------------------------------
     def children(self, kind: str | None = None) -> list[ChildRecord]:
         """The job's child tasks (pipeline steps, trials, sweep runs, servers), in order."""
@@ -479,6 +499,14 @@ class Job:
 
         return load(REGISTER_MODEL)(name, path_or_object, job=self, **options)
 
+    # -- tracking ------------------------------------------------------------------------
+    def rerun(self, wait: bool = False, **params: Any) -> "Job":
+        """Start the same program again with some params changed (``lr=0.05``; the scalars
+        its cell read, or its options): the new job's run links to this one."""
+        from .backends import load
+
+        return load(RERUN)(self, wait=wait, **params)
+
     def to_dict(self) -> dict:
         """The job as every client shows it: its record, its duration and its channels."""
         data = self._record.to_dict()
@@ -530,6 +558,10 @@ def create(
     notebook: str | None = None,
     cell: str | None = None,
     job_id: str | None = None,
+    experiment: str | None = None,
+    params: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    source_run: str | None = None,
 ) -> Job:
     """Create a job of ``spec``'s kind: record it, prepare its folder, start it on its engine.
 
@@ -541,6 +573,10 @@ def create(
     marks the job Failed, with the error, and is raised. ``start=False`` records the job
     Pending for someone else to :func:`start` (a sweep's runs). ``notebook`` defaults to
     the kernel's notebook (``JPY_SESSION_NAME``).
+
+    The job is also a run of ``experiment`` (default: the notebook's name) with ``params``
+    beyond its spec's (the scalars its cell read), ``tags`` and ``source_run`` (the run it
+    is a re-run of): see :mod:`kfjupyter.tracking`.
     """
     engine = get_backend(spec.kind, spec.backend)
     ws = get_workspace()
@@ -556,8 +592,10 @@ def create(
         kids = builtins.list(children)
         for kid in kids:
             kid.job_id = job_id
-        with ws.session() as s, s.begin():  # the job and its children, or nothing
+        run = new_run(job_id, record.notebook, experiment, params, tags, source_run)
+        with ws.session() as s, s.begin():  # the job, its run and its children, or nothing
             s.add(record)
+            s.add(run)
             s.add_all(kids)
     except BaseException:
         shutil.rmtree(job_dir, ignore_errors=True)
@@ -565,6 +603,23 @@ def create(
     if start:
         _start(job_id, spec, job_dir, engine)
     return get(job_id)
+
+
+def default_experiment(notebook: str | None) -> str:
+    """A run's experiment when none is given: its notebook's name, else ``Default``."""
+    return Path(notebook).stem if notebook else DEFAULT_EXPERIMENT
+
+
+def new_run(job_id: str, notebook: str | None, experiment: str | None = None, params: dict | None = None,
+            tags: dict | None = None, source_run: str | None = None) -> RunRecord:  # fmt: skip
+    """The run record of a new job (its environment captured now)."""
+    if experiment is not None and (not isinstance(experiment, str) or not experiment.strip() or len(experiment) > 200):
+        raise InvalidOptionError(f"invalid experiment name {experiment!r}: 1 to 200 characters")
+    return RunRecord(
+        id=job_id, job_id=job_id, experiment=(experiment or "").strip() or default_experiment(notebook),
+        params=dict(params or {}), tags={str(k): str(v) for k, v in (tags or {}).items()},
+        env=environment(notebook), metrics={}, source_run=source_run,
+    )  # fmt: skip
 
 
 def _new_folder(ws, spec: JobSpec, job_id: str | None) -> tuple[str, Path]:

@@ -17,10 +17,10 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import jobs
-from .errors import KFJupyterError
+from .errors import KFJupyterError, PreflightError
 from .training.api import train
 from .validation import parse_env_pairs
-from .widgets.job_view import follow_in_background, view_for
+from .widgets.job_view import show, view_for
 
 
 def _parse(magic, line: str):
@@ -34,35 +34,22 @@ def _parse(magic, line: str):
 
 def one_line_errors(magic):
     """Every magic's wrapper: a :class:`KFJupyterError` it meets becomes IPython's
-    ``UsageError`` with the error's message, which IPython shows as one line."""
+    ``UsageError`` with the error's message, which IPython shows as one line. A job that
+    ended Failed or Cancelled (:class:`~kfjupyter.jobs.JobFailedError`) is no usage error:
+    it is raised as it is, and IPython shows its short text (job, failing rank, last lines);
+    so is a :class:`~kfjupyter.errors.PreflightError` (its ``culprit`` names the value or
+    module of the cell at fault, for a front end to point at), also shown as one line."""
 
     @functools.wraps(magic)
     def run(*args, **kwargs):
         try:
             return magic(*args, **kwargs)
+        except (jobs.JobFailedError, PreflightError):
+            raise
         except KFJupyterError as exc:
             raise UsageError(str(exc)) from None
 
     return run
-
-
-def watch(job: jobs.Job, view, wait: bool, poll: float = 0.5) -> jobs.Job:
-    """Show ``view`` (a live view of ``job``: it has ``refresh()``); with ``wait``, follow the
-    job until it ends (Ctrl-C cancels it), else refresh the view in the background."""
-    from IPython.display import display
-
-    display(view)
-    if not wait:
-        follow_in_background(view)
-        return job
-    try:
-        job.follow(lambda event: view.refresh(), poll=poll)
-    except KeyboardInterrupt as exc:
-        view.refresh()
-        print(exc)
-        raise
-    view.refresh()
-    return job
 
 
 @magics_class
@@ -79,6 +66,7 @@ class KFMagics(Magics):
     @argument("--env", "-e", action="append", default=[], metavar="K=V", help="environment variable")
     @argument("--out", "-o", default=None, metavar="VAR", help="bind the Job handle to VAR")
     @argument("--no-wait", action="store_true", help="return at once; the job runs on")
+    @argument("--experiment", default=None, help="the experiment of the job's run (default: the notebook's name)")
     @cell_magic
     @one_line_errors
     def kf_train(self, line: str, cell: str):
@@ -98,10 +86,11 @@ class KFMagics(Magics):
             namespace=args.namespace,
             user_ns=self.shell.user_ns,
             history=[c for c in self.shell.user_ns.get("In", []) if isinstance(c, str)],
+            experiment=args.experiment,
         )
         if args.out:
             self.shell.user_ns[args.out] = job
-        watch(job, view_for(job, blocking=not args.no_wait), wait=not args.no_wait)
+        show(job, view_for(job, blocking=not args.no_wait), wait=not args.no_wait)
         return None
 
     @magic_arguments()
@@ -128,6 +117,7 @@ class KFMagics(Magics):
     @argument("--namespace", default=None, help="Kubernetes namespace")
     @argument("--env", "-e", action="append", default=[], metavar="K=V", help="environment variable")
     @argument("--no-wait", action="store_true", help="return at once; the study runs on")
+    @argument("--experiment", default=None, help="the experiment of the study's run (default: the notebook's name)")
     @cell_magic
     @one_line_errors
     def kf_tune(self, line: str, cell: str):
@@ -159,10 +149,11 @@ class KFMagics(Magics):
             seed=args.seed,
             user_ns=self.shell.user_ns,
             history=[c for c in self.shell.user_ns.get("In", []) if isinstance(c, str)],
+            experiment=args.experiment,
         )
         if args.no_wait and args.out:
             self.shell.user_ns[args.out] = study
-        watch(study.job, study_view(study, blocking=not args.no_wait), wait=not args.no_wait)
+        show(study.job, study_view(study, blocking=not args.no_wait), wait=not args.no_wait)
         if args.no_wait:
             return None
         if args.out and study.best_params is not None:
@@ -182,16 +173,16 @@ class KFMagics(Magics):
         """List the workspace's jobs, or re-attach to one: %kf_jobs [ID] [--cancel] [--wait]."""
         args = _parse(self.kf_jobs, line)
         if args.job_id is None:
-            from IPython.display import HTML, display
+            from IPython.display import display
 
             from .widgets.tables import jobs_table
 
-            display(HTML(jobs_table(jobs.list(kind=args.kind, status=args.status, limit=args.limit))))
+            display(jobs_table(jobs.list(kind=args.kind, status=args.status, limit=args.limit)))
             return None
         job = jobs.get(args.job_id)
         if args.cancel:
             job.cancel()
-        return watch(job, view_for(job, blocking=args.wait), wait=args.wait)
+        return show(job, view_for(job, blocking=args.wait), wait=args.wait)
 
 
 def _models_parser():
@@ -351,6 +342,7 @@ def _pipeline_parser():
     run.add_argument("--max-parallel", type=int, default=None, help="steps at once (default: CPU count, >= 2)")
     run.add_argument("--no-wait", action="store_true", help="return at once; the run goes on")
     run.add_argument("--out", "-o", default=None, metavar="VAR", help="bind the PipelineRun to VAR")
+    run.add_argument("--experiment", default=None, help="the experiment of the run (default: the notebook's name)")
     debug = sub.add_parser("debug", help="load a step's inputs and parameters into this kernel")
     debug.add_argument("run_id")
     debug.add_argument("step")
@@ -374,10 +366,12 @@ class KFPipelineMagics(Magics):
         import os
         import shlex
 
-        from IPython.display import HTML, SVG, display
+        from IPython.display import display
 
         from . import pipelines
         from .pipelines import api
+        from .widgets.pipeline_view import view_for as steps_view
+        from .widgets.tables import jobs_table
 
         try:
             args = _pipeline_parser().parse_args(shlex.split(line))
@@ -392,97 +386,35 @@ class KFPipelineMagics(Magics):
             if not notebook:
                 raise UsageError(f"%kf_pipeline {action}: name the notebook (this kernel does not know its own)")
         if action == "compile":
-            from .pipelines.render import to_svg
-
             pipeline = pipelines.from_notebook(notebook)
-            display(SVG(to_svg(pipeline)))
-            display(HTML(_pipeline_steps_html(pipeline)))
+            display(pipeline)  # its DAG and steps table; text in a terminal
             if args.out:
                 self.shell.user_ns[args.out] = pipeline
             return None
         if action == "run":
             run = api.run_pipeline(
                 notebook, dict(args.param), backend=args.backend, resume=args.resume,
-                max_parallel=args.max_parallel, cache=not args.no_cache,
+                max_parallel=args.max_parallel, cache=not args.no_cache, experiment=args.experiment,
             )
             if args.out:
                 self.shell.user_ns[args.out] = run
-            return _watch_pipeline(run, wait=not args.no_wait)
+            show(run, steps_view(run, blocking=not args.no_wait), wait=not args.no_wait)
+            return None
         if action == "debug":
             api.debug(args.run_id, args.step, namespace=self.shell.user_ns)
             return None
         if action == "list":
-            runs = api.list_runs()
-            display(HTML("".join(api.steps_html(r) for r in runs) or "<p>no pipeline runs</p>"))
+            display(jobs_table(api.list_runs(), empty="no pipeline runs"))
             return None
         run = api.get_run(args.run_id)
         if action == "show":
-            display(HTML(api.steps_html(run)))
+            display(api.RunSteps(run))
         elif action == "logs":
             print(run.step_logs(args.step))
         elif action == "cancel":
             run.cancel()
-            display(HTML(api.steps_html(run)))
+            display(api.RunSteps(run))
         return None
-
-
-def _pipeline_steps_html(pipeline) -> str:
-    import html
-
-    rows = []
-    for step in pipeline.steps.values():
-        extra = []
-        if step.image:
-            extra.append(f"image {step.image}")
-        extra += [f"{k}={v}" for k, v in step.limits.items()]
-        if not step.cache:
-            extra.append("cache:false")
-        cells = ", ".join(str(c + 1) for c in step.cells)
-        rows.append(
-            "<tr>" + "".join(
-                f"<td>{html.escape(v)}</td>"
-                for v in (step.name, cells, ", ".join(pipeline.upstream(step.name)) or "-",
-                          ", ".join(f"{n} ← {s}" for n, s in step.inputs.items()) or "-",
-                          ", ".join(step.outputs) or "-", ", ".join(step.parameters) or "-", "; ".join(extra))
-            ) + "</tr>"
-        )
-    head = "".join(f"<th>{c}</th>" for c in ("step", "cells", "after", "inputs", "outputs", "parameters", ""))
-    params = ", ".join(f"{p.name}={p.default!r} ({p.type})" for p in pipeline.parameters.values()) or "none"
-    return (f"<p><b>{html.escape(pipeline.name)}</b>: {len(pipeline.steps)} steps; parameters {html.escape(params)}</p>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
-
-
-class _StepsView:
-    """A pipeline run's steps table, updated in place (``refresh()``)."""
-
-    def __init__(self, run):
-        from IPython.display import HTML, DisplayHandle
-
-        self.run = run
-        self.handle = DisplayHandle()
-        self.html = HTML
-
-    def _ipython_display_(self) -> None:
-        from .pipelines.api import steps_html
-
-        self.handle.display(self.html(steps_html(self.run)))
-
-    def refresh(self) -> None:
-        from .pipelines.api import steps_html
-
-        self.handle.update(self.html(steps_html(self.run)))
-
-
-def _watch_pipeline(run, wait: bool, poll: float = 0.5):
-    """Show the run's steps (live until it ends when ``wait``); Ctrl-C cancels it."""
-    from IPython.display import display
-
-    view = _StepsView(run)
-    if not wait:
-        display(view)
-        return None
-    watch(run, view, wait=True, poll=poll)
-    return None
 
 
 def load_ipython_extension(ipython) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import sys
 import time
@@ -35,7 +37,8 @@ def workspace(tmp_path, monkeypatch):
     monkeypatch.setenv("KFJUPYTER_HOME", str(home))
     monkeypatch.delenv("KFJUPYTER_DB_URL", raising=False)
     # defaults a user's environment (or a server test's c.KFJupyter settings) may set
-    for name in ("KFJUPYTER_BACKEND", "KFJUPYTER_NAMESPACE", "KFJUPYTER_IMAGE", "KFJUPYTER_KFP_URL", "KFP_HOST"):
+    for name in ("KFJUPYTER_BACKEND", "KFJUPYTER_NAMESPACE", "KFJUPYTER_IMAGE", "KFJUPYTER_KFP_URL", "KFP_HOST",
+                 "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(name, raising=False)
     yield home
     deadline = time.monotonic() + 10
@@ -75,6 +78,23 @@ def shell(workdir):
 def run_cell(ip, source: str):
     """Run a cell; return its result (with ``error_in_exec`` / ``error_before_exec``)."""
     return ip.run_cell(source, store_history=True)
+
+
+@contextlib.contextmanager
+def ctrl_c_after(seconds: float):
+    """Ctrl-C (a KeyboardInterrupt in the main thread) after ``seconds``, as a user presses it."""
+    import signal
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def wait_for(predicate, timeout: float = 60.0, poll: float = 0.1):

@@ -78,12 +78,13 @@ def test_values_are_read_like_papermill():
     assert parse_value("3") == 3 and isinstance(parse_value("3"), int)
     assert parse_value("-7") == -7
     assert parse_value("0.5") == 0.5 and parse_value("1e-3") == 0.001
-    assert parse_value("True") is True and parse_value("false") is False
-    assert parse_value("None") is None and parse_value("null") is None
+    assert parse_value("True") is True and parse_value("False") is False
+    assert parse_value("None") is None and parse_value("null") == "null"  # as papermill: see the parity tests
+    assert parse_value("1_000") == 1000 and isinstance(parse_value("1_000"), int)
     assert parse_value("adam") == "adam"
     assert parse_value("0.1.2") == "0.1.2"
     assert parse_value("it's \"x\"") == "it's \"x\""
-    assert parse_sweep_args(["lr=0.1,0.01", "opt=adam,sgd", "deep=true,false"]) == {
+    assert parse_sweep_args(["lr=0.1,0.01", "opt=adam,sgd", "deep=True,False"]) == {
         "lr": [0.1, 0.01],
         "opt": ["adam", "sgd"],
         "deep": [True, False],
@@ -201,7 +202,9 @@ def test_a_failing_cell_fails_the_run_naming_the_cell(workspace, workdir):
         "print('never runs')",
     )
     before = fingerprint(nb)
-    run = kfjupyter.run_notebook(nb, {"n": 7}, wait=True)
+    with pytest.raises(jobs.JobFailedError, match=r"notebook job \S+ failed: cell 4/5"):
+        kfjupyter.run_notebook(nb, {"n": 7}, wait=True)
+    run = get_run(jobs.list(kind="notebook")[0].id)
     assert run.status == st.FAILED
     assert run.error.startswith("cell 4/5 (In [4]) raised ValueError: bad n=7")
     assert "raise ValueError(f'bad n={n}')" in run.error  # the cell's source
@@ -220,7 +223,7 @@ def test_a_failing_cell_fails_the_run_naming_the_cell(workspace, workdir):
 
 def test_a_kernel_that_dies_fails_the_run(workspace, workdir):
     nb = make_notebook(workdir / "dies.ipynb", "code = 3", "print('alive', flush=True)", "import os\nos._exit(code)")
-    run = run_notebook(nb, wait=True)
+    run = run_notebook(nb).wait(raise_on_failure=False)
     assert run.status == st.FAILED
     assert run.error == "the kernel died while running cell 3/3: import os"
     assert "alive" in run.logs() and run.output_notebook.exists()
@@ -401,19 +404,19 @@ def test_cli_sweep_prints_progress_and_the_results_table(workspace, workdir):
 def test_cli_no_wait_returns_and_the_run_goes_on(workspace, workdir):
     make_notebook(workdir / "nb.ipynb", "a = 1\nb = 1.0\nflag = False",
                   "import kfjupyter, time\ntime.sleep(1)\nkfjupyter.report(score=a * b if flag else -1.0)")
-    done = cli("run", "nb.ipynb", "-p", "a", "2", "-p", "b", "2.5", "-p", "flag", "true", "--no-wait",
+    done = cli("run", "nb.ipynb", "-p", "a", "2", "-p", "b", "2.5", "-p", "flag", "True", "--no-wait",
                home=workspace, cwd=workdir)
     returned = datetime.now(timezone.utc)
     assert done.returncode == 0, done.stderr
     run_id = re.match(r"run (\S+): nb.ipynb", done.stdout).group(1)
     assert f"kfjupyter jobs logs -f {run_id}" in done.stdout
-    run = get_run(run_id).wait(timeout=RUN_TIMEOUT)  # the CLI process is gone; the run is not
+    run = get_run(run_id).wait(raise_on_failure=False, timeout=RUN_TIMEOUT)  # the CLI process is gone; the run is not
     assert run.status == st.SUCCEEDED, run.error
     assert as_aware(run.record.finished_at) > returned
     assert run.parameters == {"a": 2, "b": 2.5, "flag": True}
     assert run.last_metrics() == {"score": 5.0}
     # and `kfjupyter run` follows a run's log when it waits: a failing one exits 1
-    failed = cli("run", "nb.ipynb", "-p", "a", "oops", "-p", "flag", "true", home=workspace, cwd=workdir)
+    failed = cli("run", "nb.ipynb", "-p", "a", "oops", "-p", "flag", "True", home=workspace, cwd=workdir)
     assert failed.returncode == 1
     assert "cell 3/3 … import kfjupyter, time" in failed.stdout
     assert re.search(r"\S+ Failed in [\d.]+ s", failed.stdout)
@@ -448,3 +451,153 @@ def test_a_kale_pipeline_parameters_cell_is_the_parameters_cell_of_a_papermill_r
     # the same cell declares the names: another one is refused, naming the cell's names
     with pytest.raises(KFJupyterError, match=r"'SWEETS' not in the 'pipeline-parameters' cell of .*kale.ipynb \(it defines: CANDIES, name\)"):
         run_notebook(workdir / "kale.ipynb", {"SWEETS": 1})
+
+
+# -- papermill parity: papermill itself is the oracle ----------------------------------------
+# The same notebook, the same options, run by `papermill` and by `kfjupyter run`: the output
+# notebooks must hold the same cells, injected parameters and outputs.
+
+PAPERMILL = str(Path(sys.executable).parent / "papermill")
+
+
+def papermill(*args: str, cwd: Path, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
+    return subprocess.run([PAPERMILL, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})  # fmt: skip
+
+
+def run_of(done: subprocess.CompletedProcess) -> NotebookRun:
+    match = re.search(r"^run (\S+): ", done.stdout, re.M)
+    assert match, (done.stdout, done.stderr)
+    return get_run(match.group(1))
+
+
+def comparable(path: Path) -> dict:
+    """What must agree between two output notebooks: every cell's type, source, tags,
+    hidden input and outputs, and the parameters papermill recorded (no times, ids, paths)."""
+    nb = nbformat.read(str(path), as_version=4)
+    cells = []
+    for cell in nb.cells:
+        outputs = [{k: v for k, v in o.items() if k not in ("execution_count", "metadata")} for o in cell.get("outputs", [])]
+        cells.append((cell.cell_type, cell.source, tuple(cell.metadata.get("tags", [])),
+                      cell.metadata.get("jupyter"), json.dumps(outputs, sort_keys=True)))  # fmt: skip
+    return {"cells": cells, "parameters": nb.metadata.get("papermill", {}).get("parameters")}
+
+
+def both(workdir: Path, workspace: Path, notebook: str, *options: str) -> tuple[dict, dict, NotebookRun]:
+    oracle = papermill(notebook, "pm-out.ipynb", "--no-progress-bar", *options, cwd=workdir)
+    assert oracle.returncode == 0, oracle.stderr[-3000:]
+    ours = cli("run", notebook, *options, home=workspace, cwd=workdir)
+    assert ours.returncode == 0, ours.stdout[-3000:] + ours.stderr[-3000:]
+    run = run_of(ours)
+    return comparable(workdir / "pm-out.ipynb"), comparable(run.output_notebook), run
+
+
+VALUES = ["True", "true", "False", "false", "None", "none", "null", "~", "1_000", "-7", " 7", "0x10", "1e3", ".5",
+          "inf", "nan", "0.1.2", "adam", "it's \"x\"", ""]  # fmt: skip
+
+
+def test_p_values_are_read_exactly_as_papermill_reads_them():
+    from papermill.cli import _resolve_type
+
+    for text in VALUES:
+        ours, theirs = parse_value(text), _resolve_type(text)
+        assert type(ours) is type(theirs) and (ours == theirs or ours != ours), (text, ours, theirs)
+
+
+def test_every_parameter_option_injects_what_papermill_injects(workspace, workdir):
+    names = [f"v{i}" for i in range(len(VALUES))]
+    params = "\n".join(f"{n} = 0" for n in names) + "\nh = 0\ni = 0\nj = 0\nk = 0\nr = 0"
+    make_notebook(workdir / "values.ipynb", params, "print(repr((" + ", ".join(names) + ", h, i, j, k, r)))")
+    (workdir / "params.yaml").write_text("h: [1, 2]\ni: 2024-01-02\nj: from-file\n")
+    import base64
+
+    options = [x for n, v in zip(names, VALUES) for x in ("-p", n, v)]
+    options += ["-f", "params.yaml", "-y", "j: from-yaml\nk: {a: 1}", "-r", "r", "raw 1_000",
+                "-b", base64.b64encode(b"k: 3").decode()]  # fmt: skip
+    theirs, ours, run = both(workdir, workspace, "values.ipynb", *options)
+    assert ours == theirs
+    injected = next(c for c in ours["cells"] if "injected-parameters" in c[2])[1]
+    assert "v8 = 1000\n" in injected and 'v1 = "true"\n' in injected and 'i = "2024-01-02"\n' in injected
+
+
+def test_kernel_python_and_a_notebook_without_language_run_as_with_papermill(workspace, workdir):
+    """`-k python` is jupyter_client's alias of python3; a notebook without kernelspec and
+    language_info runs with `--language` (and, unlike papermill, without: its kernel's)."""
+    nb = new_notebook(cells=[new_code_cell("x = 1", metadata={"tags": ["parameters"]}), new_code_cell("print(x * 2)")])
+    nbformat.write(nb, str(workdir / "bare.ipynb"))
+    theirs, ours, run = both(workdir, workspace, "bare.ipynb", "-k", "python", "-l", "python", "-p", "x", "21")
+    assert ours == theirs and run.kernel == "python"
+    assert {"name": "stdout", "output_type": "stream", "text": "42\n"} in json.loads(ours["cells"][-1][-1])
+    # without -l papermill stops ("No language found in notebook"); kfjupyter uses the kernel's language
+    refused = papermill("bare.ipynb", "pm-out.ipynb", "-k", "python", "-p", "x", "1", cwd=workdir)
+    assert refused.returncode != 0 and "No language found" in refused.stderr
+    plain = run_notebook(workdir / "bare.ipynb", {"x": 4}, wait=True)
+    assert plain.status == st.SUCCEEDED and plain.record.spec["language"] == "python"
+    with pytest.raises(KFJupyterError, match="invalid language"):
+        run_notebook(workdir / "bare.ipynb", language=" ")
+
+
+def test_cwd_report_mode_timeouts_log_output_and_prepare_only_as_papermill(workspace, workdir):
+    data = workdir / "data"
+    data.mkdir()
+    (data / "input.txt").write_text("from the data folder")
+    make_notebook(workdir / "opts.ipynb", "n = 1", "import os\nprint(open('input.txt').read(), n)")
+    options = ["--cwd", "data", "--report-mode", "--start-timeout", "30", "--execution-timeout", "30", "-p", "n", "5"]
+    theirs, ours, run = both(workdir, workspace, "opts.ipynb", *options)
+    assert ours == theirs
+    assert any(c[3] == {"source_hidden": True} for c in ours["cells"])  # report mode hides inputs
+    assert run.record.spec["cwd"] == str(data)
+    # --log-output (the default) prints what the cells print; --no-log-output the progress only
+    quiet = cli("run", "opts.ipynb", *options, "--no-log-output", home=workspace, cwd=workdir)
+    assert quiet.returncode == 0 and "cell 2/3" in quiet.stdout and "from the data folder" not in quiet.stdout
+    loud = cli("run", "opts.ipynb", *options, "--log-output", home=workspace, cwd=workdir)
+    assert "from the data folder 5" in loud.stdout
+    # --prepare-only: parameters injected, nothing executed
+    theirs, ours, _ = both(workdir, workspace, "opts.ipynb", "--prepare-only", "-p", "n", "9")
+    assert ours == theirs and all(c[4] == "[]" for c in ours["cells"])
+    # --execution-timeout: a cell over it fails the run, as it fails papermill
+    make_notebook(workdir / "slow.ipynb", "t = 5", "import time\ntime.sleep(t)")
+    assert papermill("slow.ipynb", "pm-out.ipynb", "--execution-timeout", "1", cwd=workdir).returncode != 0
+    timed = cli("run", "slow.ipynb", "--execution-timeout", "1", home=workspace, cwd=workdir)
+    assert timed.returncode == 1 and "Timeout" in timed.stderr + timed.stdout
+
+
+def test_cancelling_a_run_keeps_the_interrupted_cells_output_as_papermill_does(workspace, workdir):
+    import signal
+
+    make_notebook(workdir / "long.ipynb", "t = 60", "import time\nprint('before the wait', flush=True)\ntime.sleep(t)")
+    oracle = subprocess.Popen([PAPERMILL, "long.ipynb", "pm-out.ipynb", "--log-output", "--no-progress-bar"],
+                              cwd=workdir, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    for line in oracle.stderr:
+        if "before the wait" in line:
+            break
+    oracle.send_signal(signal.SIGINT)
+    oracle.wait(timeout=30)
+    theirs = nbformat.read(str(workdir / "pm-out.ipynb"), as_version=4).cells[-1].outputs
+    run = run_notebook(workdir / "long.ipynb")
+    wait_for(lambda: "before the wait" in run.logs(), timeout=RUN_TIMEOUT)
+    run.cancel()
+    assert run.status == st.CANCELLED
+    ours = run.read_output().cells[-1].outputs
+    assert [o.get("text") for o in ours if o.output_type == "stream"] == \
+        [o.get("text") for o in theirs if o.output_type == "stream"] == ["before the wait\n"]  # fmt: skip
+    wait_for(lambda: kernel_processes(run.id) == [], timeout=10)
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_a_signal_to_a_blocking_kfjupyter_run_stops_the_notebook(workspace, workdir, signame):
+    """papermill dies of SIGTERM/SIGHUP, and its notebook with it; `kfjupyter run` cancels its job."""
+    import signal
+
+    make_notebook(workdir / "long.ipynb", "t = 60", "import time\nprint('waiting', flush=True)\ntime.sleep(t)")
+    env = {**os.environ, "KFJUPYTER_HOME": str(workspace)}
+    proc = subprocess.Popen([sys.executable, "-m", "kfjupyter.cli", "run", "long.ipynb"], cwd=workdir, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    for line in proc.stdout:
+        if "waiting" in line:
+            break
+    run = jobs.list(kind="notebook")[0]
+    proc.send_signal(getattr(signal, signame))
+    assert proc.wait(timeout=30) == 130
+    assert run.status == st.CANCELLED
+    wait_for(lambda: kernel_processes(run.id) == [], timeout=10)

@@ -364,7 +364,7 @@ def test_run_pipeline_with_the_kubernetes_backend_is_a_tracked_job(kfp_server, t
     assert [(r["run_id"], r["state"]) for r in listed] == [(run.record.backend_info["run_id"], "SUCCEEDED")]
     # a run KFP fails: the job and its steps say so, with KFP's error
     kfp_server.fail_next("train-forest", "pod train-forest-x1: OOMKilled")
-    failed = run_pipeline(DEMO, backend="kubernetes").wait(timeout=60, poll=0.05)
+    failed = run_pipeline(DEMO, backend="kubernetes").wait(raise_on_failure=False, timeout=60, poll=0.05)
     assert failed.status == st.FAILED and "step train-forest: pod train-forest-x1: OOMKilled" in failed.error
     steps = {s["name"]: s for s in failed.steps}
     assert steps["train-forest"]["status"] == st.FAILED and "OOMKilled" in steps["train-forest"]["error"]

@@ -37,7 +37,7 @@ def t(value: str) -> datetime:
 
 
 def test_demo_notebook_runs_in_parallel_then_from_the_cache_then_reruns_what_a_parameter_changes(workdir):
-    run = run_pipeline(DEMO).wait(timeout=90, poll=0.05)
+    run = run_pipeline(DEMO).wait(raise_on_failure=False, timeout=90, poll=0.05)
     assert run.status == st.SUCCEEDED, run.error
     first = steps(run)
     assert list(first) == ["prepare", "train-logreg", "train-forest", "evaluate"]
@@ -53,7 +53,7 @@ def test_demo_notebook_runs_in_parallel_then_from_the_cache_then_reruns_what_a_p
 
     # same notebook, same parameters: nothing runs, every step says why
     start = time.monotonic()
-    again = run_pipeline(DEMO).wait(timeout=30, poll=0.02)
+    again = run_pipeline(DEMO).wait(raise_on_failure=False, timeout=30, poll=0.02)
     took = time.monotonic() - start
     assert again.status == st.SUCCEEDED, again.error
     for step in steps(again).values():
@@ -68,7 +68,7 @@ def test_demo_notebook_runs_in_parallel_then_from_the_cache_then_reruns_what_a_p
     assert "cached: same code" in again.step_logs("prepare") and "train (105, 4)" in again.step_logs("prepare")
 
     # one parameter changed: exactly the step that reads it reruns, and what it feeds
-    third = run_pipeline(DEMO, {"n_estimators": "3"}).wait(timeout=90, poll=0.05)
+    third = run_pipeline(DEMO, {"n_estimators": "3"}).wait(raise_on_failure=False, timeout=90, poll=0.05)
     assert third.status == st.SUCCEEDED, third.error
     rows = steps(third)
     assert {n: s["status"] for n, s in rows.items()} == {
@@ -85,7 +85,7 @@ def _make_failing(workdir: Path) -> Path:
 
 def test_a_failing_step_fails_the_run_and_resume_reruns_from_it(workdir):
     nb = _make_failing(workdir)
-    run = run_pipeline(nb, {"scale": 5}, max_parallel=2).wait(timeout=60, poll=0.02)
+    run = run_pipeline(nb, {"scale": 5}, max_parallel=2).wait(raise_on_failure=False, timeout=60, poll=0.02)
     assert run.status == st.FAILED
     rows = steps(run)
     assert {n: s["status"] for n, s in rows.items()} == {
@@ -104,7 +104,7 @@ def test_a_failing_step_fails_the_run_and_resume_reruns_from_it(workdir):
     assert namespace == {"numbers": [1, 2, 3], "scale": 5}
 
     (workdir / "ok.marker").write_text("fixed")
-    resumed = run_pipeline(nb, resume=run.id).wait(timeout=60, poll=0.02)
+    resumed = run_pipeline(nb, resume=run.id).wait(raise_on_failure=False, timeout=60, poll=0.02)
     assert resumed.status == st.SUCCEEDED, resumed.error
     rows = steps(resumed)
     assert {n: s["status"] for n, s in rows.items()} == {
@@ -130,7 +130,7 @@ def test_cache_reasons_for_every_step(workdir):
             (["step:use"], "result = sum(values)\nkfjupyter.report(result=result)\nprint(label)"),
         ],
     )
-    first = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    first = run_pipeline(nb).wait(raise_on_failure=False, timeout=60, poll=0.02)
     assert first.status == st.SUCCEEDED, first.error
     assert first.step_metrics()["use"]["result"] == 12.0
 
@@ -176,15 +176,15 @@ def test_renumbered_cells_keep_the_cache_but_a_new_consumer_of_a_value_does_not(
         (["step:use"], "total = sum(values)"),
     ]
     nb = write_notebook(workdir / "renumber.ipynb", cells)
-    first = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    first = run_pipeline(nb).wait(raise_on_failure=False, timeout=60, poll=0.02)
     assert first.status == st.SUCCEEDED, first.error
     # a markdown cell on top renumbers every cell: the generated comments change, not the code
     write_notebook(nb, [(None, "# A title")] + cells)
-    moved = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    moved = run_pipeline(nb).wait(raise_on_failure=False, timeout=60, poll=0.02)
     assert [s["status"] for s in moved.steps] == ["Cached", "Cached"]
     # a later step now needs `extra` too: make's cached result lacks it, so make runs again
     write_notebook(nb, [(None, "# A title")] + cells[:1] + [(["step:use"], "total = sum(values) + extra")])
-    grown = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    grown = run_pipeline(nb).wait(raise_on_failure=False, timeout=60, poll=0.02)
     assert grown.status == st.SUCCEEDED, grown.error
     assert {s["name"]: s["cache_reason"] for s in grown.steps} == {
         "make": "not cached: hands on different values (now extra, values)", "use": "not cached: code changed",
@@ -199,7 +199,7 @@ def test_imports_that_start_threads_turn_forking_off(workdir):
         workdir / "threads.ipynb",
         [(["imports"], "import threaded_mod"), (["step:one"], "x = threaded_mod.VALUE"), (["step:two"], "y = x + 1")],
     )
-    run = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    run = run_pipeline(nb).wait(raise_on_failure=False, timeout=60, poll=0.02)
     assert run.status == st.SUCCEEDED, run.error
     assert "the imports cells started threads (1): every step runs as a fresh python process" in run.logs()
 
@@ -215,7 +215,7 @@ def test_independent_branches_respect_max_parallel_with_plain_step_processes(wor
             (["step:right", "prev:root"], "time.sleep(0.6)\nright = seed"),
         ],
     )
-    run = run_pipeline(nb, max_parallel=1).wait(timeout=60, poll=0.02)
+    run = run_pipeline(nb, max_parallel=1).wait(raise_on_failure=False, timeout=60, poll=0.02)
     assert run.status == st.SUCCEEDED, run.error
     rows = steps(run)
     left, right = rows["left"], rows["right"]
@@ -231,7 +231,7 @@ def test_steps_are_forked_with_the_imports_loaded_and_a_missing_module_fails_its
             (["step:one"], "x = json.dumps([1])"),
         ],
     )
-    run = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    run = run_pipeline(nb).wait(raise_on_failure=False, timeout=60, poll=0.02)
     assert run.status == st.FAILED
     log = (run.job_dir / "run.log").read_text()
     assert "forked from this process with json, xml.dom loaded" in log
@@ -302,7 +302,7 @@ def test_a_parameter_with_quotes_and_code_is_data(workdir):
         ],
     )
     nasty = "'; import os; os._exit(3) #\"\n__import__('sys').exit(4)"
-    run = run_pipeline(nb, {"text": nasty}).wait(timeout=60, poll=0.02)
+    run = run_pipeline(nb, {"text": nasty}).wait(raise_on_failure=False, timeout=60, poll=0.02)
     assert run.status == st.SUCCEEDED, run.error
     assert repr(nasty) in run.step_logs("echo")
 
@@ -337,7 +337,7 @@ def test_step_states_cache_and_resume_on_postgresql(workdir, monkeypatch):
 
     monkeypatch.setenv("KFJUPYTER_DB_URL", shared_server().new_schema())
     nb = _make_failing(workdir)
-    run = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    run = run_pipeline(nb).wait(raise_on_failure=False, timeout=60, poll=0.02)
     assert run.status == st.FAILED and run.error.startswith("step fragile failed")
     (workdir / "ok.marker").write_text("")
     resumed = run_pipeline(nb, resume=run.id).wait(timeout=60, poll=0.02)
@@ -422,13 +422,13 @@ def test_editing_a_local_module_a_step_imports_reruns_that_step(workdir):
 
 def test_a_step_whose_last_run_failed_says_so_not_first_run(workdir):
     nb = _make_failing(workdir)
-    first = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    first = run_pipeline(nb).wait(raise_on_failure=False, timeout=60, poll=0.02)
     assert first.step("fragile")["status"] == st.FAILED
-    again = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    again = run_pipeline(nb).wait(raise_on_failure=False, timeout=60, poll=0.02)
     assert again.step("fragile")["cache_reason"] == f"not cached: its last run failed (run {first.id})"
     assert again.step("start")["cached"]
     (workdir / "ok.marker").write_text("fixed")
-    fixed = run_pipeline(nb).wait(timeout=60, poll=0.02)
+    fixed = run_pipeline(nb).wait(raise_on_failure=False, timeout=60, poll=0.02)
     assert fixed.status == st.SUCCEEDED, fixed.error
     assert fixed.step("fragile")["cache_reason"] == f"not cached: its last run failed (run {again.id})"
     assert fixed.step("after")["cache_reason"] == "not cached: first run"  # skipped twice: it never ran

@@ -93,7 +93,7 @@ def test_bad_parameters_are_usage_errors_and_start_nothing(shell, workdir, monke
 def test_debug_loads_the_failed_steps_inputs_into_the_kernel(shell, workdir, capsys):
     nb = failing_notebook(workdir / "flaky.ipynb")
     result = run_cell(shell, f"%kf_pipeline run {nb} --out run")
-    assert result.success
+    assert type(result.error_in_exec).__name__ == "JobFailedError"  # the failed run fails its cell
     run = shell.user_ns["run"]
     assert run.status == st.FAILED
     capsys.readouterr()

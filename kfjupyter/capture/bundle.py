@@ -60,3 +60,23 @@ def content_hash(files: dict[str, bytes]) -> str:
     for path in sorted(files):
         digest.update(path.encode() + b"\0" + hashlib.sha256(files[path]).digest())
     return digest.hexdigest()
+
+
+def copy_with_values(src: Path, dest: Path, changed: dict[str, bytes]) -> Bundle:
+    """Copy the bundle at ``src`` to ``dest`` with the values ``changed`` (name → pickled
+    value) in place of its own, and a manifest that says so: the same program run again
+    with other values (``job.rerun(lr=0.05)``)."""
+    import pickle
+    import shutil
+
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", MANIFEST))
+    values_path = dest / VALUES
+    values = pickle.loads(values_path.read_bytes()) if values_path.exists() else {}
+    values.update(changed)
+    values_path.write_bytes(pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL))
+    manifest = json.loads((src / MANIFEST).read_text())
+    bundle = Bundle(dest)
+    manifest["sha256"] = content_hash(bundle.files())
+    manifest["values"] = sorted(values)
+    (dest / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return bundle

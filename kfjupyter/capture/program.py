@@ -36,6 +36,7 @@ import cloudpickle
 
 from ..errors import PreflightError
 from . import analysis
+from .provenance import plain_scalars
 from .bundle import BOOTSTRAP, MANIFEST, MODULES, PROGRAM, VALUES, Bundle, content_hash
 
 #: Names every program may use without the notebook defining them.
@@ -52,6 +53,8 @@ class Program:
     values: dict[str, bytes] = field(default_factory=dict)  # name → cloudpickled value
     modules: dict[str, bytes] = field(default_factory=dict)  # relative path → content
     workdir: str = ""
+    #: the plain scalars among the values (``epochs = 20``, ``lr = 0.1``): the run's params
+    params: dict[str, Any] = field(default_factory=dict)
 
     def source(self, header: str = "") -> str:
         parts = [f"# {line}".rstrip() for line in header.splitlines()]
@@ -280,6 +283,7 @@ def capture(
         values=values,
         modules=modules,
         workdir=str(workdir),
+        params=plain_scalars(namespace, values),
     )
 
 

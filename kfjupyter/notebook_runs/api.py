@@ -34,16 +34,6 @@ _CELL_LINE = re.compile(r"^cell (\d+)/(\d+)")
 # -- handles ---------------------------------------------------------------------------
 
 
-def _last_values(rows: list[dict]) -> dict[str, float]:
-    """The last reported value of each metric (rows in the order they were reported)."""
-    last: dict[str, float] = {}
-    for row in rows:
-        for key, value in row.items():
-            if key not in ("rank", "step", "time", "run") and value is not None:
-                last[key] = value
-    return last
-
-
 def _table(runs: list["NotebookRun"]) -> tuple[list[str], list[dict[str, Any]]]:
     """Columns and rows of a results table: parameters, last metric values, status, job id."""
     param_cols: list[str] = []
@@ -125,10 +115,6 @@ class NotebookRun(Job):
         import nbformat
 
         return nbformat.read(str(self.output_notebook), as_version=4)
-
-    def last_metrics(self) -> dict[str, float]:
-        """The last value of each metric the notebook passed to ``kfjupyter.report``."""
-        return _last_values(self.metrics())
 
     def progress(self) -> tuple[int, int] | None:
         """(cell, cells) of the cell running or last run, from the job log; None before."""
@@ -335,6 +321,13 @@ def run_notebook(
     kernel: str | None = None,
     max_parallel: int | None = None,
     wait: bool = False,
+    cwd: str | os.PathLike | None = None,
+    language: str | None = None,
+    report_mode: bool = False,
+    execution_timeout: int | None = None,
+    start_timeout: int = 60,
+    prepare_only: bool = False,
+    experiment: str | None = None,
 ) -> NotebookRun | Sweep:
     """Execute the notebook at ``path`` with papermill as a tracked job.
 
@@ -344,8 +337,17 @@ def run_notebook(
     [1, 2]}`` every combination runs (``parameters`` fixed for all), ``max_parallel`` at a
     time (default: the number of CPUs), and a :class:`Sweep` is returned; otherwise a
     :class:`NotebookRun`. ``kernel`` defaults to the notebook's kernelspec, else
-    ``python3``. The notebook itself is never written: the run executes a copy and keeps
-    the executed notebook as ``run.output_notebook``. With ``wait`` it returns when done.
+    ``python3`` (``python`` is ``python3``, as for papermill). The kernel runs in ``cwd``
+    (default: the notebook's folder, as in JupyterLab). The notebook itself is never
+    written: the run executes a copy and keeps the executed notebook as
+    ``run.output_notebook``. With ``wait`` it returns when done, and raises
+    :class:`~kfjupyter.jobs.JobFailedError` if the run failed.
+
+    papermill's options: ``language`` (of the injected parameters; default the notebook's,
+    else its kernel's), ``report_mode`` (inputs hidden in the output notebook),
+    ``execution_timeout`` (seconds each cell may take), ``start_timeout`` (seconds the
+    kernel may take to start), ``prepare_only`` (the output notebook gets the parameters,
+    nothing is executed).
 
     Every option is checked before anything is recorded or started: a refusal
     (:class:`~kfjupyter.errors.InvalidOptionError`) leaves nothing behind; a run that
@@ -365,24 +367,46 @@ def run_notebook(
                 P.check_parameters({pname: value}, nb, nb_path, what="sweep parameter")
         grid = P.grid(fixed, swept)
     kernel_name = P.notebook_kernel(nb, kernel)
+    options = dict(
+        language=P.notebook_language(nb, language, kernel_name), report_mode=bool(report_mode),
+        execution_timeout=_check_seconds(execution_timeout, "execution_timeout", optional=True),
+        start_timeout=_check_seconds(start_timeout, "start_timeout"), prepare_only=bool(prepare_only),
+    )  # fmt: skip
     # a sweep's runs are SWEEP_ID-<n>, and every id is at most 63 characters
     longest = MAX_NAME_LENGTH - (1 + len(str(len(grid))) if grid is not None else 0)
     name = check_job_name(name if name is not None else default_name(nb_path, longest), "run name", longest)
-    cwd = str(nb_path.parent)
+    folder = _check_cwd(cwd) if cwd is not None else str(nb_path.parent)
     if grid is None:
-        return _submit_run(name, nb_path, data, fixed, kernel_name, cwd, wait)
-    return _submit_sweep(name, nb_path, data, fixed, swept, grid, kernel_name, cwd, max_parallel, wait)
+        return _submit_run(name, nb_path, data, fixed, kernel_name, folder, wait, options, experiment=experiment)
+    return _submit_sweep(name, nb_path, data, fixed, swept, grid, kernel_name, folder, max_parallel, wait, options,
+                         experiment=experiment)  # fmt: skip
 
 
-def _submit_run(name, nb_path, data, fixed, kernel, cwd, wait) -> NotebookRun:
-    spec = NotebookSpec(name=name, notebook=str(nb_path), parameters=fixed, kernel=kernel, cwd=cwd)
-    run = create(spec, prepare=_copy_notebook(run_copy(data)), notebook=str(nb_path))
+def _check_seconds(value: Any, what: str, optional: bool = False) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidOptionError(f"invalid {what} {value!r}: expected a whole number of seconds >= 1")
+    return value
+
+
+def _check_cwd(cwd: str | os.PathLike) -> str:
+    folder = Path(cwd).expanduser().resolve()
+    if not folder.is_dir():
+        raise InvalidOptionError(f"invalid cwd {str(cwd)!r}: no such folder")
+    return str(folder)
+
+
+def _submit_run(name, nb_path, data, fixed, kernel, cwd, wait, options, experiment=None) -> NotebookRun:
+    spec = NotebookSpec(name=name, notebook=str(nb_path), parameters=fixed, kernel=kernel, cwd=cwd, **options)
+    run = create(spec, prepare=_copy_notebook(run_copy(data)), notebook=str(nb_path), experiment=experiment)
     if wait:
         run.wait()
     return run
 
 
-def _submit_sweep(name, nb_path, data, fixed, swept, grid, kernel, cwd, max_parallel, wait) -> Sweep:
+def _submit_sweep(name, nb_path, data, fixed, swept, grid, kernel, cwd, max_parallel, wait, options,
+                  experiment=None) -> Sweep:  # fmt: skip
     sweep_id = f"{name}-{secrets.token_hex(3)[:5]}"
     run_ids = [f"{sweep_id}-{i + 1}" for i in range(len(grid))]
     parallel = max_parallel or max(1, min(len(grid), os.cpu_count() or 1))
@@ -400,10 +424,11 @@ def _submit_sweep(name, nb_path, data, fixed, swept, grid, kernel, cwd, max_para
     try:
         for i, (run_id, params) in enumerate(zip(run_ids, grid)):
             run = NotebookSpec(name=name, notebook=str(nb_path), parameters=params, kernel=kernel, cwd=cwd,
-                               sweep_id=sweep_id, index=i)  # fmt: skip
-            create(run, prepare=prepare_run, start=False, job_id=run_id, notebook=str(nb_path))
+                               sweep_id=sweep_id, index=i, **options)  # fmt: skip
+            create(run, prepare=prepare_run, start=False, job_id=run_id, notebook=str(nb_path), experiment=experiment)
             created.append(run_id)
-        handle = create(spec, prepare=_copy_notebook(data), children=children, job_id=sweep_id, notebook=str(nb_path))
+        handle = create(spec, prepare=_copy_notebook(data), children=children, job_id=sweep_id, notebook=str(nb_path),
+                        experiment=experiment)  # fmt: skip
     except REFUSALS:
         for run_id in created:
             forget(run_id)

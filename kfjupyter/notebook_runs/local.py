@@ -44,7 +44,7 @@ class LocalNotebookEngine(DetachedEngine):
 
     def launch(self, job_id: str, spec, job_dir: Path) -> dict:
         return {"notebook": spec.notebook, "parameters": spec.parameters, "kernel": spec.kernel, "cwd": spec.cwd,
-                "sweep_id": spec.sweep_id, "index": spec.index}  # fmt: skip
+                "sweep_id": spec.sweep_id, "index": spec.index, "papermill": spec.papermill_options}  # fmt: skip
 
     def channels(self, job_id: str, info: dict) -> Channels:
         return Channels(logs=(NOTEBOOK_CHANNEL,), metrics=(NOTEBOOK_CHANNEL,))

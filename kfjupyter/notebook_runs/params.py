@@ -17,7 +17,6 @@ import ast
 import itertools
 import json
 import keyword
-import re
 from pathlib import Path
 from typing import Any
 
@@ -137,23 +136,51 @@ def declared_parameters(nb) -> dict[str, str] | None:
     return names
 
 
+#: jupyter_client's alias: a kernel named ``python`` is its native ``python3`` (papermill runs it)
+KERNEL_ALIASES = {"python": DEFAULT_KERNEL}
+
+
+def _kernel_spec(name: str):
+    """The installed kernelspec of ``name`` (an alias resolved as jupyter_client does), or None."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        return KernelSpecManager().get_kernel_spec(KERNEL_ALIASES.get(name, name))
+    except NoSuchKernel:
+        return None
+
+
 def notebook_kernel(nb, kernel: str | None) -> str:
     """The kernel a run uses: ``kernel``, else the notebook's kernelspec, else ``python3``.
 
-    Checked against the installed kernelspecs, so a missing kernel fails before a run starts.
+    Checked against the installed kernelspecs (``python`` is ``python3``, as jupyter_client
+    and papermill have it), so a missing kernel fails before a run starts.
     """
     name = kernel or (nb.metadata.get("kernelspec") or {}).get("name") or DEFAULT_KERNEL
     if not isinstance(name, str) or not name:
         raise InvalidOptionError(f"invalid kernel {name!r}")
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    try:
-        KernelSpecManager().get_kernel_spec(name)
-    except NoSuchKernel:
+    if _kernel_spec(name) is None:
         hint = "" if kernel else " (named in the notebook's metadata; pass kernel='python3' to use another)"
-        extra = " — install ipykernel" if name == DEFAULT_KERNEL else ""
-        raise InvalidOptionError(f"no Jupyter kernel named {name!r}{hint}{extra}") from None
+        extra = " — install ipykernel" if KERNEL_ALIASES.get(name, name) == DEFAULT_KERNEL else ""
+        raise InvalidOptionError(f"no Jupyter kernel named {name!r}{hint}{extra}")
     return name
+
+
+def notebook_language(nb, language: str | None, kernel: str) -> str:
+    """The language papermill writes the parameters in: ``language``, else the notebook's
+    (``language_info``, then its kernelspec's, as papermill reads them), else the language
+    of the kernel that runs it. Where papermill stops with "No language found in
+    notebook", a run of a notebook without that metadata uses its kernel's language."""
+    if language is not None and (not isinstance(language, str) or not language.strip()):
+        raise InvalidOptionError(f"invalid language {language!r}")
+    found = language or (nb.metadata.get("language_info") or {}).get("name") or (nb.metadata.get("kernelspec") or {}).get("language")
+    if found:
+        return found
+    spec = _kernel_spec(kernel)
+    if spec is None or not spec.language:
+        raise InvalidOptionError(f"the notebook names no language (no kernelspec or language_info) and kernel {kernel!r} "
+                                 "has none: pass language='python' (kfjupyter run --language python)")  # fmt: skip
+    return spec.language
 
 
 def code_cell_count(nb) -> int:
@@ -237,28 +264,44 @@ def grid(fixed: dict[str, Any], sweep: dict[str, list]) -> list[dict[str, Any]]:
 
 # -- command-line values ------------------------------------------------------------
 
-_INT = re.compile(r"^[+-]?\d+$")
-
-
 def parse_value(text: str) -> Any:
-    """A command-line value as papermill's ``-p`` reads it: bool, None, int, float, else text.
-
-    ``True``/``true``, ``False``/``false``, ``None``/``null``/``~`` as in YAML; ``1e-3``,
-    ``.5``, ``inf`` are floats; anything else (``0.1.2``, ``abc``) stays a string.
-    """
-    lowered = text.strip().lower()
-    if lowered == "true":
+    """A command-line value exactly as papermill's ``-p`` reads it (``papermill.cli._resolve_type``):
+    ``True``, ``False``, ``None`` (so spelled) are those; what ``int()`` reads (``1_000``,
+    `` 7``) an int; what ``float()`` reads (``1e-3``, ``inf``, ``nan``) a float; anything else
+    (``true``, ``null``, ``0.1.2``) stays a string."""
+    if text == "True":
         return True
-    if lowered == "false":
+    if text == "False":
         return False
-    if lowered in ("none", "null", "~"):
+    if text == "None":
         return None
-    if _INT.match(text.strip()):
-        return int(text)
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_yaml_parameters(text: str | bytes, where: str = "YAML parameters") -> dict[str, Any]:
+    """Parameters from YAML as papermill's ``-y``/``-f``/``-b`` read them: a mapping, with
+    dates left as strings (papermill's ``NoDatesSafeLoader``)."""
+    import yaml
+
+    class NoDatesSafeLoader(yaml.SafeLoader):
+        yaml_implicit_resolvers = {
+            k: [r for r in v if r[0] != "tag:yaml.org,2002:timestamp"] for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        }
+
     try:
-        return float(text)
-    except ValueError:
-        return text
+        value = yaml.load(text, Loader=NoDatesSafeLoader)
+    except yaml.YAMLError as exc:
+        raise InvalidOptionError(f"{where} are not valid YAML: {exc}") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidOptionError(f"{where} must be a mapping of name: value, not {type(value).__name__}")
+    return value
 
 
 def parse_sweep_args(items: list[str] | None) -> dict[str, list]:

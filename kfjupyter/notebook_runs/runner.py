@@ -12,8 +12,11 @@ with papermill into ``JOB_DIR/output.ipynb``, saved after every cell, and writes
 * the job's status in the workspace store: Running, then Succeeded, or Failed with the
   failing cell and its error.
 
-SIGTERM (cancel) stops the notebook's kernel (and anything it started) and exits; the
-canceller marks the job Cancelled.
+SIGTERM (cancel) interrupts papermill where it waits on the kernel, as Ctrl-C interrupts
+papermill: papermill saves the output notebook with what the running cell printed so far,
+then the kernel (and anything it started) is stopped and the runner exits; the canceller
+marks the job Cancelled. If saving takes longer than :data:`CANCEL_SAVE_S`, the runner
+stops everything without it.
 
 Usage: ``python -m kfjupyter.notebook_runs.runner JOB_DIR`` (reads JOB_DIR/launch.json).
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -35,6 +39,14 @@ from ..runtime.ranks import rank_paths
 from ..runtime.supervisor import Supervisor
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+#: the lines the runner writes to the job log itself (the rest is the cells' output)
+OWN_LINE = re.compile(r"^(papermill: |kernel started; |cell \d+/\d+( \[injected parameters\])? (…|failed: )|done: |failed: |cancelled: )")
+#: seconds a cancelled run may take to save its output notebook before it is stopped anyway
+CANCEL_SAVE_S = 5.0
+
+
+class Cancelled(BaseException):
+    """Raised in the runner's main thread by SIGTERM: papermill's own cleanup saves the notebook."""
 
 
 def strip_ansi(text: str) -> str:
@@ -122,12 +134,25 @@ class Runner(Supervisor):
         super().__init__(job_dir)
         self.paths = rank_paths(self.job_dir, 0)
         self.log = Log(self.paths["log"])
+        self.executing = False  # papermill is running (a cancel interrupts it)
 
     def on_signal(self, *_args) -> None:
-        # papermill is blocked in the kernel: stop it (its own session: it would not die
-        # with us) and everything under us, and go (the canceller, or the keeper that
-        # passed the signal on, records the cancel: this handler may have interrupted a
-        # write to the store)
+        # papermill is blocked in the kernel: interrupt it as Ctrl-C does (its `finally`
+        # saves the output notebook, with the running cell's output so far), then `run`
+        # stops the kernel (its own session: it would not die with us) and everything
+        # under us, and goes (the canceller, or the keeper that passed the signal on,
+        # records the cancel). A save that hangs is cut short by a timer.
+        if self.cancelled:
+            return
+        self.cancelled = True
+        timer = threading.Timer(CANCEL_SAVE_S, self.cancel_now)
+        timer.daemon = True
+        timer.start()
+        if self.executing:
+            raise Cancelled()
+        self.cancel_now()
+
+    def cancel_now(self) -> None:
         try:
             kill_tree(psutil.Process().children(recursive=True), grace=2.0)
         finally:
@@ -169,7 +194,11 @@ class Runner(Supervisor):
         import papermill as pm
         from papermill.exceptions import PapermillExecutionError
 
+        options = {"start_timeout": 60, **(launch.get("papermill") or {})}
         try:
+            self.executing = True
+            if self.cancelled:  # a cancel before papermill started
+                raise Cancelled()
             pm.execute_notebook(
                 str(self.job_dir / "input.ipynb"),
                 str(self.job_dir / "output.ipynb"),
@@ -180,11 +209,15 @@ class Runner(Supervisor):
                 stdout_file=self.log,
                 stderr_file=self.log,
                 cwd=launch.get("cwd") or None,
-                start_timeout=launch.get("start_timeout", 60),
                 on_notebook_start=progress.on_notebook_start,
                 on_cell_start=progress.on_cell_start,
                 on_cell_error=progress.on_cell_error,
+                **options,
             )
+            self.executing = False
+        except Cancelled:
+            self.executing = False
+            self.cancel_now()  # the output notebook is saved: stop the kernel, go
         except PapermillExecutionError as exc:
             self.finish_failed(self.cell_error(exc, progress))
             return

@@ -11,7 +11,10 @@ from ..runtime.engine import JobSpec
 @dataclass(frozen=True, kw_only=True)
 class NotebookSpec(JobSpec):
     """One papermill run of ``notebook`` with ``parameters`` on kernel ``kernel``, in folder
-    ``cwd``; a sweep's run names its sweep (``sweep_id``) and its place in the grid."""
+    ``cwd``; a sweep's run names its sweep (``sweep_id``) and its place in the grid. The
+    rest are papermill's own options: ``language`` of the parameters cell, ``report_mode``
+    (inputs hidden), ``execution_timeout`` (seconds a cell may take), ``start_timeout``
+    (seconds the kernel may take to start), ``prepare_only`` (parameters injected, nothing run)."""
 
     kind: ClassVar[str] = "notebook"
 
@@ -22,6 +25,17 @@ class NotebookSpec(JobSpec):
     cwd: str | None = None
     sweep_id: str | None = None
     index: int | None = None
+    language: str | None = None
+    report_mode: bool = False
+    execution_timeout: int | None = None
+    start_timeout: int = 60
+    prepare_only: bool = False
+
+    @property
+    def papermill_options(self) -> dict[str, Any]:
+        """What the runner passes to ``papermill.execute_notebook`` besides the paths."""
+        return {"language": self.language, "report_mode": self.report_mode, "execution_timeout": self.execution_timeout,
+                "start_timeout": self.start_timeout, "prepare_only": self.prepare_only}  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)

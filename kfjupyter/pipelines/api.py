@@ -134,6 +134,7 @@ def run_pipeline(
     max_parallel: int | None = None,
     cache: bool = True,
     wait: bool = False,
+    experiment: str | None = None,
 ) -> "PipelineRun":
     """Run a pipeline (a tagged notebook's path, or a :class:`Pipeline`) and return its run.
 
@@ -144,6 +145,8 @@ def run_pipeline(
     default), the failed ones and those after them run again. ``max_parallel``: steps run
     at once (default: the CPU count, at least 2). ``cache=False`` runs every step even if
     its result is cached. ``wait``: block until the run ends (Ctrl-C cancels it).
+    ``experiment``: the run's experiment (default: the notebook's name); each step is a
+    nested run (see :mod:`kfjupyter.tracking`).
     """
     backend = check_backend("pipeline", backend or default_backend())
     if max_parallel is None:
@@ -174,7 +177,7 @@ def run_pipeline(
 
     run = create(
         spec, prepare=prepare, children=new_steps(list(pipeline.steps)),
-        notebook=str(Path(pipeline.notebook).resolve()) if pipeline.notebook else None,
+        notebook=str(Path(pipeline.notebook).resolve()) if pipeline.notebook else None, experiment=experiment,
     )  # fmt: skip
     return run.wait() if wait else run
 
@@ -357,10 +360,23 @@ def _step_row(row: dict[str, Any]) -> dict[str, str]:
 
 
 def steps_text(run: PipelineRun) -> str:
-    rows = [dict(zip(STEP_COLUMNS, STEP_COLUMNS))] + [_step_row(r) for r in run.steps]
-    widths = {c: max(len(r[c]) for r in rows) for c in STEP_COLUMNS}
-    head = f"{run.id}  {run.name}  {run.status}"
-    return head + "\n" + "\n".join("  ".join(r[c].ljust(widths[c]) for c in STEP_COLUMNS).rstrip() for r in rows)
+    from ..table import Table
+
+    return repr(Table(STEP_COLUMNS, [_step_row(r) for r in run.steps], caption=f"{run.id}  {run.name}  {run.status}"))
+
+
+class RunSteps:
+    """A pipeline run's steps, shown: HTML in a notebook (:func:`steps_html`), text
+    elsewhere (:func:`steps_text`)."""
+
+    def __init__(self, run: PipelineRun):
+        self.run = run
+
+    def _repr_html_(self) -> str:
+        return steps_html(self.run)
+
+    def __repr__(self) -> str:
+        return steps_text(self.run)
 
 
 _COLOURS = {"Succeeded": "#2e7d32", "Cached": "#1565c0", "Failed": "#c62828", "Running": "#ef6c00",

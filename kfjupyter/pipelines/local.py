@@ -578,6 +578,10 @@ class LocalPipelineEngine(DetachedEngine):
             return step_dir(job_dir, name) / "log"
         return None
 
+    def run_metric_files(self, job_id: str, job_dir: Path) -> dict[str | None, list[tuple[int, Path]]]:
+        """Each step's reports."""
+        return {name: [(0, step_dir(job_dir, name) / "metrics.jsonl")] for name in self._steps(job_dir)}
+
     def read_metrics(self, job_id: str, info: dict, channel: str | None = None) -> list[dict]:
         """What the steps reported: rows with ``pipeline_step`` and the reported values."""
         job_dir = Path(info["job_dir"])

@@ -88,11 +88,24 @@ class Pipeline:
         values.update(overrides or {})
         return values
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows a Pipeline as its DAG and its steps table (see
+        :mod:`kfjupyter.pipelines.render`), not the steps' programs."""
+        from .render import steps_table, to_svg
+
+        return f"<div class='kf-pipeline'>{to_svg(self)}{steps_table(self)._repr_html_()}</div>"
+
     def _repr_svg_(self) -> str:
-        """Jupyter shows a Pipeline as its DAG (see :mod:`kfjupyter.pipelines.render`)."""
+        """The DAG alone (see :mod:`kfjupyter.pipelines.render`)."""
         from .render import to_svg
 
         return to_svg(self)
+
+    def __repr__(self) -> str:
+        """The steps table as text (each step's program: ``pipeline.steps[NAME].program``)."""
+        from .render import steps_table
+
+        return repr(steps_table(self))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

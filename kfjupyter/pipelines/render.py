@@ -185,3 +185,31 @@ def to_dot(pipeline: Pipeline) -> str:
         lines.append(f"  {_dot_id(edge.source)} -> {_dot_id(edge.target)}{suffix};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+STEP_TABLE_COLUMNS = ("step", "cells", "after", "inputs", "outputs", "parameters", "notes")
+
+
+def steps_table(pipeline: Pipeline):
+    """The pipeline's steps as a :class:`~kfjupyter.table.Table`: cells (counted from 1),
+    upstream steps, the values flowing in and out, parameters read, image/limits/cache."""
+    from ..table import Table
+
+    rows = []
+    for step in pipeline.steps.values():
+        notes = [f"image {step.image}"] if step.image else []
+        notes += [f"{k}={v}" for k, v in step.limits.items()]
+        if not step.cache:
+            notes.append("cache:false")
+        rows.append({
+            "step": step.name,
+            "cells": ", ".join(str(c + 1) for c in step.cells),
+            "after": ", ".join(pipeline.upstream(step.name)) or "-",
+            "inputs": ", ".join(f"{n} ← {s}" for n, s in step.inputs.items()) or "-",
+            "outputs": ", ".join(step.outputs) or "-",
+            "parameters": ", ".join(step.parameters) or "-",
+            "notes": "; ".join(notes),
+        })  # fmt: skip
+    params = ", ".join(f"{p.name}={p.default!r} ({p.type})" for p in pipeline.parameters.values()) or "none"
+    caption = f"{pipeline.name}: {len(pipeline.steps)} step(s); parameters {params}"
+    return Table(STEP_TABLE_COLUMNS, rows, caption=caption, css_class="kfjupyter-pipeline-steps")

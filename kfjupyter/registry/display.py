@@ -3,47 +3,16 @@
 from __future__ import annotations
 
 import html
-from datetime import datetime
-from typing import Any, Sequence
 
+from ..table import Table as BaseTable
+from ..table import fmt as _fmt
 from .entities import AliasEvent, ModelVersion, Page, RegisteredModel
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_fmt(v) for v in value)
-    return str(value)
+class Table(BaseTable):
+    """A registry listing (see :class:`kfjupyter.table.Table`)."""
 
-
-class Table:
-    """Rows shown as an HTML table in a notebook and aligned text elsewhere."""
-
-    def __init__(self, columns: Sequence[str], rows: list[dict[str, Any]], caption: str = ""):
-        self.columns = list(columns)
-        self.rows = [{c: _fmt(r.get(c)) for c in self.columns} for r in rows]
-        self.caption = caption
-
-    def _repr_html_(self) -> str:
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(r[c])}</td>" for c in self.columns) + "</tr>" for r in self.rows
-        )
-        caption = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
-        return f"<table class='kfjupyter-models'>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-    def __repr__(self) -> str:
-        rows = [dict(zip(self.columns, self.columns)), *self.rows]
-        widths = {c: max(len(r[c]) for r in rows) for c in self.columns}
-        lines = ["  ".join(r[c].ljust(widths[c]) for c in self.columns).rstrip() for r in rows]
-        return "\n".join(([self.caption] if self.caption else []) + lines)
+    css_class = "kfjupyter-models"
 
 
 def _caption(page: Page, what: str) -> str:

@@ -144,6 +144,20 @@ def report(step=None, **metrics):
     return record
 
 
+def log_params(**params):
+    """Record params of the running job's run (see ``kfjupyter.log_params``): they go in its
+    metrics file as one ``{"time", "params"}`` record, which the job's tracker reads."""
+    path = os.environ.get("KFJUPYTER_METRICS_FILE")
+    if not path:
+        raise RuntimeError(
+            "kfjupyter.log_params records params of the job it runs in: call it inside a job's program "
+            "(a %%kf_train or %%kf_tune cell, a pipeline step, a notebook run)"
+        )
+    values = {str(k): (v if isinstance(v, (bool, int, float, str)) or v is None else str(v)) for k, v in params.items()}
+    _metrics.append(path, json.dumps({"time": time.time(), "params": values}) + "\n")
+    return values
+
+
 #: The running tuning trial's parameter values (set by a local trial worker), or None.
 trial_params = None
 
@@ -202,6 +216,7 @@ def _install_standin():
     module.report = report
     module.output_dir = output_dir
     module.param = param
+    module.log_params = log_params
     module.__doc__ = "kfjupyter stand-in for images without the kfjupyter package"
     sys.modules["kfjupyter"] = module
 

@@ -137,6 +137,15 @@ class DetachedEngine(EngineBase):
         """The JSON-lines file of each metric channel."""
         return []
 
+    def run_metric_files(self, job_id: str, job_dir: Path) -> dict[str | None, list[tuple[int, Path]]]:
+        """The metrics files of each run of the job, as its tracker reads them: the job's own
+        (key None) and each child's that reports (key: the child's name), with the rank
+        that writes each. Default: the metric channels, by the child they belong to."""
+        out: dict[str | None, list[tuple[int, Path]]] = {}
+        for chan, path in self.metric_paths(job_id, job_dir):
+            out.setdefault(chan.child, []).append((chan.rank or 0, path))
+        return out
+
     def channel_done(self, job_id: str, info: dict, channel: str) -> bool:
         """Whether nothing more will be written to ``channel``: the job (or, for a child's
         channel, the child) has ended."""

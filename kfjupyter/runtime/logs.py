@@ -47,15 +47,43 @@ def read_lines(path: Path, tail: int | None = None) -> list[str]:
 
 
 def read_records(path: Path) -> list[dict]:
-    """The JSON objects of a JSON-lines file (``kfjupyter.report``'s metrics file); a last
-    line still being written is left for the next read."""
+    """The metric records of a JSON-lines file (``kfjupyter.report``'s metrics file; the
+    params records of ``kfjupyter.log_params`` left out); a last line still being written
+    is left for the next read."""
     out: list[dict] = []
     for line in read_lines(path):
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            pass  # a line being written right now
+            continue  # a line being written right now
+        if isinstance(record, dict) and "params" not in record:
+            out.append(record)
     return out
+
+
+def read_new_records(path: Path, offset: int, limit: int | None = None) -> tuple[list[dict], int]:
+    """The records (metrics and params) of a JSON-lines file from byte ``offset`` on, at most
+    ``limit`` of them, and the offset after the last one read: what a follower of the file
+    reads next time. A last line still being written is left for then."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            chunk = fh.read()
+    except FileNotFoundError:
+        return [], offset
+    out: list[dict] = []
+    position = offset
+    for line in chunk.splitlines(keepends=True):
+        if not line.endswith(b"\n") or (limit is not None and len(out) >= limit):
+            break
+        position += len(line)
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out, position
 
 
 def read_span(path: Path, start: int, end: int | None = None) -> str:

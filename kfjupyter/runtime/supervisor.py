@@ -27,6 +27,8 @@ from .. import status as st
 from . import processes
 
 LAUNCH = "launch.json"
+#: The tracker of a job's runs (metrics index, MLflow copy): see :mod:`kfjupyter.tracking.follow`.
+TRACKER = "kfjupyter.tracking.follow:start"
 
 
 class Supervisor:
@@ -87,6 +89,7 @@ class Supervisor:
         supervisor = cls(Path((argv or sys.argv[1:])[0]))
         signal.signal(signal.SIGTERM, supervisor.on_signal)
         signal.signal(signal.SIGINT, supervisor.on_signal)
+        tracker = supervisor.start_tracker()
         try:
             supervisor.run()
         except BaseException:
@@ -96,3 +99,20 @@ class Supervisor:
             finally:
                 supervisor.stop()
             raise
+        finally:
+            if tracker is not None:
+                try:
+                    tracker.finish()
+                except Exception:  # noqa: BLE001  (tracking never fails a job)
+                    traceback.print_exc()
+
+    def start_tracker(self):
+        """The job's run tracker (:data:`TRACKER`, bound late: the runtime imports no
+        capability), started beside the loop; None if it cannot start (said in the log)."""
+        try:
+            from ..backends import load
+
+            return load(TRACKER)(self.job_id, self.job_dir, self.launch.get("kind", ""))
+        except Exception:  # noqa: BLE001  (tracking never fails a job)
+            traceback.print_exc()
+            return None

@@ -27,6 +27,8 @@ def train(
     history: list[str] | None = None,
     workdir: str | None = None,
     max_payload: int | None = None,
+    experiment: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> Job:
     """Run ``fn_or_source`` as ``workers`` torch.distributed ranks and return its :class:`Job`.
 
@@ -36,6 +38,10 @@ def train(
     anything starts: a refusal (:class:`~kfjupyter.errors.InvalidOptionError`,
     :class:`~kfjupyter.errors.PreflightError`) leaves nothing behind; a backend that fails
     to start the job leaves it Failed, saying why.
+
+    The job is a run of ``experiment`` (default: the notebook's name) whose params are its
+    options and the plain scalars the cell reads from the notebook (see
+    :mod:`kfjupyter.tracking`); ``tags`` are the run's tags.
     """
     spec = TrainSpec(
         name=name or "train",
@@ -55,5 +61,5 @@ def train(
         header = f"kfjupyter program of job {job_id} ({spec.workers} worker(s))"
         write_bundle(program, job_dir / "bundle", header=header, max_bytes=limit)
 
-    job = create(spec, prepare=prepare, cell=program.body)
+    job = create(spec, prepare=prepare, cell=program.body, experiment=experiment, params=program.params, tags=tags)
     return job.wait() if wait else job

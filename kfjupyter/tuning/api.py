@@ -87,6 +87,8 @@ def tune(
     history: list[str] | None = None,
     workdir: str | None = None,
     max_payload: int | None = None,
+    experiment: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> Study:
     """Search hyperparameters of ``fn_or_source`` and return its :class:`Study`.
 
@@ -105,6 +107,9 @@ def tune(
     refusal (:class:`~kfjupyter.errors.InvalidOptionError`, ``PreflightError``) leaves
     nothing behind (a resumed study stays as it was); a backend that fails to start the
     study leaves it Failed, saying why.
+
+    The study is a run of ``experiment`` (default: the notebook's name), each trial a
+    nested run with its tuned params (see :mod:`kfjupyter.tracking`).
     """
     options = _param_options(params)
     program = capture_cell(fn_or_source, user_ns, history, workdir)
@@ -119,7 +124,8 @@ def tune(
     if resume is not None:
         return _resume(resume, program, fields, trials, name, max_payload, wait)
     spec = TuneSpec(name=name or "tune", trials=10 if trials is None else trials, **fields)
-    job = create(spec, prepare=_bundle_writer(program, spec, max_payload), cell=program.body)
+    job = create(spec, prepare=_bundle_writer(program, spec, max_payload), cell=program.body,
+                 experiment=experiment, params=program.params, tags=tags)  # fmt: skip
     study = Study(job)
     return study.wait() if wait else study
 

@@ -139,6 +139,16 @@ class LocalTuneEngine(DetachedEngine):
         lines = read_span(path, span[0], span[1]).splitlines()
         return iter(lines[-tail:] if tail else lines)
 
+    def run_metric_files(self, job_id: str, job_dir: Path) -> dict[str | None, list[tuple[int, Path]]]:
+        """Each trial's reports (a trial in a worker: one file; a distributed trial: its ranks')."""
+        out: dict[str | None, list[tuple[int, Path]]] = {}
+        for folder in sorted((job_dir / "trials").glob("*")):
+            if folder.name.isdigit():
+                ranked = sorted((folder / "metrics").glob("rank-*.jsonl"))
+                files = [(int(p.stem.split("-")[1]), p) for p in ranked] or [(0, folder / "metrics.jsonl")]
+                out[folder.name] = files
+        return out
+
     def read_metrics(self, job_id: str, info: dict, channel: str | None = None) -> list[dict]:
         """One row per finished trial: ``step`` is the trial number, plus its objective."""
         if channel not in (None, TRIALS_CHANNEL.name):

@@ -133,9 +133,14 @@ class Study:
 
     # -- control
 
-    def wait(self, timeout: float | None = None, poll: float = 0.2, cancel_on_interrupt: bool = True) -> "Study":
-        """Block until the study ends (Ctrl-C cancels it, unless ``cancel_on_interrupt=False``)."""
-        self.job.wait(timeout=timeout, poll=poll, cancel_on_interrupt=cancel_on_interrupt)
+    def wait(self, timeout: float | None = None, poll: float = 0.2, cancel_on_interrupt: bool = True,
+             raise_on_failure: bool = True, on_event=None) -> "Study":
+        """Block until the study ends; a study that ended Failed or Cancelled raises
+        :class:`~kfjupyter.jobs.JobFailedError` unless ``raise_on_failure=False`` (see
+        :meth:`Job.wait <kfjupyter.jobs.Job.wait>`). Ctrl-C cancels it, unless
+        ``cancel_on_interrupt=False``."""
+        self.job.wait(timeout=timeout, poll=poll, cancel_on_interrupt=cancel_on_interrupt,
+                      raise_on_failure=raise_on_failure, on_event=on_event)  # fmt: skip
         return self
 
     def cancel(self) -> "Study":

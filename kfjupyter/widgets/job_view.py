@@ -14,7 +14,7 @@ import time
 
 from .. import status as st
 from ..errors import KFJupyterError
-from ..jobs import Job
+from ..jobs import Job, last_values
 
 TAIL_LINES = 200
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
@@ -52,10 +52,93 @@ def metrics_svg(rows: list[dict], width: int = 420, height: int = 120) -> str:
     return "".join(parts)
 
 
-def _headline(job: Job) -> str:
+#: lines of each log channel a cell's text output shows (terminal, headless runs)
+CELL_LOG_LINES = 200
+
+
+def join_parts(*parts: str | None) -> str:
+    """``a · b · c`` of the parts that say something (no ``Pending · · local``)."""
+    return " · ".join(p for p in parts if p)
+
+
+def took(job: Job) -> str:
     duration = job.duration()
-    took = f"{duration:.1f} s" if duration is not None else ""
-    return f"{job.id} · {job.record.status} · {took} · {job.workers} worker(s) · {job.record.backend}"
+    return f"{duration:.1f} s" if duration is not None else ""
+
+
+def _headline(job: Job) -> str:
+    return join_parts(job.id, job.record.status, took(job), f"{job.workers} worker(s)", job.record.backend)
+
+
+def _fmt(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def metrics_line(values: dict) -> str:
+    """``loss=0.0123, acc=0.9``: the last value of each metric."""
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())
+
+
+class Summary:
+    """What lasts of a job in a saved notebook: a headline, a few lines (last metrics, the
+    error's tail), as text and as HTML. A live view's display holds it beside the widget, so
+    GitHub, nbviewer, an HTML export and papermill's output notebook read it."""
+
+    def __init__(self, headline: str, lines: list[str] | None = None, error: str = "", status: str = ""):
+        self.headline, self.lines, self.error, self.status = headline, list(lines or []), error, status
+
+    def __repr__(self) -> str:
+        return "\n".join([self.headline, *self.lines, *([self.error] if self.error else [])])
+
+    def _repr_html_(self) -> str:
+        colour = {st.FAILED: "var(--jp-error-color1,#c62828)", st.SUCCEEDED: "var(--jp-success-color1,#2e7d32)"}
+        style = f" style='color:{colour[self.status]}'" if self.status in colour else ""
+        lines = "".join(f"<div>{html.escape(line)}</div>" for line in self.lines)
+        error = f"<pre style='color:var(--jp-error-color1,#c62828);margin:0'>{html.escape(self.error)}</pre>" if self.error else ""
+        return f"<div class='kf-job-summary'><b{style}>{html.escape(self.headline)}</b>{lines}{error}</div>"
+
+
+def job_summary(job: Job) -> Summary:
+    """The lasting summary of ``job``: kind, id, status, duration, workers, backend; the last
+    reported metrics (rank 0's, step included); the error's tail (failing rank, last lines)."""
+    from ..jobs import failure_text
+
+    record = job.refresh()
+    lines = []
+    rows = job.metrics(rank=0) or job.metrics() if record.backend_info else []
+    if rows:
+        step = rows[-1].get("step")
+        lines.append("metrics: " + metrics_line(last_values(rows)) + (f" (step {step})" if step is not None else ""))
+    error = ""
+    if record.status in (st.FAILED, st.CANCELLED):
+        error = failure_text(record.kind, job.id, record.status, record.error, record.message)
+    headline = f"{record.kind} job " + join_parts(job.id, record.status, took(job), f"{job.workers} worker(s)", record.backend)
+    return Summary(headline, lines, error, record.status)
+
+
+class LogPrinter:
+    """Prints the new lines of a job's log channels (``[rank 0] …``), at most
+    :data:`CELL_LOG_LINES` of each: the cell's text output in a terminal or a headless run
+    (papermill ``--log-output`` shows it), bounded; the rest is named, not printed."""
+
+    def __init__(self, job: Job, limit: int = CELL_LOG_LINES):
+        self.job, self.limit = job, limit
+        self._seen: dict[str, int] = {}
+
+    def refresh(self) -> None:
+        for channel in self.job.channels().logs:
+            seen = self._seen.get(channel.name, 0)
+            if seen > self.limit:
+                continue
+            lines = self.job.logs(channel=channel.name).splitlines()
+            for line in lines[seen : self.limit]:
+                print(f"[{channel.label}] {line}")
+            if len(lines) > self.limit:
+                where = f"job.logs(channel={channel.name!r})"
+                print(f"[{channel.label}] … more lines not shown here: {where}, or the sidebar")
+                self._seen[channel.name] = self.limit + 1
+            else:
+                self._seen[channel.name] = len(lines)
 
 
 class TextJobView:
@@ -64,41 +147,90 @@ class TextJobView:
     def __init__(self, job: Job, blocking: bool = False):
         self.job = job
         self._status = None
-        self._seen: dict[str, int] = {}
+        self.printer = LogPrinter(job)
 
     def _ipython_display_(self) -> None:
         pass  # it prints as it goes
 
     def refresh(self) -> None:
         status = self.job.status
-        for channel in self.job.channels().logs:
-            lines = self.job.logs(channel=channel.name).splitlines()
-            for line in lines[self._seen.get(channel.name, 0) :]:
-                print(f"[{channel.label}] {line}")
-            self._seen[channel.name] = len(lines)
+        self.printer.refresh()
         if status != self._status:
             self._status = status
-            print(_headline(self.job))
-            if status == st.FAILED and self.job.error:
-                print(self.job.error)
+            if status in st.TERMINAL:
+                print(repr(job_summary(self.job)))
+            else:
+                print(_headline(self.job))
 
 
-class WidgetJobView:
+def headless() -> bool:
+    """Whether this kernel runs without a Jupyter server (papermill, ``nbconvert --execute``,
+    nbclient): nobody watches its widgets, the saved notebook is the record. A server's
+    kernels know their notebook (``JPY_SESSION_NAME``). ``KFJUPYTER_CELL_LOGS=1`` / ``0``
+    says it outright (rank logs in the cell's output, or not)."""
+    import os
+
+    forced = os.environ.get("KFJUPYTER_CELL_LOGS")
+    if forced is not None:
+        return forced.strip().lower() not in ("", "0", "false", "no")
+    return "JPY_SESSION_NAME" not in os.environ
+
+
+class LiveDisplay:
+    """The display of a widget view: the widget (for front ends with ipywidgets) and, in
+    the same output, its lasting summary as ``text/plain`` and ``text/html`` (for saved
+    notebooks and front ends without widgets), updated in place when the status changes.
+    Subclasses set ``widget`` and implement ``summary()``."""
+
+    widget = None
+    _handle = None
+    _shown_status = None
+
+    def summary(self) -> Summary:
+        raise NotImplementedError
+
+    def _bundle(self) -> dict:
+        summary = self.summary()
+        data = dict(self.widget._repr_mimebundle_() or {})
+        data.update({"text/plain": repr(summary), "text/html": summary._repr_html_()})
+        return data
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        self._shown_status = self.job.record.status
+        self._handle = display(self._bundle(), raw=True, display_id=True)
+
+    def update_summary(self, status: str) -> None:
+        """Rewrite the summary in the output when the status changed since it was shown."""
+        if self._handle is not None and status != self._shown_status:
+            self._shown_status = status
+            self._handle.update(self._bundle(), raw=True)
+
+
+class WidgetJobView(LiveDisplay):
     """The notebook panel: status, elapsed time, a log tab per channel (rank, worker …),
-    metrics chart, Cancel."""
+    metrics chart, Cancel; and its lasting summary (:class:`LiveDisplay`). In a headless
+    run the rank logs go to the cell's text output too (:class:`LogPrinter`)."""
 
     def __init__(self, job: Job, blocking: bool = False):
         import ipywidgets as w
 
         self.job = job
         self.header = w.HTML()
-        self.cancel_button = w.Button(description="Cancel", icon="stop", button_style="warning")
-        self.cancel_button.on_click(lambda _b: self._cancel())
         # While a cell blocks on the job the kernel reads no widget messages, so a button
-        # click would wait for the cell: interrupting the kernel is what cancels then.
+        # click could only act once the job has ended: Cancel is off, and interrupting the
+        # kernel is what cancels then.
+        self.cancel_button = w.Button(
+            description="Cancel", icon="stop", button_style="warning", disabled=blocking,
+            tooltip="the kernel is busy waiting on this job: interrupt it (■) to cancel" if blocking else "cancel the job",
+        )  # fmt: skip
+        self.cancel_button.on_click(lambda _b: self._cancel())
         self.blocking_hint = w.HTML(
             "<i>interrupt the kernel (■) to cancel</i>" if blocking else "",
         )
+        self.printer = LogPrinter(job) if headless() else None
+        self._opened_failure = False
         self.logs: dict[str, object] = {}  # channel name → its tab's HTML
         self.tabs = w.Tab()
         self.chart = w.HTML()
@@ -139,16 +271,28 @@ class WidgetJobView:
             )
         metrics = self.job.channels().metrics
         self._set("chart", self.chart, metrics_svg(self.job.metrics(channel=metrics[0].name) if metrics else []))
+        if self.printer is not None:
+            self.printer.refresh()
         if status in st.TERMINAL:
             self.cancel_button.disabled = True
             self.blocking_hint.value = ""
             if status == st.FAILED:
                 self._set("error", self.error, f"<pre style='color:var(--jp-error-color1,red)'>{html.escape(self.job.error or '')}</pre>")
+                self._open_failing_rank(channels)
+        self.update_summary(status)
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
+    def _open_failing_rank(self, channels) -> None:
+        """A failed job's view opens on the log of the rank that failed it (once)."""
+        rank = self.job.failed_rank
+        if self._opened_failure or rank is None:
+            return
+        self._opened_failure = True
+        for i, channel in enumerate(channels):
+            if channel.rank == rank:
+                self.tabs.selected_index = i
 
-        display(self.widget)
+    def summary(self) -> Summary:
+        return job_summary(self.job)
 
 
 def in_kernel() -> bool:
@@ -171,6 +315,25 @@ def _refresh_until_done(view) -> bool:
     except KFJupyterError:  # the job is gone (another workspace, deleted record)
         return False
     return view.job.record.status not in st.TERMINAL
+
+
+def show(job: Job, view, wait: bool, poll: float = 0.5) -> Job:
+    """Display ``view`` (a live view of ``job``: it has ``refresh()``); with ``wait``, follow
+    the job until it ends, then raise :class:`~kfjupyter.jobs.JobFailedError` /
+    ``JobCancelledError`` if it did not succeed (so the cell fails, and papermill or
+    ``nbconvert --execute`` with it); Ctrl-C cancels the job and raises a one-line
+    ``KeyboardInterrupt``. Without ``wait`` the view is refreshed in the background."""
+    from IPython.display import display
+
+    display(view)
+    if not wait:
+        follow_in_background(view)
+        return job
+    try:
+        job.follow(lambda _event: view.refresh(), poll=poll)
+    finally:
+        view.refresh()
+    return job.raise_for_status()
 
 
 def follow_in_background(view, interval: float = 1.0):

@@ -13,7 +13,9 @@ import html
 import math
 
 from .. import status as st
+from ..jobs import failure_text
 from ..tuning.study import Study
+from .job_view import LiveDisplay, Summary, join_parts, took
 
 TABLE_ROWS = 200
 _STATE_COLOURS = {
@@ -115,9 +117,23 @@ def trials_table(trials: list[dict], names: list[str], limit: int = TABLE_ROWS) 
 
 def headline(study: Study) -> str:
     record = study.job.record
-    duration = study.job.duration()
-    took = f"{duration:.1f} s" if duration is not None else ""
-    return f"{study.id} · {record.status} · {took} · {record.message or ''} · {record.backend}"
+    return join_parts(study.id, record.status, took(study.job), record.message, record.backend)
+
+
+def study_summary(study: Study) -> Summary:
+    """The lasting summary of a study: its headline, trial counts, the best trial, the
+    error's tail (see :class:`~.job_view.Summary`)."""
+    record = study.job.refresh()
+    trials = study.trials if record.backend_info else []
+    lines = [f"trials: {_counts(trials)}"] if trials else []
+    best = study.best_trial if trials else None
+    if best:
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())
+        lines.append(f"best {study.objective}={_fmt(best['value'])} (trial {best['number']}): {params}")
+    error = ""
+    if record.status in (st.FAILED, st.CANCELLED):
+        error = failure_text("tune", study.id, record.status, record.error, record.message)
+    return Summary(f"study {headline(study)}", lines, error, record.status)
 
 
 def _counts(trials: list[dict]) -> str:
@@ -151,17 +167,12 @@ class TextStudyView:
             print(f"[trial {t['number']}] {t['state']}{value} ({params})")
         if status != self._status:
             self._status = status
-            print(headline(self.study))
-            if status in st.TERMINAL:
-                best = self.study.best_trial
-                if best:
-                    print(f"best {self.study.objective}={_fmt(best['value'])} (trial {best['number']}): {best['params']}")
-                if status == st.FAILED and self.job.error:
-                    print(self.job.error)
+            print(repr(study_summary(self.study)) if status in st.TERMINAL else headline(self.study))
 
 
-class WidgetStudyView:
-    """The notebook panel: header, Cancel, trial table, objective plot with best so far."""
+class WidgetStudyView(LiveDisplay):
+    """The notebook panel: header, Cancel, trial table, objective plot with best so far;
+    and its lasting summary (:class:`~.job_view.LiveDisplay`)."""
 
     def __init__(self, study: Study, blocking: bool = False):
         import ipywidgets as w
@@ -169,7 +180,11 @@ class WidgetStudyView:
         self.study = study
         self.job = study.job
         self.header = w.HTML()
-        self.cancel_button = w.Button(description="Cancel", icon="stop", button_style="warning")
+        # a blocked kernel reads no clicks (see WidgetJobView): interrupting it cancels
+        self.cancel_button = w.Button(
+            description="Cancel", icon="stop", button_style="warning", disabled=blocking,
+            tooltip="the kernel is busy waiting on this study: interrupt it (■) to cancel" if blocking else "cancel the study",
+        )  # fmt: skip
         self.cancel_button.on_click(lambda _b: self._cancel())
         self.blocking_hint = w.HTML("<i>interrupt the kernel (■) to cancel</i>" if blocking else "")
         self.best = w.HTML()
@@ -210,11 +225,10 @@ class WidgetStudyView:
             self.blocking_hint.value = ""
             if status == st.FAILED:
                 self._set("error", self.error, f"<pre style='color:var(--jp-error-color1,red)'>{html.escape(self.job.error or '')}</pre>")
+        self.update_summary(status)
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
+    def summary(self) -> Summary:
+        return study_summary(self.study)
 
 
 def view_for(study: Study, blocking: bool = False):

@@ -1,10 +1,9 @@
-"""Tables of jobs, as HTML for notebooks and as text for the terminal."""
+"""Tables of jobs: HTML in a notebook, aligned text in a terminal (one :class:`~kfjupyter.table.Table`)."""
 
 from __future__ import annotations
 
-import html
-
 from ..jobs import Job
+from ..table import Table
 
 COLUMNS = ("id", "kind", "status", "backend", "workers", "duration", "created")
 
@@ -23,16 +22,10 @@ def job_row(job: Job) -> dict[str, str]:
     }
 
 
-def jobs_table(jobs: list[Job]) -> str:
-    head = "".join(f"<th>{c}</th>" for c in COLUMNS)
-    rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(row[c])}</td>" for c in COLUMNS) + "</tr>"
-        for row in map(job_row, jobs)
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+def jobs_table(jobs: list[Job], empty: str = "no jobs") -> Table:
+    """The jobs as a table (``%kf_jobs``, ``%kf_pipeline list``, ``kfjupyter jobs list``)."""
+    return Table(COLUMNS, [job_row(j) for j in jobs], empty=empty, css_class="kfjupyter-jobs")
 
 
 def jobs_text(jobs: list[Job]) -> str:
-    rows = [dict(zip(COLUMNS, COLUMNS))] + [job_row(j) for j in jobs]
-    widths = {c: max(len(r[c]) for r in rows) for c in COLUMNS}
-    return "\n".join("  ".join(r[c].ljust(widths[c]) for c in COLUMNS).rstrip() for r in rows)
+    return repr(jobs_table(jobs, empty=""))

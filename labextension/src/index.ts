@@ -9,7 +9,8 @@
 import {
   ILayoutRestorer,
   JupyterFrontEnd,
-  JupyterFrontEndPlugin
+  JupyterFrontEndPlugin,
+  LabShell
 } from '@jupyterlab/application';
 import {
   ICommandPalette,
@@ -21,7 +22,7 @@ import { IDocumentManager } from '@jupyterlab/docmanager';
 import { NotebookPanel } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { refreshIcon, SidePanel, Toolbar, ToolbarButton } from '@jupyterlab/ui-components';
-import { AccordionPanel, Widget } from '@lumino/widgets';
+import { AccordionPanel, SplitPanel, Widget } from '@lumino/widgets';
 
 import { KFApi } from './api';
 import { findCellIndex } from './cells';
@@ -98,6 +99,23 @@ async function revealCell(
   return true;
 }
 
+/**
+ * Notebook 7's down panel opens as thin as its content's minimum: give a job's detail
+ * there a share of the window (the split between the notebook and the down panel).
+ */
+function giveRoom(widget: Widget): void {
+  let parent = widget.parent;
+  while (parent && !(parent instanceof SplitPanel)) {
+    parent = parent.parent;
+  }
+  if (parent instanceof SplitPanel && parent.widgets.length === 2) {
+    const sizes = parent.relativeSizes();
+    if (sizes[1] < 0.25) {
+      parent.setRelativeSizes([0.55, 0.45]);
+    }
+  }
+}
+
 const plugin: JupyterFrontEndPlugin<IKubeflowSidebar> = {
   id: PLUGIN_ID,
   description: 'The Kubeflow sidebar: jobs of the kfjupyter workspace, live.',
@@ -115,7 +133,13 @@ const plugin: JupyterFrontEndPlugin<IKubeflowSidebar> = {
     const { commands, shell } = app;
     const api = new KFApi(app.serviceManager.serverSettings);
     const model = new JobsModel(api);
-    const serverRoot = PageConfig.getOption('serverRoot');
+    // JupyterLab's page config has the server's root folder; Notebook 7's has not, and
+    // kfjupyter's server extension adds it under a name of its own.
+    const serverRoot =
+      PageConfig.getOption('serverRoot') || PageConfig.getOption('kfjupyterServerRoot');
+    // JupyterLab opens a job's detail as a tab of the main area; Notebook 7's main area
+    // holds one widget only (the notebook or the file browser): its `down` panel takes it.
+    const detailArea = shell instanceof LabShell ? 'main' : 'down';
 
     const tracker = new WidgetTracker<JobDetailWidget>({ namespace: 'kfjupyter-job' });
 
@@ -179,9 +203,12 @@ const plugin: JupyterFrontEndPlugin<IKubeflowSidebar> = {
         if (!widget) {
           widget = new JobDetailWidget({ model, id, actions, serverRoot });
           await tracker.add(widget);
-          shell.add(widget, 'main');
+          shell.add(widget, detailArea);
         }
         shell.activateById(widget.id);
+        if (detailArea === 'down') {
+          giveRoom(widget);
+        }
         return widget;
       }
     });

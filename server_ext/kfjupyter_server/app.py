@@ -13,7 +13,7 @@ from kfjupyter.errors import InvalidOptionError
 from kfjupyter.backends import backend_names
 from kfjupyter.validation import check_dns1123_label
 
-from . import endpoints, handlers, models, pipelines
+from . import endpoints, experiments, handlers, models, pipelines
 from .watcher import JOB_EVENT_SCHEMA_ID, JobWatcher
 
 #: Every route, relative to the server's base URL. server_ext/openapi.yaml describes
@@ -29,6 +29,7 @@ ALIAS = r"(?P<alias>[^/]+)"
 FILE = r"(?P<path>.+)"
 RUN = r"(?P<run_id>[^/]+)"
 STEP = r"(?P<step>[^/]+)"
+TRACKED_RUN = r"(?P<run_id>[^/]+)"
 ROUTES = [
     (rf"/{API_PREFIX}/jobs", handlers.JobsHandler),
     (rf"/{API_PREFIX}/jobs/{JOB}", handlers.JobHandler),
@@ -64,6 +65,11 @@ ROUTES = [
     (rf"/{API_PREFIX}/pipelines/runs/{RUN}", pipelines.RunHandler),
     (rf"/{API_PREFIX}/pipelines/runs/{RUN}/cancel", pipelines.RunCancelHandler),
     (rf"/{API_PREFIX}/pipelines/runs/{RUN}/steps/{STEP}/logs", pipelines.StepLogsHandler),
+    (rf"/{API_PREFIX}/experiments", experiments.ExperimentsHandler),
+    (rf"/{API_PREFIX}/runs", experiments.RunsHandler),
+    (rf"/{API_PREFIX}/runs/compare", experiments.CompareHandler),
+    (rf"/{API_PREFIX}/runs/{TRACKED_RUN}", experiments.RunHandler),
+    (rf"/{API_PREFIX}/runs/{TRACKED_RUN}/rerun", experiments.RerunHandler),
     (rf"/{API_PREFIX}/events", handlers.EventsHandler),
     (rf"/{API_PREFIX}/settings", handlers.SettingsHandler),
 ]
@@ -88,6 +94,13 @@ class KFJupyter(Configurable):
         allow_none=True,
         help="Kubernetes namespace for jobs (default: $KFJUPYTER_NAMESPACE, else the "
         "kubeconfig context's namespace, shown as null).",
+    ).tag(config=True)
+
+    tracking_uri = Unicode(
+        None,
+        allow_none=True,
+        help="MLflow tracking server that every job's runs are also sent to (default: $MLFLOW_TRACKING_URI; "
+        "null: none). Published to kernels as MLFLOW_TRACKING_URI.",
     ).tag(config=True)
 
     image = Unicode(
@@ -116,6 +129,10 @@ class KFJupyter(Configurable):
     @default("namespace")
     def _namespace_default(self) -> str | None:
         return os.environ.get("KFJUPYTER_NAMESPACE") or None
+
+    @default("tracking_uri")
+    def _tracking_uri_default(self) -> str | None:
+        return os.environ.get("MLFLOW_TRACKING_URI") or None
 
     @default("image")
     def _image_default(self) -> str | None:
@@ -156,7 +173,8 @@ class KFJupyter(Configurable):
         return proposal.value
 
     #: The environment variable each setting is also published as (see export_to_environment).
-    ENVIRONMENT = {"default_backend": "KFJUPYTER_BACKEND", "namespace": "KFJUPYTER_NAMESPACE", "image": "KFJUPYTER_IMAGE"}
+    ENVIRONMENT = {"default_backend": "KFJUPYTER_BACKEND", "namespace": "KFJUPYTER_NAMESPACE", "image": "KFJUPYTER_IMAGE",
+                   "tracking_uri": "MLFLOW_TRACKING_URI"}
 
     def export_to_environment(self) -> None:
         """Put the settings in this process's environment: the server's own calls into
@@ -199,6 +217,14 @@ class KFJupyterApp(ExtensionApp):
             log=self.log,
         )
         self.settings.update({"kfjupyter": self.kfconfig, "kfjupyter_watcher": self.watcher})
+        self._publish_server_root()
+
+    def _publish_server_root(self) -> None:
+        """The server's root folder in the page config as ``kfjupyterServerRoot``: the sidebar
+        turns a job's notebook (an absolute path) into a path it can open. JupyterLab's page
+        config has it as ``serverRoot``; Notebook 7's has not."""
+        root = str(self.serverapp.root_dir).replace(os.sep, "/")
+        self.serverapp.web_app.settings.setdefault("page_config_data", {})["kfjupyterServerRoot"] = root
 
     def _register_event_schema(self):
         """Register the job event's schema on the server's event bus; None if that fails."""

@@ -86,8 +86,9 @@ def _require_chromium() -> None:
 
 
 @contextlib.contextmanager
-def running_lab(bin_dir: Path, base: Path, env: dict[str, str] | None = None) -> Iterator[Lab]:
-    """``bin_dir/jupyter-lab`` on 127.0.0.1 with a random token, serving ``base/notebooks``.
+def running_lab(bin_dir: Path, base: Path, env: dict[str, str] | None = None, app: str = "lab") -> Iterator[Lab]:
+    """``bin_dir/jupyter-lab`` (``app="notebook"``: ``jupyter-notebook``, Notebook 7) on
+    127.0.0.1 with a random token, serving ``base/notebooks``.
 
     Config, runtime, settings and workspace folders are private to ``base``, so neither
     the user's settings nor a layout saved by an earlier run are picked up.
@@ -115,7 +116,7 @@ def running_lab(bin_dir: Path, base: Path, env: dict[str, str] | None = None) ->
         full_env["PATH"] = f"{bin_dir}{os.pathsep}{full_env.get('PATH', '')}"
     log = base / "jupyter-lab.log"
     command = [
-        str(bin_dir / "jupyter-lab"),
+        str(bin_dir / f"jupyter-{app}"),
         "--no-browser",
         "--ServerApp.ip=127.0.0.1",
         f"--port={port}",
@@ -126,9 +127,9 @@ def running_lab(bin_dir: Path, base: Path, env: dict[str, str] | None = None) ->
         "--ServerApp.open_browser=False",
         # The server's job watcher: look at the store twice a second.
         "--KFJupyter.poll_interval=0.5",
-        "--LabApp.news_url=",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
+    if app == "lab":
+        command += ["--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     with open(log, "wb") as out:
         process = subprocess.Popen(
             command, cwd=root, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -138,7 +139,7 @@ def running_lab(bin_dir: Path, base: Path, env: dict[str, str] | None = None) ->
         deadline = time.monotonic() + 90
         while True:
             if process.poll() is not None:
-                pytest.fail(f"jupyter lab exited with {process.returncode}:\n{server.log_tail()}")
+                pytest.fail(f"jupyter {app} exited with {process.returncode}:\n{server.log_tail()}")
             try:
                 status, _ = server.api("api/status")
                 if status == 200:

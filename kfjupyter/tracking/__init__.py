@@ -1,0 +1,68 @@
+"""Experiment tracking: every job is a run; compare runs; re-run one; an MLflow copy.
+
+    kfjupyter.runs(experiment=…, filter="metrics.val_loss < 0.2", order_by=[…]) -> DataFrame
+    kfjupyter.compare(run_a, run_b, …)   -> Comparison (params that differ, final metrics, curves)
+    job.rerun(lr=0.05)                   -> Job (the same program, some params changed)
+    tracking.get_run(id) / experiments()
+
+Every job but an endpoint is a run of an experiment (``experiment=`` / ``--experiment``;
+default: the notebook's name), and so is every trial of a study and every step of a
+pipeline run. With ``MLFLOW_TRACKING_URI`` set, each job's supervisor also copies its
+runs to that MLflow tracking server while it runs (:mod:`.mlflow_sink`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from .compare import Comparison, compare
+from .model import Run, RunNotFoundError, experiments, get_run, history, load_runs
+from .rerun import rerun
+from .search import SearchSyntaxError, compile_filter, parse_order_by, sort_runs
+
+__all__ = [
+    "Comparison", "Run", "RunNotFoundError", "SearchSyntaxError", "compare", "experiments", "get_run", "history",
+    "rerun", "runs", "search_runs",
+]  # fmt: skip
+
+
+def search_runs(experiment: str | None = None, filter: str | None = None, order_by: str | Iterable[str] | None = None,
+                kind: str | None = None, limit: int | None = None, offset: int = 0) -> tuple[list[Run], int]:  # noqa: A002  # fmt: skip
+    """The runs that match, as :class:`Run` objects, and how many match in all."""
+    match = compile_filter(filter, lambda run, key: run.value(key))  # a syntax error before any query
+    order = parse_order_by(order_by)
+    found = [r for r in load_runs(experiment, kinds=None) if (kind is None or r.kind == kind) and match(r)]
+    if order:
+        found = sort_runs(found, order, lambda run, key: run.value(key))
+    total = len(found)
+    return found[offset: None if limit is None else offset + limit], total
+
+
+def runs(experiment: str | None = None, filter: str | None = None, order_by: str | Iterable[str] | None = None,  # noqa: A002
+         kind: str | None = None, limit: int | None = None, source: str = "kfjupyter") -> Any:  # fmt: skip
+    """The runs of ``experiment`` (all: None) that match ``filter`` (MLflow's search syntax),
+    sorted by ``order_by``, as a pandas DataFrame: ``run_id``, ``experiment``, ``name``,
+    ``kind``, ``status``, times, ``params.*``, ``metrics.*`` (the last values), ``tags.*``,
+    ``source_run``, ``parent_run``, ``models``. ``source="mlflow"``: the runs of that
+    experiment on the MLflow tracking server instead (MLflow's own DataFrame)."""
+    import pandas as pd
+
+    if source == "mlflow":
+        from .mlflow_sink import search_mlflow
+
+        return search_mlflow(experiment, filter, order_by, limit)
+    if source != "kfjupyter":
+        raise SearchSyntaxError(f"invalid source {source!r}: 'kfjupyter' or 'mlflow'")
+    found, _ = search_runs(experiment, filter, order_by, kind, limit)
+    rows = []
+    for r in found:
+        row = {"run_id": r.run_id, "experiment": r.experiment, "name": r.name, "kind": r.kind, "status": r.status,
+               "job_id": r.job_id, "created_at": r.created_at, "started_at": r.started_at,
+               "finished_at": r.finished_at, "source_run": r.source_run, "parent_run": r.parent_run}  # fmt: skip
+        row.update({f"params.{k}": v for k, v in r.params.items()})
+        row.update({f"metrics.{k}": v for k, v in r.metrics.items()})
+        row.update({f"tags.{k}": v for k, v in r.tags.items()})
+        rows.append(row)
+    columns = ["run_id", "experiment", "name", "kind", "status", "job_id", "created_at", "started_at", "finished_at",
+               "source_run", "parent_run"]  # fmt: skip
+    return pd.DataFrame(rows, columns=None if rows else columns)
