@@ -21,23 +21,23 @@ from pipeline_notebooks import write_notebook
 pytestmark = [pytest.mark.timeout(180)]
 
 
-def top_to_bottom(path) -> dict:
-    """Run All, without a kernel: every code cell in order, in one namespace (IPython's
-    translation for magics, as a kernel does)."""
-    from IPython.core.inputtransformer2 import TransformerManager
-    from IPython.testing.globalipapp import get_ipython
+def top_to_bottom(path, names: list[str]) -> dict:
+    """Run All in a real kernel (nbclient): the values of ``names`` at the end."""
+    import json
 
-    shell = get_ipython()
-    namespace: dict = {"get_ipython": lambda: shell}
-    shell.user_ns = namespace
-    for cell in nbformat.read(path, as_version=4).cells:
-        if cell.cell_type == "code":
-            exec(compile(TransformerManager().transform_cell(cell.source), "<cell>", "exec"), namespace)
-    return namespace
+    import nbclient
+    from nbformat.v4 import new_code_cell
+
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(new_code_cell(f"import json as _j; print(_j.dumps({{n: float(globals()[n]) for n in {names!r}}}))"))
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}}).execute()
+    out = nb.cells[-1].outputs
+    return json.loads("".join(o.get("text", "") for o in out if o.get("name") == "stdout"))
 
 
 def assert_same_as_the_notebook(path, metrics: list[str]) -> dict:
-    expected = top_to_bottom(path)
+    expected = top_to_bottom(path, metrics)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         run = run_pipeline(path, wait=True)
