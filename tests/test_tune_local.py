@@ -10,6 +10,7 @@ import psutil
 import pytest
 
 import kfjupyter
+from kfjupyter.jobs import JobFailedError
 from kfjupyter import status as st
 from kfjupyter.tuning import engine
 from kfjupyter.tuning.study import list_studies
@@ -158,7 +159,9 @@ def test_failed_trials_are_recorded_with_their_traceback_and_the_study_goes_on(w
 
 def test_more_failures_than_max_failed_fail_the_study_with_the_traceback(workdir, workspace):
     cell = 'x = kfjupyter.param("x", low=0.0, high=1.0)\nkfjupyter.report(loss=1 / 0)\n'
-    study = kfjupyter.tune(cell, "loss", trials=20, max_failed=1, name="broken", user_ns={}, wait=True)
+    with pytest.raises(JobFailedError, match="more than --max-failed 1"):
+        kfjupyter.tune(cell, "loss", trials=20, max_failed=1, name="broken", user_ns={}, wait=True)
+    study = kfjupyter.tune(cell, "loss", trials=20, max_failed=1, name="broken", user_ns={}).wait(raise_on_failure=False)
     assert study.status == st.FAILED
     assert "more than --max-failed 1" in study.error
     assert "ZeroDivisionError" in study.error
@@ -169,7 +172,7 @@ def test_more_failures_than_max_failed_fail_the_study_with_the_traceback(workdir
 
 def test_a_trial_that_never_reports_the_objective_fails_with_a_clear_message(workdir):
     cell = 'x = kfjupyter.param("x", low=0.0, high=1.0)\nif x > 2:\n    kfjupyter.report(loss=x)\n'
-    study = kfjupyter.tune(cell, "loss", trials=2, max_failed=0, name="silent", user_ns={}, wait=True)
+    study = kfjupyter.tune(cell, "loss", trials=2, max_failed=0, name="silent", user_ns={}).wait(raise_on_failure=False)
     assert study.status == st.FAILED
     assert "ended without reporting the objective 'loss'" in study.error
 
