@@ -124,9 +124,10 @@ BODIES = {
 QUERIES = {
     ("/pipelines/export", "GET"): "?path=authz.ipynb",
     ("/pipelines/runs", "GET"): "?path=authz.ipynb",
+    ("/runs/compare", "GET"): "?ids={job_id}&ids={run_id}",  # two tracked runs: the job and the pipeline run
 }
 #: The status of a request that gets through, when it is not 200.
-ACCEPTED = {("/pipelines/runs", "POST"): 201}
+ACCEPTED = {("/pipelines/runs", "POST"): 201, ("/runs/{run_id}/rerun", "POST"): 201}
 #: A registered model (see register_authz_model): version 1 gets the alias, version 2 is
 #: archived and restored, its file "weights.txt" downloaded.
 MODEL_PARAMS = {
@@ -185,7 +186,8 @@ def operation_url(base_url: str, path: str, job_id: str, study_id: str, run_id: 
     for name, value in MODEL_PARAMS.items():
         filled = filled.replace(name, value)
     assert "{" not in filled, f"operation_url: fill in the path parameters of {path}"
-    return f"{base_url}{API}{filled}{QUERIES.get((path, verb), '')}"
+    query = QUERIES.get((path, verb), "").replace("{job_id}", job_id).replace("{run_id}", run_id)
+    return f"{base_url}{API}{filled}{query}"
 
 
 async def run_authz_pipeline(root_dir) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -250,7 +251,14 @@ def forget_workspaces() -> None:
 
 
 try:  # JSON columns read back: orjson decodes several times faster (a search over thousands of runs)
-    from orjson import loads as _json_loads
+    from orjson import JSONDecodeError as _OrjsonError
+    from orjson import loads as _orjson_loads
+
+    def _json_loads(text):
+        try:
+            return _orjson_loads(text)
+        except _OrjsonError:  # what json.dumps writes and orjson refuses: NaN, Infinity (a diverged loss)
+            return json.loads(text)
 except ImportError:  # pragma: no cover
     from json import loads as _json_loads
 

@@ -1,19 +1,24 @@
-"""The tracker of one job: it runs in the job's supervisor, beside the job's loop.
+"""The tracker of one job: a process forked from the job's supervisor, beside its loop.
 
 It follows the metrics files of the job's runs (its own, its trials' or steps', a sweep's
 runs'), keeps each run's last metrics and ``kfjupyter.log_params`` params in the store,
 and, when a tracking URI is set, hands them to the MLflow sink (:mod:`.mlflow_sink`).
 Reporting never waits for it: ``kfjupyter.report`` appends to a file as ever, and the
-tracker reads the files on its own thread. The files are the buffer: what the MLflow
+tracker reads the files in a process of its own. The files are the buffer: what the MLflow
 server has not taken yet is read again from where it stopped, so a server that goes away
 and comes back loses nothing.
+
+A process, not a thread: a supervisor forks what it runs (pipeline steps with the
+notebook's imports loaded, ranks from a warm parent), and a process with threads must not
+fork; and the MLflow client's imports and network waits stay out of the job's loop.
 """
 
 from __future__ import annotations
 
 import os
+import select
+import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -42,8 +47,8 @@ class JobTracker:
         self.say = say or (lambda text: None)
         self.offsets: dict[Path, int] = {}
         self.last: dict[str, dict[int, dict[str, Any]]] = {}  # run id → rank → metric → last value
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+        self._stop_w = -1
         uri = tracking_uri()
         self.sink = None
         if uri:
@@ -95,15 +100,34 @@ class JobTracker:
             if params:
                 record.params = {**(record.params or {}), **params}
 
-    # -- the thread
+    # -- the process
     def start(self) -> "JobTracker":
-        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"kfjupyter-tracker-{self.job_id}")
-        self._thread.start()
-        return self
+        """Fork the tracker's process (the caller has one thread: see the module docstring)."""
+        stop_r, stop_w = os.pipe()  # the parent closes its end (or dies): the tracker's last turn
+        pid = os.fork()
+        if pid:
+            os.close(stop_r)
+            self._pid, self._stop_w = pid, stop_w
+            return self
+        code = 1
+        try:  # the tracker's process: its own store connections
+            os.close(stop_w)
+            from ..store.workspace import forget_workspaces
 
-    def _loop(self) -> None:
-        while not self._stop.wait(INTERVAL_S):
-            self._turn()
+            forget_workspaces()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the job's cancel, not ours
+            while True:
+                self._turn()
+                if select.select([stop_r], [], [], INTERVAL_S)[0]:
+                    break
+            code = 0 if self._flush(self._timeout()) else 3
+        except BaseException:  # noqa: BLE001  (tracking never fails a job: it says why)
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
 
     def _turn(self) -> None:
         try:
@@ -113,19 +137,39 @@ class JobTracker:
         except Exception as exc:  # noqa: BLE001  (tracking never fails a job)
             self.say(f"tracking: {exc!r}")
 
-    def finish(self, timeout: float | None = None) -> bool:
-        """After the job's end: the last records, and (with MLflow) everything sent, the
-        runs ended and their artifacts uploaded, trying for ``timeout`` seconds
-        (``KFJUPYTER_TRACKING_FLUSH_S``, default 30). Whether everything got there."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+    @staticmethod
+    def _timeout() -> float:
+        return float(os.environ.get("KFJUPYTER_TRACKING_FLUSH_S", "30"))
+
+    def _flush(self, timeout: float) -> bool:
         self._turn()
         if self.sink is None:
             return True
-        if timeout is None:
-            timeout = float(os.environ.get("KFJUPYTER_TRACKING_FLUSH_S", "30"))
         return self.sink.finish(self.run_files(), timeout)
+
+    def finish(self, timeout: float | None = None) -> bool:
+        """After the job's end: the last records, and (with MLflow) everything sent, the
+        runs ended and their artifacts uploaded, trying for ``timeout`` seconds
+        (``KFJUPYTER_TRACKING_FLUSH_S``, default 30). Whether everything got there.
+        Called in the supervisor, it stops the tracker's process and waits for its flush."""
+        if timeout is None:
+            timeout = self._timeout()
+        if self._pid is None:  # not started: the work is done here (kfjupyter.tracking.sync)
+            return self._flush(timeout)
+        os.close(self._stop_w)
+        deadline = time.monotonic() + timeout + 30
+        while True:
+            pid, status = os.waitpid(self._pid, os.WNOHANG)
+            if pid:
+                self._pid = None
+                return os.waitstatus_to_exitcode(status) == 0
+            if time.monotonic() > deadline:
+                os.kill(self._pid, signal.SIGKILL)
+                os.waitpid(self._pid, 0)
+                self._pid = None
+                self.say("tracking: the tracker did not finish in time; kfjupyter.tracking.sync(JOB) sends the rest")
+                return False
+            time.sleep(0.05)
 
 
 def _child_run_record(session, rid: str) -> RunRecord:
