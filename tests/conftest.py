@@ -18,13 +18,23 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def processes_of(home: Path) -> list[psutil.Process]:
-    """Supervisors and ranks working for jobs under ``home``."""
+    """Supervisors and ranks working for jobs under ``home`` (also those forked from a
+    warm parent, whose command line is the warm parent's: they hold a file under ``home``)."""
+    from kfjupyter.runtime import warm
+
     found = []
     for proc in psutil.process_iter(["cmdline", "environ"]):
         try:
             cmdline = " ".join(proc.info["cmdline"] or [])
             if str(home) in cmdline and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    for parent in warm.pool().pids():
+        try:
+            for proc in psutil.Process(parent).children(recursive=True):
+                if proc.status() != psutil.STATUS_ZOMBIE and any(str(home) in f.path for f in proc.open_files()):
+                    found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return found

@@ -41,6 +41,10 @@ class LocalNotebookEngine(DetachedEngine):
     what = "the notebook runner"
     features = Features(supervised=True, metrics=True)
     cancel_timeout = 8.0
+    #: a warm parent has the runner, the kernel client and the store loaded (not papermill:
+    #: it loads numpy, whose BLAS starts threads, and a warm parent forks only with one)
+    warm_modules = ("kfjupyter.notebook_runs.runner", "nbformat", "jupyter_client", "nbclient",
+                    "kfjupyter.store.workspace", "kfjupyter.tracking.follow")  # fmt: skip
 
     def launch(self, job_id: str, spec, job_dir: Path) -> dict:
         return {"notebook": spec.notebook, "parameters": spec.parameters, "kernel": spec.kernel, "cwd": spec.cwd,

@@ -41,10 +41,8 @@ from __future__ import annotations
 
 import functools
 import importlib
-import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -58,7 +56,7 @@ from ..config import workspace_home
 from ..runtime.detached import DetachedEngine
 from ..runtime.engine import Channel, Channels, Features
 from ..runtime.logs import read_lines, read_records
-from ..runtime.processes import die_with_parent, kill_groups, run_as_program, start_in_group
+from ..runtime.processes import ForkedProcess, child_io, default_signals, die_with_parent, fork_child, kill_groups, start_in_group
 from ..runtime.supervisor import LAUNCH, Supervisor
 from . import cache as kcache
 from . import steps as ksteps
@@ -128,55 +126,19 @@ def imported_modules(source: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-class ForkedStep:
-    """A step process forked from the supervisor (``Popen``'s ``pid`` and ``poll``)."""
-
-    def __init__(self, pid: int):
-        self.pid = pid
-        self.returncode: int | None = None
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:  # reaped by whoever killed it (psutil.wait_procs)
-                self.returncode = -signal.SIGKILL
-                return self.returncode
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-
-def fork_step(args: list[str], env: dict[str, str], workdir: str | None, log: Path) -> ForkedStep:
+def fork_step(args: list[str], env: dict[str, str], workdir: str | None, log: Path) -> ForkedProcess:
     """Run ``stepruntime.main(args)`` in a fork of this process: a process of its own,
     like ``python stepruntime.py ARGS``, without the interpreter start and the imports
     that the supervisor has already paid for. Its output goes to ``log``."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid:
-        return ForkedStep(pid)
-    run_as_program(lambda: _step_child(args, env, workdir, log))
+    return fork_child(lambda: _step_child(args, env, workdir, log))
 
 
 def _step_child(args: list[str], env: dict[str, str], workdir: str | None, log: Path) -> int:
     """The forked step: its own process group, output, environment and folder, then the step."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    default_signals()
     os.setpgid(0, 0)  # a process group of its own: stopping the step stops what it started
     die_with_parent()
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
-    sys.stdin = open(0, closefd=False)
-    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
-                                  errors="backslashreplace", write_through=True)
-    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
-                                  errors="backslashreplace", write_through=True)
+    child_io(log)
     os.environ.clear()
     os.environ.update(env)
     if workdir:
@@ -539,6 +501,9 @@ class LocalPipelineEngine(DetachedEngine):
     what = "the run's pipeline supervisor"
     features = Features(supervised=True, metrics=True, children=True)
     cancel_timeout = 10.0
+    #: a warm parent has the supervisor, the step runtime and the store loaded (see runtime/warm.py)
+    warm_modules = ("kfjupyter.pipelines.local", "kfjupyter.pipelines.stepruntime", "kfjupyter.store.workspace",
+                    "kfjupyter.tracking.follow")  # fmt: skip
 
     def launch(self, job_id: str, spec, job_dir: Path) -> dict:
         return spec.launch(job_dir)

@@ -289,6 +289,20 @@ def _prepare_store():
             sys.meta_path.insert(0, _AfterImport("torch.distributed", _serve_store))
 
 
+def run_program(bundle, run_name="__main__"):
+    """Run a bundle's program with its values (its modules on ``sys.path``): its globals."""
+    bundle = Path(bundle)
+    modules = bundle / "modules"
+    if modules.is_dir() and str(modules) not in sys.path:
+        sys.path.insert(0, str(modules))
+    values = {}
+    if (bundle / "values.pkl").exists():
+        with open(bundle / "values.pkl", "rb") as fh:
+            # one pickle per variable, so the capture side could name a culprit
+            values = {name: pickle.loads(blob) for name, blob in pickle.load(fh).items()}
+    return runpy.run_path(str(bundle / "program.py"), init_globals=values, run_name=run_name)
+
+
 def main():
     _prepare_store()
     bundle = Path(os.environ.get("KFJUPYTER_BUNDLE") or Path(__file__).resolve().parent)
@@ -300,12 +314,7 @@ def main():
     except ImportError:
         _install_standin()
     try:
-        values = {}
-        if (bundle / "values.pkl").exists():
-            with open(bundle / "values.pkl", "rb") as fh:
-                # one pickle per variable, so the capture side could name a culprit
-                values = {name: pickle.loads(blob) for name, blob in pickle.load(fh).items()}
-        runpy.run_path(str(bundle / "program.py"), init_globals=values, run_name="__main__")
+        run_program(bundle)
         _close_process_group()
     except SystemExit:
         raise

@@ -31,7 +31,8 @@ from ..errors import BackendError
 from ..status import Observation, SupervisorLost
 from .engine import Channel, Channels, EngineBase, Features, JobSpec
 from .logs import follow_file, read_lines, read_records
-from .processes import alive, descendants, forget_groups, kill_job_processes, kill_tree, reap_children, start_detached
+from . import warm
+from .processes import alive, descendants, forget_groups, kill_job_processes, kill_tree, reap_children
 from .supervisor import LAUNCH
 
 #: Lines of the supervisor's own log put in the error of a lost supervisor.
@@ -84,9 +85,20 @@ class DetachedEngine(EngineBase):
         """The supervisor's environment: this process's, with the workspace it uses."""
         return {**os.environ, "KFJUPYTER_HOME": str(_store().home)}
 
+    #: modules a warm parent of this kind has imported (see :mod:`.warm`); empty: none
+    warm_modules: ClassVar[tuple[str, ...]] = ()
+
+    def warm_env(self, job_dir: Path, env: dict[str, str]) -> dict[str, str] | None:
+        """The environment of the processes a warm parent of this job would fork (the
+        supervisor's is ``env``); None: the job starts cold."""
+        return env if self.warm_modules else None
+
     def start(self, job_dir: Path) -> dict:
-        """Start the supervisor of the job whose ``launch.json`` is in ``job_dir``."""
-        return start_detached(self.supervisor, job_dir, self.environment())
+        """Start the supervisor of the job whose ``launch.json`` is in ``job_dir``: a fork
+        of a warm parent when one is ready (:mod:`.warm`), else a fresh process."""
+        env = self.environment()
+        return warm.start_detached(self.supervisor, job_dir, env, warm_env=self.warm_env(job_dir, env),
+                                   modules=self.warm_modules)  # fmt: skip
 
     # -- state --------------------------------------------------------------------------
     def observe(self, job_id: str, info: dict) -> Observation:

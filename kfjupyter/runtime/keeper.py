@@ -39,7 +39,11 @@ def _run_supervisor(module: str, job_dir: str) -> None:
     sys.argv = [module, job_dir]
 
     def run() -> None:
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        loaded = sys.modules.get(module)
+        if loaded is not None:  # a warm keeper (see .warm): the module is loaded, run its main
+            loaded.main()
+        else:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
 
     run_as_program(run)
 

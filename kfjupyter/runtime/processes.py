@@ -64,25 +64,138 @@ def cpu_threads(cpu: str | None) -> int | None:
     return max(1, int(value))
 
 
-def run_as_program(main) -> None:
+def run_as_program(main, finalize: bool = False) -> None:
     """In a forked child: run ``main()`` as the program of this process would run (its
-    return value, a ``SystemExit`` or an uncaught error, printed, is the exit code), then
-    leave at once with that code, never returning into the parent's code."""
+    return value, a ``SystemExit`` or an uncaught error, printed, is the exit code; see
+    :func:`exit_code` for ``finalize``), then leave at once with that code, never
+    returning into the parent's code."""
     code = 1
     try:
-        code = main() or 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:  # noqa: BLE001
-        import traceback
-
-        traceback.print_exc()
+        code = exit_code(main, finalize)
     finally:
         try:
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def exit_code(main, finalize: bool = False) -> int:
+    """Run ``main()`` and return the exit code a program running it would end with (its
+    return value, a ``SystemExit``'s code, 1 for an uncaught error, printed). With
+    ``finalize``, then what an interpreter does at its end: wait for the threads it
+    started and run its ``atexit`` functions."""
+    code = 1
+    try:
+        code = main() or 0
+    except SystemExit as exc:
+        if isinstance(exc.code, int) or exc.code is None:
+            code = exc.code or 0
+        else:  # sys.exit("message"): printed, code 1, as python does
+            print(exc.code, file=sys.stderr)
+    except BaseException:  # noqa: BLE001
+        import traceback
+
+        traceback.print_exc()
+    if finalize:
+        import atexit
+        import threading
+
+        try:
+            threading._shutdown()  # noqa: SLF001  (what Py_Finalize calls: join non-daemon threads)
+        finally:
+            atexit._run_exitfuncs()  # noqa: SLF001
+    return code
+
+
+class ForkedProcess:
+    """A child forked from this process, with the parts of ``Popen`` the runtime uses
+    (``pid``, ``returncode``, ``poll``, ``wait``)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped by whoever killed it (psutil.wait_procs)
+                self.returncode = -signal.SIGKILL
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.01)
+        return self.returncode
+
+
+def fork_child(child, *, finalize: bool = False) -> ForkedProcess:
+    """Run ``child()`` in a fork of this process, as a program of its own (see
+    :func:`exit_code`; it never returns into this process's code)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return ForkedProcess(pid)
+    run_as_program(child, finalize)
+
+
+def child_io(log: Path | None, keep_fds: tuple[int, ...] | None = None) -> None:
+    """In a forked child: stdin from /dev/null, stdout and stderr appended to ``log``
+    (None: kept), ``sys.std*`` new text streams on them; with ``keep_fds``, no other file
+    descriptor open but those (what a freshly started program has: only for a fork whose
+    parent holds no open file object it could still use)."""
+    if log is not None:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    if keep_fds is not None:
+        low = 3
+        for fd in sorted(fd for fd in keep_fds if fd > 2) + [os.sysconf("SC_OPEN_MAX")]:
+            os.closerange(low, fd)
+            low = fd + 1
+    import io
+
+    (in_enc, in_err), (out_enc, out_err), (err_enc, err_err) = _STD_STREAMS
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding=in_enc, errors=in_err)
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding=out_enc, errors=out_err,
+                                  write_through=True)  # fmt: skip
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding=err_enc, errors=err_err,
+                                  write_through=True)  # fmt: skip
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
+
+
+def _std_streams() -> list[tuple[str, str]]:
+    """The encoding and error handler of stdin, stdout and stderr as this interpreter
+    chose them at its start (from the locale and ``PYTHONIOENCODING``)."""
+    out = []
+    for stream, errors in ((sys.__stdin__, "surrogateescape"), (sys.__stdout__, "surrogateescape"),
+                           (sys.__stderr__, "backslashreplace")):  # fmt: skip
+        out.append((getattr(stream, "encoding", None) or "utf-8", getattr(stream, "errors", None) or errors))
+    return out
+
+
+#: what :func:`child_io` gives a fork's standard streams: this interpreter's own choice
+_STD_STREAMS = _std_streams()
+
+
+def default_signals() -> None:
+    """In a forked child: the signal dispositions a freshly started Python program has."""
+    for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
 
 def free_port() -> int:

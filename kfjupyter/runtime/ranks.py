@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from .logs import read_lines
-from .processes import kill_groups, start_in_group
+from . import warm
+from .processes import kill_groups, register_group, start_in_group
 
 #: Lines of a failed rank's log put in the error when it wrote no traceback.
 ERROR_TAIL_LINES = 40
@@ -46,6 +47,18 @@ def store_socket() -> socket.socket:
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     return sock
+
+
+def base_env(environ, *, workers: int, env: dict[str, str] | None, threads: int | None) -> dict[str, str]:
+    """A rank's environment before what the launcher sets per rank: the launcher's own
+    (``environ``), one thread per rank as torchrun gives (unless ``threads`` or the job's
+    ``env`` say otherwise), the job's ``env``, unbuffered output."""
+    out = dict(environ)
+    if workers > 1 and "OMP_NUM_THREADS" not in (env or {}):
+        out["OMP_NUM_THREADS"] = str(threads or 1)
+    out.update(env or {})
+    out["PYTHONUNBUFFERED"] = "1"
+    return out
 
 
 class RankGroup:
@@ -82,13 +95,11 @@ class RankGroup:
         self.threads = threads
         self.workdir = workdir
         self.ranks: list[subprocess.Popen] = []
+        #: whether the ranks were forked from this (warm) process rather than started fresh
+        self.forked = False
 
     def rank_env(self, rank: int, port: int) -> dict[str, str]:
-        env = dict(os.environ)
-        # like torchrun: one thread per rank unless asked otherwise
-        if self.workers > 1 and "OMP_NUM_THREADS" not in self.env:
-            env["OMP_NUM_THREADS"] = str(self.threads or 1)
-        env.update(self.env)
+        env = base_env(os.environ, workers=self.workers, env=self.env, threads=self.threads)
         paths = rank_paths(self.folder, rank)
         env.update(
             RANK=str(rank),
@@ -102,7 +113,6 @@ class RankGroup:
             TORCHELASTIC_USE_AGENT_STORE="True",
             TORCHELASTIC_RESTART_COUNT="0",  # as torchrun sets them (torch < 2.4 reads them with the agent store)
             TORCHELASTIC_MAX_RESTARTS="0",
-            PYTHONUNBUFFERED="1",
             KFJUPYTER_JOB_ID=self.job_id,
             KFJUPYTER_BUNDLE=str(self.bundle),
             KFJUPYTER_OUTPUT_DIR=str(self.folder / "outputs"),
@@ -127,10 +137,15 @@ class RankGroup:
                 if rank == 0:  # rank 0 serves the rendezvous store on the launcher's socket
                     env["KFJUPYTER_STORE_FD"] = str(sock.fileno())
                     fds = (sock.fileno(),)
-                self.ranks.append(start_in_group(
-                    [sys.executable, "-u", str(bootstrap)], rank_paths(self.folder, rank)["log"], self.groups_dir,
-                    env=env, cwd=self.workdir, pass_fds=fds,
-                ))  # fmt: skip
+                log = rank_paths(self.folder, rank)["log"]
+                if not self.gpus and warm.can_fork(env):  # this process has torch loaded, and no thread
+                    proc = warm.fork_program(bootstrap, env, cwd=self.workdir, log=log, keep_fds=fds)
+                    register_group(self.groups_dir, proc.pid)
+                    self.forked = True
+                else:
+                    proc = start_in_group([sys.executable, "-u", str(bootstrap)], log, self.groups_dir, env=env,
+                                          cwd=self.workdir, pass_fds=fds)  # fmt: skip
+                self.ranks.append(proc)
         finally:
             sock.close()  # rank 0 holds it now
 

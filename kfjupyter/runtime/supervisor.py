@@ -77,6 +77,11 @@ class Supervisor:
         """The job's loop; returns once the job's end is recorded."""
         raise NotImplementedError
 
+    def before_threads(self) -> None:
+        """Start what must be forked from this process while it has one thread: called
+        before anything of the supervisor starts a thread (its run's tracker, then
+        :meth:`run`). A training supervisor starts its ranks here (see :mod:`.warm`)."""
+
     def stop(self) -> None:
         """Stop everything the job started (after a crash of :meth:`run`)."""
         processes.kill_job_processes(self.job_dir)
@@ -89,8 +94,10 @@ class Supervisor:
         supervisor = cls(Path((argv or sys.argv[1:])[0]))
         signal.signal(signal.SIGTERM, supervisor.on_signal)
         signal.signal(signal.SIGINT, supervisor.on_signal)
-        tracker = supervisor.start_tracker()
+        tracker = None
         try:
+            supervisor.before_threads()
+            tracker = supervisor.start_tracker()
             supervisor.run()
         except BaseException:
             text = traceback.format_exc()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from ..errors import InvalidOptionError
 from ..runtime.detached import DetachedEngine
 from ..runtime.engine import Channel, Channels, Features, ranked
 from ..runtime.processes import cpu_threads
-from ..runtime.ranks import rank_paths
+from ..runtime.ranks import base_env, rank_paths
+from ..runtime.supervisor import LAUNCH
 from ..store.workspace import get_workspace
 from .spec import TrainSpec
 
@@ -31,6 +33,18 @@ class LocalTrainEngine(DetachedEngine):
     supervisor = "kfjupyter.training.supervisor"
     what = "the job's training supervisor"
     features = Features(supervised=True, metrics=True)
+    #: a warm parent has torch (with what its first optimizer step imports: torch._dynamo)
+    #: and the supervisor loaded; the supervisor forks the ranks
+    warm_modules = ("torch", "torch.distributed", "torch.nn.parallel", "torch.optim", "torch._dynamo", "kfjupyter",
+                    "kfjupyter.runtime.bootstrap", "kfjupyter.training.supervisor", "kfjupyter.store.workspace",
+                    "kfjupyter.tracking.follow")  # fmt: skip
+
+    def warm_env(self, job_dir: Path, env: dict[str, str]) -> dict[str, str] | None:
+        """The ranks' environment (less what is set per rank); None (cold) with GPUs."""
+        launch = json.loads((job_dir / LAUNCH).read_text())
+        if launch.get("gpus"):
+            return None
+        return base_env(env, workers=launch["workers"], env=launch.get("env"), threads=launch.get("threads"))
 
     def launch(self, job_id: str, spec: TrainSpec, job_dir: Path) -> dict:
         if spec.gpus:

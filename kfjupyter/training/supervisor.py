@@ -37,8 +37,12 @@ class TrainSupervisor(Supervisor):
             gpus=launch.get("gpus") or 0, threads=launch.get("threads"), workdir=launch.get("workdir"),
         )  # fmt: skip
 
+    def before_threads(self) -> None:
+        self.ranks.start()  # forks of this warm process when it may (before the tracker's thread)
+        if self.ranks.forked:
+            print("ranks forked from the warm supervisor (torch loaded)", flush=True)
+
     def run(self) -> None:
-        self.ranks.start()
         self.set_status(st.RUNNING)
         while True:
             if self.cancelled:
