@@ -102,6 +102,14 @@ def running_lab(bin_dir: Path, base: Path, env: dict[str, str] | None = None, ap
     notification = private / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     notification.parent.mkdir(parents=True)
     notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    # Kale (a test extra: the oracle of tests/test_kale_conformance.py) brings its own
+    # JupyterLab and server extensions, which pop up an error dialog without a Kubeflow
+    # Pipelines to talk to: a user's JupyterLab has kfjupyter, not both.
+    (private / "config" / "labconfig").mkdir()
+    (private / "config" / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"jupyterlab-kubeflow-kale": True}}))
+    (private / "config" / "jupyter_server_config.json").write_text(
+        json.dumps({"ServerApp": {"jpserver_extensions": {"jupyterlab_kubeflow_kale": False}}}))
     token = secrets.token_hex(24)
     port = free_port()
     full_env = dict(os.environ if env is None else env)
@@ -227,3 +235,30 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
     }
     path.write_text(json.dumps(nb, indent=1))
     return path
+
+
+def show_sections(sidebar, *names: str) -> None:
+    """Unfold the Kubeflow sidebar's sections titled ``names`` and fold every other one
+    (whatever order the plugins added them in), so those get the sidebar's height."""
+    titles = sidebar.locator(".jp-AccordionPanel-title")
+    shown = [t.strip().title() for t in titles.all_inner_texts()]  # CSS shows them upper-case
+    assert set(names) <= set(shown), f"no section {sorted(set(names) - set(shown))} in the sidebar: {shown}"
+    for i, name in enumerate(shown):
+        title = titles.nth(i)
+        wanted = name in names
+        if (title.get_attribute("aria-expanded") == "true") != wanted:
+            title.click()
+
+
+#: The Kubeflow sidebar's sections (their titles), as the plugins add them.
+SECTIONS = ("Jobs", "Tuning", "Models", "Endpoints", "Pipeline", "Experiments")
+
+
+def open_sidebar(page):
+    """Open the Kubeflow sidebar (its tab in the left area); returns it, all its sections there."""
+    from playwright.sync_api import expect
+
+    page.locator('.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="kfjupyter-sidebar"]').click()
+    sidebar = page.locator("#kfjupyter-sidebar")
+    expect(sidebar.locator(".jp-AccordionPanel-title")).to_have_count(len(SECTIONS))
+    return sidebar
