@@ -11,8 +11,12 @@ slices, p50/p99 are over all of a target's requests.
 
     .venv/bin/python bench/serving.py [--slice 1] [--rounds 10] [--concurrency 8] [--rate 100]
 
-Last line: ``{"throughput_ratio": …, "p50_ms": …, "p99_ms_at_100rps": …, "router_overhead_p50_ms": …}``
-(p50/p99 are kfjupyter's at ``--rate``; the ratio is kfjupyter's requests/s over plain KServe's).
+Last line: ``{"throughput_ratio": …, "p50_ms": …, "p99_ms_at_100rps": …, "router_overhead_p50_ms": …,
+"transformer_ratio": …, "logging_ratio": …}`` (p50/p99 are kfjupyter's at ``--rate``; the
+ratio is kfjupyter's requests/s over plain KServe's; ``transformer_ratio`` is the requests/s
+of the same endpoint with a pass-through transformer from notebook code in front of its
+predictor over that of the predictor alone, ``logging_ratio`` that of request logging on
+(``log="all"``) over off; ``*_p99_ratio`` the same for p99: without ÷ with, so higher is better).
 """
 
 from __future__ import annotations
@@ -51,6 +55,11 @@ PLAIN_SERVER = textwrap.dedent(
     kserve.ModelServer(http_port=port, workers=1, enable_grpc=False).start([SKLearnModel("iris")])
     """
 )
+
+
+def passthrough(x):
+    """The bench's transformer (notebook code: captured as a cell's function)."""
+    return x
 
 
 def free_port() -> int:
@@ -172,23 +181,30 @@ def main() -> None:
         endpoints.append(ep)
         canary = kfjupyter.deploy("iris@production", name="iris-canary", canary="iris@production", canary_percent=50)
         endpoints.append(canary)
+        transformed = kfjupyter.deploy("iris@production", name="iris-t", transformer=passthrough)
+        endpoints.append(transformed)
+        logged = kfjupyter.deploy("iris@production", name="iris-log", log="all")
+        endpoints.append(logged)
         urls = {
             "plain": f"http://127.0.0.1:{plain_port}/v1/models/iris:predict",
             "kfjupyter": ep.predict_url,
             "router": canary.predict_url,
             "router_direct": f"{canary.info['servers'][0]['url']}/v1/models/iris-canary:predict",
+            "transformer": transformed.predict_url,
+            "logging": logged.predict_url,
         }
         # every target gets the same headers: kfjupyter's endpoints ask for their token
         # (Authorization: Bearer …), the plain server ignores it
         headers = {k: {"content-type": "application/json"} for k in urls}
-        for key, target in (("kfjupyter", ep), ("router", canary), ("router_direct", canary), ("plain", ep)):
+        for key, target in (("kfjupyter", ep), ("router", canary), ("router_direct", canary), ("plain", ep),
+                            ("transformer", transformed), ("logging", logged)):
             if target.token:
                 headers[key]["authorization"] = f"Bearer {target.token}"
         # short alternating slices: a noisy machine's drift falls on every target alike
-        rps = {k: [] for k in ("plain", "kfjupyter")}
+        rps = {k: [] for k in ("plain", "kfjupyter", "transformer", "logging")}
         lat = {k: [] for k in urls}
         for r in range(args.rounds):
-            for key in ("plain", "kfjupyter") if r % 2 == 0 else ("kfjupyter", "plain"):
+            for key in list(rps) if r % 2 == 0 else list(reversed(rps)):
                 rps[key].append(asyncio.run(_throughput(urls[key], body, args.concurrency, args.slice, args.max_requests,
                                                         headers[key])))
             keys = list(urls) if r % 2 == 0 else list(reversed(urls))
@@ -203,8 +219,7 @@ def main() -> None:
         plain.wait(timeout=30)
 
     fig = {
-        "plain_rps": statistics.median(rps["plain"]),
-        "kfjupyter_rps": statistics.median(rps["kfjupyter"]),
+        **{f"{k}_rps": statistics.median(v) for k, v in rps.items()},
         **{f"{k}_p50_ms": pct(v, 0.5) for k, v in lat.items()},
         **{f"{k}_p99_ms": pct(v, 0.99) for k, v in lat.items()},
     }
@@ -214,6 +229,12 @@ def main() -> None:
         "p50_ms": round(fig["kfjupyter_p50_ms"], 3),
         "p99_ms_at_100rps": round(fig["kfjupyter_p99_ms"], 3),
         "router_overhead_p50_ms": round(fig["router_p50_ms"] - fig["router_direct_p50_ms"], 3),
+        "transformer_ratio": round(fig["transformer_rps"] / fig["kfjupyter_rps"], 3),
+        "transformer_p99_ratio": round(fig["kfjupyter_p99_ms"] / fig["transformer_p99_ms"], 3),
+        "logging_ratio": round(fig["logging_rps"] / fig["kfjupyter_rps"], 3),
+        "logging_p99_ratio": round(fig["kfjupyter_p99_ms"] / fig["logging_p99_ms"], 3),
+        "transformer_rps": round(fig["transformer_rps"], 1),
+        "logging_rps": round(fig["logging_rps"], 1),
         "plain_rps": round(fig["plain_rps"], 1),
         "kfjupyter_rps": round(fig["kfjupyter_rps"], 1),
         "plain_p50_ms": round(fig["plain_p50_ms"], 3),

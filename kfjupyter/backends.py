@@ -27,6 +27,7 @@ _ENGINES: dict[tuple[str, str], str] = {
     ("sweep", "local"): "kfjupyter.notebook_runs.local:LocalSweepEngine",
     ("endpoint", "local"): "kfjupyter.serving.local:LocalEndpointBackend",
     ("endpoint", "kubernetes"): "kfjupyter.serving.kubernetes:KubernetesEndpointBackend",
+    ("batch", "local"): "kfjupyter.serving.batch:LocalBatchEngine",
 }
 
 #: The handle class of each kind's jobs (default: :class:`kfjupyter.jobs.Job`).
@@ -34,6 +35,7 @@ _HANDLES: dict[str, str] = {
     "pipeline": "kfjupyter.pipelines.api:PipelineRun",
     "notebook": "kfjupyter.notebook_runs.api:NotebookRun",
     "sweep": "kfjupyter.notebook_runs.api:Sweep",
+    "batch": "kfjupyter.serving.batch:BatchJob",
 }
 
 
@@ -45,6 +47,7 @@ _SPECS: dict[str, str] = {
     "notebook": "kfjupyter.notebook_runs.spec:NotebookSpec",
     "sweep": "kfjupyter.notebook_runs.spec:SweepSpec",
     "endpoint": "kfjupyter.serving.spec:EndpointSpec",
+    "batch": "kfjupyter.serving.batch:BatchSpec",
 }
 
 

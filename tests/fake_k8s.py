@@ -1444,10 +1444,19 @@ class FakeKubernetes:
                 traffic = [{"revisionName": revision, "percent": 100, "latestRevision": True}]
                 rolled = revision
             self._predictor_pods(isvc, [t["revisionName"] for t in traffic])
-            self.set_isvc_status(ns, name, ready=True, observed=gen, components={"predictor": {
+            components = {"predictor": {
                 "latestCreatedRevision": revision, "latestReadyRevision": revision,
                 "latestRolledoutRevision": rolled, "previousRolledoutRevision": previous if rolled != previous else comp.get("previousRolledoutRevision"),
-                "traffic": traffic, "url": f"http://{name}-predictor.{ns}.example.com"}})  # fmt: skip
+                "traffic": traffic, "url": f"http://{name}-predictor.{ns}.example.com"}}  # fmt: skip
+            # the transformer and explainer: a revision of their own each, Ready (as KServe reports them)
+            for role in ("transformer", "explainer"):
+                if role in isvc["spec"]:
+                    old = (status.get("components") or {}).get(role) or {}
+                    rev = old.get("latestCreatedRevision") if old.get("spec") == isvc["spec"][role] else f"{name}-{role}-{gen:05d}"
+                    components[role] = {"latestCreatedRevision": rev, "latestReadyRevision": rev, "latestRolledoutRevision": rev,
+                                        "traffic": [{"revisionName": rev, "percent": 100, "latestRevision": True}],
+                                        "url": f"http://{name}-{role}.{ns}.example.com"}  # fmt: skip
+            self.set_isvc_status(ns, name, ready=True, observed=gen, components=components)
 
     def _predictor_pods(self, isvc: dict, revisions: list[str]) -> None:
         """One Running predictor pod per revision taking traffic, labelled as KServe and
@@ -1511,7 +1520,28 @@ class FakeKubernetes:
             cond = {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": now()}
             if not ready:
                 cond.update(reason=reason or "RevisionMissing", message=message)
-            status["conditions"] = [cond]
+            # KServe's per-component conditions: PredictorReady, TransformerReady, ExplainerReady
+            parts = [{"type": f"{role.capitalize()}Ready", "status": "True" if ready else "False", "lastTransitionTime": now(),
+                      **({} if ready else {"reason": reason or "RevisionMissing", "message": message})}
+                     for role in ("predictor", "transformer", "explainer") if role in isvc["spec"]]  # fmt: skip
+            status["conditions"] = [*parts, cond]
+            return self._store("inferenceservices", isvc, "MODIFIED")
+
+    def set_component_status(self, ns: str, name: str, role: str, ready: bool, reason: str = "", message: str = "") -> dict:
+        """One component's condition (``TransformerReady`` …) as KServe reports it; the
+        InferenceService is Ready only when every component is (the manual mode's lever)."""
+        with self.cond:
+            isvc = self._existing("inferenceservices", ns, name)
+            conditions = [c for c in (isvc.setdefault("status", {}).get("conditions") or [])
+                          if c["type"] not in (f"{role.capitalize()}Ready", "Ready")]  # fmt: skip
+            part = {"type": f"{role.capitalize()}Ready", "status": "True" if ready else "False", "lastTransitionTime": now()}
+            if not ready:
+                part.update(reason=reason, message=message)
+            everything = ready and all(c["status"] == "True" for c in conditions)
+            overall = {"type": "Ready", "status": "True" if everything else "False", "lastTransitionTime": now()}
+            if not everything:
+                overall.update(reason=reason or "ComponentNotReady", message=message)
+            isvc["status"]["conditions"] = [*conditions, part, overall]
             return self._store("inferenceservices", isvc, "MODIFIED")
 
     def set_condition(self, ns: str, name: str, kind: str, status: str, reason: str, message: str) -> None:

@@ -1,7 +1,7 @@
 """The engine contract, checked over every engine: one suite for every kind of job on every backend.
 
 Each case starts a real job through the public API (training ranks, an Optuna study, a
-pipeline run, a papermill run, a sweep, a KServe endpoint; on Kubernetes against the fake
+pipeline run, a papermill run, a sweep, a KServe endpoint, a batch inference; on Kubernetes against the fake
 API server, the fake Katib and the fake KFP) and checks what every engine promises
 (:mod:`kfjupyter.runtime.engine`):
 
@@ -141,6 +141,30 @@ def _deploy(ctx: Ctx, backend: str):
     return endpoint
 
 
+def _batch(ctx: Ctx, long: bool = False):
+    """A batch inference over a Parquet file: 3 shards on 2 workers (the long one's model
+    says "started", then takes its time)."""
+    import numpy as np
+    import pandas as pd
+
+    def model(long: bool):
+        import time as _time
+
+        class Sum:
+            def predict(self, x):
+                if long:
+                    print("started", flush=True)
+                    _time.sleep(120)
+                return np.asarray(x).sum(axis=1)
+
+        return Sum()
+
+    version = kfjupyter.register_model("summer", model(long), framework="custom")
+    path = ctx.workdir / ("long.parquet" if long else "rows.parquet")
+    pd.DataFrame(np.arange(3000.0).reshape(1000, 3), columns=list("abc")).to_parquet(path)
+    return kfjupyter.batch_predict(version.ref, path, workers=2, shard_rows=400, name="contract-long" if long else "contract")
+
+
 def _play_katib(ctx: Ctx, study) -> None:
     fake = ctx.fixtures["fake_k8s"]
     for x in ("0.25", "0.75"):
@@ -171,6 +195,7 @@ CASES = [
          expect="cell says 4", metric="score"),
     Case("endpoint", "local", lambda c: _deploy(c, "local"), lambda c: _deploy(c, "local"),
          expect="iris", end=st.RUNNING),
+    Case("batch", "local", lambda c: _batch(c), lambda c: _batch(c, long=True), expect="predicted in", metric="rows"),
     Case("train", "kubernetes",
          lambda c: kfjupyter.train(TRAIN, workers=2, name="contract", backend="kubernetes", user_ns={}),
          lambda c: kfjupyter.train(TRAIN_LONG, workers=2, name="contract-long", backend="kubernetes", user_ns={}),

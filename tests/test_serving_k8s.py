@@ -4,6 +4,7 @@ and by the fake API server (the vendored CRD + KServe's webhook rules, its own c
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
@@ -228,3 +229,109 @@ def test_a_refused_undeploy_leaves_the_endpoint_serving(iris, fake_k8s, monkeypa
     assert fake_k8s.get("inferenceservices", "team-a", "iris") is not None
     ep.undeploy()
     assert ep.status == st.CANCELLED and fake_k8s.get("inferenceservices", "team-a", "iris") is None
+
+
+# -- transformer, explainer, logger, batcher ------------------------------------------------------
+PREP = '''
+import numpy as np
+SCALE = 10.0
+
+def scale(x):
+    return np.asarray(x, dtype=float) / SCALE
+
+class Prep:
+    def preprocess(self, x):
+        return scale(x)
+
+def explain(x, predict):
+    return [{"prediction": p} for p in predict(x)]
+'''
+
+
+def _components(shell):
+    from conftest import run_cell
+
+    assert run_cell(shell, PREP).success
+    return shell.user_ns
+
+
+def test_manifest_with_every_component_is_valid_for_both_validators(tmp_path):
+    spec = _spec(transformer={"kind": "code", "label": "Prep", "bundle": "components/transformer/bundle"},
+                 explainer={"kind": "code", "label": "explain", "bundle": "components/explainer/bundle"},
+                 log="all", log_sink="http://message-dumper.team-a.svc.cluster.local", max_batch_size=32, max_latency_ms=50,
+                 image="registry.example/team/serve:1")  # fmt: skip
+    items = [{"key": "transformer.bundle.program.py", "path": "transformer/bundle/program.py"},
+             {"key": "transformer.server.json", "path": "transformer/server.json"},
+             {"key": "explainer.bundle.program.py", "path": "explainer/bundle/program.py"},
+             {"key": "explainer.server.json", "path": "explainer/server.json"}]  # fmt: skip
+    manifest = validate_isvc(build_isvc("iris-1a2b", spec, "team-a", items=items))
+    stored, warnings = InferenceServiceValidator().admit(manifest, strict=True)
+    assert warnings == []
+    pred = stored["spec"]["predictor"]
+    assert pred["logger"] == {"mode": "all", "url": "http://message-dumper.team-a.svc.cluster.local"}
+    assert pred["batcher"] == {"maxBatchSize": 32, "maxLatency": 50}
+    for role in ("transformer", "explainer"):
+        (container,) = stored["spec"][role]["containers"]
+        assert container["image"] == "registry.example/team/serve:1"
+        assert container["command"] == ["python", "-m", "kfjupyter.serving.server", f"/opt/kfjupyter/components/{role}"]
+        (volume,) = stored["spec"][role]["volumes"]
+        assert volume["configMap"]["name"] == "iris-1a2b-bundle"
+        assert {i["path"] for i in volume["configMap"]["items"]} == {f"{role}/bundle/program.py", f"{role}/server.json"}
+    # what either validator refuses: a logger without an http(s) sink, a batch size that is no integer
+    for change, where in ((lambda m: m["spec"]["predictor"]["logger"].update(url="kafka://x"), "logger"),
+                          (lambda m: m["spec"]["predictor"]["batcher"].update(maxBatchSize="32"), "maxBatchSize"),
+                          (lambda m: m["spec"]["predictor"]["logger"].update(mode="some"), "mode")):  # fmt: skip
+        bad = copy.deepcopy(manifest)
+        change(bad)
+        if where != "logger":
+            with pytest.raises(ApiError, match=where):
+                InferenceServiceValidator().admit(bad, strict=True)
+        with pytest.raises(ManifestError, match=where):
+            validate_isvc(bad)
+
+
+def test_deploy_with_transformer_explainer_logger_and_batcher_on_the_fake_cluster(iris, fake_k8s, shell):
+    ns = _components(shell)
+    ep = kfjupyter.deploy("iris@production", name="iris", backend="kubernetes", storage_uri=S3, transformer=ns["Prep"],
+                          explainer=ns["explain"], log="request", log_sink="http://sink.team-a.svc", max_batch_size=8,
+                          max_latency_ms=20, image="registry.example/team/serve:1")  # fmt: skip
+    assert ep.status == st.RUNNING
+    isvc = fake_k8s.get("inferenceservices", "team-a", "iris")
+    assert isvc["spec"]["predictor"]["logger"] == {"mode": "request", "url": "http://sink.team-a.svc"}
+    assert isvc["spec"]["predictor"]["batcher"] == {"maxBatchSize": 8, "maxLatency": 20}
+    # the captured code travels as a training job's does: in a ConfigMap the service owns
+    cm = fake_k8s.get("configmaps", "team-a", f"{ep.id}-bundle")
+    assert "def scale(x):" in cm["data"]["transformer.bundle.program.py"] and "class Prep:" in cm["data"]["transformer.bundle.program.py"]
+    config = json.loads(cm["data"]["transformer.server.json"])
+    assert config["predictor_url"] == "http://iris-predictor.team-a" and config["explainer_url"] == "http://iris-explainer.team-a"
+    assert cm["metadata"]["ownerReferences"][0]["kind"] == "InferenceService"
+    # the fake API serves the components' status; the endpoint's children show it
+    comps = isvc["status"]["components"]
+    assert comps["transformer"]["url"] == "http://iris-transformer.team-a.example.com" and "explainer" in comps
+    kids = {k.name: k for k in ep.job.children()}
+    assert set(kids) == {"primary", "transformer", "explainer"} and {k.status for k in kids.values()} == {st.RUNNING}
+    assert kids["transformer"].attrs["url"] == "http://iris-transformer.team-a.example.com"
+    fake_k8s.set_component_status("team-a", "iris", "transformer", ready=False, reason="RevisionFailed",
+                                  message="ImagePullBackOff")
+    assert ep.status == st.FAILED and "the transformer is not ready (RevisionFailed: ImagePullBackOff)" in ep.job.error
+    assert ep.job.child("transformer").status == st.FAILED
+    with pytest.raises(InvalidOptionError, match="KServe's logger"):
+        ep.stats()
+    ep.undeploy()
+    assert fake_k8s.get("inferenceservices", "team-a", "iris") is None and fake_k8s.get("configmaps", "team-a", f"{ep.id}-bundle") is None
+
+
+def test_components_are_refused_before_sending(iris, fake_k8s_manual, shell):
+    ns = _components(shell)
+    with pytest.raises(InvalidOptionError, match="image="):
+        kfjupyter.deploy("iris@production", backend="kubernetes", storage_uri=S3, transformer=ns["Prep"])
+    with pytest.raises(InvalidOptionError, match="log_sink="):
+        kfjupyter.deploy("iris@production", backend="kubernetes", storage_uri=S3, log="all")
+    with pytest.raises(InvalidOptionError, match="log_sample applies to local"):
+        kfjupyter.deploy("iris@production", backend="kubernetes", storage_uri=S3, log="all", log_sink="http://s", log_sample=0.5)
+    with pytest.raises(InvalidOptionError, match="max_batch_size"):
+        kfjupyter.deploy("iris@production", backend="kubernetes", storage_uri=S3, max_batch_size=0)
+    with pytest.raises(InvalidOptionError, match="shap.*local"):
+        kfjupyter.deploy("iris@production", backend="kubernetes", storage_uri=S3, explainer="shap")
+    assert not [r for r in fake_k8s_manual.requests if r["method"] == "POST"]
+    assert kfjupyter.jobs.count(kind="endpoint") == 0

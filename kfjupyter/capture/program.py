@@ -335,6 +335,21 @@ def capture_cell(
     raise InvalidOptionError(f"needs a function or the source of a cell, not {type(fn_or_source).__name__}")
 
 
+def capture_object(obj: Any, name: str, history: list[str] | None = None, workdir: str | None = None) -> Program:
+    """The program of a notebook object that something else calls (a function, a class or
+    an instance: a model server's transformer or explainer): the same capture and
+    preflight as a cell's, for a program that binds the object to ``name``. Its names
+    resolve in the globals it was defined in (the notebook's), its classes' source in the
+    IPython history."""
+    namespace, ipy_history = _ipython_state()
+    defined_in = getattr(obj, "__globals__", None)
+    if defined_in is None:  # a class or an instance: its module's globals (a notebook's: the kernel's namespace)
+        module = getattr(obj, "__module__", None) if isinstance(obj, type) else type(obj).__module__
+        defined_in = namespace if module == "__main__" and namespace is not None else vars(sys.modules.get(module) or types)
+    namespace = {**defined_in, name: obj}
+    return capture(f"{name} = {name}", namespace, history=ipy_history if history is None else history, workdir=workdir)
+
+
 def write_bundle(program: Program, dest: Path, header: str = "", max_bytes: int | None = None) -> Bundle:
     """Check the payload size, then write the program's files into ``dest``."""
     if max_bytes is not None:

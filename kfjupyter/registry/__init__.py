@@ -143,6 +143,7 @@ def register_model(
     artifacts: dict[str, Any] | None = None,
     aliases: str | Iterable[str] | None = None,
     author: str | None = None,
+    training_sample: Any = None,
 ) -> ModelVersion:
     """Register a new version of model ``name`` and return it.
 
@@ -155,6 +156,9 @@ def register_model(
     reported metrics; from a study: its best value and parameters). ``job``: a Job, a
     Study or a job id: the version's lineage (with the notebook and the cell). ``aliases``:
     aliases to point at the new version. ``artifacts``: more files, ``{name: path}``.
+    ``training_sample``: rows of the training data (an array or a DataFrame, a few hundred
+    to a few thousand rows), stored with the version: an endpoint serving it reports drift
+    of its inputs against them (``Endpoint.stats()``) and can explain with SHAP.
     """
     return get_registry().register(
         name,
@@ -169,6 +173,7 @@ def register_model(
         artifacts=artifacts,
         aliases=aliases,
         author=author,
+        training_sample=training_sample,
     )
 
 

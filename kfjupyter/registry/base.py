@@ -38,6 +38,10 @@ MAX_CELL = 20_000
 #: metric ranges: {"accuracy": (0.9, None)} (inclusive; None leaves a side open)
 MetricRanges = dict[str, tuple[float | None, float | None]]
 
+#: the artifact (and its file) of a version's sample of its training data
+TRAINING_SAMPLE = "training_sample"
+SAMPLE_FILE = "training-sample.npy"
+
 
 def current_user() -> str | None:
     user = os.environ.get("JUPYTERHUB_USER")
@@ -283,6 +287,7 @@ class Registry(ABC):
         artifacts: dict[str, str | os.PathLike] | None = None,
         aliases: str | Iterable[str] | None = None,
         author: str | None = None,
+        training_sample: Any = None,
     ) -> ModelVersion:
         check_model_name(name)
         label = None
@@ -310,6 +315,8 @@ class Registry(ABC):
             path_or_object = self._job_output(job_handle)
         main = self._store_model(path_or_object, framework, job_handle)
         extra = [self._store_file(key, Path(p)) for key, p in (artifacts or {}).items()]
+        if training_sample is not None:
+            extra.append(self._store_sample(training_sample))
         spec = VersionSpec(
             model=name,
             label=label,
@@ -353,6 +360,24 @@ class Registry(ABC):
             "model", stored.uri, stored.sha256, stored.size, framework, info["format_version"], info["main_file"],
             info["properties"],
         )
+
+    def _store_sample(self, sample: Any) -> ArtifactSpec:
+        """A sample of the training data (rows of numbers: an array, a DataFrame, a list of
+        rows) as the artifact :data:`TRAINING_SAMPLE` (``training-sample.npy``), what an
+        endpoint's drift summary and SHAP explainer compare with."""
+        import numpy as np
+
+        values = sample.to_numpy() if hasattr(sample, "to_numpy") else sample
+        try:
+            arr = np.asarray(values, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise InvalidOptionError(f"training_sample must be rows of numbers (an array or a DataFrame): {exc}") from None
+        if arr.ndim not in (1, 2) or not len(arr):
+            raise InvalidOptionError(f"training_sample must be a non-empty table of rows, got shape {arr.shape}")
+        with self.store.stage() as stage:
+            np.save(stage / SAMPLE_FILE, arr[:, None] if arr.ndim == 1 else arr)
+            stored = self.store.commit(stage)
+        return ArtifactSpec(TRAINING_SAMPLE, stored.uri, stored.sha256, stored.size, "numpy", None, SAMPLE_FILE, {})
 
     def _store_file(self, name: str, path: Path, framework: str | None = None) -> ArtifactSpec:
         if not path.exists():

@@ -19,14 +19,15 @@ from urllib.parse import urlsplit
 
 from .. import status as st
 from ..backends import check_backend
-from ..config import default_backend
+from ..capture.program import MAX_PAYLOAD, capture_object, write_bundle
+from ..config import default_backend, default_image
 from ..errors import BackendError, InvalidOptionError, KFJupyterError
 from ..jobs import create
 from ..runtime.engine import UnknownChannelError
 from ..store.models import JobRecord
 from ..store.workspace import get_workspace
 from ..validation import check_dns1123_label
-from .spec import MAX_ENDPOINT_NAME, EndpointSpec
+from .spec import LOG_MODES, MAX_ENDPOINT_NAME, EndpointSpec
 
 #: Registry formats a local model server can serve. Defined here, not in predictors.py,
 #: so that importing the API (the server extension does) needs no kserve installed.
@@ -62,6 +63,7 @@ class EndpointNotDeployedError(KFJupyterError):
 def resolve_version(ref: str, local: bool = True) -> dict:
     """A registry reference → what a server needs: format, artifact folder/URI, version ref."""
     from ..registry import get_registry
+    from ..registry.base import SAMPLE_FILE, TRAINING_SAMPLE
 
     reg = get_registry()
     mv = reg.get_version(ref)  # ModelNotFoundError names the model/alias/version
@@ -73,9 +75,38 @@ def resolve_version(ref: str, local: bool = True) -> dict:
         raise InvalidOptionError(f"version {mv.ref} has format {fmt!r}: serving supports {', '.join(SUPPORTED)}")
     out = {"ref": mv.ref, "asked": ref, "model": mv.model, "number": mv.number, "format": fmt,
            "uri": art.uri, "main_file": art.main_file, "properties": art.properties or {}}
+    which = mv.number if mv.number is not None else mv.name
     if local:
-        out["folder"] = str(reg.local_path(mv.model, version=mv.number if mv.number is not None else mv.name))
+        out["folder"] = str(reg.local_path(mv.model, version=which))
+    if local and any(a.name == TRAINING_SAMPLE for a in mv.artifacts):
+        out["sample"] = str(reg.local_path(mv.model, version=which, artifact=TRAINING_SAMPLE) / SAMPLE_FILE)
     return out
+
+
+def component_spec(role: str, obj: Any, version: dict, backend: str) -> tuple[dict, Any]:
+    """A transformer's or explainer's spec and its captured program (None: a ready-made
+    one); a refusal names what is wrong before anything is started."""
+    from .components import COMPONENT, check_explainer, check_transformer, label_of
+
+    if role == "explainer" and isinstance(obj, str):
+        if obj != "shap":
+            raise InvalidOptionError(f"explainer={obj!r}: a ready-made explainer is 'shap', else pass a function")
+        if importlib.util.find_spec("shap") is None:
+            raise InvalidOptionError("explainer='shap' needs the shap library: pip install shap (or pass a function)")
+        if version["format"] not in ("sklearn", "xgboost", "custom"):
+            raise InvalidOptionError(f"explainer='shap' explains tabular models (sklearn, xgboost); {version['ref']} is {version['format']}")
+        if not version.get("sample") and backend == "local":
+            raise InvalidOptionError(f"explainer='shap' needs a sample of the training data: version {version['ref']} "
+                                     "recorded none (register_model(..., training_sample=X_train))")
+        if backend != "local":
+            raise InvalidOptionError("explainer='shap' runs on local endpoints; on Kubernetes pass a function")
+        return {"kind": "shap", "label": "shap"}, None
+    try:
+        (check_transformer if role == "transformer" else check_explainer)(obj)
+    except TypeError as exc:
+        raise InvalidOptionError(f"{role}={label_of(obj)}: {exc}") from None
+    program = capture_object(obj, COMPONENT)  # PreflightError names what would not survive the trip
+    return {"kind": "code", "label": label_of(obj), "bundle": f"components/{role}/bundle"}, program
 
 
 def _check_percent(value: Any) -> int:
@@ -111,6 +142,14 @@ def deploy(
     deployment_mode: str | None = None,
     storage_uri: str | None = None,
     canary_storage_uri: str | None = None,
+    transformer: Any = None,
+    explainer: Any = None,
+    log: str | None = None,
+    log_sample: float = 1.0,
+    log_sink: str | None = None,
+    max_batch_size: int | None = None,
+    max_latency_ms: int | None = None,
+    image: str | None = None,
     wait: bool = True,
     timeout: float | None = None,
 ) -> "Endpoint":
@@ -127,6 +166,17 @@ def deploy(
     read: s3://, gs://, pvc:// …). ``model_class`` (+
     ``model_kwargs``) rebuilds a pytorch state dict; ``preprocess``/``postprocess`` are
     functions run on the inputs/outputs in the server (KServe's transformer idea).
+
+    ``transformer=prep``: a notebook function (its preprocessing) or a class/instance with
+    ``preprocess(x)``/``postprocess(y)``, captured and preflighted as a training cell is; it
+    runs as a KServe model server in front of the predictor (locally; the InferenceService's
+    ``transformer`` on Kubernetes, in ``image``). ``explainer=fn`` (``fn(x)`` or
+    ``fn(x, predict)``) or ``explainer="shap"`` (SHAP attributions over the version's
+    training sample) answers ``:explain`` (:meth:`Endpoint.explain`). ``log="all" |
+    "request" | "response"`` logs that share (``log_sample``) of the requests: locally in
+    the workspace (:meth:`Endpoint.logged_requests`), on Kubernetes through KServe's logger
+    to ``log_sink`` (a URL). ``max_batch_size``/``max_latency_ms``: KServe's batcher on
+    Kubernetes, the local server's batching. :meth:`Endpoint.stats` shows the health.
     """
     import cloudpickle
 
@@ -160,10 +210,26 @@ def deploy(
                 f"version {v['ref']} is a pytorch state dict: pass model_class= (and model_kwargs=) to rebuild "
                 "the module, or register the whole module or a TorchScript one"
             )
+    if log is not None and log not in LOG_MODES:
+        raise InvalidOptionError(f"log must be one of {', '.join(map(repr, LOG_MODES))} (or None), got {log!r}")
+    if log_sink is not None and local:
+        raise InvalidOptionError("log_sink applies to Kubernetes endpoints (KServe's logger); local endpoints log "
+                                 "to the workspace: read them with endpoint.logged_requests()")
+    if log_sink is None and log and not local:
+        raise InvalidOptionError("log= on Kubernetes needs log_sink=, the URL KServe's logger sends the CloudEvents to")
+    programs: dict[str, Any] = {}
+    components: dict[str, dict] = {}
+    for role, obj in (("transformer", transformer), ("explainer", explainer)):
+        if obj is not None:
+            components[role], program = component_spec(role, obj, version, backend)
+            if program is not None:
+                programs[role] = program
     spec = EndpointSpec(
         name=name, backend=backend, model=model, version=version, canary=canary_version,
         canary_percent=canary_percent if canary_version else 0, port=port, namespace=namespace,
         resources=resources, min_replicas=min_replicas, max_replicas=max_replicas, deployment_mode=deployment_mode,
+        log=log, log_sample=log_sample, log_sink=log_sink, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms,
+        image=image or default_image(), **components,
     )  # fmt: skip
     hooks = {k: v for k, v in {"model_class": model_class, "model_kwargs": model_kwargs,
                                "pre": preprocess, "post": postprocess}.items() if v is not None}
@@ -171,6 +237,9 @@ def deploy(
     def prepare(job_id: str, job_dir) -> None:
         if hooks:  # the notebook code the model servers run (the engine refuses it where it can't)
             (job_dir / HOOKS).write_bytes(cloudpickle.dumps(hooks))
+        for role, program in programs.items():  # a component's captured code, as a training job's bundle
+            write_bundle(program, job_dir / components[role]["bundle"], header=f"the {role} of endpoint {name} ({job_id})",
+                         max_bytes=MAX_PAYLOAD.get(backend, MAX_PAYLOAD["kubernetes"]))
 
     # a refusal (a manifest the cluster would reject, a port in use …) leaves nothing;
     # a server that fails to start leaves a Failed endpoint that says why
@@ -410,6 +479,57 @@ class Endpoint:
         out = body["outputs"][0]
         return out["data"]
 
+    def explain(self, data: Any) -> Any:
+        """The explainer's answer for ``data`` (V1 ``:explain``): its ``explanations``."""
+        if not self.spec.get("explainer"):
+            raise InvalidOptionError(f"endpoint {self.name} has no explainer: deploy it with explainer=…")
+        payload = data if isinstance(data, dict) else {"instances": _to_list(data)}
+        status, body, _ = self.request(f"/v1/models/{self.name}:explain", payload, timeout=120)
+        if status != 200:
+            detail = body.get("error") or body.get("detail") or body
+            raise PredictionError(f"endpoint {self.name} refused the explanation (HTTP {status}): {detail}", status)
+        return body if isinstance(data, dict) else body.get("explanations", body)
+
+    # -- health ---------------------------------------------------------------------------------
+    def stats(self, window: float = 60.0, drift: bool = True) -> dict:
+        """The endpoint's health over the last ``window`` seconds, per version (and for its
+        transformer and explainer): ``requests``, ``requests_per_s``, ``error_rate``,
+        ``p50_ms``/``p95_ms``/``p99_ms`` and its share of the traffic; with request logging
+        on and a version that recorded a training sample, its ``drift`` (see
+        :mod:`kfjupyter.serving.monitoring`). Local endpoints (a Kubernetes endpoint's
+        health is KServe's: its logger's sink and the cluster's metrics)."""
+        from . import monitoring
+
+        if window <= 0:
+            raise InvalidOptionError(f"window must be a number of seconds > 0, got {window!r}")
+        record = self.job.refresh()
+        if record.backend != "local":
+            raise InvalidOptionError(f"endpoint {self.name} runs on {record.backend}: its requests are logged by KServe's "
+                                     f"logger to {(record.spec or {}).get('log_sink') or 'its sink'}, not here")
+        info = record.backend_info or {}
+        out = monitoring.endpoint_stats(info, self.versions, window)
+        spec = record.spec or {}
+        if drift and spec.get("log") in ("all", "request"):
+            logged = monitoring.logged_requests(info, limit=None)
+            for v in filter(None, (spec.get("version"), spec.get("canary"))):
+                entry = out["versions"].setdefault(v["ref"], {"role": "predictor"})
+                if v.get("sample"):
+                    import numpy as np
+
+                    entry["drift"] = monitoring.drift_summary(np.load(v["sample"]), monitoring.logged_inputs(logged, v["ref"]))
+        return out
+
+    def logged_requests(self, limit: int | None = 1000) -> list[dict]:
+        """The requests and responses request logging kept (``deploy(log=…)``), oldest first:
+        ``t``, ``version``, ``role``, ``verb``, ``status``, ``ms``, ``request``, ``response``."""
+        from . import monitoring
+
+        record = self.job.refresh()
+        if record.backend != "local":
+            raise InvalidOptionError(f"endpoint {self.name} logs through KServe's logger to "
+                                     f"{(record.spec or {}).get('log_sink')}: read them there")
+        return monitoring.logged_requests(record.backend_info or {}, limit)
+
     # -- control ------------------------------------------------------------------------------
     def logs(self, server: int = 0, tail: int | None = None, follow: bool = False):
         """The model server's log (``server=1``: the canary's; ``-1``: the router's): the
@@ -468,6 +588,8 @@ class Endpoint:
         data.update(
             url=self.url, versions=self.versions, model=spec.get("model"), canary_percent=spec.get("canary_percent") or 0,
             predict_url=self.predict_url, infer_url=self.infer_url,
+            transformer=(spec.get("transformer") or {}).get("label"), explainer=(spec.get("explainer") or {}).get("label"),
+            log=spec.get("log"),
         )  # fmt: skip
         return data
 

@@ -71,9 +71,65 @@ def _resources(resources: dict | None) -> dict | None:
             for kind, values in resources.items()}
 
 
+#: where a component's files (its captured bundle, its server.json) are mounted in its container
+COMPONENTS_DIR = "/opt/kfjupyter/components"
+COMPONENTS_VOLUME = "kfjupyter-components"
+#: the port KServe sends a component's traffic to
+COMPONENT_PORT = 8080
+
+
+def component_files(job_id: str, spec: dict, namespace: str, job_dir: Path) -> dict[str, bytes]:
+    """The files of the endpoint's components from notebook code, as their containers see
+    them under :data:`COMPONENTS_DIR`: ``ROLE/bundle/…`` (captured as for a training job) and
+    ``ROLE/server.json`` (the model server's config: KServe's hosts of the predictor and
+    the explainer, no token: the cluster's own auth applies)."""
+    import json as _json
+
+    from ..capture.bundle import Bundle
+
+    files: dict[str, bytes] = {}
+    name = spec["name"]
+    for role in ("transformer", "explainer"):
+        comp = spec.get(role)
+        if not comp:
+            continue
+        if comp.get("kind") != "code":
+            raise InvalidOptionError(f"{role}={comp.get('label')!r} runs on local endpoints; on Kubernetes pass notebook code")
+        for path, content in Bundle(Path(job_dir) / comp["bundle"]).files().items():
+            files[f"{role}/bundle/{path}"] = content
+        config = {"role": role, "name": name, "port": COMPONENT_PORT, "host": "0.0.0.0", "token": None, "dir": None,
+                  "label": comp.get("label"), "kind": "code", "bundle": f"{COMPONENTS_DIR}/{role}/bundle",
+                  "predictor_url": f"http://{name}-predictor.{namespace}",
+                  "explainer_url": f"http://{name}-explainer.{namespace}" if spec.get("explainer") else None}  # fmt: skip
+        files[f"{role}/server.json"] = _json.dumps(config, indent=1).encode()
+    return files
+
+
+def _component(role: str, spec: dict, items: list[dict], configmap: str) -> dict:
+    image = spec.get("image")
+    if not image:
+        raise InvalidOptionError(
+            f"the {role} runs the notebook's code in an image with kfjupyter and kserve installed: pass image= "
+            "(or set KFJUPYTER_IMAGE / c.KFJupyter.image)"
+        )
+    container = {
+        "name": SERVER_CONTAINER,
+        "image": image,
+        "command": ["python", "-m", "kfjupyter.serving.server", f"{COMPONENTS_DIR}/{role}"],
+        "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],  # the files are mounted read-only
+        "ports": [{"containerPort": COMPONENT_PORT, "protocol": "TCP"}],
+        "volumeMounts": [{"name": COMPONENTS_VOLUME, "mountPath": COMPONENTS_DIR, "readOnly": True}],
+    }
+    mine = [i for i in items if i["path"].startswith(f"{role}/")]
+    return {"containers": [container],
+            "volumes": [{"name": COMPONENTS_VOLUME, "configMap": {"name": configmap, "items": mine}}]}  # fmt: skip
+
+
 def build_isvc(job_id: str, spec: dict, namespace: str, version: dict | None = None,
-               canary_percent: int | None = None) -> dict:
-    """The InferenceService serving ``version`` (default: the spec's primary version)."""
+               canary_percent: int | None = None, items: list[dict] | None = None) -> dict:
+    """The InferenceService serving ``version`` (default: the spec's primary version), with
+    the spec's transformer and explainer (their files: the ConfigMap's volume ``items``),
+    KServe's logger and batcher on the predictor."""
     version = version or spec["version"]
     fmt = version["format"]
     if fmt not in MODEL_FORMATS:
@@ -91,6 +147,17 @@ def build_isvc(job_id: str, spec: dict, namespace: str, version: dict | None = N
         predictor["maxReplicas"] = spec["max_replicas"]
     if canary_percent is not None:
         predictor["canaryTrafficPercent"] = canary_percent
+    if spec.get("log"):
+        predictor["logger"] = {"mode": spec["log"], "url": spec.get("log_sink")}
+    batcher = {k: spec[f] for k, f in (("maxBatchSize", "max_batch_size"), ("maxLatency", "max_latency_ms")) if spec.get(f)}
+    if batcher:
+        predictor["batcher"] = batcher
+    components = {}
+    for role in ("transformer", "explainer"):
+        if spec.get(role):
+            from ..training.kubernetes import configmap_name
+
+            components[role] = _component(role, spec, items or [], configmap_name(job_id))
     annotations = {"kfjupyter.io/model-version": version["ref"]}
     if spec.get("deployment_mode"):
         annotations[MODE_ANNOTATION] = spec["deployment_mode"]
@@ -103,7 +170,7 @@ def build_isvc(job_id: str, spec: dict, namespace: str, version: dict | None = N
             "labels": {"app.kubernetes.io/managed-by": "kfjupyter", "kfjupyter.io/job-id": job_id},
             "annotations": annotations,
         },
-        "spec": {"predictor": predictor},
+        "spec": {"predictor": predictor, **components},
     }
 
 
@@ -134,6 +201,13 @@ def validate_isvc(manifest: dict) -> dict:
                                    "lightgbm", "paddle", "pmml", "huggingface") if k in predictor]
     if len(implementations) + (1 if predictor.get("containers") else 0) != 1:
         v.error("spec.predictor", "exactly one predictor implementation is required")
+    logger = predictor.get("logger")
+    if isinstance(logger, dict) and not str(logger.get("url") or "").startswith(("http://", "https://")):
+        v.error("spec.predictor.logger.url", f"the logger's sink must be an http(s) URL, got {logger.get('url')!r}")
+    for role in ("transformer", "explainer"):
+        comp = ((manifest.get("spec") or {}).get(role)) or None
+        if comp is not None and len(comp.get("containers") or []) + (1 if comp.get("art") else 0) != 1:
+            v.error(f"spec.{role}", "exactly one implementation is required (one container)")
     mode = ((manifest.get("metadata") or {}).get("annotations") or {}).get(MODE_ANNOTATION)
     if mode is not None and mode not in DEPLOYMENT_MODES:
         v.error(f"metadata.annotations[{MODE_ANNOTATION!r}]", f"{mode!r} is not one of {', '.join(DEPLOYMENT_MODES)}")
@@ -152,6 +226,28 @@ def _canary_due(spec: dict, obj: dict) -> bool:
     rolled = (obj.get("status") or {}).get("observedGeneration", 0) >= (obj.get("metadata") or {}).get("generation", 0)
     return bool(canary) and rolled and "canaryTrafficPercent" not in predictor \
         and annotations.get("kfjupyter.io/model-version") == (spec.get("version") or {}).get("ref")
+
+
+COMPONENT_ROLES = ("transformer", "explainer")
+
+
+def component_state(obj: dict, role: str) -> tuple[bool, str | None, str | None] | None:
+    """KServe's ``TransformerReady`` / ``ExplainerReady`` condition: (ready, reason, message)."""
+    kind = f"{role.capitalize()}Ready"
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return cond.get("status") == "True", cond.get("reason"), cond.get("message")
+    return None
+
+
+def _not_ready_component(obj: dict) -> str:
+    """"the transformer is not ready (…); " when a component (not the predictor, which the
+    service's own condition speaks of) holds the service back."""
+    for role in COMPONENT_ROLES:
+        state = component_state(obj, role)
+        if state is not None and not state[0]:
+            return f"the {role} is not ready ({': '.join(p for p in state[1:] if p)}); "
+    return ""
 
 
 def _ready(obj: dict) -> tuple[bool, str | None, str | None]:
@@ -185,11 +281,14 @@ class KubernetesEndpointBackend(EngineBase):
 
         return connect(namespace)
 
-    def validate(self, spec: dict) -> None:
+    def validate(self, spec: dict, items: list[dict] | None = None) -> None:
         """Build and check the manifest(s) before anything is sent."""
-        validate_isvc(build_isvc("check", spec, spec.get("namespace") or "default"))
+        if spec.get("log") and (spec.get("log_sample") or 1) < 1:
+            raise InvalidOptionError("KServe's logger logs every request: log_sample applies to local endpoints")
+        validate_isvc(build_isvc("check", spec, spec.get("namespace") or "default", items=items))
         if spec.get("canary"):
-            validate_isvc(build_isvc("check", spec, spec.get("namespace") or "default", spec["canary"], spec["canary_percent"]))
+            validate_isvc(build_isvc("check", spec, spec.get("namespace") or "default", spec["canary"], spec["canary_percent"],
+                                     items=items))  # fmt: skip
 
     def _get(self, info: dict) -> dict | None:
         from kubernetes.client.exceptions import ApiException
@@ -228,18 +327,62 @@ class KubernetesEndpointBackend(EngineBase):
         from .api import HOOKS
 
         spec = spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
+        from ..k8s.schema import validate_configmap
+        from ..training.kubernetes import bundle_configmap
+
         if (Path(job_dir) / HOOKS).exists():
-            raise InvalidOptionError("model_class/preprocess/postprocess apply to local endpoints only")
-        self.validate(spec)
+            raise InvalidOptionError("model_class/preprocess/postprocess apply to local endpoints only: pass transformer= "
+                                     "(the InferenceService's transformer)")
         k8s = self._clients(spec.get("namespace"))
-        manifest = validate_isvc(build_isvc(job_id, spec, k8s.namespace))
+        # the components' code travels as a training job's does: a ConfigMap mounted in their containers
+        files = component_files(job_id, spec, k8s.namespace, Path(job_dir))
+        configmap, items = bundle_configmap(job_id, k8s.namespace, files) if files else (None, None)
+        self.validate(spec, items)
+        manifest = validate_isvc(build_isvc(job_id, spec, k8s.namespace, items=items))
+        if configmap is not None:
+            validate_configmap(configmap)
+            try:
+                k8s.core.create_namespaced_config_map(k8s.namespace, configmap, field_validation="Strict")
+            except ApiException as exc:
+                raise BackendError(f"the API server refused ConfigMap {configmap['metadata']['name']}: {exc.status} "
+                                   f"{exc.reason}: {exc.body}") from exc
         try:
-            k8s.custom.create_namespaced_custom_object(GROUP, VERSION, k8s.namespace, PLURAL, manifest,
-                                                       field_validation="Strict")
+            created = k8s.custom.create_namespaced_custom_object(GROUP, VERSION, k8s.namespace, PLURAL, manifest,
+                                                                 field_validation="Strict")
         except ApiException as exc:
+            if configmap is not None:
+                self._delete_configmap(k8s, k8s.namespace, configmap["metadata"]["name"])
             raise BackendError(f"the API server refused InferenceService {spec['name']}: {exc.status} {exc.reason}: {exc.body}") from exc
+        info = {"namespace": k8s.namespace, "name": spec["name"], "server": k8s.server, "canary": bool(spec.get("canary"))}
+        if configmap is not None:
+            self._own_configmap(k8s, configmap["metadata"]["name"], created)
+            info.update(configmap=configmap["metadata"]["name"], component_items=items)
         # a canary is patched in by observe() once the primary is rolled out (see the module docstring)
-        return {"namespace": k8s.namespace, "name": spec["name"], "server": k8s.server, "canary": bool(spec.get("canary"))}
+        return info
+
+    @staticmethod
+    def _own_configmap(k8s, name: str, isvc: dict) -> None:
+        """The InferenceService owns its components' ConfigMap (garbage-collected with it);
+        a refusal is no failure: cancel deletes it anyway."""
+        from ..k8s.client import merge_patch
+
+        meta = isvc.get("metadata") or {}
+        try:
+            merge_patch(k8s.core.patch_namespaced_config_map, name, meta.get("namespace") or k8s.namespace,
+                        {"metadata": {"ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "InferenceService",
+                                                           "name": meta.get("name"), "uid": meta.get("uid")}]}})  # fmt: skip
+        except Exception:  # noqa: BLE001
+            pass
+
+    @staticmethod
+    def _delete_configmap(k8s, namespace: str, name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            k8s.core.delete_namespaced_config_map(name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise BackendError(f"cannot delete ConfigMap {name}: {exc.reason}") from exc
 
     def observe(self, job_id: str, info: dict) -> Observation:
         from ..store.workspace import get_workspace
@@ -250,19 +393,21 @@ class KubernetesEndpointBackend(EngineBase):
         ready, reason, message = _ready(obj)
         spec = get_workspace().get_job(job_id).spec or {}
         if ready and _canary_due(spec, obj):
-            self._patch(info, validate_isvc(build_isvc(job_id, spec, info["namespace"], spec["canary"], spec["canary_percent"])))
+            self._patch(info, validate_isvc(build_isvc(job_id, spec, info["namespace"], spec["canary"], spec["canary_percent"], items=info.get("component_items"))))
             seen = Observation(st.PENDING, message=f"the primary is Ready: rolling out the canary {spec['canary']['ref']}")
         elif ready:
             seen = Observation(st.RUNNING)
         elif reason and "Fail" in reason:
-            seen = Observation(st.FAILED, error=f"{reason}: {message or ''}")
+            seen = Observation(st.FAILED, error=f"{_not_ready_component(obj)}{reason}: {message or ''}")
         else:
-            seen = Observation(st.PENDING, message=": ".join(p for p in (reason, message) if p) or None)
-        self._sync_children(job_id, info, seen)
+            seen = Observation(st.PENDING, message=_not_ready_component(obj) + (": ".join(p for p in (reason, message) if p)
+                                                                                  or "") or None)  # fmt: skip
+        self._sync_children(job_id, info, seen, obj)
         return seen
 
-    def _sync_children(self, job_id: str, info: dict, seen: Observation) -> None:
-        """The revisions serving the endpoint as its child tasks."""
+    def _sync_children(self, job_id: str, info: dict, seen: Observation, obj: dict | None = None) -> None:
+        """The revisions serving the endpoint, and its transformer and explainer, as its
+        child tasks (a component's state: KServe's ``TransformerReady``/``ExplainerReady``)."""
         from ..store.workspace import get_workspace
 
         spec = get_workspace().get_job(job_id).spec or {}
@@ -274,6 +419,14 @@ class KubernetesEndpointBackend(EngineBase):
             rows.append({"name": "canary", "kind": "server", "position": 1,
                          "status": seen.status if canary else st.CANCELLED,
                          "attrs": {"version": canary.get("ref") if canary else None}})  # fmt: skip
+        for position, role in enumerate(COMPONENT_ROLES, start=2):
+            if spec.get(role):
+                state = component_state(obj or {}, role)
+                status = seen.status if state is None or seen.status in st.TERMINAL else st.RUNNING if state[0] else st.PENDING
+                comp = ((obj or {}).get("status") or {}).get("components", {}).get(role) or {}
+                rows.append({"name": role, "kind": "server", "position": position, "status": status,
+                             "message": state[2] if state and not state[0] else None,
+                             "attrs": {"version": f"{role} {spec[role].get('label')}", "url": comp.get("url")}})  # fmt: skip
         get_workspace().sync_children(job_id, rows)
 
     def channels(self, job_id: str, info: dict) -> Channels:
@@ -284,11 +437,25 @@ class KubernetesEndpointBackend(EngineBase):
 
     def read_log(self, job_id: str, info: dict, channel: str, *, tail: int | None = None, follow: bool = False,
                  stop=None) -> Iterator[str]:  # fmt: skip
+        from ..store.workspace import get_workspace
+
+        role = channel.partition("/")[2]
+        if role in COMPONENT_ROLES and (get_workspace().get_job(job_id).spec or {}).get(role):
+            return self._component_log(info, role, follow=follow, tail=tail, stop=stop)
         if channel not in (PRIMARY.name, CANARY.name):
             raise self.unknown_channel(job_id, channel, self.channels(job_id, info))
         if channel == CANARY.name and CANARY not in self.channels(job_id, info).logs:
             return iter(())  # a canary no more: its pods are gone with its revision
         return self.logs(job_id, info, rank=0 if channel == PRIMARY.name else 1, follow=follow, tail=tail, stop=stop)
+
+    def _component_log(self, info: dict, role: str, follow: bool, tail: int | None, stop=None) -> Iterator[str]:
+        """The newest pod's log of the transformer or explainer (container ``kserve-container``)."""
+        k8s = self._clients(info["namespace"])
+        pods = k8s.core.list_namespaced_pod(
+            info["namespace"], label_selector=f"serving.kserve.io/inferenceservice={info['name']},component={role}").items
+        pods = sorted((p for p in pods if p.status is None or p.status.phase != "Pending"),
+                      key=lambda p: str(p.metadata.creation_timestamp or ""))  # fmt: skip
+        return self._pod_log(k8s, info, pods[-1].metadata.name, follow, tail, stop) if pods else iter(())
 
     def rolled_out(self, info: dict) -> bool:
         """KServe has acted on the latest spec (``status.observedGeneration`` caught up)."""
@@ -327,12 +494,15 @@ class KubernetesEndpointBackend(EngineBase):
              stop=None) -> Iterator[str]:  # fmt: skip
         """The model server's log (container ``kserve-container``) of a predictor pod; with
         ``follow``, its lines as they come until the pod goes (undeploy, a new revision)."""
-        from kubernetes.client.exceptions import ApiException
-
         k8s = self._clients(info["namespace"])
         pod = self._predictor_pod(k8s, info, rank)
         if pod is None:
             return iter(())
+        return self._pod_log(k8s, info, pod, follow, tail, stop)
+
+    def _pod_log(self, k8s, info: dict, pod: str, follow: bool, tail: int | None, stop=None) -> Iterator[str]:
+        from kubernetes.client.exceptions import ApiException
+
         try:
             resp = k8s.core.read_namespaced_pod_log(pod, info["namespace"], container=SERVER_CONTAINER, tail_lines=tail,
                                                     follow=follow or None, _preload_content=False)
@@ -364,16 +534,18 @@ class KubernetesEndpointBackend(EngineBase):
             if exc.status != 404:
                 ws.update_job(job_id, only_if_active=True, message=f"undeploy failed: {exc.reason}")
                 raise BackendError(f"cannot delete InferenceService {info['name']}: {exc.reason}") from exc
+        if info.get("configmap"):
+            self._delete_configmap(k8s, info["namespace"], info["configmap"])
         ws.end_children(job_id, st.CANCELLED, "undeployed")
 
     def promote(self, job_id: str, spec: dict, info: dict) -> tuple[dict, dict]:
-        self._patch(info, validate_isvc(build_isvc(job_id, spec, info["namespace"], spec["canary"], None)))
+        self._patch(info, validate_isvc(build_isvc(job_id, spec, info["namespace"], spec["canary"], None, items=info.get("component_items"))))
         spec = {**spec, "previous": spec["version"], "version": spec["canary"], "canary": None, "canary_percent": 0}
         return spec, info
 
     def rollback(self, job_id: str, spec: dict, info: dict) -> tuple[dict, dict]:
         if spec.get("canary"):
-            self._patch(info, validate_isvc(build_isvc(job_id, spec, info["namespace"], spec["version"], None)))
+            self._patch(info, validate_isvc(build_isvc(job_id, spec, info["namespace"], spec["version"], None, items=info.get("component_items"))))
             return {**spec, "canary": None, "canary_percent": 0}, info
-        self._patch(info, validate_isvc(build_isvc(job_id, spec, info["namespace"], spec["previous"], None)))
+        self._patch(info, validate_isvc(build_isvc(job_id, spec, info["namespace"], spec["previous"], None, items=info.get("component_items"))))
         return {**spec, "version": spec["previous"], "previous": spec["version"]}, info

@@ -132,12 +132,23 @@ def _wait_ready(proc: subprocess.Popen, port: int, path: str, token: str, log: P
         time.sleep(0.1)
 
 
-def launch_server(job_dir: Path, name: str, version: dict, port: int | None = None, extra: bytes | None = None):
+#: what the model servers take from the endpoint's spec (request logging, batching)
+SERVER_OPTIONS = ("log", "log_sample", "max_batch_size", "max_latency_ms")
+
+
+def server_options(spec: dict) -> dict:
+    return {k: spec.get(k) for k in SERVER_OPTIONS if spec.get(k) is not None}
+
+
+def launch_server(job_dir: Path, name: str, version: dict, port: int | None = None, extra: bytes | None = None,
+                  options: dict | None = None):  # fmt: skip
     """Spawn one KServe model server for ``version``: (process, info). See :func:`await_ready`."""
     folder = job_dir / "servers" / f"{version['ref'].replace(':', '-')}-{secrets.token_hex(3)}"
     folder.mkdir(parents=True)
     port = check_port_free(port) if port else free_port()
     config = {
+        **(options or {}),
+        "role": "predictor",
         "name": name,
         "version": version["ref"],
         "format": version["format"],
@@ -158,13 +169,33 @@ def launch_server(job_dir: Path, name: str, version: dict, port: int | None = No
     return proc, info
 
 
+def launch_component(job_dir: Path, name: str, role: str, component: dict, predictor_url: str, port: int | None = None,
+                     **config) -> tuple:  # fmt: skip
+    """Spawn the transformer or explainer server (``role``) of an endpoint, in front of
+    ``predictor_url``: (process, info), awaited like a model server (:func:`await_ready`)."""
+    folder = job_dir / "components" / role
+    folder.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    bundle = job_dir / component["bundle"] if component.get("bundle") else None
+    config = {**component, **config, "role": role, "name": name, "port": port, "dir": str(folder),
+              "predictor_url": predictor_url, "token": endpoint_token(job_dir), "version": role,
+              "bundle": str(bundle) if bundle else None}  # fmt: skip
+    (folder / server_mod.CONFIG).write_text(json.dumps(config, indent=1))
+    log = folder / "server.log"
+    proc = _spawn("kfjupyter.serving.server", folder, log)
+    info = {"role": role, "version": f"{role} {component.get('label') or component.get('kind')}", "port": port,
+            "dir": str(folder), "log": str(log), "url": f"http://127.0.0.1:{port}", "name": name, **_proc_info(proc)}
+    return proc, info
+
+
 def await_ready(started: list, timeout: float = READY_TIMEOUT_S) -> list[dict]:
     """Wait until every started server's model is ready; on any failure stop them all."""
     try:
         for proc, info in started:
             job_dir = Path(info["dir"]).parent.parent
+            what = f"the {info['version']}" if info["role"] in COMPONENTS else f"the model server for {info['version']}"
             _wait_ready(proc, info["port"], f"/v1/models/{info['name']}", endpoint_token(job_dir), Path(info["log"]),
-                        f"the model server for {info['version']}", timeout)
+                        what, timeout)
     except BaseException:
         for proc, info in started:
             stop_process(info)
@@ -177,28 +208,32 @@ def await_ready(started: list, timeout: float = READY_TIMEOUT_S) -> list[dict]:
 
 
 def start_server(job_dir: Path, name: str, version: dict, port: int | None = None, extra: bytes | None = None,
-                 timeout: float = READY_TIMEOUT_S) -> dict:
+                 timeout: float = READY_TIMEOUT_S, options: dict | None = None) -> dict:  # fmt: skip
     """Start one KServe model server for ``version`` and wait until the model is ready."""
-    return await_ready([launch_server(job_dir, name, version, port=port, extra=extra)], timeout)[0]
+    return await_ready([launch_server(job_dir, name, version, port=port, extra=extra, options=options)], timeout)[0]
 
 
-def write_router_config(router_dir: Path, port: int, upstreams: list[dict], generation: int) -> None:
+def write_router_config(router_dir: Path, port: int, upstreams: list[dict], generation: int,
+                        explainer: str | None = None) -> None:  # fmt: skip
     path = router_dir / router_mod.CONFIG
     tmp = path.with_suffix(".tmp")
-    config = {"port": port, "generation": generation, "upstreams": upstreams, "token": endpoint_token(router_dir.parent)}
+    config = {"port": port, "generation": generation, "upstreams": upstreams, "token": endpoint_token(router_dir.parent),
+              "explainer": explainer}  # fmt: skip
     tmp.write_text(json.dumps(config, indent=1))
     os.replace(tmp, path)
 
 
-def start_router(job_dir: Path, upstreams: list[dict], port: int | None = None, timeout: float = 30.0) -> dict:
+def start_router(job_dir: Path, upstreams: list[dict], port: int | None = None, timeout: float = 30.0,
+                 explainer: str | None = None) -> dict:  # fmt: skip
+    """The router in front of the servers: the canary split, and ``:explain`` to ``explainer``."""
     folder = job_dir / "router"
     folder.mkdir(parents=True, exist_ok=True)
     port = check_port_free(port) if port else free_port()
-    write_router_config(folder, port, upstreams, 1)
+    write_router_config(folder, port, upstreams, 1, explainer)
     log = folder / "router.log"
     proc = _spawn("kfjupyter.serving.router", folder, log)
     info = {"role": "router", "port": port, "dir": str(folder), "log": str(log), "generation": 1,
-            "url": f"http://127.0.0.1:{port}", **_proc_info(proc)}
+            "url": f"http://127.0.0.1:{port}", "explainer": explainer, **_proc_info(proc)}
     try:
         _wait_ready(proc, port, "/kfjupyter/router", endpoint_token(job_dir), log, "the canary router", timeout)
     except BaseException:
@@ -211,7 +246,7 @@ def start_router(job_dir: Path, upstreams: list[dict], port: int | None = None, 
 def set_traffic(router: dict, upstreams: list[dict], timeout: float = 10.0) -> dict:
     """Give the router a new split and wait until it serves it."""
     generation = router.get("generation", 1) + 1
-    write_router_config(Path(router["dir"]), router["port"], upstreams, generation)
+    write_router_config(Path(router["dir"]), router["port"], upstreams, generation, router.get("explainer"))
     token = endpoint_token(Path(router["dir"]).parent)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -231,16 +266,25 @@ def upstream(server: dict, weight: float) -> dict:
 
 #: The roles of an endpoint's processes: its child tasks, and their log channels
 #: (``server/primary`` …, selected by rank 0, 1 and -1 as ``Endpoint.logs(server=…)`` does).
-ROLES = {"primary": 0, "canary": 1, "router": -1}
+ROLES = {"primary": 0, "canary": 1, "router": -1, "transformer": 2, "explainer": 3}
+COMPONENTS = ("transformer", "explainer")
 
 
 def _processes(info: dict) -> dict[str, dict]:
     """The endpoint's processes by role (a lone server is the primary)."""
     servers = info.get("servers") or []
     out = {("primary" if i == 0 else "canary"): s for i, s in enumerate(servers[:2])}
-    if info.get("router"):
-        out["router"] = info["router"]
+    for role in ("router", *COMPONENTS):
+        if info.get(role):
+            out[role] = info[role]
     return out
+
+
+def _explainer_model(version: dict, explainer: dict) -> dict:
+    """What a ready-made explainer loads itself: the model (and its training sample)."""
+    if explainer.get("kind") != "shap":
+        return {}
+    return {k: version.get(k) for k in ("folder", "main_file", "format", "properties", "sample")}
 
 
 def _hooks(job_dir: Path) -> bytes | None:
@@ -275,35 +319,57 @@ class LocalEndpointBackend(EngineBase):
         servers: list[dict] = []
         router = None
         started = []
+        components: dict[str, dict] = {}
         if spec.get("port"):
             check_port_free(spec["port"])
+        canary, transformer, explainer = spec.get("canary"), spec.get("transformer"), spec.get("explainer")
+        # the process the user's URL reaches: the transformer, else the router (a canary split,
+        # an explainer's :explain), else the one model server
+        front = "transformer" if transformer else "router" if canary or explainer else "server"
+        options = server_options(spec)
         try:
-            canary = spec.get("canary")
             # both versions start at once: a canary deploy takes one server's start-up time
             started.append(launch_server(job_dir, spec["name"], spec["version"],
-                                         port=None if canary else spec.get("port"), extra=extra))
+                                         port=spec.get("port") if front == "server" else None, extra=extra,
+                                         options=options))  # fmt: skip
             if canary:
-                started.append(launch_server(job_dir, spec["name"], canary, extra=extra))
+                started.append(launch_server(job_dir, spec["name"], canary, extra=extra, options=options))
             servers = await_ready(started)
-            if canary:
-                servers[0]["role"] = "primary"
-                servers[1]["role"] = "canary"
-                pct = spec["canary_percent"]
-                router = start_router(job_dir, [upstream(servers[0], 100 - pct), upstream(servers[1], pct)],
-                                      port=spec.get("port"))
+            explainer_port = free_port() if explainer else None
+            explainer_url = f"http://127.0.0.1:{explainer_port}" if explainer else None
+            if canary or front == "router":
+                if canary:
+                    servers[0]["role"] = "primary"
+                    servers[1]["role"] = "canary"
+                pct = spec["canary_percent"] if canary else 0
+                ups = [upstream(servers[0], 100 - pct)] + ([upstream(servers[1], pct)] if canary else [])
+                router = start_router(job_dir, ups, port=spec.get("port") if front == "router" else None,
+                                      explainer=explainer_url if front == "router" else None)  # fmt: skip
+            predictor_url = (router or servers[0])["url"]
+            pending = []
+            if explainer:
+                pending.append(launch_component(job_dir, spec["name"], "explainer", explainer, predictor_url,
+                                                port=explainer_port, **_explainer_model(spec["version"], explainer)))
+            if transformer:
+                pending.append(launch_component(job_dir, spec["name"], "transformer", transformer, predictor_url,
+                                                port=check_port_free(spec["port"]) if spec.get("port") else None,
+                                                explainer_url=explainer_url, **options))  # fmt: skip
+            started += pending
+            for info in await_ready(pending):
+                components[info["role"]] = info
         except BaseException:
             for _, s in started:
                 stop_process(s)
             stop_process(router)
             raise
-        url = router["url"] if router else servers[0]["url"]
-        info = {"url": url, "servers": servers, "router": router, "previous": None}
+        url = (components.get("transformer") or router or servers[0])["url"]
+        info = {"url": url, "servers": servers, "router": router, "previous": None, **components}
         _sync_servers(job_id, info)
         return info
 
     # -- the job interface ---------------------------------------------------------------------
     def observe(self, job_id: str, info: dict, _again: bool = True) -> Observation:
-        procs = list(info.get("servers") or []) + ([info["router"]] if info.get("router") else [])
+        procs = list(info.get("servers") or []) + [info[r] for r in ("router", *COMPONENTS) if info.get(r)]
         dead = [p for p in procs if not alive(p.get("pid"), p.get("create_time"))]
         if dead and _again:
             # promote/rollback record the new servers before stopping the old ones: a caller
@@ -315,7 +381,8 @@ class LocalEndpointBackend(EngineBase):
                 return self.observe(job_id, current, _again=False)
         if dead:
             p = dead[0]
-            what = "the canary router" if p["role"] == "router" else f"the model server of {p['version']}"
+            what = ("the canary router" if p["role"] == "router" else f"the {p['role']}" if p["role"] in COMPONENTS
+                    else f"the model server of {p['version']}")  # fmt: skip
             _sync_servers(job_id, info, failed={id(x) for x in dead})
             return Observation(st.FAILED, error=f"{what} stopped:\n{_log_tail(Path(p['log']))}")
         return Observation(st.RUNNING)
@@ -353,7 +420,8 @@ class LocalEndpointBackend(EngineBase):
 
         # Cancelled first: a status read while the processes stop must not take that for a failure
         get_workspace().update_job(job_id, only_if_active=True, status=st.CANCELLED, message="undeployed")
-        stop_process(info.get("router"))
+        for role in (*COMPONENTS, "router"):
+            stop_process(info.get(role))
         for s in info.get("servers") or []:
             stop_process(s)
         _sync_servers(job_id, {}, previous=info)
@@ -381,7 +449,7 @@ class LocalEndpointBackend(EngineBase):
         from ..store.workspace import get_workspace
 
         job_dir = get_workspace().job_dir(job_id)
-        back = start_server(job_dir, spec["name"], spec["previous"], extra=_hooks(job_dir))
+        back = start_server(job_dir, spec["name"], spec["previous"], extra=_hooks(job_dir), options=server_options(spec))
         back["role"] = "primary"
         try:
             router = set_traffic(info["router"], [upstream(back, 100)])

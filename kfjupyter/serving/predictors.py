@@ -16,6 +16,8 @@ from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.utils.utils import get_predict_input, get_predict_response
 
+from .calls import model_call
+
 
 
 def _expected_features(model: Any) -> int | None:
@@ -43,69 +45,79 @@ class FormatPredictor(Model):
         self.format = fmt
         self.pre = pre
         self.post = post
-        self.features = _expected_features(model)
-        self._call = self._make_call()
+        self._call, features = model_call(model, fmt)
+        self.features = features if features is not None else _expected_features(model)
         self.ready = True
 
-    def _make_call(self) -> Callable[[Any], Any]:
-        fmt, model = self.format, self.model
-        if fmt in ("sklearn", "xgboost"):
-            if hasattr(model, "predict") and not type(model).__name__ == "Booster":
-                return lambda x: np.asarray(model.predict(x))
-            import xgboost
-
-            return lambda x: np.asarray(model.predict(xgboost.DMatrix(np.asarray(x, dtype=np.float32))))
-        if fmt == "pytorch":
-            import torch
-
-            if isinstance(model, dict):
-                raise TypeError(
-                    "a pytorch state dict needs its model class: deploy(..., model_class=YourModule) "
-                    "or register the whole module"
-                )
-            model.eval()
-
-            def run(x):
-                with torch.no_grad():
-                    out = model(torch.as_tensor(np.asarray(x, dtype=np.float32)))
-                return out.detach().cpu().numpy()
-
-            return run
-        if fmt == "onnx":
-            session = model
-            first = session.get_inputs()[0]
-
-            def run(x):
-                return np.asarray(session.run(None, {first.name: np.asarray(x, dtype=np.float32)})[0])
-
-            self.features = first.shape[1] if len(first.shape) == 2 and isinstance(first.shape[1], int) else None
-            return run
-        if fmt == "custom":
-            if isinstance(model, Model):
-                return lambda x: model.predict(x)
-            if hasattr(model, "predict"):
-                return lambda x: model.predict(x)
-            if callable(model):
-                return model
-            raise TypeError(f"a custom model must be callable or have predict(), got {type(model).__name__}")
-        raise TypeError(f"unsupported format {fmt!r}")
-
     def predict(self, payload: Any, headers: dict | None = None) -> Any:
+        return self.respond(payload, self.run(self.inputs(payload)))
+
+    def inputs(self, payload: Any) -> Any:
+        """The request's inputs (V1 or V2), preprocessed and checked."""
         try:
             inputs = get_predict_input(payload)
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"expected {{'instances': [...]}} (V1) or V2 inputs: {exc}") from exc
         if self.pre is not None:
             inputs = self.pre(inputs)
-        inputs = _as_2d(inputs, self.features)
+        return _as_2d(inputs, self.features)
+
+    def run(self, inputs: Any) -> Any:
         try:
-            result = self._call(inputs)
+            return self._call(inputs)
         except InvalidInput:
             raise
         except (ValueError, TypeError, RuntimeError) as exc:
             raise InvalidInput(f"the model refused the input: {exc}") from exc
+
+    def respond(self, payload: Any, result: Any) -> Any:
         if self.post is not None:
             result = self.post(result)
         if not isinstance(result, (np.ndarray, list)) and not hasattr(result, "iterrows"):
             result = np.asarray(result)
         return get_predict_response(payload, result, self.name)
+
+
+class BatchingPredictor(FormatPredictor):
+    """A predictor that groups concurrent requests (KServe's batcher, in the server):
+    rows wait until ``max_batch_size`` of them are there or the first has waited
+    ``max_latency_ms``, then the model predicts them at once and each request gets its own
+    rows back (an error of the batch is every request's error)."""
+
+    def __init__(self, *args: Any, max_batch_size: int = 32, max_latency_ms: int = 10, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.max_batch_size, self.max_latency = max_batch_size, max_latency_ms / 1000
+        self.pending: list[tuple[Any, Any]] = []
+        self.rows = 0
+        self.timer = None
+
+    async def predict(self, payload: Any, headers: dict | None = None) -> Any:
+        import asyncio
+
+        inputs = np.asarray(self.inputs(payload))
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append((inputs, future))
+        self.rows += len(inputs)
+        if self.rows >= self.max_batch_size:
+            self.flush()
+        elif self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(self.max_latency, self.flush)
+        return self.respond(payload, await future)
+
+    def flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        batch, self.pending, self.rows = self.pending, [], 0
+        if not batch:
+            return
+        try:
+            out = np.asarray(self.run(np.concatenate([x for x, _ in batch]) if len(batch) > 1 else batch[0][0]))
+        except Exception as exc:  # noqa: BLE001  (the batch's error is each request's)
+            for _, future in batch:
+                future.set_exception(exc)
+            return
+        start = 0
+        for x, future in batch:
+            future.set_result(out[start : start + len(x)])
+            start += len(x)

@@ -32,6 +32,7 @@ class Router:
         self.versions: list[str] = []
         self.cum: list[float] = []
         self.expected: bytes | None = None
+        self.explainer: str | None = None
         self.reload()
 
     def reload(self) -> None:
@@ -51,6 +52,7 @@ class Router:
         self.urls = [u["url"] for u in ups]
         self.versions = [u["version"] for u in ups]
         self.cum = [c / total for c in cum]
+        self.explainer = config.get("explainer")
         self.config = config
         self.mtime = mtime
 
@@ -72,7 +74,7 @@ class Router:
         return len(self.cum) - 1
 
 
-class _Upstream:
+class Upstream:
     """One kept-alive connection to one model server."""
 
     def __init__(self, url: str):
@@ -105,6 +107,18 @@ class _Upstream:
         self.reader = self.writer = None
 
 
+def dechunk(data: bytes) -> bytes:
+    """The payload of a chunked body as :func:`_read_body` keeps it (framing and all)."""
+    out, i = [], 0
+    while True:
+        end = data.index(b"\r\n", i)
+        size = int(data[i:end].split(b";")[0], 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(data[end + 2 : end + 2 + size])
+        i = end + 2 + size + 2
+
+
 async def _read_body(reader: asyncio.StreamReader, head: bytes) -> bytes:
     lower = head.lower()
     i = lower.find(b"\ncontent-length:")
@@ -131,7 +145,7 @@ async def serve(router_dir: Path) -> None:
     router = Router(router_dir / CONFIG)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstreams: dict[str, _Upstream] = {}
+        upstreams: dict[str, Upstream] = {}
         try:
             while True:
                 try:
@@ -156,11 +170,14 @@ async def serve(router_dir: Path) -> None:
                     writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
                                  + str(len(data)).encode() + b"\r\n\r\n" + data)
                 else:
-                    i = router.pick()
-                    url, version = router.urls[i], router.versions[i]
+                    if router.explainer and b":explain " in head[: head.find(b"\r\n")]:
+                        url, version = router.explainer, "explainer"  # KServe's ingress: :explain → the explainer
+                    else:
+                        i = router.pick()
+                        url, version = router.urls[i], router.versions[i]
                     up = upstreams.get(url)
                     if up is None:
-                        up = upstreams[url] = _Upstream(url)
+                        up = upstreams[url] = Upstream(url)
                     tag = f"{VERSION_HEADER}: {version}\r\n\r\n".encode()
                     try:
                         rhead, rbody = await up.exchange(head + body)

@@ -44,22 +44,63 @@ class TokenCheck:
         return False
 
 
-def _loopback_rest_server(token: str):
-    """KServe's RESTServer with its uvicorn config bound to 127.0.0.1, asking for ``token``."""
+def _loopback_rest_server(token: str, config: dict | None = None):
+    """KServe's RESTServer with its uvicorn config bound to 127.0.0.1, asking for ``token``,
+    recording every inference request (and with ``log``, its bodies) in the server's folder
+    (:class:`~kfjupyter.serving.monitoring.RequestLog`), and answering a component's error
+    (:class:`~kfjupyter.serving.components.ComponentError`) with its own status."""
     import kserve.model_server as ms
+    from fastapi.responses import JSONResponse
+
+    from .components import ComponentError
+    from .monitoring import RequestLog
 
     base = ms.RESTServer
+    config = config or {}
+
+    async def component_error(_request, exc):
+        return JSONResponse(status_code=exc.status, content={"error": str(exc)})
 
     class LoopbackRESTServer(base):  # type: ignore[misc, valid-type]
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.config.host = HOST
+            self.config.host = config.get("host") or HOST  # a component in a Kubernetes pod: the pod's address
+
+        def _add_exception_handlers(self, app):
+            super()._add_exception_handlers(app)
+            app.add_exception_handler(ComponentError, component_error)
 
         def _add_middlewares(self, app):
             super()._add_middlewares(app)
-            app.add_middleware(TokenCheck, token=token)  # the outermost: checked first
+            if config.get("dir"):
+                app.add_middleware(RequestLog, folder=config["dir"], version=config.get("version") or "",
+                                   role=config.get("role") or "predictor", log=config.get("log"),
+                                   sample=config.get("log_sample") or 1.0)  # fmt: skip
+            if token:  # always locally; in a cluster the ingress's auth applies
+                app.add_middleware(TokenCheck, token=token)  # the outermost: checked first
 
     ms.RESTServer = LoopbackRESTServer
+
+
+def load_component_model(config: dict):
+    """The transformer's or explainer's ``kserve.Model`` (``config["role"]``)."""
+    from . import components as comp
+
+    name, token = config["name"], config["token"]
+    predictor = comp.Upstream(config["predictor_url"], token, name)
+    if config["role"] == "transformer":
+        explainer = comp.Upstream(config["explainer_url"], token, name, "explainer") if config.get("explainer_url") else None
+        obj = comp.load_component(Path(config["bundle"]))
+        return comp.make_transformer(name, obj, predictor, explainer)
+    if config.get("kind") == "shap":
+        import numpy as np
+
+        from ..registry import formats
+
+        model = formats.load(Path(config["folder"]), config.get("main_file"), config["format"], config.get("properties") or {})
+        return comp.make_explainer(name, comp.shap_explainer(model, np.load(config["sample"])), "SHAP explainer")
+    obj = comp.load_component(Path(config["bundle"]))
+    return comp.make_explainer(name, comp.code_explainer(obj, predictor), f"explainer {comp.label_of(obj)}")
 
 
 def load_predictor(config: dict):
@@ -67,7 +108,7 @@ def load_predictor(config: dict):
     from kserve import Model
 
     from ..registry import formats
-    from .predictors import FormatPredictor
+    from .predictors import BatchingPredictor, FormatPredictor
 
     fmt = config["format"]
     options = {}
@@ -87,6 +128,10 @@ def load_predictor(config: dict):
             model.load()
         model.ready = True
         return model
+    if config.get("max_batch_size") or config.get("max_latency_ms"):
+        return BatchingPredictor(config["name"], model, fmt, pre=hooks.get("pre"), post=hooks.get("post"),
+                                 max_batch_size=config.get("max_batch_size") or 32,
+                                 max_latency_ms=config.get("max_latency_ms") or 10)  # fmt: skip
     return FormatPredictor(config["name"], model, fmt, pre=hooks.get("pre"), post=hooks.get("post"))
 
 
@@ -97,9 +142,15 @@ def main(argv: list[str] | None = None) -> None:
     sys.argv = sys.argv[:1]
     import kserve
 
-    _loopback_rest_server(config["token"])
-    predictor = load_predictor(config)
-    print(f"kfjupyter: serving {config['version']} ({config['format']}) as {config['name']!r} on {HOST}:{config['port']}", flush=True)
+    _loopback_rest_server(config["token"], config)
+    role = config.get("role") or "predictor"
+    if role == "predictor":
+        predictor = load_predictor(config)
+        print(f"kfjupyter: serving {config['version']} ({config['format']}) as {config['name']!r} on {HOST}:{config['port']}", flush=True)
+    else:
+        predictor = load_component_model(config)
+        print(f"kfjupyter: the {role} of {config['name']!r} on {HOST}:{config['port']}, in front of {config['predictor_url']}",
+              flush=True)
     kserve.ModelServer(
         http_port=config["port"],
         workers=1,

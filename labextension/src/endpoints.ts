@@ -259,3 +259,76 @@ export const ENDPOINT_LOG_TAIL = 200;
 export function servingKey(ep: Pick<IEndpoint, 'versions' | 'channels'>): string {
   return JSON.stringify([ep.versions || {}, (ep.channels?.logs || []).map(c => c.name)]);
 }
+
+// -- health ---------------------------------------------------------------------------------------
+
+/** One version's (or the transformer's, the explainer's) health (`GET …/stats`). */
+export interface IVersionStats {
+  role: 'predictor' | 'transformer' | 'explainer';
+  requests?: number;
+  requests_per_s?: number | null;
+  errors?: number;
+  error_rate?: number;
+  p50_ms?: number | null;
+  p95_ms?: number | null;
+  p99_ms?: number | null;
+  traffic_percent?: number;
+  drift?: { samples: number; drifted: string[]; error?: string };
+}
+
+export interface IEndpointStats {
+  endpoint: string;
+  window_s: number;
+  time: number;
+  versions: Record<string, IVersionStats>;
+}
+
+/** A row of the health table. */
+export interface IHealthRow {
+  key: string;
+  role: string;
+  traffic: string;
+  rate: string;
+  errors: string;
+  latency: string;
+  drift: string;
+  /** Its error rate is over 5 %: the row is flagged. */
+  failing: boolean;
+  drifted: boolean;
+}
+
+const ms = (v: number | null | undefined): string => (v === null || v === undefined ? '–' : v < 10 ? v.toFixed(1) : v.toFixed(0));
+
+/** How often a live endpoint's health is read again while the panel is shown (ms). */
+export const STATS_POLL_MS = 2000;
+
+/** The health table: versions first (stable, then canary), then the transformer and explainer. */
+export function healthRows(stats: IEndpointStats, ep: Pick<IEndpoint, 'versions' | 'spec'>): IHealthRow[] {
+  const order = trafficSplit(ep).map(s => s.ref);
+  const keys = Object.keys(stats.versions).sort((a, b) => {
+    const ia = order.indexOf(a);
+    const ib = order.indexOf(b);
+    return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || a.localeCompare(b);
+  });
+  return keys.map(key => {
+    const v = stats.versions[key];
+    const rate = v.error_rate ?? 0;
+    const drift = v.drift;
+    return {
+      key,
+      role: v.role === 'predictor' ? (order.indexOf(key) === 1 ? 'canary' : 'version') : v.role,
+      traffic: v.traffic_percent === undefined ? '' : `${v.traffic_percent}%`,
+      rate: `${(v.requests_per_s ?? 0).toFixed(1)}/s`,
+      errors: `${(rate * 100).toFixed(rate > 0 && rate < 0.01 ? 1 : 0)}%`,
+      latency: `${ms(v.p50_ms)}/${ms(v.p95_ms)}/${ms(v.p99_ms)}`,
+      drift: !drift ? '' : drift.error ? drift.error : drift.drifted.length ? `drift: ${drift.drifted.join(', ')}` : `no drift (${drift.samples})`,
+      failing: rate > 0.05,
+      drifted: Boolean(drift && drift.drifted.length)
+    };
+  });
+}
+
+/** The health is read while the panel is shown and the endpoint is a live local one. */
+export function shouldPollStats(visible: boolean, ep: Pick<IEndpoint, 'status' | 'backend'>): boolean {
+  return visible && ep.status === 'Running' && ep.backend === 'local';
+}

@@ -4,9 +4,12 @@ import {
   convertPayload,
   endpointStatus,
   formatAnswer,
+  healthRows,
   IEndpoint,
+  IEndpointStats,
   servingKey,
   shouldFollow,
+  shouldPollStats,
   tensorInstances,
   trafficLabel,
   trafficSplit,
@@ -181,5 +184,42 @@ describe('servingKey', () => {
     expect(servingKey(promoted)).not.toBe(servingKey(before));
     const rolledBack = endpoint({ versions: { 'iris:1': 100 }, channels: servers('server/primary', 'server/router') });
     expect(servingKey(rolledBack)).not.toBe(servingKey(promoted));
+  });
+});
+
+describe('the health table', () => {
+  const canaryEp = endpoint({
+    versions: { 'iris:1': 70, 'iris:2': 30 },
+    canary_percent: 30,
+    spec: { version: { ref: 'iris:1' }, canary: { ref: 'iris:2' } }
+  });
+  const stats: IEndpointStats = {
+    endpoint: 'iris-1a2b',
+    window_s: 60,
+    time: 0,
+    versions: {
+      transformer: { role: 'transformer', requests: 10, requests_per_s: 0.17, error_rate: 0, p50_ms: 2.5, p95_ms: 3, p99_ms: 4 },
+      'iris:2': { role: 'predictor', requests: 3, requests_per_s: 0.05, error_rate: 0.333, p50_ms: 31.2, p95_ms: 40, p99_ms: 41,
+                  traffic_percent: 30, drift: { samples: 3, drifted: ['x2'] } },
+      'iris:1': { role: 'predictor', requests: 7, requests_per_s: 0.12, error_rate: 0, p50_ms: 1.25, p95_ms: null, p99_ms: 2,
+                  traffic_percent: 70, drift: { samples: 7, drifted: [] } }
+    }
+  };
+
+  it('lists the stable version, the canary, then the components, flagging errors and drift', () => {
+    const rows = healthRows(stats, canaryEp);
+    expect(rows.map(r => r.key)).toEqual(['iris:1', 'iris:2', 'transformer']);
+    expect(rows[0]).toMatchObject({ role: 'version', traffic: '70%', rate: '0.1/s', errors: '0%', latency: '1.3/–/2.0',
+                                    drift: 'no drift (7)', failing: false, drifted: false });
+    expect(rows[1]).toMatchObject({ role: 'canary', traffic: '30%', errors: '33%', latency: '31/40/41',
+                                    drift: 'drift: x2', failing: true, drifted: true });
+    expect(rows[2]).toMatchObject({ role: 'transformer', traffic: '', drift: '' });
+  });
+
+  it('is read while a live local endpoint is shown', () => {
+    expect(shouldPollStats(true, endpoint())).toBe(true);
+    expect(shouldPollStats(false, endpoint())).toBe(false);
+    expect(shouldPollStats(true, endpoint({ status: 'Cancelled' }))).toBe(false);
+    expect(shouldPollStats(true, endpoint({ backend: 'kubernetes' }))).toBe(false);
   });
 });

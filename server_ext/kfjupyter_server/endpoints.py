@@ -141,8 +141,24 @@ class EndpointLogsHandler(EndpointsBase):
     @web.authenticated
     @authorized
     async def get(self, endpoint: str) -> None:
-        server = self.int_arg("server", 0, -1, 1)
+        server = self.int_arg("server", 0, -1, 3)
         tail = self.int_arg("tail", None, 1, 100_000)
         ep = await self.endpoint(endpoint)
         text = await self.call(_logs, ep, server, tail)
         self.finish(dumps({"endpoint": ep.id, "server": server, "text": text}))
+
+
+def _stats(ep: serving.Endpoint, window: int) -> dict:
+    return {"endpoint": ep.id, **ep.stats(window=window)}
+
+
+class EndpointStatsHandler(EndpointsBase):
+    """``GET …/{endpoint}/stats?window=60``: ``Endpoint.stats`` (requests/s, error rate,
+    latency percentiles per version, drift)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, endpoint: str) -> None:
+        window = self.int_arg("window", 60, 1, 86_400)
+        ep = await self.endpoint(endpoint)
+        self.finish(dumps(await self.call(_stats, ep, window)))

@@ -3,8 +3,11 @@
  * traffic split; a "try it" box (`POST /endpoints/{id}/predict`), the servers' logs (the
  * endpoint job's channels `server/primary`, `server/canary`, `server/router`, streamed
  * while the log is open, the panel shown and the endpoint live; one log open at a time),
- * promote/rollback and undeploy. Re-read when an `endpoint` job changes (the jobs model's
- * push channel) and after every action. The logic without React is in `../endpoints`.
+ * promote/rollback and undeploy; its health, live: per version the traffic, requests/s,
+ * error rate, p50/p95/p99 latency and drift (`GET /endpoints/{id}/stats`, read every
+ * `STATS_POLL_MS` while the panel is shown and the endpoint serves). Re-read when an
+ * `endpoint` job changes (the jobs model's push channel) and after every action. The
+ * logic without React is in `../endpoints`.
  */
 
 import * as React from 'react';
@@ -17,10 +20,14 @@ import {
   ENDPOINT_LOG_TAIL,
   endpointStatus,
   formatAnswer,
+  healthRows,
   IEndpoint,
+  IEndpointStats,
   Protocol,
   servingKey,
   shouldFollow,
+  shouldPollStats,
+  STATS_POLL_MS,
   trafficSplit
 } from '../endpoints';
 import { logChannels, pickChannel } from '../logfollower';
@@ -57,6 +64,83 @@ export class EndpointsApi {
   undeploy(id: string): Promise<IEndpoint> {
     return this.api.json(`endpoints/${encodeURIComponent(id)}`, { method: 'DELETE' });
   }
+
+  stats(id: string, window = 60): Promise<IEndpointStats> {
+    return this.api.json(`endpoints/${encodeURIComponent(id)}/stats?window=${window}`);
+  }
+}
+
+/** Per version: traffic, requests/s, errors, latency, drift; read again while live and shown. */
+function EndpointHealth(props: { api: EndpointsApi; ep: IEndpoint; visible: boolean }): JSX.Element | null {
+  const { api, ep, visible } = props;
+  const poll = shouldPollStats(visible, ep);
+  const [stats, setStats] = React.useState<IEndpointStats | null>(null);
+  const [error, setError] = React.useState<string | null>(null);
+  React.useEffect(() => {
+    if (!poll) {
+      return;
+    }
+    let live = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const read = (): void => {
+      api
+        .stats(ep.id)
+        .then(s => live && (setStats(s), setError(null)))
+        .catch(e => live && setError((e as Error).message))
+        .finally(() => {
+          if (live) {
+            timer = setTimeout(read, STATS_POLL_MS);
+          }
+        });
+    };
+    read();
+    return () => {
+      live = false;
+      if (timer !== undefined) {
+        clearTimeout(timer);
+      }
+    };
+  }, [poll, ep.id, servingKey(ep)]);
+  if (!poll || (!stats && !error)) {
+    return null;
+  }
+  return (
+    <div className="kf-Endpoint-health" aria-label={`Health of ${ep.name}`}>
+      {error ? <div className="kf-Endpoint-healtherror">Cannot read the health: {error}</div> : null}
+      {stats ? (
+        <table className="kf-Endpoint-stats">
+          <thead>
+            <tr>
+              <th>version</th>
+              <th>traffic</th>
+              <th>req/s</th>
+              <th>errors</th>
+              <th title="latency percentiles, ms">p50/95/99 ms</th>
+            </tr>
+          </thead>
+          <tbody>
+            {healthRows(stats, ep).map(row => (
+              <tr
+                key={row.key}
+                className={`kf-Endpoint-statsrow${row.failing ? ' kf-mod-failing' : ''}${row.drifted ? ' kf-mod-drifted' : ''}`}
+                data-version={row.key}
+                data-role={row.role}
+              >
+                <td className="kf-Endpoint-statsversion">
+                  {row.key}
+                  {row.drift ? <div className="kf-Endpoint-drift">{row.drift}</div> : null}
+                </td>
+                <td className="kf-Endpoint-traffic">{row.traffic}</td>
+                <td className="kf-Endpoint-rate">{row.rate}</td>
+                <td className="kf-Endpoint-errors">{row.errors}</td>
+                <td className="kf-Endpoint-latency">{row.latency}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : null}
+    </div>
+  );
 }
 
 /**
@@ -165,6 +249,7 @@ function EndpointCard(props: {
           {error}
         </div>
       ) : null}
+      <EndpointHealth api={api} ep={ep} visible={visible} />
       {live ? (
         <div className="kf-Endpoint-try">
           <textarea

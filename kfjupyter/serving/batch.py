@@ -1,0 +1,280 @@
+"""``kfjupyter.batch_predict``: batch inference with a registered model, a job like any other.
+
+``batch_predict("iris@production", data, workers=N)`` takes a DataFrame (or an array), a
+file or a folder of files (Parquet, CSV, JSON lines), cuts the rows into shards and runs
+them on ``N`` local worker processes under a detached supervisor
+(:mod:`.batch_run`; the workers are :mod:`.batch_worker`). The job's message and its
+``batch`` metric channel say how far it is; each shard is a child task (``shard/N``, with
+its log). Cancel stops the workers; :meth:`BatchJob.resume` starts the job again and runs
+only the shards that have no predictions yet. The output is written beside the input
+(``data.parquet`` → ``data.predictions.parquet``; a folder → ``<folder>.predictions/``;
+a DataFrame → the job's outputs) with the model version recorded (a ``.json`` sidecar and,
+for Parquet, the schema metadata).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .. import status as st
+from ..config import default_backend
+from ..errors import InvalidOptionError
+from ..jobs import Job, create, resubmit
+from ..runtime.detached import DetachedEngine
+from ..runtime.engine import Channel, Channels, Features, JobSpec, ranked
+from ..store.models import ChildRecord
+from ..store.workspace import get_workspace
+from . import batchio
+from .batchio import progress_log, progress_metrics, shard_log, worker_log
+
+KIND = "batch"
+SHARD = "shard"
+PROGRESS = Channel("batch", "progress", rank=-1)
+#: rows per shard when not given: enough shards for every worker to take several
+MIN_SHARD_ROWS = 10_000
+SHARDS_PER_WORKER = 4
+
+
+@dataclass(frozen=True)
+class BatchSpec(JobSpec):
+    """A batch inference: the resolved model ``version``, the input ``files``, the
+    ``shards`` (``{"index", "file", "start", "stop"}``), where each file's predictions go
+    (``outputs``: input path → output path), the feature ``columns`` and the model's
+    ``method``, run on ``workers`` local processes."""
+
+    kind: ClassVar[str] = KIND
+
+    name: str = "batch"
+    model: str = ""
+    version: dict[str, Any] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    shards: list[dict] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+    columns: list[str] | None = None
+    method: str = "predict"
+    include_inputs: bool = False
+    workers: int = 1  # type: ignore[assignment]  (the record's column: processes at once)
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise InvalidOptionError(f"invalid workers {self.workers!r}: expected an integer >= 1")
+        super().__post_init__()
+
+
+class LocalBatchEngine(DetachedEngine):
+    """Batch inference on this machine: ``workers`` processes taking shards in turn."""
+
+    kind = KIND
+    supervisor = "kfjupyter.serving.batch_run"
+    what = "the batch inference supervisor"
+    features = Features(supervised=True, metrics=True, children=True)
+
+    def launch(self, job_id: str, spec: BatchSpec, job_dir: Path) -> dict:
+        return {"workers": spec.workers, "threads": spec.threads}
+
+    def _spec(self, job_id: str) -> dict:
+        return get_workspace().get_job(job_id).spec or {}
+
+    def channels(self, job_id: str, info: dict) -> Channels:
+        n = int(self._spec(job_id).get("workers") or 1)
+        return Channels(logs=(*ranked("worker", "worker", n), PROGRESS), metrics=(PROGRESS,))
+
+    def log_path(self, job_id: str, job_dir: Path, channel: str) -> Path | None:
+        if channel == PROGRESS.name:
+            return progress_log(job_dir)
+        kind, _, number = channel.replace("-", "/", 1).partition("/")
+        shards = self._spec(job_id).get("shards") or []
+        if kind == "worker" and number.isdigit() and int(number) < int(self._spec(job_id).get("workers") or 1):
+            return worker_log(job_dir, int(number))
+        if kind == SHARD and number.isdigit() and int(number) < len(shards):
+            return shard_log(job_dir, int(number))
+        return None
+
+    def metric_paths(self, job_id: str, job_dir: Path) -> list[tuple[Channel, Path]]:
+        return [(PROGRESS, progress_metrics(job_dir))]
+
+    def tidy(self, job_id: str, info: dict, reason: str) -> None:
+        """Shards still marked Running when nothing runs them any more: Cancelled (a resume runs them)."""
+        ws = get_workspace()
+        for kid in ws.list_children(job_id, SHARD):
+            if kid.status not in st.CHILD_TERMINAL:
+                ws.update_child(job_id, kid.name, status=st.CANCELLED, message=reason)
+
+
+class BatchJob(Job):
+    """A batch inference job: :attr:`progress`, :attr:`output`, :meth:`result`, :meth:`resume`."""
+
+    @property
+    def progress(self) -> dict:
+        """Shards and rows done so far (read from the shards' predictions on disk)."""
+        spec = self.record.spec or {}
+        shards = spec.get("shards") or []
+        done = [s for s in shards if batchio.shard_output(self.job_dir, s["index"]).exists()]
+        rows = sum(s["stop"] - s["start"] for s in shards)
+        return {"shards": len(shards), "shards_done": len(done), "rows": rows,
+                "rows_done": sum(s["stop"] - s["start"] for s in done)}  # fmt: skip
+
+    @property
+    def output(self) -> Path:
+        """Where the predictions are (a file, or a folder for a folder of inputs)."""
+        spec = self.record.spec or {}
+        outputs = list((spec.get("outputs") or {}).values())
+        return Path(outputs[0]) if len(outputs) == 1 else Path(outputs[0]).parent
+
+    def result(self):
+        """The predictions (with the input rows, with ``include_inputs``), as one DataFrame (the job must have succeeded)."""
+        import pandas as pd
+
+        self.refresh()
+        if self.status != st.SUCCEEDED:
+            raise InvalidOptionError(f"batch job {self.id} is {self.status}: no result" +
+                                     (" (resume it with .resume())" if self.status in (st.CANCELLED, st.FAILED) else ""))
+        spec = self.record.spec
+        return pd.concat([batchio.read_rows(Path(o), 0, batchio.count_rows(Path(o))) for o in spec["outputs"].values()],
+                         ignore_index=True)  # fmt: skip
+
+    def resume(self, workers: int | None = None) -> "BatchJob":
+        """Start a cancelled or failed batch job again: only the shards without predictions run."""
+        record = self.refresh()
+        if record.status not in (st.CANCELLED, st.FAILED):
+            raise InvalidOptionError(f"batch job {self.id} is {record.status}: only a cancelled or failed one resumes")
+        data = dict(record.spec)
+        if workers is not None:
+            data["workers"] = workers
+        spec = BatchSpec.from_dict(data)
+        return resubmit(self.id, spec, message="resuming")  # type: ignore[return-value]
+
+
+def _input_files(data: Any) -> tuple[list[Path], Path | None]:
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise InvalidOptionError(f"no file or folder {str(path)!r} to predict on")
+    if path.is_dir():
+        from ..files import files_under
+
+        files = sorted(p for p in files_under(path, what="batch input folder") if batchio.format_of(p) and ".predictions" not in p.name)
+        if not files:
+            raise InvalidOptionError(f"folder {path} holds no Parquet, CSV or JSON-lines files ({', '.join(batchio.FORMATS)})")
+        return files, path.with_name(f"{path.name}.predictions")
+    if batchio.format_of(path) is None:
+        raise InvalidOptionError(f"{path.name}: batch_predict reads {', '.join(batchio.FORMATS)} files")
+    return [path], None
+
+
+def batch_predict(
+    model: str,
+    data: Any,
+    workers: int = 1,
+    *,
+    name: str | None = None,
+    shard_rows: int | None = None,
+    columns: list[str] | None = None,
+    method: str = "predict",
+    include_inputs: bool = False,
+    backend: str | None = None,
+    wait: bool = False,
+    timeout: float | None = None,
+) -> BatchJob:
+    """Predict ``data`` with registered model ``model`` as a batch job; returns its :class:`BatchJob`.
+
+    ``data``: a DataFrame or an array (written to the job's folder), a file or a folder of
+    files (``.parquet``, ``.csv``, ``.jsonl``). ``workers``: local processes at once (each
+    model predicting single-threaded); ``shard_rows``: rows per shard (default: a few
+    shards per worker, at least 10 000 rows); ``columns``: the feature columns (default:
+    all); ``method``: ``predict`` or e.g. ``predict_proba``; ``include_inputs``: the output
+    has the input's columns before the predictions (default: the predictions alone, one
+    row per input row, in its order). ``wait``: block until it ends.
+    """
+    from .api import resolve_version
+
+    from ..backends import check_backend
+
+    backend = check_backend(KIND, backend or default_backend())
+    if shard_rows is not None and (isinstance(shard_rows, bool) or not isinstance(shard_rows, int) or shard_rows < 1):
+        raise InvalidOptionError(f"shard_rows must be a whole number >= 1, got {shard_rows!r}")
+    if not isinstance(method, str) or not method.isidentifier():
+        raise InvalidOptionError(f"method must be the name of the model's method (predict, predict_proba), got {method!r}")
+    version = resolve_version(model)  # ModelNotFoundError names what is missing
+    in_memory = not isinstance(data, (str, Path))
+    if in_memory:
+        frame = _as_frame(data)
+        files, folder_out = [], None
+    else:
+        files, folder_out = _input_files(data)
+    base = name or f"batch-{version['model']}"
+    base = "".join(c if c.isalnum() else "-" for c in base.lower()).strip("-")[:40] or "batch"
+
+    def plan(input_files: list[Path], job_dir: Path | None) -> dict:
+        total = sum(batchio.count_rows(f) for f in input_files)
+        if total == 0:
+            raise InvalidOptionError("the input has no rows to predict")
+        rows = shard_rows or max(MIN_SHARD_ROWS, math.ceil(total / (workers * SHARDS_PER_WORKER)))
+        shards = batchio.plan_shards(input_files, rows)
+        outputs = {str(f): str(batchio.output_path(f, folder_out) if job_dir is None else job_dir / "outputs" / "predictions.parquet")
+                   for f in input_files}  # fmt: skip
+        return {"files": [str(f) for f in input_files], "shards": shards, "outputs": outputs}
+
+    planned = plan(files, None) if not in_memory else {}
+    spec_fields = dict(name=base, backend=backend, model=model, version=version, columns=columns, method=method,
+                       workers=workers, include_inputs=bool(include_inputs))  # fmt: skip
+    BatchSpec(**spec_fields, **planned)  # checked before anything exists
+    holder: dict = {}
+
+    def prepare(job_id: str, job_dir: Path) -> None:
+        if in_memory:  # a DataFrame: its rows as the job's input file
+            source = job_dir / "input.parquet"
+            frame.to_parquet(source, index=False)
+            holder.update(plan([source], job_dir))
+        (job_dir / "shards").mkdir(exist_ok=True)
+
+    if in_memory:
+        return _create_in_memory(spec_fields, prepare, holder, wait, timeout)
+    spec = BatchSpec(**spec_fields, **planned)
+    job = create(spec, prepare=prepare, children=_children(spec.shards))
+    return _finish(job, wait, timeout)
+
+
+def _create_in_memory(spec_fields: dict, prepare, holder: dict, wait: bool, timeout: float | None) -> BatchJob:
+    """A DataFrame's job: its shards are known once its rows are in the job's folder."""
+    ws = get_workspace()
+    spec = BatchSpec(**spec_fields)
+    job = create(spec, prepare=prepare, start=False)
+    full = BatchSpec(**spec_fields, **holder)
+    ws.update_job(job.id, spec=full.to_dict())
+    ws.sync_children(job.id, [_child_row(s) for s in full.shards])
+    from ..jobs import start
+
+    start(job.id)
+    return _finish(BatchJob(job.id), wait, timeout)
+
+
+def _child_row(shard: dict) -> dict:
+    return {"name": str(shard["index"]), "kind": SHARD, "position": shard["index"], "status": st.PENDING,
+            "attrs": {"file": Path(shard["file"]).name, "start": shard["start"], "stop": shard["stop"]}}  # fmt: skip
+
+
+def _children(shards: list[dict]) -> list[ChildRecord]:
+    return [ChildRecord(**_child_row(s)) for s in shards]
+
+
+def _finish(job: Job, wait: bool, timeout: float | None) -> BatchJob:
+    handle = job if isinstance(job, BatchJob) else BatchJob(job.id)
+    if wait:
+        handle.wait(timeout=timeout)
+    return handle
+
+
+def _as_frame(data: Any):
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        return data
+    arr = np.asarray(data)
+    if arr.ndim != 2:
+        raise InvalidOptionError(f"batch_predict takes rows: a DataFrame, a 2-D array, a file or a folder; got shape {arr.shape}")
+    return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])

@@ -1,0 +1,149 @@
+"""The batch inference supervisor: ``python -m kfjupyter.serving.batch_run JOB_DIR``.
+
+It writes the plan the workers read (``JOB_DIR/batch.json``: the model version and the
+shards), forgets the claims of a run that was stopped, and starts up to ``workers``
+:mod:`~kfjupyter.serving.batch_worker` processes (each in a process group of its own,
+single-threaded). A worker claims a shard (an exclusive ``.claim`` file), predicts it and
+writes its predictions atomically, so a shard whose predictions exist is done: a resumed
+job runs only the others. The supervisor watches the shards (their child tasks, the
+``batch`` log and metric channel, the job's message), fails the job with the worker's
+error if one fails, and once every shard is done writes the outputs beside the inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .. import status as st
+from ..runtime import processes
+from ..runtime.logs import read_lines
+from ..runtime.supervisor import Supervisor
+from . import batchio
+from .batch import SHARD
+from .batchio import progress_log, progress_metrics, worker_log
+
+POLL_S = 0.1
+PLAN = "batch.json"
+
+
+class BatchSupervisor(Supervisor):
+    what = "the batch inference supervisor"
+
+    def log(self, text: str) -> None:
+        path = progress_log(self.job_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as fh:
+            fh.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+
+    def run(self) -> None:
+        spec = self.store.get_job(self.job_id).spec
+        shards = spec["shards"]
+        folder = self.job_dir / "shards"
+        folder.mkdir(exist_ok=True)
+        for claim in folder.glob("*.claim"):  # a stopped run's claims: nobody works on them now
+            claim.unlink()
+        (self.job_dir / PLAN).write_text(json.dumps({k: spec.get(k) for k in ("version", "shards", "columns", "method")}))
+        done = {s["index"] for s in shards if batchio.shard_output(self.job_dir, s["index"]).exists()}
+        total_rows = sum(s["stop"] - s["start"] for s in shards)
+        missing = len(shards) - len(done)
+        if done:
+            self.log(f"resuming: {len(done)} of {len(shards)} shards already done, running the {missing} others")
+        self.store.sync_children(self.job_id, [
+            {"name": str(s["index"]), "kind": SHARD, "position": s["index"], "message": None,
+             "status": st.SUCCEEDED if s["index"] in done else st.PENDING} for s in shards])  # fmt: skip
+        workers = []
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "KFJUPYTER_BATCH_WORKERS": str(self.launch["workers"])}
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(self.launch.get("threads") or 1)  # each worker one core: N workers, N cores
+        for i in range(min(self.launch["workers"], missing)):
+            log = worker_log(self.job_dir, i)
+            log.parent.mkdir(parents=True, exist_ok=True)
+            workers.append(processes.start_in_group([sys.executable, "-m", "kfjupyter.serving.batch_worker",
+                                                     str(self.job_dir), str(i)], log, self.job_dir, env=env))  # fmt: skip
+        self.set_status(st.RUNNING, message=f"{len(done)}/{len(shards)} shards")
+        self.log(f"predicting {total_rows} rows in {len(shards)} shards on {len(workers)} worker(s) with {spec['version']['ref']}")
+        started, seen, running = time.monotonic(), set(done), set()
+        while True:
+            if self.cancelled:
+                self.stop()
+                self._watch(shards, seen, running, started)  # what ended while the workers stopped
+                self._end_children(shards, seen, st.CANCELLED, "cancelled by the user")
+                self.log(f"cancelled: {len(seen)} of {len(shards)} shards done (resume runs the others)")
+                self.set_status(st.CANCELLED, message=f"cancelled: {len(seen)}/{len(shards)} shards done")
+                return
+            rows = self._watch(shards, seen, running, started)
+            codes = [w.poll() for w in workers]
+            failed = [i for i, c in enumerate(codes) if c not in (None, 0)]
+            if failed:
+                self.stop()
+                self._watch(shards, seen, running, started)
+                text = "\n".join(read_lines(worker_log(self.job_dir, failed[0]), 30))
+                # the shards being predicted failed with it; the others never ran
+                self._end_children([s for s in shards if s["index"] in running], seen, st.FAILED, f"worker {failed[0]} failed")
+                self._end_children(shards, seen | running, st.CANCELLED, f"not run: worker {failed[0]} failed")
+                self.set_status(st.FAILED, error=f"batch worker {failed[0]} failed:\n{text}")
+                return
+            if all(c == 0 for c in codes):
+                self._watch(shards, seen, running, started)
+                if len(seen) < len(shards):
+                    self.set_status(st.FAILED, error=f"the workers ended with {len(shards) - len(seen)} shard(s) not done")
+                    return
+                self.set_message(f"writing the output ({rows} rows)")
+                self._merge(spec, shards)
+                self.log(f"done: {rows} rows in {time.monotonic() - started:.1f} s; output: {', '.join(spec['outputs'].values())}")
+                self.set_status(st.SUCCEEDED, message=f"{rows} rows predicted with {spec['version']['ref']}")
+                return
+            time.sleep(POLL_S)
+
+    def _watch(self, shards: list[dict], seen: set, running: set, started: float) -> int:
+        """Record newly done and newly claimed shards; the rows done."""
+        new, claimed = [], []
+        for s in shards:
+            i = s["index"]
+            if i in seen:
+                continue
+            if batchio.shard_output(self.job_dir, i).exists():
+                seen.add(i)
+                running.discard(i)
+                new.append({"name": str(i), "kind": SHARD, "position": i, "status": st.SUCCEEDED})
+            elif i not in running and batchio.shard_output(self.job_dir, i).with_suffix(".claim").exists():
+                running.add(i)
+                claimed.append({"name": str(i), "kind": SHARD, "position": i, "status": st.RUNNING})
+        rows = sum(s["stop"] - s["start"] for s in shards if s["index"] in seen)
+        if new or claimed:
+            self.store.sync_children(self.job_id, new + claimed)
+        if new:
+            elapsed = max(time.monotonic() - started, 1e-6)
+            record = {"time": time.time(), "step": len(seen), "shards": len(seen), "rows": rows,
+                      "rows_per_s": round(rows / elapsed, 1)}  # fmt: skip
+            path = progress_metrics(self.job_dir)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            self.set_message(f"{len(seen)}/{len(shards)} shards, {rows} rows")
+        return rows
+
+    def _end_children(self, shards: list[dict], seen: set, status: str, why: str) -> None:
+        rows = [{"name": str(s["index"]), "kind": SHARD, "position": s["index"], "status": status, "message": why}
+                for s in shards if s["index"] not in seen]  # fmt: skip
+        if rows:
+            self.store.sync_children(self.job_id, rows)
+
+    def _merge(self, spec: dict, shards: list[dict]) -> None:
+        import numpy as np
+
+        meta = {"model": spec["model"], "version": spec["version"]["ref"], "job": self.job_id, "method": spec["method"]}
+        for source, target in spec["outputs"].items():
+            parts = [np.load(batchio.shard_output(self.job_dir, s["index"])) for s in shards if s["file"] == source]
+            batchio.write_output(Path(source), Path(target), np.concatenate(parts), {batchio.VERSION_KEY: meta["version"], **meta},
+                                 include_inputs=spec.get("include_inputs", False))
+
+
+main = BatchSupervisor.main
+
+if __name__ == "__main__":
+    main()
