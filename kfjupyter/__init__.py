@@ -11,6 +11,7 @@ The public API::
     kfjupyter.register_model(name, model, …) -> ModelVersion  the model registry
     kfjupyter.load_model("iris@production")                  (kfjupyter.registry: aliases, search …)
     kfjupyter.deploy("iris@production", name="iris") -> Endpoint  serve a model version
+    kfjupyter.batch_predict("iris@production", data, workers=N) -> BatchJob  batch inference
     kfjupyter.pipelines.from_notebook(path) -> Pipeline       tagged cells → pipeline steps
     kfjupyter.run_pipeline(path_or_pipeline, …) -> PipelineRun  run it (locally, or on KFP)
     kfjupyter.run_notebook(path, parameters={…}, sweep={…})  papermill runs as jobs
@@ -34,6 +35,7 @@ from .runtime.bootstrap import log_params, output_dir, param, report
 __version__ = "0.1.0"
 
 __all__ = [
+    "batch_predict",
     "deploy",
     "Endpoint",
     "Job",
@@ -92,6 +94,10 @@ def __getattr__(name: str) -> Any:
         from . import serving
 
         return getattr(serving, name)
+    if name == "batch_predict":
+        from .serving.batch import batch_predict
+
+        return batch_predict
     if name == "run_pipeline":
         from .pipelines import run_pipeline
 

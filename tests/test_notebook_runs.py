@@ -401,6 +401,24 @@ def test_cli_sweep_prints_progress_and_the_results_table(workspace, workdir):
     assert fingerprint(nb) == before
 
 
+def test_cli_experiment_files_a_sweeps_runs_under_it(workspace, workdir):
+    from kfjupyter import tracking
+
+    make_notebook(workdir / "grid.ipynb", "a = 1\nb = 1\noffset = 0.0", SWEEP_CELL)
+    refused = cli("run", "grid.ipynb", "--experiment", " ", home=workspace, cwd=workdir)
+    assert refused.returncode == 1 and "invalid experiment name" in refused.stderr, refused.stdout + refused.stderr
+    done = cli("run", "grid.ipynb", "--sweep", "a=2,3", "--experiment", "grid-search", "--max-parallel", "2",
+               home=workspace, cwd=workdir)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    sweep_id = re.match(r"sweep (\S+):", done.stdout).group(1)
+    frame = tracking.runs(experiment="grid-search", kind="notebook", order_by="params.a")
+    assert list(frame["run_id"]) == [f"{sweep_id}-1", f"{sweep_id}-2"]
+    assert list(frame["params.a"]) == [2, 3] and set(frame["parent_run"]) == {sweep_id}
+    assert list(frame["metrics.score"]) == [2.0, 3.0]
+    assert tracking.get_run(sweep_id).experiment == "grid-search"
+    assert tracking.runs(experiment="grid").empty  # not the notebook's name
+
+
 def test_cli_no_wait_returns_and_the_run_goes_on(workspace, workdir):
     make_notebook(workdir / "nb.ipynb", "a = 1\nb = 1.0\nflag = False",
                   "import kfjupyter, time\ntime.sleep(1)\nkfjupyter.report(score=a * b if flag else -1.0)")

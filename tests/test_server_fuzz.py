@@ -21,6 +21,11 @@ constrained, and only that:
 * ``POST /endpoints`` and ``POST /pipelines/runs`` start real model servers and pipeline
   runs: their bodies never name the seeded model or notebook (each example would start
   processes for seconds); the seed started one of each.
+* ``POST /runs/{run_id}/rerun`` starts the run's job again (a training job, a study, a
+  pipeline run: processes for seconds, and each new job one more run for every later
+  example to find): its path never names a job of the workspace, so it answers with a
+  404 or a 400 and starts nothing; the re-run route itself is tested in
+  test_server_tracking.py. ``GET /runs/{run_id}`` is given the seeded jobs' run ids.
 * ``GET /jobs/{id}/logs/stream`` follows a running job's log until it ends: the running
   endpoint's job id is not among the ids it is given (its finished jobs' streams end).
 """
@@ -57,6 +62,9 @@ from schemathesis.generation.feedback import NO_FEEDBACK  # noqa: E402
 
 import kfjupyter  # noqa: E402
 from kfjupyter import registry, serving  # noqa: E402
+from kfjupyter.errors import JobNotFoundError  # noqa: E402
+from kfjupyter.store.runs import split_run_id  # noqa: E402
+from kfjupyter.store.workspace import get_workspace  # noqa: E402
 
 from server_support import openapi, openapi_operations  # noqa: E402
 
@@ -115,7 +123,7 @@ def seed(root: Path, tmp: Path) -> dict:
     return {
         "job_id": [job.id, study.id, run.id],
         "study_id": [study.id, job.id],
-        "run_id": [run.id],
+        "run_id": [run.id, job.id, study.id],
         "number": [0],
         "model": [MODEL],
         "version": ["1", "2"],
@@ -158,6 +166,17 @@ def safe(case, root: Path) -> bool:
     if (case.method, case.path) == ("POST", "/pipelines/runs"):
         path = body.get("path")
         return not (isinstance(path, str) and "\x00" not in path and path.strip().lstrip("/") == NOTEBOOK)
+    if (case.method, case.path) == ("POST", "/runs/{run_id}/rerun"):
+        job_id, child = split_run_id(str((case.path_parameters or {}).get("run_id", "")))
+        return child is not None or not _is_job(job_id)
+    return True
+
+
+def _is_job(job_id: str) -> bool:
+    try:
+        get_workspace().get_job(job_id)
+    except JobNotFoundError:
+        return False
     return True
 
 

@@ -157,3 +157,70 @@ def test_kf_train_experiment_option_and_cell_params(shell):
     assert result.success, result.error_in_exec
     run = tracking.get_run(shell.user_ns["job"].id)
     assert run.experiment == "exp-magic" and run.params["lr"] == 0.1 and run.params["epochs"] == 2
+
+
+def _seed_runs(rows):
+    """Job + run records straight into the store (what a search reads), no processes."""
+    from kfjupyter.jobs import new_run
+    from kfjupyter.store.models import JobRecord
+    from kfjupyter.store.workspace import get_workspace
+
+    jobs, runs = [], []
+    for i, (kind, metrics) in enumerate(rows):
+        jid = f"seed-{i:03d}"
+        jobs.append(JobRecord(id=jid, name="seed", kind=kind, backend="local", status="Succeeded", workers=1,
+                              spec={"name": "seed", "workers": 1}, backend_info={}))  # fmt: skip
+        run = new_run(jid, None, "seeded", {"lr": 0.1 * (i + 1)})
+        run.metrics = metrics
+        runs.append(run)
+    with get_workspace().session() as s, s.begin():
+        s.add_all(jobs)
+        s.add_all(runs)
+    return [j.id for j in jobs]
+
+
+def test_metric_and_param_filters_and_kind_run_in_sql_and_agree_with_the_grammar(workdir):
+    """The database drops the runs a metric or param clause or ``kind=`` rules out (so a search over
+    10,000 runs decodes only what may match); what it keeps is judged by the grammar's own
+    rules, so odd values (NaN, text, booleans, a missing key) give the same answer."""
+    import gc
+
+    from sqlalchemy import event
+
+    from kfjupyter.store.workspace import get_workspace
+
+    ids = _seed_runs([
+        ("train", {"loss": 0.1}), ("train", {"loss": 0.9}), ("train", {"loss": float("nan")}),
+        ("train", {"loss": "0.05"}), ("train", {"loss": True}), ("train", {}), ("notebook", {"loss": 0.2}),
+    ])  # fmt: skip
+    statements: list[str] = []
+    engine = get_workspace().engine
+    listen = lambda conn, cursor, statement, *a: statements.append(statement)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        found, total = tracking.search_runs("seeded", filter="metrics.loss < 0.5")
+        assert {r.run_id for r in found} == {ids[0], ids[3], ids[6]} and total == 3
+        assert any("json_extract" in s.lower() for s in statements), statements
+        found, _ = tracking.search_runs("seeded", filter="metrics.loss = 1")
+        assert [r.run_id for r in found] == [ids[4]]  # True is 1, as the grammar says
+        found, _ = tracking.search_runs("seeded", filter="metrics.loss >= 0.2", order_by="metrics.loss DESC")
+        assert [r.run_id for r in found] == [ids[4], ids[1], ids[6]]  # True is 1; NaN is not >= 0.2
+        found, _ = tracking.search_runs("seeded", filter="metrics.loss IS NULL")
+        assert [r.run_id for r in found] == [ids[5]]
+        assert tracking.search_runs("seeded", filter="metrics.`a\x00b` < 1 and params.`a\x00b` < 1") == ([], 0)
+        assert gc.isenabled()  # paused only while a search builds its runs
+        statements.clear()
+        found, _ = tracking.search_runs("seeded", filter="params.lr < 0.25")  # the run's own params
+        assert {r.run_id for r in found} == {ids[0], ids[1]}
+        assert any("json_extract(runs.params" in s for s in statements), statements
+        found, _ = tracking.search_runs("seeded", filter="params.workers >= 1 and params.lr >= 0.65")  # a spec option
+        assert [r.run_id for r in found] == [ids[6]]
+        statements.clear()
+        found, total = tracking.search_runs("seeded", kind="notebook")
+        assert [r.run_id for r in found] == [ids[6]] and total == 1
+        assert any("jobs.kind = ?" in s for s in statements), statements
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+    frame = kfjupyter.runs(experiment="seeded", filter="metrics.loss < 0.5", order_by="params.lr")
+    assert list(frame["run_id"]) == [ids[0], ids[3], ids[6]]
+    assert str(frame["created_at"].dtype).startswith("datetime64") or frame["created_at"].iloc[0].tzinfo is not None

@@ -49,6 +49,8 @@ def add_commands(subparsers) -> None:
         help="sweep a parameter over comma-separated values (repeatable: the grid of all combinations)",
     )
     run.add_argument("--name", metavar="N", help="job name (default: from the notebook's file name)")
+    run.add_argument("--experiment", metavar="NAME",
+                     help="the experiment its run (a sweep: every run) is filed under (default: the notebook's name)")  # fmt: skip
     run.add_argument("-k", "--kernel", help="Jupyter kernel (default: the notebook's, else python3; python is python3)")
     run.add_argument("-l", "--language", help="language of the parameters (default: the notebook's, else its kernel's)")
     run.add_argument("--cwd", metavar="DIR", help="folder the kernel runs in (default: the notebook's folder)")
@@ -113,6 +115,7 @@ def _run(args) -> int:
         execution_timeout=args.execution_timeout,
         start_timeout=args.start_timeout,
         prepare_only=args.prepare_only,
+        experiment=args.experiment,
     )
     if isinstance(handle, Sweep):
         print(f"sweep {handle.id}: {len(handle.grid)} run(s) of {args.notebook}, {handle.max_parallel} at a time", flush=True)

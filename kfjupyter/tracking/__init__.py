@@ -13,12 +13,14 @@ runs to that MLflow tracking server while it runs (:mod:`.mlflow_sink`).
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+import gc
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 from .compare import Comparison, compare
 from .model import Run, RunNotFoundError, experiments, get_run, history, load_runs
 from .rerun import rerun
-from .search import SearchSyntaxError, compile_filter, parse_order_by, sort_runs
+from .search import SearchSyntaxError, compile_filter, parse_filter, parse_order_by, sort_runs
 
 __all__ = [
     "Comparison", "Run", "RunNotFoundError", "SearchSyntaxError", "compare", "experiments", "get_run", "history",
@@ -26,16 +28,36 @@ __all__ = [
 ]  # fmt: skip
 
 
+@contextmanager
+def bulk() -> Iterator[None]:
+    """While thousands of small acyclic objects are built (rows → runs → a frame), the
+    cyclic garbage collector would run again and again for nothing (a third of a search's
+    time): it is paused meanwhile; reference counting still frees everything."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def search_runs(experiment: str | None = None, filter: str | None = None, order_by: str | Iterable[str] | None = None,
                 kind: str | None = None, limit: int | None = None, offset: int = 0) -> tuple[list[Run], int]:  # noqa: A002  # fmt: skip
     """The runs that match, as :class:`Run` objects, and how many match in all."""
     match = compile_filter(filter, lambda run, key: run.value(key))  # a syntax error before any query
     order = parse_order_by(order_by)
-    found = [r for r in load_runs(experiment, kinds=None) if (kind is None or r.kind == kind) and match(r)]
-    if order:
-        found = sort_runs(found, order, lambda run, key: run.value(key))
+    with bulk():
+        found = [r for r in load_runs(experiment, kind=kind, clauses=parse_filter(filter)) if match(r)]
+        if order:
+            found = sort_runs(found, order, lambda run, key: run.value(key))
     total = len(found)
     return found[offset: None if limit is None else offset + limit], total
+
+
+#: The attributes of every run that :func:`runs` gives as columns (then params.*, metrics.*, tags.*).
+FRAME_ATTRIBUTES = ("run_id", "experiment", "name", "kind", "status", "job_id", "created_at", "started_at",
+                    "finished_at", "source_run", "parent_run")  # fmt: skip
 
 
 def runs(experiment: str | None = None, filter: str | None = None, order_by: str | Iterable[str] | None = None,  # noqa: A002
@@ -53,16 +75,11 @@ def runs(experiment: str | None = None, filter: str | None = None, order_by: str
         return search_mlflow(experiment, filter, order_by, limit)
     if source != "kfjupyter":
         raise SearchSyntaxError(f"invalid source {source!r}: 'kfjupyter' or 'mlflow'")
-    found, _ = search_runs(experiment, filter, order_by, kind, limit)
-    rows = []
-    for r in found:
-        row = {"run_id": r.run_id, "experiment": r.experiment, "name": r.name, "kind": r.kind, "status": r.status,
-               "job_id": r.job_id, "created_at": r.created_at, "started_at": r.started_at,
-               "finished_at": r.finished_at, "source_run": r.source_run, "parent_run": r.parent_run}  # fmt: skip
-        row.update({f"params.{k}": v for k, v in r.params.items()})
-        row.update({f"metrics.{k}": v for k, v in r.metrics.items()})
-        row.update({f"tags.{k}": v for k, v in r.tags.items()})
-        rows.append(row)
-    columns = ["run_id", "experiment", "name", "kind", "status", "job_id", "created_at", "started_at", "finished_at",
-               "source_run", "parent_run"]  # fmt: skip
-    return pd.DataFrame(rows, columns=None if rows else columns)
+    with bulk():
+        found, _ = search_runs(experiment, filter, order_by, kind, limit)
+        columns = {a: [getattr(r, a) for r in found] for a in FRAME_ATTRIBUTES}  # column by column: fast for pandas
+        for kind_ in ("params", "metrics", "tags"):
+            names = dict.fromkeys(k for r in found for k in getattr(r, kind_))
+            for name in names:
+                columns[f"{kind_}.{name}"] = [getattr(r, kind_).get(name) for r in found]
+        return pd.DataFrame(columns)

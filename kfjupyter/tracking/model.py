@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import String, and_, case, func, or_, select, true, type_coerce
 from sqlalchemy.orm import aliased
 
 from ..errors import KFJupyterError
@@ -22,7 +22,7 @@ from ..jobs import default_experiment
 from ..store.models import ChildRecord, JobRecord, as_utc
 from ..store.runs import RunRecord, run_id, split_run_id
 from ..store.workspace import get_workspace
-from .search import Key
+from .search import Clause, Key
 
 #: Kinds of jobs that are not runs (an endpoint serves; it trains nothing).
 NOT_RUNS = ("endpoint",)
@@ -112,8 +112,19 @@ class Run:
         }  # fmt: skip
 
 
+def _raw(column):
+    """A time column as the database gives it (SQLite: ISO text), parsed by :func:`_when`
+    with ``datetime.fromisoformat`` rather than SQLAlchemy's per-value regular expression."""
+    return type_coerce(column, String)
+
+
+def _when(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
 _JOB_COLUMNS = (JobRecord.id, JobRecord.name, JobRecord.kind, JobRecord.status, JobRecord.spec, JobRecord.notebook,
-                JobRecord.created_at, JobRecord.started_at, JobRecord.finished_at, JobRecord.backend)  # fmt: skip
+                _raw(JobRecord.created_at), _raw(JobRecord.started_at), _raw(JobRecord.finished_at),
+                JobRecord.backend)  # fmt: skip
 _RUN_COLUMNS = (RunRecord.experiment, RunRecord.params, RunRecord.tags, RunRecord.metrics,
                 RunRecord.source_run)  # fmt: skip
 
@@ -126,7 +137,8 @@ def _job_run(row) -> Run:
         run_id=jid, job_id=jid, child=None, experiment=experiment or default_experiment(notebook), name=name,
         kind=kind, status=status, params={**spec_params(spec), **(params or {})}, metrics=dict(metrics or {}),
         tags=dict(tags or {}), parent_run=spec.get("sweep_id"), source_run=source,
-        notebook=notebook, created_at=created, started_at=started, finished_at=finished, backend=backend,
+        notebook=notebook, created_at=_when(created), started_at=_when(started), finished_at=_when(finished),
+        backend=backend,
     )  # fmt: skip
 
 
@@ -139,16 +151,76 @@ def _child_run(row) -> Run:
         run_id=run_id(jid, name), job_id=jid, child=name, experiment=experiment or default_experiment(notebook),
         name=f"{jname}/{name}" if ckind != "trial" else f"{jname} trial {name}", kind=ckind, status=status,
         params={**(parent_params or {}), **own, **(params or {})}, metrics=dict(metrics or {}),
-        tags=dict(tags or {}), parent_run=jid, notebook=notebook, created_at=started or created,
-        started_at=started, finished_at=finished, backend=backend,
+        tags=dict(tags or {}), parent_run=jid, notebook=notebook, created_at=_when(started or created),
+        started_at=_when(started), finished_at=_when(finished), backend=backend,
     )  # fmt: skip
 
 
+#: Comparators whose numeric clauses the database can rule runs out by.
+_SQL_COMPARATORS = {"<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__", "=": "__eq__"}
+#: JSON types whose values compare as numbers (the grammar takes a boolean as 0 or 1).
+_SQL_NUMERIC = ("integer", "real", "true", "false")
+
+
+def _json_path(*keys: str) -> str | None:
+    """SQLite's JSON path of nested keys (None for a key it cannot quote: a quote, a
+    backslash, a NUL, which ends SQLite's path)."""
+    if any(c in k for k in keys for c in '"\\\x00'):
+        return None
+    return "$." + ".".join(f'"{k}"' for k in keys)
+
+
+def _may_match(clause: Clause, column, path: str):
+    """SQL: whether the value at ``path`` of the JSON ``column`` may match ``clause``
+    (None: a clause the database does not decide)."""
+    kind = func.json_type(column, path)
+    if clause.op in _SQL_COMPARATORS and isinstance(clause.value, float):
+        compared = getattr(func.json_extract(column, path), _SQL_COMPARATORS[clause.op])(clause.value)
+        return or_(and_(kind.in_(_SQL_NUMERIC), compared), kind == "text")  # text: the grammar's own rules decide
+    if clause.op == "IS NOT NULL":
+        return and_(kind.is_not(None), kind != "null")
+    return None
+
+
+def sql_prefilter(clauses: list[Clause], dialect: str, metrics, params=None, spec=None) -> list:
+    """SQL conditions that drop the runs a filter's clauses rule out and keep every run
+    they may match: numeric comparisons (and IS NOT NULL) of a metric (the ``metrics``
+    column) and, for jobs, of a param (the ``params`` column, which wins, else the
+    ``spec``'s parameters or options, as :func:`spec_params` reads them). What the database
+    cannot decide (a text value, a NaN that makes a column's JSON invalid, a swept list) it
+    keeps; :func:`~.search.matches` still judges every run kept. SQLite only
+    (``json_extract``); elsewhere nothing is pushed down."""
+    if dialect != "sqlite":
+        return []
+    out = []
+    for clause in clauses:
+        path = _json_path(clause.key.name)
+        if path is None:
+            continue
+        decided = None
+        if clause.key.kind == "metrics":
+            decided, valid = _may_match(clause, metrics, path), func.json_valid(metrics) == 1
+        elif clause.key.kind == "params" and params is not None:
+            own = _may_match(clause, params, path)
+            if own is not None:
+                inherited = or_(_may_match(clause, spec, _json_path("parameters", clause.key.name)),
+                                _may_match(clause, spec, path),
+                                func.json_type(spec, _json_path("sweep", clause.key.name)).is_not(None))  # fmt: skip
+                decided = case((func.json_type(params, path).is_not(None), own), else_=inherited)
+                valid = and_(func.json_valid(params) == 1, func.json_valid(spec) == 1)
+        if decided is not None:
+            out.append(case((valid, decided), else_=true()))
+    return out
+
+
 def load_runs(experiment: str | None = None, kinds: tuple[str, ...] | None = None, children: bool = True,
-              ids: list[str] | None = None) -> list[Run]:  # fmt: skip
-    """The runs of the workspace (of ``experiment``; of the job ``kinds``; ``ids`` only),
-    newest first, in two queries (jobs, then child tasks)."""
+              ids: list[str] | None = None, kind: str | None = None, clauses: list[Clause] = ()) -> list[Run]:  # fmt: skip
+    """The runs of the workspace (of ``experiment``; of the job ``kinds``; ``ids`` only; of
+    the job or child ``kind``), newest first, in two queries (jobs, then child tasks).
+    ``clauses`` (of a filter) let the database leave out runs they rule out
+    (:func:`sql_prefilter`); the runs returned still have to be matched against them."""
     ws = get_workspace()
+    dialect = ws.engine.dialect.name
     job_ids = child_ids = None
     if ids is not None:
         parsed = [split_run_id(i) for i in ids]
@@ -160,6 +232,9 @@ def load_runs(experiment: str | None = None, kinds: tuple[str, ...] | None = Non
                  .where(JobRecord.kind.not_in(NOT_RUNS)))  # fmt: skip
         if kinds:
             query = query.where(JobRecord.kind.in_(kinds))
+        if kind is not None:
+            query = query.where(JobRecord.kind == kind)
+        query = query.where(*sql_prefilter(list(clauses), dialect, RunRecord.metrics, RunRecord.params, JobRecord.spec))
         if job_ids is not None:
             query = query.where(JobRecord.id.in_(job_ids))
         if experiment is not None:
@@ -170,14 +245,16 @@ def load_runs(experiment: str | None = None, kinds: tuple[str, ...] | None = Non
             parent, own = aliased(RunRecord), aliased(RunRecord)
             query = (
                 select(ChildRecord.name, ChildRecord.kind, ChildRecord.status, ChildRecord.attrs,
-                       ChildRecord.started_at, ChildRecord.finished_at, JobRecord.id, JobRecord.name,
-                       JobRecord.notebook, JobRecord.created_at, JobRecord.backend, parent.experiment, parent.params,
-                       own.params, own.tags, own.metrics)
+                       _raw(ChildRecord.started_at), _raw(ChildRecord.finished_at), JobRecord.id, JobRecord.name,
+                       JobRecord.notebook, _raw(JobRecord.created_at), JobRecord.backend, parent.experiment,
+                       parent.params, own.params, own.tags, own.metrics)
                 .join(JobRecord, JobRecord.id == ChildRecord.job_id)
                 .outerjoin(parent, parent.id == ChildRecord.job_id)
                 .outerjoin(own, and_(own.job_id == ChildRecord.job_id, own.child == ChildRecord.name))
-                .where(ChildRecord.kind.in_(CHILD_RUNS))
+                .where(ChildRecord.kind.in_(CHILD_RUNS), *sql_prefilter(list(clauses), dialect, own.metrics))
             )  # fmt: skip
+            if kind is not None:
+                query = query.where(ChildRecord.kind == kind)
             if experiment is not None:
                 query = query.where(or_(parent.experiment == experiment, parent.id.is_(None)))
             if child_ids is not None:

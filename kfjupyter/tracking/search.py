@@ -18,7 +18,6 @@ numeric comparison of params (kfjupyter keeps a param's type: ``params.lr < 0.05
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -290,12 +289,10 @@ def parse_order_by(order_by: str | Iterable[str] | None) -> list[tuple[Key, bool
 def sort_runs(runs: list, order: list[tuple[Key, bool]], value_of: Callable[[Any, Key], Any]) -> list:
     """``runs`` sorted by ``order`` (stable; runs lacking a key last, whatever the direction)."""
     for key, descending in reversed(order):
-        present = [r for r in runs if value_of(r, key) is not None]
-        missing = [r for r in runs if value_of(r, key) is None]
-        numeric = all(isinstance(value_of(r, key), (int, float)) for r in present)
-        if numeric:
-            present.sort(key=lambda r: float(value_of(r, key)), reverse=descending)
-        else:
-            present.sort(key=lambda r: _text(value_of(r, key)), reverse=descending)
-        runs = present + missing
+        values = [value_of(r, key) for r in runs]  # each run's value read once
+        present = [(v, r) for v, r in zip(values, runs) if v is not None]
+        missing = [r for v, r in zip(values, runs) if v is None]
+        numeric = all(isinstance(v, (int, float)) for v, _ in present)
+        present.sort(key=(lambda p: float(p[0])) if numeric else (lambda p: _text(p[0])), reverse=descending)
+        runs = [r for _, r in present] + missing
     return runs

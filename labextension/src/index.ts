@@ -34,6 +34,7 @@ import { JobsModel } from './model';
 import { IKubeflowSidebar } from './sidebar';
 import { endpointsPlugin } from './endpointsplugin';
 import { modelsPlugin } from './modelsplugin';
+import { experimentsPlugin } from './experimentsplugin';
 import { pipelinePlugin } from './pipelineplugin';
 import { tuningPlugin } from './tuningplugin';
 import { IUserSettings } from './types';
@@ -289,4 +290,4 @@ const plugin: JupyterFrontEndPlugin<IKubeflowSidebar> = {
   }
 };
 
-export default [plugin, tuningPlugin, modelsPlugin, endpointsPlugin, pipelinePlugin];
+export default [plugin, tuningPlugin, modelsPlugin, endpointsPlugin, pipelinePlugin, experimentsPlugin];

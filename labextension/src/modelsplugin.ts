@@ -15,6 +15,8 @@ import { IKubeflowSidebar } from './sidebar';
 
 export namespace ModelsCommandIDs {
   export const show = 'kfjupyter:show-models';
+  /** `{model}`: the Models panel with that model's versions open (lineage links). */
+  export const showModel = 'kfjupyter:show-model';
 }
 
 export const modelsPlugin: JupyterFrontEndPlugin<void> = {
@@ -38,6 +40,13 @@ export const modelsPlugin: JupyterFrontEndPlugin<void> = {
     commands.addCommand(ModelsCommandIDs.show, {
       label: 'Kubeflow: Show Registered Models',
       execute: () => sidebar.show(panel)
+    });
+    commands.addCommand(ModelsCommandIDs.showModel, {
+      label: args => `Show Model ${String(args.model ?? '')}`,
+      execute: args => {
+        sidebar.show(panel);
+        panel.focusModel(String(args.model ?? ''));
+      }
     });
     palette?.addItem({ command: ModelsCommandIDs.show, category: 'Kubeflow' });
   }

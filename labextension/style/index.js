@@ -1,2 +1,4 @@
 import './base.css';
 import './pipeline.css';
+import './experiments.css';
+import './endpointhealth.css';

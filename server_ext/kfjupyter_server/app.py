@@ -59,6 +59,7 @@ ROUTES = [
     (rf"/{API_PREFIX}/endpoints/{ENDPOINT}/promote", endpoints.PromoteHandler),
     (rf"/{API_PREFIX}/endpoints/{ENDPOINT}/rollback", endpoints.RollbackHandler),
     (rf"/{API_PREFIX}/endpoints/{ENDPOINT}/logs", endpoints.EndpointLogsHandler),
+    (rf"/{API_PREFIX}/endpoints/{ENDPOINT}/stats", endpoints.EndpointStatsHandler),
     (rf"/{API_PREFIX}/pipelines/compile", pipelines.CompileHandler),
     (rf"/{API_PREFIX}/pipelines/export", pipelines.ExportHandler),
     (rf"/{API_PREFIX}/pipelines/runs", pipelines.RunsHandler),

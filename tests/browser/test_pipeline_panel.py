@@ -19,7 +19,7 @@ import time
 import pytest
 import yaml
 
-from .conftest import SCREENSHOTS
+from .conftest import SCREENSHOTS, open_sidebar, show_sections
 
 pytestmark = pytest.mark.slow
 
@@ -74,13 +74,8 @@ def test_tags_saved_dag_drawn_run_live_then_cached(lab, browser_page):
     cells = notebook.locator(".jp-Cell")
     expect(cells).to_have_count(5, timeout=60_000)
 
-    page.locator('.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="kfjupyter-sidebar"]').click()
-    sidebar = page.locator("#kfjupyter-sidebar")
-    titles = sidebar.locator(".jp-AccordionPanel-title")
-    expect(titles).to_have_count(5)  # Jobs, Tuning, Models, Endpoints, Pipeline
-    expect(titles.nth(4)).to_contain_text("Pipeline")
-    for i in range(4):  # fold the others: the Pipeline panel gets the height
-        titles.nth(i).click()
+    sidebar = open_sidebar(page)
+    show_sections(sidebar, "Pipeline")  # fold the others: the Pipeline panel gets the height
     panel = sidebar.locator("#kfjupyter-pipeline")
     expect(panel).to_be_visible()
     expect(panel.locator(".kf-Pipeline-notebook")).to_have_text("pipe.ipynb")
@@ -250,12 +245,8 @@ def test_tag_form_keeps_spelling_and_leaves_conflicts_alone(lab, browser_page):
     notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
     cells = notebook.locator(".jp-Cell")
     expect(cells).to_have_count(2, timeout=60_000)
-    page.locator('.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="kfjupyter-sidebar"]').click()
-    sidebar = page.locator("#kfjupyter-sidebar")
-    titles = sidebar.locator(".jp-AccordionPanel-title")
-    expect(titles).to_have_count(5)
-    for i in range(4):
-        titles.nth(i).click()
+    sidebar = open_sidebar(page)
+    show_sections(sidebar, "Pipeline")
     panel = sidebar.locator("#kfjupyter-pipeline")
     form = panel.locator(".kf-PipelineTags")
 

@@ -22,7 +22,7 @@ const HEIGHT = 220;
 const MARGIN = { top: 12, right: 16, bottom: 28, left: 52 };
 
 /** Line colours by rank (theme variables, so light and dark both work). */
-const RANK_COLOURS = [
+export const RANK_COLOURS = [
   'var(--jp-brand-color1)',
   'var(--jp-warn-color1)',
   'var(--jp-success-color1)',

@@ -20,6 +20,30 @@ export function useSignal<S, A, T>(signal: ISignal<S, A>, read: () => T): T {
   return read();
 }
 
+/**
+ * The answer of a request made again whenever `deps` change (the one before aborted):
+ * the last value received (kept while the next is on its way) and the error of the last
+ * request, if it failed.
+ */
+export function useRequest<T>(
+  load: (signal: AbortSignal) => Promise<T>,
+  deps: React.DependencyList
+): { value: T | null; error: string } {
+  const [state, setState] = React.useState<{ value: T | null; error: string }>({ value: null, error: '' });
+  React.useEffect(() => {
+    const ctrl = new AbortController();
+    load(ctrl.signal)
+      .then(value => setState({ value, error: '' }))
+      .catch(e => {
+        if ((e as Error).name !== 'AbortError') {
+          setState(s => ({ value: s.value, error: (e as Error)?.message ?? String(e) }));
+        }
+      });
+    return () => ctrl.abort();
+  }, deps);
+  return state;
+}
+
 /** The current time, updated every `ms` while `active` (no timer otherwise). */
 export function useNow(active: boolean, ms = 1000): number {
   const [now, setNow] = React.useState(() => Date.now());

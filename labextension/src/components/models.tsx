@@ -361,7 +361,12 @@ function ModelDetail(props: {
   );
 }
 
-export function ModelsPanel(props: { api: ModelsApi; actions: IModelActions }): JSX.Element {
+export function ModelsPanel(props: {
+  api: ModelsApi;
+  actions: IModelActions;
+  /** A model to show (a lineage link elsewhere): its name searched for and selected. */
+  focus?: { name: string; seq: number };
+}): JSX.Element {
   const { api, actions } = props;
   const [text, setText] = React.useState('');
   const [framework, setFramework] = React.useState('');
@@ -374,6 +379,13 @@ export function ModelsPanel(props: { api: ModelsApi; actions: IModelActions }): 
   const [error, setError] = React.useState('');
   const [loaded, setLoaded] = React.useState(false);
   const [reload, setReload] = React.useState(0);
+
+  React.useEffect(() => {
+    if (props.focus) {
+      setText(props.focus.name);
+      setSelected(props.focus.name);
+    }
+  }, [props.focus?.seq]);
 
   const filter: IModelFilter = {
     q: text,
@@ -533,7 +545,15 @@ export class ModelsPanelWidget extends ReactWidget {
     this.update();
   }
 
-  render(): JSX.Element {
-    return <ModelsPanel api={this._options.api} actions={this._options.actions} />;
+  /** Show one model: its name in the search box, its versions open. */
+  focusModel(name: string): void {
+    this._focus = { name, seq: (this._focus?.seq ?? 0) + 1 };
+    this.update();
   }
+
+  render(): JSX.Element {
+    return <ModelsPanel api={this._options.api} actions={this._options.actions} focus={this._focus} />;
+  }
+
+  private _focus: { name: string; seq: number } | undefined;
 }
