@@ -47,8 +47,7 @@ class JobTracker:
         self.say = say or (lambda text: None)
         self.offsets: dict[Path, int] = {}
         self.last: dict[str, dict[int, dict[str, Any]]] = {}  # run id → rank → metric → last value
-        self._pid: int | None = None
-        self._stop_w = -1
+        self._stop_w = self._done_r = -1
         uri = tracking_uri()
         self.sink = None
         if uri:
@@ -102,19 +101,34 @@ class JobTracker:
 
     # -- the process
     def start(self) -> "JobTracker":
-        """Fork the tracker's process (the caller has one thread: see the module docstring)."""
-        stop_r, stop_w = os.pipe()  # the parent closes its end (or dies): the tracker's last turn
+        """Start the tracker's process (the caller has one thread: see the module docstring).
+
+        It is forked twice, so that it is not the supervisor's child: a supervisor stops
+        every process under it when its job ends or is cancelled (the kernel of a notebook
+        run, the ranks), and the tracker's last turn comes after that. Two pipes tie it to
+        the supervisor: the supervisor closes one to start the last turn (or dies, which
+        closes it too), the tracker writes its result on the other and closes it."""
+        stop_r, stop_w = os.pipe()
+        done_r, done_w = os.pipe()
         pid = os.fork()
         if pid:
             os.close(stop_r)
-            self._pid, self._stop_w = pid, stop_w
+            os.close(done_w)
+            try:
+                os.waitpid(pid, 0)  # the middle process, gone at once
+            except ChildProcessError:
+                pass
+            self._stop_w, self._done_r = stop_w, done_r
             return self
         code = 1
-        try:  # the tracker's process: its own store connections
+        try:
+            if os.fork():
+                os._exit(0)  # the middle process: the tracker is adopted by the keeper
             os.close(stop_w)
+            os.close(done_r)
             from ..store.workspace import forget_workspaces
 
-            forget_workspaces()
+            forget_workspaces()  # its own store connections
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the job's cancel, not ours
             while True:
@@ -122,6 +136,7 @@ class JobTracker:
                 if select.select([stop_r], [], [], INTERVAL_S)[0]:
                     break
             code = 0 if self._flush(self._timeout()) else 3
+            os.write(done_w, b"ok" if code == 0 else b"partial")
         except BaseException:  # noqa: BLE001  (tracking never fails a job: it says why)
             import traceback
 
@@ -154,22 +169,27 @@ class JobTracker:
         Called in the supervisor, it stops the tracker's process and waits for its flush."""
         if timeout is None:
             timeout = self._timeout()
-        if self._pid is None:  # not started: the work is done here (kfjupyter.tracking.sync)
+        if self._done_r < 0:  # not started: the work is done here (kfjupyter.tracking.sync)
             return self._flush(timeout)
-        os.close(self._stop_w)
+        try:  # a byte, not just the close: a process forked from the supervisor may hold this end too
+            os.write(self._stop_w, b"stop")
+        finally:
+            os.close(self._stop_w)
+        said = b""
         deadline = time.monotonic() + timeout + 30
-        while True:
-            pid, status = os.waitpid(self._pid, os.WNOHANG)
-            if pid:
-                self._pid = None
-                return os.waitstatus_to_exitcode(status) == 0
-            if time.monotonic() > deadline:
-                os.kill(self._pid, signal.SIGKILL)
-                os.waitpid(self._pid, 0)
-                self._pid = None
+        try:
+            while time.monotonic() < deadline:
+                if select.select([self._done_r], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                    chunk = os.read(self._done_r, 64)
+                    if not chunk:
+                        break  # the tracker's process has ended
+                    said += chunk
+            else:
                 self.say("tracking: the tracker did not finish in time; kfjupyter.tracking.sync(JOB) sends the rest")
-                return False
-            time.sleep(0.05)
+        finally:
+            os.close(self._done_r)
+            self._done_r = -1
+        return said == b"ok"
 
 
 def _child_run_record(session, rid: str) -> RunRecord:
