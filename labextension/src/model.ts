@@ -12,6 +12,9 @@ import { isAbortError } from './sse';
 import { IFilters, IJobsState, initialState, isStale, reduce, JobsAction } from './state';
 import { IJob, IServerSettings, IUserSettings } from './types';
 
+/** How long a jobs list request may take before it is asked again. */
+const REFRESH_RETRY_MS = 15000;
+
 export type Connection = 'connecting' | 'live' | 'offline';
 
 export class JobsModel implements IDisposable {
@@ -88,11 +91,19 @@ export class JobsModel implements IDisposable {
     const abort = (this._pageAbort = new AbortController());
     this._dispatch({ type: 'loading' });
     const { filters, limit } = this._state;
+    // A list request that hangs (a connection lost on the way) is asked again, rather
+    // than leaving the panel at "Loading…"
+    const retry = window.setTimeout(() => {
+      if (this._pageAbort === abort && !this._disposed) {
+        void this.refresh();
+      }
+    }, REFRESH_RETRY_MS);
     try {
       const page = await this.api.listJobs(
         { kind: filters.kind, status: filters.status, limit, offset: 0 },
         abort.signal
       );
+      window.clearTimeout(retry);
       if (abort.signal.aborted) {
         return;
       }
@@ -100,6 +111,7 @@ export class JobsModel implements IDisposable {
       this._dispatch({ type: 'loaded', jobs: page.jobs, total: page.total, now: Date.now() });
     } catch (error) {
       if (!isAbortError(error) && !abort.signal.aborted) {
+        window.clearTimeout(retry);
         this._dispatch({ type: 'error', message: (error as Error).message });
       }
     }
