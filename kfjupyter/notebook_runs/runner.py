@@ -154,7 +154,7 @@ class Runner(Supervisor):
 
     def cancel_now(self) -> None:
         try:
-            kill_tree(psutil.Process().children(recursive=True), grace=2.0)
+            kill_tree(self.job_children(), grace=2.0)
         finally:
             try:
                 self.log.line("cancelled: the notebook's kernel was stopped")
@@ -262,7 +262,7 @@ class Runner(Supervisor):
     def stop_children(self) -> None:
         """papermill shuts its kernel down; whatever is left under us goes too."""
         try:
-            kill_tree(psutil.Process().children(recursive=True), grace=2.0)
+            kill_tree(self.job_children(), grace=2.0)
         except psutil.Error:
             pass
 

@@ -44,6 +44,8 @@ class Supervisor:
         self.cancelled = False
         self._store = None
         self._message: str | None = None
+        #: the run tracker's process: not one of the job's, it outlives the job's end by its last turn
+        self.tracker_pid: int | None = None
 
     # -- plumbing -----------------------------------------------------------------
     @property
@@ -82,6 +84,12 @@ class Supervisor:
         before anything of the supervisor starts a thread (its run's tracker, then
         :meth:`run`). A training supervisor starts its ranks here (see :mod:`.warm`)."""
 
+    def job_children(self) -> list:
+        """This process's descendants that belong to the job (all but the run tracker)."""
+        import psutil
+
+        return [p for p in psutil.Process().children(recursive=True) if p.pid != self.tracker_pid]
+
     def stop(self) -> None:
         """Stop everything the job started (after a crash of :meth:`run`)."""
         processes.kill_job_processes(self.job_dir)
@@ -98,6 +106,7 @@ class Supervisor:
         try:
             supervisor.before_threads()
             tracker = supervisor.start_tracker()
+            supervisor.tracker_pid = getattr(tracker, "pid", None)
             supervisor.run()
         except BaseException:
             text = traceback.format_exc()

@@ -48,6 +48,7 @@ class JobTracker:
         self.offsets: dict[Path, int] = {}
         self.last: dict[str, dict[int, dict[str, Any]]] = {}  # run id → rank → metric → last value
         self._stop_w = self._done_r = -1
+        self.pid: int | None = None  # the tracker's process, once started
         uri = tracking_uri()
         self.sink = None
         if uri:
@@ -101,29 +102,21 @@ class JobTracker:
 
     # -- the process
     def start(self) -> "JobTracker":
-        """Start the tracker's process (the caller has one thread: see the module docstring).
+        """Fork the tracker's process (the caller has one thread: see the module docstring).
 
-        It is forked twice, so that it is not the supervisor's child: a supervisor stops
-        every process under it when its job ends or is cancelled (the kernel of a notebook
-        run, the ranks), and the tracker's last turn comes after that. Two pipes tie it to
-        the supervisor: the supervisor closes one to start the last turn (or dies, which
-        closes it too), the tracker writes its result on the other and closes it."""
+        Two pipes tie it to the supervisor: the supervisor writes on one (or dies, which
+        closes it) to start the last turn, the tracker writes its result on the other.
+        A supervisor that stops every process under it spares this one (:attr:`pid`)."""
         stop_r, stop_w = os.pipe()
         done_r, done_w = os.pipe()
         pid = os.fork()
         if pid:
             os.close(stop_r)
             os.close(done_w)
-            try:
-                os.waitpid(pid, 0)  # the middle process, gone at once
-            except ChildProcessError:
-                pass
-            self._stop_w, self._done_r = stop_w, done_r
+            self.pid, self._stop_w, self._done_r = pid, stop_w, done_r
             return self
         code = 1
         try:
-            if os.fork():
-                os._exit(0)  # the middle process: the tracker is adopted by the keeper
             os.close(stop_w)
             os.close(done_r)
             from ..store.workspace import forget_workspaces
@@ -131,7 +124,8 @@ class JobTracker:
             forget_workspaces()  # its own store connections
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the job's cancel, not ours
-            while True:
+            parent = os.getppid()
+            while os.getppid() == parent:  # a supervisor killed outright: a last turn, then go
                 self._turn()
                 if select.select([stop_r], [], [], INTERVAL_S)[0]:
                     break
@@ -189,6 +183,10 @@ class JobTracker:
         finally:
             os.close(self._done_r)
             self._done_r = -1
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:  # reaped by whoever stopped the job's processes
+                pass
         return said == b"ok"
 
 
