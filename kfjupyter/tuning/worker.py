@@ -62,9 +62,11 @@ class Worker:
         spec = TuneSpec.from_dict(self.launch["spec"])
         self.storage = engine.open_storage(job_dir)
         study_id = self.storage.get_study_id_from_name(self.launch["study_name"])
-        if spec.seed is not None:
+        if spec.seed is not None and spec.algorithm != "grid":
             # every worker (and every resumed run) its own stream: the same seed in two
-            # workers would propose the same parameters twice
+            # workers would propose the same parameters twice. Not the grid: its seed
+            # shuffles the grid, and its grid ids (kept in the study) name points of that
+            # one order, which every worker and every resumed run must share
             done = len(self.storage.get_all_trials(study_id, deepcopy=False))
             spec = spec.with_changes(seed=spec.seed + 7919 * index + 104729 * done)
         self.spec = spec
