@@ -19,7 +19,7 @@ import {
 } from '@jupyterlab/apputils';
 import { PageConfig } from '@jupyterlab/coreutils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
-import { NotebookPanel } from '@jupyterlab/notebook';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { refreshIcon, SidePanel, Toolbar, ToolbarButton } from '@jupyterlab/ui-components';
 import { AccordionPanel, SplitPanel, Widget } from '@lumino/widgets';
@@ -69,9 +69,12 @@ async function revealCell(
   app: JupyterFrontEnd,
   docManager: IDocumentManager,
   path: string,
-  cell: string | null | undefined
+  cell: string | null | undefined,
+  notebooks: INotebookTracker | null
 ): Promise<boolean> {
-  const widget = docManager.openOrReveal(path);
+  // A notebook already open is shown as it is: Notebook 7's document manager does not
+  // always find its page's own notebook, and opening it again replaces (and saves) it.
+  const widget = notebooks?.find(panel => panel.context.path === path) ?? docManager.openOrReveal(path);
   if (!widget) {
     throw new Error(`Cannot open ${path}.`);
   }
@@ -123,13 +126,14 @@ const plugin: JupyterFrontEndPlugin<IKubeflowSidebar> = {
   autoStart: true,
   provides: IKubeflowSidebar,
   requires: [IDocumentManager],
-  optional: [ISettingRegistry, ILayoutRestorer, ICommandPalette],
+  optional: [ISettingRegistry, ILayoutRestorer, ICommandPalette, INotebookTracker],
   activate: (
     app: JupyterFrontEnd,
     docManager: IDocumentManager,
     settingRegistry: ISettingRegistry | null,
     restorer: ILayoutRestorer | null,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    notebooks: INotebookTracker | null
   ): IKubeflowSidebar => {
     const { commands, shell } = app;
     const api = new KFApi(app.serviceManager.serverSettings);
@@ -240,7 +244,7 @@ const plugin: JupyterFrontEndPlugin<IKubeflowSidebar> = {
                 : 'The job was not started from a notebook.'
             );
           }
-          return await revealCell(app, docManager, path, job.cell);
+          return await revealCell(app, docManager, path, job.cell, notebooks);
         } catch (error) {
           await showErrorMessage('Cannot open the cell', error as Error);
           return false;

@@ -7,17 +7,26 @@ import { ISignal } from '@lumino/signaling';
 import { formatDuration, jobDuration } from '../format';
 import { IJob, isTerminal } from '../types';
 
-/** Re-render on a Lumino signal; returns the latest value of `read()`. */
+/**
+ * Re-render on a Lumino signal; returns the latest value of `read()`, which must return
+ * the same value while nothing changed (a model's immutable state, a string).
+ *
+ * React's `useSyncExternalStore`: it reads again once it has subscribed, so a change
+ * emitted between the first render and the subscription (a jobs page answered while
+ * React was painting) is not missed, as it was with a subscription in `useEffect`.
+ */
 export function useSignal<S, A, T>(signal: ISignal<S, A>, read: () => T): T {
-  const [, setTick] = React.useState(0);
-  React.useEffect(() => {
-    const onChange = () => setTick(t => t + 1);
-    signal.connect(onChange);
-    return () => {
-      signal.disconnect(onChange);
-    };
-  }, [signal]);
-  return read();
+  const subscribe = React.useCallback(
+    (onChange: () => void) => {
+      const slot = () => onChange();
+      signal.connect(slot);
+      return () => {
+        signal.disconnect(slot);
+      };
+    },
+    [signal]
+  );
+  return React.useSyncExternalStore(subscribe, read);
 }
 
 /**

@@ -12,7 +12,7 @@ import { formatDuration, jobDuration, notebookApiPath, parseTime } from '../form
 import { JobsModel } from '../model';
 import { IJob, IMetricRow, isTerminal } from '../types';
 import { MetricsChart } from './chart';
-import { Button, Duration, StatusBadge, useNow, VisibilityAwareWidget } from './common';
+import { Button, Duration, StatusBadge, useNow, useSignal, VisibilityAwareWidget } from './common';
 import { IJobActions } from './jobs';
 import { LogViewer } from './logs';
 import { SweepResults } from './sweep';
@@ -22,20 +22,11 @@ import { kubeflowIcon } from '../icons';
 export const METRICS_REFRESH_MS = 3000;
 
 function useJob(model: JobsModel, id: string): IJob | undefined {
-  const [job, setJob] = React.useState<IJob | undefined>(() => model.job(id));
+  const job = useSignal(model.jobChanged, () => model.job(id));
   React.useEffect(() => {
-    const onChange = (_: JobsModel, changed: IJob) => {
-      if (changed.id === id) {
-        setJob(changed);
-      }
-    };
-    model.jobChanged.connect(onChange);
     if (!model.job(id)) {
       model.fetchJob(id).catch(() => undefined);
     }
-    return () => {
-      model.jobChanged.disconnect(onChange);
-    };
   }, [model, id]);
   return job;
 }

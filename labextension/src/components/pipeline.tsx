@@ -74,6 +74,7 @@ function useNotebook(tracker: INotebookTracker): NotebookPanel | null {
     const bump = () => setTick(t => t + 1);
     tracker.currentChanged.connect(bump);
     tracker.activeCellChanged.connect(bump);
+    bump(); // what changed between the first render and this subscription
     return () => {
       tracker.currentChanged.disconnect(bump);
       tracker.activeCellChanged.disconnect(bump);
