@@ -40,6 +40,9 @@ from .store.workspace import as_aware, get_workspace
 REGISTER_MODEL = "kfjupyter.registry:register_model"
 #: ``Job.rerun`` is tracking's ``rerun``.
 RERUN = "kfjupyter.tracking:rerun"
+#: Told when a job that does not run under a local supervisor is seen ending (tracking
+#: ends its MLflow run: the pods of a Kubernetes job cannot know when it ends).
+REMOTE_JOB_ENDED = "kfjupyter.tracking.pods:job_ended"
 
 
 #: a follower of a watched job looks at it anyway this often (what a watch cannot see)
@@ -220,6 +223,10 @@ class Job:
                 if seen.reason is not None:
                     fields["end_reason"] = seen.reason.to_dict()
                 record = ws.update_job(self.id, only_if_active=True, **fields)
+                if record.status in st.TERMINAL and record.backend != "local":
+                    from .backends import load
+
+                    load(REMOTE_JOB_ENDED)(record)
         self._record = record
         return record
 

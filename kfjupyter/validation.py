@@ -68,6 +68,20 @@ def check_dns1123_label(value: str, what: str = "name", max_length: int = 63) ->
     return value
 
 
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def check_dns1123_subdomain(value: str, what: str = "name", max_length: int = 253) -> str:
+    """Return ``value`` if it is a DNS-1123 subdomain (a Secret's or a ConfigMap's name):
+    DNS-1123 labels joined by '.', at most ``max_length`` characters."""
+    if not isinstance(value, str) or not value or len(value) > max_length or not _DNS1123_SUBDOMAIN.match(value):
+        raise InvalidOptionError(
+            f"invalid {what} {value!r}: use lower-case letters, digits, '-' and '.', starting and ending with a "
+            f"letter or digit, at most {max_length} characters (a DNS-1123 subdomain)"
+        )
+    return value
+
+
 def check_quantity(value: str | int | float, what: str) -> str:
     """Return ``value`` as a Kubernetes quantity string, or raise naming the option."""
     text = str(value).strip()

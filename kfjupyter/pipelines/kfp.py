@@ -95,7 +95,8 @@ MAX_ARG_BYTES = 131072 - 1024
 #: base64: put on ``sys.path``), ``--kfp-metrics ARTIFACT NAMES EXECUTOR_INPUT`` (after a
 #: successful step, the last value of each metric of NAMES (comma-separated) logged in the
 #: metadata of output ARTIFACT, in the executor output file KFP's launcher reads; NaN and
-#: infinities are left out: KFP refuses them).
+#: infinities are left out: KFP refuses them), ``--tracker SENDER`` (the MLflow sender of a
+#: tracked run, packed as the runtime: written beside the bootstrap, which starts it).
 LOADER = """\
 import base64, io, json, os, runpy, sys, tempfile, zipfile, zlib
 d = tempfile.mkdtemp(prefix="kfjupyter-step-")
@@ -105,11 +106,14 @@ for name, text in zip(("stepruntime.py", "bootstrap.py", "program.py"), texts):
         fh.write(text)
 args = sys.argv[4:]
 opts = {}
-arity = {"--metrics-file": 1, "--modules": 1, "--kfp-metrics": 3}
+arity = {"--metrics-file": 1, "--modules": 1, "--kfp-metrics": 3, "--tracker": 1}
 while args and args[0] in arity:
     n = arity[args[0]]
     opts[args[0]] = args[1:1 + n]
     del args[:1 + n]
+if "--tracker" in opts:
+    with open(os.path.join(d, "kf_mlflow.py"), "w", encoding="utf-8") as fh:
+        fh.write(zlib.decompress(base64.b64decode(opts["--tracker"][0])).decode("utf-8"))
 if "--metrics-file" in opts:
     path = opts["--metrics-file"][0]
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -234,10 +238,13 @@ def module_bundle(step: Step, workdir: str | os.PathLike) -> tuple[str, list[str
     return bundle, too_big
 
 
-def step_component(pipeline: Pipeline, step: Step, default_image: str | None = None, notes: list[str] | None = None):
+def step_component(pipeline: Pipeline, step: Step, default_image: str | None = None, notes: list[str] | None = None,
+                   tracking=None):  # fmt: skip
     """The KFP component of one step: a ``kfp.dsl.container_component`` whose inputs and
     outputs are the step's parameters and values under their own names. What the step uses
-    and the component does not carry is added to ``notes`` (one line each)."""
+    and the component does not carry is added to ``notes`` (one line each). With
+    ``tracking`` (a :class:`kfjupyter.tracking.pods.PodTracking`) it carries the MLflow
+    sender, which the step's bootstrap starts."""
     _, _, dsl = _kfp()
     from kfp.dsl import Artifact, Input, Metrics, Output
 
@@ -266,6 +273,8 @@ def step_component(pipeline: Pipeline, step: Step, default_image: str | None = N
         twice = sorted({n for n in names if names.count(n) > 1})
         raise KFPCompileError(f"step {step.name}: {', '.join(twice)} would be two inputs/outputs of one component: rename one")
     loader_options: list[Any] = []
+    for text in (tracking.files if tracking is not None else {}).values():
+        loader_options += ["--tracker", packed(text.decode("utf-8"))]
     if pipeline.notebook:  # the notebook's folder: its modules travel, its data files cannot
         from .cache import data_files
 
@@ -387,6 +396,17 @@ def _volume_mounts(pipeline: Pipeline) -> list[tuple[dict[str, Any], Any]]:
     return mounts
 
 
+def _apply_tracking(task, step: Step, tracking) -> None:
+    """What the step's pod needs to send its nested run to MLflow: the variables, and the
+    token as a reference to its Secret."""
+    for entry in tracking.env_vars(run_name=step.name, child_run=f"{tracking.job_id}.{step.name}"):
+        if "value" in entry:
+            task.set_env_variable(entry["name"], entry["value"])
+        else:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            _kubernetes().use_secret_as_env(task, secret_name=ref["name"], secret_key_to_env={ref["key"]: entry["name"]})
+
+
 def _apply_pod(task, step: Step, mounts: list[tuple[dict[str, Any], Any]],
                security: dict[str, Any] | None = None) -> None:
     """The step's labels, annotations and secrets, and the pipeline's volumes and Kale's
@@ -408,11 +428,15 @@ def _apply_pod(task, step: Step, mounts: list[tuple[dict[str, Any], Any]],
             task.set_env_variable("KALE_VOLUME_" + re.sub(r"[^A-Z0-9]", "_", vol["name"].upper()), vol["mount_point"])
 
 
-def build_pipeline_func(pipeline: Pipeline, default_image: str | None = None, notes: list[str] | None = None):
+def build_pipeline_func(pipeline: Pipeline, default_image: str | None = None, notes: list[str] | None = None,
+                        tracking=None):  # fmt: skip
     """The ``@dsl.pipeline`` graph component of ``pipeline`` (what the compiler compiles);
-    what its steps use and it does not carry is added to ``notes``."""
+    what its steps use and it does not carry is added to ``notes``. With ``tracking`` (a
+    :class:`kfjupyter.tracking.pods.PodTracking`), each step sends its run to MLflow."""
     _, _, dsl = _kfp()
-    factories = {name: step_component(pipeline, step, default_image, notes) for name, step in pipeline.steps.items()}
+    tracking = tracking if tracking is not None and tracking.enabled else None
+    factories = {name: step_component(pipeline, step, default_image, notes, tracking)
+                 for name, step in pipeline.steps.items()}  # fmt: skip
     param_names = [checked_name("parameter", name) for name in pipeline.parameters]
 
     def body(*values):
@@ -432,6 +456,8 @@ def build_pipeline_func(pipeline: Pipeline, default_image: str | None = None, no
             task.set_env_variable("KFJUPYTER_PRINT_METRICS", "1")
             _apply_limits(task, step)
             _apply_pod(task, step, mounts, pipeline.security_context)
+            if tracking is not None:
+                _apply_tracking(task, step, tracking)
             data_sources = set(step.inputs.values())
             for upstream in pipeline.upstream(name):
                 if upstream not in data_sources:
@@ -452,11 +478,13 @@ def build_pipeline_func(pipeline: Pipeline, default_image: str | None = None, no
 
 
 def compile_kfp(pipeline: Pipeline | str | os.PathLike, path: str | os.PathLike | None = None, *,
-                default_image: str | None = None) -> str:  # fmt: skip
+                default_image: str | None = None, tracking=None) -> str:  # fmt: skip
     """Compile ``pipeline`` (a Pipeline, or a tagged notebook's path) to KFP v2 IR YAML.
 
     Returns the YAML text; with ``path``, also writes it there. The text loads back with the
     kfp SDK (``kfp.components.load_component_from_text``) and runs on Kubeflow Pipelines 2.x.
+    ``tracking`` (a :class:`kfjupyter.tracking.pods.PodTracking`): the steps of that run send
+    their runs to MLflow (the IR is then this run's own).
     """
     if not isinstance(pipeline, Pipeline):
         from .graph import from_notebook
@@ -466,7 +494,7 @@ def compile_kfp(pipeline: Pipeline | str | os.PathLike, path: str | os.PathLike 
     import tempfile
 
     notes: list[str] = []
-    func = build_pipeline_func(pipeline, default_image, notes)
+    func = build_pipeline_func(pipeline, default_image, notes, tracking)
     for note in notes:
         warnings.warn(note, KFPCompileWarning, stacklevel=2)
     with tempfile.TemporaryDirectory(prefix="kfjupyter-kfp-") as tmp:

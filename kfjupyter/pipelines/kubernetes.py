@@ -43,6 +43,7 @@ from typing import Any, Iterator
 
 from .. import status as st
 from ..errors import BackendError, InvalidOptionError, KFJupyterError
+from ..k8s.tracking import submission
 from ..runtime.engine import Channel, Channels, EngineBase, Features
 from ..runtime.logs import poll_follow
 from ..status import Observation
@@ -308,7 +309,14 @@ class KFPPipelineBackend(EngineBase):
         check_name(name, "KFP pipeline name")
         client = self._client()  # checks the URL
         values = runtime_parameters(pipeline, parameters)
-        ir_yaml = compile_kfp(pipeline, default_image=options.get("default_image"))
+        with submission(job_id, "pipeline",
+                        lambda tracking: compile_kfp(pipeline, default_image=options.get("default_image"), tracking=tracking),
+                        lambda ir_yaml: None) as ir_yaml:  # fmt: skip
+            return self._start_run(job_id, pipeline, name, client, values, ir_yaml, job_dir, options)
+
+    def _start_run(self, job_id: str, pipeline: Pipeline, name: str, client: "KFPClient", values: dict, ir_yaml: str,
+                   job_dir: Path | None, options: dict) -> dict:  # fmt: skip
+        """Upload the compiled pipeline and start its run (see :meth:`submit_pipeline`)."""
         experiment = options.get("experiment_id") or os.environ.get("KFJUPYTER_KFP_EXPERIMENT")
         namespace = options.get("namespace") or os.environ.get("KFJUPYTER_NAMESPACE")
         if not experiment and pipeline.experiment:  # Kale's experiment_name: found, or created

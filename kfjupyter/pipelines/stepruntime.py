@@ -460,8 +460,9 @@ def parse_param(type_: str, text: str) -> Any:
 
 
 def _kfjupyter():
-    """What gives the program ``kfjupyter.report``: the real package's (its rank runtime),
-    else the bootstrap's stand-in, else a minimal one."""
+    """What gives the program ``kfjupyter.report``: the real package's rank runtime, else
+    the bootstrap beside this file (its stand-in installed as ``kfjupyter``), else a minimal
+    one. The bootstrap also starts a pod's MLflow tracker (``pod_tracker``)."""
     try:
         from kfjupyter.runtime import bootstrap
 
@@ -474,7 +475,7 @@ def _kfjupyter():
         module.__file__ = str(boot)
         exec(compile(boot.read_text(encoding="utf-8"), str(boot), "exec"), module.__dict__)
         module._install_standin()
-        return sys.modules["kfjupyter"]
+        return module
 
     def report(step=None, **metrics):  # the minimal stand-in: bootstrap.report's file format
         import time
@@ -687,6 +688,20 @@ def main(argv: list[str] | None = None) -> int:
     if _USES_IPYTHON.search("\n".join(_program_lines(args.program))):
         init["get_ipython"] = _ipython_provider(step, args.program)
     kfj = _kfjupyter()
+    start_tracker = getattr(kfj, "pod_tracker", None)
+    tracker = start_tracker(name=step, params={n: t for n, _, t in args.param},
+                            artifacts={"program": args.program}) if start_tracker else None  # fmt: skip
+    ok = False
+    try:
+        ok = _run(args, step, init, kfj) == 0
+        return 0
+    finally:
+        if tracker is not None:
+            tracker.finish(ok)
+
+
+def _run(args, step, init, kfj) -> int:
+    """The step itself: its program, then its outputs and metrics (exits 1 on a failure)."""
     try:
         result = runpy.run_path(args.program, init_globals=init, run_name="__main__")
     except SystemExit as exc:

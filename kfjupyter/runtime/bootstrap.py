@@ -18,6 +18,11 @@ Environment it reads:
     KFJUPYTER_STORE_FD      (rank 0 of a local job) a listening socket on 127.0.0.1 that the
                             launcher bound: rank 0 serves torch.distributed's rendezvous
                             store on it, once the program imports torch.distributed
+    KFJUPYTER_MLFLOW_TRACKER "1" (a Kubernetes pod whose job tracks to MLflow): the rank
+                            starts its own tracker beside the program, ``python kf_mlflow.py``
+                            (:mod:`kfjupyter.tracking.mlflow_sender`, shipped beside this
+                            file), which sends the metrics file to the MLflow run; the
+                            program never waits for it (see :func:`pod_tracker`)
 
 A metrics write that fails (a full or read-only disk, a folder that went away) never
 fails the program: the records are kept, a warning is printed once, and they are
@@ -221,6 +226,85 @@ def _install_standin():
     sys.modules["kfjupyter"] = module
 
 
+#: The pod's MLflow sender, shipped beside this file (kfjupyter.tracking.mlflow_sender).
+SENDER = "kf_mlflow.py"
+
+
+class _PodTracker:
+    """The process sending this rank's metrics file to MLflow (see :func:`pod_tracker`)."""
+
+    def __init__(self, proc):
+        self.proc = proc
+
+    def finish(self, ok):
+        """Tell the tracker how the program ended and wait for its last send (bounded by
+        KFJUPYTER_TRACKING_FLUSH_S, plus a margin): the pod ends only once it is done."""
+        try:
+            self.proc.stdin.write(b"FINISHED\n" if ok else b"FAILED\n")
+            self.proc.stdin.close()
+        except (OSError, ValueError):  # the tracker is gone already (it said why)
+            pass
+        timeout = float(os.environ.get("KFJUPYTER_TRACKING_FLUSH_S") or 30) + 15
+        try:
+            self.proc.wait(timeout)
+        except Exception:  # noqa: BLE001  (tracking never fails a job)
+            self.proc.kill()
+
+
+def pod_tracker(name=None, params=None, artifacts=None):
+    """In a pod whose job tracks to MLflow (``KFJUPYTER_MLFLOW_TRACKER=1``): start the
+    rank's tracker process and return its handle (``finish(ok)`` at the program's end);
+    else None. ``name``, ``params``: of the run the pod creates (a pipeline step's);
+    ``artifacts``: ``{"outputs": DIR, "program": FILE}`` uploaded at the end.
+
+    A rank other than 0 tracks only into a run created up front (``MLFLOW_RUN_ID``): a run
+    made in the pod is rank 0's. ``report`` writes its metrics file as ever (one is made
+    in the temporary folder when none is set); the tracker reads it in a process of its
+    own, so the program never waits for the network, and a tracker that cannot start
+    (no MLflow client in the image) says so and leaves the job alone."""
+    if os.environ.get("KFJUPYTER_MLFLOW_TRACKER") != "1" or not os.environ.get("MLFLOW_TRACKING_URI"):
+        return None
+    if (os.environ.get("RANK") or "0") != "0" and not os.environ.get("MLFLOW_RUN_ID"):
+        return None
+    sender = Path(__file__).resolve().with_name(SENDER)
+    if sender.is_file():
+        argv = [sys.executable, str(sender)]
+    else:
+        try:
+            import importlib.util
+
+            found = importlib.util.find_spec("kfjupyter.tracking.mlflow_sender")
+        except ImportError:
+            found = None
+        if found is None:
+            _warn(f"kfjupyter: MLflow tracking is off in this pod: no {SENDER} beside {Path(__file__).name}")
+            return None
+        argv = [sys.executable, "-m", "kfjupyter.tracking.mlflow_sender"]
+    if not os.environ.get("KFJUPYTER_METRICS_FILE"):
+        import tempfile
+
+        fd, path = tempfile.mkstemp(prefix="kfjupyter-metrics-", suffix=".jsonl")
+        os.close(fd)
+        os.environ["KFJUPYTER_METRICS_FILE"] = path
+    env = dict(os.environ)
+    if name:
+        env["KFJUPYTER_RUN_NAME"] = str(name)
+    if params:
+        env["KFJUPYTER_MLFLOW_PARAMS"] = json.dumps({str(k): str(v) for k, v in params.items()})
+    wanted = dict(artifacts or {})
+    if "outputs" not in wanted and os.environ.get("KFJUPYTER_OUTPUT_DIR"):
+        wanted["outputs"] = os.environ["KFJUPYTER_OUTPUT_DIR"]
+    env["KFJUPYTER_MLFLOW_ARTIFACTS"] = json.dumps({k: str(v) for k, v in wanted.items() if v})
+    import subprocess
+
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, env=env, close_fds=True)
+    except OSError as exc:
+        _warn(f"kfjupyter: MLflow tracking is off in this pod: {exc}")
+        return None
+    return _PodTracker(proc)
+
+
 def _close_process_group():
     """Destroy a process group the program left open.
 
@@ -313,10 +397,14 @@ def main():
         import kfjupyter  # noqa: F401  (the real package, when the image has it)
     except ImportError:
         _install_standin()
+    tracker = pod_tracker(artifacts={"program": bundle / "program.py"})
+    ok = False
     try:
         run_program(bundle)
         _close_process_group()
-    except SystemExit:
+        ok = True
+    except SystemExit as exc:
+        ok = exc.code in (None, 0)
         raise
     except BaseException:
         text = traceback.format_exc()
@@ -326,6 +414,10 @@ def main():
         if error_file:
             Path(error_file).write_text(text, encoding="utf-8")
         sys.exit(1)
+    finally:
+        if tracker is not None:
+            _metrics.flush_at_exit()  # what report could not write yet, before the last send
+            tracker.finish(ok)
 
 
 if __name__ == "__main__":

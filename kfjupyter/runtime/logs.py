@@ -61,31 +61,6 @@ def read_records(path: Path) -> list[dict]:
     return out
 
 
-def read_new_records(path: Path, offset: int, limit: int | None = None) -> tuple[list[dict], int]:
-    """The records (metrics and params) of a JSON-lines file from byte ``offset`` on, at most
-    ``limit`` of them, and the offset after the last one read: what a follower of the file
-    reads next time. A last line still being written is left for then."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            chunk = fh.read()
-    except FileNotFoundError:
-        return [], offset
-    out: list[dict] = []
-    position = offset
-    for line in chunk.splitlines(keepends=True):
-        if not line.endswith(b"\n") or (limit is not None and len(out) >= limit):
-            break
-        position += len(line)
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            out.append(record)
-    return out, position
-
-
 def read_span(path: Path, start: int, end: int | None = None) -> str:
     """The text of a file from byte ``start`` to ``end`` (default: its end)."""
     try:

@@ -8,7 +8,8 @@
 Every job but an endpoint is a run of an experiment (``experiment=`` / ``--experiment``;
 default: the notebook's name), and so is every trial of a study and every step of a
 pipeline run. With ``MLFLOW_TRACKING_URI`` set, each job's supervisor also copies its
-runs to that MLflow tracking server while it runs (:mod:`.mlflow_sink`).
+runs to that MLflow tracking server while it runs (:mod:`.mlflow_sink`); a Kubernetes
+job's pods send their own (:mod:`.pods`), through the same sender (:mod:`.mlflow_sender`).
 """
 
 from __future__ import annotations

@@ -25,9 +25,9 @@ from typing import Any, Callable
 
 from .. import status as st
 from ..runtime.detached import DetachedEngine
-from ..runtime.logs import read_new_records
 from ..store.runs import RunRecord, run_id
 from ..store.workspace import get_workspace
+from .mlflow_sender import read_new_records
 
 #: seconds between two looks at the files
 INTERVAL_S = 1.0
@@ -237,12 +237,17 @@ def start(job_id: str, job_dir: Path, kind: str) -> JobTracker | None:
 
 def sync(job_id: str, timeout: float = 30.0) -> bool:
     """Send to MLflow what a job's tracker could not send before the job's supervisor ended
-    (its server was away): the same code, run once. Whether everything got there."""
+    (its server was away): the same code, run once; of a Kubernetes job, end its MLflow run
+    (:func:`kfjupyter.tracking.pods.end_run`). Whether everything got there."""
     from .. import jobs
 
     job = jobs.get(job_id)
     if job.record.status not in st.TERMINAL:
-        return True  # its own tracker is on it
+        return True  # its own tracker (a Kubernetes job's: its pods) is on it
+    if job.record.backend != "local":  # its pods sent their runs: what is left is the job's end
+        from .pods import end_run
+
+        return end_run(job_id, job.record.status, timeout)
     engine = job.engine
     tracker = JobTracker(job_id, job.job_dir, engine, job_log_writer(engine, job_id, job.job_dir))
     return tracker.finish(timeout)

@@ -17,59 +17,31 @@ job's log, waits (doubling up to :data:`BACKOFF_CAP_S`) and goes on from the sam
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from .. import status as st
 from ..store.runs import RunRecord, split_run_id
 from ..store.workspace import get_workspace
+from .mlflow_sender import BACKOFF_CAP_S, BATCH, MAX_PARAMS, RECORDS, Sender, artifact_paths, client as _client
+from .mlflow_sender import experiment_id, param_text as _value
 
-#: records per ``log_batch`` (MLflow takes at most 1000 metrics and 100 params a call)
-BATCH = 1000
-MAX_PARAMS = 100
-#: records read from a file per call (a record holds one or more metrics)
-RECORDS = 500
-BACKOFF_CAP_S = 5.0
+__all__ = ["BACKOFF_CAP_S", "BATCH", "END_STATUS", "MAX_PARAMS", "RECORDS", "MlflowSink", "experiment_id",
+           "search_mlflow"]  # fmt: skip
+
 #: MLflow's run statuses of kfjupyter's end states
 END_STATUS = {st.SUCCEEDED: "FINISHED", st.FAILED: "FAILED", st.CANCELLED: "KILLED", "Skipped": "KILLED",
               "Cached": "FINISHED", "Pruned": "KILLED"}  # fmt: skip
 
 
-def _client(uri: str):
-    # the sink retries itself: the client's own retries (minutes of back-off) would hold the tracker
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    from mlflow.tracking import MlflowClient
+class MlflowSink(Sender):
+    """The MLflow copy of one local job's runs: :class:`~.mlflow_sender.Sender` with each
+    run's MLflow state (its MLflow run, the read positions of its files) kept in the run's
+    record of the workspace store, and the runs made from what the store says of them."""
 
-    return MlflowClient(tracking_uri=uri)
-
-
-def experiment_id(client, name: str) -> str:
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    try:
-        return client.create_experiment(name)
-    except Exception:  # noqa: BLE001  (another job created it meanwhile)
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return found.experiment_id
-
-
-def _value(value: Any) -> str:
-    return str(value)[:6000]
-
-
-class MlflowSink:
-    def __init__(self, uri: str, job_id: str, job_dir: Path, engine, say: Callable[[str], None]):
-        self.uri, self.job_id, self.job_dir, self.engine, self.say = uri, job_id, Path(job_dir), engine, say
-        self.client = _client(uri)
-        self.failing = False
-        self.retry_at = 0.0
-        self.backoff = 0.5
+    def __init__(self, uri: str, job_id: str, job_dir: Path | None, engine=None, say: Callable[[str], None] = print):
+        super().__init__(uri, say)
+        self.job_id, self.job_dir, self.engine = job_id, Path(job_dir) if job_dir else None, engine
         self.states: dict[str, dict] = {}
 
     # -- state kept in the run's record
@@ -99,8 +71,6 @@ class MlflowSink:
         if run.parent_run:
             parent = self._open(run.parent_run)
             parent_id = parent["run_id"]
-        from mlflow.entities import Param, RunTag
-
         tags = {"kfjupyter.run_id": rid, "kfjupyter.job_id": run.job_id, "kfjupyter.kind": run.kind,
                 **{f"kfjupyter.{k}": _value(v) for k, v in run.env.items() if k not in ("notebook", "git_commit")},
                 **{k: _value(v) for k, v in run.tags.items()}}  # fmt: skip
@@ -113,109 +83,62 @@ class MlflowSink:
         if run.source_run:
             tags["kfjupyter.source_run"] = run.source_run
         started = run.started_at or run.created_at
-        created = self.client.create_run(
-            experiment_id(self.client, run.experiment), start_time=int(started.timestamp() * 1000) if started else None,
-            tags=tags, run_name=run.name,
-        )  # fmt: skip
-        state["run_id"] = created.info.run_id
-        state["experiment_id"] = created.info.experiment_id
-        params = [Param(k, _value(v)) for k, v in sorted(run.params.items())]
-        for i in range(0, len(params), MAX_PARAMS):
-            self.client.log_batch(state["run_id"], params=params[i: i + MAX_PARAMS])
+        state["run_id"], state["experiment_id"] = self.create_run(
+            run.experiment, run.name, tags, run.params, start_ms=int(started.timestamp() * 1000) if started else None
+        )
         state["params"] = sorted(run.params)
         self._save(rid)
         return state
 
+    def open(self, rid: str, **note) -> dict | None:
+        """The MLflow state of run ``rid``, its MLflow run created if need be, with ``note``
+        (fields kept with it: ``pods=URI`` for a Kubernetes job's run, ``ended=True``);
+        None when the server failed it (said)."""
+        if not self.attempt(lambda: bool(self._open(rid))):
+            return None
+        state = self._state(rid)
+        state.update(note)
+        self._save(rid)
+        return state
+
+    def _rel(self, path: Path) -> str:
+        return str(path.relative_to(self.job_dir)) if self.job_dir and path.is_relative_to(self.job_dir) else str(path)
+
     # -- sending
     def send(self, run_files: dict[str, list[tuple[int, Path]]], force: bool = False) -> bool:
-        """Send what is new (at most BATCH records per file and call); whether all was sent.
+        """Send what is new (at most RECORDS records per file and call); whether all was sent.
         While the server is away, nothing is tried before its retry time (unless ``force``)."""
-        if not force and time.monotonic() < self.retry_at:
+        if not self.due(force):
             return False
-        from mlflow.exceptions import MlflowException
 
-        try:
+        def work() -> bool:
             done = True
             for rid in sorted(run_files, key=lambda r: (split_run_id(r)[1] is not None, r)):
                 state = self._open(rid)
                 for rank, path in run_files[rid]:
-                    done = self._send_file(rid, state, rank, path) and done
-            if self.failing:
-                self.failing = False
-                self.say(f"MLflow tracking server {self.uri} is back: sending what it missed")
-            self.backoff = 0.5
+                    all_read = self.send_file(state["run_id"], state, rank, path, self._rel(path))
+                    self._save(rid)
+                    done = all_read and done
             return done
-        except MlflowException as exc:
-            code = exc.get_http_status_code()
-            if code is not None and 400 <= code < 500 and code not in (408, 429):
-                self.say(f"MLflow refused a batch ({exc.message[:300]}); skipped")
-                return False
-            self._lost(exc)
-        except Exception as exc:  # noqa: BLE001  (connection errors, the server going away)
-            self._lost(exc)
-        return False
 
-    def _lost(self, exc: Exception) -> None:
-        if not self.failing:
-            self.failing = True
-            self.say(f"MLflow tracking server {self.uri} unreachable ({str(exc).splitlines()[0][:200]}); "
-                     "the job goes on, its records are kept and sent when the server is back")  # fmt: skip
-        self.retry_at = time.monotonic() + self.backoff
-        self.backoff = min(self.backoff * 2, BACKOFF_CAP_S)
-
-    def _send_file(self, rid: str, state: dict, rank: int, path: Path) -> bool:
-        from mlflow.entities import Metric, Param
-
-        from ..runtime.logs import read_new_records
-
-        rel = str(path.relative_to(self.job_dir)) if path.is_relative_to(self.job_dir) else str(path)
-        offset = state["sent"].get(rel, 0)
-        records, new_offset = read_new_records(path, offset, limit=RECORDS)
-        if not records:
-            return True
-        metrics, params = [], {}
-        prefix = "" if rank == 0 else f"rank-{rank}/"
-        for record in records:
-            if "params" in record:
-                params.update({k: v for k, v in (record["params"] or {}).items() if k not in state["params"]})
-                continue
-            stamp = int(float(record.get("time") or time.time()) * 1000)
-            step = record.get("step")
-            step = int(step) if isinstance(step, (int, float)) and not isinstance(step, bool) else 0
-            for key, value in record.items():
-                if key not in ("time", "step") and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    metrics.append(Metric(prefix + key, float(value), stamp, step))
-        items = [Param(k, _value(v)) for k, v in params.items()]
-        for i in range(0, len(items), MAX_PARAMS):
-            self.client.log_batch(state["run_id"], params=items[i: i + MAX_PARAMS])
-        for i in range(0, len(metrics), BATCH):
-            self.client.log_batch(state["run_id"], metrics=metrics[i: i + BATCH])
-        state["params"] = sorted(set(state["params"]) | set(params))
-        state["sent"][rel] = new_offset
-        self._save(rid)
-        return len(records) < RECORDS
+        return self.attempt(work)
 
     # -- the end
     def finish(self, run_files: dict[str, list[tuple[int, Path]]], timeout: float) -> bool:
         """Send everything, end the runs, upload the artifacts: for ``timeout`` seconds at most."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.send(run_files, force=True) and self._end_all(run_files):
-                return True
-            if time.monotonic() >= deadline:
-                left = self._unsent(run_files)
-                self.say(f"MLflow tracking server {self.uri}: {left} byte(s) of records not sent yet; "
-                         f"kfjupyter.tracking.sync({self.job_id!r}) sends them once it is back")  # fmt: skip
-                return False
-            time.sleep(min(self.backoff, max(0.0, deadline - time.monotonic())))
+        if self.flush(lambda: self.send(run_files, force=True) and self._end_all(run_files), timeout):
+            return True
+        left = self._unsent(run_files)
+        self.say(f"MLflow tracking server {self.uri}: {left} byte(s) of records not sent yet; "
+                 f"kfjupyter.tracking.sync({self.job_id!r}) sends them once it is back")  # fmt: skip
+        return False
 
     def _unsent(self, run_files) -> int:
         total = 0
         for rid, files in run_files.items():
             sent = self._state(rid)["sent"]
             for _, path in files:
-                rel = str(path.relative_to(self.job_dir)) if path.is_relative_to(self.job_dir) else str(path)
-                total += max(0, (path.stat().st_size if path.exists() else 0) - sent.get(rel, 0))
+                total += max(0, (path.stat().st_size if path.exists() else 0) - sent.get(self._rel(path), 0))
         return total
 
     def _end_all(self, run_files) -> bool:
@@ -223,7 +146,8 @@ class MlflowSink:
 
         ws = get_workspace()
         rids = sorted(set(run_files) | {self.job_id}, key=lambda r: (split_run_id(r)[1] is None, r))  # children first
-        try:
+
+        def work() -> bool:
             for rid in rids:
                 state = self._open(rid)
                 if state.get("ended"):
@@ -235,18 +159,12 @@ class MlflowSink:
                     status = st.SUCCEEDED
                 if status not in st.CHILD_TERMINAL:
                     continue
-                for local, where in self._artifacts(rid):
-                    if local.is_dir():
-                        self.client.log_artifacts(state["run_id"], str(local), where)
-                    else:
-                        self.client.log_artifact(state["run_id"], str(local), where)
-                self.client.set_terminated(state["run_id"], END_STATUS.get(status, "FINISHED"))
+                self.end_run(state["run_id"], END_STATUS.get(status, "FINISHED"), self._artifacts(rid))
                 state["ended"] = True
                 self._save(rid)
             return True
-        except Exception as exc:  # noqa: BLE001
-            self._lost(exc)
-            return False
+
+        return self.attempt(work)
 
     def _artifacts(self, rid: str) -> list[tuple[Path, str | None]]:
         """What a run's MLflow copy keeps as artifacts: its outputs and its program."""
@@ -258,12 +176,7 @@ class MlflowSink:
         else:
             candidates = [(folder / "trials" / child / "outputs", "outputs"),
                           (folder / "steps" / child / "program.py", "program")]  # fmt: skip
-        out = []
-        for path, where in candidates:
-            if path.is_file() or (path.is_dir() and any(p.is_file() for p in path.rglob("*"))):
-                if not path.is_symlink():
-                    out.append((path, where))
-        return out
+        return artifact_paths(candidates)
 
 
 def search_mlflow(experiment: str | None, filter: str | None, order_by, limit: int | None):  # noqa: A002

@@ -24,17 +24,18 @@ import base64
 import functools
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 from .. import status as st
 from ..capture.bundle import BOOTSTRAP, Bundle
 from ..errors import BackendError, InvalidOptionError
-from ..k8s.client import K8sClients, connect, merge_patch, stream_lines
+from ..k8s.client import K8sClients, merge_patch
 from ..k8s.observe import Changes, deletion
 from ..k8s.schema import TRAINER_GROUP, TRAINER_VERSION, parse_rfc3339, validate_configmap, validate_trainjob
-from ..runtime.engine import Channels, EngineBase, Features, ranked
+from ..k8s.tracking import submission
+from ..k8s.workload import PodWorkloadEngine, pending_reason, phase
+from ..runtime.engine import Channels, Features, ranked
 from ..status import Observation
 from ..validation import check_dns1123_label
 from .spec import TrainSpec
@@ -56,8 +57,6 @@ OUTPUT_DIR = "/opt/kfjupyter/outputs"
 BUNDLE_VOLUME = "kfjupyter-bundle"
 OUTPUT_VOLUME = "kfjupyter-outputs"
 
-#: Lines of a failed rank's log put in the job's error when no traceback is found.
-ERROR_TAIL_LINES = 40
 _METRIC_TOKEN = re.compile(r"^([A-Za-z_][-\w.]*)=(\S+)$")
 
 
@@ -106,10 +105,22 @@ def bundle_configmap(
     return manifest, items
 
 
+def env_entries(env: dict[str, str], tracking=None, **child: str) -> list[dict]:
+    """A container's ``env`` entries: ``env``, and with ``tracking`` (a
+    :class:`kfjupyter.tracking.pods.PodTracking`) what the pod needs to send its runs to
+    MLflow (``child``: of a trial's or a step's run)."""
+    if tracking is not None:
+        return tracking.env_vars(env, **child)
+    return [{"name": k, "value": v} for k, v in env.items()]
+
+
 def trainjob_manifest(
-    job_id: str, namespace: str, spec: TrainSpec, items: list[dict], sha256: str | None = None
+    job_id: str, namespace: str, spec: TrainSpec, items: list[dict], sha256: str | None = None, tracking=None,
+    **child: str,
 ) -> dict:
-    """The TrainJob running the bundle mounted from ConfigMap ``<job_id>-bundle``."""
+    """The TrainJob running the bundle mounted from ConfigMap ``<job_id>-bundle``; with
+    ``tracking`` (a :class:`kfjupyter.tracking.pods.PodTracking`), what its ranks need to
+    send their runs to MLflow (``child``: of a tuning trial's run)."""
     env = dict(spec.env)
     env.setdefault("PYTHONUNBUFFERED", "1")  # log lines reach `kubectl logs` as printed
     env.update(
@@ -124,7 +135,7 @@ def trainjob_manifest(
         "numNodes": spec.workers,
         "numProcPerNode": 1,
         "command": ["torchrun", f"{BUNDLE_DIR}/{BOOTSTRAP}"],
-        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "env": env_entries(env, tracking, **child),
     }
     if spec.image:
         trainer["image"] = spec.image
@@ -209,44 +220,13 @@ def parse_metric_line(line: str) -> dict | None:
 # --------------------------------------------------------------------------- backend
 
 
-class KubernetesTrainBackend(EngineBase):
+class KubernetesTrainBackend(PodWorkloadEngine):
     """Runs training jobs as Kubeflow Trainer ``TrainJob``\\ s (see the module docstring)."""
 
     kind = "train"
     name = "kubernetes"
     features = Features(metrics=True, changes="watch")
-
-    def __init__(self, clients: K8sClients | None = None, poll_interval: float = 0.5):
-        self._clients = clients
-        self.poll_interval = poll_interval
-
-    # -- plumbing
-
-    def _connect(self, info: dict | None = None, namespace: str | None = None) -> K8sClients:
-        if self._clients is not None:
-            if namespace and namespace != self._clients.namespace:
-                return K8sClients(self._clients.api_client, namespace, self._clients.context, self._clients.server)
-            return self._clients
-        if info:
-            return connect(namespace=info.get("namespace"), context=info.get("context"))
-        return connect(namespace=namespace)
-
-    @staticmethod
-    def _api_error(exc: Exception, doing: str) -> BackendError:
-        from kubernetes.client.exceptions import ApiException
-
-        if isinstance(exc, ApiException):
-            message = exc.reason or ""
-            try:
-                message = json.loads(exc.body).get("message") or message
-            except (TypeError, ValueError, AttributeError):
-                pass
-            return BackendError(f"Kubernetes API refused to {doing} ({exc.status}): {message}")
-        return BackendError(f"cannot {doing}: {exc}")
-
-    @staticmethod
-    def _status_of(exc: Exception) -> int | None:
-        return getattr(exc, "status", None)
+    container = NODE
 
     # -- TrainBackend
 
@@ -258,13 +238,23 @@ class KubernetesTrainBackend(EngineBase):
             raise InvalidOptionError(f"bundle {bundle.root} has no {BOOTSTRAP}")
         sha = bundle.sha256
         clients = self._connect(namespace=spec.namespace)  # reads configuration only
-        # Both objects are built and validated before the first request is sent.
-        configmap, items = bundle_configmap(job_id, clients.namespace, files, sha)
-        trainjob = trainjob_manifest(job_id, clients.namespace, spec, items, sha)
-        validate_trainjob(trainjob)
-        validate_configmap(configmap)
-        core, custom, ns = clients.core, clients.custom, clients.namespace
+        ns = clients.namespace
 
+        def build(tracking) -> tuple[dict, dict]:
+            configmap, items = bundle_configmap(job_id, ns, {**files, **tracking.files}, sha)
+            return configmap, trainjob_manifest(job_id, ns, spec, items, sha, tracking)
+
+        def check(built: tuple[dict, dict]) -> None:
+            validate_trainjob(built[1])
+            validate_configmap(built[0])
+
+        # Both objects are built and validated before the first request is sent.
+        with submission(job_id, "train", build, check) as (configmap, trainjob):
+            return self._create(job_id, clients, configmap, trainjob, sha, job_dir, spec)
+
+    def _create(self, job_id: str, clients: K8sClients, configmap: dict, trainjob: dict, sha: str, job_dir: Path,
+                spec: TrainSpec) -> dict:  # fmt: skip
+        core, custom, ns = clients.core, clients.custom, clients.namespace
         try:
             core.create_namespaced_config_map(ns, configmap, field_validation="Strict")
         except Exception as exc:
@@ -337,17 +327,6 @@ class KubernetesTrainBackend(EngineBase):
             .watch(functools.partial(clients.core.list_namespaced_pod, ns), label_selector=f"{JOBSET_NAME_LABEL}={name},{RJOB_NAME_LABEL}={NODE}")
         )  # fmt: skip
 
-    def wait(self, job_id: str, info: dict, timeout: float | None = None) -> Observation:
-        """Watch the TrainJob until it ends (or ``timeout`` seconds); its last observation."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self.changes(job_id, info) as changes:
-            while (obs := self.observe(job_id, info)).status not in st.TERMINAL:
-                left = 60.0 if deadline is None else deadline - time.monotonic()
-                if left <= 0:
-                    return obs
-                changes.wait(min(left, 60.0))
-        return obs
-
     def channels(self, job_id: str, info: dict) -> Channels:
         workers = int(info.get("workers", 1))
         return Channels(logs=ranked("rank", "rank", workers), metrics=ranked("rank", "rank", workers))
@@ -363,36 +342,7 @@ class KubernetesTrainBackend(EngineBase):
     def _rank_log(self, job_id: str, info: dict, rank: int, follow: bool, tail: int | None, stop=None) -> Iterator[str]:
         clients = self._connect(info)
         name = info.get("trainjob", job_id)
-        if not follow:
-            pod = self._pod_for_rank(clients, name, rank)
-            if pod is None or _phase(pod) == "Pending":
-                return
-            yield from self._read_log(clients, pod["metadata"]["name"], tail=tail)
-            return
-        with self.changes(job_id, info) as changes:  # follow: wait (watching) for the pod to start
-            while (pod := self._pod_for_rank(clients, name, rank)) is None or _phase(pod) == "Pending":
-                if self.observe(job_id, info).status in st.TERMINAL or (stop is not None and stop.is_set()):
-                    return
-                while not changes.wait(self.poll_interval):
-                    if stop is not None and stop.is_set():
-                        return
-        while True:  # then stream until it ends
-            try:
-                resp = clients.core.read_namespaced_pod_log(
-                    pod["metadata"]["name"], clients.namespace, container=NODE,
-                    follow=True, tail_lines=tail, _preload_content=False,
-                )  # fmt: skip
-            except Exception as exc:
-                if self._status_of(exc) in (400, 404):  # not started yet, or gone meanwhile
-                    time.sleep(self.poll_interval)
-                    continue
-                raise self._api_error(exc, f"read the log of {pod['metadata']['name']}") from exc
-            try:
-                yield from stream_lines(resp, stop)
-            finally:
-                resp.close()
-                resp.release_conn()
-            return
+        return self._pod_log(job_id, info, lambda: self._pod_for_rank(clients, name, rank), follow=follow, tail=tail, stop=stop)
 
     def read_metrics(self, job_id: str, info: dict, channel: str | None = None) -> list[dict]:
         """The ``name=value`` lines each rank printed (``kfjupyter.report`` on Kubernetes)."""
@@ -403,7 +353,7 @@ class KubernetesTrainBackend(EngineBase):
         out: list[dict] = []
         for rank in range(int(info.get("workers", 1))):
             pod = self._pod_for_rank(clients, name, rank)
-            if pod is None or _phase(pod) == "Pending":
+            if pod is None or phase(pod) == "Pending":
                 continue
             for line in self._read_log(clients, pod["metadata"]["name"], timestamps=True):
                 stamp, _, text = line.partition(" ")
@@ -451,115 +401,26 @@ class KubernetesTrainBackend(EngineBase):
             return Observation(st.SUCCEEDED, message=done.get("message"))
         if suspended := true("Suspended"):
             return Observation(st.PENDING, message=f"suspended: {suspended.get('message') or ''}".strip())
-        try:
-            pods = self._pods(clients, obj["metadata"]["name"])
-        except Exception as exc:
-            raise self._api_error(exc, f"list the pods of {job_id}") from exc
-        if any(_phase(p) == "Running" for p in pods):
+        pods = self._pods(clients, obj["metadata"]["name"])
+        if any(phase(p) == "Running" for p in pods):
             return Observation(st.RUNNING)
-        return Observation(st.PENDING, message=_pending_reason(pods))
+        return Observation(st.PENDING, message=pending_reason(pods))
 
     def _pods(self, clients: K8sClients, name: str, rank: int | None = None) -> list[dict]:
         selector = f"{JOBSET_NAME_LABEL}={name},{RJOB_NAME_LABEL}={NODE}"
         if rank is not None:
             selector += f",{JOB_INDEX_LABEL}={rank}"
-        resp = clients.core.list_namespaced_pod(clients.namespace, label_selector=selector, _preload_content=False)
-        try:
-            return json.loads(resp.data)["items"]
-        finally:
-            resp.release_conn()
+        return self._list_pods(clients, selector)
 
     def _pod_for_rank(self, clients: K8sClients, name: str, rank: int) -> dict | None:
         """The newest pod of rank ``rank`` (a retried rank has several)."""
-        try:
-            pods = self._pods(clients, name, rank)
-        except Exception as exc:
-            raise self._api_error(exc, f"list the pods of {name}") from exc
-        pods.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")
-        return pods[-1] if pods else None
+        return self._newest_pod(clients, f"{JOBSET_NAME_LABEL}={name},{RJOB_NAME_LABEL}={NODE},{JOB_INDEX_LABEL}={rank}")
 
-    def _read_log(
-        self, clients: K8sClients, pod: str, tail: int | None = None, timestamps: bool = False
-    ) -> list[str]:
-        try:
-            resp = clients.core.read_namespaced_pod_log(
-                pod, clients.namespace, container=NODE, tail_lines=tail,
-                timestamps=timestamps or None, _preload_content=False,
-            )  # fmt: skip
-        except Exception as exc:
-            if self._status_of(exc) in (400, 404):
-                return []
-            raise self._api_error(exc, f"read the log of {pod}") from exc
-        try:
-            return resp.data.decode("utf-8", errors="replace").splitlines()
-        finally:
-            resp.release_conn()
-
-    def _failure_log(self, clients: K8sClients, name: str) -> str:
-        """The traceback (else the log tail) of the rank that failed first.
-
-        Ranks that lose a peer fail too (with a connection error), a moment later; the log
-        timestamps of the tracebacks tell which came first.
-        """
+    def _failure_log(self, clients: K8sClients, name: str) -> str:  # type: ignore[override]
+        """The traceback (else the log tail) of the rank that failed first."""
         try:
             pods = self._pods(clients, name)
         except Exception:
             return ""
-        failed = []
-        for pod in pods[:16]:
-            for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-                term = (cs.get("state") or {}).get("terminated") or {}
-                if cs.get("name") == NODE and term.get("exitCode"):
-                    stamped = self._read_log(clients, pod["metadata"]["name"], timestamps=True)
-                    pairs = [line.partition(" ")[::2] for line in stamped]  # (timestamp, text)
-                    texts = [text for _, text in pairs]
-                    first = next((stamp for stamp, text in pairs if text.startswith(_TRACEBACK)), None)
-                    failed.append((first or "~", term.get("finishedAt") or "", pod, texts))
-        if not failed:
-            return ""
-        failed.sort(key=lambda f: f[:2])  # tracebacks by time, then pods without one
-        _, _, pod, lines = failed[0]
-        shown = _traceback(lines) or lines[-ERROR_TAIL_LINES:]
-        rank = (pod["metadata"].get("labels") or {}).get(JOB_INDEX_LABEL, "?")
-        text = f"rank {rank} (pod {pod['metadata']['name']}):\n" + "\n".join(shown)
-        others = [(f[2]["metadata"].get("labels") or {}).get(JOB_INDEX_LABEL, "?") for f in failed[1:]]
-        if others:
-            text += f"\n(rank {', '.join(others)} failed too)"
-        return text
-
-
-_TRACEBACK = "Traceback (most recent call last)"
-_CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
-_LAUNCHER_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d")  # torchrun's own (glog-style) log lines
-
-
-def _traceback(lines: list[str]) -> list[str] | None:
-    """The first Python traceback in ``lines`` (with its chained causes), or None."""
-    start = next((i for i, line in enumerate(lines) if line.startswith(_TRACEBACK)), None)
-    if start is None:
-        return None
-    out: list[str] = []
-    for line in lines[start:]:
-        if out and line.startswith(_TRACEBACK) and not any(c in "\n".join(out[-3:]) for c in _CHAINED):
-            break  # a new, unrelated traceback (the launcher's)
-        if _LAUNCHER_LOG.match(line) or len(out) >= 120:
-            break
-        out.append(line)
-    return out
-
-
-def _phase(pod: dict) -> str:
-    return (pod.get("status") or {}).get("phase") or "Pending"
-
-
-def _pending_reason(pods: list[dict]) -> str | None:
-    for pod in pods:
-        status = pod.get("status") or {}
-        for cond in status.get("conditions") or []:
-            if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
-                return f"pod {pod['metadata']['name']}: {cond.get('reason')}: {cond.get('message')}"
-        for cs in status.get("containerStatuses") or []:
-            waiting = (cs.get("state") or {}).get("waiting")
-            if waiting and waiting.get("reason") not in (None, "ContainerCreating"):
-                return f"pod {pod['metadata']['name']}: {waiting.get('reason')}: {waiting.get('message') or ''}"
-    return None
+        rank = lambda pod: f"rank {(pod['metadata'].get('labels') or {}).get(JOB_INDEX_LABEL, '?')}"  # noqa: E731
+        return PodWorkloadEngine._failure_log(self, clients, pods, rank, "rank")

@@ -30,8 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from ..capture.bundle import BOOTSTRAP
-from ..k8s.schema import SCHEMAS_DIR, ManifestError, check_metadata, Validator, validate_trainjob
-from ..training.kubernetes import BUNDLE_DIR, BUNDLE_VOLUME, OUTPUT_DIR, OUTPUT_VOLUME, configmap_name, trainjob_manifest
+from ..k8s.schema import SCHEMAS_DIR, ManifestError, check_metadata, structural_schema, Validator, validate_trainjob
+from ..training.kubernetes import (
+    BUNDLE_DIR,
+    BUNDLE_VOLUME,
+    OUTPUT_DIR,
+    OUTPUT_VOLUME,
+    configmap_name,
+    env_entries,
+    trainjob_manifest,
+)
 from ..training.spec import TrainSpec
 from .spec import MEDIAN_MIN_TRIALS, MEDIAN_START_STEP, TuneSpec
 
@@ -93,13 +101,18 @@ def _resources(spec: TuneSpec) -> dict:
     return {"requests": dict(resources), "limits": dict(resources)} if resources else {}
 
 
-def batch_job_template(job_id: str, spec: TuneSpec, items: list[dict]) -> dict:
-    """The trial as a batch Job: one process running the bundle."""
+#: The name of a trial's run in MLflow: the Trial's name (Katib substitutes it).
+TRIAL_RUN_NAME = "${trialParameters.%s}" % TRIAL_NAME_PARAM
+
+
+def batch_job_template(job_id: str, spec: TuneSpec, items: list[dict], tracking=None) -> dict:
+    """The trial as a batch Job: one process running the bundle (with ``tracking``, a
+    :class:`kfjupyter.tracking.pods.PodTracking`: sending its run to MLflow)."""
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": spec.image or DEFAULT_IMAGE,
         "command": ["python", f"{BUNDLE_DIR}/{BOOTSTRAP}"],
-        "env": [{"name": k, "value": v} for k, v in _env(spec).items()],
+        "env": env_entries(_env(spec), tracking, run_name=TRIAL_RUN_NAME),
         "volumeMounts": [
             {"name": BUNDLE_VOLUME, "mountPath": BUNDLE_DIR, "readOnly": True},
             {"name": OUTPUT_VOLUME, "mountPath": OUTPUT_DIR},
@@ -130,7 +143,7 @@ def batch_job_template(job_id: str, spec: TuneSpec, items: list[dict]) -> dict:
     }
 
 
-def trainjob_template(job_id: str, spec: TuneSpec, items: list[dict]) -> dict:
+def trainjob_template(job_id: str, spec: TuneSpec, items: list[dict], tracking=None) -> dict:
     """The trial as a TrainJob of ``workers_per_trial`` nodes (the training backend's manifest)."""
     env = {k: v for k, v in _env(spec).items() if k not in ("KFJUPYTER_BUNDLE", "KFJUPYTER_OUTPUT_DIR",
                                                              "KFJUPYTER_PRINT_METRICS", "PYTHONDONTWRITEBYTECODE")}  # fmt: skip
@@ -138,7 +151,7 @@ def trainjob_template(job_id: str, spec: TuneSpec, items: list[dict]) -> dict:
         name=job_id, workers=spec.workers_per_trial, gpus=spec.gpus, cpu=spec.cpu, memory=spec.memory,
         image=spec.image, env=env, backend="kubernetes",
     )  # fmt: skip
-    manifest = trainjob_manifest(job_id, "default", train, items)
+    manifest = trainjob_manifest(job_id, "default", train, items, tracking=tracking, run_name=TRIAL_RUN_NAME)
     validate_trainjob(manifest)  # as Trainer would see it, under the name Katib will give it
     template = copy.deepcopy(manifest)
     del template["metadata"]["name"], template["metadata"]["namespace"]
@@ -147,9 +160,10 @@ def trainjob_template(job_id: str, spec: TuneSpec, items: list[dict]) -> dict:
     return template
 
 
-def experiment_manifest(job_id: str, namespace: str, spec: TuneSpec, items: list[dict]) -> dict:
+def experiment_manifest(job_id: str, namespace: str, spec: TuneSpec, items: list[dict], tracking=None) -> dict:
     distributed = spec.workers_per_trial > 1
-    trial_spec = trainjob_template(job_id, spec, items) if distributed else batch_job_template(job_id, spec, items)
+    template = trainjob_template if distributed else batch_job_template
+    trial_spec = template(job_id, spec, items, tracking)
     trial_template: dict[str, Any] = {
         "primaryContainerName": "node" if distributed else CONTAINER,
         "successCondition": CONDITION.format("Complete"),
@@ -216,39 +230,9 @@ def _swagger_schemas() -> dict:
 
 @functools.lru_cache(maxsize=None)
 def resolved_schema(name: str) -> dict:
-    """A swagger component with every ``$ref`` inlined (``allOf: [$ref]`` merged), as the
-    structural validator of :mod:`kfjupyter.k8s.schema` reads schemas."""
-    schemas = _swagger_schemas()
-    cache: dict[str, dict] = {}
-
-    def resolve(node: Any, stack: tuple[str, ...]) -> Any:
-        if isinstance(node, list):
-            return [resolve(n, stack) for n in node]
-        if not isinstance(node, dict):
-            return node
-        if "$ref" in node:
-            ref = node["$ref"].rsplit("/", 1)[-1]
-            if ref in stack:  # a recursive type: accept anything below
-                return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-            if ref not in cache:
-                cache[ref] = resolve(schemas[ref], stack + (ref,))
-            return {**cache[ref], **{k: v for k, v in node.items() if k != "$ref"}}
-        out = {}
-        for key, value in node.items():
-            if key == "properties":  # a map of field names: "description" may be one of them
-                out[key] = {field: resolve(sub, stack) for field, sub in value.items()}
-            elif key not in ("description", "x-kubernetes-v2-schema"):
-                out[key] = resolve(value, stack)
-        all_of = out.get("allOf")
-        if isinstance(all_of, list) and len(all_of) == 1 and "properties" not in out and "type" not in out:
-            merged = dict(all_of[0])
-            merged.update({k: v for k, v in out.items() if k not in ("allOf", "default")})
-            out = merged
-        if out.get("format") == "int-or-string":
-            out = {"x-kubernetes-int-or-string": True}
-        return out
-
-    return resolve(schemas[name], (name,))
+    """A swagger component with every ``$ref`` inlined, as the structural validator of
+    :mod:`kfjupyter.k8s.schema` reads schemas (:func:`~kfjupyter.k8s.schema.structural_schema`)."""
+    return structural_schema(_swagger_schemas(), name)
 
 
 def _number(text: Any) -> float | None:

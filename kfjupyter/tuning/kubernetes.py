@@ -23,6 +23,7 @@ from ..errors import BackendError, InvalidOptionError
 from ..k8s.client import K8sClients, connect, merge_patch, stream_lines
 from ..k8s.observe import Changes, deletion
 from ..k8s.schema import parse_rfc3339, validate_configmap
+from ..k8s.tracking import submission
 from ..runtime.engine import Channel, Channels, EngineBase, Features, UnknownChannelError
 from ..runtime.logs import poll_follow
 from ..status import Observation
@@ -99,10 +100,19 @@ class KubernetesTuneBackend(EngineBase):
         if BOOTSTRAP not in files:
             raise InvalidOptionError(f"bundle {bundle.root} has no {BOOTSTRAP}")
         clients = self._connect(namespace=spec.namespace)
-        configmap, items = bundle_configmap(job_id, clients.namespace, files, bundle.sha256)
-        experiment = katib.experiment_manifest(job_id, clients.namespace, spec, items)
-        katib.validate_experiment(experiment)  # both are checked before anything is sent
-        validate_configmap(configmap)
+
+        def build(tracking) -> tuple[dict, dict]:
+            configmap, items = bundle_configmap(job_id, clients.namespace, {**files, **tracking.files}, bundle.sha256)
+            return configmap, katib.experiment_manifest(job_id, clients.namespace, spec, items, tracking)
+
+        def check(built: tuple[dict, dict]) -> None:
+            katib.validate_experiment(built[1])  # both are checked before anything is sent
+            validate_configmap(built[0])
+
+        with submission(job_id, "tune", build, check) as (configmap, experiment):
+            return self._create(job_id, clients, configmap, experiment, job_dir, spec)
+
+    def _create(self, job_id: str, clients, configmap: dict, experiment: dict, job_dir: Path, spec: TuneSpec) -> dict:
         core, custom, ns = clients.core, clients.custom, clients.namespace
         try:
             core.create_namespaced_config_map(ns, configmap, field_validation="Strict")

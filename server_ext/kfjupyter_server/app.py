@@ -11,6 +11,7 @@ from traitlets.config import Configurable
 
 from kfjupyter.errors import InvalidOptionError
 from kfjupyter.backends import backend_names
+from kfjupyter.tracking.pods import parse_token_secret
 from kfjupyter.validation import check_dns1123_label
 
 from . import endpoints, experiments, handlers, models, pipelines
@@ -41,6 +42,8 @@ ROUTES = [
     (rf"/{API_PREFIX}/studies", handlers.StudiesHandler),
     (rf"/{API_PREFIX}/studies/{STUDY}", handlers.StudyHandler),
     (rf"/{API_PREFIX}/studies/{STUDY}/cancel", handlers.StudyCancelHandler),
+    (rf"/{API_PREFIX}/studies/{STUDY}/importances", handlers.StudyImportancesHandler),
+    (rf"/{API_PREFIX}/studies/{STUDY}/retrain-best", handlers.StudyRetrainHandler),
     (rf"/{API_PREFIX}/studies/{STUDY}/trials/{TRIAL}/log", handlers.TrialLogHandler),
     (rf"/{API_PREFIX}/models", models.ModelsHandler),
     (rf"/{API_PREFIX}/model-versions", models.VersionSearchHandler),
@@ -66,6 +69,7 @@ ROUTES = [
     (rf"/{API_PREFIX}/pipelines/runs/{RUN}", pipelines.RunHandler),
     (rf"/{API_PREFIX}/pipelines/runs/{RUN}/cancel", pipelines.RunCancelHandler),
     (rf"/{API_PREFIX}/pipelines/runs/{RUN}/steps/{STEP}/logs", pipelines.StepLogsHandler),
+    (rf"/{API_PREFIX}/pipelines/runs/{RUN}/steps/{STEP}/outputs", pipelines.StepOutputsHandler),
     (rf"/{API_PREFIX}/experiments", experiments.ExperimentsHandler),
     (rf"/{API_PREFIX}/runs", experiments.RunsHandler),
     (rf"/{API_PREFIX}/runs/compare", experiments.CompareHandler),
@@ -104,6 +108,22 @@ class KFJupyter(Configurable):
         "null: none). Published to kernels as MLFLOW_TRACKING_URI.",
     ).tag(config=True)
 
+    cluster_tracking_uri = Unicode(
+        None,
+        allow_none=True,
+        help="MLflow tracking server as Kubernetes pods reach it (default: $KFJUPYTER_CLUSTER_TRACKING_URI, else "
+        "tracking_uri unless it is a loopback address or a local store; 'none': Kubernetes jobs send nothing to "
+        "MLflow). Published to kernels as KFJUPYTER_CLUSTER_TRACKING_URI.",
+    ).tag(config=True)
+
+    cluster_tracking_token_secret = Unicode(
+        None,
+        allow_none=True,
+        help="Kubernetes Secret NAME[/KEY] (key default: token) holding the MLflow token that pods get as "
+        "MLFLOW_TRACKING_TOKEN (default: $KFJUPYTER_CLUSTER_TRACKING_TOKEN_SECRET). Published to kernels as "
+        "KFJUPYTER_CLUSTER_TRACKING_TOKEN_SECRET.",
+    ).tag(config=True)
+
     image = Unicode(
         None,
         allow_none=True,
@@ -134,6 +154,23 @@ class KFJupyter(Configurable):
     @default("tracking_uri")
     def _tracking_uri_default(self) -> str | None:
         return os.environ.get("MLFLOW_TRACKING_URI") or None
+
+    @default("cluster_tracking_uri")
+    def _cluster_tracking_uri_default(self) -> str | None:
+        return os.environ.get("KFJUPYTER_CLUSTER_TRACKING_URI") or None
+
+    @default("cluster_tracking_token_secret")
+    def _cluster_tracking_token_secret_default(self) -> str | None:
+        return os.environ.get("KFJUPYTER_CLUSTER_TRACKING_TOKEN_SECRET") or None
+
+    @validate("cluster_tracking_token_secret")
+    def _check_token_secret(self, proposal) -> str | None:
+        if proposal.value:
+            try:
+                parse_token_secret(proposal.value)
+            except InvalidOptionError as exc:
+                raise TraitError(f"KFJupyter.cluster_tracking_token_secret: {exc}") from exc
+        return proposal.value or None
 
     @default("image")
     def _image_default(self) -> str | None:
@@ -175,7 +212,8 @@ class KFJupyter(Configurable):
 
     #: The environment variable each setting is also published as (see export_to_environment).
     ENVIRONMENT = {"default_backend": "KFJUPYTER_BACKEND", "namespace": "KFJUPYTER_NAMESPACE", "image": "KFJUPYTER_IMAGE",
-                   "tracking_uri": "MLFLOW_TRACKING_URI"}
+                   "tracking_uri": "MLFLOW_TRACKING_URI", "cluster_tracking_uri": "KFJUPYTER_CLUSTER_TRACKING_URI",
+                   "cluster_tracking_token_secret": "KFJUPYTER_CLUSTER_TRACKING_TOKEN_SECRET"}
 
     def export_to_environment(self) -> None:
         """Put the settings in this process's environment: the server's own calls into
