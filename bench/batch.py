@@ -13,11 +13,17 @@ both alike):
 
 * ``ceiling``, the control: the machine's own parallelism now: ``workers`` plain processes
   each predicting its share of the rows (timed inside them, without start-up or I/O); on a
-  shared, loaded machine this says how much two processes can gain at all.
+  shared, loaded machine this says how much two processes can gain at all;
+* ``sharded``, a second control: ``model.predict`` in this process over the same shards as
+  ``batch_predict`` cuts (one call per shard, one after another). A forest predicts a
+  shard's rows faster per row than a million at once (its per-tree buffers stay small), so
+  this is the one-process time of batch_predict's own work: ``predict_sharded_s / batch_s``
+  is the gain of its workers alone.
 
 Prints the rounds, then as its last line one JSON object:
 ``{"ratio": predict_s / batch_s (median of the rounds, the rows/s of batch_predict over
-predict's), "rows_per_s": rows / batch_s, "parallel_ceiling": predict_s / ceiling_s, …}``.
+predict's), "rows_per_s": rows / batch_s, "control_ratio" (= "parallel_ceiling"):
+predict_s / ceiling_s, "shard_ratio": predict_sharded_s / batch_s, …}``.
 
     .venv/bin/python bench/batch.py [--rows 1000000] [--rounds 3] [--workers 2]
 """
@@ -88,25 +94,35 @@ def main() -> None:
     (tmp / "model.pkl").write_bytes(pickle.dumps(model))
     print(f"{args.rows} rows, {args.trees} trees; batch_predict with {args.workers} workers vs predict in one process", flush=True)
 
-    times = {"predict": [], "batch": [], "ceiling": []}
+    from kfjupyter.serving.batch import MIN_SHARD_ROWS, SHARDS_PER_WORKER
+
+    shard_rows = max(MIN_SHARD_ROWS, -(-args.rows // (args.workers * SHARDS_PER_WORKER)))  # batch_predict's default
+    times = {"predict": [], "batch": [], "ceiling": [], "sharded": []}
     expected = None
     for r in range(args.rounds):
-        for what in ("predict", "batch") if r % 2 == 0 else ("batch", "predict"):
+        for what in ("predict", "batch", "sharded") if r % 2 == 0 else ("batch", "predict", "sharded"):
             t0 = time.perf_counter()
             if what == "predict":
                 with threadpool_limits(1):
                     expected = model.predict(X)
+            elif what == "sharded":
+                with threadpool_limits(1):
+                    sharded = np.concatenate([model.predict(X[i:i + shard_rows]) for i in range(0, args.rows, shard_rows)])
             else:
                 job = kfjupyter.batch_predict(version.ref, path, workers=args.workers, wait=True, timeout=3600)
             times[what].append(time.perf_counter() - t0)
         times["ceiling"].append(ceiling(tmp, args.workers))
         got = pd.read_parquet(job.output, columns=["prediction"])["prediction"].to_numpy()
         assert np.array_equal(got, expected), "batch_predict's output differs from predict's"
+        assert np.array_equal(sharded, expected)
         print(f"round {r + 1}/{args.rounds}: predict {times['predict'][-1]:.2f} s, batch_predict {times['batch'][-1]:.2f} s, "
-              f"{args.workers} plain processes {times['ceiling'][-1]:.2f} s", flush=True)  # fmt: skip
+              f"{args.workers} plain processes {times['ceiling'][-1]:.2f} s, predict by shard {times['sharded'][-1]:.2f} s, "
+              f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
     predict_s, batch_s = statistics.median(times["predict"]), statistics.median(times["batch"])
-    ceiling_s = statistics.median(times["ceiling"])
-    print(json.dumps({"parallel_ceiling": round(predict_s / ceiling_s, 3), "ceiling_s": round(ceiling_s, 3),
+    ceiling_s, sharded_s = statistics.median(times["ceiling"]), statistics.median(times["sharded"])
+    print(json.dumps({"parallel_ceiling": round(predict_s / ceiling_s, 3), "control_ratio": round(predict_s / ceiling_s, 3),
+                      "ceiling_s": round(ceiling_s, 3), "predict_sharded_s": round(sharded_s, 3),
+                      "shard_ratio": round(sharded_s / batch_s, 3), "shard_rows": shard_rows,
                       "predict_s": round(predict_s, 3), "batch_s": round(batch_s, 3), "predict_rows_per_s": round(args.rows / predict_s, 1),
                       "rows": args.rows, "workers": args.workers, "cpus": os.cpu_count(), "load_1min": os.getloadavg()[0],
                       "ratio": round(predict_s / batch_s, 3), "rows_per_s": round(args.rows / batch_s, 1)}))  # fmt: skip

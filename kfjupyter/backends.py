@@ -28,7 +28,11 @@ _ENGINES: dict[tuple[str, str], str] = {
     ("endpoint", "local"): "kfjupyter.serving.local:LocalEndpointBackend",
     ("endpoint", "kubernetes"): "kfjupyter.serving.kubernetes:KubernetesEndpointBackend",
     ("batch", "local"): "kfjupyter.serving.batch:LocalBatchEngine",
+    ("batch", "kubernetes"): "kfjupyter.serving.batch_kubernetes:KubernetesBatchEngine",
 }
+
+#: Other names of backends, accepted wherever a backend is named (``backend="k8s"``).
+ALIASES = {"k8s": "kubernetes"}
 
 #: The handle class of each kind's jobs (default: :class:`kfjupyter.jobs.Job`).
 _HANDLES: dict[str, str] = {
@@ -72,7 +76,9 @@ def backend_names(kind: str | None = None) -> list[str]:
 
 
 def check_backend(kind: str, name: Any) -> str:
-    """``name`` if ``kind`` jobs can run on it; else a clear error naming the choices."""
+    """``name`` (its canonical form: ``"k8s"`` is ``"kubernetes"``) if ``kind`` jobs can run
+    on it; else a clear error naming the choices."""
+    name = ALIASES.get(name, name) if isinstance(name, str) else name
     known = backend_names(kind)
     if name not in known:
         choices = ", ".join(known) or "none"
@@ -82,7 +88,7 @@ def check_backend(kind: str, name: Any) -> str:
 
 def get_backend(kind: str, name: str) -> Any:
     """The engine of ``kind`` jobs on backend ``name`` (a fresh instance)."""
-    check_backend(kind, name)
+    name = check_backend(kind, name)
     return load(_ENGINES[(kind, name)])()
 
 

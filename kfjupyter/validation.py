@@ -16,8 +16,9 @@ from .errors import InvalidOptionError
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 # A Kubernetes resource quantity as users write them: a decimal number with an optional
-# binary (Ki, Mi, …) or decimal (k, M, …, m for milli) suffix, or an exponent.
-_QUANTITY = re.compile(
+# binary (Ki, Mi, …) or decimal (k, M, …, m for milli) suffix, or an exponent
+# (``500m``, ``2``, ``1Gi``, ``1e3``).
+QUANTITY = re.compile(
     r"""^
     [+]?(\d+(\.\d*)?|\.\d+)          # the number
     (
@@ -85,7 +86,7 @@ def check_dns1123_subdomain(value: str, what: str = "name", max_length: int = 25
 def check_quantity(value: str | int | float, what: str) -> str:
     """Return ``value`` as a Kubernetes quantity string, or raise naming the option."""
     text = str(value).strip()
-    if not _QUANTITY.match(text) or float(re.sub(r"[A-Za-z]+.*$", "", text) or 0) <= 0:
+    if not QUANTITY.match(text) or float(re.sub(r"[A-Za-z]+.*$", "", text) or 0) <= 0:
         raise InvalidOptionError(
             f"invalid {what} {value!r}: expected a positive Kubernetes quantity such as "
             + ("'2', '500m'" if what == "cpu" else "'512Mi', '4Gi'")

@@ -10,7 +10,12 @@ validated here with ``jsonschema`` on the project's copied CRD (independently of
 API server: create/get/list/watch/patch/delete of ``configmaps``, ``pods`` (read-only),
 ``inferenceservices`` (KServe's controller, without a model server: Ready revisions, the
 traffic split, and a predictor pod per revision whose log a test writes),
-``trainjobs`` (and read-only ``jobsets``, ``jobs``); ``pods/{name}/log`` with
+``trainjobs`` (and read-only ``jobsets``), ``jobs`` (``batch/v1``: validated with
+``jsonschema`` on the project's copy of the Kubernetes OpenAPI definitions of a Job, strict,
+plus the API server's own Job and pod-template rules, written out here independently of
+``kfjupyter/k8s/schema.py``; defaulted as the API server defaults them), read-only
+``persistentvolumeclaims`` (a test adds them with :meth:`add_pvc`: a claim is a folder of
+this machine); ``pods/{name}/log`` with
 ``follow``, ``tailLines``, ``timestamps``; ``Status`` error bodies (400, 401, 404, 405,
 409, 410, 422, 504); resourceVersion, uid, creationTimestamp, defaults from the schema,
 ``fieldValidation=Strict`` (400 on unknown fields; otherwise they are pruned with a
@@ -42,8 +47,18 @@ gets ``Failed``; when all succeed, ``Complete``. Pods asking for GPUs stay Pendi
 (Unschedulable: the fake node has none). The "image" is this venv's Python without the
 kfjupyter package (as in ``pytorch/pytorch``), unless ``image_has_kfjupyter``.
 
+The Job controller: a created Job gets pods as Kubernetes' Job controller makes them
+(``parallelism`` at a time until ``completions`` succeeded; an Indexed Job's pods carry the
+``batch.kubernetes.io/job-completion-index`` label and annotation and the
+``JOB_COMPLETION_INDEX`` variable; a failed pod is replaced until ``backoffLimit`` failures,
+then the Job fails with ``BackoffLimitExceeded`` and its other pods are deleted), and its
+status (``active``, ``ready``, ``succeeded``, ``failed``, ``completedIndexes``, the
+``SuccessCriteriaMet``/``Complete`` or ``FailureTarget``/``Failed`` conditions). A pod's
+``persistentVolumeClaim`` volume is the claim's folder, shared by every pod mounting it.
+
 With ``run_pods=False`` nothing runs; tests drive state with :meth:`add_pod` and
-:meth:`set_condition`.
+:meth:`set_condition` (TrainJobs), :meth:`add_job_pod`, :meth:`set_job_status` and
+:meth:`set_job_condition` (Jobs).
 
 Katib (kubeflow.org/v1beta1): ``experiments`` are created by clients and validated with
 ``jsonschema`` against ``#/components/schemas/v1beta1.Experiment`` of the project's copy
@@ -88,13 +103,15 @@ import yaml
 
 CRD_FILE = Path(__file__).resolve().parents[1] / "kfjupyter/k8s/schemas/trainer-v2.3.0/trainer.kubeflow.org_trainjobs.yaml"
 KATIB_SWAGGER = Path(__file__).resolve().parents[1] / "kfjupyter/k8s/schemas/katib-v0.19.0/katib-swagger.json"
+JOB_SCHEMA = Path(__file__).resolve().parents[1] / "kfjupyter/k8s/schemas/kubernetes-v1.33.0/batch.v1.Job.json"
 # plural -> (group, version, kind, clients may create it)
 RESOURCES = {
     "configmaps": ("", "v1", "ConfigMap", True),
     "pods": ("", "v1", "Pod", False),
     "trainjobs": ("trainer.kubeflow.org", "v1alpha1", "TrainJob", True),
     "jobsets": ("jobset.x-k8s.io", "v1alpha2", "JobSet", False),
-    "jobs": ("batch", "v1", "Job", False),
+    "jobs": ("batch", "v1", "Job", True),
+    "persistentvolumeclaims": ("", "v1", "PersistentVolumeClaim", False),
     "experiments": ("kubeflow.org", "v1beta1", "Experiment", True),
     "trials": ("kubeflow.org", "v1beta1", "Trial", False),
     "inferenceservices": ("serving.kserve.io", "v1beta1", "InferenceService", True),
@@ -460,6 +477,147 @@ class ExperimentValidator:
         return out
 
 
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class JobValidator:
+    """The API server's view of a ``batch/v1`` Job: the OpenAPI definitions (``jsonschema``,
+    draft 2020-12, on the vendored file as it is) and, by hand, what
+    ``pkg/apis/batch/validation`` and the core pod validation add; then its defaults."""
+
+    def __init__(self, schema_file: Path = JOB_SCHEMA):
+        doc = json.loads(schema_file.read_text())
+        formats = jsonschema.FormatChecker(formats=())
+        formats.checks("int32")(lambda v: not isinstance(v, int) or -(2**31) <= v < 2**31)
+        formats.checks("int64")(lambda v: not isinstance(v, int) or -(2**63) <= v < 2**63)
+        self.validator = jsonschema.Draft202012Validator(doc, format_checker=formats)
+
+    def _errors(self, obj: dict) -> tuple[list[tuple[list, str]], list[tuple]]:
+        """(unknown fields as (path, key), other problems as (path, message))."""
+        unknown, problems = [], []
+        for error in self.validator.iter_errors(obj):
+            if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+                declared = set((error.schema.get("properties") or {}))
+                unknown += [(list(error.absolute_path), key) for key in error.instance if key not in declared]
+            else:
+                where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+                problems.append((where, error.message))
+        return unknown, problems
+
+    def admit(self, obj: dict, strict: bool) -> tuple[dict, list[str]]:
+        obj = copy.deepcopy(obj)
+        unknown, problems = self._errors(obj)
+        names = [".".join(str(p) for p in path + [key]) for path, key in unknown]
+        if unknown and strict:
+            raise ApiError(400, "BadRequest", "strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in names))
+        for path, key in unknown:  # pruned, as decoding into the Go type drops them
+            node = obj
+            for part in path:
+                node = node[part]
+            node.pop(key, None)
+        if unknown:
+            _, problems = self._errors(obj)
+        if not problems:
+            problems = self._rules(obj)
+        if problems:
+            name = (obj.get("metadata") or {}).get("name")
+            raise ApiError(422, "Invalid", f'Job.batch "{name}" is invalid: ' + "; ".join(f"{p}: {m}" for p, m in problems),
+                           [{"reason": "FieldValueInvalid", "field": p, "message": m} for p, m in problems])  # fmt: skip
+        self._default(obj)
+        return obj, [f'unknown field "{u}"' for u in names]
+
+    @staticmethod
+    def _rules(job: dict) -> list:
+        out = []
+        name = job["metadata"].get("name") or ""
+        if len(name) > 63:
+            out.append(("metadata.name", "must be no more than 63 characters (it is the value of the job-name label)"))
+        spec = job.get("spec") or {}
+        for key in ("parallelism", "completions", "backoffLimit", "backoffLimitPerIndex", "ttlSecondsAfterFinished"):
+            if spec.get(key) is not None and spec[key] < 0:
+                out.append((f"spec.{key}", "must be greater than or equal to 0"))
+        if spec.get("activeDeadlineSeconds") is not None and spec["activeDeadlineSeconds"] <= 0:
+            out.append(("spec.activeDeadlineSeconds", "must be greater than 0"))
+        mode = spec.get("completionMode") or "NonIndexed"
+        if mode not in ("NonIndexed", "Indexed"):
+            out.append(("spec.completionMode", f'Unsupported value: "{mode}": supported values: "NonIndexed", "Indexed"'))
+        if mode == "Indexed":
+            if spec.get("completions") is None:
+                out.append(("spec.completions", "Required value: when completion mode is Indexed"))
+            for key in ("completions", "parallelism"):
+                if (spec.get(key) or 0) > 100000:
+                    out.append((f"spec.{key}", "must be less than or equal to 100000 when completion mode is Indexed"))
+        elif spec.get("backoffLimitPerIndex") is not None:
+            out.append(("spec.backoffLimitPerIndex", "requires indexed completion mode"))
+        if spec.get("maxFailedIndexes") is not None and spec.get("backoffLimitPerIndex") is None:
+            out.append(("spec.maxFailedIndexes", "requires the backoffLimitPerIndex to be set"))
+        if spec.get("selector") is not None and not spec.get("manualSelector"):
+            out.append(("spec.selector", "Invalid value: `selector` not auto-generated"))
+        policy = spec.get("podReplacementPolicy")
+        if policy is not None and policy not in ("TerminatingOrFailed", "Failed"):
+            out.append(("spec.podReplacementPolicy", f'Unsupported value: "{policy}"'))
+        if spec.get("podFailurePolicy") is not None and policy not in (None, "Failed"):
+            out.append(("spec.podReplacementPolicy", "Not supported: must be Failed when podFailurePolicy is specified"))
+        pod = (spec.get("template") or {}).get("spec") or {}
+        restart = pod.get("restartPolicy")
+        if restart not in ("OnFailure", "Never"):
+            out.append(("spec.template.spec.restartPolicy", f'Unsupported value: "{restart or "Always"}": supported values: "OnFailure", "Never"'))
+        if (spec.get("podFailurePolicy") is not None or spec.get("backoffLimitPerIndex") is not None) and restart != "Never":
+            out.append(("spec.template.spec.restartPolicy", "only Never is supported with podFailurePolicy or backoffLimitPerIndex"))
+        volumes = set()
+        for i, vol in enumerate(pod.get("volumes") or []):
+            if not DNS_LABEL.match(vol.get("name") or "") or vol["name"] in volumes:
+                out.append((f"spec.template.spec.volumes[{i}].name", "Invalid value: a unique DNS-1123 label"))
+            volumes.add(vol.get("name"))
+            if len([k for k in vol if k != "name"]) != 1:
+                out.append((f"spec.template.spec.volumes[{i}]", "may not specify more than 1 volume type"))
+            for j, item in enumerate((vol.get("configMap") or {}).get("items") or []):
+                if item.get("path", "").startswith("/") or ".." in item.get("path", "").split("/"):
+                    out.append((f"spec.template.spec.volumes[{i}].configMap.items[{j}].path", "must be a relative path without '..'"))
+            if "persistentVolumeClaim" in vol and not vol["persistentVolumeClaim"].get("claimName"):
+                out.append((f"spec.template.spec.volumes[{i}].persistentVolumeClaim.claimName", "Required value"))
+        names = set()
+        for field in ("initContainers", "containers"):
+            for i, c in enumerate(pod.get(field) or []):
+                where = f"spec.template.spec.{field}[{i}]"
+                if not DNS_LABEL.match(c.get("name") or "") or c["name"] in names:
+                    out.append((f"{where}.name", "Invalid value: a unique DNS-1123 label"))
+                names.add(c.get("name"))
+                if not (c.get("image") or "").strip():
+                    out.append((f"{where}.image", "Required value"))
+                mounts = set()
+                for j, mount in enumerate(c.get("volumeMounts") or []):
+                    if mount.get("name") not in volumes:
+                        out.append((f"{where}.volumeMounts[{j}].name", f'Not found: "{mount.get("name")}"'))
+                    if mount.get("mountPath") in mounts:
+                        out.append((f"{where}.volumeMounts[{j}].mountPath", "Invalid value: must be unique"))
+                    mounts.add(mount.get("mountPath"))
+        if not pod.get("containers"):
+            out.append(("spec.template.spec.containers", "Required value"))
+        return out
+
+    @staticmethod
+    def _default(job: dict) -> None:
+        """What the API server fills in (``SetDefaults_Job`` and the generated selector)."""
+        spec = job.setdefault("spec", {})
+        if spec.get("completions") is None and spec.get("parallelism") is None:
+            spec["completions"] = 1
+        spec.setdefault("parallelism", 1)
+        spec.setdefault("backoffLimit", 2147483647 if spec.get("backoffLimitPerIndex") is not None else 6)
+        spec.setdefault("completionMode", "NonIndexed")
+        spec.setdefault("suspend", False)
+        spec.setdefault("manualSelector", False)
+        spec.setdefault("podReplacementPolicy", "Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed")
+        template = spec.setdefault("template", {})
+        template.setdefault("metadata", {})
+        pod = template.setdefault("spec", {})
+        pod.setdefault("dnsPolicy", "ClusterFirst")
+        pod.setdefault("terminationGracePeriodSeconds", 30)
+        for c in pod.get("containers") or []:
+            c.setdefault("imagePullPolicy", "Always" if ":" not in c["image"] or c["image"].endswith(":latest") else "IfNotPresent")
+            c.setdefault("terminationMessagePath", "/dev/termination-log")
+
+
 def _match_labels(labels: dict, selector: str | None) -> bool:
     for term in re.findall(r"(?:[^,(]|\([^)]*\))+", selector or ""):
         term = term.strip()
@@ -540,6 +698,9 @@ class FakeKubernetes:
         self.validator = TrainJobValidator()
         self.katib = ExperimentValidator(self.validator)
         self.isvcs = InferenceServiceValidator()
+        self.jobs = JobValidator()
+        #: PersistentVolumeClaims (namespace, name) → the folder that is their volume
+        self.claims: dict[tuple[str, str], Path] = {}
         self.token = uuid.uuid4().hex
         self.requests: list[dict] = []
         self.objects: dict[tuple[str, str, str], dict] = {}
@@ -641,10 +802,10 @@ class FakeKubernetes:
         return sum(1 for r in list(self.requests) if (verb is None or r["verb"] == verb)
                    and (path is None or r["object"] == path) and (since is None or r["time"] >= since))  # fmt: skip
 
-    def _new(self, plural: str, ns: str, obj: dict) -> dict:
+    def _new(self, plural: str, ns: str, obj: dict, uid: str | None = None) -> dict:
         group, version, kind, _ = RESOURCES[plural]
         obj.update(apiVersion=f"{group}/{version}" if group else version, kind=kind)
-        obj["metadata"].update(namespace=ns, uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1)
+        obj["metadata"].update(namespace=ns, uid=uid or str(uuid.uuid4()), creationTimestamp=now(), generation=1)
         return self._store(plural, obj, "ADDED")
 
     def _remove(self, plural: str, ns: str, name: str) -> dict | None:
@@ -875,6 +1036,8 @@ class FakeKubernetes:
             obj, warnings = self.katib.admit(body), []
         elif plural == "inferenceservices":
             obj, warnings = self.isvcs.admit(body, strict)
+        elif plural == "jobs":
+            obj, warnings = self.jobs.admit(body, strict)
         else:
             obj, warnings = validate_configmap(body, strict), []
         obj["metadata"].pop("resourceVersion", None)
@@ -883,8 +1046,18 @@ class FakeKubernetes:
         with self.cond:
             if (plural, ns, name) in self.objects:
                 raise ApiError(409, "AlreadyExists", f'{plural} "{name}" already exists')
-            created = self._new(plural, ns, obj)
+            if plural == "jobs":  # the selector and labels the API server generates
+                uid = str(uuid.uuid4())
+                obj["spec"]["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+                obj["spec"]["template"]["metadata"].setdefault("labels", {}).update({
+                    "batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": name,
+                    "controller-uid": uid, "job-name": name})  # fmt: skip
+                created = self._new(plural, ns, obj, uid=uid)
+            else:
+                created = self._new(plural, ns, obj)
         self._send(h, 201, created, {"Warning": f'299 - "{w}"' for w in warnings[:1]})
+        if plural == "jobs" and self.run_pods:
+            threading.Thread(target=self._reconcile_job, args=(ns, name), daemon=True).start()
         if plural == "trainjobs" and self.run_pods:
             threading.Thread(target=self._start_trainjob, args=(ns, name), daemon=True).start()
         if plural == "inferenceservices" and self.run_pods:
@@ -1111,9 +1284,14 @@ class FakeKubernetes:
                              "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."}  # fmt: skip
             return self._update_pod(ns, name, lambda s: s.update(conditions=[unschedulable]))
         root = self.workdir / "pods" / name
-        paths, missing = {}, "not tried"
+        paths, missing, said = {}, "not tried", False
         while missing and not self.stopping and self.get("pods", ns, name):  # the kubelet retries mounts
             paths, missing = self._mount(ns, pod, root)
+            if missing and "persistentvolumeclaim" in missing and not said:  # the scheduler's word for it
+                said = True
+                unbound = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                           "message": f"0/1 nodes are available: {missing}. preemption: 0/1 nodes are available"}  # fmt: skip
+                self._update_pod(ns, name, lambda s: s.update(conditions=[unbound]))
             time.sleep(0 if missing is None else 0.1)
         if missing:
             return
@@ -1176,6 +1354,11 @@ class FakeKubernetes:
                         return {}, f"invalid item path {item['path']!r}"
                     (target / item["path"]).parent.mkdir(parents=True, exist_ok=True)
                     (target / item["path"]).write_bytes(files[item["key"]])
+            elif "persistentVolumeClaim" in volume:  # the claim's own folder, shared by every pod mounting it
+                claim = volume["persistentVolumeClaim"].get("claimName", "")
+                if self.get("persistentvolumeclaims", ns, claim) is None or (ns, claim) not in self.claims:
+                    return {}, f'persistentvolumeclaim "{claim}" not found'
+                target = self.claims[(ns, claim)]
             else:
                 return {}, f"the fake kubelet cannot mount volume {volume['name']!r}"
             hosts[volume["name"]] = target
@@ -1184,7 +1367,8 @@ class FakeKubernetes:
             if mount["name"] not in hosts or mount.get("subPath"):
                 return {}, f"volume mount {mount['name']!r} cannot be set up"
             paths[mount["mountPath"]] = hosts[mount["name"]]
-            if mount.get("readOnly"):
+            source = next(v for v in pod["spec"]["volumes"] if v["name"] == mount["name"])
+            if mount.get("readOnly") and "configMap" in source:  # a copy of this pod's own: made read-only
                 for p in [*sorted(hosts[mount["name"]].rglob("*"), reverse=True), hosts[mount["name"]]]:
                     p.chmod(0o555 if p.is_dir() else 0o444)
         return paths, None
@@ -1208,7 +1392,7 @@ class FakeKubernetes:
         if pod and "jobset.sigs.k8s.io/jobset-name" in pod["metadata"]["labels"]:
             self._reconcile(ns, pod["metadata"]["labels"]["jobset.sigs.k8s.io/jobset-name"])
         elif pod and "batch.kubernetes.io/job-name" in pod["metadata"]["labels"]:
-            self._reconcile_job(ns, pod["metadata"]["labels"]["batch.kubernetes.io/job-name"], code)
+            self._reconcile_job(ns, pod["metadata"]["labels"]["batch.kubernetes.io/job-name"])
 
     def _reconcile(self, ns: str, name: str) -> None:
         """Job/JobSet/Trainer status: fail on the first failed pod, complete when all succeed."""
@@ -1346,7 +1530,7 @@ class FakeKubernetes:
             workload = "trainjobs"
         else:
             self._new("jobs", ns, {"metadata": run["metadata"], "spec": run["spec"]})
-            self._start_job(ns, name)
+            self._reconcile_job(ns, name)
             workload = "jobs"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -1375,36 +1559,151 @@ class FakeKubernetes:
         self.update_experiment(ns, experiment)
         return self.get("trials", ns, name)
 
-    def _start_job(self, ns: str, name: str) -> None:
-        """The Job controller: one pod from the template (backoffLimit 0)."""
-        job = self.get("jobs", ns, name)
-        template = job["spec"]["template"]
-        container = dict(template["spec"]["containers"][0])
-        container.setdefault("args", [])
-        container.setdefault("env", [])
-        container.setdefault("resources", {})
-        container.setdefault("volumeMounts", [])
+    def _reconcile_job(self, ns: str, name: str) -> None:
+        """Kubernetes' Job controller, one pass: pods for what is left to do (at most
+        ``parallelism`` active; an Indexed Job's by completion index), a failed pod replaced
+        until more than ``backoffLimit`` failed (then the Job fails and its active pods are
+        deleted), the status counted from the pods, Complete once ``completions`` succeeded."""
+        doomed: list[str] = []
+        with self.cond:
+            job = self.get("jobs", ns, name)
+            if job is None or job["metadata"].get("deletionTimestamp"):
+                return
+            status = job.setdefault("status", {})
+            if any(c["type"] in ("Complete", "Failed") and c["status"] == "True" for c in status.get("conditions") or []):
+                return
+            spec = job["spec"]
+            if spec.get("suspend"):
+                status["conditions"] = [{"type": "Suspended", "status": "True", "reason": "JobSuspended",
+                                         "message": "Job suspended", "lastTransitionTime": now()}]  # fmt: skip
+                self._store("jobs", job, "MODIFIED")
+                return
+            indexed = spec.get("completionMode") == "Indexed"
+            completions = spec.get("completions") if spec.get("completions") is not None else spec.get("parallelism", 1)
+            parallelism = spec.get("parallelism", 1)
+            backoff = spec.get("backoffLimit", 6)
+            pods = [p for p in self.list("pods", ns, f"batch.kubernetes.io/job-name={name}")
+                    if any(r.get("uid") == job["metadata"]["uid"] for r in p["metadata"].get("ownerReferences") or [])]
+            phases = [p["status"]["phase"] for p in pods]
+            active = [p for p in pods if p["status"]["phase"] in ("Pending", "Running")]
+            failed = phases.count("Failed")
+            if indexed:
+                done = {int(p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"]) for p in pods
+                        if p["status"]["phase"] == "Succeeded"}
+                busy = {int(p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"]) for p in active}
+                succeeded = len(done)
+                todo = [i for i in range(completions) if i not in done and i not in busy]
+            else:
+                succeeded = phases.count("Succeeded")
+                todo = [None] * max(0, completions - succeeded - len(active))
+            status.setdefault("startTime", now())
+            conditions = []
+            if failed > backoff:
+                conditions = [{"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded",
+                               "message": "Job has reached the specified backoff limit", "lastTransitionTime": now()},
+                              {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                               "message": "Job has reached the specified backoff limit", "lastTransitionTime": now()}]  # fmt: skip
+                doomed = [p["metadata"]["name"] for p in active]
+            elif succeeded >= completions:
+                conditions = [{"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached",
+                               "message": "Reached expected number of succeeded pods", "lastTransitionTime": now()},
+                              {"type": "Complete", "status": "True", "reason": "CompletionsReached",
+                               "message": "Reached expected number of succeeded pods", "lastTransitionTime": now()}]  # fmt: skip
+                status["completionTime"] = now()
+            else:
+                for index in todo[: max(0, parallelism - len(active))]:
+                    active.append(self._job_pod(ns, job, index))
+            status.update(active=0 if conditions else len(active), succeeded=succeeded, failed=failed, terminating=0,
+                          ready=0 if conditions else sum(p["status"]["phase"] == "Running" for p in active),
+                          uncountedTerminatedPods={})  # fmt: skip
+            if indexed:
+                status["completedIndexes"] = _ranges(sorted(done))
+            if conditions:
+                status["conditions"] = conditions
+            self._store("jobs", job, "MODIFIED")
+        for pod in doomed:  # the failed Job deletes its active pods
+            self._remove("pods", ns, pod)
+
+    def _job_pod(self, ns: str, job: dict, index: int | None) -> dict:
+        """A pod of ``job`` (of completion index ``index``), as the Job controller makes it, started."""
+        name, template = job["metadata"]["name"], job["spec"]["template"]
+        labels = {**(template.get("metadata") or {}).get("labels", {}), "batch.kubernetes.io/job-name": name,
+                  "job-name": name, "batch.kubernetes.io/controller-uid": job["metadata"]["uid"],
+                  "controller-uid": job["metadata"]["uid"]}  # fmt: skip
+        annotations = dict((template.get("metadata") or {}).get("annotations") or {})
+        containers = []
+        for c in template["spec"]["containers"]:
+            c = {"args": [], "env": [], "resources": {}, "volumeMounts": [], **copy.deepcopy(c)}
+            if index is not None:  # what the controller adds to every container of an Indexed Job
+                c["env"].append({"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
+                    "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}})  # fmt: skip
+            containers.append(c)
+        pod_spec = {**copy.deepcopy(template["spec"]), "containers": containers}
+        if index is not None:
+            labels["batch.kubernetes.io/job-completion-index"] = annotations["batch.kubernetes.io/job-completion-index"] = str(index)
+            pod_spec["hostname"] = f"{name}-{index}"
         pod = self._new("pods", ns, {
-            "metadata": {"name": f"{name}-{uuid.uuid4().hex[:5]}",
-                         "labels": {**(template.get("metadata") or {}).get("labels", {}), "batch.kubernetes.io/job-name": name},
-                         "ownerReferences": _owned_by(job)},
-            "spec": {**template["spec"], "containers": [container]},
+            "metadata": {"name": f"{name}-{'' if index is None else f'{index}-'}{uuid.uuid4().hex[:5]}", "labels": labels,
+                         "annotations": annotations, "ownerReferences": _owned_by(job)},
+            "spec": pod_spec,
             "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}],
-                       "containerStatuses": [_container_status(container["name"], {"waiting": {"reason": "ContainerCreating"}})]},
+                       "containerStatuses": [_container_status(containers[0]["name"], {"waiting": {"reason": "ContainerCreating"}})]},
         })  # fmt: skip
         self.runs[pod["metadata"]["uid"]] = _PodRun()
         threading.Thread(target=self._kubelet, args=(ns, pod), daemon=True).start()
+        return pod
 
-    def _reconcile_job(self, ns: str, name: str, code: int) -> None:
+    # -- manual mode helpers: Jobs
+
+    def add_job_pod(self, ns: str, job: str, index: int | None, phase: str, log: list[str] = (), exit_code: int | None = None) -> dict:
+        """A pod of ``job`` (completion index ``index``) in ``phase``, with ``log`` as its log, as
+        the Job controller labels it; nothing runs in it."""
+        state = {"running": {"startedAt": now()}} if exit_code is None else {
+            "terminated": {"exitCode": exit_code, "reason": "Error" if exit_code else "Completed", "startedAt": now(), "finishedAt": now()}}  # fmt: skip
+        obj = self._existing("jobs", ns, job)
+        container = obj["spec"]["template"]["spec"]["containers"][0]["name"]
+        labels = {"batch.kubernetes.io/job-name": job, "job-name": job, "batch.kubernetes.io/controller-uid": obj["metadata"]["uid"]}
+        annotations = {}
+        if index is not None:
+            labels["batch.kubernetes.io/job-completion-index"] = annotations["batch.kubernetes.io/job-completion-index"] = str(index)
+        pod = self._new("pods", ns, {
+            "metadata": {"name": f"{job}-{'' if index is None else f'{index}-'}{uuid.uuid4().hex[:5]}", "labels": labels,
+                         "annotations": annotations, "ownerReferences": _owned_by(obj)},
+            "spec": {"containers": [{"name": container, "image": "fake"}]},
+            "status": {"phase": phase, "containerStatuses": [_container_status(container, state)]}})  # fmt: skip
+        run = self.runs[pod["metadata"]["uid"]] = _PodRun()
+        run.started, run.done = phase != "Pending", True
+        run.lines = [(now(nano=True), line.encode()) for line in log]
+        return pod
+
+    def set_job_status(self, ns: str, name: str, **fields) -> dict:
+        """Set fields of a Job's status as its controller would (``completedIndexes="0-2"``,
+        ``succeeded=3``, ``active=1`` …)."""
         with self.cond:
-            job = self.get("jobs", ns, name)
-            if job is None:
-                return
-            kind = "Complete" if code == 0 else "Failed"
-            job.setdefault("status", {})["conditions"] = [{"type": kind, "status": "True", "lastTransitionTime": now()}]
-            self._store("jobs", job, "MODIFIED")
+            job = self._existing("jobs", ns, name)
+            job.setdefault("status", {}).update(fields)
+            return self._store("jobs", job, "MODIFIED")
 
-    # -- manual mode helpers
+    def set_job_condition(self, ns: str, name: str, kind: str, reason: str, message: str, status: str = "True") -> dict:
+        """A condition of a Job (``Complete``, ``Failed``, ``Suspended`` …), as its controller sets it."""
+        with self.cond:
+            job = self._existing("jobs", ns, name)
+            conditions = [c for c in (job.setdefault("status", {}).get("conditions") or []) if c["type"] != kind]
+            job["status"]["conditions"] = conditions + [{"type": kind, "status": status, "reason": reason, "message": message,
+                                                         "lastTransitionTime": now()}]  # fmt: skip
+            return self._store("jobs", job, "MODIFIED")
+
+    # -- PersistentVolumeClaims
+
+    def add_pvc(self, ns: str, name: str, folder: Path, access_modes: tuple[str, ...] = ("ReadWriteMany",)) -> dict:
+        """A Bound PersistentVolumeClaim whose volume is ``folder`` of this machine."""
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        self.claims[(ns, name)] = Path(folder)
+        return self._new("persistentvolumeclaims", ns, {
+            "metadata": {"name": name},
+            "spec": {"accessModes": list(access_modes), "resources": {"requests": {"storage": "10Gi"}},
+                     "storageClassName": "standard", "volumeMode": "Filesystem", "volumeName": f"pv-{uuid.uuid4().hex[:8]}"},
+            "status": {"phase": "Bound", "accessModes": list(access_modes), "capacity": {"storage": "10Gi"}}})  # fmt: skip
 
     # -- KServe: InferenceServices
 
@@ -1584,6 +1883,18 @@ def _go_bool(text: str | None) -> bool:
     return text in ("1", "t", "T", "TRUE", "true", "True")
 
 
+def _ranges(indexes: list[int]) -> str:
+    """Sorted indexes as a Job's status writes them: ``"0-2,5,7-8"``."""
+    parts, i = [], 0
+    while i < len(indexes):
+        j = i
+        while j + 1 < len(indexes) and indexes[j + 1] == indexes[j] + 1:
+            j += 1
+        parts.append(str(indexes[i]) if i == j else f"{indexes[i]}-{indexes[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
 def _dig(obj, *keys):
     for key in keys:
         obj = (obj or {}).get(key)
@@ -1716,5 +2027,14 @@ def fake_k8s(tmp_path, monkeypatch):
 def fake_k8s_manual(tmp_path, monkeypatch):
     """A FakeKubernetes that runs nothing: the test sets conditions and pods by hand."""
     fake = _running(tmp_path, monkeypatch, run_pods=False)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_k8s_kfjupyter(tmp_path, monkeypatch):
+    """A running FakeKubernetes whose "image" has kfjupyter installed (this venv's), as a
+    batch worker's or a model server component's image has; KUBECONFIG points at it."""
+    fake = _running(tmp_path, monkeypatch, image_has_kfjupyter=True)
     yield fake
     fake.stop()

@@ -75,7 +75,11 @@ def test_a_million_rows_progress_cancel_and_resume_of_the_missing_shards(big, wo
     for index, mtime in shard_files.items():
         assert (workspace / "jobs" / job.id / "shards" / f"{index:06d}.npy").stat().st_mtime_ns == mtime
         assert job.logs(channel=f"shard/{index}").count("predicted in") == 1
-    assert f"resuming: {len(done)} of 20 shards already done, running the {20 - len(done)} others" in job.logs(channel="batch")
+    progress_log = job.logs(channel="batch")
+    assert f"resuming: {len(done)} of 20 shards already done, running the {20 - len(done)} others" in progress_log
+    # one process loaded the model and read the input for both workers (forks of it), once per run
+    assert progress_log.count("host: thresholds:1 loaded in") == 2
+    assert progress_log.count("input read in") == 2 and "(rows.parquet)" in progress_log
     assert {k.status for k in job.children()} == {st.SUCCEEDED}
     # the output beside the input, equal to predicting in one process, with the version recorded
     out = path.with_name("rows.predictions.parquet")
@@ -134,6 +138,10 @@ def test_refusals_name_the_problem_and_leave_nothing(tmp_path, workspace):
         kfjupyter.batch_predict(v.ref, np.zeros((3, 4)), shard_rows=0)
     with pytest.raises(ModelNotFoundError):
         kfjupyter.batch_predict("nope@production", np.zeros((3, 4)))
+    with pytest.raises(InvalidOptionError, match="volume, image: for batch_predict on Kubernetes"):
+        kfjupyter.batch_predict(v.ref, np.zeros((3, 4)), volume="data:/mnt", image="x")
+    with pytest.raises(InvalidOptionError, match="unknown backend 'moon'"):
+        kfjupyter.batch_predict(v.ref, np.zeros((3, 4)), backend="moon")
     assert kfjupyter.jobs.list(kind="batch") == []
     assert not (workspace / "jobs").exists() or not any((workspace / "jobs").iterdir())
 
@@ -148,3 +156,4 @@ def test_a_failing_shard_fails_the_job_naming_it(tmp_path, workspace):
     assert "batch worker" in job.error and "shard 2" in job.error and "a row over 3.9" in job.error
     assert job.child("2").status == st.FAILED and "a row over" in job.logs(channel="shard/2")
     wait_for(lambda: not processes_of(workspace), timeout=10)  # the other worker stopped with it
+

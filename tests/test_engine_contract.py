@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import psutil
 import pytest
-from fake_k8s import fake_k8s, fake_k8s_manual  # noqa: F401
+from fake_k8s import fake_k8s, fake_k8s_kfjupyter, fake_k8s_manual  # noqa: F401
 from fake_kfp import kfp_executor, kfp_server  # noqa: F401
 from pipeline_notebooks import write_notebook
 
@@ -141,9 +141,10 @@ def _deploy(ctx: Ctx, backend: str):
     return endpoint
 
 
-def _batch(ctx: Ctx, long: bool = False):
+def _batch(ctx: Ctx, long: bool = False, backend: str = "local"):
     """A batch inference over a Parquet file: 3 shards on 2 workers (the long one's model
-    says "started", then takes its time)."""
+    says "started", then takes its time). On Kubernetes the file is on a claim (the test's
+    folder, mounted at the same path in the pods) and the pods' image has kfjupyter."""
     import numpy as np
     import pandas as pd
 
@@ -162,7 +163,12 @@ def _batch(ctx: Ctx, long: bool = False):
     version = kfjupyter.register_model("summer", model(long), framework="custom")
     path = ctx.workdir / ("long.parquet" if long else "rows.parquet")
     pd.DataFrame(np.arange(3000.0).reshape(1000, 3), columns=list("abc")).to_parquet(path)
-    return kfjupyter.batch_predict(version.ref, path, workers=2, shard_rows=400, name="contract-long" if long else "contract")
+    extra = {}
+    if backend == "kubernetes":
+        ctx.fixtures["fake_k8s_kfjupyter"].add_pvc("team-a", "data", ctx.workdir)
+        extra = {"backend": backend, "volume": f"data:{ctx.workdir}", "image": "kfjupyter-batch:test"}
+    return kfjupyter.batch_predict(version.ref, path, workers=2, shard_rows=400, name="contract-long" if long else "contract",
+                                   **extra)  # fmt: skip
 
 
 def _play_katib(ctx: Ctx, study) -> None:
@@ -210,6 +216,8 @@ CASES = [
          expect="double: Succeeded", fixtures=("kfp_server",), long_fixtures=("kfp_executor",)),
     Case("endpoint", "kubernetes", lambda c: _deploy(c, "kubernetes"), lambda c: _deploy(c, "kubernetes"),
          expect="Registering model: iris", fixtures=("fake_k8s",), end=st.RUNNING),
+    Case("batch", "kubernetes", lambda c: _batch(c, backend="kubernetes"), lambda c: _batch(c, True, "kubernetes"),
+         expect="predicted in", metric="rows", fixtures=("fake_k8s_kfjupyter",)),
 ]
 IDS = [c.id for c in CASES]
 

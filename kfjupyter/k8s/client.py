@@ -40,6 +40,12 @@ class K8sClients:
 
         return client.CustomObjectsApi(self.api_client)
 
+    @property
+    def batch(self):
+        from kubernetes import client
+
+        return client.BatchV1Api(self.api_client)
+
 
 def kubeconfig_files() -> str | None:
     """The kubeconfig path(s) in use, as the ``kubernetes`` package accepts them, or None.

@@ -505,3 +505,243 @@ def parse_rfc3339(text: str) -> float:
     zone = "+00:00" if m.group(3) == "Z" else m.group(3)
     fraction = (m.group(2) or "0")[:6].ljust(6, "0")
     return datetime.fromisoformat(f"{m.group(1)}.{fraction}{zone}").timestamp()
+
+
+# --------------------------------------------------------------------------- built-in kinds
+#
+# The Kubernetes API's own kinds are checked against the JSON Schema of their OpenAPI
+# definitions (``schemas/kubernetes-vX.Y.Z/``, strict: an undeclared field is an error),
+# turned into the structural form the :class:`Validator` walks, plus the rules of the API
+# server's validation code that the definitions do not carry (see ``schemas/README.md``).
+
+KUBERNETES_VERSION = "v1.33.0"
+JOB_SCHEMA = SCHEMAS_DIR / f"kubernetes-{KUBERNETES_VERSION}" / "batch.v1.Job.json"
+JOB_DEFINITION = "io.k8s.api.batch.v1.Job"
+#: the API server's limits on an Indexed Job (``completions``, ``parallelism``, ``maxFailedIndexes``)
+MAX_INDEXED_COMPLETIONS = 100_000
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+#: what the structural form leaves out of a definition
+_SKIP_KEYS = ("description", "x-kubernetes-v2-schema", "$comment")
+
+
+@functools.lru_cache(maxsize=None)
+def load_json_schema(path: Path) -> dict:
+    """The definitions of a vendored JSON Schema / OpenAPI document (``$defs``,
+    ``definitions`` or ``components.schemas``), parsed once."""
+    import json
+
+    with open(path, "rb") as fh:
+        doc = json.load(fh)
+    return doc.get("$defs") or doc.get("definitions") or doc["components"]["schemas"]
+
+
+def structural_schema(definitions: dict, name: str) -> dict:
+    """Definition ``name`` with every ``$ref`` inlined, in the structural form the
+    :class:`Validator` reads: ``allOf: [$ref]`` merged, ``type: [T, "null"]`` (JSON Schema's
+    optional fields, which the API server reads as absent) as ``type: T`` + ``nullable``,
+    int-or-string (``format``, or ``oneOf`` an integer and a string) as Kubernetes' marker,
+    descriptions dropped. A recursive type accepts anything below its second appearance."""
+    cache: dict[str, dict] = {}
+
+    def resolve(node: Any, stack: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [resolve(n, stack) for n in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            ref = node["$ref"].rsplit("/", 1)[-1]
+            if ref in stack:
+                return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+            if ref not in cache:
+                cache[ref] = resolve(definitions[ref], stack + (ref,))
+            return {**cache[ref], **{k: v for k, v in node.items() if k not in ("$ref", *_SKIP_KEYS)}}
+        out: dict = {}
+        for key, value in node.items():
+            if key == "properties":  # a map of field names: "description" may be one of them
+                out[key] = {field: resolve(sub, stack) for field, sub in value.items()}
+            elif key not in _SKIP_KEYS:
+                out[key] = resolve(value, stack)
+        all_of = out.get("allOf")
+        if isinstance(all_of, list) and len(all_of) == 1 and "properties" not in out and "type" not in out:
+            merged = dict(all_of[0])
+            merged.update({k: v for k, v in out.items() if k not in ("allOf", "default")})
+            out = merged
+        if isinstance(out.get("type"), list):
+            types = [t for t in out["type"] if t != "null"]
+            out["type"] = types[0] if len(types) == 1 else None
+            if out["type"] is None:
+                del out["type"]
+            if "null" in node["type"]:
+                out["nullable"] = True
+        alternatives = out.get("oneOf") or out.get("anyOf")
+        if alternatives and all(set(a) <= {"type", "nullable"} for a in alternatives):
+            if {a.get("type") for a in alternatives} == {"integer", "string"}:
+                out = {"x-kubernetes-int-or-string": True, **({"nullable": True} if all(a.get("nullable") for a in alternatives) else {})}
+            elif all(a.get("nullable") for a in alternatives):
+                out["nullable"] = True
+        if out.get("format") == "int-or-string":
+            out = {"x-kubernetes-int-or-string": True}
+        return out
+
+    return resolve(definitions[name], (name,))
+
+
+@functools.lru_cache(maxsize=None)
+def job_schema() -> dict:
+    return structural_schema(load_json_schema(JOB_SCHEMA), JOB_DEFINITION)
+
+
+def validate_job(manifest: dict) -> dict:
+    """Return ``manifest`` (a ``batch/v1`` Job) if the API server would accept it; raise
+    :class:`ManifestError` naming every problem."""
+    v = Validator()
+    meta = manifest.get("metadata") if isinstance(manifest, dict) else None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not isinstance(manifest, dict):
+        raise ManifestError("Job", name, [("", "a Job must be an object")])
+    if manifest.get("apiVersion") != "batch/v1":
+        v.error("apiVersion", f"expected batch/v1, got {manifest.get('apiVersion')!r}")
+    if manifest.get("kind") != "Job":
+        v.error("kind", f"expected Job, got {manifest.get('kind')!r}")
+    check_metadata(meta, v, "subdomain")
+    if isinstance(name, str) and len(name) > 63:  # its pods carry it as the value of a label
+        v.error("metadata.name", f"{name!r} is longer than 63 characters: a Job's pods are labelled with its name")
+    v.validate(manifest, job_schema(), "")
+    if not v.problems:
+        job_rules(manifest, "", v)
+    if v.problems:
+        raise ManifestError("Job", name, v.problems)
+    return manifest
+
+
+def job_rules(job: dict, path: str, v: Validator) -> None:
+    """What the API server's validation of a Job (``pkg/apis/batch/validation``, and the
+    core validation of its pod template) adds to the OpenAPI definitions."""
+    spec = job.get("spec") or {}
+    at = _join(path, "spec")
+    for key in ("parallelism", "completions", "backoffLimit", "ttlSecondsAfterFinished", "backoffLimitPerIndex"):
+        if isinstance(spec.get(key), int) and spec[key] < 0:
+            v.error(f"{at}.{key}", f"must be greater than or equal to 0, got {spec[key]}")
+    if isinstance(spec.get("activeDeadlineSeconds"), int) and spec["activeDeadlineSeconds"] <= 0:
+        v.error(f"{at}.activeDeadlineSeconds", "must be greater than 0")
+    mode = spec.get("completionMode", "NonIndexed")
+    if mode not in ("NonIndexed", "Indexed"):
+        v.error(f"{at}.completionMode", f"Unsupported value {mode!r}: 'NonIndexed' or 'Indexed'")
+    if mode == "Indexed":
+        if spec.get("completions") is None:
+            v.error(f"{at}.completions", "required when completionMode is Indexed")
+        for key in ("completions", "parallelism"):
+            if isinstance(spec.get(key), int) and spec[key] > MAX_INDEXED_COMPLETIONS:
+                v.error(f"{at}.{key}", f"must be less than or equal to {MAX_INDEXED_COMPLETIONS} for an Indexed Job")
+    elif spec.get("backoffLimitPerIndex") is not None:
+        v.error(f"{at}.backoffLimitPerIndex", "requires completionMode Indexed")
+    if spec.get("maxFailedIndexes") is not None:
+        if spec.get("backoffLimitPerIndex") is None:
+            v.error(f"{at}.maxFailedIndexes", "requires backoffLimitPerIndex")
+        elif isinstance(spec.get("completions"), int) and spec["maxFailedIndexes"] > spec["completions"]:
+            v.error(f"{at}.maxFailedIndexes", "must be less than or equal to completions")
+    if spec.get("podReplacementPolicy") not in (None, "TerminatingOrFailed", "Failed"):
+        v.error(f"{at}.podReplacementPolicy", f"Unsupported value {spec['podReplacementPolicy']!r}")
+    elif spec.get("podFailurePolicy") is not None and spec.get("podReplacementPolicy") not in (None, "Failed"):
+        v.error(f"{at}.podReplacementPolicy", "only 'Failed' is supported with a podFailurePolicy")
+    if spec.get("selector") is not None and not spec.get("manualSelector"):
+        v.error(f"{at}.selector", "`selector` not auto-generated: the API server makes it unless manualSelector is true")
+    template = spec.get("template") or {}
+    pod = template.get("spec") or {}
+    restart = pod.get("restartPolicy")
+    if restart not in ("Never", "OnFailure"):
+        v.error(f"{at}.template.spec.restartPolicy", f"Unsupported value {restart!r}: a Job's pods restart 'Never' or 'OnFailure'")
+    if (spec.get("backoffLimitPerIndex") is not None or spec.get("podFailurePolicy") is not None) and restart != "Never":
+        v.error(f"{at}.template.spec.restartPolicy", "must be Never with backoffLimitPerIndex or podFailurePolicy")
+    tmeta = template.get("metadata") or {}
+    for field in ("labels", "annotations"):
+        for key, value in (tmeta.get(field) or {}).items():
+            if not _qualified_name_ok(key):
+                v.error(f"{at}.template.metadata.{field}[{key!r}]", f"invalid key {key!r}")
+            elif field == "labels" and value and (len(value) > 63 or not _QUALIFIED_NAME.match(value)):
+                v.error(f"{at}.template.metadata.labels[{key!r}]", f"invalid label value {value!r}")
+    pod_spec_rules(pod, f"{at}.template.spec", v)
+
+
+def pod_spec_rules(pod: dict, at: str, v: Validator) -> None:
+    """The core validation of a pod's spec that its OpenAPI definition does not show:
+    names, references between volumes and mounts, images, quantities."""
+    from ..validation import QUANTITY
+
+    volumes: dict[str, dict] = {}
+    for i, vol in enumerate(pod.get("volumes") or []):
+        where = f"{at}.volumes[{i}]"
+        vname = vol.get("name")
+        if not isinstance(vname, str) or not _DNS1123_LABEL.match(vname) or len(vname) > 63:
+            v.error(f"{where}.name", f"{vname!r} is not a DNS-1123 label")
+        elif vname in volumes:
+            v.error(f"{where}.name", f"Duplicate value: {vname!r}")
+        volumes[vname] = vol
+        sources = [k for k in vol if k != "name"]
+        if len(sources) != 1:
+            v.error(where, f"must specify exactly 1 volume type, got {sources or 'none'}")
+        if "configMap" in vol:
+            cm = vol["configMap"] or {}
+            if not cm.get("name"):
+                v.error(f"{where}.configMap.name", "Required value")
+            for j, item in enumerate(cm.get("items") or []):
+                key, ipath = item.get("key"), item.get("path")
+                if not isinstance(key, str) or not _CONFIGMAP_KEY.match(key) or len(key) > 253:
+                    v.error(f"{where}.configMap.items[{j}].key", f"{key!r} is not a valid config key")
+                if not ipath or ipath.startswith("/") or ".." in ipath.split("/"):
+                    v.error(f"{where}.configMap.items[{j}].path", f"{ipath!r} must be a relative path without '..'")
+        if "persistentVolumeClaim" in vol and not (vol["persistentVolumeClaim"] or {}).get("claimName"):
+            v.error(f"{where}.persistentVolumeClaim.claimName", "Required value")
+    names: set[str] = set()
+    for field in ("initContainers", "containers"):
+        for i, c in enumerate(pod.get(field) or []):
+            where = f"{at}.{field}[{i}]"
+            cname = c.get("name")
+            if not isinstance(cname, str) or not _DNS1123_LABEL.match(cname) or len(cname) > 63:
+                v.error(f"{where}.name", f"{cname!r} is not a DNS-1123 label")
+            elif cname in names:
+                v.error(f"{where}.name", f"Duplicate value: {cname!r}")
+            names.add(cname)
+            image = c.get("image")
+            if not image or image != image.strip():
+                v.error(f"{where}.image", "Required value" if not image else "must not have leading or trailing whitespace")
+            for j, env in enumerate(c.get("env") or []):
+                if not isinstance(env.get("name"), str) or not _ENV_NAME.match(env["name"]):
+                    v.error(f"{where}.env[{j}].name", f"{env.get('name')!r} is not a valid environment variable name")
+            paths: set[str] = set()
+            for j, mount in enumerate(c.get("volumeMounts") or []):
+                if mount.get("name") not in volumes:
+                    v.error(f"{where}.volumeMounts[{j}].name", f"Not found: {mount.get('name')!r} (no volume of that name)")
+                mpath = mount.get("mountPath")
+                if not mpath:
+                    v.error(f"{where}.volumeMounts[{j}].mountPath", "Required value")
+                elif mpath in paths:
+                    v.error(f"{where}.volumeMounts[{j}].mountPath", f"must be unique: {mpath!r}")
+                paths.add(mpath)
+            for j, port in enumerate(c.get("ports") or []):
+                if isinstance(port.get("containerPort"), int) and not 0 < port["containerPort"] < 65536:
+                    v.error(f"{where}.ports[{j}].containerPort", "must be between 1 and 65535")
+            resources = c.get("resources") or {}
+            amounts: dict[str, dict[str, float]] = {}
+            for kind in ("requests", "limits"):
+                for res, value in (resources.get(kind) or {}).items():
+                    if not QUANTITY.match(str(value).strip()):
+                        v.error(f"{where}.resources.{kind}[{res!r}]", f"{value!r} is not a quantity ('500m', '2', '4Gi')")
+                    else:
+                        amounts.setdefault(kind, {})[res] = _quantity(str(value))
+            for res, asked in (amounts.get("requests") or {}).items():
+                limit = (amounts.get("limits") or {}).get(res)
+                if limit is not None and asked > limit:
+                    v.error(f"{where}.resources.requests[{res!r}]", f"must be less than or equal to the {res} limit")
+
+
+_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60, "n": 1e-9, "u": 1e-6,
+             "m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}  # fmt: skip
+
+
+def _quantity(text: str) -> float:
+    """The value of a Kubernetes quantity (already checked) as a number, to compare two."""
+    m = re.fullmatch(r"([+-]?[0-9.]+(?:[eE][+-]?\d+)?)([a-zA-Z]*)", text.strip())
+    if not m or m.group(2) not in _SUFFIXES:
+        return float("nan")
+    return float(m.group(1)) * _SUFFIXES[m.group(2)]

@@ -10,6 +10,11 @@ only the shards that have no predictions yet. The output is written beside the i
 (``data.parquet`` → ``data.predictions.parquet``; a folder → ``<folder>.predictions/``;
 a DataFrame → the job's outputs) with the model version recorded (a ``.json`` sidecar and,
 for Parquet, the schema metadata).
+
+On Kubernetes (``backend="kubernetes"``, :mod:`.batch_kubernetes`) the same shards are the
+completion indexes of a ``batch/v1`` Indexed Job (``parallelism`` = ``workers``), whose pods
+read and write a PersistentVolumeClaim that this notebook mounts too (``volume="CLAIM:/path"``,
+mounted at the same path in the pods): the same progress, cancel, resume and output.
 """
 
 from __future__ import annotations
@@ -20,11 +25,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .. import status as st
-from ..config import default_backend
+from ..config import default_backend, default_image
 from ..errors import InvalidOptionError
 from ..jobs import Job, create, resubmit
 from ..runtime.detached import DetachedEngine
-from ..runtime.engine import Channel, Channels, Features, JobSpec, ranked
+from ..runtime.engine import MAX_NAME_LENGTH, Channel, Channels, Features, JobSpec, ranked
 from ..store.models import ChildRecord
 from ..store.workspace import get_workspace
 from . import batchio
@@ -46,6 +51,8 @@ class BatchSpec(JobSpec):
     ``method``, run on ``workers`` local processes."""
 
     kind: ClassVar[str] = KIND
+    #: a resumed job's Kubernetes Job is named ``<job id>-rN``
+    max_name_length: ClassVar[int] = MAX_NAME_LENGTH - 5
 
     name: str = "batch"
     model: str = ""
@@ -58,11 +65,26 @@ class BatchSpec(JobSpec):
     include_inputs: bool = False
     workers: int = 1  # type: ignore[assignment]  (the record's column: processes at once)
     threads: int = 1
+    #: which run of the job this is (a resume is the next)
+    run: int = 1
+    # -- on Kubernetes
+    namespace: str | None = None
+    #: the image of the pods (with kfjupyter and the model's libraries installed)
+    image: str | None = None
+    #: the PersistentVolumeClaim holding the input and the output, and where it is mounted
+    #: (here and in the pods): ``{"claim": …, "mount": …}``
+    volume: dict | None = None
+    cpu: str | None = None
+    memory: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
             raise InvalidOptionError(f"invalid workers {self.workers!r}: expected an integer >= 1")
         super().__post_init__()
+        if self.backend == "kubernetes":
+            from .batch_kubernetes import check_spec
+
+            check_spec(self)
 
 
 class LocalBatchEngine(DetachedEngine):
@@ -110,10 +132,15 @@ class BatchJob(Job):
 
     @property
     def progress(self) -> dict:
-        """Shards and rows done so far (read from the shards' predictions on disk)."""
+        """Shards and rows done so far (locally read from the shards' predictions on disk; on
+        Kubernetes from the Job's succeeded indexes, as the shards' child tasks record them)."""
         spec = self.record.spec or {}
         shards = spec.get("shards") or []
-        done = [s for s in shards if batchio.shard_output(self.job_dir, s["index"]).exists()]
+        if self.record.backend == "local":
+            done = [s for s in shards if batchio.shard_output(self.job_dir, s["index"]).exists()]
+        else:
+            succeeded = {k.name for k in self.children(SHARD) if k.status == st.SUCCEEDED}
+            done = [s for s in shards if str(s["index"]) in succeeded]
         rows = sum(s["stop"] - s["start"] for s in shards)
         return {"shards": len(shards), "shards_done": len(done), "rows": rows,
                 "rows_done": sum(s["stop"] - s["start"] for s in done)}  # fmt: skip
@@ -143,6 +170,7 @@ class BatchJob(Job):
         if record.status not in (st.CANCELLED, st.FAILED):
             raise InvalidOptionError(f"batch job {self.id} is {record.status}: only a cancelled or failed one resumes")
         data = dict(record.spec)
+        data["run"] = int(data.get("run") or 1) + 1
         if workers is not None:
             data["workers"] = workers
         spec = BatchSpec.from_dict(data)
@@ -176,18 +204,31 @@ def batch_predict(
     method: str = "predict",
     include_inputs: bool = False,
     backend: str | None = None,
+    volume: str | dict | None = None,
+    image: str | None = None,
+    namespace: str | None = None,
+    cpu: str | None = None,
+    memory: str | None = None,
     wait: bool = False,
     timeout: float | None = None,
 ) -> BatchJob:
     """Predict ``data`` with registered model ``model`` as a batch job; returns its :class:`BatchJob`.
 
-    ``data``: a DataFrame or an array (written to the job's folder), a file or a folder of
+    ``data``: a DataFrame or an array (written to the job's folder; on Kubernetes to its
+    folder on the volume), a file or a folder of
     files (``.parquet``, ``.csv``, ``.jsonl``). ``workers``: local processes at once (each
     model predicting single-threaded); ``shard_rows``: rows per shard (default: a few
     shards per worker, at least 10 000 rows); ``columns``: the feature columns (default:
     all); ``method``: ``predict`` or e.g. ``predict_proba``; ``include_inputs``: the output
     has the input's columns before the predictions (default: the predictions alone, one
     row per input row, in its order). ``wait``: block until it ends.
+
+    ``backend="kubernetes"``: a ``batch/v1`` Indexed Job (one completion index per shard,
+    ``workers`` pods at once) in ``namespace``, whose pods run ``image`` (with kfjupyter
+    installed; default ``KFJUPYTER_IMAGE``) with ``cpu`` and ``memory`` each. ``volume``:
+    ``"CLAIM:/mount/path"``, a PersistentVolumeClaim this notebook has mounted at that path,
+    which the pods mount there too: ``data`` is a file or folder on it, and the output is
+    written beside it.
     """
     from .api import resolve_version
 
@@ -199,6 +240,17 @@ def batch_predict(
     if not isinstance(method, str) or not method.isidentifier():
         raise InvalidOptionError(f"method must be the name of the model's method (predict, predict_proba), got {method!r}")
     version = resolve_version(model)  # ModelNotFoundError names what is missing
+    k8s: dict = {}
+    cluster = {"volume": volume, "image": image, "namespace": namespace, "cpu": cpu, "memory": memory}
+    if backend == "local" and (given := [k for k, v in cluster.items() if v is not None]):
+        raise InvalidOptionError(f"{', '.join(given)}: for batch_predict on Kubernetes (backend='kubernetes'); "
+                                 "locally, workers= sets the processes")  # fmt: skip
+    if backend == "kubernetes":
+        from .batch_kubernetes import check_data, parse_volume
+
+        k8s = {"namespace": namespace, "image": image or default_image(), "volume": parse_volume(volume), "cpu": cpu,
+               "memory": memory}  # fmt: skip
+        check_data(data, k8s["volume"])
     in_memory = not isinstance(data, (str, Path))
     if in_memory:
         frame = _as_frame(data)
@@ -208,27 +260,29 @@ def batch_predict(
     base = name or f"batch-{version['model']}"
     base = "".join(c if c.isalnum() else "-" for c in base.lower()).strip("-")[:40] or "batch"
 
-    def plan(input_files: list[Path], job_dir: Path | None) -> dict:
+    def plan(input_files: list[Path], out_dir: Path | None) -> dict:
         total = sum(batchio.count_rows(f) for f in input_files)
         if total == 0:
             raise InvalidOptionError("the input has no rows to predict")
         rows = shard_rows or max(MIN_SHARD_ROWS, math.ceil(total / (workers * SHARDS_PER_WORKER)))
         shards = batchio.plan_shards(input_files, rows)
-        outputs = {str(f): str(batchio.output_path(f, folder_out) if job_dir is None else job_dir / "outputs" / "predictions.parquet")
+        outputs = {str(f): str(batchio.output_path(f, folder_out) if out_dir is None else out_dir / "predictions.parquet")
                    for f in input_files}  # fmt: skip
         return {"files": [str(f) for f in input_files], "shards": shards, "outputs": outputs}
 
     planned = plan(files, None) if not in_memory else {}
     spec_fields = dict(name=base, backend=backend, model=model, version=version, columns=columns, method=method,
-                       workers=workers, include_inputs=bool(include_inputs))  # fmt: skip
+                       workers=workers, include_inputs=bool(include_inputs), **k8s)  # fmt: skip
     BatchSpec(**spec_fields, **planned)  # checked before anything exists
     holder: dict = {}
 
     def prepare(job_id: str, job_dir: Path) -> None:
-        if in_memory:  # a DataFrame: its rows as the job's input file
-            source = job_dir / "input.parquet"
+        if in_memory:  # a DataFrame: its rows as the job's input file (on Kubernetes: in its folder on the volume)
+            where = job_dir if backend == "local" else _volume_folder(k8s["volume"], job_id)
+            where.mkdir(parents=True, exist_ok=True)
+            source = where / "input.parquet"
             frame.to_parquet(source, index=False)
-            holder.update(plan([source], job_dir))
+            holder.update(plan([source], job_dir / "outputs" if backend == "local" else where))
         (job_dir / "shards").mkdir(exist_ok=True)
 
     if in_memory:
@@ -250,6 +304,12 @@ def _create_in_memory(spec_fields: dict, prepare, holder: dict, wait: bool, time
 
     start(job.id)
     return _finish(BatchJob(job.id), wait, timeout)
+
+
+def _volume_folder(volume: dict, job_id: str) -> Path:
+    from .batch_kubernetes import WORK_DIR
+
+    return Path(volume["mount"]) / WORK_DIR / job_id
 
 
 def _child_row(shard: dict) -> dict:

@@ -1,13 +1,15 @@
 """The batch inference supervisor: ``python -m kfjupyter.serving.batch_run JOB_DIR``.
 
 It writes the plan the workers read (``JOB_DIR/batch.json``: the model version and the
-shards), forgets the claims of a run that was stopped, and starts up to ``workers``
-:mod:`~kfjupyter.serving.batch_worker` processes (each in a process group of its own,
-single-threaded). A worker claims a shard (an exclusive ``.claim`` file), predicts it and
-writes its predictions atomically, so a shard whose predictions exist is done: a resumed
-job runs only the others. The supervisor watches the shards (their child tasks, the
-``batch`` log and metric channel, the job's message), fails the job with the worker's
-error if one fails, and once every shard is done writes the outputs beside the inputs.
+shards), forgets the claims of a run that was stopped, and starts the workers' host
+(:mod:`~kfjupyter.serving.batch_worker`: one process, in a process group of its own, that
+loads the model and reads the input once, then forks up to ``workers`` single-threaded
+workers; its own lines go to the ``batch`` log). A worker claims a shard (an exclusive
+``.claim`` file), predicts it and writes its predictions atomically, so a shard whose
+predictions exist is done: a resumed job runs only the others. The supervisor watches the
+shards (their child tasks, the ``batch`` log and metric channel, the job's message), fails
+the job with the worker's error if one fails, and once every shard is done writes the
+outputs beside the inputs.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 from .. import status as st
 from ..runtime import processes
@@ -24,6 +25,7 @@ from ..runtime.logs import read_lines
 from ..runtime.supervisor import Supervisor
 from . import batchio
 from .batch import SHARD
+from .batch_worker import FAILED_WORKER_EXIT
 from .batchio import progress_log, progress_metrics, worker_log
 
 POLL_S = 0.1
@@ -50,22 +52,21 @@ class BatchSupervisor(Supervisor):
         done = {s["index"] for s in shards if batchio.shard_output(self.job_dir, s["index"]).exists()}
         total_rows = sum(s["stop"] - s["start"] for s in shards)
         missing = len(shards) - len(done)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "KFJUPYTER_BATCH_WORKERS": str(self.launch["workers"])}
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(self.launch.get("threads") or 1)  # each worker one core: N workers, N cores
+        count = min(self.launch["workers"], missing)
+        progress_log(self.job_dir).parent.mkdir(parents=True, exist_ok=True)  # the workers' logs are beside it
+        # the host first (it takes a moment to load the model), then the bookkeeping
+        host = processes.start_in_group([sys.executable, "-m", "kfjupyter.serving.batch_worker", str(self.job_dir),
+                                         "--workers", str(count)], progress_log(self.job_dir), self.job_dir, env=env)  # fmt: skip
         if done:
             self.log(f"resuming: {len(done)} of {len(shards)} shards already done, running the {missing} others")
         self.store.sync_children(self.job_id, [
             {"name": str(s["index"]), "kind": SHARD, "position": s["index"], "message": None,
              "status": st.SUCCEEDED if s["index"] in done else st.PENDING} for s in shards])  # fmt: skip
-        workers = []
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "KFJUPYTER_BATCH_WORKERS": str(self.launch["workers"])}
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[var] = str(self.launch.get("threads") or 1)  # each worker one core: N workers, N cores
-        for i in range(min(self.launch["workers"], missing)):
-            log = worker_log(self.job_dir, i)
-            log.parent.mkdir(parents=True, exist_ok=True)
-            workers.append(processes.start_in_group([sys.executable, "-m", "kfjupyter.serving.batch_worker",
-                                                     str(self.job_dir), str(i)], log, self.job_dir, env=env))  # fmt: skip
         self.set_status(st.RUNNING, message=f"{len(done)}/{len(shards)} shards")
-        self.log(f"predicting {total_rows} rows in {len(shards)} shards on {len(workers)} worker(s) with {spec['version']['ref']}")
+        self.log(f"predicting {total_rows} rows in {len(shards)} shards on {count} worker(s) with {spec['version']['ref']}")
         started, seen, running = time.monotonic(), set(done), set()
         while True:
             if self.cancelled:
@@ -76,18 +77,22 @@ class BatchSupervisor(Supervisor):
                 self.set_status(st.CANCELLED, message=f"cancelled: {len(seen)}/{len(shards)} shards done")
                 return
             rows = self._watch(shards, seen, running, started)
-            codes = [w.poll() for w in workers]
-            failed = [i for i, c in enumerate(codes) if c not in (None, 0)]
-            if failed:
+            code = host.poll()
+            if code not in (None, 0):
                 self.stop()
                 self._watch(shards, seen, running, started)
-                text = "\n".join(read_lines(worker_log(self.job_dir, failed[0]), 30))
+                if code >= FAILED_WORKER_EXIT:  # a worker failed: its log says why
+                    who = f"batch worker {code - FAILED_WORKER_EXIT}"
+                    text = "\n".join(read_lines(worker_log(self.job_dir, code - FAILED_WORKER_EXIT), 30))
+                else:  # the host itself (the model's load …)
+                    who = "the batch workers' host"
+                    text = "\n".join(read_lines(progress_log(self.job_dir), 30))
                 # the shards being predicted failed with it; the others never ran
-                self._end_children([s for s in shards if s["index"] in running], seen, st.FAILED, f"worker {failed[0]} failed")
-                self._end_children(shards, seen | running, st.CANCELLED, f"not run: worker {failed[0]} failed")
-                self.set_status(st.FAILED, error=f"batch worker {failed[0]} failed:\n{text}")
+                self._end_children([s for s in shards if s["index"] in running], seen, st.FAILED, f"{who} failed")
+                self._end_children(shards, seen | running, st.CANCELLED, f"not run: {who} failed")
+                self.set_status(st.FAILED, error=f"{who} failed:\n{text}")
                 return
-            if all(c == 0 for c in codes):
+            if code == 0:
                 self._watch(shards, seen, running, started)
                 if len(seen) < len(shards):
                     self.set_status(st.FAILED, error=f"the workers ended with {len(shards) - len(seen)} shard(s) not done")
@@ -134,13 +139,7 @@ class BatchSupervisor(Supervisor):
             self.store.sync_children(self.job_id, rows)
 
     def _merge(self, spec: dict, shards: list[dict]) -> None:
-        import numpy as np
-
-        meta = {"model": spec["model"], "version": spec["version"]["ref"], "job": self.job_id, "method": spec["method"]}
-        for source, target in spec["outputs"].items():
-            parts = [np.load(batchio.shard_output(self.job_dir, s["index"])) for s in shards if s["file"] == source]
-            batchio.write_output(Path(source), Path(target), np.concatenate(parts), {batchio.VERSION_KEY: meta["version"], **meta},
-                                 include_inputs=spec.get("include_inputs", False))
+        batchio.merge(lambda i: batchio.shard_output(self.job_dir, i), {**spec, "shards": shards}, self.job_id)
 
 
 main = BatchSupervisor.main

@@ -40,13 +40,63 @@ def count_rows(path: Path) -> int:
 
 #: the Parquet table a worker read last (its next shard is most likely of the same file)
 _last_table: dict = {}
+#: input files read whole before the workers fork (:func:`preload`): (path, columns) → DataFrame
+_preloaded: dict = {}
+#: how much of the input :func:`preload` reads into memory at most (its in-memory size, estimated)
+PRELOAD_BYTES = 1 << 30
+
+
+def _estimated_bytes(path: Path) -> int:
+    """About what the rows of ``path`` take in memory (Parquet: its uncompressed size; a
+    text file: its size, which its numbers take at most once parsed)."""
+    if format_of(path) == "parquet":
+        import pyarrow.parquet as pq
+
+        meta = pq.ParquetFile(path).metadata
+        return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    return Path(path).stat().st_size
+
+
+def preload(files: list[Path], columns: list[str] | None = None, budget: int = PRELOAD_BYTES) -> list[Path]:
+    """Read ``files`` (in order, while they fit in ``budget`` bytes) whole, once, for the
+    :func:`read_rows` of this process and of the workers it forks, which share the rows
+    (a fork's copy of memory is shared until written): one decoding of the input instead
+    of one per worker. The files read."""
+    read: list[Path] = []
+    for path in files:
+        size = _estimated_bytes(path)
+        if size > budget:
+            break
+        budget -= size
+        key = (str(path), tuple(columns or ()))
+        if key not in _preloaded:
+            _preloaded[key] = _read_whole(Path(path), columns)
+        read.append(Path(path))
+    return read
+
+
+def _read_whole(path: Path, columns: list[str] | None):
+    import pandas as pd
+
+    fmt = format_of(path)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        # a block per column (no copy into one 2-D block), the table's memory freed as it goes
+        return pq.read_table(path, columns=columns, memory_map=True).to_pandas(split_blocks=True, self_destruct=True)
+    frame = pd.read_csv(path) if fmt == "csv" else pd.read_json(path, lines=True)
+    return frame[columns] if columns else frame
 
 
 def read_rows(path: Path, start: int, stop: int, columns: list[str] | None = None, keep: bool = False):
-    """Rows ``start``…``stop - 1`` of an input file, as a DataFrame. ``keep``: keep the
-    decoded Parquet file for the next call (a worker's next shard of the same file)."""
+    """Rows ``start``…``stop - 1`` of an input file, as a DataFrame (a view of the rows
+    when :func:`preload` read the file). ``keep``: keep the decoded Parquet file for the
+    next call (a worker's next shard of the same file)."""
     import pandas as pd
 
+    whole = _preloaded.get((str(path), tuple(columns or ())))
+    if whole is not None:
+        return whole.iloc[start:stop]
     fmt = format_of(path)
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -112,6 +162,21 @@ def output_path(source: Path, folder_output: Path | None = None) -> Path:
     ``data.predictions.parquet``), or in ``folder_output`` for a folder of inputs."""
     name = f"{source.stem}.predictions{source.suffix}"
     return (folder_output / name) if folder_output else source.with_name(name)
+
+
+def merge(shard_path, spec: dict, job_id: str) -> None:
+    """Write every output of a batch job whose shards all have predictions: each input's
+    shards' predictions (``shard_path(index)``: the ``.npy`` file), concatenated in order,
+    beside the input (:func:`write_output`) with the model version recorded. ``spec``:
+    the job's ``version``, ``model``, ``method``, ``shards``, ``outputs`` (input → output
+    path) and ``include_inputs``."""
+    import numpy as np
+
+    meta = {"model": spec["model"], "version": spec["version"]["ref"], "job": job_id, "method": spec["method"]}
+    for source, target in spec["outputs"].items():
+        parts = [np.load(shard_path(s["index"])) for s in spec["shards"] if s["file"] == source]
+        write_output(Path(source), Path(target), np.concatenate(parts), {VERSION_KEY: meta["version"], **meta},
+                     include_inputs=spec.get("include_inputs", False))  # fmt: skip
 
 
 def write_output(source: Path, target: Path, predictions: Any, meta: dict, include_inputs: bool = False) -> None:

@@ -364,15 +364,9 @@ class KubernetesEndpointBackend(EngineBase):
     def _own_configmap(k8s, name: str, isvc: dict) -> None:
         """The InferenceService owns its components' ConfigMap (garbage-collected with it);
         a refusal is no failure: cancel deletes it anyway."""
-        from ..k8s.client import merge_patch
+        from ..k8s.workload import own_configmap
 
-        meta = isvc.get("metadata") or {}
-        try:
-            merge_patch(k8s.core.patch_namespaced_config_map, name, meta.get("namespace") or k8s.namespace,
-                        {"metadata": {"ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "InferenceService",
-                                                           "name": meta.get("name"), "uid": meta.get("uid")}]}})  # fmt: skip
-        except Exception:  # noqa: BLE001
-            pass
+        own_configmap(k8s, name, {"apiVersion": f"{GROUP}/{VERSION}", "kind": "InferenceService", **isvc})
 
     @staticmethod
     def _delete_configmap(k8s, namespace: str, name: str) -> None:
