@@ -9,8 +9,11 @@ in this one warm Python process:
   (d) the same 8 runs with papermill, one after the other.
 
 Before the timed rounds one untimed run of each warms the process (imports) and
-kfjupyter's warm pool. Ratios are kfjupyter ÷ papermill of the medians over ``--repeat``
-rounds.
+kfjupyter's warm pools: the warm parent of run supervisors (``kfjupyter/runtime/warm.py``,
+on unless ``KFJUPYTER_WARM`` is set) and the warm kernels (``kfjupyter/notebook_runs/kernels.py``,
+on unless ``KFJUPYTER_WARM_KERNELS=0``). Each timed measurement starts once both pools are
+ready (a refill never runs beside papermill's turn). Ratios are kfjupyter ÷ papermill of
+the medians over ``--repeat`` rounds.
 
 Prints a table, then as its last line one JSON object:
 ``{"single_ratio": b / a, "sweep_ratio": c / d, "papermill_s", "kfjupyter_s", "papermill_sweep_s", "kfjupyter_sweep_s", …}``
@@ -74,21 +77,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         os.environ.setdefault("KFJUPYTER_HOME", str(folder / "kfhome"))
+        os.environ.setdefault("KFJUPYTER_WARM", "1")
+        from kfjupyter.notebook_runs import kernels
         from kfjupyter.runtime import warm
+
+        def pools_ready() -> None:
+            warm.pool().wait_ready(120)
+            kernels.pool().wait_ready(120)
 
         notebook = write_notebook(folder / "trivial.ipynb")
         papermill_run(notebook, folder / "warm-up.ipynb", 0.5)  # imports, once
-        kfjupyter_run(notebook, parameters={"lr": 0.5})  # imports, and the warm pool
-        warm.pool().wait_ready(120)
+        kfjupyter_run(notebook, parameters={"lr": 0.5})  # imports, and the warm pools
+        kfjupyter_run(notebook, sweep={"lr": SWEEP[:2]}, max_parallel=2)  # a sweep's imports
         for i in range(args.repeat):
+            pools_ready()
             results["pm"].append(papermill_run(notebook, folder / f"pm-{i}.ipynb", 0.3))
-            warm.pool().wait_ready(120)
+            pools_ready()
             results["kf"].append(kfjupyter_run(notebook, parameters={"lr": 0.3}))
+            pools_ready()
             started = time.monotonic()
             for k, lr in enumerate(SWEEP):
                 papermill_run(notebook, folder / f"pm-{i}-{k}.ipynb", lr)
             results["pm_sweep"].append(time.monotonic() - started)
-            warm.pool().wait_ready(120)
+            pools_ready()
             results["kf_sweep"].append(kfjupyter_run(notebook, sweep={"lr": SWEEP}, max_parallel=2))
             print(f"round {i + 1}: single run: papermill {results['pm'][-1]:5.2f} s, kfjupyter {results['kf'][-1]:5.2f} s;"
                   f"  sweep of {len(SWEEP)}: papermill serially {results['pm_sweep'][-1]:5.2f} s, "
@@ -105,6 +116,9 @@ def main() -> None:
         "runs_in_sweep": len(SWEEP),
         "max_parallel": 2,
         "repeat": args.repeat,
+        "warm": warm.enabled(),
+        "warm_kernels": kernels.enabled(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
     print(f"single run ratio {figures['single_ratio']} (target <= 0.5), sweep ratio {figures['sweep_ratio']} (target <= 0.5)")
     print(json.dumps(figures))

@@ -50,6 +50,11 @@ def workspace(tmp_path, monkeypatch):
     for name in ("KFJUPYTER_BACKEND", "KFJUPYTER_NAMESPACE", "KFJUPYTER_IMAGE", "KFJUPYTER_KFP_URL", "KFP_HOST",
                  "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(name, raising=False)
+    # Warm kernels are not kept ready after each run: every test has a workspace (and an
+    # environment) of its own, so a kernel made ready for the next run of this process
+    # would never be used, only cost a core. tests/test_warm_kernels.py turns them on;
+    # a sweep plans its own kernels either way.
+    monkeypatch.setenv("KFJUPYTER_WARM_KERNELS_SIZE", "0")
     yield home
     deadline = time.monotonic() + 10
     while processes_of(home) and time.monotonic() < deadline:

@@ -98,10 +98,12 @@ def collect_parameters(args) -> dict:
 
 def _run(args) -> int:
     from .api import Sweep, run_notebook
+    from .kernels import pool
     from .params import parse_sweep_args
 
     parameters = collect_parameters(args)
     sweep = parse_sweep_args(args.sweep) if args.sweep else None
+    pool().keep = 0  # this process starts one run: it keeps no warm kernel for a next one
     handle = run_notebook(
         args.notebook,
         parameters,

@@ -11,6 +11,8 @@ sweep is one detached :mod:`~kfjupyter.notebook_runs.sweep` supervisor starting 
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -18,14 +20,20 @@ from typing import Iterator
 from .. import status as st
 from ..runtime.detached import DetachedEngine
 from ..runtime.engine import Channel, Channels, Features, SupervisorLost
+from ..runtime.processes import register_group
 from ..runtime.ranks import rank_paths
+from ..runtime.supervisor import LAUNCH
 from ..store.workspace import get_workspace
+from . import kernels
 
 RUNNER = "kfjupyter.notebook_runs.runner"
 SWEEPER = "kfjupyter.notebook_runs.sweep"
 NOTEBOOK_CHANNEL = Channel("notebook", "notebook", rank=0)
 SWEEP_CHANNEL = Channel("sweep", "sweep", rank=0)
 RUN = "run"
+#: What a warm parent of runs and sweeps imports (see :mod:`kfjupyter.runtime.warm`).
+WARM_MODULES = ("kfjupyter.notebook_runs.runner", "kfjupyter.notebook_runs.sweep", "kfjupyter.notebook_runs.pm",
+                "nbformat", "jupyter_client", "nbclient", "kfjupyter.store.workspace", "kfjupyter.tracking.follow")  # fmt: skip
 
 
 def run_log(job_dir: Path) -> Path:
@@ -41,14 +49,41 @@ class LocalNotebookEngine(DetachedEngine):
     what = "the notebook runner"
     features = Features(supervised=True, metrics=True)
     cancel_timeout = 8.0
-    #: a warm parent has the runner, the kernel client and the store loaded (not papermill:
-    #: it loads numpy, whose BLAS starts threads, and a warm parent forks only with one)
-    warm_modules = ("kfjupyter.notebook_runs.runner", "nbformat", "jupyter_client", "nbclient",
-                    "kfjupyter.store.workspace", "kfjupyter.tracking.follow")  # fmt: skip
+    #: a warm parent has the runner, papermill (less what loads numpy: see :mod:`.pm`), the
+    #: kernel client and the store loaded; the same one serves sweeps' supervisors
+    warm_modules = WARM_MODULES
 
     def launch(self, job_id: str, spec, job_dir: Path) -> dict:
-        return {"notebook": spec.notebook, "parameters": spec.parameters, "kernel": spec.kernel, "cwd": spec.cwd,
-                "sweep_id": spec.sweep_id, "index": spec.index, "papermill": spec.papermill_options}  # fmt: skip
+        launch = {"notebook": spec.notebook, "parameters": spec.parameters, "kernel": spec.kernel, "cwd": spec.cwd,
+                  "sweep_id": spec.sweep_id, "index": spec.index, "papermill": spec.papermill_options}  # fmt: skip
+        kernel = kernels.pool().take(self.kernel_request(spec.kernel, spec.cwd, job_dir, spec.prepare_only))
+        if kernel is not None:
+            launch["pooled_kernel"] = kernel
+        return launch
+
+    def kernel_request(self, kernel: str, cwd: str | None, job_dir: Path, prepare_only: bool = False) -> dict | None:
+        """What this run asks of the warm kernels (None: nothing, it runs no kernel or the pool is off)."""
+        if prepare_only:
+            return None
+        return kernels.run_request(kernel, cwd or os.getcwd(), self.environment(), job_dir / "supervisor.log")
+
+    def start(self, job_dir: Path) -> dict:
+        """Start the run's supervisor; a warm kernel it takes is one of the job's process
+        groups from now on (whoever ends the job stops it) and belongs to its keeper."""
+        launch = json.loads((job_dir / LAUNCH).read_text())
+        kernel = launch.get("pooled_kernel")
+        if kernel is not None:
+            register_group(job_dir, kernel["pid"])
+        try:
+            info = super().start(job_dir)
+        except BaseException:
+            if kernel is not None:
+                kernels.pool().release(kernel)
+            raise
+        prepare_only = bool((launch.get("papermill") or {}).get("prepare_only"))
+        kernels.pool().started(self.kernel_request(launch["kernel"], launch.get("cwd"), job_dir, prepare_only), kernel,
+                               info)  # fmt: skip
+        return info
 
     def channels(self, job_id: str, info: dict) -> Channels:
         return Channels(logs=(NOTEBOOK_CHANNEL,), metrics=(NOTEBOOK_CHANNEL,))
@@ -77,6 +112,7 @@ class LocalSweepEngine(DetachedEngine):
     what = "the sweep's supervisor"
     features = Features(supervised=True, metrics=True, children=True)
     cancel_timeout = 20.0
+    warm_modules = WARM_MODULES
 
     def launch(self, job_id: str, spec, job_dir: Path) -> dict:
         return {"runs": spec.runs, "max_parallel": spec.max_parallel}

@@ -12,6 +12,12 @@ with papermill into ``JOB_DIR/output.ipynb``, saved after every cell, and writes
 * the job's status in the workspace store: Running, then Succeeded, or Failed with the
   failing cell and its error.
 
+The kernel is a warm one when the launch file names one (``pooled_kernel``: see
+:mod:`.kernels`) and it is the kernel a cold start would give this run; otherwise, or if
+its hand-over fails, papermill starts one as it always does. Either way the kernel is
+shut down after the run as papermill shuts down its own, before the run's end is
+recorded.
+
 SIGTERM (cancel) interrupts papermill where it waits on the kernel, as Ctrl-C interrupts
 papermill: papermill saves the output notebook with what the running cell printed so far,
 then the kernel (and anything it started) is stopped and the runner exits; the canceller
@@ -25,7 +31,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import threading
 import time
 import traceback
@@ -34,13 +39,14 @@ from pathlib import Path
 import psutil
 
 from .. import status as st
-from ..runtime.processes import kill_tree
+from ..runtime.processes import kill_job_processes, kill_tree
 from ..runtime.ranks import rank_paths
 from ..runtime.supervisor import Supervisor
+from .kernels import RUN_ENV
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 #: the lines the runner writes to the job log itself (the rest is the cells' output)
-OWN_LINE = re.compile(r"^(papermill: |kernel started; |cell \d+/\d+( \[injected parameters\])? (…|failed: )|done: |failed: |cancelled: )")
+OWN_LINE = re.compile(r"^(papermill: |kernel started; |warm kernel not used |cell \d+/\d+( \[injected parameters\])? (…|failed: )|done: |failed: |cancelled: )")
 #: seconds a cancelled run may take to save its output notebook before it is stopped anyway
 CANCEL_SAVE_S = 5.0
 
@@ -87,9 +93,10 @@ def first_line(source: str, width: int = 60) -> str:
 class Progress:
     """nbclient hooks: ``cell k/N`` lines in the log as the notebook runs."""
 
-    def __init__(self, log: Log, on_kernel=lambda: None):
+    def __init__(self, log: Log, on_kernel=lambda: None, warm: bool = False):
         self.log = log
         self.on_kernel = on_kernel
+        self.warm = warm
         self.total = 0
         self.done = 0
         self.current = None  # (k, cell_index, first line) of the running cell
@@ -102,7 +109,8 @@ class Progress:
             1 for c in notebook.cells if "injected-parameters" in (c.get("metadata", {}).get("tags") or [])
         )
         self.on_kernel()
-        self.log.line(f"kernel started; {self.total} code cell(s) to run")
+        warm = " (a warm kernel, from the pool)" if self.warm else ""
+        self.log.line(f"kernel started; {self.total} code cell(s) to run{warm}")
 
     def on_cell_start(self, cell, cell_index, **_):
         if cell.cell_type != "code" or not cell.source.strip():
@@ -135,6 +143,8 @@ class Runner(Supervisor):
         self.paths = rank_paths(self.job_dir, 0)
         self.log = Log(self.paths["log"])
         self.executing = False  # papermill is running (a cancel interrupts it)
+        self.pooled = None  # the warm kernel's manager, when the run has one
+        self.record = None  # the job's record once it is Running
 
     def on_signal(self, *_args) -> None:
         # papermill is blocked in the kernel: interrupt it as Ctrl-C does (its `finally`
@@ -155,6 +165,7 @@ class Runner(Supervisor):
     def cancel_now(self) -> None:
         try:
             kill_tree(self.job_children(), grace=2.0)
+            kill_job_processes(self.job_dir, grace=2.0)  # a warm kernel is not under us
         finally:
             try:
                 self.log.line("cancelled: the notebook's kernel was stopped")
@@ -169,54 +180,90 @@ class Runner(Supervisor):
             KFJUPYTER_JOB_ID=self.job_id,
             KFJUPYTER_METRICS_FILE=str(self.paths["metrics"]),
             KFJUPYTER_OUTPUT_DIR=str(self.job_dir / "outputs"),
-            PYTHONUNBUFFERED="1",
+            **RUN_ENV,
         )
         os.environ.pop("KFJUPYTER_ERROR_FILE", None)
 
+    def warm_kernel(self, launch: dict, cwd: str):
+        """The warm kernel the launch file names, handed over, if it is the kernel a cold
+        start would give this run (else it is stopped, and the log says why): its kernel
+        manager, for papermill; None: papermill starts one."""
+        handle = launch.get("pooled_kernel")
+        if not handle:
+            return None
+        from . import kernels
+
+        why: list[str] = []
+        try:
+            km = kernels.attach(handle, kernel=launch["kernel"], cwd=cwd, env=dict(os.environ),
+                                timeout=float((launch.get("papermill") or {}).get("start_timeout") or 60), why=why)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001  (a warm kernel never fails a run: it starts its own)
+            km = None
+            why.append(f"{type(exc).__name__}: {exc}")
+        if km is None:
+            self.log.line(f"warm kernel not used ({'; '.join(why)}): starting one")
+        return km
+
+    def stop_warm_kernel(self) -> None:
+        """Shut the warm kernel down as papermill shuts its own down."""
+        km, self.pooled = self.pooled, None
+        if km is not None:
+            from . import kernels
+
+            try:
+                kernels.stop(km)
+            except Exception:  # noqa: BLE001  (what is left is stopped with the job's groups)
+                traceback.print_exc()
+
+    def before_threads(self) -> None:
+        """The run is Running: recorded before the run's tracker starts, so that the two
+        processes do not open the store at once and queue on its write lock."""
+        self.record = self.set_status(st.RUNNING)  # (an ended job, cancelled before it started, stays so)
+
     def run(self) -> None:
-        record = self.store.get_job(self.job_id)
-        if record.status in st.TERMINAL:  # cancelled before it started
+        if self.record is None:
+            self.before_threads()
+        if self.record.status in st.TERMINAL:  # cancelled before it started
             return
-        self.set_status(st.RUNNING)
         self.kernel_env()
         launch = self.launch
         params = launch.get("parameters") or {}
         shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "none"
         self.log.line(f"papermill: {launch['notebook']} with kernel {launch['kernel']}; parameters: {shown}")
-        progress = Progress(self.log, on_kernel=self.note_kernel)
         started = time.monotonic()
-
-        # jsonschema (via nbformat) imports rfc3987_syntax for its optional "iri" format
-        # check when it is installed, and that builds a grammar at import: ~2 s of every
-        # run's start. Without it jsonschema just leaves that one format unchecked, which
-        # notebooks never use, so this process goes without.
-        sys.modules.setdefault("rfc3987_syntax", None)
-        import papermill as pm
-        from papermill.exceptions import PapermillExecutionError
+        from .pm import PapermillExecutionError
+        from .pm import papermill as pm
 
         options = {"start_timeout": 60, **(launch.get("papermill") or {})}
+        cwd = launch.get("cwd") or None
+        self.pooled = None if options.get("prepare_only") else self.warm_kernel(launch, cwd or os.getcwd())
+        if self.pooled is not None:
+            options["km"] = self.pooled
+        progress = Progress(self.log, on_kernel=self.note_kernel, warm=self.pooled is not None)
         try:
-            self.executing = True
-            if self.cancelled:  # a cancel before papermill started
-                raise Cancelled()
-            pm.execute_notebook(
-                str(self.job_dir / "input.ipynb"),
-                str(self.job_dir / "output.ipynb"),
-                parameters=params or None,
-                kernel_name=launch["kernel"],
-                progress_bar=False,
-                log_output=False,
-                stdout_file=self.log,
-                stderr_file=self.log,
-                cwd=launch.get("cwd") or None,
-                on_notebook_start=progress.on_notebook_start,
-                on_cell_start=progress.on_cell_start,
-                on_cell_error=progress.on_cell_error,
-                **options,
-            )
-            self.executing = False
+            try:
+                self.executing = True
+                if self.cancelled:  # a cancel before papermill started
+                    raise Cancelled()
+                pm.execute_notebook(
+                    str(self.job_dir / "input.ipynb"),
+                    str(self.job_dir / "output.ipynb"),
+                    parameters=params or None,
+                    kernel_name=launch["kernel"],
+                    progress_bar=False,
+                    log_output=False,
+                    stdout_file=self.log,
+                    stderr_file=self.log,
+                    cwd=cwd,
+                    on_notebook_start=progress.on_notebook_start,
+                    on_cell_start=progress.on_cell_start,
+                    on_cell_error=progress.on_cell_error,
+                    **options,
+                )
+            finally:  # papermill has shut its own kernel down by now, whatever happened
+                self.executing = False
+                self.stop_warm_kernel()
         except Cancelled:
-            self.executing = False
             self.cancel_now()  # the output notebook is saved: stop the kernel, go
         except PapermillExecutionError as exc:
             self.finish_failed(self.cell_error(exc, progress))
@@ -260,11 +307,13 @@ class Runner(Supervisor):
                 pass
 
     def stop_children(self) -> None:
-        """papermill shuts its kernel down; whatever is left under us goes too."""
+        """papermill shuts its kernel down (and this runner a warm one); whatever is left
+        under us, or in the job's process groups, goes too."""
         try:
             kill_tree(self.job_children(), grace=2.0)
         except psutil.Error:
             pass
+        kill_job_processes(self.job_dir, grace=2.0)
 
     def stop(self) -> None:
         self.stop_children()

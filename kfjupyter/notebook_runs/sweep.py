@@ -27,7 +27,9 @@ from ..runtime.supervisor import Supervisor
 from .local import run_log
 from .runner import Log
 
-POLL_S = 0.2
+POLL_S = 0.1
+#: seconds the first run waits for the warm parent of the runs' supervisors (then it starts cold)
+WARM_WAIT_S = 10.0
 
 
 class SweepSupervisor(Supervisor):
@@ -41,6 +43,7 @@ class SweepSupervisor(Supervisor):
         self.started: dict[str, float] = {}
         self.reported: set[str] = set()
         self.shown: dict[str, str] = {}
+        self.warming = False  # a warm parent for the runs is starting
 
     def label(self, run_id: str) -> str:
         index = self.runs.index(run_id)
@@ -66,20 +69,52 @@ class SweepSupervisor(Supervisor):
     def start_run(self, run_id: str) -> None:
         from ..jobs import start
 
+        if self.warming:  # the runs' warm parent: worth its wait (its imports are a cold run's)
+            from ..runtime import warm
+
+            self.warming = False
+            warm.pool().wait_ready(WARM_WAIT_S)
         record = start(run_id)
         self.started[run_id] = time.monotonic()
         self.log.line(f"{self.label(run_id)} started")
         self.show(run_id, record)
 
+    def prepare_runs(self) -> None:
+        """What the runs to come start from, started now rather than by the first run: the
+        warm parent of their supervisors (when warm starts are on: :mod:`kfjupyter.runtime.warm`)
+        and their warm kernels, ``max_parallel`` of them, kept ready until the last run has
+        taken its own (:mod:`.kernels`)."""
+        from ..backends import get_backend
+        from ..runtime import warm
+        from .kernels import pool
+
+        pending = [self.store.get_job(run_id) for run_id in self.runs]
+        pending = [r for r in pending if r.status == st.PENDING and not r.backend_info]
+        engine = get_backend("notebook", pending[0].backend) if pending else None
+        if not hasattr(engine, "kernel_request"):
+            return
+        if warm.enabled() and engine.warm_modules:
+            warm_env = engine.warm_env(self.job_dir, engine.environment())
+            if warm_env is not None:
+                warm.pool().prepare(warm_env, engine.warm_modules)
+                self.warming = True
+        spec = pending[0].spec  # every run of a sweep has the same kernel and folder
+        request = engine.kernel_request(spec.get("kernel") or "python3", spec.get("cwd"), self.job_dir,
+                                        bool(spec.get("prepare_only")))  # fmt: skip
+        pool().plan(request, runs=len(pending), parallel=self.max_parallel)
+
     def run(self) -> None:
         self.set_status(st.RUNNING)
         self.log.line(f"sweep of {len(self.runs)} run(s), at most {self.max_parallel} at a time")
+        self.prepare_runs()
+        ended: dict = {}  # the runs that have ended: their records change no more
         while True:
             reap_children()
             if self.cancelled:
                 self.cancel_all()
                 return
-            records = {run_id: self.status_of(run_id) for run_id in self.runs}
+            records = {run_id: ended.get(run_id) or self.status_of(run_id) for run_id in self.runs}
+            ended.update((run_id, r) for run_id, r in records.items() if r.status in st.TERMINAL)
             for run_id, record in records.items():
                 self.show(run_id, record)
                 if record.status in st.TERMINAL and run_id not in self.reported:
