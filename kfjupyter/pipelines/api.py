@@ -251,6 +251,51 @@ class PipelineRun(Job):
             raise InvalidOptionError(f"step {step} of run {self.id} did not pass on {name!r}")
         return stepruntime.load_value(path)
 
+    def step_outputs(self, step: str) -> list[dict[str, Any]]:
+        """The values ``step`` handed on in this run, as the panel lists them: one dict per
+        output variable of the step (in the pipeline's order) with ``name``, ``type`` (the
+        Python type saved, e.g. ``numpy.ndarray``), ``format`` (stepruntime's), ``size``
+        (bytes of the saved data), ``to`` (the downstream steps that read it), ``preview``
+        (a short text: the value's repr for JSON values, shape and dtype for a numpy array,
+        else None) and ``available`` (False when the step did not pass it on: not run
+        yet, failed, or a Kubeflow Pipelines run, whose values stay in KFP's store).
+        Nothing is unpickled: a preview reads only JSON text and numpy's header.
+        """
+        self._check_step(step)
+        pipeline = self._record.spec["pipeline"]
+        readers: dict[str, list[str]] = {}
+        for other, spec in pipeline["steps"].items():
+            for name, source in (spec.get("inputs") or {}).items():
+                if source == step:
+                    readers.setdefault(name, []).append(other)
+        out: list[dict[str, Any]] = []
+        for name in pipeline["steps"][step].get("outputs") or []:
+            row: dict[str, Any] = {"name": name, "type": None, "format": None, "size": None,
+                                   "to": readers.get(name, []), "preview": None, "available": False}  # fmt: skip
+            folder = self._value_folder(step, name)
+            meta_file = folder / "meta.json" if folder is not None else None
+            if meta_file is not None and meta_file.is_file():
+                try:
+                    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    meta = {}
+                row["type"] = meta.get("type")
+                row["format"] = meta.get("format")
+                data = next((f for f in sorted(folder.glob("data.*"))), None)
+                if data is not None:
+                    row["available"] = True
+                    row["size"] = data.stat().st_size
+                    row["preview"] = _value_preview(row["format"], data)
+            out.append(row)
+        return out
+
+    def _value_folder(self, step: str, name: str) -> Path | None:
+        if self._record.backend != "local":
+            return None
+        from .local import value_dir
+
+        return value_dir(self.job_dir, step, name)
+
     def debug(self, step: str, namespace: dict[str, Any] | None = None) -> list[str]:
         """Load ``step``'s inputs and parameters into ``namespace`` (see :func:`debug`)."""
         return debug(self.id, step, namespace=namespace)
@@ -272,6 +317,40 @@ class PipelineRun(Job):
 
     def __repr__(self) -> str:
         return f"<PipelineRun {self.id} {self._record.name} {self._record.status} backend={self._record.backend}>"
+
+
+#: The longest preview :meth:`PipelineRun.step_outputs` answers, in characters.
+PREVIEW_CHARS = 200
+#: The most bytes of a JSON value read for its preview.
+PREVIEW_READ = 64 * 1024
+
+
+def _value_preview(fmt: str | None, data: Path) -> str | None:
+    """A short text for a saved value, read without unpickling anything."""
+    import reprlib
+
+    try:
+        if fmt == "json":
+            with open(data, encoding="utf-8") as fh:
+                text = fh.read(PREVIEW_READ + 1)
+            if len(text) > PREVIEW_READ:
+                return text[: PREVIEW_CHARS - 1] + "…"
+            short = reprlib.Repr()
+            short.maxstring, short.maxother, short.maxlist, short.maxdict, short.maxlevel = 60, 60, 8, 8, 3
+            text = short.repr(json.loads(text))
+        elif fmt == "numpy":
+            import numpy as np
+
+            with open(data, "rb") as fh:
+                major, _minor = np.lib.format.read_magic(fh)
+                read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                shape, _fortran, dtype = read(fh)
+            text = f"array shape {tuple(shape)} dtype {dtype}"
+        else:
+            return None
+    except Exception:  # noqa: BLE001 - a preview is a nicety: none rather than an error
+        return None
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
 
 
 def get_run(run_id: str) -> PipelineRun:
@@ -379,29 +458,48 @@ class RunSteps:
         return steps_text(self.run)
 
 
-_COLOURS = {"Succeeded": "#2e7d32", "Cached": "#1565c0", "Failed": "#c62828", "Running": "#ef6c00",
-            "Skipped": "#757575", "Cancelled": "#757575", "Pending": "#757575"}
+#: A status in the notebook's table: its icon and colour (the theme's variable in JupyterLab,
+#: a light-theme colour elsewhere); the words stay in the text colour (AA in both themes).
+#: The same icons as the Pipeline panel's (labextension/src/pipelinerun.ts STATUS_INFO).
+_STATUS_LOOK = {
+    "Pending": ("○", "var(--jp-ui-font-color2, #616161)"),
+    "Running": ("◐", "var(--jp-brand-color1, #1565c0)"),
+    "Succeeded": ("✓", "var(--jp-success-color1, #2e7d32)"),
+    "Cached": ("↺", "var(--jp-info-color1, #00838f)"),
+    "Failed": ("✕", "var(--jp-error-color1, #c62828)"),
+    "Skipped": ("⤼", "var(--jp-ui-font-color3, #757575)"),
+    "Cancelling": ("⊘", "var(--jp-warn-color1, #e65100)"),
+    "Cancelled": ("⊘", "var(--jp-warn-color1, #e65100)"),
+}
+
+
+def _status_html(status: str) -> str:
+    icon, colour = _STATUS_LOOK.get(status, ("•", "inherit"))
+    style = "font-style:italic" if status == "Skipped" else ""
+    return (
+        f"<span style='color:{colour}' aria-hidden='true'>{icon}</span> "
+        f"<span style='{style}'>{html.escape(status)}</span>"
+    )
 
 
 def steps_html(run: PipelineRun) -> str:
     rows = []
     for raw in run.steps:
         row = _step_row(raw)
-        colour = _COLOURS.get(row["status"], "inherit")
         rows.append(
             "<tr>"
             + f"<td>{html.escape(row['step'])}</td>"
-            + f"<td style='color:{colour}'>{html.escape(row['status'])}</td>"
+            + f"<td data-status='{html.escape(row['status'])}'>{_status_html(row['status'])}</td>"
             + f"<td>{html.escape(row['duration'])}</td>"
             + f"<td>{html.escape(row['cache'])}</td></tr>"
         )
     error = ""
     if run.record.error:
-        error = f"<pre style='color:#c62828'>{html.escape(run.record.error)}</pre>"
+        error = f"<pre style='color:var(--jp-error-color1, #c62828)'>{html.escape(run.record.error)}</pre>"
     metrics = run.pipeline_metrics()
     shown = ""
     if metrics:
         shown = "<p>" + ", ".join(f"{html.escape(k)} = {v:g}" for k, v in metrics.items()) + "</p>"
     head = "".join(f"<th>{c}</th>" for c in STEP_COLUMNS)
-    title = f"<p><b>{html.escape(run.id)}</b> ({html.escape(run.name)}): {html.escape(run.record.status)}</p>"
+    title = f"<p><b>{html.escape(run.id)}</b> ({html.escape(run.name)}): {_status_html(run.record.status)}</p>"
     return f"{title}<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{shown}{error}"

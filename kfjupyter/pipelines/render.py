@@ -92,6 +92,20 @@ def _place_label(
     return fallback[0], fallback[1], fallback[2]
 
 
+#: The drawing's colours from JupyterLab's theme variables where the SVG is part of the page
+#: (the HTML output), so labels, halos and boxes follow a dark theme; the fallbacks (and the
+#: presentation attributes, where a sanitizer drops the style) are the light colours.
+_THEME_STYLE = (
+    "<style>"
+    ".kfj-pipeline-dag .kfj-edge path{stroke:var(--jp-ui-font-color2,#5b6b7f)}"
+    ".kfj-pipeline-dag .kfj-arrow{fill:var(--jp-ui-font-color2,#5b6b7f)}"
+    ".kfj-pipeline-dag .kfj-label{fill:var(--jp-ui-font-color1,#3d4852);stroke:var(--jp-layout-color0,#ffffff)}"
+    ".kfj-pipeline-dag .kfj-step rect{fill:var(--jp-layout-color2,#eef3fb);stroke:var(--jp-brand-color1,#4a6fa5)}"
+    ".kfj-pipeline-dag .kfj-step text{fill:var(--jp-ui-font-color0,#1f2933)}"
+    "</style>"
+)
+
+
 def to_svg(pipeline: Pipeline) -> str:
     """The DAG as a standalone SVG document (a string)."""
     grouped = layers(pipeline)
@@ -110,8 +124,9 @@ def to_svg(pipeline: Pipeline) -> str:
         "<svg>",  # the opening tag, once the labels' extent is known
         'font-family="ui-monospace, SFMono-Regular, Menlo, monospace" font-size="13">',
         f"<title>pipeline {escape(pipeline.name)}</title>",
+        _THEME_STYLE,
         "<defs><marker id=\"kfj-arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" "
-        "markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M 0 0 L 10 5 L 0 10 z\" "
+        "markerHeight=\"7\" orient=\"auto-start-reverse\"><path class=\"kfj-arrow\" d=\"M 0 0 L 10 5 L 0 10 z\" "
         "fill=\"#5b6b7f\"/></marker></defs>",
     ]
     taken: list[Rect] = [(x - 2, y - 2, x + w + 2, y + BOX_H + 2) for x, y, w in boxes.values()]
@@ -134,7 +149,7 @@ def to_svg(pipeline: Pipeline) -> str:
             label = _label(edge.names)
             lx, ly, anchor = _place_label(label, (x1, y1, x2, y2, mid), taken)
             out.append(
-                f'<text x="{lx:.1f}" y="{ly:.1f}" text-anchor="{anchor}" font-size="11" fill="#3d4852" '
+                f'<text class="kfj-label" x="{lx:.1f}" y="{ly:.1f}" text-anchor="{anchor}" font-size="11" fill="#3d4852" '
                 f'stroke="#ffffff" stroke-width="3" paint-order="stroke">{escape(label)}</text>'
             )
         out.append("</g>")

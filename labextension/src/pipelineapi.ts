@@ -63,6 +63,25 @@ export interface IPipelineRun extends IJob {
   pipeline: IPipeline;
 }
 
+/** One value a step handed on (`PipelineRun.step_outputs`). */
+export interface IStepOutput {
+  name: string;
+  type: string | null;
+  format: string | null;
+  size: number | null;
+  /** The steps that read it. */
+  to: string[];
+  preview: string | null;
+  available: boolean;
+}
+
+export interface IStepOutputs {
+  run_id: string;
+  step: string;
+  backend: string;
+  outputs: IStepOutput[];
+}
+
 /** A compile error: the message, and the notebook cell it names (null when none). */
 export class PipelineCompileError extends Error {
   constructor(
@@ -109,6 +128,11 @@ export class PipelineApi {
 
   cancel(id: string): Promise<IPipelineRun> {
     return this.api.json(`pipelines/runs/${encodeURIComponent(id)}/cancel`, { method: 'POST', body: '{}' });
+  }
+
+  /** `GET /pipelines/runs/{id}/steps/{step}/outputs`: the values the step handed on. */
+  stepOutputs(id: string, step: string, signal?: AbortSignal): Promise<IStepOutputs> {
+    return this.api.json(`pipelines/runs/${encodeURIComponent(id)}/steps/${encodeURIComponent(step)}/outputs`, { signal });
   }
 
   /** `GET /pipelines/export?path=`: the KFP IR YAML text. */

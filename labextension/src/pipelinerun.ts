@@ -147,3 +147,89 @@ export function sameNotebook(notebook: string | null | undefined, path: string):
   const b = norm(path).replace(/^\/+/, '');
   return a === b || a.endsWith(`/${b}`);
 }
+
+/** How a status is shown: an icon (a glyph, beside the text, never alone), its words, what it means. */
+export interface IStatusInfo {
+  status: string;
+  icon: string;
+  /** What it means, for the legend and the tooltips. */
+  meaning: string;
+}
+
+/**
+ * Every status a run or a step shows, in the legend's order. Each has its own icon and
+ * (in pipeline.css) its own colour: Skipped (grey, dashed) and Cancelled (orange) differ.
+ */
+export const STATUS_INFO: IStatusInfo[] = [
+  { status: 'Pending', icon: '○', meaning: 'waiting for the steps before it' },
+  { status: 'Running', icon: '◐', meaning: 'running now' },
+  { status: 'Succeeded', icon: '✓', meaning: 'ran and finished without error' },
+  { status: 'Cached', icon: '↺', meaning: 'not run: its values were taken from an earlier run with the same code and inputs' },
+  { status: 'Failed', icon: '✕', meaning: 'raised an error (see its log)' },
+  { status: 'Skipped', icon: '⤼', meaning: 'not run because a step before it failed or was cancelled' },
+  { status: 'Cancelling', icon: '⊘', meaning: 'being stopped' },
+  { status: 'Cancelled', icon: '⊘', meaning: 'stopped before it finished' }
+];
+
+/** The icon and meaning of `status` (an unknown status: a dot, and its own words). */
+export function statusInfo(status: string): IStatusInfo {
+  return STATUS_INFO.find(s => s.status === status) ?? { status, icon: '•', meaning: status };
+}
+
+/** The backends the Run action offers: the value the API takes, and what the user reads. */
+export const RUN_BACKENDS: { value: string; label: string }[] = [
+  { value: 'local', label: 'Local (this machine)' },
+  { value: 'kubernetes', label: 'Kubeflow Pipelines' }
+];
+
+/** A backend's name for the user (`kubernetes` runs go to Kubeflow Pipelines). */
+export function backendLabel(backend: string | null | undefined): string {
+  if (backend === 'kubernetes' || backend === 'k8s') {
+    return 'Kubeflow Pipelines';
+  }
+  return backend === 'local' ? 'local' : backend || '';
+}
+
+/**
+ * The badge of each notebook cell (index → badge, null for none): the step it belongs to
+ * (`cellSteps`) and that step's status in the run shown (`states`, empty when none).
+ */
+export function cellBadges(
+  steps: ReadonlyArray<string | null>,
+  states: Record<string, string>
+): ({ step: string; status: string; label: string } | null)[] {
+  return steps.map(step => {
+    if (!step) {
+      return null;
+    }
+    const status = states[step] ?? '';
+    const label = status ? `step ${step} · ${statusInfo(status).icon} ${status}` : `step ${step}`;
+    return { step, status, label };
+  });
+}
+
+/** A value a step handed on (`GET /pipelines/runs/{id}/steps/{step}/outputs`), as a row's text. */
+export function outputText(o: { type: string | null; size: number | null; preview: string | null; available: boolean }): string {
+  if (!o.available) {
+    return 'not handed on in this run';
+  }
+  const parts = [o.type || '?'];
+  if (typeof o.size === 'number') {
+    parts.push(formatBytes(o.size));
+  }
+  return parts.join(' · ');
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) {
+    return `${n} B`;
+  }
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
+}

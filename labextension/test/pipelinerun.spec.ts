@@ -1,8 +1,15 @@
 import { formatDuration } from '../src/format';
 import { IPipeline, IPipelineRun, IRunStep } from '../src/pipelineapi';
 import {
+  backendLabel,
   cacheText,
+  cellBadges,
   displayStatus,
+  formatBytes,
+  outputText,
+  RUN_BACKENDS,
+  STATUS_INFO,
+  statusInfo,
   paramText,
   restPath,
   runActive,
@@ -137,5 +144,39 @@ describe('which run, which notebook', () => {
     expect(sameNotebook('/home/u/work/other/nb.ipynb', 'sub/nb.ipynb')).toBe(false);
     expect(sameNotebook('/home/u/work/xnb.ipynb', 'nb.ipynb')).toBe(false);
     expect(sameNotebook(null, 'nb.ipynb')).toBe(false);
+  });
+});
+
+describe('status icons, backends, cell badges, values', () => {
+  it('gives every status its own icon and meaning; Skipped and Cancelled differ', () => {
+    const shown = ['Pending', 'Running', 'Succeeded', 'Cached', 'Failed', 'Skipped', 'Cancelled'];
+    const icons = shown.map((s) => statusInfo(s).icon);
+    expect(new Set(icons).size).toBe(shown.length);
+    expect(statusInfo('Skipped').icon).not.toBe(statusInfo('Cancelled').icon);
+    expect(statusInfo('Skipped').meaning).toMatch(/failed or was cancelled/);
+    expect(STATUS_INFO.every(s => s.meaning.length > 5)).toBe(true);
+    expect(statusInfo('Weird')).toEqual({ status: 'Weird', icon: '•', meaning: 'Weird' });
+  });
+
+  it('names the backends as the user knows them', () => {
+    expect(RUN_BACKENDS.map(b => b.value)).toEqual(['local', 'kubernetes']);
+    expect(backendLabel('kubernetes')).toBe('Kubeflow Pipelines');
+    expect(backendLabel('local')).toBe('local');
+    expect(backendLabel(undefined)).toBe('');
+  });
+
+  it('badges each cell of a step with the step and its status', () => {
+    const out = cellBadges([null, 'load', 'load', null, 'train'], { load: 'Succeeded' });
+    expect(out[0]).toBeNull();
+    expect(out[1]).toEqual({ step: 'load', status: 'Succeeded', label: 'step load · ✓ Succeeded' });
+    expect(out[2]!.step).toBe('load');
+    expect(out[4]).toEqual({ step: 'train', status: '', label: 'step train' });
+  });
+
+  it('describes a handed-on value', () => {
+    expect(outputText({ type: 'numpy.ndarray', size: 2048, preview: null, available: true })).toBe('numpy.ndarray · 2.0 KiB');
+    expect(outputText({ type: null, size: null, preview: null, available: false })).toBe('not handed on in this run');
+    expect(formatBytes(12)).toBe('12 B');
+    expect(formatBytes(5 * 1024 * 1024)).toBe('5.0 MiB');
   });
 });

@@ -134,6 +134,14 @@ def _step_logs(run_id: str, step: str, tail: int | None) -> dict:
     return {"run_id": run_id, "step": step, "text": run.step_logs(step, tail=tail) or ""}
 
 
+def _step_outputs(run_id: str, step: str) -> dict:
+    run = _get_run(run_id)
+    steps = list(run.pipeline.steps)
+    if step not in steps:
+        raise api_error(404, f"pipeline run {run_id} has no step {step!r} (steps: {', '.join(steps)})", "StepNotFound")
+    return {"run_id": run_id, "step": step, "backend": run.record.backend, "outputs": run.step_outputs(step)}
+
+
 def _export(path: Path, default_image: str | None) -> str:
     kp = _pipelines()
     pipeline = kp.from_notebook(str(path))
@@ -200,6 +208,15 @@ class StepLogsHandler(PipelinesBase):
     async def get(self, run_id: str, step: str) -> None:
         tail = self.int_arg("tail", None, minimum=0)
         self.finish(dumps(await self.call(_step_logs, run_id, step, tail or None)))
+
+
+class StepOutputsHandler(PipelinesBase):
+    """``GET /pipelines/runs/{id}/steps/{step}/outputs``: :meth:`PipelineRun.step_outputs`."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, run_id: str, step: str) -> None:
+        self.finish(dumps(await self.call(_step_outputs, run_id, step)))
 
 
 class ExportHandler(PipelinesBase):

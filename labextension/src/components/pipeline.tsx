@@ -1,8 +1,11 @@
 /**
  * The Pipeline panel, for the active notebook: the active code cell's step tags (written
  * into the cell's metadata through the notebook model, so Save puts them in the .ipynb),
- * Compile / Run / Export YAML, the DAG as an SVG graph, and the latest run's steps live
- * (status, duration, cached or not and why, logs). The panel holds no pipeline logic: the
+ * a toolbar that stays in view (Compile / Run on a backend: local or Kubeflow Pipelines /
+ * Export YAML), the DAG (laid out by dagre, pipelinelayout.ts) with a legend of every
+ * status and edge, the notebook's run history (any run shown), and the shown run's steps
+ * live (status as icon + words, duration, cached or not and why, logs, the values a step
+ * handed on). Each notebook cell wears a badge: its step and that step's status. The panel holds no pipeline logic: the
  * server compiles (`POST /pipelines/compile`) and runs (`POST /pipelines/runs`). A step's
  * log is the run's channel `step/NAME`, streamed (`useChannelLog`), one open at a time.
  */
@@ -12,11 +15,17 @@ import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ISignal } from '@lumino/signaling';
 import * as React from 'react';
 
-import { IPipeline, IPipelineRun, IRunStep, PipelineApi, PipelineCompileError } from '../pipelineapi';
+import { IPipeline, IPipelineRun, IRunStep, IStepOutputs, PipelineApi, PipelineCompileError } from '../pipelineapi';
 import { IDagLayout, layoutDag, orderOnly } from '../pipelinelayout';
 import {
+  backendLabel,
   cacheText,
+  cellBadges,
   displayStatus,
+  outputText,
+  RUN_BACKENDS,
+  STATUS_INFO,
+  statusInfo,
   paramText,
   restPath,
   runActive,
@@ -42,7 +51,7 @@ import {
   tagWarning,
   writeProblem
 } from '../pipelinetags';
-import { formatDuration } from '../format';
+import { formatDuration, formatStart } from '../format';
 import { IJob } from '../types';
 import { useNow, usePageVisible, VisibilityAwareWidget } from './common';
 import { useChannelLog } from './logs';
@@ -423,15 +432,41 @@ function EntryRows<R extends string[]>(props: {
 
 /* ---------------------------------------------------------------- the DAG */
 
+/** A status as icon + words (never colour alone), coloured per status by pipeline.css. */
+export function PipelineStatus(props: { status: string; className?: string }): JSX.Element {
+  const info = statusInfo(props.status);
+  return (
+    <span
+      className={`kf-PipelineStatus kf-status-${props.status.toLowerCase()}${props.className ? ` ${props.className}` : ''}`}
+      data-status={props.status}
+      title={`${props.status}: ${info.meaning}`}
+    >
+      <span className="kf-PipelineStatus-icon" aria-hidden="true">
+        {info.icon}
+      </span>
+      <span className="kf-PipelineStatus-text">{props.status}</span>
+    </span>
+  );
+}
+
+/** Step boxes: room for the name and, below it, the status (icon + words). */
+const NODE_W = 128;
+const NODE_H = 38;
+
 export function DagView(props: {
   pipeline: IPipeline;
   states: Record<string, string>;
   onStep?: (step: string) => void;
+  selected?: string | null;
 }): JSX.Element {
-  const { pipeline, states, onStep } = props;
+  const { pipeline, states, onStep, selected } = props;
   const steps = Object.keys(pipeline.steps);
-  const layout: IDagLayout = React.useMemo(() => layoutDag(steps, pipeline.edges), [pipeline]);
+  const layout: IDagLayout = React.useMemo(
+    () => layoutDag(steps, pipeline.edges, { nodeWidth: NODE_W, nodeHeight: NODE_H, layerGap: 26, gap: 14 }),
+    [pipeline]
+  );
   const dashed = layout.edges.some(orderOnly);
+  const solid = layout.edges.some(e => !orderOnly(e));
   return (
     <>
       <svg
@@ -457,17 +492,12 @@ export function DagView(props: {
           >
             <title>
               {e.source} → {e.target}
-              {e.names.length ? `: ${e.names.join(', ')}` : ''}
+              {e.names.length ? `: passes ${e.names.join(', ')}` : ''}
               {e.explicit ? ' (prev)' : ''}
             </title>
             <path d={e.d} markerEnd="url(#kf-dag-arrow)" />
             {e.label ? (
-              <text
-                x={e.labelAnchor === 'end' ? e.labelX - 4 : e.labelX + 4}
-                y={e.labelY}
-                textAnchor={e.labelAnchor}
-                className="kf-PipelineDag-label"
-              >
+              <text x={e.labelX} y={e.labelY} textAnchor="middle" dominantBaseline="central" className="kf-PipelineDag-label">
                 {e.label}
               </text>
             ) : null}
@@ -475,12 +505,13 @@ export function DagView(props: {
         ))}
         {layout.nodes.map(n => {
           const state = states[n.name] ?? '';
+          const info = state ? statusInfo(state) : null;
           const after = layout.edges.filter(e => e.target === n.name).map(e => e.source);
           const label = `Step ${n.name}${state ? `, ${state}` : ''}${after.length ? `, after ${after.join(', ')}` : ''}: go to its cell`;
           return (
             <g
               key={n.name}
-              className={`kf-PipelineDag-node${state ? ` kf-status-${state.toLowerCase()}` : ''}`}
+              className={`kf-PipelineDag-node${state ? ` kf-status-${state.toLowerCase()}` : ''}${selected === n.name ? ' kf-mod-selected' : ''}`}
               data-step={n.name}
               data-status={state}
               transform={`translate(${n.x},${n.y})`}
@@ -497,34 +528,50 @@ export function DagView(props: {
             >
               <title>
                 {n.name}
-                {state ? ` — ${state}` : ''}
+                {info ? ` — ${state}: ${info.meaning}` : ''}
               </title>
               <rect width={n.width} height={n.height} rx={5} />
-              <text x={n.width / 2} y={n.height / 2} dominantBaseline="central" textAnchor="middle">
-                {n.name.length > 16 ? `${n.name.slice(0, 15)}…` : n.name}
+              <text x={n.width / 2} y={state ? 13 : n.height / 2} dominantBaseline="central" textAnchor="middle" className="kf-PipelineDag-name">
+                {n.name.length > 17 ? `${n.name.slice(0, 16)}…` : n.name}
               </text>
+              {info ? (
+                <text x={n.width / 2} y={28} dominantBaseline="central" textAnchor="middle" className="kf-PipelineDag-status">
+                  {`${info.icon} ${state}`}
+                </text>
+              ) : null}
             </g>
           );
         })}
       </svg>
-      {layout.edges.length ? (
-        <div className="kf-PipelineDag-legend" aria-hidden="true">
-          <span className="kf-PipelineDag-legendItem">
-            <svg width="24" height="8">
+      <details className="kf-PipelineDag-legend">
+        <summary className="kf-PipelineDag-legendSummary">Legend: what the statuses and arrows mean</summary>
+        <div className="kf-PipelineDag-legendBody" role="note" aria-label="Legend">
+        {STATUS_INFO.filter(s => s.status !== 'Cancelling').map(s => (
+          <span key={s.status} className="kf-PipelineDag-legendItem" data-legend={s.status} title={s.meaning}>
+            <PipelineStatus status={s.status} />
+            <span className="kf-PipelineDag-legendMeaning">{s.meaning}</span>
+          </span>
+        ))}
+        {solid || !layout.edges.length ? (
+          <span className="kf-PipelineDag-legendItem" data-legend="data">
+            <svg width="24" height="8" aria-hidden="true">
               <line x1="0" y1="4" x2="24" y2="4" className="kf-PipelineDag-legendLine" />
             </svg>
-            data passed
-          </span>
-          {dashed ? (
-            <span className="kf-PipelineDag-legendItem">
-              <svg width="24" height="8">
-                <line x1="0" y1="4" x2="24" y2="4" className="kf-PipelineDag-legendLine kf-mod-orderOnly" />
-              </svg>
-              order only (prev:)
+            <span className="kf-PipelineDag-legendMeaning">
+              data passed: the arrow's label names the variables the next step reads
             </span>
-          ) : null}
+          </span>
+        ) : null}
+        {dashed ? (
+          <span className="kf-PipelineDag-legendItem" data-legend="order">
+            <svg width="24" height="8" aria-hidden="true">
+              <line x1="0" y1="4" x2="24" y2="4" className="kf-PipelineDag-legendLine kf-mod-orderOnly" />
+            </svg>
+            <span className="kf-PipelineDag-legendMeaning">order only (prev:): runs after, passes nothing</span>
+          </span>
+        ) : null}
         </div>
-      ) : null}
+      </details>
     </>
   );
 }
@@ -540,8 +587,11 @@ function StepRow(props: {
   /** The step's log is open (one at a time in the panel: one live stream). */
   open: boolean;
   onToggle: () => void;
+  /** The step is selected (its handed-on values shown). */
+  selected: boolean;
+  onSelect: () => void;
 }): JSX.Element {
-  const { run, step, api, now, visible, open, onToggle } = props;
+  const { run, step, api, now, visible, open, onToggle, selected, onSelect } = props;
   const status = displayStatus(step);
   const cache = cacheText(step);
   // The log (the run's channel step/NAME) while it is open and the panel shown: a running
@@ -582,15 +632,16 @@ function StepRow(props: {
     }
   }, [text, open]);
   return (
-    <li className={`kf-PipelineStep kf-status-${status.toLowerCase()}`} data-step={step.name} data-status={status}>
+    <li
+      className={`kf-PipelineStep kf-status-${status.toLowerCase()}${selected ? ' kf-mod-selected' : ''}`}
+      data-step={step.name}
+      data-status={status}
+    >
       <div className="kf-PipelineStep-row">
         <span className="kf-PipelineStep-name" title={step.name}>
           {step.name}
         </span>
-        <span className={`kf-StatusBadge kf-status-${status.toLowerCase()} kf-PipelineStep-status`} data-status={status}>
-          <span className="kf-StatusBadge-dot" aria-hidden="true" />
-          {status}
-        </span>
+        <PipelineStatus status={status} className="kf-PipelineStep-status" />
       </div>
       <div className="kf-PipelineStep-meta">
         <span className="kf-PipelineStep-duration" title="Duration">
@@ -599,6 +650,15 @@ function StepRow(props: {
         <span className="kf-PipelineStep-cache" data-cached={step.cached ? 'true' : 'false'} title={cache.reason}>
           {cache.reason || cache.label}
         </span>
+        <button
+          className="kf-PipelineStep-valuesButton"
+          onClick={onSelect}
+          aria-expanded={selected}
+          aria-label={`${selected ? 'Hide the values' : 'Values'} step ${step.name} handed on`}
+          title="The values this step handed on to the next steps"
+        >
+          {selected ? 'Hide values' : 'Values'}
+        </button>
         <button
           className="kf-PipelineStep-logsButton"
           onClick={onToggle}
@@ -609,6 +669,7 @@ function StepRow(props: {
         </button>
       </div>
       {step.error ? <pre className="kf-PipelineStep-error">{step.error}</pre> : null}
+      {selected ? <StepOutputsView api={api} run={run} step={step} /> : null}
       {open ? (
         <pre className="kf-PipelineStep-logs" ref={logRef} onScroll={onLogScroll} data-stream={state}>
           {text}
@@ -618,8 +679,72 @@ function StepRow(props: {
   );
 }
 
-function RunView(props: { run: IPipelineRun; api: PipelineApi; onCancel: () => void; visible: boolean }): JSX.Element {
-  const { run, api, onCancel, visible } = props;
+/** The values a step handed on: name, type, size, a short preview, the steps that read it. */
+function StepOutputsView(props: { api: PipelineApi; run: IPipelineRun; step: IRunStep }): JSX.Element {
+  const { api, run, step } = props;
+  const [answer, setAnswer] = React.useState<IStepOutputs | null>(null);
+  const [error, setError] = React.useState('');
+  React.useEffect(() => {
+    const abort = new AbortController();
+    setError('');
+    api
+      .stepOutputs(run.id, step.name, abort.signal)
+      .then(a => setAnswer(a))
+      .catch(e => {
+        if ((e as Error).name !== 'AbortError') {
+          setError((e as Error).message);
+        }
+      });
+    return () => abort.abort();
+  }, [run.id, step.name, step.status]);
+  let body: JSX.Element;
+  if (error) {
+    body = <div className="kf-PipelineValues-note">Cannot read the values: {error}</div>;
+  } else if (!answer) {
+    body = <div className="kf-PipelineValues-note">Loading…</div>;
+  } else if (!answer.outputs.length) {
+    body = <div className="kf-PipelineValues-note">This step hands nothing on (no later step reads its variables).</div>;
+  } else {
+    body = (
+      <table className="kf-PipelineValues-table">
+        <tbody>
+          {answer.outputs.map(o => (
+            <tr key={o.name} data-name={o.name} data-available={o.available ? 'true' : 'false'}>
+              <th scope="row">
+                <code>{o.name}</code>
+              </th>
+              <td>
+                <div className="kf-PipelineValues-type">{outputText(o)}</div>
+                {o.preview ? <code className="kf-PipelineValues-preview">{o.preview}</code> : null}
+                {o.to.length ? <div className="kf-PipelineValues-to">→ {o.to.join(', ')}</div> : null}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    );
+  }
+  return (
+    <div className="kf-PipelineValues" data-step={step.name} aria-label={`Values step ${step.name} handed on`}>
+      {answer && answer.backend !== 'local' ? (
+        <div className="kf-PipelineValues-note">
+          The values of a {backendLabel(answer.backend)} run stay in its artifact store; listed here are their names.
+        </div>
+      ) : null}
+      {body}
+    </div>
+  );
+}
+
+function RunView(props: {
+  run: IPipelineRun;
+  api: PipelineApi;
+  onCancel: () => void;
+  visible: boolean;
+  selected: string | null;
+  onSelect: (step: string | null) => void;
+}): JSX.Element {
+  const { run, api, onCancel, visible, selected, onSelect } = props;
   const active = runActive(run);
   const now = useNow(active && visible);
   const metrics = Object.entries(run.metrics || {});
@@ -628,13 +753,11 @@ function RunView(props: { run: IPipelineRun; api: PipelineApi; onCancel: () => v
   return (
     <div className="kf-PipelineRun" data-run={run.id} data-status={run.status}>
       <div className="kf-PipelineRun-head">
-        <span className="kf-PipelineRun-id" title={run.id}>
+        <span className="kf-PipelineRun-id" title={`${run.id} on ${backendLabel(run.backend)}`}>
           Run {run.id}
         </span>
-        <span className={`kf-StatusBadge kf-status-${run.status.toLowerCase()} kf-PipelineRun-status`} data-status={run.status}>
-          <span className="kf-StatusBadge-dot" aria-hidden="true" />
-          {run.status}
-        </span>
+        <span className="kf-PipelineRun-backend">{backendLabel(run.backend)}</span>
+        <PipelineStatus status={run.status} className="kf-PipelineRun-status" />
         {active ? (
           <button className="jp-mod-styled jp-mod-warn kf-PipelineRun-cancel" onClick={onCancel}>
             Cancel
@@ -653,6 +776,8 @@ function RunView(props: { run: IPipelineRun; api: PipelineApi; onCancel: () => v
             visible={visible}
             open={openStep === step.name}
             onToggle={() => setOpenStep(open => (open === step.name ? null : step.name))}
+            selected={selected === step.name}
+            onSelect={() => onSelect(selected === step.name ? null : step.name)}
           />
         ))}
       </ul>
@@ -683,10 +808,54 @@ interface IPanelState {
   busy: '' | 'compile' | 'run' | 'export';
   /** Parameter values typed for the next run (text; the server parses them by type). */
   params: Record<string, string>;
+  /** The notebook's runs, newest first (null: not read yet). */
+  runs: IPipelineRun[] | null;
+  /** Where Run runs the pipeline: `local` or `kubernetes` (Kubeflow Pipelines). */
+  backend: string;
+  /** The step whose handed-on values are shown. */
+  selected: string | null;
+  /** The user chose an older run from the history: a newer run does not replace it. */
+  pinned: boolean;
 }
 
 function initial(path: string): IPanelState {
-  return { path, pipeline: null, error: null, notice: null, run: null, busy: '', params: {} };
+  return { path, pipeline: null, error: null, notice: null, run: null, busy: '', params: {}, runs: null, backend: 'local', selected: null, pinned: false };
+}
+
+/** Whether the notebook has no steps at all (no step: tag, no notebook: sub-pipeline cell). */
+function hasNoSteps(allTags: ReadonlyArray<unknown | null>): boolean {
+  return !stepNames(allTags).length && !allTags.some(t => t !== null && parseTags(t).role === 'notebook');
+}
+
+/** A compile error that only says the notebook has no steps (the empty state says it better). */
+function isNoStepsError(message: string): boolean {
+  return /has no pipeline tags|has no steps/.test(message);
+}
+
+/**
+ * The badge of each cell of the notebook: `data-kf-step` / `data-kf-step-status` on the
+ * cell's node, and on its input area a `data-kf-step-label` that pipeline.css draws.
+ */
+function paintCellBadges(panel: NotebookPanel, steps: (string | null)[], states: Record<string, string>): void {
+  const badges = cellBadges(steps, states);
+  panel.content.widgets.forEach((cell, i) => {
+    const badge = badges[i] ?? null;
+    const input = cell.inputArea?.node ?? null;
+    const set = (node: HTMLElement | null, name: string, value: string | null) => {
+      if (!node) {
+        return;
+      }
+      if (value === null) {
+        node.removeAttribute(name);
+      } else if (node.getAttribute(name) !== value) {
+        node.setAttribute(name, value);
+      }
+    };
+    set(cell.node, 'data-kf-step', badge ? badge.step : null);
+    set(cell.node, 'data-kf-step-status', badge ? badge.status : null);
+    set(input, 'data-kf-step-label', badge ? badge.label : null);
+    set(input, 'data-kf-step-status', badge ? badge.status : null);
+  });
 }
 
 export function PipelinePanel(props: {
@@ -740,6 +909,14 @@ export function PipelinePanel(props: {
     }
   };
 
+  /** Read the notebook's run history again (after a run started or ended). */
+  const refreshHistory = (forPath: string): void => {
+    api
+      .list(forPath)
+      .then(out => update({ runs: out.runs }, forPath))
+      .catch(() => undefined);
+  };
+
   // A notebook shown (first time, or again): its latest run, when newer than the one kept.
   React.useEffect(() => {
     if (!path) {
@@ -749,11 +926,11 @@ export function PipelinePanel(props: {
     readRun(() => api.list(path), path)
       .then(out => {
         const newest = out?.runs[0];
-        if (live && newest) {
+        if (live && out) {
           setStates(all => {
-            const s = all[path] ?? initial(path);
-            if (s.run && s.run.id !== newest.id && s.run.created_at >= newest.created_at) {
-              return all;
+            const s = { ...(all[path] ?? initial(path)), runs: out.runs };
+            if (!newest || (s.run && s.run.id !== newest.id && s.run.created_at >= newest.created_at)) {
+              return { ...all, [path]: s };
             }
             return { ...all, [path]: { ...s, run: newest } };
           });
@@ -790,12 +967,26 @@ export function PipelinePanel(props: {
       } else {
         return;
       }
+      const listed = job.id !== runId;
+      if (!listed) {
+        refreshHistory(path);
+      }
       readRun(read)
         .then(runs => {
           const newest = runs?.[0];
-          if (live && newest && (newest.id === runId || !runId || newest.created_at > (run?.created_at ?? ''))) {
-            update({ run: newest, ...(newest.id === runId ? { notice: null } : {}) }, path);
+          if (!live || !runs) {
+            return;
           }
+          setStates(all => {
+            const s = all[path] ?? initial(path);
+            const next: IPanelState = listed ? { ...s, runs } : s;
+            // the run shown, read again; or a newer run (started elsewhere), unless the
+            // user chose an older run from the history to look at
+            if (newest && (newest.id === runId || !runId || (listed && !s.pinned && newest.created_at > (run?.created_at ?? '')))) {
+              return { ...all, [path]: { ...next, run: newest, ...(newest.id === runId ? { notice: null } : {}) } };
+            }
+            return { ...all, [path]: next };
+          });
         })
         .catch(() => undefined);
     };
@@ -805,6 +996,11 @@ export function PipelinePanel(props: {
       jobChanged.disconnect(onJob);
     };
   }, [jobChanged, path, runId, run?.created_at]);
+  React.useEffect(() => {
+    if (path && runId) {
+      refreshHistory(path);
+    }
+  }, [runId, run?.status]);
   React.useEffect(() => {
     if (!runId || !active || !visible) {
       return; // nothing to follow, or nobody to show it to (folded, hidden): no poll
@@ -835,6 +1031,18 @@ export function PipelinePanel(props: {
       window.clearTimeout(timer);
     };
   }, [runId, active, path, visible]);
+
+  const pipeline = current.pipeline ?? run?.pipeline ?? null;
+  const states = run && runMatchesPipeline(run, pipeline) ? stepStates(run) : {};
+  const allTags = notebookTags(panel);
+  const badgeSteps = cellSteps(allTags);
+  // Every render: cheap (attributes written only when they change), and a cell added or
+  // re-rendered gets its badge back.
+  React.useEffect(() => {
+    if (panel) {
+      paintCellBadges(panel, badgeSteps, states);
+    }
+  });
 
   if (!panel) {
     return (
@@ -870,12 +1078,14 @@ export function PipelinePanel(props: {
     try {
       await saveFirst();
       const known = current.pipeline ?? current.run?.pipeline ?? null;
-      const fresh = await api.run(forPath, runParameters(known, current.params));
+      const fresh = await api.run(forPath, runParameters(known, current.params), current.backend);
       supersede(forPath); // reads started before the run are older
-      update({ run: fresh, pipeline: fresh.pipeline ?? current.pipeline, busy: '' }, forPath);
+      update({ run: fresh, pipeline: fresh.pipeline ?? current.pipeline, busy: '', selected: null, pinned: false }, forPath);
+      refreshHistory(forPath);
     } catch (e) {
       const cell = e instanceof PipelineCompileError ? e.cell : null;
-      update({ busy: '', error: { message: (e as Error).message, cell } }, forPath);
+      const where = current.backend === 'kubernetes' && !(e instanceof PipelineCompileError) ? 'Cannot run on Kubeflow Pipelines: ' : '';
+      update({ busy: '', error: { message: `${where}${(e as Error).message}`, cell } }, forPath);
     } finally {
       inFlight.current.delete(forPath);
     }
@@ -914,6 +1124,9 @@ export function PipelinePanel(props: {
   };
   const showStep = (step: string): void => {
     const cells = (current.pipeline ?? run?.pipeline)?.steps[step]?.cells;
+    if (run && states[step]) {
+      update({ selected: step }); // its values shown in the run's steps
+    }
     if (cells && cells.length) {
       void selectCell(panel, cells[0], activate);
     }
@@ -924,12 +1137,14 @@ export function PipelinePanel(props: {
   const fromRun = !current.pipeline && !!run?.pipeline;
   // The Parameters box: the compiled pipeline's, else the last run's (before any Compile).
   const paramPipeline = current.pipeline ?? run?.pipeline ?? null;
-  const pipeline = current.pipeline ?? run?.pipeline ?? null;
-  const states = run && runMatchesPipeline(run, pipeline) ? stepStates(run) : {};
   const busy = current.busy;
+  const noSteps = hasNoSteps(allTags);
+  const error = current.error && !(noSteps && isNoStepsError(current.error.message)) ? current.error : null;
+  const runs = current.runs ?? [];
   const saves = panel.context.model.dirty ? ' (saves the notebook first)' : ' (saves the notebook first if it has changes)';
   return (
     <div className="kf-PipelinePanel" data-notebook={path}>
+      <div className="kf-Pipeline-toolbar">
       <div className="kf-Pipeline-notebook" title={path}>
         {path.split('/').pop()}
       </div>
@@ -958,16 +1173,36 @@ export function PipelinePanel(props: {
         >
           {busy === 'export' ? 'Exporting…' : 'Export YAML'}
         </button>
+        <label className="kf-Pipeline-backend" title="Where Run runs the pipeline">
+          <span>on</span>
+          <select
+            aria-label="Run on"
+            className="kf-Pipeline-backendSelect"
+            value={current.backend}
+            disabled={!!busy}
+            onChange={e => update({ backend: e.target.value, error: null })}
+          >
+            {RUN_BACKENDS.map(b => (
+              <option key={b.value} value={b.value}>
+                {b.label}
+              </option>
+            ))}
+          </select>
+        </label>
       </div>
-      {current.error ? (
-        <div className="kf-Pipeline-error" role="alert" data-cell={current.error.cell ?? ''}>
-          <span className="kf-Pipeline-errorText">{current.error.message}</span>
-          {current.error.cell !== null ? (
-            <button
-              className="jp-mod-styled kf-Pipeline-errorCell"
-              onClick={() => void selectCell(panel, current.error!.cell!, activate)}
-            >
-              Go to cell {current.error.cell + 1}
+      </div>
+      {noSteps ? (
+        <div className="kf-Pipeline-noSteps" role="status">
+          <strong>No steps yet:</strong> tag a cell with <code>step:NAME</code> (or use the cell toolbar's tags, or the form
+          below: select a code cell, Role → Step) to make it a pipeline step; the untagged cells below it join that step.
+        </div>
+      ) : null}
+      {error ? (
+        <div className="kf-Pipeline-error" role="alert" data-cell={error.cell ?? ''}>
+          <span className="kf-Pipeline-errorText">{error.message}</span>
+          {error.cell !== null ? (
+            <button className="jp-mod-styled kf-Pipeline-errorCell" onClick={() => void selectCell(panel, error.cell!, activate)}>
+              Go to cell {error.cell + 1}
             </button>
           ) : null}
         </div>
@@ -998,7 +1233,7 @@ export function PipelinePanel(props: {
           <div className="kf-Pipeline-graphHead">
             {fromRun ? (
               <span className="kf-Pipeline-graphOrigin">
-                {current.error ? "Last run's pipeline (not the notebook as it is now) · " : "Last run's pipeline · "}
+                {error ? "Last run's pipeline (not the notebook as it is now) · " : "Last run's pipeline · "}
               </span>
             ) : null}
             {pipeline.name} · {Object.keys(pipeline.steps).length} steps
@@ -1007,10 +1242,47 @@ export function PipelinePanel(props: {
               : ''}
             {!fromRun && run && !runMatchesPipeline(run, pipeline) ? ' · changed since the last run' : ''}
           </div>
-          <DagView pipeline={pipeline} states={states} onStep={showStep} />
+          <DagView pipeline={pipeline} states={states} onStep={showStep} selected={current.selected} />
         </div>
       ) : null}
-      {run ? <RunView run={run} api={api} onCancel={() => void cancel()} visible={visible} /> : null}
+      {runs.length ? (
+        <details className="kf-PipelineHistory" open>
+          <summary>
+            Runs of this notebook <span className="kf-PipelineHistory-count">({runs.length})</span>
+          </summary>
+          <ul className="kf-PipelineHistory-list">
+            {runs.map(r => {
+              const shown = r.id === run?.id ? run : r;
+              return (
+                <li key={r.id}>
+                  <button
+                    className={`kf-PipelineHistory-item${r.id === run?.id ? ' kf-mod-current' : ''}`}
+                    data-run={r.id}
+                    aria-pressed={r.id === run?.id}
+                    title={`Show run ${r.id}`}
+                    onClick={() => update({ run: shown, selected: null, pinned: r.id !== runs[0]?.id })}
+                  >
+                    <PipelineStatus status={shown.status} />
+                    <span className="kf-PipelineHistory-time">{formatStart(r.created_at)}</span>
+                    <span className="kf-PipelineHistory-backend">{backendLabel(r.backend)}</span>
+                    <span className="kf-PipelineHistory-id">{r.id}</span>
+                  </button>
+                </li>
+              );
+            })}
+          </ul>
+        </details>
+      ) : null}
+      {run ? (
+        <RunView
+          run={run}
+          api={api}
+          onCancel={() => void cancel()}
+          visible={visible}
+          selected={current.selected}
+          onSelect={step => update({ selected: step })}
+        />
+      ) : null}
     </div>
   );
 }
