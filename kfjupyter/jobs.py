@@ -33,6 +33,7 @@ from .runtime.engine import Channels, Engine, JobSpec, UnknownChannelError
 from .capture.provenance import environment
 from .store.models import ChildRecord, JobRecord
 from .store.runs import DEFAULT_EXPERIMENT, RunRecord
+from .capture.tracebacks import readable
 from .store.workspace import as_aware, get_workspace
 
 #: What a job handle offers that a capability implements, bound late (the core imports
@@ -248,7 +249,10 @@ class Job:
 
     @property
     def error(self) -> str | None:
-        return self.refresh().error
+        """The job's error as its author reads it (see :meth:`readable_error`); the raw
+        text is ``record.error``."""
+        self.refresh()
+        return self.readable_error()
 
     @property
     def end_reason(self) -> st.SupervisorLost | None:
@@ -467,6 +471,26 @@ class Job:
             self.raise_for_status()
         return self
 
+    def readable_error(self) -> str | None:
+        """The error of the record read last, as its author reads it: a rank's traceback
+        without kfjupyter's launcher frames, its frames named by cell line
+        (:mod:`kfjupyter.capture.tracebacks`). The raw text is ``record.error`` (and the
+        rank's log)."""
+        raw = self._record.error
+        if not raw or 'File "' not in raw:
+            return raw
+        try:
+            program = (self.job_dir / "bundle" / "program.py").read_text(errors="replace")
+        except OSError:
+            program = None
+        return readable(raw, program, where=self._cell_label())
+
+    def _cell_label(self) -> str:
+        notebook = Path(self._record.notebook).name if self._record.notebook else ""
+        magic = {"train": "%%kf_train", "tune": "%%kf_tune"}.get(self._record.kind)
+        cell = f"the {magic} cell" if magic else "the cell"
+        return f"{notebook}, {cell}" if notebook else cell
+
     @property
     def failed_rank(self) -> int | None:
         """The rank (the job's own channel) whose failure failed the job, when it says."""
@@ -478,7 +502,7 @@ class Job:
         record = self._record
         if record.status in (st.FAILED, st.CANCELLED):
             cls = JobCancelledError if record.status == st.CANCELLED else JobFailedError
-            text = failure_text(record.kind, self.id, record.status, record.error, record.message)
+            text = failure_text(record.kind, self.id, record.status, self.readable_error(), record.message)
             raise cls(text, job_id=self.id, status=record.status, rank=self.failed_rank)
         return self
 
@@ -517,6 +541,8 @@ class Job:
     def to_dict(self) -> dict:
         """The job as every client shows it: its record, its duration and its channels."""
         data = self._record.to_dict()
+        data["error"] = self.readable_error()
+        data["failed_rank"] = self.failed_rank
         data["duration_s"] = self.duration()
         data["channels"] = self.channels().to_dict() if self._record.backend_info else Channels().to_dict()
         return data
