@@ -55,6 +55,7 @@ __all__ = [
     "archive_model",
     "artifact_file",
     "artifact_files",
+    "change_marker",
     "connect",
     "delete_alias",
     "get_model",
@@ -230,6 +231,12 @@ def _models_with_metrics(
     models.sort(key=key[order_by], reverse=descending)
     items = models[offset : offset + limit] if limit is not None else models[offset:]
     return Page(items=items, total=len(models), offset=offset, limit=limit)
+
+
+def change_marker() -> Any:
+    """A cheap value that changes whenever the registry does (a registration, an alias
+    move, an archive, an edit): the Jupyter server polls it to tell the sidebar."""
+    return get_registry().change_marker()
 
 
 def list_versions(model: str, state: str | None = None, limit: int | None = None, offset: int = 0) -> Page[ModelVersion]:

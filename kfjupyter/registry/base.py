@@ -258,6 +258,16 @@ class Registry(ABC):
         return record
 
     # -- shared ----------------------------------------------------------------------------
+    def change_marker(self) -> Any:
+        """A cheap value that changes whenever a model, a version or an alias changes
+        (compare two reads: equal means nothing changed). This default asks for the newest
+        model and the number of versions; the embedded registry reads a few maxima."""
+        page = self.list_models(limit=1, order_by="updated", descending=True)
+        newest = page.items[0] if page.items else None
+        versions = self.search_versions(limit=1)
+        return [page.total, newest.name if newest else None,
+                _iso_or_none(newest.updated_at) if newest else None, versions.total]
+
     def list_versions(
         self, model: str, state: str | None = None, limit: int | None = None, offset: int = 0, descending: bool = True
     ) -> Page[ModelVersion]:
@@ -392,8 +402,13 @@ class Registry(ABC):
             else:
                 shutil.copy2(path, stage / path.name)
             main_file = formats.main_file_in(stage, framework)
+            properties: dict = {}
+            if framework == "pytorch" and main_file:  # what deploy needs to know (a state dict needs its class)
+                kind = formats.pytorch_file_kind(stage / main_file)
+                if kind:
+                    properties["torch_kind"] = kind
             stored = self.store.commit(stage)
-        return ArtifactSpec(name, stored.uri, stored.sha256, stored.size, framework, None, main_file, {})
+        return ArtifactSpec(name, stored.uri, stored.sha256, stored.size, framework, None, main_file, properties)
 
     # -- loading and files ------------------------------------------------------------------
     def _artifact(self, ref: str, version: int | str | None, alias: str | None, artifact: str | None):
@@ -449,3 +464,7 @@ class Registry(ABC):
     @staticmethod
     def ref(ref: str, version: int | str | None = None, alias: str | None = None) -> Ref:
         return parse_ref(ref, version, alias)
+
+
+def _iso_or_none(value: Any) -> str | None:
+    return value.isoformat() if hasattr(value, "isoformat") else value

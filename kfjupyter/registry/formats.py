@@ -79,6 +79,48 @@ def detect_path(path: Path) -> str:
     return found.pop() if len(found) == 1 else "custom"
 
 
+#: modules a state dict's pickle may name (tensors, their storages, the dict itself);
+#: anything else (``torch.nn.modules…``, a notebook class by value …) is a whole module
+_STATE_DICT_MODULES = ("collections", "torch", "torch._utils", "torch.storage", "builtins", "numpy.core.multiarray")
+
+
+def pytorch_file_kind(path: Path) -> str | None:
+    """What a ``torch.save``/``torch.jit.save`` file holds, read without torch and without
+    unpickling anything: ``"torchscript"`` (its archive has ``code/``), ``"state_dict"``
+    (its pickle names only tensors and dicts), ``"module"`` (it names a class), or None
+    (not a zip archive: a legacy file; unknown)."""
+    import pickletools
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            if any("/code/" in n or n.endswith("constants.pkl") for n in names):
+                return "torchscript"
+            pkl = next((n for n in names if n.endswith("/data.pkl") or n == "data.pkl"), None)
+            if pkl is None:
+                return None
+            data = zf.read(pkl)
+    except (OSError, zipfile.BadZipFile):
+        return None
+    strings: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "GLOBAL":
+                module = str(arg).split(" ", 1)[0]
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                module = strings[-2]
+            else:
+                if isinstance(arg, str):
+                    strings.append(arg)
+                continue
+            if module not in _STATE_DICT_MODULES:
+                return "module"
+    except Exception:  # noqa: BLE001  (a truncated or odd pickle: unknown)
+        return None
+    return "state_dict"
+
+
 def check_framework(framework: str) -> str:
     if framework not in FRAMEWORKS:
         raise InvalidOptionError(f"unknown framework {framework!r}: one of {', '.join(FRAMEWORKS)}")

@@ -236,6 +236,21 @@ class LocalRegistry(Registry):
         return self._versions(s, [row], {model.id: model.name})[0]
 
     # -- reading -------------------------------------------------------------------------------
+    def change_marker(self) -> list:
+        """Counts and maxima of the registry's tables in one query: a registration, an
+        alias move, an archive or an edit changes one of them."""
+        query = select(
+            select(func.count(RM.id)).scalar_subquery(),
+            select(func.max(RM.updated_at)).scalar_subquery(),
+            select(func.count(MV.id)).scalar_subquery(),
+            select(func.max(MV.id)).scalar_subquery(),
+            select(func.max(MV.updated_at)).scalar_subquery(),
+            select(func.max(AE.id)).scalar_subquery(),
+        )
+        with self.ws.reader() as s:
+            row = s.execute(query).one()
+        return [v.isoformat() if hasattr(v, "isoformat") else v for v in row]
+
     def get_model(self, name: str) -> RegisteredModel:
         with self.ws.reader() as s:
             return self._models(s, [self._model_row(s, name)])[0]

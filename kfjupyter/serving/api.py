@@ -63,24 +63,88 @@ class EndpointNotDeployedError(KFJupyterError):
 def resolve_version(ref: str, local: bool = True) -> dict:
     """A registry reference → what a server needs: format, artifact folder/URI, version ref."""
     from ..registry import get_registry
+
+    return version_info(get_registry().get_version(ref), ref, local=local)  # ModelNotFoundError names it
+
+
+def version_info(mv: Any, asked: str | None = None, local: bool = True) -> dict:
+    """A registry version (:class:`~kfjupyter.registry.ModelVersion`) → what a server needs;
+    InvalidOptionError when it has nothing a server can serve (no artifact, a format no
+    server takes)."""
+    from ..registry import get_registry
     from ..registry.base import SAMPLE_FILE, TRAINING_SAMPLE
 
-    reg = get_registry()
-    mv = reg.get_version(ref)  # ModelNotFoundError names the model/alias/version
     art = mv.artifact
     if art is None:
         raise InvalidOptionError(f"version {mv.ref} has no artifact to serve")
     fmt = art.format or mv.framework
     if fmt not in SUPPORTED:
         raise InvalidOptionError(f"version {mv.ref} has format {fmt!r}: serving supports {', '.join(SUPPORTED)}")
-    out = {"ref": mv.ref, "asked": ref, "model": mv.model, "number": mv.number, "format": fmt,
+    out = {"ref": mv.ref, "asked": asked or mv.ref, "model": mv.model, "number": mv.number, "format": fmt,
            "uri": art.uri, "main_file": art.main_file, "properties": art.properties or {}}
     which = mv.number if mv.number is not None else mv.name
     if local:
+        reg = get_registry()
         out["folder"] = str(reg.local_path(mv.model, version=which))
-    if local and any(a.name == TRAINING_SAMPLE for a in mv.artifacts):
-        out["sample"] = str(reg.local_path(mv.model, version=which, artifact=TRAINING_SAMPLE) / SAMPLE_FILE)
+        if any(a.name == TRAINING_SAMPLE for a in mv.artifacts):
+            out["sample"] = str(reg.local_path(mv.model, version=which, artifact=TRAINING_SAMPLE) / SAMPLE_FILE)
     return out
+
+
+# -- can it be served? (the one rule deploy applies, and the sidebar shows before trying) ----------
+#: what a refusal of :func:`version_problem` asks for: the notebook's model class
+NEEDS_MODEL_CLASS = "model_class"
+
+
+def backend_problem(backend: str) -> str | None:
+    """Why endpoints cannot run on ``backend`` here (None: they can)."""
+    if backend == "local" and importlib.util.find_spec("kserve") is None:
+        return "serving on the local backend needs KServe's model server: pip install 'kfjupyter[serving]'"
+    return None
+
+
+def version_problem(version: dict, model_class: bool = False) -> tuple[str, str] | None:
+    """Why a resolved version (:func:`version_info`) cannot be served as it is, and what is
+    missing; None when it can. ``model_class``: the deploy passes one."""
+    props = version.get("properties") or {}
+    if version["format"] == "pytorch" and props.get("torch_kind") == "state_dict" and not model_class:
+        ref = version["ref"]
+        return (
+            f"version {ref} is a PyTorch state dict: the server needs the model class to rebuild the module. "
+            f"Deploy it from a notebook with kfjupyter.deploy({ref!r}, model_class=YourModule) (pass model_class= "
+            "and model_kwargs=), or register the whole module (torch.nn.Module) or a TorchScript one",
+            NEEDS_MODEL_CLASS,
+        )
+    return None
+
+
+def servable(model: Any, *, backend: str | None = None, model_class: bool = False) -> dict:
+    """Whether ``deploy`` of a version can work, checked without starting anything:
+    ``{"ok": True}`` or ``{"ok": False, "reason": "…", "needs": "model_class" | None}``.
+
+    ``model``: a registry reference (``"iris@production"``, ``"net:3"``) or a
+    :class:`~kfjupyter.registry.ModelVersion`. The same checks as :func:`deploy`'s own
+    preflight (a format no server takes, no artifact, a PyTorch state dict without
+    ``model_class``, no KServe for local endpoints). An unknown model raises
+    ``ModelNotFoundError`` as deploy does."""
+    from ..registry import get_registry
+
+    try:
+        which = check_backend(KIND, backend or default_backend())
+    except KFJupyterError as exc:
+        return {"ok": False, "reason": str(exc), "needs": None}
+    problem = backend_problem(which)
+    if problem:
+        return {"ok": False, "reason": problem, "needs": None}
+    mv = get_registry().get_version(model) if isinstance(model, str) else model
+    try:
+        version = version_info(mv, local=False)
+    except InvalidOptionError as exc:
+        return {"ok": False, "reason": str(exc), "needs": None}
+    found = version_problem(version, model_class=model_class)
+    if found:
+        return {"ok": False, "reason": found[0], "needs": found[1]}
+    return {"ok": True}
 
 
 def component_spec(role: str, obj: Any, version: dict, backend: str) -> tuple[dict, Any]:
@@ -183,10 +247,9 @@ def deploy(
     if not isinstance(model, str) or not model.strip():
         raise InvalidOptionError(f"model must be a registry reference like 'iris@production', got {model!r}")
     backend = check_backend(KIND, backend or default_backend())
-    if backend == "local" and importlib.util.find_spec("kserve") is None:
-        raise InvalidOptionError(
-            "serving on the local backend needs KServe's model server: pip install 'kfjupyter[serving]'"
-        )
+    problem = backend_problem(backend)
+    if problem:
+        raise InvalidOptionError(problem)
     name = check_dns1123_label(name or _default_name(model), "endpoint name", max_length=MAX_ENDPOINT_NAME)
     if canary is not None:
         canary_percent = _check_percent(canary_percent)
@@ -205,11 +268,9 @@ def deploy(
         if rec.name == name and rec.status not in st.TERMINAL:
             raise InvalidOptionError(f"an endpoint named {name!r} is already deployed ({rec.id}): undeploy it or choose another name")
     for v in (version, canary_version):
-        if v and v["format"] == "pytorch" and v["properties"].get("torch_kind") == "state_dict" and model_class is None:
-            raise InvalidOptionError(
-                f"version {v['ref']} is a pytorch state dict: pass model_class= (and model_kwargs=) to rebuild "
-                "the module, or register the whole module or a TorchScript one"
-            )
+        found = v and version_problem(v, model_class=model_class is not None)
+        if found:
+            raise InvalidOptionError(found[0])
     if log is not None and log not in LOG_MODES:
         raise InvalidOptionError(f"log must be one of {', '.join(map(repr, LOG_MODES))} (or None), got {log!r}")
     if log_sink is not None and local:

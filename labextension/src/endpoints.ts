@@ -6,7 +6,7 @@
  * while the log is open, the panel shown and the endpoint live).
  */
 
-import { IJob } from './types';
+import { IJob, isTerminal } from './types';
 
 export interface IEndpoint extends IJob {
   url: string | null;
@@ -237,9 +237,130 @@ export function convertPayload(text: string, to: Protocol): string {
 
 // -- try it: the answer -----------------------------------------------------------------------
 
-/** The answer line: the response as JSON, and which version answered (canary or not). */
+/** The answer: the response as indented JSON, and which version answered (canary or not). */
 export function formatAnswer(response: unknown, version: string | null): string {
-  return JSON.stringify(response) + (version ? `  (from ${version})` : '');
+  return (version ? `(from ${version})\n` : '') + JSON.stringify(response, null, 2);
+}
+
+// -- failures -----------------------------------------------------------------------------------
+
+export interface IFailure {
+  /** One or two readable lines: what stopped, and the exception's own line. */
+  summary: string;
+  /** The whole text (a traceback, the log's tail), shown folded; null when the summary is all. */
+  detail: string | null;
+}
+
+const EXCEPTION_LINE = /^([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)|[A-Z]\w*Error)(:|$)/;
+
+/**
+ * A failure's text as the panel shows it: a short summary (the first line, e.g. "the
+ * model server of iris:1 stopped:", and the last exception line of a traceback) and the
+ * whole text folded below. Never the raw traceback as one paragraph.
+ */
+export function failureSummary(text: string | null | undefined): IFailure {
+  const raw = (text ?? '').trim();
+  if (!raw) {
+    return { summary: '', detail: null };
+  }
+  const lines = raw.split(/\r?\n/).map(l => l.trimEnd());
+  const nonEmpty = lines.filter(l => l.trim().length > 0);
+  if (nonEmpty.length <= 2) {
+    return { summary: nonEmpty.join(' '), detail: null };
+  }
+  const head = nonEmpty[0].trim();
+  let exception: string | null = null;
+  for (let i = nonEmpty.length - 1; i >= 0; i--) {
+    const line = nonEmpty[i].trim();
+    if (EXCEPTION_LINE.test(line)) {
+      exception = line;
+      break;
+    }
+  }
+  const last = exception ?? nonEmpty[nonEmpty.length - 1].trim();
+  const clip = (t: string, n: number): string => (t.length > n ? `${t.slice(0, n - 1)}…` : t);
+  const summary = head === last || head.startsWith('Traceback') ? clip(last, 300) : `${clip(head, 160)} ${clip(last, 300)}`;
+  return { summary, detail: raw };
+}
+
+/** Why an endpoint's log is empty, when it is (a server that never started writes none). */
+export function emptyLogNote(ep: Pick<IEndpoint, 'status' | 'error'>): string {
+  if (ep.status === 'Failed') {
+    return '(the server wrote no log before it stopped: the reason is above)';
+  }
+  if (ep.status === 'Pending') {
+    return '(no log yet: the server is starting)';
+  }
+  return '(empty)';
+}
+
+// -- confirmations --------------------------------------------------------------------------------
+
+export interface IConfirm {
+  title: string;
+  body: string;
+  /** The accept button's label. */
+  accept: string;
+  /** A destructive action (the accept button is a warning). */
+  warn: boolean;
+}
+
+/** What Undeploy, Promote and Rollback will do, said before they run. */
+export function confirmControl(
+  what: 'undeploy' | 'promote' | 'rollback',
+  ep: Pick<IEndpoint, 'name' | 'versions' | 'spec' | 'backend'>
+): IConfirm {
+  const shares = trafficSplit(ep);
+  const stable = shares.find(s => s.role !== 'canary');
+  const canary = shares.find(s => s.role === 'canary');
+  const previous = (ep.spec?.previous as { ref?: string } | null | undefined)?.ref ?? null;
+  const where = ep.backend === 'kubernetes' ? 'its InferenceService is deleted' : 'its server processes stop';
+  if (what === 'undeploy') {
+    return {
+      title: `Undeploy ${ep.name}?`,
+      body:
+        `Endpoint ${ep.name} stops serving ${trafficLabel(shares)}: ${where} and calls to its URL fail. ` +
+        'The model versions stay in the registry; deploy again to serve them.',
+      accept: 'Undeploy',
+      warn: true
+    };
+  }
+  if (what === 'promote') {
+    return {
+      title: `Promote the canary of ${ep.name}?`,
+      body:
+        `${canary?.ref ?? 'The canary'} takes all the traffic of ${ep.name} (now ${canary?.percent ?? 0}%) and ` +
+        `${stable?.ref ?? 'the stable version'} stops serving. Rollback undoes it.`,
+      accept: 'Promote',
+      warn: false
+    };
+  }
+  const body = canary
+    ? `The canary ${canary.ref} is dropped: ${stable?.ref ?? 'the stable version'} takes all the traffic of ${ep.name} again.`
+    : `${ep.name} goes back to ${previous ?? 'its previous version'}, undoing the last promote: ` +
+      `${stable?.ref ?? 'the version serving now'} stops serving. This restarts a server (a few seconds).`;
+  return { title: `Roll back ${ep.name}?`, body, accept: 'Roll back', warn: true };
+}
+
+/**
+ * The endpoints that serve a version (stable or canary), e.g. before moving an alias away
+ * from it: they keep serving it (an endpoint resolves an alias when it is deployed).
+ */
+export function endpointsServing(
+  endpoints: Pick<IEndpoint, 'name' | 'status' | 'versions' | 'model'>[],
+  ref: string
+): { name: string; deployedAs: string | null; percent: number }[] {
+  return endpoints
+    .filter(ep => endpointStatus(ep.status).live && ref in (ep.versions || {}))
+    .map(ep => ({ name: ep.name, deployedAs: ep.model, percent: ep.versions[ref] }));
+}
+
+/** The Jobs list's action for a job: an endpoint is undeployed, not cancelled. */
+export function jobAction(job: Pick<IJob, 'kind' | 'status'>): 'undeploy' | 'cancel' | null {
+  if (isTerminal(job.status) || job.status === 'Cancelling') {
+    return null;
+  }
+  return job.kind === 'endpoint' ? 'undeploy' : 'cancel';
 }
 
 // -- logs ---------------------------------------------------------------------------------------

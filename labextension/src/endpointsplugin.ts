@@ -4,9 +4,9 @@
  */
 
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { ICommandPalette, showErrorMessage } from '@jupyterlab/apputils';
+import { ICommandPalette } from '@jupyterlab/apputils';
 
-import { EndpointsApi, EndpointsPanelWidget } from './components/endpoints';
+import { EndpointsApi, EndpointsPanelWidget, showFailure } from './components/endpoints';
 import { IKubeflowSidebar } from './sidebar';
 
 export namespace EndpointsCommandIDs {
@@ -39,12 +39,15 @@ export const endpointsPlugin: JupyterFrontEndPlugin<void> = {
       execute: async args => {
         const model = String(args.model ?? '');
         const version = args.version;
+        const ref = version !== undefined ? `${model}:${version}` : model;
         try {
-          await api.deploy(version !== undefined ? `${model}:${version}` : model);
+          await api.deploy(ref);
           panel.refresh();
           sidebar.show(panel);
         } catch (error) {
-          await showErrorMessage('Cannot deploy the model', error as Error);
+          // a server that failed to start left a Failed endpoint that says why: show it
+          panel.refresh();
+          await showFailure(`Cannot deploy ${ref}`, error);
         }
       }
     });

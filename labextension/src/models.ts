@@ -36,6 +36,28 @@ export interface IModelVersion {
   lineage: Record<string, unknown>;
   aliases: string[];
   created_at?: string | null;
+  custom_properties?: Record<string, unknown>;
+  artifacts?: IVersionArtifact[];
+  /** Can Deploy work (the server's `servable`: deploy's own preflight), else why. */
+  servable?: IServable;
+  /** The tracking run of the job that produced it, when there is one. */
+  run?: { run_id: string; experiment?: string; name?: string; params: Record<string, unknown> } | null;
+}
+
+export interface IVersionArtifact {
+  name: string;
+  size: number | null;
+  format: string;
+  uri?: string;
+  main_file?: string | null;
+  properties?: Record<string, unknown>;
+}
+
+export interface IServable {
+  ok: boolean;
+  reason?: string | null;
+  /** What is missing: `model_class` (a PyTorch state dict) … */
+  needs?: string | null;
 }
 
 export interface IPage<T> {
@@ -187,6 +209,122 @@ export function comparisonBars(
   return { bars, min, max };
 }
 
+/** `1 version`, `2 versions`. */
+export function plural(count: number, word: string, many = `${word}s`): string {
+  return `${count} ${count === 1 ? word : many}`;
+}
+
+/** `812 B`, `4.2 KB`, `13 MB` (powers of 1024). */
+export function formatBytes(size: number | null | undefined): string {
+  if (typeof size !== 'number' || !isFinite(size) || size < 0) {
+    return '–';
+  }
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let value = size;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${value} B` : `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
+}
+
+/** The bytes of a version's artifacts (null when none says its size). */
+export function versionSize(v: Pick<IModelVersion, 'artifacts'>): number | null {
+  const sizes = (v.artifacts ?? []).map(a => a.size).filter((n): n is number => typeof n === 'number');
+  return sizes.length ? sizes.reduce((a, b) => a + b, 0) : null;
+}
+
+/** The params of a version: its run's (tracking), with the version's own on top. */
+export function versionParams(v: Pick<IModelVersion, 'params' | 'run'>): Record<string, unknown> {
+  return { ...(v.run?.params ?? {}), ...(v.params ?? {}) };
+}
+
+function shortValue(value: unknown): string {
+  if (typeof value === 'number') {
+    return formatMetric(value);
+  }
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  return text.length > 24 ? `${text.slice(0, 23)}…` : text;
+}
+
+/** `C=0.1, kernel=rbf` (sorted by name). */
+export function paramsLine(params: Record<string, unknown>): string {
+  return Object.keys(params)
+    .sort()
+    .map(k => `${k}=${shortValue(params[k])}`)
+    .join(', ');
+}
+
+/** The names of the params that differ between versions (the interesting columns). */
+export function differingParams(versions: Pick<IModelVersion, 'params' | 'run'>[]): string[] {
+  const all = versions.map(versionParams);
+  const names = Array.from(new Set(all.flatMap(p => Object.keys(p)))).sort();
+  if (all.length < 2) {
+    return names;
+  }
+  return names.filter(n => new Set(all.map(p => JSON.stringify(p[n] ?? null))).size > 1);
+}
+
+/** The Deploy button of a version: enabled, or disabled with the reason as its tooltip. */
+export function deployState(v: Pick<IModelVersion, 'servable' | 'state' | 'ref'>): {
+  enabled: boolean;
+  reason: string;
+} {
+  if (v.state === 'ARCHIVED') {
+    return { enabled: false, reason: `${v.ref} is archived: restore it to deploy it` };
+  }
+  if (v.servable && !v.servable.ok) {
+    return { enabled: false, reason: v.servable.reason || `${v.ref} cannot be served as it is` };
+  }
+  return { enabled: true, reason: `Serve ${v.ref} as an endpoint` };
+}
+
+/** What was recorded of a version's inputs: a signature and an input example (custom properties). */
+export function inputRecord(v: Pick<IModelVersion, 'custom_properties' | 'artifacts'>): {
+  signature: string | null;
+  example: string | null;
+  sample: boolean;
+} {
+  const props = v.custom_properties ?? {};
+  const text = (value: unknown): string | null =>
+    value === undefined || value === null ? null : typeof value === 'string' ? value : JSON.stringify(value);
+  return {
+    signature: text(props.signature),
+    example: text(props.input_example),
+    sample: (v.artifacts ?? []).some(a => a.name === 'training_sample')
+  };
+}
+
+/**
+ * What moving an alias does, said before it moves: which version it leaves, and the
+ * endpoints that serve that version (they keep serving it: an endpoint resolves an alias
+ * when it is deployed).
+ */
+export function aliasMoveText(
+  model: string,
+  alias: string,
+  from: number | null,
+  to: number,
+  serving: { name: string; deployedAs: string | null; percent: number }[]
+): { title: string; body: string } {
+  const title = from === null ? `Set ${alias} on ${model} v${to}?` : `Move ${alias} from v${from} to v${to}?`;
+  let body =
+    from === null
+      ? `${model}@${alias} will mean v${to}.`
+      : `${model}@${alias} will mean v${to} instead of v${from}: what loads or deploys ${model}@${alias} from now on gets v${to}.`;
+  if (from !== null) {
+    body += serving.length
+      ? ` Endpoints serving v${from} keep serving it until they are deployed again: ` +
+        serving
+          .map(s => `${s.name} (${s.percent}%${s.deployedAs ? `, deployed as ${s.deployedAs}` : ''})`)
+          .join(', ') +
+        '.'
+      : ` No endpoint serves v${from}.`;
+  }
+  return { title, body };
+}
+
 /** One history line: "production: v1 → v2", "staging set on v3", "production removed (was v2)". */
 export function describeAliasEvent(e: IAliasEvent): string {
   if (e.from_version === null && e.to_version !== null) {
@@ -233,6 +371,11 @@ export class ModelsApi {
       `models/${encodeURIComponent(model)}/versions/${version}/${archive ? 'archive' : 'restore'}`,
       { method: 'POST', body: JSON.stringify(archive ? { force } : {}) }
     );
+  }
+
+  /** The endpoints (to say which serve a version before an alias moves away from it). */
+  endpoints(): Promise<{ items: { name: string; status: string; versions: Record<string, number>; model: string | null }[] }> {
+    return this.api.json('endpoints');
   }
 
   files(model: string, version: number): Promise<{ files: IArtifactFile[] }> {

@@ -37,6 +37,18 @@ export const modelsPlugin: JupyterFrontEndPlugin<void> = {
     };
     const panel = new ModelsPanelWidget({ api: new ModelsApi(sidebar.jobs.api), actions });
     sidebar.addPanel(panel);
+    // the registry changed (any process: a kernel's register_model, the CLI): read it again;
+    // and after the push channel came back (events may have been missed)
+    sidebar.jobs.streamEvent.connect((_, event) => {
+      if (event.event === 'model') {
+        panel.refresh();
+      }
+    });
+    sidebar.jobs.connectionChanged.connect((_, connection) => {
+      if (connection === 'live') {
+        panel.refresh();
+      }
+    });
     commands.addCommand(ModelsCommandIDs.show, {
       label: 'Kubeflow: Show Registered Models',
       execute: () => sidebar.show(panel)

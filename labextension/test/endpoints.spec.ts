@@ -151,8 +151,8 @@ describe('convertPayload', () => {
 
 describe('formatAnswer', () => {
   it('shows the response and the version that answered', () => {
-    expect(formatAnswer({ predictions: [0, 2] }, null)).toBe('{"predictions":[0,2]}');
-    expect(formatAnswer({ predictions: [1] }, 'iris:2')).toBe('{"predictions":[1]}  (from iris:2)');
+    expect(formatAnswer({ predictions: [0, 2] }, null)).toBe('{\n  "predictions": [\n    0,\n    2\n  ]\n}');
+    expect(formatAnswer({ predictions: [1] }, 'iris:2')).toBe('(from iris:2)\n{\n  "predictions": [\n    1\n  ]\n}');
   });
 });
 

@@ -18,7 +18,7 @@ from typing import Any
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from kfjupyter import registry
+from kfjupyter import registry, tracking
 from kfjupyter.errors import InvalidOptionError
 from kfjupyter.registry.artifacts import safe_relpath
 from kfjupyter.registry.entities import parse_metric_filters
@@ -73,6 +73,26 @@ class ModelsBase(KFJupyterHandler):
 
 def page_json(page: Any) -> dict:
     return page.to_dict()
+
+
+def version_json(version: Any) -> dict:
+    """A version as the panel shows it: with ``servable`` (can Deploy work, else why:
+    :func:`kfjupyter.serving.api.servable`, deploy's own preflight)."""
+    from kfjupyter.serving.api import servable
+
+    data = version.to_dict()
+    data["servable"] = servable(version)
+    try:  # the params of the run that produced it (tracking); a version from a kernel has none
+        data["run"] = tracking.version_run(version)
+    except Exception:  # noqa: BLE001  (tracking unreadable: the card shows the version's own params)
+        data["run"] = None
+    return data
+
+
+def versions_page_json(page: Any) -> dict:
+    data = page.to_dict()
+    data["items"] = [version_json(v) for v in page.items]
+    return data
 
 
 class ModelsHandler(ModelsBase):
@@ -146,7 +166,7 @@ class VersionsHandler(ModelsBase):
             order_by=self.choice_arg("order_by", VERSION_ORDER, "number"),
             descending=self.bool_arg("descending", True),
         )
-        self.finish(dumps(page_json(page)))
+        self.finish(dumps(await self.call(versions_page_json, page)))
 
 
 class VersionHandler(ModelsBase):
@@ -154,7 +174,7 @@ class VersionHandler(ModelsBase):
     @authorized
     async def get(self, model: str, version: str) -> None:
         found = await self.call(registry.get_version, model, version=version_arg(version))
-        self.finish(dumps(found.to_dict()))
+        self.finish(dumps(await self.call(version_json, found)))
 
 
 class AliasesHandler(ModelsBase):

@@ -35,6 +35,20 @@ MAX_QUEUED = 10_000
 STOPPED = object()
 
 
+class StreamEvent(dict):
+    """A non-job item of the ``GET /events`` stream: its SSE event name is ``sse_event``
+    (a job's JSON, a plain dict, goes out as ``event: job``)."""
+
+    sse_event = "event"
+
+
+class ModelEvent(StreamEvent):
+    """The model registry changed (``event: model``; data: ``{"marker": …}``): a
+    registration, an alias move, an archive or an edit, from any process."""
+
+    sse_event = "model"
+
+
 class JobWatcher:
     def __init__(self, interval: float = 1.0, limit: int = 50, event_logger: Any = None, log: logging.Logger | None = None):
         self.interval = interval
@@ -47,6 +61,9 @@ class JobWatcher:
         self._ready: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
         self._failures = 0
+        #: the registry's last change marker (None: not read yet); the watcher reads it each turn
+        self._model_marker: Any = None
+        self._model_failures = 0
 
     # -- lifetime -----------------------------------------------------------------
     @property
@@ -142,7 +159,36 @@ class JobWatcher:
             self._ready.set()
             for job in changed:
                 self._publish(job)
+            if self._subscribers:
+                await self._look_at_models(loop)
             await asyncio.sleep(self.interval)
+
+    async def _look_at_models(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            event = await loop.run_in_executor(None, self.scan_models)
+            self._model_failures = 0
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._model_failures += 1
+            if self._model_failures in (1, 10) or self._model_failures % 100 == 0:
+                self.log.warning("kfjupyter: the job watcher could not read the model registry", exc_info=True)
+            return
+        if event is not None:
+            for queue in list(self._subscribers):
+                if queue.qsize() < MAX_QUEUED:
+                    queue.put_nowait(event)
+
+    def scan_models(self) -> "ModelEvent | None":
+        """Read the registry's change marker (blocking); a :class:`ModelEvent` when it
+        changed since the last read (the first read only records it)."""
+        from kfjupyter import registry
+
+        marker = registry.change_marker()
+        previous, self._model_marker = self._model_marker, marker
+        if previous is None or previous == marker:
+            return None
+        return ModelEvent(marker=marker)
 
     def scan(self) -> list[dict]:
         """Look at the store once (blocking); return the JSON of jobs new or changed since the last look.

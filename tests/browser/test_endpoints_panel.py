@@ -13,6 +13,7 @@ never a fixed sleep.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -71,7 +72,7 @@ def test_deploy_from_models_try_it_undeploy_and_canary_controls(lab, browser_pag
         rows.first.click()
         version = models.locator('.kf-ModelVersion[data-version="1"]')
         expect(version).to_be_visible()
-        version.locator(".kf-ModelVersion-deploy").click()  # POST /endpoints: the server deploys
+        models.locator('.kf-VersionCard[data-version="1"] .kf-ModelVersion-deploy').click()  # POST /endpoints
 
         endpoints = sidebar.locator("#kfjupyter-endpoints")
         expect(endpoints).to_be_visible(timeout=60_000)
@@ -84,19 +85,32 @@ def test_deploy_from_models_try_it_undeploy_and_canary_controls(lab, browser_pag
         card.get_by_label("Payload for iris").fill('{"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}')
         card.locator(".kf-Endpoint-send").click()
         answer = card.locator(".kf-Endpoint-answer")
-        expect(answer).to_contain_text('{"predictions":[0,2]}', timeout=30_000)
+        expect(answer).to_contain_text('"predictions": [', timeout=30_000)  # formatted JSON
+        text = answer.inner_text()
+        assert json.loads(text[text.index("{"):]) == {"predictions": [0, 2]} and "\n  " in text
         titles.filter(has_text="Models").click()  # fold Models: the endpoint gets the height for the screenshot
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         sidebar.screenshot(path=str(SCREENSHOTS / "endpoints-panel.png"))
 
+        # Undeploy asks first, saying what stops; Cancel leaves it serving
         card.locator(".kf-Endpoint-undeploy").click()
+        dialog = page.locator(".jp-Dialog")
+        expect(dialog).to_contain_text("Undeploy iris?")
+        expect(dialog).to_contain_text("stops serving iris:1 100%")
+        dialog.locator(".jp-mod-reject").click()
+        expect(dialog).to_have_count(0)
+        assert [ep.status for ep in serving.list_endpoints()] == ["Running"]
+        card.locator(".kf-Endpoint-undeploy").click()
+        page.locator(".jp-Dialog .jp-mod-accept").click()
         expect(card.locator(".kf-Endpoint-status")).to_have_text("Undeployed", timeout=30_000)
         assert [ep.status for ep in serving.list_endpoints()] == ["Cancelled"]
         wait_stopped("iris")
 
         # a canary endpoint (deployed from Python, seen by the panel): promote, then roll back
         register()  # iris:2
-        kfjupyter.deploy("iris:1", name="canary", canary="iris:2", canary_percent=30)
+        canary_ep = kfjupyter.deploy("iris:1", name="canary", canary="iris:2", canary_percent=30)
+        for _ in range(40):  # access-log lines: a log longer than its box, to see it follow the end
+            canary_ep.predict([[5.1, 3.5, 1.4, 0.2]])
         card = endpoints.locator('.kf-Endpoint[data-endpoint="canary"]')
         expect(card.locator(".kf-Endpoint-status")).to_have_text("Ready", timeout=60_000)
         versions = card.locator(".kf-Endpoint-version")
@@ -110,6 +124,12 @@ def test_deploy_from_models_try_it_undeploy_and_canary_controls(lab, browser_pag
         expect(log).to_have_attribute("data-channel", "server/primary")
         expect(log.locator(".kf-RankTab")).to_have_text(["primary", "canary", "router"])
         expect(card.locator(".kf-Endpoint-logtext")).not_to_be_empty(timeout=30_000)
+        # "following": the newest line is in view (the log scrolls as it follows)
+        page.wait_for_function(
+            "() => { const el = document.querySelector('.kf-Endpoint[data-endpoint=\"canary\"] .kf-Endpoint-logtext');"
+            " return el && el.scrollHeight > el.clientHeight && el.scrollHeight - el.scrollTop - el.clientHeight < 30; }",
+            timeout=30_000,
+        )
         log.locator('.kf-RankTab[data-channel="server/canary"]').click()
         expect(log).to_have_attribute("data-channel", "server/canary")
         expect(log).to_have_attribute("data-stream", "streaming", timeout=30_000)
@@ -117,6 +137,8 @@ def test_deploy_from_models_try_it_undeploy_and_canary_controls(lab, browser_pag
         sidebar.screenshot(path=str(SCREENSHOTS / "endpoints-logs.png"))
 
         card.locator(".kf-Endpoint-promote").click()
+        expect(dialog).to_contain_text("iris:2 takes all the traffic of canary (now 30%)")
+        dialog.locator(".jp-mod-accept").click()
         expect(versions).to_have_text(["iris:2 100%"], timeout=30_000)
         expect(card.locator(".kf-Endpoint-promote")).to_have_count(0)
         # the canary is the primary now: its channel is gone, the log shows the primary's
@@ -125,11 +147,18 @@ def test_deploy_from_models_try_it_undeploy_and_canary_controls(lab, browser_pag
         expect(card.locator(".kf-Endpoint-logtext")).not_to_be_empty()
         assert serving.get_endpoint("canary").versions == {"iris:2": 100}
         card.locator(".kf-Endpoint-rollback").click()  # undo the promote: iris:1 comes back up
+        expect(dialog).to_contain_text("goes back to iris:1")
+        dialog.locator(".jp-mod-accept").click()
+        busy = card.locator(".kf-Endpoint-busy")  # ~3 s: a clear busy state, every action waits
+        expect(busy).to_contain_text("Rolling back")
+        expect(card.locator(".kf-Endpoint-rollback")).to_be_disabled()
         expect(versions).to_have_text(["iris:1 100%"], timeout=60_000)
+        expect(busy).to_have_count(0, timeout=30_000)  # until the server answered
         assert serving.get_endpoint("canary").versions == {"iris:1": 100}
         expect(card.locator(".kf-Endpoint-error")).to_have_count(0)
 
         card.locator(".kf-Endpoint-undeploy").click()
+        dialog.locator(".jp-mod-accept").click()
         expect(card.locator(".kf-Endpoint-status")).to_have_text("Undeployed", timeout=30_000)
         expect(card.locator(".kf-Endpoint-following")).to_have_count(0)  # stopped following
         expect(log).to_have_attribute("data-stream", "ended", timeout=30_000)  # its last lines, once

@@ -73,13 +73,21 @@ def test_models_panel_lists_searches_and_moves_an_alias(lab, browser_page, tmp_p
     expect(versions.nth(0)).to_contain_text("0.95")
     expect(detail.locator(".kf-ModelChart-bar")).to_have_count(3)
     expect(detail.locator('.kf-ModelVersion[data-version="1"] .kf-AliasChip')).to_have_text("@production")
-    expect(detail.locator(".kf-ModelVersion-deploy")).to_have_count(3)  # serving is wired: Deploy on every version
+    # serving is wired: the selected version's card (the newest first) has Deploy, enabled
+    expect(detail.locator(".kf-ModelDetail-count")).to_have_text("3 versions")
+    expect(detail.locator('.kf-VersionCard[data-version="3"] .kf-ModelVersion-deploy')).to_be_enabled()
+    versions.nth(2).click()  # another version's card
+    expect(detail.locator('.kf-VersionCard[data-version="1"] .kf-ModelVersion-deploy')).to_be_enabled()
     expect(detail.locator(".kf-AliasHistory li")).to_have_count(1)
 
     # move production from v1 to v2
     detail.get_by_label("Alias", exact=True).fill("production")
     detail.get_by_label("Version for the alias").select_option("2")
     detail.locator(".kf-AliasForm-set").click()
+    dialog = page.locator(".jp-Dialog")  # moving an alias says what it changes first
+    expect(dialog).to_contain_text("Move production from v1 to v2?")
+    expect(dialog).to_contain_text("No endpoint serves v1.")
+    dialog.locator(".jp-mod-accept").click()
     expect(detail.locator('.kf-ModelVersion[data-version="2"] .kf-AliasChip')).to_have_text("@production")
     expect(detail.locator('.kf-ModelVersion[data-version="1"] .kf-AliasChip')).to_have_count(0)
     history = detail.locator(".kf-AliasHistory li")

@@ -12,14 +12,21 @@
 
 import * as React from 'react';
 
+import { Dialog, showDialog } from '@jupyterlab/apputils';
+
 import { KFApi } from '../api';
 import {
   buildRequest,
+  confirmControl,
   controls,
   convertPayload,
+  emptyLogNote,
   ENDPOINT_LOG_TAIL,
   endpointStatus,
+  failureSummary,
   formatAnswer,
+  IConfirm,
+  jobAction,
   healthRows,
   IEndpoint,
   IEndpointStats,
@@ -31,6 +38,7 @@ import {
   trafficSplit
 } from '../endpoints';
 import { logChannels, pickChannel } from '../logfollower';
+import { IJob } from '../types';
 import { usePageVisible, VisibilityAwareWidget } from './common';
 import { ChannelTabs, useChannelLog } from './logs';
 
@@ -44,6 +52,10 @@ export class EndpointsApi {
 
   list(): Promise<{ items: IEndpoint[]; total: number }> {
     return this.api.json('endpoints');
+  }
+
+  get(id: string): Promise<IEndpoint> {
+    return this.api.json(`endpoints/${encodeURIComponent(id)}`);
   }
 
   deploy(model: string, name?: string): Promise<IEndpoint> {
@@ -68,6 +80,94 @@ export class EndpointsApi {
   stats(id: string, window = 60): Promise<IEndpointStats> {
     return this.api.json(`endpoints/${encodeURIComponent(id)}/stats?window=${window}`);
   }
+}
+
+// -- dialogs ------------------------------------------------------------------------------------
+
+/** Ask before an action (JupyterLab's dialog): true when the user accepts. */
+export async function confirmAction(c: IConfirm): Promise<boolean> {
+  const result = await showDialog({
+    title: c.title,
+    body: c.body,
+    buttons: [Dialog.cancelButton(), c.warn ? Dialog.warnButton({ label: c.accept }) : Dialog.okButton({ label: c.accept })]
+  });
+  return result.button.accept;
+}
+
+/** A failure's summary and, folded, its whole text (never a traceback as one paragraph). */
+export function FailureText(props: { text: string | null | undefined; className?: string }): JSX.Element | null {
+  const { summary, detail } = failureSummary(props.text);
+  if (!summary) {
+    return null;
+  }
+  return (
+    <div className={`kf-Failure ${props.className ?? ''}`}>
+      <div className="kf-Failure-summary">{summary}</div>
+      {detail ? (
+        <details className="kf-Failure-details">
+          <summary>Details</summary>
+          <pre className="kf-Failure-detail">{detail}</pre>
+        </details>
+      ) : null}
+    </div>
+  );
+}
+
+/** A failed action, told in a dialog: its summary, the whole text folded. */
+export async function showFailure(title: string, error: unknown): Promise<void> {
+  const text = (error as Error)?.message ?? String(error);
+  await showDialog({
+    title,
+    body: <FailureText text={text} className="kf-Failure-dialog" />,
+    buttons: [Dialog.okButton({ label: 'Close' })]
+  });
+}
+
+/**
+ * Undeploy an endpoint after asking (the dialog says what stops): true when it was
+ * undeployed. For the Jobs list: an endpoint's row calls this instead of Cancel.
+ */
+export async function undeployEndpoint(api: KFApi, job: IJob): Promise<boolean> {
+  const endpoints = new EndpointsApi(api);
+  const ep = job.kind === 'endpoint' && 'versions' in job ? (job as IEndpoint) : await endpoints.get(job.id);
+  if (!(await confirmAction(confirmControl('undeploy', ep)))) {
+    return false;
+  }
+  try {
+    await endpoints.undeploy(job.id);
+    return true;
+  } catch (error) {
+    await showFailure(`Cannot undeploy ${job.name}`, error);
+    return false;
+  }
+}
+
+/**
+ * The Jobs list's button for an endpoint job: "Undeploy" (asks first) instead of Cancel;
+ * null for a job that is not a live endpoint (the row keeps its own Cancel).
+ */
+export function EndpointJobAction(props: { api: KFApi; job: IJob; onDone?: () => void }): JSX.Element | null {
+  const [busy, setBusy] = React.useState(false);
+  if (props.job.kind !== 'endpoint' || jobAction(props.job) !== 'undeploy') {
+    return null;
+  }
+  return (
+    <button
+      className="jp-Button jp-mod-styled jp-mod-warn kf-Button kf-JobRow-undeploy"
+      title={`Stop serving endpoint ${props.job.name}`}
+      disabled={busy}
+      aria-busy={busy}
+      onClick={e => {
+        e.stopPropagation();
+        setBusy(true);
+        void undeployEndpoint(props.api, props.job)
+          .then(done => done && props.onDone?.())
+          .finally(() => setBusy(false));
+      }}
+    >
+      {busy ? 'Undeploying…' : 'Undeploy'}
+    </button>
+  );
 }
 
 /** Per version: traffic, requests/s, errors, latency, drift; read again while live and shown. */
@@ -161,6 +261,16 @@ function EndpointLog(props: { api: EndpointsApi; ep: IEndpoint; visible: boolean
     restart: servingKey(ep)
   });
   const read = log.length > 0 || state === 'streaming' || state === 'ended';
+  const text = log.length ? log.text() : '';
+  const pre = React.useRef<HTMLPreElement>(null);
+  /** Follow the newest line unless the user scrolled up to read. */
+  const stick = React.useRef(true);
+  React.useLayoutEffect(() => {
+    const el = pre.current;
+    if (el && following && stick.current) {
+      el.scrollTop = el.scrollHeight;
+    }
+  }, [text, following]);
   return (
     <div className="kf-Endpoint-log" data-channel={channel?.name ?? ''} data-stream={state}>
       {channels.length > 1 ? (
@@ -178,11 +288,21 @@ function EndpointLog(props: { api: EndpointsApi; ep: IEndpoint; visible: boolean
         </div>
       ) : null}
       {read ? (
-        <pre className="kf-Endpoint-logtext" data-following={following}>
-          {log.length ? log.text() : '(empty)'}
+        <pre
+          className="kf-Endpoint-logtext"
+          data-following={following}
+          ref={pre}
+          onScroll={e => {
+            const el = e.currentTarget;
+            stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 24;
+          }}
+        >
+          {text || emptyLogNote(ep)}
         </pre>
       ) : !channel ? (
-        <div className="kf-Endpoint-nolog">(no log yet)</div>
+        <div className="kf-Endpoint-nolog">
+          {ep.status === 'Failed' ? '(no log: the server did not start; the reason is above)' : '(no log yet)'}
+        </div>
       ) : null}
     </div>
   );
@@ -205,20 +325,32 @@ function EndpointCard(props: {
   const [protocol, setProtocol] = React.useState<Protocol>('v1');
   const [answer, setAnswer] = React.useState<string | null>(null);
   const [error, setError] = React.useState<string | null>(null);
-  const [busy, setBusy] = React.useState(false);
+  /** The action running (its button says so, every action waits). */
+  const [busy, setBusy] = React.useState<string | null>(null);
   const can = controls(ep);
 
-  const act = async (fn: () => Promise<unknown>): Promise<void> => {
-    setBusy(true);
+  const act = async (fn: () => Promise<unknown>, what = 'send'): Promise<void> => {
+    setBusy(what);
     setError(null);
     try {
       await fn();
     } catch (e) {
       setError((e as Error).message);
     } finally {
-      setBusy(false);
+      setBusy(null);
     }
   };
+  /** Undeploy, Promote, Rollback: asked first (what will happen), then busy until done. */
+  const control = async (what: 'undeploy' | 'promote' | 'rollback'): Promise<void> => {
+    if (!(await confirmAction(confirmControl(what, ep)))) {
+      return;
+    }
+    await act(async () => {
+      await (what === 'undeploy' ? api.undeploy(ep.id) : api.control(ep.id, what));
+      reload();
+    }, what);
+  };
+  const failed = ep.status === 'Failed' ? ep.error || ep.message : null;
   const tryIt = (): Promise<void> =>
     act(async () => {
       setAnswer(null);
@@ -244,9 +376,16 @@ function EndpointCard(props: {
           </span>
         ))}
       </div>
+      {failed ? <FailureText text={failed} className="kf-Endpoint-reason" /> : null}
       {error ? (
         <div className="kf-Endpoint-error" role="alert">
-          {error}
+          <FailureText text={error} />
+        </div>
+      ) : null}
+      {busy && busy !== 'send' ? (
+        <div className="kf-Endpoint-busy" role="status" aria-live="polite">
+          <span className="kf-Spinner" aria-hidden="true" />
+          {{ undeploy: 'Undeploying', promote: 'Promoting', rollback: 'Rolling back' }[busy] ?? busy}…
         </div>
       ) : null}
       <EndpointHealth api={api} ep={ep} visible={visible} />
@@ -264,33 +403,41 @@ function EndpointCard(props: {
               <option value="v1">V1</option>
               <option value="v2">V2</option>
             </select>
-            <button className="jp-mod-styled jp-mod-accept kf-Endpoint-send" disabled={busy} onClick={() => void tryIt()}>
-              Try it
+            <button
+              className="jp-mod-styled jp-mod-accept kf-Endpoint-send"
+              disabled={busy !== null}
+              aria-busy={busy === 'send'}
+              onClick={() => void tryIt()}
+            >
+              {busy === 'send' ? 'Sending…' : 'Try it'}
             </button>
             {can.promote ? (
               <button
                 className="jp-mod-styled kf-Endpoint-promote"
-                disabled={busy}
-                onClick={() => void act(async () => (await api.control(ep.id, 'promote'), reload()))}
+                disabled={busy !== null}
+                aria-busy={busy === 'promote'}
+                onClick={() => void control('promote')}
               >
-                Promote
+                {busy === 'promote' ? 'Promoting…' : 'Promote'}
               </button>
             ) : null}
             {can.rollback ? (
               <button
                 className="jp-mod-styled kf-Endpoint-rollback"
-                disabled={busy}
-                onClick={() => void act(async () => (await api.control(ep.id, 'rollback'), reload()))}
+                disabled={busy !== null}
+                aria-busy={busy === 'rollback'}
+                onClick={() => void control('rollback')}
               >
-                Rollback
+                {busy === 'rollback' ? 'Rolling back…' : 'Rollback'}
               </button>
             ) : null}
             <button
               className="jp-mod-styled jp-mod-warn kf-Endpoint-undeploy"
-              disabled={busy}
-              onClick={() => void act(async () => (await api.undeploy(ep.id), reload()))}
+              disabled={busy !== null}
+              aria-busy={busy === 'undeploy'}
+              onClick={() => void control('undeploy')}
             >
-              Undeploy
+              {busy === 'undeploy' ? 'Undeploying…' : 'Undeploy'}
             </button>
           </div>
           {answer !== null ? <pre className="kf-Endpoint-answer">{answer}</pre> : null}

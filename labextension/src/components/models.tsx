@@ -8,22 +8,35 @@
 
 import * as React from 'react';
 
+import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { ReactWidget } from '@jupyterlab/ui-components';
+import { Message } from '@lumino/messaging';
 
+import { endpointsServing } from '../endpoints';
 import {
+  aliasMoveText,
   appendPage,
   comparisonBars,
+  deployState,
   describeAliasEvent,
+  differingParams,
+  formatBytes,
   formatMetric,
   IAliasHistory,
   IArtifactFile,
   IModelFilter,
   IModelVersion,
+  inputRecord,
   IRegisteredModel,
   metricNames,
   ModelsApi,
-  parseMetricFilter
+  paramsLine,
+  parseMetricFilter,
+  plural,
+  versionParams,
+  versionSize
 } from '../models';
+import { formatStart } from '../format';
 import { Button } from './common';
 
 /** What the panel hands to the plugin (commands of the app). */
@@ -40,8 +53,9 @@ function errorText(error: unknown): string {
 
 function ComparisonChart(props: { versions: IModelVersion[]; metric: string }): JSX.Element {
   const width = 260;
-  const height = 90;
-  const { bars, min, max } = comparisonBars(props.versions, props.metric, width, height);
+  const height = 104;
+  const top = 14; // room for the values above the bars
+  const { bars, min, max } = comparisonBars(props.versions, props.metric, width, height - top, 14);
   return (
     <svg
       className="kf-ModelChart"
@@ -53,11 +67,14 @@ function ComparisonChart(props: { versions: IModelVersion[]; metric: string }): 
     >
       <title>{`${props.metric}: ${formatMetric(min)} … ${formatMetric(max)}`}</title>
       {bars.map(b => (
-        <g key={b.label}>
+        <g key={b.label} transform={`translate(0 ${top})`}>
           <rect className="kf-ModelChart-bar" x={b.x} y={b.y} width={b.width} height={b.height}>
             <title>{`${b.label}: ${formatMetric(b.value)}`}</title>
           </rect>
-          <text className="kf-ModelChart-label" x={b.x + b.width / 2} y={height - 2} textAnchor="middle">
+          <text className="kf-ModelChart-value" x={b.x + b.width / 2} y={b.y - 3} textAnchor="middle">
+            {formatMetric(b.value)}
+          </text>
+          <text className="kf-ModelChart-label" x={b.x + b.width / 2} y={height - top - 2} textAnchor="middle">
             {b.label}
           </text>
         </g>
@@ -96,11 +113,123 @@ function Lineage(props: { version: IModelVersion; actions: IModelActions }): JSX
   );
 }
 
+/** A version's card: what it is and where it came from, and its actions (they wrap at 300 px). */
+function VersionCard(props: {
+  api: ModelsApi;
+  model: string;
+  version: IModelVersion;
+  actions: IModelActions;
+  act: (fn: () => Promise<unknown>) => Promise<void>;
+  onFiles: (version: number) => void;
+}): JSX.Element {
+  const { model, version: v, actions, act } = props;
+  const params = versionParams(v);
+  const size = versionSize(v);
+  const inputs = inputRecord(v);
+  const deploy = deployState(v);
+  const [deploying, setDeploying] = React.useState(false);
+  return (
+    <section className="kf-VersionCard" data-version={v.number ?? ''} aria-label={`Version ${v.ref}`}>
+      <header className="kf-VersionCard-header">
+        <span className="kf-VersionCard-ref">{v.ref}</span>
+        <span className="kf-VersionCard-framework">{v.framework}</span>
+        {v.state === 'ARCHIVED' ? <span className="kf-ArchivedChip">archived</span> : null}
+      </header>
+      {v.description ? <div className="kf-VersionCard-description">{v.description}</div> : null}
+      <dl className="kf-VersionCard-facts">
+        <dt>created</dt>
+        <dd className="kf-VersionCard-created" title={v.created_at ?? ''}>
+          {v.created_at ? new Date(v.created_at).toLocaleString() : '–'}
+          {v.author ? ` · ${v.author}` : ''}
+        </dd>
+        <dt>params</dt>
+        <dd className="kf-VersionCard-params">
+          {Object.keys(params).length ? paramsLine(params) : <span className="kf-muted">none recorded</span>}
+          {v.run ? (
+            <span className="kf-VersionCard-run" title={`tracking run ${v.run.run_id}`}>
+              {' '}
+              (run {v.run.name ?? v.run.run_id})
+            </span>
+          ) : null}
+        </dd>
+        <dt>size</dt>
+        <dd className="kf-VersionCard-size">
+          {formatBytes(size)}
+          {(v.artifacts ?? []).length > 1
+            ? ` (${(v.artifacts ?? []).map(a => `${a.name} ${formatBytes(a.size)}`).join(', ')})`
+            : ''}
+        </dd>
+        {inputs.signature ? (
+          <>
+            <dt>signature</dt>
+            <dd className="kf-VersionCard-signature">
+              <code>{inputs.signature}</code>
+            </dd>
+          </>
+        ) : null}
+        {inputs.example || inputs.sample ? (
+          <>
+            <dt>input</dt>
+            <dd className="kf-VersionCard-example">
+              {inputs.example ? <code>{inputs.example}</code> : null}
+              {inputs.sample ? <span>{inputs.example ? ' · ' : ''}training sample recorded</span> : null}
+            </dd>
+          </>
+        ) : null}
+        {typeof v.lineage?.job_id === 'string' || typeof v.lineage?.notebook === 'string' ? (
+          <>
+            <dt>from</dt>
+            <dd>
+              <Lineage version={v} actions={actions} />
+            </dd>
+          </>
+        ) : null}
+      </dl>
+      {v.number !== null ? (
+        <div className="kf-VersionCard-actions kf-ModelVersion-actions" role="toolbar" aria-label={`Actions of ${v.ref}`}>
+          {actions.deploy ? (
+            <span className="kf-ModelVersion-deploywrap" title={deploy.reason}>
+              <Button
+                className="kf-ModelVersion-deploy"
+                disabled={!deploy.enabled || deploying}
+                aria-busy={deploying}
+                aria-label={deploy.enabled ? `Deploy ${v.ref}` : `Deploy ${v.ref}: ${deploy.reason}`}
+                title={deploy.reason}
+                data-reason={deploy.enabled ? undefined : deploy.reason}
+                onClick={() => {
+                  setDeploying(true);
+                  void act(() => actions.deploy!(model, v.number as number)).finally(() => setDeploying(false));
+                }}
+              >
+                {deploying ? 'Deploying…' : 'Deploy'}
+              </Button>
+            </span>
+          ) : null}
+          <Button title="The artifact's files, to download" onClick={() => props.onFiles(v.number as number)}>
+            Files
+          </Button>
+          <Button
+            title={v.state === 'ARCHIVED' ? 'Restore this version' : 'Archive this version'}
+            onClick={() => void act(() => props.api.setState(model, v.number as number, v.state !== 'ARCHIVED'))}
+          >
+            {v.state === 'ARCHIVED' ? 'Restore' : 'Archive'}
+          </Button>
+        </div>
+      ) : null}
+      {!deploy.enabled && actions.deploy && v.state !== 'ARCHIVED' ? (
+        <div className="kf-VersionCard-why">Deploy: {deploy.reason}</div>
+      ) : null}
+    </section>
+  );
+}
+
 function ModelDetail(props: {
   api: ModelsApi;
   model: IRegisteredModel;
   actions: IModelActions;
   onChanged: () => void;
+  /** Bumped when the registry changed (a push event, the refresh button): read again. */
+  tick: number;
 }): JSX.Element {
   const { api, model, actions } = props;
   const [versions, setVersions] = React.useState<IModelVersion[]>([]);
@@ -113,6 +242,7 @@ function ModelDetail(props: {
   const [error, setError] = React.useState('');
   const [files, setFiles] = React.useState<{ version: number; files: IArtifactFile[] } | null>(null);
   const [reload, setReload] = React.useState(0);
+  const [chosenVersion, setChosenVersion] = React.useState<string | null>(null);
 
   React.useEffect(() => {
     const ctrl = new AbortController();
@@ -130,11 +260,13 @@ function ModelDetail(props: {
         }
       });
     return () => ctrl.abort();
-  }, [model.name, reload]);
+  }, [model.name, reload, props.tick]);
 
   const names = metricNames(versions);
+  const paramNames = differingParams(versions).slice(0, 4);
   const chosen = names.includes(metric) ? metric : names[0] ?? '';
   const target = aliasVersion ?? versions[0]?.number ?? null;
+  const selected = versions.find(v => v.id === chosenVersion) ?? versions[0] ?? null;
 
   const act = async (fn: () => Promise<unknown>) => {
     setError('');
@@ -173,16 +305,48 @@ function ModelDetail(props: {
       setError(errorText(e));
     }
   };
+  const showFiles = (version: number) =>
+    void api
+      .files(model.name, version)
+      .then(f => setFiles({ version, files: f.files }))
+      .catch(e => setError(errorText(e)));
+  /** Set or move an alias, after saying what it changes (which endpoints serve the old version). */
+  const setAlias = async (alias: string, to: number) => {
+    const from = history?.aliases[alias] ?? model.aliases[alias] ?? null;
+    if (from === to) {
+      return;
+    }
+    if (from !== null) {
+      let serving: ReturnType<typeof endpointsServing> = [];
+      try {
+        serving = endpointsServing((await api.endpoints()).items, `${model.name}:${from}`);
+      } catch {
+        serving = [];
+      }
+      const text = aliasMoveText(model.name, alias, from, to, serving);
+      const answer = await showDialog({
+        title: text.title,
+        body: text.body,
+        buttons: [Dialog.cancelButton(), Dialog.okButton({ label: `Move ${alias}` })]
+      });
+      if (!answer.button.accept) {
+        return;
+      }
+    }
+    await act(() => api.setAlias(model.name, alias, to));
+  };
 
   return (
     <section className="kf-ModelDetail" aria-label={`Versions of ${model.name}`}>
       <header className="kf-ModelDetail-header">
         <span className="kf-ModelDetail-title">{model.name}</span>
         <span className="kf-ModelDetail-count">
-          {versions.length}
-          {total !== null && total > versions.length ? ` of ${total}` : ''} versions
+          {total !== null && total > versions.length
+            ? `${versions.length} of ${plural(total, 'version')}`
+            : plural(versions.length, 'version')}
         </span>
       </header>
+      {model.description ? <div className="kf-ModelDetail-description">{model.description}</div> : null}
       {error ? (
         <div className="kf-TuningPanel-error kf-ModelPanel-error" role="alert">
           {error}
@@ -219,71 +383,58 @@ function ModelDetail(props: {
                   {n}
                 </th>
               ))}
+              {paramNames.map(n => (
+                <th key={`p-${n}`} className="kf-ModelVersions-param" title={`param ${n}`}>
+                  {n}
+                </th>
+              ))}
+              <th>created</th>
               <th>from</th>
-              <th />
             </tr>
           </thead>
           <tbody>
-            {versions.map(v => (
-              <tr
-                key={v.id}
-                className={`kf-ModelVersion${v.state === 'ARCHIVED' ? ' kf-mod-archived' : ''}`}
-                data-version={v.number ?? ''}
-              >
-                <td title={`${v.ref} · ${v.framework} · ${v.state}${v.description ? ` · ${v.description}` : ''}`}>
-                  {v.number}
-                </td>
-                <td className="kf-ModelVersion-aliases">
-                  {v.aliases.map(a => (
-                    <span key={a} className="kf-AliasChip">
-                      @{a}
-                    </span>
-                  ))}
-                  {v.state === 'ARCHIVED' ? <span className="kf-ArchivedChip">archived</span> : null}
-                </td>
-                {names.map(n => (
-                  <td key={n} className="kf-num">
-                    {formatMetric(v.metrics[n])}
+            {versions.map(v => {
+              const params = versionParams(v);
+              return (
+                <tr
+                  key={v.id}
+                  className={`kf-ModelVersion${v.state === 'ARCHIVED' ? ' kf-mod-archived' : ''}${
+                    selected?.id === v.id ? ' jp-mod-selected' : ''
+                  }`}
+                  data-version={v.number ?? ''}
+                  aria-selected={selected?.id === v.id}
+                  onClick={() => setChosenVersion(v.id)}
+                >
+                  <td title={`${v.ref} · ${v.framework} · ${v.state}${v.description ? ` · ${v.description}` : ''}`}>
+                    {v.number}
                   </td>
-                ))}
-                <td>
-                  <Lineage version={v} actions={actions} />
-                </td>
-                <td className="kf-ModelVersion-actions">
-                  {v.number !== null ? (
-                    <>
-                      <Button
-                        title={v.state === 'ARCHIVED' ? 'Restore this version' : 'Archive this version'}
-                        onClick={() =>
-                          void act(() => api.setState(model.name, v.number as number, v.state !== 'ARCHIVED'))
-                        }
-                      >
-                        {v.state === 'ARCHIVED' ? 'Restore' : 'Archive'}
-                      </Button>
-                      <Button
-                        title="The artifact's files, to download"
-                        onClick={() =>
-                          void api
-                            .files(model.name, v.number as number)
-                            .then(f => setFiles({ version: v.number as number, files: f.files }))
-                            .catch(e => setError(errorText(e)))
-                        }
-                      >
-                        Files
-                      </Button>
-                      {actions.deploy ? (
-                        <Button
-                          className="kf-ModelVersion-deploy"
-                          onClick={() => void act(() => actions.deploy!(model.name, v.number as number))}
-                        >
-                          Deploy
-                        </Button>
-                      ) : null}
-                    </>
-                  ) : null}
-                </td>
-              </tr>
-            ))}
+                  <td className="kf-ModelVersion-aliases">
+                    {v.aliases.map(a => (
+                      <span key={a} className="kf-AliasChip">
+                        @{a}
+                      </span>
+                    ))}
+                    {v.state === 'ARCHIVED' ? <span className="kf-ArchivedChip">archived</span> : null}
+                  </td>
+                  {names.map(n => (
+                    <td key={n} className="kf-num">
+                      {formatMetric(v.metrics[n])}
+                    </td>
+                  ))}
+                  {paramNames.map(n => (
+                    <td key={`p-${n}`} className="kf-ModelVersion-param">
+                      {params[n] === undefined ? '–' : paramsLine({ [n]: params[n] }).slice(n.length + 1)}
+                    </td>
+                  ))}
+                  <td className="kf-ModelVersion-created" title={v.created_at ?? ''}>
+                    {formatStart(v.created_at)}
+                  </td>
+                  <td>
+                    <Lineage version={v} actions={actions} />
+                  </td>
+                </tr>
+              );
+            })}
           </tbody>
         </table>
       </div>
@@ -291,6 +442,17 @@ function ModelDetail(props: {
         <Button className="kf-LoadMore" onClick={() => void more()}>
           Load more versions
         </Button>
+      ) : null}
+      {selected ? (
+        <VersionCard
+          key={selected.id}
+          api={api}
+          model={model.name}
+          version={selected}
+          actions={actions}
+          act={act}
+          onFiles={showFiles}
+        />
       ) : null}
       {files ? (
         <div className="kf-ModelFiles" aria-label={`Files of version ${files.version}`}>
@@ -305,7 +467,7 @@ function ModelDetail(props: {
                 void download(files.version, f.path);
               }}
             >
-              {f.path}
+              {f.path} <span className="kf-ModelFiles-size">{formatBytes(f.size)}</span>
             </a>
           ))}
         </div>
@@ -315,7 +477,7 @@ function ModelDetail(props: {
         onSubmit={e => {
           e.preventDefault();
           if (target !== null && aliasName.trim()) {
-            void act(() => api.setAlias(model.name, aliasName.trim(), target));
+            void setAlias(aliasName.trim(), target);
           }
         }}
       >
@@ -366,6 +528,8 @@ export function ModelsPanel(props: {
   actions: IModelActions;
   /** A model to show (a lineage link elsewhere): its name searched for and selected. */
   focus?: { name: string; seq: number };
+  /** Bumped when the registry changed (a `model` push event, re-opening the section): read again. */
+  tick?: number;
 }): JSX.Element {
   const { api, actions } = props;
   const [text, setText] = React.useState('');
@@ -418,7 +582,7 @@ export function ModelsPanel(props: {
       clearTimeout(timer);
       ctrl.abort();
     };
-  }, [key, reload]);
+  }, [key, reload, props.tick ?? 0]);
 
   const more = async () => {
     if (next === null) {
@@ -446,6 +610,14 @@ export function ModelsPanel(props: {
           onChange={e => setText(e.target.value)}
         />
         <div className="kf-ModelsPanel-filterRow">
+          <Button
+            className="kf-ModelsPanel-refresh"
+            title="Read the registry again"
+            aria-label="Refresh models"
+            onClick={() => setReload(r => r + 1)}
+          >
+            ⟳
+          </Button>
           <select
             className="jp-mod-styled"
             aria-label="Framework"
@@ -524,6 +696,7 @@ export function ModelsPanel(props: {
           model={current}
           actions={actions}
           onChanged={() => setReload(r => r + 1)}
+          tick={(props.tick ?? 0) + reload}
         />
       ) : null}
     </div>
@@ -540,9 +713,15 @@ export class ModelsPanelWidget extends ReactWidget {
     this.addClass('kf-ModelsPanelWidget');
   }
 
-  /** Re-read the list (e.g. after a registration from a kernel). */
+  /** Re-read the list and the open model (a registration from a kernel, the section opened again). */
   refresh(): void {
+    this._tick += 1;
     this.update();
+  }
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this.refresh(); // opening the section again reads the registry again
   }
 
   /** Show one model: its name in the search box, its versions open. */
@@ -552,8 +731,11 @@ export class ModelsPanelWidget extends ReactWidget {
   }
 
   render(): JSX.Element {
-    return <ModelsPanel api={this._options.api} actions={this._options.actions} focus={this._focus} />;
+    return (
+      <ModelsPanel api={this._options.api} actions={this._options.actions} focus={this._focus} tick={this._tick} />
+    );
   }
 
   private _focus: { name: string; seq: number } | undefined;
+  private _tick = 0;
 }
