@@ -67,16 +67,17 @@ def test_the_notebook_shows_a_live_widget(workspace, workdir):
         km.shutdown_kernel(now=True)
     shown = [m for m in messages if m["msg_type"] == "display_data"]
     assert any("application/vnd.jupyter.widget-view+json" in m["content"]["data"] for m in shown)
-    updates = [
-        m["content"]["data"].get("state", {}).get("value", "")
-        for m in messages
-        if m["msg_type"] == "comm_msg"
-    ]
+    states = [m["content"]["data"].get("state", {}) for m in messages if m["msg_type"] == "comm_msg"]
+    updates = [s.get("value", "") for s in states]
+    # the metrics chart is an Output widget: the extension's MIME bundle, plain SVG beside it
+    charts = [o["data"] for s in states for o in s.get("outputs", ())]
     headlines = [u for u in updates if "widget-" in u and "worker(s)" in u]
     # the status went live: Running while the cell waited, Succeeded at the end
     assert any("Running" in h for h in headlines) and "Succeeded" in headlines[-1]
     assert any("tick 3" in u for u in updates)  # a rank's log tail
-    assert any("<polyline" in u and "loss 0.25" in u for u in updates)  # the metrics chart
+    assert any("<polyline" in c["text/html"] and "loss 0.25" in c["text/html"] for c in charts)  # the fallback
+    live = [c["application/vnd.kfjupyter.job+json"] for c in charts if "application/vnd.kfjupyter.job+json" in c]
+    assert live and any(r.get("loss") == 0.25 for r in live[-1]["metrics"])  # what the extension draws
 
 
 def test_kernel_restart_keeps_the_job_running_and_it_is_reattached(workspace, workdir):

@@ -14,6 +14,11 @@ from .spec import TuneSpec
 #: COMPLETE (Succeeded), PRUNED (EarlyStopped), FAIL (Failed, MetricsUnavailable),
 #: CANCELLED (Killed; a trial stopped by cancel), RUNNING (Running), WAITING (Created).
 TRIAL_STATES = ("COMPLETE", "PRUNED", "FAIL", "CANCELLED", "RUNNING", "WAITING")
+#: Complete trials needed before parameter importances mean anything.
+MIN_TRIALS_FOR_IMPORTANCE = 3
+
+#: How a study shows itself in a notebook (the widgets layer, above this one).
+STUDY_BUNDLE = "kfjupyter.widgets.study_view:study_bundle"
 
 
 class Study:
@@ -131,6 +136,23 @@ class Study:
         except UnknownChannelError:
             raise KeyError(f"no trial {number} in study {self.id}") from None
 
+    # -- analysis
+
+    def param_importances(self, min_trials: int = MIN_TRIALS_FOR_IMPORTANCE) -> dict:
+        """How much each parameter explains the objective, by Optuna's
+        :func:`optuna.importance.get_param_importances` (fANOVA) over the COMPLETE trials:
+        ``{"importances": {name: share, …} (sums to 1, most important first), "trials": n,
+        "message": None}``. With fewer than ``min_trials`` complete trials (or a space of
+        one value) ``importances`` is empty and ``message`` says why."""
+        return param_importances(self.trials, self.spec, min_trials)
+
+    def retrain_best(self, wait: bool = False, name: str | None = None, workers: int | None = None) -> Job:
+        """Start the study's cell again as a training job with the best trial's params fixed
+        (``kfjupyter.param(…)`` returns them); the new job is a run of the study's experiment
+        whose params are those values. Refused (:class:`InvalidOptionError`) before any trial
+        completed."""
+        return retrain_best(self, wait=wait, name=name, workers=workers)
+
     # -- control
 
     def wait(self, timeout: float | None = None, poll: float = 0.2, cancel_on_interrupt: bool = True,
@@ -193,6 +215,13 @@ class Study:
             "duration_s": self.job.duration(),
         }
 
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """A study shown in a notebook: the JupyterLab extension's study view (its MIME
+        type), with plain HTML and text for where the extension is not installed."""
+        from ..backends import load
+
+        return load(STUDY_BUNDLE)(self)
+
     def __repr__(self) -> str:
         best = self.best_value if self.job.record.status in st.TERMINAL else None
         tail = f" best {self.objective}={best:.6g}" if best is not None else ""
@@ -248,3 +277,71 @@ def list_studies(status: str | None = None, limit: int | None = 50, offset: int 
     from .. import jobs
 
     return [Study(j) for j in jobs.list(kind="tune", status=status, limit=limit, offset=offset)]
+
+
+def param_importances(trials: list[dict], spec: TuneSpec, min_trials: int = MIN_TRIALS_FOR_IMPORTANCE) -> dict:
+    """Parameter importances of ``trials`` (see :meth:`Study.param_importances`): an
+    in-memory Optuna study of the COMPLETE trials, so both backends' trials are read alike."""
+    import optuna
+
+    complete = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
+    varying = [n for n in spec.space if len({repr(t["params"].get(n)) for t in complete}) > 1]
+    out = {"importances": {}, "trials": len(complete), "message": None}
+    if len(complete) < max(2, min_trials):
+        out["message"] = (f"parameter importances need at least {max(2, min_trials)} complete trials; "
+                          f"this study has {len(complete)}")  # fmt: skip
+        return out
+    if not varying:
+        out["message"] = "every complete trial has the same params: nothing to compare"
+        return out
+    distributions = spec.space.distributions()
+    study = optuna.create_study(direction=spec.direction)
+    for t in complete:
+        params = {n: t["params"][n] for n in spec.space if n in t["params"]}
+        dists = {n: distributions[n] for n in params}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=t["value"]))
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    values = optuna.importance.get_param_importances(study, evaluator=evaluator, params=varying)
+    out["importances"] = {k: float(v) for k, v in values.items()}
+    return out
+
+
+def retrain_best(study: Study, wait: bool = False, name: str | None = None, workers: int | None = None) -> Job:
+    """The study's program again as a ``train`` job, the best trial's params fixed (see
+    :meth:`Study.retrain_best`)."""
+    import shutil
+    from pathlib import Path
+
+    from .. import jobs
+    from ..store.workspace import get_workspace
+    from ..training.spec import TrainSpec
+
+    best = study.best_trial
+    if not best:
+        raise InvalidOptionError(f"study {study.id} has no complete trial yet: nothing to retrain with")
+    spec, record = study.spec, study.job.record
+    env = dict(spec.env)
+    env["KFJUPYTER_TUNE_SPACE"] = spec.space.env_json()
+    for pname, value in best["params"].items():
+        if pname in spec.space:
+            env[f"KFJUPYTER_PARAM_{pname}"] = spec.space[pname].text(value)
+    train = TrainSpec(
+        name=name or f"{study.name}-best", workers=workers or spec.workers_per_trial, gpus=spec.gpus,
+        cpu=spec.cpu, memory=spec.memory, image=spec.image, env=env, namespace=spec.namespace, backend=record.backend,
+    )  # fmt: skip
+    old_dir = get_workspace().job_dir(study.id)
+
+    def prepare(job_id: str, job_dir: Path) -> None:
+        shutil.copytree(old_dir / "bundle", job_dir / "bundle")
+
+    experiment, tags, source = None, None, None
+    from ..store.runs import RunRecord
+
+    with get_workspace().reader() as s:  # the study's run: the new job is a run of its experiment
+        run = s.get(RunRecord, study.id)
+        if run is not None:  # a study without a run record still retrains
+            experiment, tags, source = run.experiment, dict(run.tags or {}), run.id
+    params = {k: v for k, v in best["params"].items()}
+    job = jobs.create(train, prepare=prepare, notebook=record.notebook, cell=record.cell,
+                      experiment=experiment, params=params, tags=tags, source_run=source)  # fmt: skip
+    return job.wait() if wait else job

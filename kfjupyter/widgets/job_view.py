@@ -17,7 +17,10 @@ from ..errors import KFJupyterError
 from ..jobs import Job, last_values
 
 TAIL_LINES = 200
-_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
+#: the MIME type of a job's chart: the JupyterLab extension draws it as the job's tab does
+JOB_MIME = "application/vnd.kfjupyter.job+json"
+#: at most this many metrics get a plain-SVG chart each
+SVG_METRICS = 4
 
 
 def _metric_series(rows: list[dict]) -> dict[str, list[tuple[float, float]]]:
@@ -25,31 +28,39 @@ def _metric_series(rows: list[dict]) -> dict[str, list[tuple[float, float]]]:
     for i, row in enumerate(r for r in rows if r.get("rank", 0) == 0):
         x = row.get("step") if row.get("step") is not None else i
         for key, value in row.items():
-            if key not in ("rank", "step", "time") and isinstance(value, (int, float)):
+            if key not in ("rank", "step", "time", "job_id") and isinstance(value, (int, float)) and not isinstance(value, bool):
                 series.setdefault(key, []).append((float(x), float(value)))
     return series
 
 
-def metrics_svg(rows: list[dict], width: int = 420, height: int = 120) -> str:
-    """A small line chart of rank 0's metrics, one line per metric, each on its own scale."""
+def metrics_svg(rows: list[dict], width: int = 420, height: int = 160) -> str:
+    """Rank 0's metrics as plain SVG (a chart per metric, with axes, ticks and a legend):
+    the fallback where the extension's MIME renderer does not draw the job's chart."""
+    from .svgchart import PALETTE, Series, line_chart_svg
+
     series = _metric_series(rows)
     if not series:
         return "<i>no metrics reported yet (kfjupyter.report(step=…, loss=…))</i>"
-    parts = [f'<svg width="{width}" height="{height + 18}" style="font:11px sans-serif">']
-    for n, (name, points) in enumerate(sorted(series.items())):
-        xs, ys = [p[0] for p in points], [p[1] for p in points]
-        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-        sx = (width - 10) / ((x1 - x0) or 1)
-        sy = (height - 10) / ((y1 - y0) or 1)
-        coords = " ".join(f"{5 + (x - x0) * sx:.1f},{height - 5 - (y - y0) * sy:.1f}" for x, y in points)
-        colour = _COLOURS[n % len(_COLOURS)]
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{coords}"/>')
-        parts.append(
-            f'<text x="{5 + n * 140}" y="{height + 14}" fill="{colour}">'
-            f"{html.escape(name)} {ys[-1]:.4g} (step {xs[-1]:g})</text>"
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+    names = sorted(series, key=lambda n: (n != "loss", n))
+    charts = []
+    for n, name in enumerate(names[:SVG_METRICS]):
+        points = series[name]
+        label = f"{name} {points[-1][1]:.4g} (step {points[-1][0]:g})"
+        charts.append(line_chart_svg([Series(label, points, PALETTE[n % len(PALETTE)])], "step", name, width, height))
+    more = names[SVG_METRICS:]
+    tail = f"<div>also reported: {html.escape(', '.join(more))}</div>" if more else ""
+    return f"<div class='kf-job-metrics' style='display:flex;flex-wrap:wrap;gap:8px'>{''.join(charts)}</div>{tail}"
+
+
+def job_chart_payload(job: Job, rows: list[dict], channels) -> dict:
+    """What the MIME renderer draws: the job and its metric rows, named by its channels."""
+    from .svgchart import json_safe
+
+    record = job.record
+    return json_safe({
+        "id": job.id, "name": record.name, "kind": record.kind, "status": record.status,
+        "metrics": rows, "channels": [{"name": c.name, "label": c.label, "rank": c.rank, "child": c.child} for c in channels],
+    })  # fmt: skip
 
 
 #: lines of each log channel a cell's text output shows (terminal, headless runs)
@@ -233,7 +244,8 @@ class WidgetJobView(LiveDisplay):
         self._opened_failure = False
         self.logs: dict[str, object] = {}  # channel name → its tab's HTML
         self.tabs = w.Tab()
-        self.chart = w.HTML()
+        # the metrics chart: the extension's MIME renderer (ECharts, as the job's tab), plain SVG without it
+        self.chart = w.Output()
         self.error = w.HTML()
         self.widget = w.VBox(
             [w.HBox([self.header, self.cancel_button, self.blocking_hint]), self.tabs, self.chart, self.error]
@@ -270,11 +282,19 @@ class WidgetJobView(LiveDisplay):
                 f'margin:0"><div>{html.escape(text)}</div></pre>',
             )
         metrics = self.job.channels().metrics
-        self._set("chart", self.chart, metrics_svg(self.job.metrics(channel=metrics[0].name) if metrics else []))
+        rows = self.job.metrics() if metrics else []
+        fallback = metrics_svg(rows)
+        payload = job_chart_payload(self.job, rows, metrics) if rows else None
+        key = repr((payload, fallback))
+        if self._last.get("chart") != key:  # only send what changed
+            self._last["chart"] = key
+            bundle = {"text/html": fallback, **({JOB_MIME: payload} if payload else {})}
+            self.chart.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
         if self.printer is not None:
             self.printer.refresh()
         if status in st.TERMINAL:
             self.cancel_button.disabled = True
+            self.cancel_button.layout.display = "none"  # a finished job has nothing to cancel
             self.blocking_hint.value = ""
             if status == st.FAILED:
                 self._set("error", self.error, f"<pre style='color:var(--jp-error-color1,red)'>{html.escape(self.job.error or '')}</pre>")

@@ -16,16 +16,22 @@ from .. import status as st
 from ..jobs import failure_text
 from ..tuning.study import Study
 from .job_view import LiveDisplay, Summary, join_parts, took
+from .svgchart import PALETTE, Series, json_safe, line_chart_svg
 
 TABLE_ROWS = 200
+#: the MIME type of a study's view: the JupyterLab extension draws it as the sidebar does
+STUDY_MIME = "application/vnd.kfjupyter.study+json"
+#: trial states' colours in the plain-HTML table: mid-tones, readable on light and dark
 _STATE_COLOURS = {
-    "COMPLETE": "#1f77b4",
-    "PRUNED": "#ff7f0e",
-    "FAIL": "#d62728",
-    "CANCELLED": "#7f7f7f",
-    "RUNNING": "#2ca02c",
-    "WAITING": "#bcbd22",
+    "COMPLETE": "#3b82f6",
+    "PRUNED": "#ea7a12",
+    "FAIL": "#dc2626",
+    "CANCELLED": "#8a8a8a",
+    "RUNNING": "#16a34a",
+    "WAITING": "#a3a31a",
 }
+#: trial states that count as done (the headline's "n/N trials done")
+DONE_STATES = ("COMPLETE", "PRUNED", "FAIL", "CANCELLED")
 
 
 def best_so_far(trials: list[dict], direction: str) -> list[tuple[int, float]]:
@@ -42,51 +48,44 @@ def best_so_far(trials: list[dict], direction: str) -> list[tuple[int, float]]:
 
 
 def _last_value(t: dict) -> float | None:
+    """A trial's objective, or (a pruned trial) the value it reported at its last step."""
     if t["value"] is not None:
         return t["value"]
     inter = t.get("intermediate") or {}
-    return list(inter.values())[-1] if inter else None
+    steps = [(float(k), v) for k, v in inter.items() if v is not None]
+    return max(steps)[1] if steps else None
 
 
-def objective_svg(trials: list[dict], direction: str, objective: str, width: int = 460, height: int = 160) -> str:
-    """Objective per trial (dots coloured by state; pruned trials at their last value) and
-    the best-so-far line."""
-    points = [(t["number"], v, t["state"]) for t in trials if (v := _last_value(t)) is not None and math.isfinite(v)]
+def objective_svg(trials: list[dict], direction: str, objective: str, width: int = 460, height: int = 200) -> str:
+    """Objective per trial (dots: complete filled, pruned hollow at their last value) and
+    the best-so-far line, with axes (x: trial number), ticks and a legend; theme-neutral
+    (see :mod:`.svgchart`)."""
+    points = [(t["number"], v, t["state"]) for t in trials
+              if t["state"] in ("COMPLETE", "PRUNED") and (v := _last_value(t)) is not None and math.isfinite(v)]  # fmt: skip
     if not points:
         return f"<i>no trial has reported {html.escape(objective)} yet</i>"
-    xs = [p[0] for p in points]
-    ys = [p[1] for p in points]
-    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-    pad = 28
-    sx = (width - pad - 8) / ((x1 - x0) or 1)
-    sy = (height - 16) / ((y1 - y0) or 1)
-
-    def xy(x: float, y: float) -> tuple[float, float]:
-        return pad + (x - x0) * sx, height - 8 - (y - y0) * sy
-
-    parts = [f'<svg width="{width}" height="{height + 20}" style="font:11px sans-serif">']
-    parts.append(f'<text x="0" y="12" fill="#555">{y1:.4g}</text><text x="0" y="{height}" fill="#555">{y0:.4g}</text>')
     line = best_so_far(trials, direction)
+    series = []
+    for state, label, colour, hollow in (("COMPLETE", "complete", PALETTE[0], False),
+                                         ("PRUNED", "pruned (last value)", PALETTE[1], True)):  # fmt: skip
+        mine = [(x, y) for x, y, s in points if s == state]
+        if mine:
+            titles = [f"trial {x}: {y:.6g} ({state})" for x, y in mine]
+            series.append(Series(label, mine, colour, kind="dots", hollow=hollow, css=f"trial {state.lower()}", titles=titles))
     if line:
-        coords, prev = [], None
+        steps, prev = [], None
         for x, y in line:  # a step line: flat until the next improvement
             if prev is not None:
-                coords.append("{:.1f},{:.1f}".format(*xy(x, prev)))
-            coords.append("{:.1f},{:.1f}".format(*xy(x, y)))
+                steps.append((x, prev))
+            steps.append((x, y))
             prev = y
-        coords.append("{:.1f},{:.1f}".format(*xy(x1, prev)))
-        parts.append(f'<polyline class="best-so-far" fill="none" stroke="#2ca02c" stroke-width="1.5" points="{" ".join(coords)}"/>')
-    for x, y, state in points:
-        cx, cy = xy(x, y)
-        colour = _STATE_COLOURS.get(state, "#333")
-        parts.append(
-            f'<circle class="trial {state.lower()}" cx="{cx:.1f}" cy="{cy:.1f}" r="3" fill="{colour}">'
-            f"<title>trial {x}: {y:.6g} ({state})</title></circle>"
-        )
-    best = line[-1][1] if line else None
-    legend = f"{html.escape(objective)} per trial ({direction})" + (f" · best so far {best:.6g}" if best is not None else "")
-    parts.append(f'<text x="{pad}" y="{height + 16}" fill="#333">{legend}</text></svg>')
-    return "".join(parts)
+        last = max(p[0] for p in points)
+        if last > steps[-1][0]:
+            steps.append((last, prev))
+        series.append(Series(f"best so far {line[-1][1]:.6g}", steps, PALETTE[2], css="best-so-far"))
+        series[-1].kind = "line"
+    svg = line_chart_svg(series, "trial", f"{objective} ({direction[:3]})", width, height, integer_x=True)
+    return svg.replace('<polyline class="best-so-far" fill="none"', '<polyline class="best-so-far" fill="none" stroke-linejoin="miter"')
 
 
 def _fmt(value) -> str:
@@ -100,11 +99,11 @@ def trials_table(trials: list[dict], names: list[str], limit: int = TABLE_ROWS) 
     rows = []
     for t in sorted(trials, key=lambda t: -t["number"])[:limit]:
         cells = [str(t["number"])] + [_fmt(t["params"].get(n, "")) for n in names]
-        value = t["value"] if t["value"] is not None else _last_value(t)
+        value = _last_value(t)
         cells += [_fmt(value) if value is not None else "", t["state"],
                   f"{t['duration_s']:.1f}s" if t.get("duration_s") is not None else ""]  # fmt: skip
         title = html.escape(t.get("error") or "", quote=True)
-        colour = _STATE_COLOURS.get(t["state"], "#333")
+        colour = _STATE_COLOURS.get(t["state"], "inherit")
         rows.append(
             f'<tr title="{title}">' + "".join(f"<td>{html.escape(c)}</td>" for c in cells[:-2])
             + f'<td style="color:{colour}">{html.escape(cells[-2])}</td><td>{html.escape(cells[-1])}</td></tr>'
@@ -115,9 +114,54 @@ def trials_table(trials: list[dict], names: list[str], limit: int = TABLE_ROWS) 
     )
 
 
-def headline(study: Study) -> str:
+def progress_text(trials: list[dict], budget: int) -> str:
+    """``5/8 trials done (4 complete, 1 pruned), 2 running``: said from the trials, so it
+    agrees with their counts (done = complete + pruned + failed + cancelled)."""
+    counts = {s: 0 for s in (*DONE_STATES, "RUNNING", "WAITING")}
+    for t in trials:
+        counts[t["state"]] = counts.get(t["state"], 0) + 1
+    done = sum(counts[s] for s in DONE_STATES)
+    parts = [f"{counts[s]} {'failed' if s == 'FAIL' else s.lower()}" for s in DONE_STATES if counts[s]]
+    detail = f" ({', '.join(parts)})" if parts else ""
+    return f"{done}/{budget} trials done{detail}, {counts['RUNNING']} running"
+
+
+def headline(study: Study, trials: list[dict] | None = None) -> str:
+    """Id, status, time, progress, backend; the progress said from ``trials`` when given
+    (the record's message lags behind them)."""
     record = study.job.record
-    return join_parts(study.id, record.status, took(study.job), record.message, record.backend)
+    progress = progress_text(trials, study.spec.trials) if trials else record.message
+    return join_parts(study.id, record.status, took(study.job), progress, record.backend)
+
+
+def study_payload(study: Study, data: dict | None = None) -> dict:
+    """What the MIME renderer draws: the study as the REST API gives it (``to_dict``)."""
+    return json_safe(data if data is not None else study.to_dict())
+
+
+def study_html(study: Study, trials: list[dict]) -> str:
+    """The plain-HTML view: headline, best trial, objective plot, trial table (theme-neutral)."""
+    spec = study.spec
+    best = study.best_trial if trials else None
+    if best:
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())
+        text = f"best {html.escape(spec.objective)} = <b>{_fmt(best['value'])}</b> (trial {best['number']}): {html.escape(params)}"
+    else:
+        text = "<i>no trial completed yet</i>"
+    return (f"<div class='kf-study-view'><b>{html.escape(headline(study, trials))}</b><div>{text}</div>"
+            f"{objective_svg(trials, spec.direction, spec.objective)}{trials_table(trials, list(spec.space))}</div>")  # fmt: skip
+
+
+def study_bundle(study: Study) -> dict:
+    """A study's display: the MIME renderer's JSON, with plain HTML and text beside it for
+    where the extension is not installed."""
+    data = study.to_dict()
+    trials = data["trials"]
+    return {
+        STUDY_MIME: study_payload(study, data),
+        "text/html": study_html(study, trials),
+        "text/plain": repr(study_summary(study)),
+    }
 
 
 def study_summary(study: Study) -> Summary:
@@ -188,7 +232,8 @@ class WidgetStudyView(LiveDisplay):
         self.cancel_button.on_click(lambda _b: self._cancel())
         self.blocking_hint = w.HTML("<i>interrupt the kernel (■) to cancel</i>" if blocking else "")
         self.best = w.HTML()
-        self.chart = w.HTML()
+        # the charts: the extension's MIME renderer (ECharts, as the sidebar), plain SVG without it
+        self.chart = w.Output()
         self.table = w.HTML()
         self.error = w.HTML()
         self.widget = w.VBox(
@@ -208,9 +253,10 @@ class WidgetStudyView(LiveDisplay):
 
     def refresh(self) -> None:
         status = self.job.status
-        trials = self.study.trials
+        data = self.study.to_dict() if self.study.submitted else None
+        trials = data["trials"] if data else []
         spec = self.study.spec
-        self._set("header", self.header, f"<b>{html.escape(headline(self.study))}</b> {html.escape(_counts(trials))}")
+        self._set("header", self.header, f"<b>{html.escape(headline(self.study, trials))}</b>")
         best = self.study.best_trial
         if best:
             params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())
@@ -218,10 +264,19 @@ class WidgetStudyView(LiveDisplay):
         else:
             text = "<i>no trial completed yet</i>"
         self._set("best", self.best, text)
-        self._set("chart", self.chart, objective_svg(trials, spec.direction, spec.objective))
+        fallback = objective_svg(trials, spec.direction, spec.objective)
+        if data is not None:
+            data["status"] = status
+        payload = study_payload(self.study, data) if data is not None else None
+        key = repr((payload, fallback))
+        if self._last.get("chart") != key:
+            self._last["chart"] = key
+            bundle = {"text/html": fallback, **({STUDY_MIME: payload} if payload else {})}
+            self.chart.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
         self._set("table", self.table, trials_table(trials, list(spec.space)))
         if status in st.TERMINAL:
             self.cancel_button.disabled = True
+            self.cancel_button.layout.display = "none"  # a finished study has nothing to cancel
             self.blocking_hint.value = ""
             if status == st.FAILED:
                 self._set("error", self.error, f"<pre style='color:var(--jp-error-color1,red)'>{html.escape(self.job.error or '')}</pre>")

@@ -14,6 +14,7 @@ import { KFApi, KFApiError } from './api';
 import { Connection, JobsModel } from './model';
 import { isAbortError } from './sse';
 import { summarize, upsertStudy } from './tuning';
+import type { IImportances } from './charts/study';
 import { IJob, IStudy, IStudySummary } from './types';
 
 /** Events of one study closer together than this are read once. */
@@ -230,4 +231,14 @@ export class StudiesModel implements IDisposable {
   private _wasOffline = false;
   private _started = false;
   private _disposed = false;
+}
+
+/** `GET /studies/{id}/importances`: Optuna's parameter importances of the study. */
+export function studyImportances(api: KFApi, id: string, signal?: AbortSignal): Promise<IImportances> {
+  return api.json<IImportances>(`studies/${encodeURIComponent(id)}/importances`, { signal });
+}
+
+/** `POST /studies/{id}/retrain-best`: the study's cell as a training job with the best params. */
+export function retrainBest(api: KFApi, id: string): Promise<IJob> {
+  return api.json<IJob>(`studies/${encodeURIComponent(id)}/retrain-best`, { method: 'POST' });
 }

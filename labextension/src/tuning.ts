@@ -339,3 +339,30 @@ export function trialLive(trial: Pick<ITrial, 'state'>): boolean {
 export function trialLogRead(trial: Pick<ITrial, 'state'>): ILogRead {
   return logRead(trialLive(trial), TRIAL_LOG_TAIL);
 }
+
+/* ------------------------------------------------------ a study's headline */
+
+/**
+ * A study's progress said from its trials, so the headline and the counts beside it agree:
+ * `5/8 trials done (4 complete, 1 pruned), 2 running`; done = complete + pruned + failed
+ * (+ cancelled), as `progress` counts them.
+ */
+export function progressText(
+  study: Pick<IStudy, 'trials' | 'trials_budget'>
+): string {
+  const counts = countStates(study.trials);
+  const p = progress({ trial_counts: counts, trials_budget: study.trials_budget });
+  if (!p) {
+    return '';
+  }
+  const parts = ['COMPLETE', 'PRUNED', 'FAIL', 'CANCELLED']
+    .filter(s => counts[s])
+    .map(s => `${counts[s]} ${s === 'FAIL' ? 'failed' : s.toLowerCase()}`);
+  const detail = parts.length ? ` (${parts.join(', ')})` : '';
+  return `${p.done}/${p.budget} trials done${detail}, ${p.running} running`;
+}
+
+/** The value a trial's row shows: the objective, or a pruned trial's last reported value. */
+export function shownValue(trial: ITrial): number | null {
+  return finite(trial.value) ? trial.value : plotValue(trial);
+}

@@ -8,12 +8,13 @@ import { ICommandPalette, showErrorMessage } from '@jupyterlab/apputils';
 
 import { IStudyActions, TuningPanelWidget } from './components/tuning';
 import { IKubeflowSidebar } from './sidebar';
-import { StudiesModel } from './studies';
+import { retrainBest, StudiesModel } from './studies';
 
 export namespace TuningCommandIDs {
   export const show = 'kfjupyter:show-tuning';
   export const refresh = 'kfjupyter:refresh-studies';
   export const cancel = 'kfjupyter:cancel-study';
+  export const retrainBest = 'kfjupyter:retrain-study-best';
 }
 
 export const tuningPlugin: JupyterFrontEndPlugin<void> = {
@@ -32,6 +33,9 @@ export const tuningPlugin: JupyterFrontEndPlugin<void> = {
     const actions: IStudyActions = {
       cancel: async id => {
         await commands.execute(TuningCommandIDs.cancel, { id });
+      },
+      retrainBest: async id => {
+        await commands.execute(TuningCommandIDs.retrainBest, { id });
       }
     };
     const panel = new TuningPanelWidget({ model, actions });
@@ -56,6 +60,20 @@ export const tuningPlugin: JupyterFrontEndPlugin<void> = {
           return await model.cancel(id);
         } catch (error) {
           await showErrorMessage('Cannot cancel the study', error as Error);
+        }
+      }
+    });
+    commands.addCommand(TuningCommandIDs.retrainBest, {
+      label: 'Retrain with the Best Params',
+      caption: "Run the study's cell again as a training job with its best trial's params",
+      execute: async args => {
+        const id = String(args.id ?? '');
+        try {
+          const job = await retrainBest(model.api, id);
+          await commands.execute('kfjupyter:open-job', { id: job.id });
+          return job;
+        } catch (error) {
+          await showErrorMessage('Cannot retrain with the best params', error as Error);
         }
       }
     });

@@ -1,4 +1,4 @@
-import { formatDuration, jobDuration, notebookApiPath, parseTime } from '../src/format';
+import { cancelQuestion, formatDuration, jobClock, jobDuration, jobTag, notebookApiPath, parseTime } from '../src/format';
 import { IJob } from '../src/types';
 
 const base: IJob = {
@@ -43,6 +43,35 @@ describe('jobDuration', () => {
 
   it('counts a pending job from its creation', () => {
     expect(jobDuration({ ...base, status: 'Pending', started_at: null }, t0 + 1000)).toBe(3);
+  });
+});
+
+describe('jobClock', () => {
+  const t0 = Date.UTC(2026, 10, 23, 10, 0, 2);
+
+  it('labels a pending job\'s time as its wait, so Running\'s smaller run time is no jump back', () => {
+    const pending = jobClock({ ...base, status: 'Pending', started_at: null }, t0 + 1000);
+    expect(pending.text).toBe('queued 3.0s');
+    expect(jobClock(base, t0 + 1000).text).toBe('1.0s');
+  });
+});
+
+describe('jobTag', () => {
+  it('is the end of the id after the name, or the whole id', () => {
+    expect(jobTag({ id: 'quickstart-3f9a2', name: 'quickstart' })).toBe('3f9a2');
+    expect(jobTag({ id: 'abc123', name: 'quickstart' })).toBe('abc123');
+    expect(jobTag({ id: 'quickstart-', name: 'quickstart' })).toBe('quickstart-');
+  });
+});
+
+describe('cancelQuestion', () => {
+  it('says what stops and what is kept', () => {
+    const q = cancelQuestion({ name: 'quickstart', kind: 'train', workers: 2 });
+    expect(q.title).toBe('Cancel quickstart?');
+    expect(q.body).toContain('2 ranks are stopped');
+    expect(q.body).toContain('kept');
+    expect(cancelQuestion({ name: 's', kind: 'tune', workers: 2 }).body).toContain('trials');
+    expect(cancelQuestion({ name: 'x', kind: 'something-new', workers: 1 }).body).toContain('It is stopped');
   });
 });
 

@@ -231,6 +231,10 @@ describe('channels', () => {
     const ranks = [ch('rank-0', 0), ch('rank-1', 1)];
     expect(pickChannel(ranks, null)?.name).toBe('rank-0');
     expect(pickChannel(ranks, 'rank-1')?.name).toBe('rank-1');
+    // a failed job opens on its failing rank, unless the user chose another
+    expect(pickChannel(ranks, null, 1)?.name).toBe('rank-1');
+    expect(pickChannel(ranks, 'rank-0', 1)?.name).toBe('rank-0');
+    expect(pickChannel(ranks, null, 7)?.name).toBe('rank-0');
     expect(pickChannel(ranks, 'rank-5')?.name).toBe('rank-0');
     const servers = [ch('server/router', -1), ch('server/primary', 0), ch('server/canary', 1)];
     expect(pickChannel(servers, null)?.name).toBe('server/primary');

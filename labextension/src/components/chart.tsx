@@ -1,27 +1,17 @@
 /**
- * Reported metrics as a plain SVG line chart: one line per rank (named by the job's
- * metric channel of that rank), one metric at a time. Colours come from JupyterLab's
- * theme variables.
+ * Reported metrics as an ECharts line chart: one line per rank (named by the job's metric
+ * channel of that rank), one metric at a time, axes with ticks, a log-scale toggle.
+ * Colours come from JupyterLab's theme (charts/theme.ts).
  */
 
 import * as React from 'react';
 
-import {
-  formatValue,
-  linePath,
-  metricNames,
-  metricSeries,
-  niceTicks,
-  scale,
-  seriesLabel
-} from '../metrics';
+import { EChart } from '../charts/EChart';
+import { canLog, ILineSeries, metricsOption } from '../charts/options';
+import { formatValue, metricNames, metricSeries, seriesLabel } from '../metrics';
 import { IChannel, IMetricRow } from '../types';
 
-const WIDTH = 560;
-const HEIGHT = 220;
-const MARGIN = { top: 12, right: 16, bottom: 28, left: 52 };
-
-/** Line colours by rank (theme variables, so light and dark both work). */
+/** Line colours by rank (theme variables, the order of the charts' palette). */
 export const RANK_COLOURS = [
   'var(--jp-brand-color1)',
   'var(--jp-warn-color1)',
@@ -31,14 +21,32 @@ export const RANK_COLOURS = [
   'var(--jp-accent-color1)'
 ];
 
+/** A "log scale" checkbox, shown only where a log scale can draw the values. */
+export function LogToggle(props: {
+  values: readonly number[];
+  log: boolean;
+  onChange: (log: boolean) => void;
+}): JSX.Element | null {
+  if (!canLog(props.values)) {
+    return null;
+  }
+  return (
+    <label className="kf-Chart-log" title="Show the values on a logarithmic scale">
+      <input type="checkbox" checked={props.log} onChange={e => props.onChange(e.target.checked)} /> log
+    </label>
+  );
+}
+
 export function MetricsChart(props: {
   rows: IMetricRow[];
   /** The job's metric channels (`job.channels.metrics`): each series is named by its label. */
   channels?: readonly IChannel[];
+  height?: number;
 }): JSX.Element {
   const { rows, channels } = props;
   const names = metricNames(rows);
   const [chosen, setChosen] = React.useState<string>('');
+  const [log, setLog] = React.useState(false);
   const name = names.includes(chosen) ? chosen : names.includes('loss') ? 'loss' : names[0];
 
   if (!name) {
@@ -50,20 +58,17 @@ export function MetricsChart(props: {
   }
 
   const series = metricSeries(rows, name);
-  const xs = series.flatMap(s => s.points.map(p => p.x));
-  const ys = series.flatMap(s => s.points.map(p => p.y));
-  const xTicks = niceTicks(Math.min(...xs), Math.max(...xs), 6);
-  const yTicks = niceTicks(Math.min(...ys), Math.max(...ys), 4);
-  const x0 = xTicks[0];
-  const x1 = xTicks[xTicks.length - 1];
-  const y0 = yTicks[0];
-  const y1 = yTicks[yTicks.length - 1];
-  const sx = scale(x0, x1, MARGIN.left, WIDTH - MARGIN.right);
-  const sy = scale(y0, y1, HEIGHT - MARGIN.bottom, MARGIN.top);
+  const lines: ILineSeries[] = series.map(s => ({
+    label: seriesLabel(s.rank, channels),
+    points: s.points,
+    index: s.rank
+  }));
+  const values = series.flatMap(s => s.points.map(p => p.y));
+  const logOn = log && canLog(values);
   const last = series.map(s => s.points[s.points.length - 1]);
 
   return (
-    <div className="kf-Chart" data-metric={name}>
+    <div className="kf-Chart" data-metric={name} data-log={String(logOn)}>
       <div className="kf-Chart-bar">
         {names.length > 1 ? (
           <select
@@ -81,6 +86,7 @@ export function MetricsChart(props: {
         ) : (
           <span className="kf-Chart-name">{name}</span>
         )}
+        <LogToggle values={values} log={logOn} onChange={setLog} />
         <span className="kf-Chart-legend">
           {series.map((s, i) => (
             <span key={s.rank} className="kf-Chart-legendItem">
@@ -93,51 +99,29 @@ export function MetricsChart(props: {
           ))}
         </span>
       </div>
-      <svg
-        className="kf-Chart-svg"
-        viewBox={`0 0 ${WIDTH} ${HEIGHT}`}
-        role="img"
-        aria-label={`${name} by step`}
-      >
-        <g className="kf-Chart-grid">
-          {yTicks.map(t => (
-            <g key={`y${t}`}>
-              <line x1={MARGIN.left} x2={WIDTH - MARGIN.right} y1={sy(t)} y2={sy(t)} />
-              <text x={MARGIN.left - 6} y={sy(t)} textAnchor="end" dominantBaseline="middle">
-                {formatValue(t)}
-              </text>
-            </g>
-          ))}
-          {xTicks.map(t => (
-            <text key={`x${t}`} x={sx(t)} y={HEIGHT - MARGIN.bottom + 16} textAnchor="middle">
-              {formatValue(t)}
-            </text>
-          ))}
-          <text
-            x={WIDTH - MARGIN.right}
-            y={HEIGHT - 2}
-            textAnchor="end"
-            className="kf-Chart-axisLabel"
+      <EChart
+        className="kf-Chart-canvas"
+        label={`${name} by step`}
+        height={props.height ?? 220}
+        option={(theme, width) => metricsOption(theme, lines, name, { log: logOn, width })}
+        deps={[rows, channels, name, logOn]}
+        data={{ series: lines.length }}
+      />
+      {/* The chart's data as text: for screen readers (and tests). */}
+      <ul className="kf-Chart-data kf-VisuallyHidden">
+        {series.map((s, i) => (
+          <li
+            key={s.rank}
+            className="kf-Chart-series"
+            data-rank={s.rank}
+            data-label={seriesLabel(s.rank, channels)}
+            data-points={s.points.length}
           >
-            step
-          </text>
-        </g>
-        {series.map(s => {
-          const colour = RANK_COLOURS[s.rank % RANK_COLOURS.length];
-          return (
-            <g key={s.rank} className="kf-Chart-series" data-rank={s.rank} data-label={seriesLabel(s.rank, channels)}>
-              <path d={linePath(s.points, sx, sy)} fill="none" stroke={colour} strokeWidth={2} />
-              {s.points.length <= 60
-                ? s.points.map((p, i) => (
-                    <circle key={i} cx={sx(p.x)} cy={sy(p.y)} r={2.5} fill={colour}>
-                      <title>{`${seriesLabel(s.rank, channels)}, step ${p.x}: ${name} = ${p.y}`}</title>
-                    </circle>
-                  ))
-                : null}
-            </g>
-          );
-        })}
-      </svg>
+            {seriesLabel(s.rank, channels)}: {s.points.length} points, last {name} ={' '}
+            {formatValue(last[i].y)}
+          </li>
+        ))}
+      </ul>
     </div>
   );
 }

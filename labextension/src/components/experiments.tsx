@@ -29,10 +29,11 @@ import {
   IRun,
   isRunEvent,
   nextOrder,
-  parallelCoordinates,
   runLabel
 } from '../experiments';
 import { IJob } from '../types';
+import { EChart } from '../charts/EChart';
+import { IParallelColumn, runsParallelOption } from '../charts/options';
 import { MetricsChart, RANK_COLOURS } from './chart';
 import { Button, StatusBadge, useRequest } from './common';
 
@@ -204,44 +205,38 @@ function RunDetail(props: {
 }
 
 function ParallelCoordinates(props: { comparison: IComparison; metric: string }): JSX.Element | null {
-  const width = 560;
-  const height = 200;
-  const { axes, lines } = parallelCoordinates(props.comparison, props.metric, width, height);
-  if (axes.length < 2) {
+  const { comparison, metric } = props;
+  const columns: IParallelColumn[] = comparison.params.map(p => ({ ...p, kind: 'param' }));
+  const final = comparison.metrics.find(m => m.name === metric);
+  if (final) {
+    columns.push({ ...final, kind: 'metric' });
+  }
+  if (columns.length < 2) {
     return null;
   }
+  const lines = comparison.runs.map((r, index) => ({ label: runLabel(r), index }));
   return (
-    <svg
-      className="kf-Parallel"
-      viewBox={`0 0 ${width} ${height}`}
-      role="img"
-      aria-label={`params → ${props.metric}`}
-    >
-      {lines.map(l => (
-        <polyline
-          key={l.runId}
-          className="kf-Parallel-line"
-          data-run={l.runId}
-          points={l.points.map(p => `${p.x.toFixed(1)},${p.y.toFixed(1)}`).join(' ')}
-          fill="none"
-          stroke={RANK_COLOURS[l.index % RANK_COLOURS.length]}
-          strokeWidth={2}
-        />
-      ))}
-      {axes.map(a => (
-        <g key={`${a.kind}-${a.name}`} className={`kf-Parallel-axis kf-mod-${a.kind}`} data-axis={a.name}>
-          <line x1={a.x} x2={a.x} y1={14} y2={height - 22} />
-          {a.ticks.map(t => (
-            <text key={t.label} x={a.x - 4} y={t.y} textAnchor="end" dominantBaseline="middle">
-              {t.label}
-            </text>
-          ))}
-          <text x={a.x} y={height - 6} textAnchor="middle" className="kf-Parallel-name">
-            {a.name}
-          </text>
-        </g>
-      ))}
-    </svg>
+    <div className="kf-Parallel" data-axes={columns.map(c => c.name).join(',')} data-lines={lines.length}>
+      <EChart
+        label={`params → ${metric}`}
+        height={200}
+        option={theme => runsParallelOption(theme, columns, lines)}
+        deps={[comparison, metric]}
+      />
+      <ul className="kf-VisuallyHidden">
+        {lines.map(l => (
+          <li key={l.index} className="kf-Parallel-line" data-run={comparison.runs[l.index].run_id}>
+            {l.label}:{' '}
+            {columns.map(c => `${c.name}=${formatCell(c.values[l.index])}`).join(', ')}
+          </li>
+        ))}
+        {columns.map(c => (
+          <li key={`${c.kind}-${c.name}`} className={`kf-Parallel-axis kf-mod-${c.kind}`} data-axis={c.name}>
+            axis {c.name}
+          </li>
+        ))}
+      </ul>
+    </div>
   );
 }
 

@@ -17,6 +17,8 @@ import {
   nextSort,
   paramNames,
   progress,
+  progressText,
+  shownValue,
   sortTrials,
   trialChannel,
   trialDuration,
@@ -25,11 +27,14 @@ import {
 import { isTerminal, IStudy, IStudySummary, ITrial } from '../types';
 import { Button, StatusBadge, useNow, usePageVisible, useSignal, VisibilityAwareWidget } from './common';
 import { useChannelLog } from './logs';
-import { ObjectivePlot } from './objective';
+import { StudyCharts } from './objective';
+import { studyImportances } from '../studies';
 
 /** What the panel's buttons do (the plugin's commands). */
 export interface IStudyActions {
   cancel(id: string): Promise<void>;
+  /** Start the study's cell as a training job with the best params, and open it. */
+  retrainBest?(id: string): Promise<void>;
 }
 
 function formatObjective(value: number | null | undefined): string {
@@ -258,7 +263,14 @@ function TrialTable(props: {
                     {t.state.toLowerCase()}
                   </span>
                 </td>
-                <td className="kf-mod-numeric kf-TrialRow-value">{formatObjective(t.value)}</td>
+                <td
+                  className={`kf-mod-numeric kf-TrialRow-value${
+                    t.state === 'PRUNED' ? ' kf-mod-lastValue' : ''
+                  }`}
+                  title={t.state === 'PRUNED' ? 'pruned: its last reported value' : undefined}
+                >
+                  {formatObjective(shownValue(t))}
+                </td>
                 <td className="kf-mod-numeric">
                   {formatTrialDuration(trialDuration(t, now, receivedAt))}
                 </td>
@@ -273,6 +285,54 @@ function TrialTable(props: {
         </tbody>
       </table>
     </div>
+  );
+}
+
+/** The best trial: its value and params, and "Retrain with the best" (where offered). */
+export function BestTrialView(props: {
+  study: IStudy;
+  retrainBest?: (id: string) => Promise<void>;
+}): JSX.Element {
+  const { study, retrainBest } = props;
+  const best = study.best;
+  const [retraining, setRetraining] = React.useState(false);
+  return (
+      <div className="kf-BestTrial" data-trial={best?.number ?? ''}>
+        {best ? (
+          <>
+            <span className="kf-BestTrial-head">
+              Best: trial {best.number ?? '?'} · {study.objective} ={' '}
+              <strong className="kf-BestTrial-value">{formatObjective(best.value)}</strong>
+            </span>
+            <span className="kf-BestTrial-params">
+              {Object.entries(best.params ?? {}).map(([k, v]) => (
+                <code key={k}>
+                  {k}={formatParam(v)}
+                </code>
+              ))}
+            </span>
+            {retrainBest ? (
+              <Button
+                className="kf-RetrainBest"
+                disabled={retraining}
+                title="Run the study's cell again as a training job with these params, and open it"
+                onClick={async () => {
+                  setRetraining(true);
+                  try {
+                    await retrainBest(study.id);
+                  } finally {
+                    setRetraining(false);
+                  }
+                }}
+              >
+                {retraining ? 'Starting…' : 'Retrain with the best'}
+              </Button>
+            ) : null}
+          </>
+        ) : (
+          <span className="kf-BestTrial-none">No trial has completed yet.</span>
+        )}
+      </div>
   );
 }
 
@@ -298,7 +358,6 @@ function StudyDetail(props: {
     );
   }
   const active = !isTerminal(study.status);
-  const best = study.best;
   const logTrial = openLog !== null ? study.trials.find(t => t.number === openLog) : undefined;
   return (
     <section
@@ -338,7 +397,11 @@ function StudyDetail(props: {
         {` · ${study.parallel} at a time`}
         {study.workers_per_trial > 1 ? ` · ${study.workers_per_trial} workers per trial` : ''}
       </div>
-      {study.message ? <div className="kf-StudyDetail-message">{study.message}</div> : null}
+      {study.trials.length || study.message ? (
+        <div className="kf-StudyDetail-message" title={study.message ?? undefined}>
+          {study.trials.length ? progressText(study) : study.message}
+        </div>
+      ) : null}
       {state.detailError ? (
         <div className="kf-TuningPanel-error" role="alert">
           {state.detailError}
@@ -349,29 +412,14 @@ function StudyDetail(props: {
           {study.error}
         </pre>
       ) : null}
-      <div className="kf-BestTrial" data-trial={best?.number ?? ''}>
-        {best ? (
-          <>
-            <span className="kf-BestTrial-head">
-              Best: trial {best.number ?? '?'} · {study.objective} ={' '}
-              <strong className="kf-BestTrial-value">{formatObjective(best.value)}</strong>
-            </span>
-            <span className="kf-BestTrial-params">
-              {Object.entries(best.params ?? {}).map(([k, v]) => (
-                <code key={k}>
-                  {k}={formatParam(v)}
-                </code>
-              ))}
-            </span>
-          </>
-        ) : (
-          <span className="kf-BestTrial-none">No trial has completed yet.</span>
-        )}
-      </div>
-      <ObjectivePlot
+      <BestTrialView study={study} retrainBest={actions.retrainBest} />
+      <StudyCharts
         trials={study.trials}
         objective={study.objective}
         direction={study.direction}
+        params={paramNames(study)}
+        space={study.space ?? {}}
+        loadImportances={() => studyImportances(model.api, study.id)}
       />
       <TrialTable
         study={study}
