@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .api import NotebookRun, Sweep, get_run, results_text, run_notebook
-    from .params import parse_sweep_args, parse_value
+    from .api import NotebookRun, Sweep, get_run, results_table, results_text, run_notebook, start_from_notebook
+    from .params import notebook_parameters, parse_sweep_args, parse_value
 
 _FROM = {"NotebookRun": "api", "Sweep": "api", "get_run": "api", "results_text": "api", "run_notebook": "api",
-         "parse_sweep_args": "params", "parse_value": "params"}  # fmt: skip
+         "parse_sweep_args": "params", "parse_value": "params",
+         "results_table": "api", "start_from_notebook": "api", "notebook_parameters": "params"}  # fmt: skip
 
 
 def __getattr__(name: str):
@@ -31,4 +32,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["NotebookRun", "Sweep", "get_run", "parse_sweep_args", "parse_value", "results_text", "run_notebook"]
+__all__ = ["NotebookRun", "Sweep", "get_run", "notebook_parameters", "parse_sweep_args", "parse_value", "results_table",
+           "results_text", "run_notebook", "start_from_notebook"]

@@ -441,3 +441,88 @@ def _submit_sweep(name, nb_path, data, fixed, swept, grid, kernel, cwd, max_para
     if wait:
         handle.wait()
     return handle
+
+
+# -- from JupyterLab ("Run with parameters…") -------------------------------------------
+
+
+def start_from_notebook(
+    path: str | os.PathLike,
+    parameters: dict[str, Any] | None = None,
+    sweep: dict[str, list] | None = None,
+    max_parallel: int | None = None,
+) -> NotebookRun | Sweep:
+    """:func:`run_notebook` as the notebook toolbar's "Run with parameters…" starts it: each
+    value (fixed or swept) also checked against the type of the notebook's default for it
+    (:func:`params.check_value_types`), so ``lr="abc"`` is refused, naming the value, before
+    anything starts. A ``sweep`` of one value per name is the same as ``parameters``."""
+    declared = P.notebook_parameters(path)
+    if parameters is not None and isinstance(parameters, dict):
+        P.check_value_types(parameters, declared)
+    if sweep is not None and isinstance(sweep, dict):
+        for pname, values in sweep.items():
+            if isinstance(values, list):
+                for value in values:
+                    P.check_value_types({pname: value}, declared, what="sweep parameter")
+    return run_notebook(path, parameters, sweep=sweep or None, max_parallel=max_parallel)
+
+
+def results_table(job_id: str) -> dict[str, Any]:
+    """The results of a notebook run or a sweep as JSON: ``{"job_id", "kind", "status",
+    "columns", "rows" (lists, in column order; NaN as None), "runs": [{"id", "status",
+    "parameters", "output_notebook" (absolute path, None until written), "error"}]}`` —
+    the table of :meth:`Sweep.results` (one row for a run)."""
+    handle = get_run(job_id)
+    handle.refresh()
+    runs = handle.runs if isinstance(handle, Sweep) else [handle]
+    columns, rows = _table(runs)
+    return {
+        "job_id": handle.id,
+        "kind": handle.record.kind,
+        "status": handle.status,
+        "columns": columns,
+        "rows": [[_json_value(row.get(c)) for c in columns] for row in rows],
+        "runs": [
+            {
+                "id": run.id,
+                "status": run.record.status,
+                "parameters": run.parameters,
+                "output_notebook": str(run.output_notebook) if run.output_notebook.exists() else None,
+                "error": run.record.error,
+            }
+            for run in runs
+        ],
+    }
+
+
+def output_in_folder(job_id: str, root: str | os.PathLike, allow_hidden: bool = False) -> Path:
+    """A path under ``root`` (a server's root folder) at which JupyterLab can open the
+    executed notebook of run ``job_id``: the output itself when it lies under ``root``
+    (and, unless ``allow_hidden``, in no hidden folder), else a copy written next to the
+    notebook that was run, ``<stem>-<run id>-output.ipynb`` (refreshed on each call).
+    Refused when the run has no output yet or its notebook is not under ``root``."""
+    from ..files import path_under
+
+    handle = get_run(job_id)
+    if not isinstance(handle, NotebookRun):
+        raise InvalidOptionError(f"job {job_id} is a sweep: open the output of one of its runs")
+    source = handle.output_notebook
+    if not source.is_file():
+        raise InvalidOptionError(f"run {job_id} has no output notebook yet ({handle.status})")
+    top = Path(root).expanduser().resolve()
+    try:
+        relative = source.resolve().relative_to(top)
+        if allow_hidden or not any(part.startswith(".") for part in relative.parts):
+            return source.resolve()
+    except ValueError:
+        pass
+    notebook = Path(handle.notebook)
+    try:
+        folder = notebook.parent.resolve().relative_to(top)
+    except ValueError:
+        raise InvalidOptionError(
+            f"run {job_id}'s notebook {notebook} is not under the server's root {top}: its output is {source}"
+        ) from None
+    target = path_under(top, str(folder / f"{notebook.stem}-{handle.id}-output.ipynb"), "output notebook")
+    target.write_bytes(source.read_bytes())
+    return target

@@ -324,3 +324,78 @@ def parse_sweep_args(items: list[str] | None) -> dict[str, list]:
             raise InvalidOptionError(f"invalid --sweep {item!r}: empty value in {values!r} (expected NAME=V1,V2,…)")
         sweep[name] = [parse_value(p.strip()) for p in parts]
     return sweep
+
+
+# -- what a notebook takes (the "Run with parameters…" dialog) ---------------------
+
+def _type_name(value: Any) -> str:
+    """The JSON-ish type of a default: ``bool``, ``int``, ``float``, ``str``, ``None``, ``list``, ``dict``."""
+    if value is None:
+        return "None"
+    for kind in (bool, int, float, str, list, dict):
+        if isinstance(value, kind):
+            return kind.__name__
+    if isinstance(value, tuple):
+        return "list"
+    return type(value).__name__
+
+
+def notebook_parameters(path: str | Path) -> dict[str, Any]:
+    """The parameters the notebook at ``path`` takes, read from its parameters cell (the
+    cell tagged ``parameters``, else Kale's ``pipeline-parameters``: :func:`parameters_cell`).
+
+    ``{"notebook", "cell" (its index, None when there is none), "tag" (the tag found, or
+    None), "readable" (False when the cell is not Python that can be read: any name is
+    then accepted), "parameters": [{"name", "source" (the default's text), "value" (the
+    default when it is a literal, else None), "type" (``int``, ``float``, ``str``,
+    ``bool``, ``None``, ``list``, ``dict``; None when the default is not a literal)}]}``.
+    """
+    p = Path(path).expanduser().resolve()
+    nb = load_notebook(p)
+    found = parameters_cell(nb)
+    declared = declared_parameters(nb)
+    out = []
+    for name, source in (declared or {}).items():
+        try:
+            value = ast.literal_eval(source) if source else None
+            kind = _type_name(value) if source else None
+            if isinstance(value, tuple):
+                value = list(value)
+            json.dumps(value, allow_nan=False)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            value, kind = None, None
+        out.append({"name": name, "source": source, "value": value, "type": kind})
+    return {
+        "notebook": str(p),
+        "cell": found[0] if found else None,
+        "tag": found[2] if found else None,
+        "readable": declared is not None,
+        "parameters": out,
+    }
+
+
+_NUMBER = ("int", "float")
+
+
+def check_value_types(values: dict[str, Any], declared: dict[str, Any], what: str = "parameter") -> None:
+    """Each of ``values`` of the type of the notebook's default for it (``declared``: the
+    ``parameters`` of :func:`notebook_parameters`): a number for a number (an int for a
+    float and back), a bool for a bool, a string for a string. A default that is no literal,
+    None, a list or a dict takes any value. The error names the parameter and the value."""
+    types = {p["name"]: p["type"] for p in declared.get("parameters") or []}
+    for name, value in values.items():
+        kind = types.get(name)
+        if kind in _NUMBER:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            expected = "a number"
+        elif kind == "bool":
+            ok, expected = isinstance(value, bool), "True or False"
+        elif kind == "str":
+            ok, expected = isinstance(value, str), "a string"
+        else:
+            continue
+        if not ok:
+            default = next(p["source"] for p in declared["parameters"] if p["name"] == name)
+            raise InvalidOptionError(
+                f"{what} {name!r}: value {value!r} is not {expected} (the notebook's default is {default})"
+            )
