@@ -22,28 +22,11 @@ from kfjupyter.k8s.schema import ManifestError, validate_job  # noqa: E402
 from kfjupyter.serving.batch_kubernetes import job_manifest, parse_indexes  # noqa: E402
 
 from conftest import wait_for  # noqa: E402
+from test_batch_predict import Thresholds  # noqa: E402  (the same tiny model as the local tests)
 
 pytestmark = pytest.mark.timeout(180)
 NS = "team-a"  # the namespace of the fake's kubeconfig context
 IMAGE = "registry.example.com/kfjupyter-batch:0.1"
-
-
-def Thresholds(delay: float = 0.0, fail_over: float | None = None):
-    """A tiny model: class 1 where a row's sum is over 2 (made in a function: carried by value)."""
-    import time as _time
-
-    class Thresholds:
-        n_features_in_ = 4
-
-        def predict(self, x):
-            x = np.asarray(x)
-            if delay:
-                _time.sleep(delay)
-            if fail_over is not None and (x.sum(axis=1) > fail_over).any():
-                raise ValueError(f"a row over {fail_over}")
-            return (x.sum(axis=1) > 2.0).astype(np.int64)
-
-    return Thresholds()
 
 
 def rows(n: int, seed: int = 0) -> "pd.DataFrame":

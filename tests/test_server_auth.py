@@ -119,15 +119,22 @@ BODIES = {
     "/endpoints/{endpoint}/predict": b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}',
     "/pipelines/compile": b'{"path": "authz.ipynb"}',
     "/pipelines/runs": b'{"path": "authz.ipynb"}',
+    # refused before anything starts (a papermill run would outlive the test)
+    "/notebook-runs": b'{"path": "authz.ipynb", "sweep": {"a": [1]}, "max_parallel": 0}',
 }
 #: Query strings of the operations that need one.
 QUERIES = {
     ("/pipelines/export", "GET"): "?path=authz.ipynb",
     ("/pipelines/runs", "GET"): "?path=authz.ipynb",
+    ("/notebook-runs/parameters", "GET"): "?path=authz.ipynb",
     ("/runs/compare", "GET"): "?ids={job_id}&ids={run_id}",  # two tracked runs: the job and the pipeline run
 }
 #: The status of a request that gets through, when it is not 200.
-ACCEPTED = {("/pipelines/runs", "POST"): 201, ("/runs/{run_id}/rerun", "POST"): 201}
+ACCEPTED = {("/pipelines/runs", "POST"): 201, ("/runs/{run_id}/rerun", "POST"): 201,
+            ("/studies/{study_id}/retrain-best", "POST"): 201,
+            # the notebook-run routes, authorized, then refused: {job_id} is a train job
+            ("/notebook-runs", "POST"): 400, ("/notebook-runs/{job_id}/results", "GET"): 404,
+            ("/notebook-runs/{job_id}/output", "POST"): 404}
 #: A registered model (see register_authz_model): version 1 gets the alias, version 2 is
 #: archived and restored, its file "weights.txt" downloaded.
 MODEL_PARAMS = {

@@ -163,7 +163,7 @@ def safe(case, root: Path) -> bool:
     body = case.body if isinstance(case.body, dict) else {}
     if (case.method, case.path) == ("POST", "/endpoints"):
         return not (isinstance(body.get("model"), str) and body["model"].split("@")[0].split(":")[0] == MODEL)
-    if (case.method, case.path) == ("POST", "/pipelines/runs"):
+    if (case.method, case.path) in (("POST", "/pipelines/runs"), ("POST", "/notebook-runs")):
         path = body.get("path")
         return not (isinstance(path, str) and "\x00" not in path and path.strip().lstrip("/") == NOTEBOOK)
     if (case.method, case.path) == ("POST", "/runs/{run_id}/rerun"):

@@ -25,7 +25,7 @@ from .search import SearchSyntaxError, compile_filter, parse_filter, parse_order
 
 __all__ = [
     "Comparison", "Run", "RunNotFoundError", "SearchSyntaxError", "compare", "experiments", "get_run", "history",
-    "rerun", "runs", "search_runs",
+    "rerun", "runs", "search_runs", "version_run",
 ]  # fmt: skip
 
 
@@ -84,3 +84,19 @@ def runs(experiment: str | None = None, filter: str | None = None, order_by: str
             for name in names:
                 columns[f"{kind_}.{name}"] = [getattr(r, kind_).get(name) for r in found]
         return pd.DataFrame(columns)
+
+
+def version_run(version: Any) -> dict | None:
+    """The tracking run of the job that produced ``version`` (its lineage's ``job_id``):
+    ``{"run_id", "experiment", "name", "params"}``, or None when it has none (registered
+    from a kernel without a job, or the run is gone)."""
+    job_id = (version.lineage or {}).get("job_id")
+    if not isinstance(job_id, str) or not job_id:
+        return None
+    quoted = job_id.replace("\\", "\\\\").replace("'", "\\'")
+    found, _ = search_runs(filter=f"attributes.job_id = '{quoted}'")
+    top = [r for r in found if r.child is None] or found
+    if not top:
+        return None
+    run = top[0]
+    return {"run_id": run.run_id, "experiment": run.experiment, "name": run.name, "params": dict(run.params or {})}

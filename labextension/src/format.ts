@@ -46,6 +46,45 @@ export function jobDuration(
   return isNaN(start) ? null : Math.max(0, (now - start) / 1000);
 }
 
+/**
+ * A job's clock as shown: a pending job's time is its wait since it was submitted,
+ * labelled so, and a running one's its run time since it started: the number never
+ * seems to jump backwards at Pending → Running.
+ */
+export function jobClock(job: IJob, now: number, receivedAt?: number): { text: string; title: string } {
+  const seconds = jobDuration(job, now, receivedAt);
+  if (job.status === 'Pending') {
+    return { text: `queued ${formatDuration(seconds)}`, title: 'Waiting to start, since it was submitted' };
+  }
+  return { text: formatDuration(seconds), title: isTerminal(job.status) ? 'Run time' : 'Running for' };
+}
+
+/**
+ * What tells a job apart from others of the same name: the end of its id after the
+ * name (`quickstart-3f9a2` → `3f9a2`), or the whole id when it does not start with it.
+ */
+export function jobTag(job: Pick<IJob, 'id' | 'name'>): string {
+  const prefix = `${job.name}-`;
+  return job.id.startsWith(prefix) && job.id.length > prefix.length ? job.id.slice(prefix.length) : job.id;
+}
+
+/** What Cancel asks before it stops a job: what stops, and what is kept. */
+export function cancelQuestion(job: Pick<IJob, 'name' | 'kind' | 'workers'>): { title: string; body: string } {
+  const stops: Record<string, string> = {
+    train: `Its ${job.workers === 1 ? 'rank is' : `${job.workers} ranks are`} stopped now`,
+    tune: 'Its running trials are stopped now and no new ones start',
+    pipeline: 'Its running steps are stopped now and no new ones start',
+    notebook: "The notebook's kernel is stopped now",
+    batch: 'Its running shards are stopped now (a resume finishes only the missing ones)',
+    endpoint: 'Its model servers are stopped and its URL stops answering'
+  };
+  const stop = stops[job.kind] ?? 'It is stopped now';
+  return {
+    title: `Cancel ${job.name}?`,
+    body: `${stop}; its logs, metrics and what it wrote so far are kept.`
+  };
+}
+
 /** `42s`, `3m 05s`, `1h 02m 03s`, or `–` when unknown. */
 export function formatDuration(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined || !isFinite(seconds)) {

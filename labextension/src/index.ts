@@ -13,12 +13,15 @@ import {
   LabShell
 } from '@jupyterlab/application';
 import {
+  Dialog,
   ICommandPalette,
+  showDialog,
   showErrorMessage,
   WidgetTracker
 } from '@jupyterlab/apputils';
 import { PageConfig } from '@jupyterlab/coreutils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
+import { ILauncher } from '@jupyterlab/launcher';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { refreshIcon, SidePanel, Toolbar, ToolbarButton } from '@jupyterlab/ui-components';
@@ -28,15 +31,18 @@ import { KFApi } from './api';
 import { findCellIndex } from './cells';
 import { JobDetailWidget } from './components/detail';
 import { ConnectionWidget, IJobActions, JobsPanelWidget } from './components/jobs';
-import { notebookApiPath } from './format';
+import { cancelQuestion, notebookApiPath } from './format';
 import { kubeflowIcon } from './icons';
 import { JobsModel } from './model';
 import { IKubeflowSidebar } from './sidebar';
+import { SectionSizer } from './sidebarlayout';
 import { endpointsPlugin } from './endpointsplugin';
 import { modelsPlugin } from './modelsplugin';
 import { experimentsPlugin } from './experimentsplugin';
 import { pipelinePlugin } from './pipelineplugin';
 import { tuningPlugin } from './tuningplugin';
+import { mimePlugin } from './mimeplugin';
+import { notebookRunPlugin } from './notebookrunplugin';
 import { IUserSettings } from './types';
 
 export { KFApi } from './api';
@@ -126,14 +132,15 @@ const plugin: JupyterFrontEndPlugin<IKubeflowSidebar> = {
   autoStart: true,
   provides: IKubeflowSidebar,
   requires: [IDocumentManager],
-  optional: [ISettingRegistry, ILayoutRestorer, ICommandPalette, INotebookTracker],
+  optional: [ISettingRegistry, ILayoutRestorer, ICommandPalette, INotebookTracker, ILauncher],
   activate: (
     app: JupyterFrontEnd,
     docManager: IDocumentManager,
     settingRegistry: ISettingRegistry | null,
     restorer: ILayoutRestorer | null,
     palette: ICommandPalette | null,
-    notebooks: INotebookTracker | null
+    notebooks: INotebookTracker | null,
+    launcher: ILauncher | null
   ): IKubeflowSidebar => {
     const { commands, shell } = app;
     const api = new KFApi(app.serviceManager.serverSettings);
@@ -179,13 +186,15 @@ const plugin: JupyterFrontEndPlugin<IKubeflowSidebar> = {
     const jobsPanel = new JobsPanelWidget({ model, actions, serverRoot });
     sidebar.addWidget(jobsPanel);
     shell.add(sidebar, 'left', { rank: 850, type: 'Kubeflow' });
+    const sizer = new SectionSizer(sidebar.content as AccordionPanel);
     if (restorer) {
       restorer.add(sidebar, sidebar.id);
     }
 
     commands.addCommand(CommandIDs.showJobs, {
-      label: 'Kubeflow: Show Jobs',
+      label: args => (args.isLauncher ? 'Kubeflow Jobs' : 'Kubeflow: Show Jobs'),
       caption: 'Open the Kubeflow sidebar at its Jobs panel',
+      icon: args => (args.isLauncher ? kubeflowIcon : undefined),
       execute: () => {
         shell.activateById(sidebar.id);
       }
@@ -222,6 +231,18 @@ const plugin: JupyterFrontEndPlugin<IKubeflowSidebar> = {
       label: 'Cancel Job',
       execute: async args => {
         const id = String(args.id ?? '');
+        const job = model.job(id);
+        if (job && !args.confirmed) {
+          const question = cancelQuestion(job);
+          const answer = await showDialog({
+            title: question.title,
+            body: question.body,
+            buttons: [Dialog.cancelButton({ label: 'Keep running' }), Dialog.warnButton({ label: 'Cancel job' })]
+          });
+          if (!answer.button.accept) {
+            return;
+          }
+        }
         try {
           return await model.cancel(id);
         } catch (error) {
@@ -251,6 +272,10 @@ const plugin: JupyterFrontEndPlugin<IKubeflowSidebar> = {
         }
       }
     });
+
+    if (launcher) {
+      launcher.add({ command: CommandIDs.showJobs, category: 'Kubeflow', rank: 0 });
+    }
 
     if (palette) {
       for (const command of [CommandIDs.showJobs, CommandIDs.refresh]) {
@@ -287,11 +312,11 @@ const plugin: JupyterFrontEndPlugin<IKubeflowSidebar> = {
         shell.activateById(sidebar.id);
         const index = widget ? sidebar.widgets.indexOf(widget) : -1;
         if (index >= 0) {
-          (sidebar.content as AccordionPanel).expand(index);
+          sizer.show(index);
         }
       }
     };
   }
 };
 
-export default [plugin, tuningPlugin, modelsPlugin, endpointsPlugin, pipelinePlugin, experimentsPlugin];
+export default [plugin, mimePlugin, tuningPlugin, modelsPlugin, endpointsPlugin, pipelinePlugin, experimentsPlugin, notebookRunPlugin];

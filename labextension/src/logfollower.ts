@@ -200,9 +200,14 @@ export class LogFollower {
  * rank 0 (a training job's rank 0, a study's first worker, an endpoint's primary), else
  * the first; null when there is none.
  */
-export function pickChannel(channels: readonly IChannel[], selected: string | null): IChannel | null {
+export function pickChannel(
+  channels: readonly IChannel[],
+  selected: string | null,
+  preferredRank: number | null = null
+): IChannel | null {
   return (
     channels.find(c => c.name === selected) ??
+    (preferredRank !== null ? channels.find(c => c.rank === preferredRank) : undefined) ??
     channels.find(c => c.rank === 0) ??
     channels[0] ??
     null

@@ -8,7 +8,7 @@ import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { KFApi, KFApiError } from './api';
-import { isAbortError } from './sse';
+import { isAbortError, ISSEEvent } from './sse';
 import { IFilters, IJobsState, initialState, isStale, reduce, JobsAction } from './state';
 import { IJob, IServerSettings, IUserSettings } from './types';
 
@@ -34,6 +34,14 @@ export class JobsModel implements IDisposable {
   /** Emitted for every new version of a job, listed or not. */
   get jobChanged(): ISignal<this, IJob> {
     return this._jobChanged;
+  }
+
+  /**
+   * Emitted for every event of the push channel that is not a job's (e.g. `model`: the
+   * model registry changed), with its SSE name and data.
+   */
+  get streamEvent(): ISignal<this, ISSEEvent> {
+    return this._streamEvent;
   }
 
   get connection(): Connection {
@@ -198,6 +206,7 @@ export class JobsModel implements IDisposable {
         await this.api.streamEvents(
           event => {
             if (event.event !== 'job') {
+              this._streamEvent.emit(event);
               return;
             }
             try {
@@ -266,6 +275,7 @@ export class JobsModel implements IDisposable {
   private _jobs = new Map<string, IJob>();
   private _stateChanged = new Signal<this, IJobsState>(this);
   private _jobChanged = new Signal<this, IJob>(this);
+  private _streamEvent = new Signal<this, ISSEEvent>(this);
   private _connection: Connection = 'connecting';
   private _connectionChanged = new Signal<this, Connection>(this);
   private _serverSettings: IServerSettings | null = null;

@@ -48,6 +48,8 @@ export interface IJob {
   spec?: Record<string, unknown> | null;
   backend_info?: Record<string, unknown> | null;
   error?: string | null;
+  /** The rank (the job's own channel) whose failure failed the job, when it says. */
+  failed_rank?: number | null;
   message?: string | null;
   /** The notebook that started the job (relative to the server root, or absolute). */
   notebook?: string | null;

@@ -15,6 +15,7 @@ from kfjupyter.tracking.pods import parse_token_secret
 from kfjupyter.validation import check_dns1123_label
 
 from . import endpoints, experiments, handlers, models, pipelines
+from . import notebookruns
 from .watcher import JOB_EVENT_SCHEMA_ID, JobWatcher
 
 #: Every route, relative to the server's base URL. server_ext/openapi.yaml describes
@@ -75,6 +76,10 @@ ROUTES = [
     (rf"/{API_PREFIX}/runs/compare", experiments.CompareHandler),
     (rf"/{API_PREFIX}/runs/{TRACKED_RUN}", experiments.RunHandler),
     (rf"/{API_PREFIX}/runs/{TRACKED_RUN}/rerun", experiments.RerunHandler),
+    (rf"/{API_PREFIX}/notebook-runs", notebookruns.NotebookRunsHandler),
+    (rf"/{API_PREFIX}/notebook-runs/parameters", notebookruns.ParametersHandler),
+    (rf"/{API_PREFIX}/notebook-runs/{JOB}/results", notebookruns.ResultsHandler),
+    (rf"/{API_PREFIX}/notebook-runs/{JOB}/output", notebookruns.OutputHandler),
     (rf"/{API_PREFIX}/events", handlers.EventsHandler),
     (rf"/{API_PREFIX}/settings", handlers.SettingsHandler),
 ]

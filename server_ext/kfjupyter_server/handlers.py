@@ -350,6 +350,25 @@ class StudyCancelHandler(KFJupyterHandler):
         self.finish(dumps(data))
 
 
+class StudyImportancesHandler(KFJupyterHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, study_id: str) -> None:
+        data = await self.call(lambda: load_study(study_id).param_importances())
+        self.finish(dumps(data))
+
+
+class StudyRetrainHandler(KFJupyterHandler):
+    """POST: the study's cell again as a training job with the best params (its job back)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, study_id: str) -> None:
+        data = await self.call(lambda: load_study(study_id).retrain_best().to_dict())
+        self.set_status(201)
+        self.finish(dumps(data))
+
+
 class TrialLogHandler(KFJupyterHandler):
     @web.authenticated
     @authorized
@@ -609,7 +628,7 @@ class EventsHandler(EventStreamHandler):
                         if item is STOPPED:
                             self.end()
                             return
-                        chunks.append(sse(item, "job"))
+                        chunks.append(sse(item, getattr(item, "sse_event", "job")))  # watcher.StreamEvent
                         item = None if queue.empty() else queue.get_nowait()
                     text = "".join(chunks)
                 if not await self.send(text):

@@ -124,6 +124,15 @@ def test_jobs_panel_follows_train_and_cancel(lab, browser_page):
     first = duration.inner_text()
     expect(duration).not_to_have_text(first, timeout=5_000)  # ticks on the client
     cancel_row.locator(".kf-Cancel").click()
+    # Cancel asks first, saying what stops and what is kept; "Keep running" keeps it
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("Cancel ui-cancel?")
+    expect(dialog).to_contain_text("kept")
+    dialog.locator("button", has_text="Keep running").click()
+    expect(dialog).to_have_count(0)
+    expect(cancel_row).to_have_attribute("data-status", "Running")
+    cancel_row.locator(".kf-Cancel").click()
+    page.locator(".jp-Dialog button", has_text="Cancel job").click()
     expect(cancel_row).to_have_attribute("data-status", "Cancelled", timeout=60_000)
     expect(cancel_row.locator(".kf-Cancel")).to_have_count(0)
 
@@ -163,8 +172,8 @@ def test_jobs_panel_follows_train_and_cancel(lab, browser_page):
     sweep_row.click()
     sweep_tab = page.locator(f'.kf-JobDetail[data-job-id="{sweep.id}"]')
     expect(sweep_tab).to_have_attribute("data-status", "Succeeded", timeout=120_000)
-    table = sweep_tab.locator("table.kf-SweepResults")
-    expect(table.locator("th")).to_have_text(["a", "score", "status", "job_id"], timeout=30_000)
+    table = sweep_tab.locator(".kf-NotebookRun[data-kind='sweep'] table.kf-NotebookRun-table")
+    expect(table.locator("th")).to_have_text(["#", "a", "score", "status", "output"], timeout=30_000)
     expect(table.locator('td[data-column="score"]')).to_have_text(["10", "20"])
     assert sweep.wait(timeout=60).status == "Succeeded"
     tabs.filter(has_text="train.ipynb").click()

@@ -4,7 +4,7 @@ import { ReactWidget } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
 import { ISignal } from '@lumino/signaling';
 
-import { formatDuration, jobDuration } from '../format';
+import { jobClock } from '../format';
 import { IJob, isTerminal } from '../types';
 
 /**
@@ -99,13 +99,13 @@ export function Duration(props: {
   now: number;
 }): JSX.Element {
   const { job, receivedAt, now } = props;
-  const seconds = jobDuration(job, now, receivedAt);
+  const clock = jobClock(job, now, receivedAt);
   return (
     <span
       className={`kf-Duration${isTerminal(job.status) ? '' : ' kf-mod-ticking'}`}
-      title="Duration"
+      title={clock.title}
     >
-      {formatDuration(seconds)}
+      {clock.text}
     </span>
   );
 }

@@ -8,14 +8,14 @@ import * as React from 'react';
 import { MainAreaWidget } from '@jupyterlab/apputils';
 import { ReactWidget } from '@jupyterlab/ui-components';
 
-import { formatDuration, jobDuration, notebookApiPath, parseTime } from '../format';
+import { formatDuration, jobDuration, jobTag, notebookApiPath, parseTime } from '../format';
 import { JobsModel } from '../model';
 import { IJob, IMetricRow, isTerminal } from '../types';
 import { MetricsChart } from './chart';
 import { Button, Duration, StatusBadge, useNow, useSignal, VisibilityAwareWidget } from './common';
 import { IJobActions } from './jobs';
 import { LogViewer } from './logs';
-import { SweepResults } from './sweep';
+import { NotebookRunView } from './notebookrun';
 import { kubeflowIcon } from '../icons';
 
 /** How often the metrics of a running job are re-read (they have no push channel). */
@@ -143,12 +143,7 @@ export function JobDetail(props: {
           {job.error}
         </pre>
       ) : null}
-      {job.kind === 'sweep' ? (
-        <section className="kf-JobDetail-section">
-          <h3>Results</h3>
-          <SweepResults api={model.api} job={job} visible={visible} />
-        </section>
-      ) : null}
+      {job.kind === 'notebook' || job.kind === 'sweep' ? <NotebookRunView job={job} api={model.api} visible={visible} /> : null}
       <section className="kf-JobDetail-section">
         <h3>Metrics</h3>
         <MetricsChart rows={metrics} channels={job.channels?.metrics} />
@@ -204,7 +199,7 @@ export class JobDetailWidget extends MainAreaWidget<ReactWidget> {
   }
 
   private _setTitle(job: IJob | undefined): void {
-    this.title.label = job ? `Job ${job.name}` : `Job ${this.props.id}`;
+    this.title.label = job ? `Job ${job.name} · ${jobTag(job)}` : `Job ${this.props.id}`;
     this.title.caption = job ? `${job.name} (${job.id}): ${job.status}` : this.props.id;
   }
 }

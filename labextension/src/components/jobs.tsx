@@ -6,7 +6,9 @@ import * as React from 'react';
 
 import { HTMLSelect, ReactWidget } from '@jupyterlab/ui-components';
 
-import { formatStart, notebookApiPath } from '../format';
+import { KFApi } from '../api';
+import { formatStart, jobTag, notebookApiPath } from '../format';
+import { EndpointJobAction } from './endpoints';
 import { Connection, JobsModel } from '../model';
 import { activeCount, IJobEntry } from '../state';
 import { isTerminal, JOB_STATUSES, KNOWN_KINDS } from '../types';
@@ -42,8 +44,9 @@ function JobRow(props: {
   now: number;
   actions: IJobActions;
   serverRoot: string;
+  api: KFApi;
 }): JSX.Element {
-  const { entry, now, actions, serverRoot } = props;
+  const { entry, now, actions, serverRoot, api } = props;
   const { job } = entry;
   const [cancelling, setCancelling] = React.useState(false);
   const active = !isTerminal(job.status);
@@ -65,7 +68,12 @@ function JobRow(props: {
       }}
     >
       <div className="kf-JobRow-line">
-        <span className="kf-JobRow-name">{job.name}</span>
+        <span className="kf-JobRow-name">
+          {job.name}{' '}
+          <span className="kf-JobRow-id" title={`Job id ${job.id}`}>
+            {jobTag(job)}
+          </span>
+        </span>
         <StatusBadge status={job.status} />
       </div>
       <div className="kf-JobRow-line kf-JobRow-meta">
@@ -93,7 +101,10 @@ function JobRow(props: {
             Open cell
           </Button>
         ) : null}
-        {active ? (
+        {job.kind === 'endpoint' ? (
+          // an endpoint is stopped by undeploying it (what the Endpoints panel does)
+          <EndpointJobAction api={api} job={job} />
+        ) : active ? (
           <Button
             accent="warn"
             className="kf-Cancel"
@@ -179,6 +190,7 @@ export function JobsPanel(props: {
             now={now}
             actions={actions}
             serverRoot={serverRoot}
+            api={model.api}
           />
         ))}
       </ul>

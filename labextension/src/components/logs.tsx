@@ -163,7 +163,8 @@ export function LogViewer(props: {
   const { api, job, visible = true } = props;
   const channels = logChannels(job);
   const [selected, setSelected] = React.useState<string | null>(null);
-  const channel = pickChannel(channels, selected);
+  // a failed job opens on the rank that failed it
+  const channel = pickChannel(channels, selected, job.status === 'Failed' ? job.failed_rank ?? null : null);
   const [follow, setFollow] = React.useState(true);
   const followState = React.useRef(new FollowState(true));
   const pre = React.useRef<HTMLPreElement>(null);
