@@ -481,8 +481,8 @@ class Job:
             return raw
         try:
             program = (self.job_dir / "bundle" / "program.py").read_text(errors="replace")
-        except OSError:
-            program = None
+        except OSError:  # a job of no program of its own (a pipeline run: its steps say theirs)
+            return raw
         return readable(raw, program, where=self._cell_label())
 
     def _cell_label(self) -> str:

@@ -62,6 +62,8 @@ def test_launcher_frames_go_and_program_frames_are_named_by_where_they_came_from
 def test_frames_of_other_files_and_text_without_frames_are_left_as_they_are():
     other = 'Traceback (most recent call last):\n  File "/usr/lib/python3.11/json/__init__.py", line 1, in loads\n    x\nValueError: bad'
     assert readable(other, PROGRAM) == other
+    step = 'Traceback (most recent call last):\n  File "/h/jobs/p/steps/prep/program.py", line 3, in <module>\n    x\nValueError: bad'
+    assert readable(step, PROGRAM) == step  # a pipeline step's program says its cells itself
     assert readable("rank 0 killed by signal 9", PROGRAM) == "rank 0 killed by signal 9"
     assert readable("", None) == ""
 

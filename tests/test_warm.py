@@ -216,15 +216,15 @@ def test_a_warm_parent_that_ends_idle_is_replaced(workdir, monkeypatch):
     warm.pool().close()
 
 
-def test_the_pool_is_off_unless_asked_for(monkeypatch):
-    """Opt-in for now (README, "Warm starts"): unset or anything but 1 is off."""
+def test_the_pool_is_on_unless_turned_off(monkeypatch):
+    """On by default (README, "Warm starts"): only KFJUPYTER_WARM=0 turns it off."""
     from kfjupyter.runtime import warm
 
-    for value in (None, "", "0", "yes"):
+    for value in (None, "", "1", "yes"):
         if value is None:
             monkeypatch.delenv("KFJUPYTER_WARM", raising=False)
         else:
             monkeypatch.setenv("KFJUPYTER_WARM", value)
-        assert not warm.enabled()
-    monkeypatch.setenv("KFJUPYTER_WARM", "1")
-    assert warm.enabled() == sys.platform.startswith("linux")
+        assert warm.enabled() == sys.platform.startswith("linux")
+    monkeypatch.setenv("KFJUPYTER_WARM", "0")
+    assert not warm.enabled()

@@ -71,7 +71,7 @@ def readable(error: str, program: str | None, where: str = "the cell") -> str:
         indent = match.group("indent")
         if _LAUNCHER.search(path):
             continue  # kfjupyter's launcher: not the user's code
-        if path.endswith("/program.py") or path == "program.py":
+        if path.endswith("/bundle/program.py") or path == "program.py":  # the job's (not a pipeline step's)
             if start is not None and number >= start:
                 out.append(f"{indent}Cell ({where}), line {number - start + 1}, in {name}")
             else:

@@ -305,18 +305,6 @@ def pod_tracker(name=None, params=None, artifacts=None):
     return _PodTracker(proc)
 
 
-def _close_process_group():
-    """Destroy a process group the program left open.
-
-    A program that ends without ``dist.destroy_process_group()`` (most notebooks do) can
-    abort at interpreter exit with gloo ("terminate called without an active
-    exception"), failing a job whose work succeeded. The launcher tidies up instead.
-    """
-    dist = sys.modules.get("torch.distributed")
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
 class _AfterImport:
     """A one-shot import hook: ``callback(module)`` right after ``name`` is first imported."""
 
@@ -365,12 +353,50 @@ def _serve_store(dist):
         _warn("kfjupyter: this torch cannot serve the rendezvous store on loopback only; rank 0 hosts it")
 
 
-def _prepare_store():
+#: every process group the program made, kept until the rank ends (see _keep_groups)
+_groups = []
+
+
+def _keep_groups(dist):
+    """Keep every process group the program makes until the rank ends (:func:`end`).
+
+    Destroying a gloo group can deadlock torch (2.13 at least): a collective run in a
+    backward pass holds the autograd context (a Python object) until the group's worker
+    thread drops it, which takes the GIL, while ``~ProcessGroupGloo`` joins that thread
+    with the GIL held when the group's last reference goes from Python (a DDP model freed
+    right after ``destroy_process_group()``, at the end of ``main()`` or of the program).
+    A rank started fresh is mostly spared by accident: DDP's constructor imports
+    ``torch.distributed.nn``, whose ``group=group.WORLD`` defaults then hold the default
+    group for good; a rank forked from a warm parent has that module imported before any
+    group exists. So the launcher keeps the groups, in both, and they go with the process.
+    ``destroy_process_group()`` still unregisters them, as ever."""
+    c10d = getattr(dist, "distributed_c10d", None)
+    for name in ("_register_process_group", "_update_default_pg"):  # every group; the default one
+        register = getattr(c10d, name, None)
+        if register is None or getattr(register, "_kfjupyter_keeps", False):
+            continue
+
+        def keeping(*args, _register=register, **kwargs):
+            _groups.extend(a for a in args if a is not None and not isinstance(a, str))
+            return _register(*args, **kwargs)
+
+        keeping._kfjupyter_keeps = True
+        setattr(c10d, name, keeping)
+
+
+def _prepare_distributed(dist):
+    _keep_groups(dist)
     if os.environ.get("KFJUPYTER_STORE_FD"):
-        if "torch.distributed" in sys.modules:
-            _serve_store(sys.modules["torch.distributed"])
-        else:
-            sys.meta_path.insert(0, _AfterImport("torch.distributed", _serve_store))
+        _serve_store(dist)
+
+
+def _prepare_store():
+    """Rank 0's store and the kept groups: now if torch.distributed is imported (a warm
+    rank), else right after the program imports it."""
+    if "torch.distributed" in sys.modules:
+        _prepare_distributed(sys.modules["torch.distributed"])
+    else:
+        sys.meta_path.insert(0, _AfterImport("torch.distributed", _prepare_distributed))
 
 
 def run_program(bundle, run_name="__main__"):
@@ -388,6 +414,7 @@ def run_program(bundle, run_name="__main__"):
 
 
 def main():
+    global _program
     _prepare_store()
     bundle = Path(os.environ.get("KFJUPYTER_BUNDLE") or Path(__file__).resolve().parent)
     modules = bundle / "modules"
@@ -397,16 +424,18 @@ def main():
         import kfjupyter  # noqa: F401  (the real package, when the image has it)
     except ImportError:
         _install_standin()
+    _program = str(bundle / "program.py")
     tracker = pod_tracker(artifacts={"program": bundle / "program.py"})
     ok = False
     try:
-        run_program(bundle)
-        _close_process_group()
+        _kept.append(run_program(bundle))  # its globals: cleared only at the end (see end)
         ok = True
     except SystemExit as exc:
+        _kept.append(exc)  # and with it the frames of the program
         ok = exc.code in (None, 0)
         raise
-    except BaseException:
+    except BaseException as exc:
+        _kept.append(exc)
         text = traceback.format_exc()
         sys.stderr.write(text)
         sys.stderr.flush()
@@ -420,5 +449,91 @@ def main():
             tracker.finish(ok)
 
 
+#: what the program left (its globals, or the exception that ended it, with its frames),
+#: kept for :func:`end`; and the file it ran from
+_kept = []
+_program = None
+
+
+def _exit_status(exc):
+    """The exit status ``python`` gives a ``SystemExit`` (printing a message, as it does)."""
+    if exc.code is None or isinstance(exc.code, int):
+        return exc.code or 0
+    _warn(str(exc.code))
+    return 1
+
+
+def _program_namespaces(program):
+    """The module namespaces of the program that ran from the file ``program``: the
+    globals it left and the dict its functions hold (``run_path`` returns a copy), or the
+    one its failing frames ran in."""
+    spaces = []
+    for kept in _kept:
+        if isinstance(kept, dict):
+            spaces.append(kept)
+            spaces.extend(v.__globals__ for v in kept.values() if isinstance(v, types.FunctionType))
+        else:
+            tb = getattr(kept, "__traceback__", None)
+            while tb is not None:
+                spaces.append(tb.tb_frame.f_globals)
+                tb = tb.tb_next
+    unique = {id(space): space for space in spaces if space.get("__file__") == program}
+    return list(unique.values())
+
+
+def _clear_namespace(space):
+    """What the interpreter does to ``__main__`` at its end: names with one leading
+    underscore first, then all but ``__builtins__``, set to None."""
+    for first in (True, False):
+        for name in list(space):
+            if name != "__builtins__" and (not first or (name[:1] == "_" and name[1:2] != "_")):
+                space[name] = None
+
+
+def end(status):
+    """End the rank as the interpreter ends a program, less the teardown of everything
+    else it loaded: wait for the threads the program started, run the ``atexit``
+    functions, clear the program's globals as ``__main__``'s are cleared (their objects'
+    ``__del__`` runs, open files are closed), write out the standard streams (Python's
+    and C's), then leave with ``status``.
+
+    Torch and the other modules are not torn down: a fresh interpreter's teardown of them
+    takes seconds here, and can abort in gloo's threads; the process groups the program
+    made go with the process (:func:`_keep_groups`). A rank started fresh and one forked
+    from a warm parent end the same way."""
+    try:
+        try:
+            threading._shutdown()  # noqa: SLF001  (what Py_Finalize does first)
+        finally:
+            atexit._run_exitfuncs()  # noqa: SLF001
+        if _program is not None:
+            for space in _program_namespaces(_program):
+                _clear_namespace(space)
+        del _kept[:]
+    except BaseException:  # noqa: BLE001  (as an interpreter's end, it only says so)
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        try:
+            import ctypes
+
+            ctypes.CDLL(None).fflush(None)  # what C and C++ code printed
+        except Exception:  # noqa: BLE001  (no C library to ask)
+            pass
+        os._exit(status)
+
+
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+        _status = 0
+    except SystemExit as _exc:
+        _status = _exit_status(_exc)
+    except BaseException:  # noqa: BLE001  (KeyboardInterrupt before the program ran)
+        traceback.print_exc()
+        _status = 1
+    end(_status)

@@ -19,8 +19,13 @@ kind's modules (torch and the training supervisor, say) and then does one thing:
   ``python kf_bootstrap.py`` as before. The rank's fork gets exactly what a cold rank
   gets (:func:`fork_program`): environment, working directory, ``sys.path``,
   ``sys.argv``, fresh random seeds, default signals, stdin/stdout/stderr and no other
-  file descriptor, its own process group, death with its parent, and an interpreter-like
-  exit (threads joined, ``atexit`` run).
+  file descriptor, its own process group, death with its parent; and it ends as a cold
+  rank ends (:func:`~kfjupyter.runtime.bootstrap.end`: threads joined, ``atexit`` run,
+  the program's globals cleared, no teardown of torch), with its process groups kept
+  until then, as a cold rank's are (:func:`~kfjupyter.runtime.bootstrap._keep_groups`:
+  torch can deadlock destroying a gloo group from Python, and a warm rank, which has
+  ``torch._dynamo`` imported before its group exists, is not spared by accident as a
+  cold one is).
 * What is imported at start-up depends on the environment (``OMP_NUM_THREADS`` sizes the
   BLAS and OpenMP pools as they load, ``PYTHON*`` shape the interpreter), so a warm
   parent is started with the environment of the processes it will fork, minus the
@@ -32,8 +37,8 @@ kind's modules (torch and the training supervisor, say) and then does one thing:
 The pool (:func:`pool`) is started lazily: the first job of a kind runs cold and starts a
 warm parent beside it, for the next. It holds at most ``KFJUPYTER_WARM_SIZE`` parents
 (default 2, one per distinct environment; the least recently used goes first), each
-leaving after ``KFJUPYTER_WARM_IDLE_S`` seconds without a job (default 600), and
-It is off unless ``KFJUPYTER_WARM=1`` (README: a long warm run was seen to hang at its end once); off, nothing is started. A warm parent never outlives its
+leaving after ``KFJUPYTER_WARM_IDLE_S`` seconds without a job (default 600). It is on
+unless ``KFJUPYTER_WARM=0``; off, nothing is started. A warm parent never outlives its
 owner: it reads its requests from a pipe whose other end only the owner holds, and leaves
 at its end of file (the owner exited, however it died); on Linux it also gets SIGKILL
 when the owner's thread that started it ends (``PR_SET_PDEATHSIG``). The jobs forked from
@@ -73,7 +78,8 @@ _base_path: list[str] = []
 
 
 def enabled() -> bool:
-    return sys.platform.startswith("linux") and os.environ.get("KFJUPYTER_WARM", "0") == "1"
+    """Whether jobs start from warm parents: on Linux, unless ``KFJUPYTER_WARM=0``."""
+    return sys.platform.startswith("linux") and os.environ.get("KFJUPYTER_WARM", "1").strip() != "0"
 
 
 def startup_env(env: dict[str, str]) -> dict[str, str]:
