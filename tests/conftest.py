@@ -62,7 +62,14 @@ def workspace(tmp_path, monkeypatch):
     leftovers = processes_of(home)
     for proc in leftovers:
         proc.kill()
-    assert not leftovers, f"processes left running: {[p.info['cmdline'] for p in leftovers]}"
+    assert not leftovers, f"processes left running: {[_cmdline(p) for p in leftovers]}"
+
+
+def _cmdline(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
+        return f"pid {proc.pid} (gone)"
 
 
 @pytest.fixture

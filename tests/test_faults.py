@@ -16,6 +16,7 @@ import pytest
 
 import kfjupyter
 from kfjupyter import status as st
+from kfjupyter.runtime.processes import registered_groups
 from kfjupyter.runtime.ranks import rank_paths
 from kfjupyter.store.workspace import get_workspace
 
@@ -72,8 +73,9 @@ def test_a_sigkilled_supervisor_fails_the_job_unread_naming_the_signal_and_its_p
 def test_a_killed_rank_takes_what_it_started_with_it(workdir, marker):
     job = kfjupyter.train(SPAWNER, workers=2, name="rank-killed", user_ns={"marker": str(marker)})
     children = _grandchildren(marker, 2)
-    keeper = psutil.Process(job.record.backend_info["pid"])
-    rank1 = next(p for p in keeper.children(recursive=True) if p.environ().get("RANK") == "1" and "kf_bootstrap" in " ".join(p.cmdline()))
+    # each rank leads a process group of its own, noted in rank order (a rank forked from a
+    # warm parent has that parent's command line and /proc environ: neither names it)
+    rank1 = psutil.Process(registered_groups(job.job_dir)[1])
     rank1.send_signal(signal.SIGKILL)  # the out-of-memory killer, say
     job.wait(raise_on_failure=False, timeout=30)
     assert job.status == st.FAILED and "rank 1 killed by signal 9" in job.error

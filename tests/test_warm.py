@@ -74,8 +74,8 @@ def run(source: str, workdir, **kw):
 
 @pytest.fixture
 def warm_pool(workdir, monkeypatch):
-    """The warm pool on and ready (a first job, cold, starts it)."""
-    monkeypatch.setenv("KFJUPYTER_WARM", "1")
+    """The warm pool, on by default, and ready (a first job, cold, starts it)."""
+    monkeypatch.delenv("KFJUPYTER_WARM", raising=False)
     assert warm.enabled()
     warm.pool().close()
     job = run("print('warm-up')", workdir)
@@ -157,6 +157,113 @@ def test_cancel_kills_warm_ranks(warm_pool, workdir):
     assert time.monotonic() - started < 8
 
 
+#: DDP training whose model goes right after ``destroy_process_group()``, three ways: at the
+#: rank's end (a global), at the end of ``main()`` (torchrun's usual script), or ``del``.
+#: Each frees the group's last reference from Python just after the last backward pass,
+#: where torch 2.13 can deadlock (``~ProcessGroupGloo`` joins, with the GIL, a gloo thread
+#: that needs the GIL to drop the autograd context its last allreduce held). A warm rank
+#: has ``torch._dynamo`` (and ``torch.distributed.nn``) imported before its group exists,
+#: so it is not spared as a fresh one is, by ``torch.distributed.nn``'s ``group.WORLD``
+#: defaults: the launcher keeps the groups (bootstrap ``_keep_groups``) and never tears the
+#: program down in a live interpreter (bootstrap ``end``).
+DDP_END = """
+import sys
+import torch, torch.distributed as dist
+
+def main():
+    dist.init_process_group("gloo")
+    group = dist.group.WORLD
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Sequential(
+        torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 1)))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for step in range(20):
+        x = torch.randn(64, 64)
+        loss = (model(x) - x[:, :1]).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    dist.destroy_process_group()
+    SHAPE
+    return group
+
+group = main()
+# the program holds `group` (and getrefcount its argument): a third reference is the launcher's
+print("group kept:", sys.getrefcount(group) > 2, flush=True)
+"""
+SHAPES = {
+    "global": "global kept_model\n    kept_model = model",
+    "main": "pass",
+    "del": "del model, opt, loss",
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_a_warm_ddp_run_ends_however_its_model_goes(warm_pool, workdir, shape):
+    source = DDP_END.replace("SHAPE", SHAPES[shape])
+    for _ in range(6):  # before the fix, one warm run in three to six hung in rank 0 or 1
+        job = run(source, workdir)
+        assert job.record.backend_info.get("warm")
+        assert job.status == st.SUCCEEDED, (job.status, job.error, job.logs(rank=0)[-2000:])
+        for rank in range(2):
+            assert "group kept: True" in job.logs(rank=rank)
+
+
+#: What a rank leaves for its end: a non-daemon thread still running, an atexit function,
+#: a global whose __del__ notes it, a file written but never closed. An interpreter's end
+#: joins the threads, runs the atexit functions, then clears the program's globals.
+ENDING = """
+import atexit, os, threading, time
+import kfjupyter
+out = kfjupyter.output_dir()
+rank = os.environ["RANK"]
+
+def note(what, path=out / f"order-{rank}.txt"):
+    with open(path, "a") as fh:
+        fh.write(what + "\\n")
+
+class Last:
+    def __init__(self, note):
+        self.note = note  # its __del__ runs when the module's names are gone already
+    def __del__(self):
+        self.note("del")
+
+def later():
+    time.sleep(0.5)
+    note("thread")
+
+last = Last(note)
+atexit.register(note, "atexit")
+threading.Thread(target=later).start()
+unclosed = open(out / f"unclosed-{rank}.txt", "w")
+unclosed.write("written, never closed")
+"""
+
+
+def test_a_warm_rank_ends_as_a_cold_one(warm_pool, workdir, monkeypatch):
+    monkeypatch.setenv("KFJUPYTER_WARM", "0")
+    cold = run(ENDING, workdir)
+    monkeypatch.delenv("KFJUPYTER_WARM")
+    hot = run(ENDING, workdir)
+    assert not cold.record.backend_info.get("warm") and hot.record.backend_info.get("warm")
+    for job in (cold, hot):
+        assert job.status == st.SUCCEEDED, job.error
+        for rank in range(2):
+            out = job.job_dir / "outputs"
+            assert (out / f"order-{rank}.txt").read_text().split() == ["thread", "atexit", "del"], (job, rank)
+            assert (out / f"unclosed-{rank}.txt").read_text() == "written, never closed", (job, rank)
+
+
+def test_a_warm_parent_serves_jobs_without_anyone_waiting_for_it(workdir, monkeypatch):
+    """A submit looks at the pool without waiting (a warm parent that is still importing
+    is passed over): once the parent has said it is ready, the next job is warm."""
+    monkeypatch.delenv("KFJUPYTER_WARM", raising=False)
+    warm.pool().close()
+    assert run("print('cold')", workdir).status == st.SUCCEEDED
+    wait_for(lambda: any(p.is_ready() for p in list(warm.pool().parents.values())), timeout=120)
+    job = run("print('warm')", workdir)
+    assert job.status == st.SUCCEEDED and job.record.backend_info.get("warm")
+
+
 OWNER = """
 import json, sys, time
 import kfjupyter
@@ -172,7 +279,7 @@ time.sleep(600)
 
 @pytest.mark.parametrize("how", ["SIGKILL", "exit"])
 def test_the_pool_does_not_outlive_its_owner_but_its_jobs_do(workdir, monkeypatch, how):
-    monkeypatch.setenv("KFJUPYTER_WARM", "1")
+    monkeypatch.delenv("KFJUPYTER_WARM", raising=False)  # on by default
     source = OWNER if how == "SIGKILL" else OWNER.replace("time.sleep(600)", "sys.exit(0)")
     owner = subprocess.Popen([sys.executable, "-c", source], stdout=subprocess.PIPE, text=True, cwd=workdir)
     try:
