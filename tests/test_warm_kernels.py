@@ -104,9 +104,12 @@ def gone(pid: int) -> bool:
 
 
 @pytest.fixture(autouse=True)
-def fresh_pool():
-    """Each test owns a pool of its own; closing it leaves nothing of it running."""
+def fresh_pool(monkeypatch):
+    """Each test owns a pool of its own, as a fresh process has it; closing it leaves
+    nothing of it running."""
     kernels.pool().close()
+    for name, value in (("keep", None), ("_failures", 0), ("_warned", False)):
+        monkeypatch.setattr(kernels.pool(), name, value)
     yield
     pids = pooled_kernels()
     kernels.pool().close()
@@ -236,6 +239,20 @@ def test_cancel_stops_a_warm_kernel(workdir):
     assert run.status == st.CANCELLED
     wait_for(lambda: gone(pid), timeout=10)
     assert run.output_notebook.exists()  # saved as far as it went, as a cold run's is
+
+
+def test_kfjupyter_run_in_a_process_keeps_no_kernel_and_leaves_the_pool_as_it_was(workdir, capsys):
+    """``kfjupyter run`` keeps no kernel ready for a next run; called in a longer-lived
+    process (a notebook, a test), that process's later runs are warm again."""
+    from kfjupyter.cli import main
+
+    nb = probe_notebook(workdir / "probe.ipynb")
+    assert main(["run", str(nb), "-p", "lr", "0.2"]) == 0
+    ready()
+    assert kernels.pool().status()["ready"] == 0
+    run_notebook(nb).wait()  # cold: the process's first own run; its set fills after it
+    ready()
+    assert warm(run_notebook(nb, {"lr": 0.3}).wait())
 
 
 def test_the_off_switch_starts_nothing(workdir, monkeypatch):

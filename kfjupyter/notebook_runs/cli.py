@@ -97,13 +97,23 @@ def collect_parameters(args) -> dict:
 
 
 def _run(args) -> int:
-    from .api import Sweep, run_notebook
     from .kernels import pool
     from .params import parse_sweep_args
 
     parameters = collect_parameters(args)
     sweep = parse_sweep_args(args.sweep) if args.sweep else None
-    pool().keep = 0  # this process starts one run: it keeps no warm kernel for a next one
+    # this command starts one run: it keeps no warm kernel for a next one (called in a
+    # longer-lived process, that process's setting is back once the command returns)
+    kept, pool().keep = pool().keep, 0
+    try:
+        return _start_and_follow(args, parameters, sweep)
+    finally:
+        pool().keep = kept
+
+
+def _start_and_follow(args, parameters: dict, sweep: dict | None) -> int:
+    from .api import Sweep, run_notebook
+
     handle = run_notebook(
         args.notebook,
         parameters,
