@@ -9,8 +9,8 @@ program prints (it prints one before importing torch).
 kfjupyter is measured warm (its warm pool ready, see ``kfjupyter/runtime/warm.py``): a
 first, untimed job starts the pool (its time is reported as ``cold_s``), and before each
 timed run of either tool the pool has finished starting, so nothing of it runs beside
-the measured job. The pool is off by default (README, "Warm starts"): this script turns it
-on unless ``KFJUPYTER_WARM`` is set; ``KFJUPYTER_WARM=0`` measures kfjupyter cold throughout.
+the measured job. The pool is on by default (README, "Warm starts");
+``KFJUPYTER_WARM=0`` measures kfjupyter cold throughout.
 
 Prints a table, then as its last line one JSON object:
 ``{"ratio": kfjupyter_s / torchrun_s, "first_log_s": …, "kfjupyter_s": …, "torchrun_s": …, "cold_s": …, …}``
@@ -107,7 +107,6 @@ def main() -> None:
     source = PROGRAM.replace("STEPS", str(args.steps))
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("KFJUPYTER_HOME", str(Path(tmp) / "kfhome"))
-        os.environ.setdefault("KFJUPYTER_WARM", "1")
         from kfjupyter.runtime import warm
 
         (Path(tmp) / "warm-up").mkdir()

@@ -372,3 +372,7 @@ if __name__ == "__main__":
     from kfjupyter.runtime import warm  # the module its forks import, not this __main__ copy
 
     warm._serve(sys.argv[1:])  # noqa: SLF001
+    # Idle, or its owner gone: leave at once. It holds nothing to write out, and an
+    # interpreter's teardown of torch and the rest takes seconds (more on a busy machine).
+    sys.stdout.flush()
+    os._exit(0)
