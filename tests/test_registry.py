@@ -4,6 +4,8 @@ that validates each request against the OpenAPI description)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import kfjupyter
@@ -151,14 +153,47 @@ def test_metrics_params_and_custom_properties_round_trip_and_can_be_updated(back
     for got in (v, again):
         assert got.metrics == {"accuracy": 0.93, "loss": 1.0}
         assert got.params == {"C": 0.5, "solver": "lbfgs", "layers": [4, 8], "warm": True, "max_iter": 200}
-        assert got.custom_properties == {"team": "vision", "reviewed": False}
+        # (and the signature the model knows of: see the signature test)
+        assert got.custom_properties == {"signature": "4 features: [-1, 4]", "team": "vision", "reviewed": False}
         assert got.author
     updated = registry.update_version("iris:1", description="the good one", custom_properties={"reviewed": True})
-    assert updated.description == "the good one" and updated.custom_properties == {"team": "vision", "reviewed": True}
+    assert updated.description == "the good one" and updated.custom_properties == {
+        "signature": "4 features: [-1, 4]", "team": "vision", "reviewed": True}  # fmt: skip
     model = registry.update_model("iris", description="Iris classifier", custom_properties={"domain": "flowers"})
     assert model.description == "Iris classifier" and model.custom_properties == {"domain": "flowers"}
     data = registry.get_version("iris:1").to_dict()
     assert data["ref"] == "iris:1" and data["metrics"]["accuracy"] == 0.93 and data["artifacts"][0]["sha256"]
+
+
+def test_a_version_records_its_signature_and_input_example_and_a_wrong_example_is_refused(backend):
+    import pandas as pd
+
+    clf, x, _ = iris_model()
+    columns = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    frame = pd.DataFrame(x, columns=columns)
+    v = registry.register_model("iris", clf, input_example=frame.head(10))
+    again = registry.get_version("iris:1")  # as the registry keeps it
+    assert again.custom_properties["signature"] == (
+        "sepal_length: float64, sepal_width: float64, petal_length: float64, petal_width: float64 (4 columns)"
+        f" -> {clf.predict(x[:3]).dtype}[-1]"
+    )
+    example = json.loads(again.custom_properties["input_example"])
+    assert example == {"columns": columns, "data": x[:3].tolist()} == json.loads(v.custom_properties["input_example"])
+    # an array; a training sample gives the inputs only; the model alone what it knows
+    assert registry.register_model("iris", clf, input_example=x[:2]).custom_properties["signature"] == (
+        f"float64[-1, 4] -> {clf.predict(x[:2]).dtype}[-1]")  # fmt: skip
+    assert registry.register_model("iris", clf, training_sample=x[:50]).custom_properties == {
+        "signature": "float64[-1, 4]"}  # fmt: skip
+    assert registry.register_model("iris", clf).custom_properties == {"signature": "4 features: [-1, 4]"}
+    # one's own wins
+    own = registry.register_model("iris", clf, input_example=x[:2], custom_properties={"signature": "mine"})
+    assert own.custom_properties["signature"] == "mine" and "input_example" in own.custom_properties
+    # refused before anything is stored: no version number spent
+    with pytest.raises(InvalidOptionError, match="predict failed on its input example: ValueError: X has 2 features"):
+        registry.register_model("iris", clf, input_example=[[1.0, 2.0]])
+    with pytest.raises(InvalidOptionError, match="input_example must be a non-empty table of rows"):
+        registry.register_model("iris", clf, input_example="sepal")
+    assert registry.register_model("iris", clf).number == 6
 
 
 def test_models_are_listed_and_filtered_by_text_framework_alias_and_state_page_by_page(backend, tmp_path):

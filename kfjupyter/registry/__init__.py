@@ -145,6 +145,7 @@ def register_model(
     aliases: str | Iterable[str] | None = None,
     author: str | None = None,
     training_sample: Any = None,
+    input_example: Any = None,
 ) -> ModelVersion:
     """Register a new version of model ``name`` and return it.
 
@@ -160,6 +161,9 @@ def register_model(
     ``training_sample``: rows of the training data (an array or a DataFrame, a few hundred
     to a few thousand rows), stored with the version: an endpoint serving it reports drift
     of its inputs against them (``Endpoint.stats()``) and can explain with SHAP.
+    ``input_example``: a few rows of what the model takes; the version records them and
+    its signature, the inputs' names and types and the output's (see
+    :mod:`kfjupyter.registry.signature`; without one, from the training sample or the model).
     """
     return get_registry().register(
         name,
@@ -175,6 +179,7 @@ def register_model(
         aliases=aliases,
         author=author,
         training_sample=training_sample,
+        input_example=input_example,
     )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..files import files_under
-from . import formats
+from . import formats, signature
 from .artifacts import ArtifactStore
 from .entities import (
     AliasEvent,
@@ -298,6 +298,7 @@ class Registry(ABC):
         aliases: str | Iterable[str] | None = None,
         author: str | None = None,
         training_sample: Any = None,
+        input_example: Any = None,
     ) -> ModelVersion:
         check_model_name(name)
         label = None
@@ -323,6 +324,8 @@ class Registry(ABC):
             params = dict(study.best_params or {})
         if path_or_object is None:
             path_or_object = self._job_output(job_handle)
+        # what it takes and gives, found (or refused) before anything is stored
+        described = signature.describe(path_or_object, input_example, training_sample)
         main = self._store_model(path_or_object, framework, job_handle)
         extra = [self._store_file(key, Path(p)) for key, p in (artifacts or {}).items()]
         if training_sample is not None:
@@ -336,7 +339,7 @@ class Registry(ABC):
             author=author or current_user(),
             metrics={str(k): _float(v) for k, v in (metrics or {}).items()},
             params=dict(params or {}),
-            custom_properties=dict(custom_properties or {}),
+            custom_properties={**described, **(custom_properties or {})},
             lineage=lineage,
             artifacts=[main, *extra],
             aliases=alias_list,
