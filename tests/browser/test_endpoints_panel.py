@@ -34,7 +34,7 @@ def register() -> None:
     from sklearn.linear_model import LogisticRegression
 
     X, y = load_iris(return_X_y=True)
-    kfjupyter.register_model("iris", LogisticRegression(max_iter=300).fit(X, y), framework="sklearn")
+    kfjupyter.register_model("iris", LogisticRegression(max_iter=300).fit(X, y), framework="sklearn", input_example=X[:2])
 
 
 def wait_stopped(name: str, timeout: float = 30) -> None:
@@ -72,7 +72,11 @@ def test_deploy_from_models_try_it_undeploy_and_canary_controls(lab, browser_pag
         rows.first.click()
         version = models.locator('.kf-ModelVersion[data-version="1"]')
         expect(version).to_be_visible()
-        models.locator('.kf-VersionCard[data-version="1"] .kf-ModelVersion-deploy').click()  # POST /endpoints
+        # what to send it: the signature and the input example the registration recorded
+        version_card = models.locator('.kf-VersionCard[data-version="1"]')
+        expect(version_card.locator(".kf-VersionCard-signature")).to_have_text("float64[-1, 4] -> int64[-1]")
+        expect(version_card.locator(".kf-VersionCard-example")).to_contain_text("[[5.1, 3.5, 1.4, 0.2], [4.9, 3.0, 1.4, 0.2]]")
+        version_card.locator(".kf-ModelVersion-deploy").click()  # POST /endpoints
 
         endpoints = sidebar.locator("#kfjupyter-endpoints")
         expect(endpoints).to_be_visible(timeout=60_000)
