@@ -37,3 +37,39 @@ async def test_importances_and_retrain_best_through_the_server(jp_fetch):
     assert code == 404 and error["reason"] == "StudyNotFound"
     code, error = await error_of(jp_fetch, "studies", "nope-00000", "retrain-best", method="POST")
     assert code == 404
+
+
+SAVING_CELL = """
+import json, os
+x = kfjupyter.param("x", low=-3.0, high=3.0)
+with open(os.path.join(kfjupyter.output_dir(), "model.json"), "w") as fh:
+    json.dump({"x": x}, fh)
+kfjupyter.report(step=0, loss=(x - 1.0) ** 2)
+"""
+
+
+@async_test
+async def test_register_best_through_the_server(jp_fetch):
+    import kfjupyter
+
+    bare = await tune(name="bare", trials=1)  # its trials save nothing: told what to do instead
+    code, error = await error_of(jp_fetch, "studies", bare.id, "register-best", method="POST")
+    assert code == 400 and "saved no files to kfjupyter.output_dir()" in error["message"]
+    assert "retrain with the best" in error["message"]
+
+    study = await blocking(kfjupyter.tune, SAVING_CELL, "loss", trials=2, algorithm="random", seed=0, name="saver",
+                           user_ns={}, wait=True)  # fmt: skip
+    response = await jp_fetch(API, "studies", study.id, "register-best", method="POST", body=json.dumps({"name": "regressor"}))
+    assert response.code == 201
+    version = json.loads(response.body)
+    check_schema(version, "ModelVersion")
+    best = await blocking(lambda: study.best_trial)
+    assert version["ref"] == "regressor:1" and version["params"] == best["params"]
+    assert version["lineage"]["study_id"] == study.id and version["custom_properties"]["trial"] == best["number"]
+
+    for body, message in (({"name": ""}, "name must be a model name"), ({"nam": "x"}, "unknown field(s) nam")):
+        response = await jp_fetch(API, "studies", study.id, "register-best", method="POST", body=json.dumps(body),
+                                  raise_error=False)  # fmt: skip
+        assert response.code == 400 and message in json.loads(response.body)["message"]
+    code, error = await error_of(jp_fetch, "studies", "nope-00000", "register-best", method="POST")
+    assert code == 404 and error["reason"] == "StudyNotFound"

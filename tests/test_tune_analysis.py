@@ -77,6 +77,35 @@ def test_retrain_before_any_complete_trial_is_refused(workdir):
         study.retrain_best()
 
 
+SAVING_CELL = """
+import json, os
+x = kfjupyter.param("x", low=-3.0, high=3.0)
+with open(os.path.join(kfjupyter.output_dir(), "model.json"), "w") as fh:
+    json.dump({"x": x}, fh)
+kfjupyter.report(step=0, loss=(x - 1.0) ** 2)
+"""
+
+
+def test_register_the_best_registers_what_the_best_trial_saved_with_its_params_and_lineage(workdir):
+    import json
+
+    study = kfjupyter.tune(SAVING_CELL, "loss", trials=4, parallel=2, algorithm="random", seed=3, name="saver",
+                           wait=True)  # fmt: skip
+    assert study.status == st.SUCCEEDED, study.error
+    best = study.best_trial
+    version = study.register_best()
+    assert (version.model, version.number) == ("saver", 1)
+    assert version.params == best["params"] and version.metrics == {"loss": pytest.approx(best["value"])}
+    assert version.lineage["study_id"] == study.id and version.custom_properties["trial"] == best["number"]
+    # the very file the best trial wrote, not another trial's
+    path = kfjupyter.load_model("saver")  # a file of no known format loads as its path
+    assert path.name == "model.json" and json.loads(path.read_text()) == {"x": best["params"]["x"]}
+    # a study whose trials saved nothing is told what to do instead
+    bare = kfjupyter.tune(CELL, "loss", trials=1, algorithm="random", seed=1, wait=True)
+    with pytest.raises(InvalidOptionError, match=r"saved no files to kfjupyter.output_dir\(\).*retrain with the best"):
+        bare.register_best("bare")
+
+
 def test_the_views_send_the_extension_its_mime_bundle_with_a_plain_fallback(workdir):
     """A study's display and its widget's charts: the MIME renderer's JSON and plain HTML
     (an SVG with axes) beside it; a finished job's or study's widget shows no Cancel."""

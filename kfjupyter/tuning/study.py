@@ -153,6 +153,16 @@ class Study:
         completed."""
         return retrain_best(self, wait=wait, name=name, workers=workers)
 
+    def register_best(self, name: str | None = None, **options: Any):
+        """Register what the best trial saved to ``kfjupyter.output_dir()`` (one file, or
+        its folder of files) as a new version of model ``name`` (default: the study's
+        name), with the trial's params, the study's objective value and lineage to the
+        study (``custom_properties["trial"]``: the trial's number); ``options`` go to
+        :func:`kfjupyter.register_model`. Refused, saying what to do instead, before any
+        trial completed, when the best trial saved nothing, or when its files stayed in
+        its pod (Kubernetes): retrain with the best and register that job's output."""
+        return register_best(self, name, **options)
+
     # -- control
 
     def wait(self, timeout: float | None = None, poll: float = 0.2, cancel_on_interrupt: bool = True,
@@ -345,3 +355,29 @@ def retrain_best(study: Study, wait: bool = False, name: str | None = None, work
     job = jobs.create(train, prepare=prepare, notebook=record.notebook, cell=record.cell,
                       experiment=experiment, params=params, tags=tags, source_run=source)  # fmt: skip
     return job.wait() if wait else job
+
+
+def register_best(study: Study, name: str | None = None, **options: Any):
+    """The best trial's saved files as a model version (see :meth:`Study.register_best`)."""
+    from .. import registry
+    from ..store.workspace import get_workspace
+    from .supervisor import trial_dir
+
+    best = study.best_trial
+    if not best:
+        raise InvalidOptionError(f"study {study.id} has no complete trial yet: nothing to register")
+    number = best.get("number")
+    which = f"the best trial of study {study.id} (trial {number}, {study.objective} = {best.get('value')})"
+    instead = ("retrain with the best (study.retrain_best(), the Tuning panel's Retrain with the best) "
+               "and register that job's output (job.register_model(...))")  # fmt: skip
+    if study.job.record.backend != "local":
+        raise InvalidOptionError(f"{which} ran on {study.job.record.backend}: its files stayed in its pod; {instead}")
+    folder = trial_dir(get_workspace().job_dir(study.id), int(number)) / "outputs"
+    files = sorted(folder.iterdir()) if folder.is_dir() else []
+    if not files:
+        raise InvalidOptionError(f"{which} saved no files to kfjupyter.output_dir(): save the model there in the "
+                                 f"cell, or {instead}")  # fmt: skip
+    options.setdefault("params", dict(best.get("params") or {}))
+    options.setdefault("metrics", {study.objective: best.get("value")})
+    options["custom_properties"] = {"trial": int(number), **(options.get("custom_properties") or {})}
+    return registry.register_model(name or study.name, files[0] if len(files) == 1 else folder, job=study, **options)

@@ -39,6 +39,7 @@ export interface IJobChart {
 interface IContext {
   api: KFApi;
   retrain(id: string): Promise<void>;
+  registerBest?(id: string): Promise<void>;
 }
 
 function JobView(props: { job: IJobChart }): JSX.Element {
@@ -59,7 +60,7 @@ function StudyView(props: { study: IStudy; context: IContext }): JSX.Element {
         <StatusBadge status={study.status} />
         <span className="kf-MimeStudy-progress">{progressText(study)}</span>
       </header>
-      <BestTrialView study={study} retrainBest={context.retrain} />
+      <BestTrialView study={study} retrainBest={context.retrain} registerBest={context.registerBest} />
       <StudyCharts
         trials={study.trials ?? []}
         objective={study.objective}
@@ -124,6 +125,10 @@ export const mimePlugin: JupyterFrontEndPlugin<void> = {
         } catch (error) {
           await showErrorMessage('Cannot retrain with the best params', error as Error);
         }
+      },
+      // the Tuning panel's command (it asks the model's name)
+      registerBest: async id => {
+        await app.commands.execute('kfjupyter:register-study-best', { id });
       }
     };
     for (const mime of [JOB_MIME, STUDY_MIME]) {

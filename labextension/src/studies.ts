@@ -238,6 +238,14 @@ export function studyImportances(api: KFApi, id: string, signal?: AbortSignal): 
   return api.json<IImportances>(`studies/${encodeURIComponent(id)}/importances`, { signal });
 }
 
+/** `POST /studies/{id}/register-best`: what the best trial saved, as a new version of model `name`. */
+export function registerBest(api: KFApi, id: string, name: string): Promise<{ ref: string; model: string }> {
+  return api.json<{ ref: string; model: string }>(`studies/${encodeURIComponent(id)}/register-best`, {
+    method: 'POST',
+    body: JSON.stringify({ name })
+  });
+}
+
 /** `POST /studies/{id}/retrain-best`: the study's cell as a training job with the best params. */
 export function retrainBest(api: KFApi, id: string): Promise<IJob> {
   return api.json<IJob>(`studies/${encodeURIComponent(id)}/retrain-best`, { method: 'POST' });

@@ -4,17 +4,19 @@
  */
 
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { ICommandPalette, showErrorMessage } from '@jupyterlab/apputils';
+import { ICommandPalette, InputDialog, Notification, showErrorMessage } from '@jupyterlab/apputils';
 
 import { IStudyActions, TuningPanelWidget } from './components/tuning';
 import { IKubeflowSidebar } from './sidebar';
-import { retrainBest, StudiesModel } from './studies';
+import { registerBest, retrainBest, StudiesModel } from './studies';
 
 export namespace TuningCommandIDs {
   export const show = 'kfjupyter:show-tuning';
   export const refresh = 'kfjupyter:refresh-studies';
   export const cancel = 'kfjupyter:cancel-study';
   export const retrainBest = 'kfjupyter:retrain-study-best';
+  /** `{id}`: ask a model name, register what the best trial saved (the Models panel shows it). */
+  export const registerBest = 'kfjupyter:register-study-best';
 }
 
 export const tuningPlugin: JupyterFrontEndPlugin<void> = {
@@ -36,6 +38,9 @@ export const tuningPlugin: JupyterFrontEndPlugin<void> = {
       },
       retrainBest: async id => {
         await commands.execute(TuningCommandIDs.retrainBest, { id });
+      },
+      registerBest: async id => {
+        await commands.execute(TuningCommandIDs.registerBest, { id });
       }
     };
     const panel = new TuningPanelWidget({ model, actions });
@@ -74,6 +79,39 @@ export const tuningPlugin: JupyterFrontEndPlugin<void> = {
           return job;
         } catch (error) {
           await showErrorMessage('Cannot retrain with the best params', error as Error);
+        }
+      }
+    });
+    commands.addCommand(TuningCommandIDs.registerBest, {
+      label: 'Register the Best Trial’s Model…',
+      caption: "Register what the study's best trial saved to kfjupyter.output_dir() as a model version",
+      execute: async args => {
+        const id = String(args.id ?? '');
+        const study = model.state.studies.find(s => s.id === id);
+        const asked = await InputDialog.getText({
+          title: 'Register the best trial’s model',
+          label: 'Model name (a new version of it if it exists)',
+          text: study?.name ?? '',
+          okLabel: 'Register'
+        });
+        const name = (asked.value ?? '').trim();
+        if (!asked.button.accept || !name) {
+          return;
+        }
+        try {
+          const version = await registerBest(model.api, id, name);
+          Notification.success(`Registered ${version.ref}`, {
+            autoClose: 5000,
+            actions: [
+              {
+                label: 'Show in Models',
+                callback: () => void commands.execute('kfjupyter:show-model', { model: version.model })
+              }
+            ]
+          });
+          return version;
+        } catch (error) {
+          await showErrorMessage('Cannot register the best trial’s model', error as Error);
         }
       }
     });

@@ -45,6 +45,7 @@ ROUTES = [
     (rf"/{API_PREFIX}/studies/{STUDY}/cancel", handlers.StudyCancelHandler),
     (rf"/{API_PREFIX}/studies/{STUDY}/importances", handlers.StudyImportancesHandler),
     (rf"/{API_PREFIX}/studies/{STUDY}/retrain-best", handlers.StudyRetrainHandler),
+    (rf"/{API_PREFIX}/studies/{STUDY}/register-best", models.StudyRegisterBestHandler),
     (rf"/{API_PREFIX}/studies/{STUDY}/trials/{TRIAL}/log", handlers.TrialLogHandler),
     (rf"/{API_PREFIX}/models", models.ModelsHandler),
     (rf"/{API_PREFIX}/model-versions", models.VersionSearchHandler),

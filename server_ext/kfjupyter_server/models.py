@@ -271,3 +271,28 @@ class FileHandler(ModelsBase):
                 self.write(chunk)
                 await self.flush()
         self.finish()
+
+
+class StudyRegisterBestHandler(ModelsBase):
+    """POST ``{"name": …}`` (optional; default the study's name): what the study's best
+    trial saved, registered as a new version (201, the version)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, study_id: str) -> None:
+        from .handlers import load_study
+
+        body = self.json_object('{"name": "iris"}', required=False)
+        unknown = set(body) - {"name"}
+        if unknown:
+            raise bad_request(f"unknown field(s) {', '.join(sorted(unknown))}: only name")
+        name = body.get("name")
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise bad_request("name must be a model name (a non-empty string)")
+
+        def register() -> dict:
+            return version_json(load_study(study_id).register_best(name.strip() if name else None))
+
+        data = await self.call(register)
+        self.set_status(201)
+        self.finish(dumps(data))

@@ -21,8 +21,11 @@ from .conftest import SCREENSHOTS, open_sidebar, show_sections, write_notebook
 pytestmark = pytest.mark.slow
 
 STUDY_CELL = """\
+import json, os
 x = kfjupyter.param("x", low=-2.0, high=2.0)
 width = kfjupyter.param("width", choices=[8, 32])
+with open(os.path.join(kfjupyter.output_dir(), "model.json"), "w") as fh:
+    json.dump({"x": x, "width": width}, fh)
 for step in range(3):
     kfjupyter.report(step=step, loss=(x - 0.5) ** 2 + 1.0 / (step + 1) + width / 1000)
 """
@@ -231,6 +234,17 @@ def test_study_charts_in_the_sidebar_and_the_notebook_and_retrain_with_the_best(
     from kfjupyter.tracking import get_run
 
     assert study.best_params.items() <= get_run(job.id).params.items()
+
+    # Register the best: asks the model's name, registers the best trial's file, says so.
+    detail.locator(".kf-RegisterBest").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("Register the best trial’s model")
+    dialog.locator("input").fill("charts-best")
+    dialog.locator(".jp-mod-accept").click()
+    expect(page.locator(".jp-toast-message").filter(has_text="Registered charts-best:1")).to_be_visible(
+        timeout=30_000)  # fmt: skip
+    version = kfjupyter.registry.get_version("charts-best:1")
+    assert version.params == study.best_params and version.lineage["study_id"] == study.id
     assert not [e for e in page.kf_errors if "kfjupyter" in e.lower()], page.kf_errors
 
 

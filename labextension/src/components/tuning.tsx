@@ -35,6 +35,8 @@ export interface IStudyActions {
   cancel(id: string): Promise<void>;
   /** Start the study's cell as a training job with the best params, and open it. */
   retrainBest?(id: string): Promise<void>;
+  /** Ask a model name and register what the best trial saved. */
+  registerBest?(id: string): Promise<void>;
 }
 
 function formatObjective(value: number | null | undefined): string {
@@ -292,8 +294,9 @@ function TrialTable(props: {
 export function BestTrialView(props: {
   study: IStudy;
   retrainBest?: (id: string) => Promise<void>;
+  registerBest?: (id: string) => Promise<void>;
 }): JSX.Element {
-  const { study, retrainBest } = props;
+  const { study, retrainBest, registerBest } = props;
   const best = study.best;
   const [retraining, setRetraining] = React.useState(false);
   return (
@@ -311,23 +314,34 @@ export function BestTrialView(props: {
                 </code>
               ))}
             </span>
-            {retrainBest ? (
-              <Button
-                className="kf-RetrainBest"
-                disabled={retraining}
-                title="Run the study's cell again as a training job with these params, and open it"
-                onClick={async () => {
-                  setRetraining(true);
-                  try {
-                    await retrainBest(study.id);
-                  } finally {
-                    setRetraining(false);
-                  }
-                }}
-              >
-                {retraining ? 'Starting…' : 'Retrain with the best'}
-              </Button>
-            ) : null}
+            <span className="kf-BestTrial-actions">
+              {retrainBest ? (
+                <Button
+                  className="kf-RetrainBest"
+                  disabled={retraining}
+                  title="Run the study's cell again as a training job with these params, and open it"
+                  onClick={async () => {
+                    setRetraining(true);
+                    try {
+                      await retrainBest(study.id);
+                    } finally {
+                      setRetraining(false);
+                    }
+                  }}
+                >
+                  {retraining ? 'Starting…' : 'Retrain with the best'}
+                </Button>
+              ) : null}
+              {registerBest ? (
+                <Button
+                  className="kf-RegisterBest"
+                  title="Register what the best trial saved to kfjupyter.output_dir() as a model version"
+                  onClick={() => void registerBest(study.id)}
+                >
+                  Register the best…
+                </Button>
+              ) : null}
+            </span>
           </>
         ) : (
           <span className="kf-BestTrial-none">No trial has completed yet.</span>
@@ -412,7 +426,7 @@ function StudyDetail(props: {
           {study.error}
         </pre>
       ) : null}
-      <BestTrialView study={study} retrainBest={actions.retrainBest} />
+      <BestTrialView study={study} retrainBest={actions.retrainBest} registerBest={actions.registerBest} />
       <StudyCharts
         trials={study.trials}
         objective={study.objective}
