@@ -272,6 +272,19 @@ def test_every_magic_prints_text_in_a_terminal(shell, workdir, capsys):
     pipeline = kfjupyter.pipelines.from_notebook(nb)
     assert "def " not in repr(pipeline) and "numbers = [1, 2, 3]" not in repr(pipeline)
     assert "<svg" in pipeline._repr_html_() and "<table" in pipeline._repr_html_()
+    # JupyterLab draws the DAG with the extension's renderer; the HTML stays beside it
+    from kfjupyter.pipelines.render import PIPELINE_MIME
+
+    bundle = pipeline._repr_mimebundle_()
+    dag = bundle[PIPELINE_MIME]
+    assert list(dag["pipeline"]["steps"]) == ["first", "second"] and dag["states"] == {} and dag["run"] is None
+    assert [(e["source"], e["target"]) for e in dag["pipeline"]["edges"]] == [("first", "second")]
+    assert "first step ran" not in json.dumps(dag) and "<svg" in bundle["text/html"]  # no programs in it
+    run = shell.user_ns["run"]
+    shown = run._repr_mimebundle_()
+    assert shown[PIPELINE_MIME]["states"] == {"first": "Succeeded", "second": "Succeeded"}
+    assert shown[PIPELINE_MIME]["run"] == {"id": run.id, "name": run.name, "status": "Succeeded"}
+    assert "<table" in shown["text/html"]
 
 
 @pytest.mark.slow

@@ -315,6 +315,16 @@ class PipelineRun(Job):
     def _repr_html_(self) -> str:
         return steps_html(self)
 
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """Its DAG with each step's state, for the extension's renderer; its steps table
+        (HTML) beside it for every other front end."""
+        from .render import PIPELINE_MIME, mime_payload
+
+        steps = self.steps
+        payload = mime_payload(self._record.spec["pipeline"], {s["name"]: s["status"] for s in steps},
+                               {"id": self.id, "name": self._record.name, "status": self._record.status})  # fmt: skip
+        return {PIPELINE_MIME: payload, "text/html": steps_html(self), "text/plain": repr(self)}
+
     def __repr__(self) -> str:
         return f"<PipelineRun {self.id} {self._record.name} {self._record.status} backend={self._record.backend}>"
 

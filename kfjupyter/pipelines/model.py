@@ -95,6 +95,13 @@ class Pipeline:
 
         return f"<div class='kf-pipeline'>{to_svg(self)}{steps_table(self)._repr_html_()}</div>"
 
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """The DAG for the extension's renderer (:data:`~.render.PIPELINE_MIME`), with
+        :meth:`_repr_html_` beside it for every other front end."""
+        from .render import PIPELINE_MIME, mime_payload
+
+        return {PIPELINE_MIME: mime_payload(self.to_dict()), "text/html": self._repr_html_(), "text/plain": repr(self)}
+
     def _repr_svg_(self) -> str:
         """The DAG alone (see :mod:`kfjupyter.pipelines.render`)."""
         from .render import to_svg

@@ -12,12 +12,25 @@ from html import escape
 
 from .model import Pipeline
 
+#: The MIME type of a pipeline (or a run of one) in a notebook's output: the extension
+#: draws its DAG as the Pipeline panel does; the HTML beside it is what other front ends show.
+PIPELINE_MIME = "application/vnd.kfjupyter.pipeline+json"
+
 BOX_H = 34
 GAP_X = 56
 GAP_Y = 72
 MARGIN = 20
 CHAR_W = 7.4  # width of one character at font-size 13px, monospace-ish estimate
 LABEL_MAX = 34
+
+
+def mime_payload(pipeline: dict, states: dict[str, str] | None = None, run: dict | None = None) -> dict:
+    """What :data:`PIPELINE_MIME` carries: the DAG (steps with their cells, edges with the
+    names they pass; not the programs), each step's state in a run, and the run."""
+    steps = {name: {"name": name, "cells": list(step.get("cells") or [])} for name, step in pipeline["steps"].items()}
+    return {"pipeline": {"name": pipeline["name"], "notebook": pipeline.get("notebook"), "steps": steps,
+                         "edges": pipeline["edges"]},
+            "states": dict(states or {}), "run": run}  # fmt: skip
 
 
 def layers(pipeline: Pipeline) -> list[list[str]]:

@@ -1,10 +1,13 @@
 /**
- * The notebook's job and study views, drawn by the same React components as the sidebar:
- * a MIME renderer of `application/vnd.kfjupyter.job+json` (a job's metrics chart, as its
- * tab shows it) and `application/vnd.kfjupyter.study+json` (a study's best trial, its
- * charts and "Retrain with the best", as the Tuning panel shows them). The Python views
- * (kfjupyter/widgets/job_view.py, study_view.py) send these with plain HTML beside them,
- * which is what a notebook shows where this extension is not installed.
+ * The notebook's job, study and pipeline views, drawn by the same React components as the
+ * sidebar: a MIME renderer of `application/vnd.kfjupyter.job+json` (a job's metrics chart,
+ * as its tab shows it), `application/vnd.kfjupyter.study+json` (a study's best trial, its
+ * charts and "Retrain with the best", as the Tuning panel shows them) and
+ * `application/vnd.kfjupyter.pipeline+json` (a pipeline's or a run's DAG, laid out by
+ * dagre with each step's state, as the Pipeline panel draws it). The Python side
+ * (kfjupyter/widgets/job_view.py, study_view.py, kfjupyter/pipelines/model.py, api.py)
+ * sends these with plain HTML beside them, which is what a notebook shows where this
+ * extension is not installed.
  */
 
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
@@ -18,13 +21,45 @@ import { KFApi } from './api';
 import { MetricsChart } from './components/chart';
 import { StatusBadge } from './components/common';
 import { StudyCharts } from './components/objective';
+import { DagView } from './components/pipeline';
 import { BestTrialView } from './components/tuning';
+import type { IPipeline } from './pipelineapi';
 import { retrainBest, studyImportances } from './studies';
 import { paramNames, progressText } from './tuning';
 import { IChannel, IMetricRow, IStudy } from './types';
 
 export const JOB_MIME = 'application/vnd.kfjupyter.job+json';
 export const STUDY_MIME = 'application/vnd.kfjupyter.study+json';
+export const PIPELINE_MIME = 'application/vnd.kfjupyter.pipeline+json';
+
+/** What a Pipeline or a PipelineRun sends: its DAG, each step's state, the run. */
+export interface IPipelineMime {
+  pipeline: Pick<IPipeline, 'name' | 'notebook' | 'edges'> & { steps: Record<string, { name: string; cells: number[] }> };
+  states: Record<string, string>;
+  run: { id: string; name: string; status: string } | null;
+}
+
+function PipelineView(props: { data: IPipelineMime }): JSX.Element {
+  const { pipeline, states, run } = props.data;
+  const count = Object.keys(pipeline.steps).length;
+  return (
+    <section
+      className="kf-MimePipeline"
+      data-pipeline={pipeline.name}
+      data-run-id={run?.id ?? ''}
+      aria-label={run ? `Pipeline run ${run.id}` : `Pipeline ${pipeline.name}`}
+    >
+      <header className="kf-MimeStudy-header">
+        <span className="kf-StudyDetail-name">{run ? `${pipeline.name} · ${run.id}` : pipeline.name}</span>
+        {run ? <StatusBadge status={run.status} /> : null}
+        <span className="kf-MimeStudy-progress">
+          {count} step{count === 1 ? '' : 's'}
+        </span>
+      </header>
+      <DagView pipeline={pipeline as unknown as IPipeline} states={states ?? {}} />
+    </section>
+  );
+}
 
 /** What job_view.py sends: the job and its metric rows. */
 export interface IJobChart {
@@ -93,6 +128,9 @@ export class KFRenderer extends ReactWidget implements IRenderMime.IRenderer {
     if (!this._data) {
       return null;
     }
+    if (this._mime === PIPELINE_MIME) {
+      return <PipelineView data={this._data as IPipelineMime} />;
+    }
     return this._mime === JOB_MIME ? (
       <JobView job={this._data as IJobChart} />
     ) : (
@@ -131,7 +169,7 @@ export const mimePlugin: JupyterFrontEndPlugin<void> = {
         await app.commands.execute('kfjupyter:register-study-best', { id });
       }
     };
-    for (const mime of [JOB_MIME, STUDY_MIME]) {
+    for (const mime of [JOB_MIME, STUDY_MIME, PIPELINE_MIME]) {
       rendermime.addFactory(
         { safe: true, mimeTypes: [mime], defaultRank: 40, createRenderer: () => new KFRenderer(mime, context) },
         40

@@ -303,3 +303,61 @@ def test_training_widget_chart_has_axes_and_no_cancel_once_finished(lab, browser
     assert_readable(chart)
     output.screenshot(path=str(SCREENSHOTS / "charts-train-widget-dark.png"))
     assert not [e for e in page.kf_errors if "kfjupyter" in e.lower()], page.kf_errors
+
+
+PIPE_CELLS = [
+    (["imports"], "import time"),
+    (["step:make"], "rows = [1, 2, 3]"),
+    (["step:left", "prev:make"], "left = sum(rows)"),
+    (["step:right", "prev:make"], "right = max(rows)"),
+    (["step:join"], "total = left + right\nprint('total', total)"),
+]
+
+
+def test_a_pipeline_and_its_run_are_drawn_in_the_notebook_as_the_panel_draws_them(lab, browser_page):
+    """The notebook's output of a Pipeline and of a PipelineRun: the extension's MIME
+    renderer lays the DAG out with dagre (the Pipeline panel's component), a run's steps
+    with their states; readable in light and dark."""
+    import json
+
+    from playwright.sync_api import expect
+
+    from kfjupyter import pipelines
+
+    page = browser_page
+    nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": f"p{i}", "metadata": {"tags": tags},
+                     "outputs": [], "source": src} for i, (tags, src) in enumerate(PIPE_CELLS)],
+          "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+          "nbformat": 4, "nbformat_minor": 5}  # fmt: skip
+    (lab.root / "pipe.ipynb").write_text(json.dumps(nb))
+    run = pipelines.run_pipeline(lab.root / "pipe.ipynb").wait(timeout=120)
+    assert run.status == "Succeeded", run.error
+    write_notebook(lab.root / "show.ipynb", [
+        "import kfjupyter\nkfjupyter.pipelines.from_notebook('pipe.ipynb')",
+        f"kfjupyter.pipelines.get_run({run.id!r})",
+    ])  # fmt: skip
+    page.set_viewport_size({"width": 1200, "height": 1000})
+    page.goto(f"{lab.url}/lab/tree/show.ipynb?token={lab.token}")
+    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    expect(notebook.locator(".jp-Cell")).to_have_count(2, timeout=60_000)
+    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60_000)
+    run_cells(page, notebook, 2)
+
+    drawn = notebook.locator(".jp-Cell").nth(0).locator(".kf-MimePipeline")
+    expect(drawn.locator(".kf-PipelineDag-node")).to_have_count(4, timeout=60_000)
+    expect(drawn.locator(".kf-PipelineDag-edge")).to_have_count(4)
+    # dagre's layers: make above left and right, side by side, above join
+    box = {n: drawn.locator(f'.kf-PipelineDag-node[data-step="{n}"]').bounding_box() for n in ("make", "left", "right", "join")}
+    assert box["make"]["y"] < box["left"]["y"] == box["right"]["y"] < box["join"]["y"]
+    assert box["left"]["x"] != box["right"]["x"]
+
+    shown = notebook.locator(".jp-Cell").nth(1).locator(f'.kf-MimePipeline[data-run-id="{run.id}"]')
+    expect(shown.locator('.kf-PipelineDag-node[data-status="Succeeded"]')).to_have_count(4, timeout=60_000)
+    expect(shown.locator(".kf-MimeStudy-header")).to_contain_text("Succeeded")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    notebook.screenshot(path=str(SCREENSHOTS / "pipeline-notebook-light.png"))
+    switch_theme(page, "JupyterLab Dark", light=False)
+    assert_readable(shown)
+    notebook.screenshot(path=str(SCREENSHOTS / "pipeline-notebook-dark.png"))
+    switch_theme(page, "JupyterLab Light", light=True)
+    assert not [e for e in page.kf_errors if "kfjupyter" in e.lower()], page.kf_errors
