@@ -157,3 +157,35 @@ def test_a_failing_shard_fails_the_job_naming_it(tmp_path, workspace):
     assert job.child("2").status == st.FAILED and "a row over" in job.logs(channel="shard/2")
     wait_for(lambda: not processes_of(workspace), timeout=10)  # the other worker stopped with it
 
+
+
+def test_a_warm_batch_job_forks_its_host_and_predicts_what_a_cold_one_does(tmp_path, workspace):
+    """The second job of a process starts warm (kfjupyter/runtime/warm.py): the supervisor
+    and the workers' host are forks of a warm parent; the output is the cold job's, a
+    failing worker fails it the same way, and cancel leaves nothing of it running."""
+    from kfjupyter.runtime import warm
+
+    warm.pool().close()  # as in a fresh process: the first job starts cold
+    v = kfjupyter.register_model("thresholds", Thresholds(fail_over=3.9), framework="custom")
+    data = np.random.default_rng(1).random((40_000, 4))
+    cold = kfjupyter.batch_predict(v.ref, data, workers=2, shard_rows=10_000, wait=True, timeout=120)
+    assert "fork of the warm supervisor" not in cold.logs(channel="batch")
+    assert warm.pool().wait_ready(120)
+    hot = kfjupyter.batch_predict(v.ref, data, workers=2, shard_rows=10_000, wait=True, timeout=120)
+    assert hot.status == st.SUCCEEDED, hot.error
+    assert "the workers' host is a fork of the warm supervisor" in hot.logs(channel="batch")
+    assert np.array_equal(hot.result()["prediction"].to_numpy(), cold.result()["prediction"].to_numpy())
+    # a failing worker: the job fails naming the shard, as a cold one does
+    bad = data.copy()
+    bad[25_000] = 1.0
+    failed = kfjupyter.batch_predict(v.ref, bad, workers=2, shard_rows=10_000)
+    failed.wait(timeout=120, raise_on_failure=False)
+    assert failed.status == st.FAILED and "shard 2" in failed.error and "a row over 3.9" in failed.error
+    assert "fork of the warm supervisor" in failed.logs(channel="batch")
+    # cancel mid-way: the forked host and its workers go with the job
+    slow = kfjupyter.register_model("slow", Thresholds(delay=0.5), framework="custom")
+    job = kfjupyter.batch_predict(slow.ref, data, workers=2, shard_rows=2_000, wait=False)
+    wait_for(lambda: job.progress["shards_done"] >= 1, timeout=120)
+    job.cancel()
+    assert job.status == st.CANCELLED
+    wait_for(lambda: not processes_of(workspace), timeout=20)

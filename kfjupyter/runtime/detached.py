@@ -93,12 +93,18 @@ class DetachedEngine(EngineBase):
         supervisor's is ``env``); None: the job starts cold."""
         return env if self.warm_modules else None
 
+    def warm_modules_for(self, job_dir: Path) -> tuple[str, ...]:
+        """What the warm parent of this job imports (:attr:`warm_modules`; a kind may add
+        what depends on the job, e.g. the model's library)."""
+        return self.warm_modules
+
     def start(self, job_dir: Path) -> dict:
         """Start the supervisor of the job whose ``launch.json`` is in ``job_dir``: a fork
         of a warm parent when one is ready (:mod:`.warm`), else a fresh process."""
         env = self.environment()
-        return warm.start_detached(self.supervisor, job_dir, env, warm_env=self.warm_env(job_dir, env),
-                                   modules=self.warm_modules)  # fmt: skip
+        warm_env = self.warm_env(job_dir, env)
+        return warm.start_detached(self.supervisor, job_dir, env, warm_env=warm_env,
+                                   modules=self.warm_modules_for(job_dir) if warm_env is not None else ())  # fmt: skip
 
     # -- state --------------------------------------------------------------------------
     def observe(self, job_id: str, info: dict) -> Observation:

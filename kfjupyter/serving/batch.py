@@ -39,6 +39,33 @@ KIND = "batch"
 SHARD = "shard"
 PROGRESS = Channel("batch", "progress", rank=-1)
 #: rows per shard when not given: enough shards for every worker to take several
+#: What a batch job's warm parent has imported (see kfjupyter/runtime/warm.py): the
+#: supervisor, the workers' host and the input/output code, so that the host is a fork of
+#: the supervisor with the model's library, pandas and pyarrow loaded; and per framework,
+#: the modules its models load with (what unpickling a scikit-learn forest imports …).
+WARM_MODULES = ("kfjupyter.serving.batch_run", "kfjupyter.serving.batch_worker", "kfjupyter.serving.batchio",
+                "kfjupyter.serving.calls", "kfjupyter.registry.formats", "kfjupyter.store.workspace", "numpy",
+                "pandas", "pyarrow", "pyarrow.parquet")  # fmt: skip
+FRAMEWORK_MODULES = {
+    "sklearn": ("sklearn.base", "sklearn.ensemble", "sklearn.linear_model", "sklearn.tree", "joblib"),
+    "xgboost": ("xgboost",),
+    "pytorch": ("torch",),
+    "onnx": ("onnxruntime",),
+}
+
+
+def host_env(env: dict[str, str], workers: int, threads: int | None) -> dict[str, str]:
+    """The environment of a batch job's workers' host (and its workers): each worker one
+    core (``threads`` for its BLAS/OpenMP pools), pyarrow's allocator without its
+    background thread (the host forks its workers, and a process is forked only while it
+    has one thread)."""
+    env = {**env, "PYTHONUNBUFFERED": "1", "KFJUPYTER_BATCH_WORKERS": str(workers),
+           "JE_ARROW_MALLOC_CONF": "background_thread:false"}  # fmt: skip
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads or 1)
+    return env
+
+
 MIN_SHARD_ROWS = 10_000
 SHARDS_PER_WORKER = 4
 
@@ -95,8 +122,26 @@ class LocalBatchEngine(DetachedEngine):
     what = "the batch inference supervisor"
     features = Features(supervised=True, metrics=True, children=True)
 
+    warm_modules = WARM_MODULES
+
     def launch(self, job_id: str, spec: BatchSpec, job_dir: Path) -> dict:
-        return {"workers": spec.workers, "threads": spec.threads}
+        return {"workers": spec.workers, "threads": spec.threads, "framework": (spec.version or {}).get("format")}
+
+    def _launch(self, job_dir: Path) -> dict:
+        import json
+
+        from ..runtime.supervisor import LAUNCH
+
+        return json.loads((job_dir / LAUNCH).read_text())
+
+    def warm_env(self, job_dir: Path, env: dict[str, str]) -> dict[str, str] | None:
+        """The host's environment: its warm parent is started with it, so that the
+        supervisor forked from it may fork the host (:func:`host_env`)."""
+        launch = self._launch(job_dir)
+        return host_env(env, launch["workers"], launch.get("threads"))
+
+    def warm_modules_for(self, job_dir: Path) -> tuple[str, ...]:
+        return WARM_MODULES + FRAMEWORK_MODULES.get(self._launch(job_dir).get("framework") or "", ())
 
     def _spec(self, job_id: str) -> dict:
         return get_workspace().get_job(job_id).spec or {}

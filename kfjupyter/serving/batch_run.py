@@ -20,11 +20,11 @@ import sys
 import time
 
 from .. import status as st
-from ..runtime import processes
+from ..runtime import processes, warm
 from ..runtime.logs import read_lines
 from ..runtime.supervisor import Supervisor
 from . import batchio
-from .batch import SHARD
+from .batch import SHARD, host_env
 from .batch_worker import FAILED_WORKER_EXIT
 from .batchio import progress_log, progress_metrics, worker_log
 
@@ -41,7 +41,10 @@ class BatchSupervisor(Supervisor):
         with open(path, "a") as fh:
             fh.write(f"{time.strftime('%H:%M:%S')} {text}\n")
 
-    def run(self) -> None:
+    def before_threads(self) -> None:
+        """Write the plan and start the workers' host, first thing (it takes a moment to
+        load the model): a fork of this process when it may (a warm parent's fork, with
+        the model's library loaded, and one thread), else ``python -m …batch_worker``."""
         spec = self.store.get_job(self.job_id).spec
         shards = spec["shards"]
         folder = self.job_dir / "shards"
@@ -50,16 +53,31 @@ class BatchSupervisor(Supervisor):
             claim.unlink()
         (self.job_dir / PLAN).write_text(json.dumps({k: spec.get(k) for k in ("version", "shards", "columns", "method")}))
         done = {s["index"] for s in shards if batchio.shard_output(self.job_dir, s["index"]).exists()}
+        env = host_env(dict(os.environ), self.launch["workers"], self.launch.get("threads"))
+        count = min(self.launch["workers"], len(shards) - len(done))
+        log = progress_log(self.job_dir)
+        log.parent.mkdir(parents=True, exist_ok=True)  # the workers' logs are beside it
+        if warm.can_fork(env):
+            self.host = processes.fork_child(lambda: _host_child(self.job_dir, count, env, log))
+            try:
+                os.setpgid(self.host.pid, self.host.pid)  # also here: the group exists before anyone signals it
+            except (PermissionError, ProcessLookupError):
+                pass  # it has set it itself already, or is gone
+            processes.register_group(self.job_dir, self.host.pid)
+            self.forked = True
+        else:
+            self.host = processes.start_in_group([sys.executable, "-m", "kfjupyter.serving.batch_worker", str(self.job_dir),
+                                                  "--workers", str(count)], log, self.job_dir, env=env)  # fmt: skip
+            self.forked = False
+        self.plan = (spec, shards, done, count)
+
+    def run(self) -> None:
+        spec, shards, done, count = self.plan
+        host = self.host
         total_rows = sum(s["stop"] - s["start"] for s in shards)
         missing = len(shards) - len(done)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "KFJUPYTER_BATCH_WORKERS": str(self.launch["workers"])}
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[var] = str(self.launch.get("threads") or 1)  # each worker one core: N workers, N cores
-        count = min(self.launch["workers"], missing)
-        progress_log(self.job_dir).parent.mkdir(parents=True, exist_ok=True)  # the workers' logs are beside it
-        # the host first (it takes a moment to load the model), then the bookkeeping
-        host = processes.start_in_group([sys.executable, "-m", "kfjupyter.serving.batch_worker", str(self.job_dir),
-                                         "--workers", str(count)], progress_log(self.job_dir), self.job_dir, env=env)  # fmt: skip
+        if self.forked:
+            self.log("the workers' host is a fork of the warm supervisor (the model's library loaded)")
         if done:
             self.log(f"resuming: {len(done)} of {len(shards)} shards already done, running the {missing} others")
         self.store.sync_children(self.job_id, [
@@ -140,6 +158,22 @@ class BatchSupervisor(Supervisor):
 
     def _merge(self, spec: dict, shards: list[dict]) -> None:
         batchio.merge(lambda i: batchio.shard_output(self.job_dir, i), {**spec, "shards": shards}, self.job_id)
+
+
+def _host_child(job_dir, workers: int, env: dict[str, str], log) -> int:
+    """The forked host: a process group of its own, its output to the ``batch`` log, the
+    host's environment; then :func:`~.batch_worker.host` as ``python -m …batch_worker``."""
+    from ..store.workspace import forget_workspaces
+    from .batch_worker import host
+
+    processes.default_signals()
+    processes.own_group()
+    processes.die_with_parent()
+    processes.child_io(log)
+    os.environ.clear()
+    os.environ.update(env)
+    forget_workspaces()  # the store's connections are the supervisor's
+    return host(job_dir, workers)
 
 
 main = BatchSupervisor.main
