@@ -106,6 +106,19 @@ def run_cells(page, notebook, count: int) -> None:
         page.keyboard.press("Shift+Enter")
 
 
+def open_and_run(page, lab, name: str, cells: list[str]):
+    """Write notebook ``name`` of ``cells``, open it, run every cell once its kernel is idle; its panel."""
+    from playwright.sync_api import expect
+
+    write_notebook(lab.root / name, cells)
+    page.goto(f"{lab.url}/lab/tree/{name}?token={lab.token}")
+    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    expect(notebook.locator(".jp-Cell")).to_have_count(len(cells), timeout=60_000)
+    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60_000)
+    run_cells(page, notebook, len(cells))
+    return notebook
+
+
 def switch_theme(page, name: str, light: bool) -> None:
     from playwright.sync_api import expect
 
@@ -252,12 +265,7 @@ def test_training_widget_chart_has_axes_and_no_cancel_once_finished(lab, browser
     from playwright.sync_api import expect
 
     page = browser_page
-    write_notebook(lab.root / "train.ipynb", ["%load_ext kfjupyter\nimport kfjupyter", TRAIN_CELL])
-    page.goto(f"{lab.url}/lab/tree/train.ipynb?token={lab.token}")
-    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
-    expect(notebook.locator(".jp-Cell")).to_have_count(2, timeout=60_000)
-    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60_000)
-    run_cells(page, notebook, 2)
+    notebook = open_and_run(page, lab, "train.ipynb", ["%load_ext kfjupyter\nimport kfjupyter", TRAIN_CELL])
 
     # The widget's chart: the MIME renderer's ECharts chart, with ticks on both axes.
     output = notebook.locator(".jp-Cell").nth(1).locator(".jp-Cell-outputArea")
@@ -332,16 +340,11 @@ def test_a_pipeline_and_its_run_are_drawn_in_the_notebook_as_the_panel_draws_the
     (lab.root / "pipe.ipynb").write_text(json.dumps(nb))
     run = pipelines.run_pipeline(lab.root / "pipe.ipynb").wait(timeout=120)
     assert run.status == "Succeeded", run.error
-    write_notebook(lab.root / "show.ipynb", [
+    page.set_viewport_size({"width": 1200, "height": 1000})
+    notebook = open_and_run(page, lab, "show.ipynb", [
         "import kfjupyter\nkfjupyter.pipelines.from_notebook('pipe.ipynb')",
         f"kfjupyter.pipelines.get_run({run.id!r})",
     ])  # fmt: skip
-    page.set_viewport_size({"width": 1200, "height": 1000})
-    page.goto(f"{lab.url}/lab/tree/show.ipynb?token={lab.token}")
-    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
-    expect(notebook.locator(".jp-Cell")).to_have_count(2, timeout=60_000)
-    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60_000)
-    run_cells(page, notebook, 2)
 
     drawn = notebook.locator(".jp-Cell").nth(0).locator(".kf-MimePipeline")
     expect(drawn.locator(".kf-PipelineDag-node")).to_have_count(4, timeout=60_000)
