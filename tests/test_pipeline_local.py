@@ -202,6 +202,37 @@ def test_imports_that_start_threads_turn_forking_off(workdir):
     run = run_pipeline(nb).wait(raise_on_failure=False, timeout=60, poll=0.02)
     assert run.status == st.SUCCEEDED, run.error
     assert "the imports cells started threads (1): every step runs as a fresh python process" in run.logs()
+    assert json.loads((run.job_dir / "warm_hints.json").read_text()) == []  # nothing for a warm parent to import
+
+
+def test_the_next_warm_run_starts_with_the_installed_modules_the_run_before_imported(workdir):
+    """The supervisor names what it preloaded from the installed packages and the standard
+    library (not the notebook's own modules) to the warm parents; the next run's supervisor
+    is a spare that has them loaded: its steps find them imported though nothing imported them."""
+    from kfjupyter.runtime import warm
+
+    warm.pool().close()  # a warm parent started by this test's first run, with its hints
+    (workdir / "own_helpers.py").write_text("VALUE = 3\n")
+    first = write_notebook(
+        workdir / "first.ipynb",
+        [(["imports"], "import colorsys\nimport own_helpers"), (["step:one"], "x = colorsys.rgb_to_hsv(1, 0, 0)[0]")],
+    )
+    run = run_pipeline(first).wait(raise_on_failure=False, timeout=60, poll=0.02)
+    assert run.status == st.SUCCEEDED, run.error
+    assert not run.record.backend_info.get("warm")
+    assert json.loads((run.job_dir / warm.HINTS).read_text()) == ["colorsys"]
+    assert warm.pool().wait_ready(120)
+    second = write_notebook(
+        workdir / "second.ipynb",
+        [(["imports"], "import sys"), (["step:look"], "print('loaded:', 'colorsys' in sys.modules, 'own_helpers' in sys.modules)")],
+    )
+    try:
+        again = run_pipeline(second).wait(raise_on_failure=False, timeout=60, poll=0.02)
+        assert again.status == st.SUCCEEDED, again.error
+        assert again.record.backend_info.get("warm")
+        assert "loaded: True False" in again.step_logs("look")
+    finally:
+        warm.pool().close()
 
 
 def test_independent_branches_respect_max_parallel_with_plain_step_processes(workdir, monkeypatch):

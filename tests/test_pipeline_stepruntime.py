@@ -76,6 +76,16 @@ def test_a_parameter_from_the_notebook_never_enters_the_program(tmp_path):
     assert not (tmp_path / "PWNED").exists()
 
 
+def test_the_parser_is_built_once_and_each_command_line_is_its_own():
+    """A supervisor builds the parser before it forks its steps; parsing one command line
+    leaves nothing behind for the next (the ``append`` lists start empty each time)."""
+    first = stepruntime._parser().parse_args(["--program", "a.py", "--input", "x", "/v/x", "--metric", "m"])
+    second = stepruntime._parser().parse_args(["--program", "b.py"])
+    assert stepruntime._parser() is stepruntime._parser()
+    assert first.input == [["x", "/v/x"]] and first.metric == ["m"]
+    assert (second.program, second.input, second.output, second.param, second.metric) == ("b.py", [], [], [], [])
+
+
 def test_parameter_types(tmp_path):
     out = tmp_path / "out"
     r = run_step(

@@ -335,3 +335,68 @@ def test_the_pool_is_on_unless_turned_off(monkeypatch):
         assert warm.enabled() == sys.platform.startswith("linux")
     monkeypatch.setenv("KFJUPYTER_WARM", "0")
     assert not warm.enabled()
+
+
+# -- import hints: a spare with the job's modules loaded ------------------------------------------------
+#: a supervisor module for the spare tests: says what its process has loaded, and whose fork it is
+FAKE_SUPERVISOR = """
+import json, os, sys, threading
+def main():
+    out = {"ppid": os.getppid(), "hinted": "hinted_mod" in sys.modules, "thready": "thready_mod" in sys.modules,
+           "threads": threading.active_count()}
+    with open(os.path.join(sys.argv[1], "seen.json"), "w") as fh:
+        json.dump(out, fh)
+if __name__ == "__main__":
+    main()
+"""
+
+
+def _spare_job(tmp_path, hinted: list[str], modules: dict[str, str]) -> tuple[dict, int, "warm.WarmParent"]:
+    """A warm parent told to import ``hinted`` (modules written to a folder of their own),
+    and the job it serves: what the job's supervisor saw, and the keeper's pid."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "fake_supervisor.py").write_text(FAKE_SUPERVISOR)
+    for name, source in modules.items():
+        (lib / f"{name}.py").write_text(source)
+    hints = tmp_path / warm.HINTS
+    hints.write_text(json.dumps(hinted))
+    env = {**os.environ, "PYTHONPATH": str(lib)}
+    parent = warm.WarmParent(warm.startup_env(env), ("json",), hints=hints)
+    assert parent.is_ready(60), parent.why
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    pid = parent.fork("fake_supervisor", job_dir, env)
+    assert pid
+    wait_for(lambda: (job_dir / "seen.json").exists(), timeout=60)
+    return json.loads((job_dir / "seen.json").read_text()), pid, parent
+
+
+def test_a_hinted_module_is_loaded_in_the_spare_the_next_job_starts_from(tmp_path):
+    marker = tmp_path / "imported-by"
+    seen, pid, parent = _spare_job(tmp_path, ["hinted_mod", "no_such_hinted_module"], {
+        "hinted_mod": f"import os\nopen({str(marker)!r}, 'a').write(str(os.getpid()) + '\\n')\n",
+    })
+    try:
+        # the job's keeper is the spare that imported the hint, before the job came
+        assert marker.read_text().split() == [str(pid)]
+        assert seen == {"ppid": pid, "hinted": True, "thready": False, "threads": 1}
+        assert parent.proc.poll() is None and parent.is_ready()  # the warm parent itself imported nothing
+    finally:
+        parent.close()
+
+
+def test_a_hinted_module_that_starts_a_thread_leaves_the_job_a_cold_start(tmp_path):
+    seen, pid, parent = _spare_job(tmp_path, ["thready_mod"], {
+        "thready_mod": "import threading, time\nthreading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n",
+    })
+    try:
+        # the spare did not fork with a thread: it became a fresh keeper (the same pid), the job a cold one
+        assert seen == {"ppid": pid, "hinted": False, "thready": False, "threads": 1}
+        assert parent.is_ready()  # and the pool is still usable
+        job_dir = tmp_path / "job2"
+        job_dir.mkdir()
+        assert parent.fork("fake_supervisor", job_dir, {**os.environ, "PYTHONPATH": str(tmp_path / "lib")})
+        wait_for(lambda: (job_dir / "seen.json").exists(), timeout=60)
+    finally:
+        parent.close()

@@ -10,11 +10,23 @@ kernel per step), as soon as the steps it depends on are done, at most
 Each step is a process of its own. On Linux it is a fork of the supervisor, which has
 imported the modules of the pipeline's ``imports`` cells once (before its first fork), so
 a step starts in milliseconds instead of paying for the interpreter and its imports
-again; the fork resets its signals, output, environment, working directory and store
+again (and it tells the warm parent it came from which of them to import for the next
+run: :data:`~kfjupyter.runtime.warm.HINTS`, see :meth:`PipelineSupervisor.preload`);
+the fork resets its signals, output, environment, working directory and store
 connections and runs ``stepruntime.main`` exactly as ``python stepruntime.py ARGS``
 would. ``KFJUPYTER_PIPELINE_FORK=0``, a platform other than Linux, or imports that start
 threads (a fork of a threaded process can deadlock) start every step as a fresh
 ``python stepruntime.py …`` instead.
+
+The supervisor's loop is shaped for a short time from one step's end to the next one's
+start: it sleeps on a pidfd of each running step (``os.pidfd_open``), so a step's exit
+wakes it at once (a poll every :data:`POLL_S` where there are no pidfds), and of what a
+finished step leaves to do only its outputs' content hashes come before the steps after
+it are decided and forked; its cache entry, its record (``finished_at`` as it was when
+the step was reaped) and the run's progress line follow, as do the records of the steps
+just started (:meth:`PipelineSupervisor.flush`: in the order the events happened, and
+always before anything else is recorded: a cached step, a failure, a cancel, the run's
+end).
 
 * a step whose cache key (:mod:`.cache`) has a stored result is not run: the result is
   linked into the run (status ``Cached``); with ``resume`` a step that succeeded in the
@@ -43,12 +55,13 @@ import functools
 import importlib
 import json
 import os
+import select
 import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 
 from .. import status as st
@@ -63,7 +76,10 @@ from . import steps as ksteps
 from .model import Pipeline, Step
 
 RUN_LOG = "run.log"
+#: the loop's turn when it cannot sleep on the steps' pidfds
 POLL_S = 0.01
+#: the loop's longest sleep on pidfds (a step's exit wakes it at once; a cancel within this)
+WAKE_S = 0.1
 
 # step states beyond the job states
 SKIPPED = st.SKIPPED
@@ -126,15 +142,34 @@ def imported_modules(source: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def fork_step(args: list[str], env: dict[str, str], workdir: str | None, log: Path) -> ForkedProcess:
+def _installed(name: str) -> bool:
+    """Whether the loaded module ``name`` comes from the standard library or the installed
+    packages (not from the notebook's folder, nor from a project installed as editable)."""
+    import sysconfig
+
+    origin = getattr(sys.modules.get(name), "__file__", None)
+    if not origin:
+        return name in sys.builtin_module_names
+    path = os.path.realpath(origin)
+    roots = {os.path.realpath(p) for key, p in sysconfig.get_paths().items()
+             if key in ("stdlib", "platstdlib", "purelib", "platlib") and p}  # fmt: skip
+    return any(path.startswith(root + os.sep) for root in roots)
+
+
+def fork_step(args: list[str], env: dict[str, str], workdir: str | None, log: Path,
+              close: tuple[int, ...] = ()) -> ForkedProcess:  # fmt: skip
     """Run ``stepruntime.main(args)`` in a fork of this process: a process of its own,
     like ``python stepruntime.py ARGS``, without the interpreter start and the imports
-    that the supervisor has already paid for. Its output goes to ``log``."""
-    return fork_child(lambda: _step_child(args, env, workdir, log))
+    that the supervisor has already paid for. Its output goes to ``log``; the file
+    descriptors ``close`` (the supervisor's own) are closed in it."""
+    return fork_child(lambda: _step_child(args, env, workdir, log, close))
 
 
-def _step_child(args: list[str], env: dict[str, str], workdir: str | None, log: Path) -> int:
+def _step_child(args: list[str], env: dict[str, str], workdir: str | None, log: Path,
+                close: tuple[int, ...] = ()) -> int:  # fmt: skip
     """The forked step: its own process group, output, environment and folder, then the step."""
+    for fd in close:
+        os.close(fd)
     default_signals()
     os.setpgid(0, 0)  # a process group of its own: stopping the step stops what it started
     die_with_parent()
@@ -174,6 +209,8 @@ class PipelineSupervisor(Supervisor):
         self.fork = sys.platform.startswith("linux") and os.environ.get("KFJUPYTER_PIPELINE_FORK", "1") != "0"
         self._preloaded = False
         self._resumed: dict[str, Any] = {}
+        self._pidfds: dict[str, int] = {}  # running step → a pidfd of its process
+        self._later: list[Callable[[], None]] = []  # records still to write (see flush)
         self._log = open(self.job_dir / RUN_LOG, "a", buffering=1, encoding="utf-8")
 
     # -- plumbing ----------------------------------------------------------------
@@ -187,10 +224,49 @@ class PipelineSupervisor(Supervisor):
         self.status[name] = status
         ksteps.update_step(self.store, self.run_id, name, status=status, **fields)
 
+    def flush(self, until_a_step_ends: bool = False) -> None:
+        """Write the records left for later (finished steps' results, started steps'
+        records: see the module docstring), in the order they were left; with
+        ``until_a_step_ends``, only until a running step has ended (the loop reaps it
+        and starts what it unblocks first, then comes back for the rest)."""
+        while self._later:
+            if until_a_step_ends and self._a_step_ended():
+                return
+            self._later.pop(0)()
+
+    def _a_step_ended(self) -> bool:
+        fds = list(self._pidfds.values())
+        return bool(fds) and bool(select.select(fds, [], [], 0)[0])
+
+    def wait_for_steps(self) -> None:
+        """Sleep until a running step ends (its pidfd is readable), at most :data:`WAKE_S`
+        (:data:`POLL_S` without pidfds)."""
+        if self._later:
+            return  # records to write first (a step has ended meanwhile)
+        fds = list(self._pidfds.values())
+        if fds and len(fds) == len(self.running):
+            select.select(fds, [], [], WAKE_S)
+        else:
+            time.sleep(POLL_S)
+
+    def _watch(self, name: str, pid: int) -> None:
+        try:
+            self._pidfds[name] = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            pass  # no pidfds here (an old kernel): the loop polls
+
+    def _unwatch(self, name: str) -> None:
+        fd = self._pidfds.pop(name, None)
+        if fd is not None:
+            os.close(fd)
+
     def preload(self) -> None:
         """Import the modules of the ``imports`` cells once, here, so that every step
         (a fork of this process) starts with them loaded."""
         self._preloaded = True
+        from . import stepruntime
+
+        stepruntime._parser()  # noqa: SLF001  (built once, here: every fork has it)
         if self.workdir and self.workdir not in sys.path:
             sys.path.insert(0, self.workdir)  # the notebook's own modules
         started = time.monotonic()
@@ -205,12 +281,28 @@ class PipelineSupervisor(Supervisor):
         import threading
 
         if threading.active_count() > 1:  # forking a process with threads can deadlock the child
+            self.write_hints([])
             self.fork = False
             self.say(f"the imports cells started threads ({threading.active_count() - 1}): every step runs as "
                      "a fresh python process instead of a fork")
             return
+        self.write_hints([m for m in loaded if _installed(m)])
         self.say(f"steps are forked from this process with {', '.join(loaded) or 'no modules'} loaded "
                  f"({took:.2f} s)" + (f"; could not preload {', '.join(failed)}" if failed else ""))
+
+    def write_hints(self, modules: list[str]) -> None:
+        """Name ``modules`` to the warm parents (``JOB_DIR/warm_hints.json``): the next
+        run's supervisor may start with them loaded (see :mod:`kfjupyter.runtime.warm`).
+        Only installed modules are named (a notebook's own module may change before then),
+        and none at all when the imports started a thread."""
+        from ..runtime.warm import HINTS
+
+        path = self.job_dir / HINTS
+        try:
+            path.with_suffix(".tmp").write_text(json.dumps(modules), encoding="utf-8")
+            os.replace(path.with_suffix(".tmp"), path)
+        except OSError:
+            pass  # hints only: the next run preloads what this one did
 
     # -- the cache -----------------------------------------------------------------
     def fingerprint(self, step: Step) -> dict[str, Any]:
@@ -285,11 +377,13 @@ class PipelineSupervisor(Supervisor):
     def start(self, name: str) -> None:
         decision = self.decide(name)
         if decision["hit"]:
+            self.flush()
             self.record_cached(decision)
             self.progress()
         else:
             self.spawn(decision)
-            self.record_started(name)
+            self.status[name] = st.RUNNING  # recorded by flush, once every ready step is forked
+            self._later.append(functools.partial(self.record_started, name, self.running[name]))
 
     def record_cached(self, d: dict[str, Any]) -> None:
         name, log_src = d["name"], d["log_src"]
@@ -338,21 +432,30 @@ class PipelineSupervisor(Supervisor):
         if self.fork and not self._preloaded:
             self.preload()
         if self.fork:
-            proc = fork_step(argv[3:], env, self.workdir, sdir / "log")
+            proc = fork_step(argv[3:], env, self.workdir, sdir / "log", close=tuple(self._pidfds.values()))
             self.register_group(proc.pid)
         else:
             proc = start_in_group(argv, sdir / "log", self.job_dir, env=env, cwd=self.workdir)
         self.running[name] = (proc, dict(d, started=started))
+        self._watch(name, proc.pid)
 
-    def record_started(self, name: str) -> None:
-        proc, info = self.running[name]
+    def record_started(self, name: str, started: tuple[Any, dict] | None = None) -> None:
+        """The record of a step just started (``started``: its process and decision, as
+        :meth:`spawn` left them; by default, from the steps running now)."""
+        proc, info = started or self.running[name]
         reason = info["reason"] or self.explain(self.pipeline.steps[name], info["fp"])
-        self.set_step(name, st.RUNNING, cached=False, cache_key=info["key"], fingerprint=info["fp"],
-                      cache_reason=reason, started_at=info["started"])
+        if self.status[name] == st.PENDING:  # (a deferred record never takes back a later state)
+            self.status[name] = st.RUNNING
+        ksteps.update_step(self.store, self.run_id, name, status=st.RUNNING, cached=False, cache_key=info["key"],
+                           fingerprint=info["fp"], cache_reason=reason, started_at=info["started"])
         self.say(f"step {name}: started (pid {proc.pid}); {reason}")
 
     def finished(self, name: str, code: int) -> None:
+        """A step's process ended with ``code``. A success gives the steps after it their
+        inputs' hashes now; its cache entry and record are left to :meth:`flush`."""
+        finished_at = _now()
         proc, info = self.running.pop(name)
+        self._unwatch(name)
         step = self.pipeline.steps[name]
         sdir = step_dir(self.job_dir, name)
         if code == 0:
@@ -361,20 +464,14 @@ class PipelineSupervisor(Supervisor):
             try:
                 hashes = {v: content_hash(value_dir(self.job_dir, name, v)) for v in step.outputs}
             except OSError as exc:
+                self.flush()
                 self.fail(name, f"step {name}: its outputs could not be read: {exc}")
                 return
             self.hashes[name] = hashes
-            if step.cache:
-                entry = {"run_id": self.run_id, "step": name, "pipeline": self.pipeline.name,
-                         "outputs": hashes, "fingerprint": info["fp"], "created": time.time()}
-                try:
-                    kcache.store(self.home, info["key"], entry, sdir, files_dir(self.job_dir, name))
-                except OSError as exc:
-                    self.say(f"step {name}: its result could not be cached: {exc}")
-            self.set_step(name, st.SUCCEEDED, outputs=hashes)
-            self.say(f"step {name}: succeeded")
-            self.progress()
+            self.status[name] = st.SUCCEEDED  # the steps after it may be decided now
+            self._later.append(functools.partial(self.record_succeeded, name, info, hashes, finished_at))
             return
+        self.flush()
         error_file = sdir / "error.txt"
         if error_file.exists() and error_file.read_text(errors="replace").strip():
             detail = error_file.read_text(errors="replace")
@@ -382,6 +479,22 @@ class PipelineSupervisor(Supervisor):
             detail = "\n".join(read_lines(sdir / "log", 40))
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
         self.fail(name, f"step {name} failed ({how}):\n{detail}".rstrip())
+
+    def record_succeeded(self, name: str, info: dict, hashes: dict[str, str], finished_at: datetime) -> None:
+        """A succeeded step's cache entry, its record and the run's progress line."""
+        step = self.pipeline.steps[name]
+        if step.cache:
+            entry = {"run_id": self.run_id, "step": name, "pipeline": self.pipeline.name,
+                     "outputs": hashes, "fingerprint": info["fp"], "created": time.time()}
+            try:
+                kcache.store(self.home, info["key"], entry, step_dir(self.job_dir, name),
+                             files_dir(self.job_dir, name))  # fmt: skip
+            except OSError as exc:
+                self.say(f"step {name}: its result could not be cached: {exc}")
+        self.set_step(name, st.SUCCEEDED, outputs=hashes, finished_at=finished_at)
+        self.say(f"step {name}: succeeded")
+        if self.running or self.ready():
+            self.progress()  # (else the run ends now, and its end gives the run its message)
 
     def progress(self) -> None:
         """The run's message while it runs: how many steps are done."""
@@ -406,8 +519,10 @@ class PipelineSupervisor(Supervisor):
 
     def stop_all(self) -> None:
         kill_groups([proc.pid for proc, _ in self.running.values()])
+        self.flush()
         for name, (proc, _) in list(self.running.items()):
             proc.poll()
+            self._unwatch(name)
             self.set_step(name, st.CANCELLED, error="cancelled by the user")
         self.running.clear()
         for name, state in self.status.items():
@@ -473,9 +588,11 @@ class PipelineSupervisor(Supervisor):
                         break
                     self.start(name)
                     progressed = True
-            if not self.running and not self.ready():
+            self.flush(until_a_step_ends=True)
+            if not self.running and not self.ready() and not self._later:
                 break
-            time.sleep(POLL_S)
+            self.wait_for_steps()
+        self.flush()
         counts: dict[str, int] = {}
         for state in self.status.values():
             counts[state] = counts.get(state, 0) + 1

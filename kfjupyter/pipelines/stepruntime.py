@@ -655,7 +655,19 @@ def _fail(text):
     sys.exit(1)
 
 
+_PARSER = None
+
+
 def _parser():
+    """The command line's parser, built once per process (a supervisor builds it before
+    it forks its steps: each fork parses with it at no cost)."""
+    global _PARSER
+    if _PARSER is None:
+        _PARSER = _new_parser()
+    return _PARSER
+
+
+def _new_parser():
     p = argparse.ArgumentParser(prog="stepruntime", description="Run one kfjupyter pipeline step.")
     p.add_argument("--program", required=True, help="the step's generated program")
     p.add_argument("--step", default="step", help="the step's name (for messages)")

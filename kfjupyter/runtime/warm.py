@@ -34,6 +34,23 @@ kind's modules (torch and the training supervisor, say) and then does one thing:
   (every multi-rank job's default); a parent that has threads after its imports says so
   and is not used (``/proc/self/task`` is checked before every fork).
 
+**Import hints, and a spare.** A job's supervisor may write ``JOB_DIR/warm_hints.json``
+(:data:`HINTS`: a JSON list of module names) naming what else its processes import (a
+pipeline's supervisor: the modules of the notebook's ``imports`` cells that it loaded
+from the installed packages and the standard library, when none of them started a
+Python thread; see :mod:`kfjupyter.pipelines.local`). Those modules may start native
+threads (numpy's BLAS pool does), so the warm parent never imports them itself: it forks
+a **spare**, a keeper-to-be that imports them and then waits for one request; the next
+job of the parent is handed to the spare (its pid is the job's keeper's) instead of to a
+fresh fork, and it starts with the hinted modules loaded, as a supervisor that has
+preloaded them would be. A spare is forked only once the job it follows has ended (at
+most ``KFJUPYTER_WARM_AFTER_S`` seconds later: the job has the CPUs first), from the
+hints of the newest job that wrote any (the first: the cold job that started the
+parent). A spare whose hinted imports started a Python thread forks nothing: given its
+job it becomes a fresh ``python -m kfjupyter.runtime.keeper`` (an ``exec``, with the
+pid the owner was told), the job's cold start. A spare leaves when its warm parent
+does (its request pipe's end of file).
+
 The pool (:func:`pool`) is started lazily: the first job of a kind runs cold and starts a
 warm parent beside it, for the next. It holds at most ``KFJUPYTER_WARM_SIZE`` parents
 (default 2, one per distinct environment; the least recently used goes first), each
@@ -44,7 +61,9 @@ at its end of file (the owner exited, however it died); on Linux it also gets SI
 when the owner's thread that started it ends (``PR_SET_PDEATHSIG``). The jobs forked from
 it are detached as cold ones are and outlive both.
 
-Usage (the owner starts it): ``python -u -m kfjupyter.runtime.warm MODULE…``.
+Usage (the owner starts it): ``python -u -m kfjupyter.runtime.warm [--after PID] MODULE…``, with
+``KFJUPYTER_WARM_HINTS=FILE`` in its environment when there are import hints to read
+(not on its command line: a job's files are not named there).
 """
 
 from __future__ import annotations
@@ -67,9 +86,12 @@ PER_JOB = frozenset({
     "TORCHELASTIC_RUN_ID", "TORCHELASTIC_USE_AGENT_STORE", "TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_MAX_RESTARTS",
     "KFJUPYTER_HOME", "KFJUPYTER_JOB_ID", "KFJUPYTER_BUNDLE", "KFJUPYTER_OUTPUT_DIR", "KFJUPYTER_METRICS_FILE",
     "KFJUPYTER_ERROR_FILE", "KFJUPYTER_STORE_FD", "KFJUPYTER_STEP", "KFJUPYTER_WARM", "KFJUPYTER_WARM_SIZE",
-    "KFJUPYTER_WARM_IDLE_S", "KFJUPYTER_WARM_AFTER_S",
+    "KFJUPYTER_WARM_IDLE_S", "KFJUPYTER_WARM_AFTER_S", "KFJUPYTER_WARM_HINTS",
     "PYTEST_CURRENT_TEST",  # pytest changes it in every phase of every test
 })  # fmt: skip
+
+#: A job's list of modules its processes import beyond a kind's own (see "Import hints").
+HINTS = "warm_hints.json"
 
 #: In a warm parent and its forks: the environment it started with (less :data:`PER_JOB`)
 #: and the ``sys.path`` a program started as a script gets after its own folder.
@@ -145,9 +167,12 @@ def _program_child(script: Path, env: dict[str, str], cwd: str | None, log: Path
 def _serve(argv: list[str]) -> None:
     global _started_env, _base_path
     _base_path = list(sys.path[1:])
+    after_s = float(os.environ.get("KFJUPYTER_WARM_AFTER_S", "20"))
     if argv[:1] == ["--after"]:  # a cold job is starting: let it have the CPUs first
-        _wait_for(int(argv[1]), float(os.environ.get("KFJUPYTER_WARM_AFTER_S", "20")))
+        _wait_for(int(argv[1]), after_s)
         argv = argv[2:]
+    # where to read import hints from, the newest first
+    hints = [Path(p) for p in [os.environ.pop("KFJUPYTER_WARM_HINTS", "")] if p]
     modules = argv
     _started_env = startup_env(dict(os.environ))
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the jobs it forks are reaped by the system
@@ -168,19 +193,113 @@ def _serve(argv: list[str]) -> None:
         return
     reply.write(json.dumps({"ready": True, "failed": failed}) + "\n")
     pending = b""
+    spare: tuple[int, int] | None = None  # (pid, request pipe) of the spare, once forked
+    last_job, last_at = None, 0.0  # the keeper forked last, and when
+    active = time.monotonic()
     while True:
-        readable, _, _ = select.select([0], [], [], idle)
+        if spare is None and hints and threads() == 1:
+            if last_job is None or not _alive(last_job) or time.monotonic() - last_at > after_s:
+                names = _read_hints(hints)
+                spare = _fork_spare(names, reply.fileno()) if names else None
+                if not names:
+                    hints = []  # nothing to import: no spare until a job writes hints
+        wait = idle - (time.monotonic() - active)
+        if hints and spare is None:
+            wait = min(wait, 0.2)  # soon: whether the job before the spare has ended
+        readable, _, _ = select.select([0], [], [], max(0.0, wait))
         if not readable:
-            return  # idle too long: the pool shrinks
+            if time.monotonic() - active >= idle:
+                return  # idle too long: the pool shrinks (a spare leaves with it)
+            continue
         chunk = os.read(0, 65536)
         if not chunk:
             return  # the owner is gone
+        active = time.monotonic()
         pending += chunk
         while b"\n" in pending:
             line, pending = pending.split(b"\n", 1)
             request = json.loads(line)
-            pid = _fork_keeper(request) if threads() == 1 else None
+            pid = None
+            if spare is not None:
+                pid = _hand_to_spare(spare, line)
+                spare = None
+            if pid is None and threads() == 1:
+                pid = _fork_keeper(request)
+            if pid:
+                last_job, last_at = pid, time.monotonic()
+                hints = [Path(request["job_dir"]) / HINTS, *hints[:1]]  # its hints, once it has written them
             reply.write(json.dumps({"pid": pid}) + "\n")
+
+
+def _alive(pid: int) -> bool:
+    from .processes import alive
+
+    return alive(pid)
+
+
+def _read_hints(paths: list[Path]) -> list[str]:
+    """The module names of the first hints file of ``paths`` that can be read."""
+    for path in paths:
+        try:
+            names = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(names, list):
+            return [n for n in names if isinstance(n, str) and n]
+    return []
+
+
+def _fork_spare(names: list[str], reply_fd: int) -> tuple[int, int] | None:
+    """Fork a spare that imports ``names`` and waits for one request (see the module
+    docstring): its pid and the end of its request pipe."""
+    read_end, write_end = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        os.close(read_end)
+        return pid, write_end
+    from .processes import run_as_program
+
+    os.close(write_end)
+    run_as_program(lambda: _spare(names, read_end, reply_fd))
+
+
+def _spare(names: list[str], fd: int, reply_fd: int) -> int:
+    import importlib
+
+    null = os.open(os.devnull, os.O_RDWR)
+    for std in (0, 1):  # the owner's pipes are the warm parent's, not the spare's
+        os.dup2(null, std)
+    os.close(null)
+    os.close(reply_fd)
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except BaseException:  # noqa: BLE001,S110  (the job imports it again, and fails with the real error)
+            pass
+    fresh = threading.active_count() != 1  # forking now could deadlock: start the job cold
+    data = b""
+    while b"\n" not in data:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return 0  # the warm parent is gone, and no job came
+        data += chunk
+    os.close(fd)
+    _become_keeper(json.loads(data.split(b"\n", 1)[0]), fresh=fresh)
+    return 0
+
+
+def _hand_to_spare(spare: tuple[int, int], line: bytes) -> int | None:
+    """Give the request ``line`` to the spare: its pid (None: it is gone)."""
+    pid, fd = spare
+    try:
+        ok = _alive(pid) and os.write(fd, line + b"\n") == len(line) + 1
+    except OSError:
+        ok = False
+    finally:
+        os.close(fd)
+    return pid if ok else None
 
 
 def _wait_for(pid: int, most: float) -> None:
@@ -198,31 +317,40 @@ def _fork_keeper(request: dict) -> int:
     pid = os.fork()
     if pid:
         return pid
-    from .processes import PRIVATE_UMASK, child_io, default_signals, run_as_program
+    from .processes import run_as_program
 
-    def keeper() -> None:
-        from . import keeper as keeper_module
+    run_as_program(lambda: _become_keeper(request))
 
-        default_signals()
-        os.setsid()  # a session of its own: it outlives the owner, as a cold keeper does
-        os.umask(PRIVATE_UMASK)
-        job_dir = Path(request["job_dir"])
-        child_io(job_dir / "supervisor.log", keep_fds=())
-        os.environ.clear()
-        os.environ.update(request["env"])
-        os.chdir(request["cwd"])
-        sys.path[0] = request["cwd"]
-        sys.argv = [keeper_module.__file__, request["module"], str(job_dir)]
-        keeper_module.main([request["module"], str(job_dir)])
 
-    run_as_program(keeper)
+def _become_keeper(request: dict, fresh: bool = False) -> None:
+    """In a fork of the warm parent: be the job's keeper, as a cold one would be (with
+    ``fresh``, by ``exec``-ing a cold one)."""
+    from . import keeper as keeper_module
+    from .processes import KEEPER, PRIVATE_UMASK, child_io, default_signals
+
+    default_signals()
+    os.setsid()  # a session of its own: it outlives the owner, as a cold keeper does
+    os.umask(PRIVATE_UMASK)
+    job_dir = Path(request["job_dir"])
+    child_io(job_dir / "supervisor.log", keep_fds=())
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.chdir(request["cwd"])
+    if fresh:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, "-m", KEEPER, request["module"], str(job_dir)])
+    sys.path[0] = request["cwd"]
+    sys.argv = [keeper_module.__file__, request["module"], str(job_dir)]
+    keeper_module.main([request["module"], str(job_dir)])
 
 
 # -- the owner's side ---------------------------------------------------------------------------------
 class WarmParent:
     """One warm parent process, as its owner sees it."""
 
-    def __init__(self, env: dict[str, str], modules: tuple[str, ...], after: int | None = None):
+    def __init__(self, env: dict[str, str], modules: tuple[str, ...], after: int | None = None,
+                 hints: Path | None = None):  # fmt: skip
         from .processes import die_with_parent
 
         self.env = env
@@ -233,7 +361,8 @@ class WarmParent:
         self._pending = b""
         self.proc = subprocess.Popen(
             [sys.executable, "-u", "-m", __name__, *(["--after", str(after)] if after else []), *modules],
-            env={**env, **{k: v for k, v in os.environ.items() if k.startswith("KFJUPYTER_WARM_")}},
+            env={**env, **{k: v for k, v in os.environ.items() if k.startswith("KFJUPYTER_WARM_")},
+                 **({"KFJUPYTER_WARM_HINTS": str(hints)} if hints else {})},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True,
             preexec_fn=die_with_parent if threading.current_thread() is threading.main_thread() else None,
@@ -312,9 +441,11 @@ class Pool:
                 current = None
             return current if current is not None and current.is_ready() else None
 
-    def prepare(self, env: dict[str, str], modules: Iterable[str], after: int | None = None) -> None:
+    def prepare(self, env: dict[str, str], modules: Iterable[str], after: int | None = None,
+                hints: Path | None = None) -> None:  # fmt: skip
         """Start the warm parent for ``env`` unless there is one (it imports once the
-        process ``after`` has ended, at most ``KFJUPYTER_WARM_AFTER_S`` seconds later)."""
+        process ``after`` has ended, at most ``KFJUPYTER_WARM_AFTER_S`` seconds later;
+        ``hints``: the import hints file of that job, see the module docstring)."""
         key = self.key(env, modules)
         with self.lock:
             if key in self.parents:
@@ -322,7 +453,7 @@ class Pool:
             while len(self.parents) >= self.size():
                 oldest = min(self.parents, key=lambda k: self.parents[k].used)
                 self.parents.pop(oldest).close()
-            self.parents[key] = WarmParent(startup_env(env), key[1], after)
+            self.parents[key] = WarmParent(startup_env(env), key[1], after, hints)
 
     def wait_ready(self, timeout: float = 60.0) -> bool:
         """Wait until every warm parent started has done its imports; whether all are ready."""
@@ -364,7 +495,7 @@ def start_detached(module: str, job_dir: Path, env: dict[str, str], *, warm_env:
     if pid:
         return {"pid": pid, "create_time": create_time(pid), "job_dir": str(job_dir), "warm": True}
     info = start_cold(module, job_dir, env)
-    _pool.prepare(warm_env, modules, after=info["pid"])
+    _pool.prepare(warm_env, modules, after=info["pid"], hints=Path(job_dir) / HINTS)
     return info
 
 
