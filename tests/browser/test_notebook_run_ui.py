@@ -47,9 +47,16 @@ def test_a_sweep_started_from_the_notebook_toolbar_and_its_results_table(lab, br
     notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
     expect(notebook.locator(".jp-Cell")).to_have_count(2, timeout=60_000)
 
-    # The command palette has it too.
-    page.keyboard.press("Control+Shift+C")
-    page.locator(".lm-CommandPalette-input").fill("Run with parameters")
+    # The command palette has it too (the shortcut works once the shell handles keys:
+    # pressed again until the palette shows, never while it shows: it toggles).
+    palette = page.locator(".lm-CommandPalette-input")
+    for _ in range(20):
+        if palette.is_visible():
+            break
+        page.keyboard.press("Control+Shift+C")
+        page.wait_for_timeout(500)
+    expect(palette).to_be_visible()
+    palette.fill("Run with parameters")
     expect(page.locator(".lm-CommandPalette-item", has_text="Run with parameters…").first).to_be_visible()
     page.keyboard.press("Escape")
 
