@@ -132,6 +132,8 @@ QUERIES = {
 #: The status of a request that gets through, when it is not 200.
 ACCEPTED = {("/pipelines/runs", "POST"): 201, ("/runs/{run_id}/rerun", "POST"): 201,
             ("/studies/{study_id}/retrain-best", "POST"): 201,
+            # authorized, then refused: the study's trials saved no files to register
+            ("/studies/{study_id}/register-best", "POST"): 400,
             # the notebook-run routes, authorized, then refused: {job_id} is a train job
             ("/notebook-runs", "POST"): 400, ("/notebook-runs/{job_id}/results", "GET"): 404,
             ("/notebook-runs/{job_id}/output", "POST"): 404}
