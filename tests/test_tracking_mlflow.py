@@ -11,6 +11,7 @@ import kfjupyter
 from kfjupyter import status as st
 from kfjupyter import tracking
 
+from conftest import wait_for
 from mlflow_support import client, server, wait_ended  # noqa: F401  (fixtures)
 from pipeline_notebooks import write_notebook
 
@@ -88,15 +89,28 @@ def test_a_pipeline_run_and_its_steps_land_in_mlflow(workdir, client):
 
 
 SLOW = """
-import time
+import os, time
+def gate(name):  # the test opens it (at most 120 s)
+    deadline = time.monotonic() + 120
+    while not os.path.exists(os.path.join(gates, name)) and time.monotonic() < deadline:
+        time.sleep(0.05)
 for step in range(steps):
+    if step == 20:
+        gate("server-stopped")
+    if step == 120:
+        gate("server-back")
     kfjupyter.report(step=step, loss=1.0 / (step + 1))
-    time.sleep(0.1)
+    time.sleep(0.01)
 """
 
 
 def test_a_server_lost_mid_job_loses_nothing(workdir, client, server):
-    job = kfjupyter.train(SLOW, workers=1, name="slow", user_ns={"steps": 150}, experiment="mlf-lost")
+    """Points reported while the tracking server is down (steps 20-119: the job waits at
+    gates the test opens, so it is running whatever the machine's load) reach it later."""
+    gates = workdir / "gates"
+    gates.mkdir()
+    job = kfjupyter.train(SLOW, workers=1, name="slow", user_ns={"steps": 150, "gates": str(gates)},
+                          experiment="mlf-lost")  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # the copy is live: points arrive while the job runs
         exp = client.get_experiment_by_name("mlf-lost")
@@ -106,9 +120,11 @@ def test_a_server_lost_mid_job_loses_nothing(workdir, client, server):
         time.sleep(0.2)
     assert job.status == st.RUNNING
     server.stop()
-    time.sleep(2)
+    (gates / "server-stopped").touch()
+    wait_for(lambda: len(job.metrics()) >= 120, timeout=60)  # reported, with the server down
     assert job.status == st.RUNNING  # the job goes on without its server
     server.start()
+    (gates / "server-back").touch()
     job.wait()
     run = wait_ended(client, "mlf-lost", job.id, timeout=60)
     steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss"))
