@@ -323,7 +323,7 @@ class PipelineRun(Job):
         steps = self.steps
         payload = mime_payload(self._record.spec["pipeline"], {s["name"]: s["status"] for s in steps},
                                {"id": self.id, "name": self._record.name, "status": self._record.status})  # fmt: skip
-        return {PIPELINE_MIME: payload, "text/html": steps_html(self), "text/plain": repr(self)}
+        return {PIPELINE_MIME: payload, "text/html": steps_html(self, steps), "text/plain": repr(self)}
 
     def __repr__(self) -> str:
         return f"<PipelineRun {self.id} {self._record.name} {self._record.status} backend={self._record.backend}>"
@@ -492,9 +492,10 @@ def _status_html(status: str) -> str:
     )
 
 
-def steps_html(run: PipelineRun) -> str:
+def steps_html(run: PipelineRun, steps: list[dict] | None = None) -> str:
+    """The run's steps table (``steps``: as :attr:`PipelineRun.steps` just read them)."""
     rows = []
-    for raw in run.steps:
+    for raw in run.steps if steps is None else steps:
         row = _step_row(raw)
         rows.append(
             "<tr>"

@@ -60,12 +60,16 @@ def _table(value: Any, what: str):
     return arr
 
 
+def _named(parts: list[str]) -> str:
+    """``a, b, … N more (K columns)``: the first :data:`NAMED_COLUMNS` of ``parts``."""
+    more = len(parts) - NAMED_COLUMNS
+    text = ", ".join(parts[:NAMED_COLUMNS]) + (f", … {more} more" if more > 0 else "")
+    return f"{text} ({len(parts)} column{'s' if len(parts) != 1 else ''})"
+
+
 def _columns(table) -> str:
     if hasattr(table, "columns"):
-        parts = [f"{name}: {dtype}" for name, dtype in zip(table.columns, table.dtypes)]
-        more = len(parts) - NAMED_COLUMNS
-        text = ", ".join(parts[:NAMED_COLUMNS]) + (f", … {more} more" if more > 0 else "")
-        return f"{text} ({len(parts)} column{'s' if len(parts) != 1 else ''})"
+        return _named([f"{name}: {dtype}" for name, dtype in zip(table.columns, table.dtypes)])
     return _array(table)
 
 
@@ -117,9 +121,7 @@ def _output(model: Any, table) -> str | None:
 def _from_model(model: Any) -> str | None:
     names = getattr(model, "feature_names_in_", None)
     if names is not None:
-        names = [str(n) for n in names]
-        more = len(names) - NAMED_COLUMNS
-        return ", ".join(names[:NAMED_COLUMNS]) + (f", … {more} more" if more > 0 else "") + f" ({len(names)} columns)"
+        return _named([str(n) for n in names])
     count = getattr(model, "n_features_in_", None)
     return f"{count} features: [-1, {count}]" if isinstance(count, int) else None
 

@@ -136,13 +136,20 @@ class ForkedProcess:
         return self.returncode
 
 
-def fork_child(child, *, finalize: bool = False) -> ForkedProcess:
+def fork_child(child, *, finalize: bool = False, group: bool = False) -> ForkedProcess:
     """Run ``child()`` in a fork of this process, as a program of its own (see
-    :func:`exit_code`; it never returns into this process's code)."""
+    :func:`exit_code`; it never returns into this process's code). With ``group``, the
+    child leads a process group of its own, made here too, so that the group exists
+    before anyone signals it (``child`` makes it as well: :func:`own_group`)."""
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid:
+        if group:
+            try:
+                os.setpgid(pid, pid)
+            except (PermissionError, ProcessLookupError):
+                pass  # it has set it itself already, or is gone
         return ForkedProcess(pid)
     run_as_program(child, finalize)
 

@@ -129,12 +129,7 @@ def fork_program(script: Path, env: dict[str, str], *, cwd: str | None, log: Pat
     output to ``log``. Returns a ``Popen``-like :class:`~.processes.ForkedProcess`."""
     from .processes import fork_child
 
-    proc = fork_child(lambda: _program_child(Path(script), env, cwd, log, keep_fds), finalize=True)
-    try:
-        os.setpgid(proc.pid, proc.pid)  # also here: the group exists before anyone signals it
-    except (PermissionError, ProcessLookupError):
-        pass  # it has set it itself already, or is gone
-    return proc
+    return fork_child(lambda: _program_child(Path(script), env, cwd, log, keep_fds), finalize=True, group=True)
 
 
 def _program_child(script: Path, env: dict[str, str], cwd: str | None, log: Path, keep_fds: tuple[int, ...]) -> int:

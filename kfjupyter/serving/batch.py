@@ -38,7 +38,6 @@ from .batchio import progress_log, progress_metrics, shard_log, worker_log
 KIND = "batch"
 SHARD = "shard"
 PROGRESS = Channel("batch", "progress", rank=-1)
-#: rows per shard when not given: enough shards for every worker to take several
 #: What a batch job's warm parent has imported (see kfjupyter/runtime/warm.py): the
 #: supervisor, the workers' host and the input/output code, so that the host is a fork of
 #: the supervisor with the model's library, pandas and pyarrow loaded; and per framework,
@@ -66,6 +65,7 @@ def host_env(env: dict[str, str], workers: int, threads: int | None) -> dict[str
     return env
 
 
+#: rows per shard when not given: enough shards for every worker to take several
 MIN_SHARD_ROWS = 10_000
 SHARDS_PER_WORKER = 4
 

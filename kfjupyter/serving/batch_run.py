@@ -58,11 +58,7 @@ class BatchSupervisor(Supervisor):
         log = progress_log(self.job_dir)
         log.parent.mkdir(parents=True, exist_ok=True)  # the workers' logs are beside it
         if warm.can_fork(env):
-            self.host = processes.fork_child(lambda: _host_child(self.job_dir, count, env, log))
-            try:
-                os.setpgid(self.host.pid, self.host.pid)  # also here: the group exists before anyone signals it
-            except (PermissionError, ProcessLookupError):
-                pass  # it has set it itself already, or is gone
+            self.host = processes.fork_child(lambda: _host_child(self.job_dir, count, env, log), group=True)
             processes.register_group(self.job_dir, self.host.pid)
             self.forked = True
         else:
